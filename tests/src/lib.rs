@@ -1,0 +1,1 @@
+//! Test fleet of engines on loopback and helpers for integration tests.
