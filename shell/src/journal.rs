@@ -1,0 +1,113 @@
+//! The input journal (D6): one JSON [`Input`] per line.
+//!
+//! Parsing is strict about each line (a clear error naming the line, the
+//! column and what was wrong) and lenient about the file: blank lines are
+//! skipped and unknown fields are ignored.
+
+use std::io::{self, BufRead, Write};
+
+use healthprobe_core::Input;
+
+/// A journal line that could not be read or parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The line is not a valid journal input.
+    #[error("{source_name}:{line}:{column}: {message}")]
+    Malformed {
+        /// The file name, or `<stdin>`.
+        source_name: String,
+        /// 1-based line number.
+        line: u64,
+        /// 1-based column within the line, 0 when unknown.
+        column: usize,
+        /// What was wrong, for example ``missing field `observed_at` ``.
+        message: String,
+    },
+    /// Reading the journal failed.
+    #[error("{source_name}: cannot read journal: {source}")]
+    Read {
+        /// The file name, or `<stdin>`.
+        source_name: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+/// Parse one journal line (without its newline) into an [`Input`].
+///
+/// The error is serde_json's message without its position, and the column.
+pub fn parse_line(line: &[u8]) -> Result<Input, (usize, String)> {
+    serde_json::from_slice(line).map_err(|err| {
+        let message = err.to_string();
+        let suffix = format!(" at line {} column {}", err.line(), err.column());
+        let message = message
+            .strip_suffix(&suffix)
+            .map_or(message.clone(), str::to_owned);
+        (err.column(), message)
+    })
+}
+
+/// Streams the inputs of a journal, one line at a time, reusing one buffer.
+#[derive(Debug)]
+pub struct JournalReader<R> {
+    reader: R,
+    source_name: String,
+    line: u64,
+    buffer: Vec<u8>,
+}
+
+impl<R: BufRead> JournalReader<R> {
+    /// Read `reader`; `source_name` names it in errors (a path, or `<stdin>`).
+    pub fn new(reader: R, source_name: impl Into<String>) -> Self {
+        Self {
+            reader,
+            source_name: source_name.into(),
+            line: 0,
+            buffer: Vec::with_capacity(512),
+        }
+    }
+
+    /// The next input, `None` at the end; blank lines are skipped.
+    pub fn next_input(&mut self) -> Option<Result<Input, JournalError>> {
+        loop {
+            self.buffer.clear();
+            match self.reader.read_until(b'\n', &mut self.buffer) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(source) => {
+                    return Some(Err(JournalError::Read {
+                        source_name: self.source_name.clone(),
+                        source,
+                    }));
+                }
+            }
+            self.line += 1;
+            let line = self.buffer.trim_ascii();
+            if line.is_empty() {
+                continue;
+            }
+            return Some(
+                parse_line(line).map_err(|(column, message)| JournalError::Malformed {
+                    source_name: self.source_name.clone(),
+                    line: self.line,
+                    column,
+                    message,
+                }),
+            );
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for JournalReader<R> {
+    type Item = Result<Input, JournalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_input()
+    }
+}
+
+/// Append one input as a journal line.
+pub fn write_input(out: &mut impl Write, input: &Input) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, input)?;
+    out.write_all(b"\n")
+}
