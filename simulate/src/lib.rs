@@ -1,0 +1,1 @@
+//! Simulate fleets in virtual time through healthprobe-core (work in progress).
