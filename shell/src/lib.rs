@@ -9,3 +9,4 @@
 
 pub mod journal;
 pub mod replay;
+pub mod wire;

@@ -5,6 +5,7 @@ use std::io::{self, BufRead, Write};
 use healthprobe_core::{HealthStates, Policy};
 
 use crate::journal::{JournalError, JournalReader};
+use crate::wire::write_event_line;
 
 /// Why a replay stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +52,7 @@ pub fn replay_journal(
         };
         summary.inputs += 1;
         if let Some(event) = state.apply_input(input) {
-            serde_json::to_writer(&mut *out, &event).map_err(|e| ReplayError::Write(e.into()))?;
-            out.write_all(b"\n").map_err(ReplayError::Write)?;
+            write_event_line(out, &event).map_err(ReplayError::Write)?;
             summary.events += 1;
         }
     }
