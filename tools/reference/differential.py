@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Differential check: random journals through `healthprobe replay` and the
+reference Go worker's bookkeeping (tools/reference/build.sh), event by event.
+
+Random thresholds 1-6, up to 8 games, prunes (with duplicates), container
+changes, statuses incl. 0 and odd codes, odd error strings (unicode, quotes,
+HTML, control characters, U+2028), timestamps with fractions and offsets.
+Compares the parsed events (order, fields, details, occurred_at) and counts
+byte-identical outputs. Exit 1 on any difference.
+
+usage: differential.py HEALTHPROBE REFREPLAY [JOURNALS]
+"""
+import datetime
+import json
+import random
+import subprocess
+import sys
+
+ERRORS = ["unexpected status 503", "", "dial tcp 127.0.0.1:1: connect: connection refused",
+          "ünïcødé 💥", 'quote " and \\ backslash', "<html>&amp;</html>", "tab\tnew\nline",
+          "\u2028sep\u2029", "\x01\x7f"]
+STATUSES = [0, 0, 503, 500, 301, 302, 404, 201, 204, 999, 65535]
+
+
+def timestamp(rng, second):
+    fraction = rng.choice(["", ".5", ".123456789", ".120", ".000"])
+    offset = rng.choice([0, 0, 0, 2, -5])
+    moment = datetime.datetime.fromtimestamp(1795842000 + second, datetime.timezone.utc)
+    moment += datetime.timedelta(hours=offset)
+    zone = "Z" if offset == 0 else "%+03d:00" % offset
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + zone
+
+
+def journal(rng):
+    games = ["g%d" % i for i in range(rng.randint(1, 8))]
+    lines, second = [], 0
+    for _ in range(rng.randint(1, 400)):
+        if rng.random() < 0.05:
+            running = [g for g in games if rng.random() < 0.7]
+            running += [rng.choice(games)] if rng.random() < 0.3 else []
+            lines.append({"type": "prune", "running": running})
+            continue
+        second += rng.randint(0, 3)
+        if rng.random() < 0.45:
+            result = "healthy"
+        else:
+            result = {"unhealthy": {"status": rng.choice(STATUSES), "error": rng.choice(ERRORS)}}
+        lines.append({"type": "outcome", "game_id": rng.choice(games),
+                      "container_id": "c%d" % rng.randint(1, 3),
+                      "observed_at": timestamp(rng, second), "result": result})
+    ascii_only = rng.random() < 0.5
+    return "".join(json.dumps(line, ensure_ascii=ascii_only) + "\n" for line in lines).encode()
+
+
+def events(stdout):
+    # Split on "\n" only: str.splitlines() would also split on U+2028.
+    return [json.loads(line) for line in stdout.decode().split("\n") if line]
+
+
+def main():
+    ours, reference = sys.argv[1], sys.argv[2]
+    runs = int(sys.argv[3]) if len(sys.argv) > 3 else 300
+    different = identical_bytes = total_events = 0
+    for run in range(runs):
+        rng = random.Random(run)
+        threshold = str(rng.randint(1, 6))
+        data = journal(rng)
+        a = subprocess.run([ours, "replay", "--failures-threshold", threshold, "-"], input=data, capture_output=True)
+        b = subprocess.run([reference, "--failures-threshold", threshold], input=data, capture_output=True)
+        ea, eb = events(a.stdout), events(b.stdout)
+        total_events += len(eb)
+        if a.returncode or b.returncode or ea != eb:
+            different += 1
+            print(f"journal {run}: exit {a.returncode}/{b.returncode}; {len(ea)} vs {len(eb)} events", file=sys.stderr)
+            print(a.stderr.decode()[:300], b.stderr.decode()[:300], file=sys.stderr)
+            for x, y in zip(ea, eb):
+                if x != y:
+                    print(f"  healthprobe: {x}\n  reference:   {y}", file=sys.stderr)
+                    break
+        identical_bytes += a.stdout == b.stdout
+    print(f"differential: {runs - different}/{runs} journals give equal events ({total_events} events); "
+          f"{identical_bytes}/{runs} byte-identical")
+    sys.exit(1 if different else 0)
+
+
+if __name__ == "__main__":
+    main()

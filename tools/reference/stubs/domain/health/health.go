@@ -1,0 +1,8 @@
+package health
+
+type EventType string
+
+const (
+	EventTypeProbeFailed    EventType = "probe_failed"
+	EventTypeProbeRecovered EventType = "probe_recovered"
+)

@@ -1,0 +1,5 @@
+package logging
+
+import "context"
+
+func ContextAttrs(ctx context.Context) []any { return nil }
