@@ -5,8 +5,24 @@
 //! turns what it sees into [`healthprobe_core::ProbeOutcome`]s and
 //! [`healthprobe_core::Input`]s. It never decides hysteresis: that is the
 //! core's `step` and `prune`, called from one owner.
+//!
+//! - [`ports`]: the traits the worker needs (records, publishing, telemetry, clock).
+//! - [`config`]: [`config::WorkerConfig`] and its validation (R11).
+//! - [`probe`]: one `GET /healthz` with ureq (R1, R2, D2). Built without TLS:
+//!   `https://` endpoints fail with `https is not supported by this build`.
+//! - [`worker`]: [`worker::Worker`], its ticks and run loop (R8–R13, D3).
+//! - [`adapters`]: records file, JSONL publisher and in-memory adapters.
+//! - [`demo`]: the engines behind `healthprobe demo`.
+//! - [`journal`], [`replay`]: the input journal and `healthprobe replay`.
 #![warn(missing_docs)]
 
+pub mod adapters;
+pub mod config;
+pub mod demo;
 pub mod journal;
+pub mod logging;
+pub mod ports;
+pub mod probe;
 pub mod replay;
 pub mod wire;
+pub mod worker;

@@ -4,23 +4,75 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context;
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use healthprobe_core::Policy;
+use healthprobe_core::{EventType, Policy};
+use healthprobe_shell::adapters::{CountingTelemetry, JsonlPublisher, RecordsFile};
+use healthprobe_shell::config::{WorkerConfig, parse_duration};
+use healthprobe_shell::demo;
+use healthprobe_shell::logging::{self, LogFormat};
+use healthprobe_shell::ports::{ListError, RuntimeRecordStore, SystemClock};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
+use healthprobe_shell::worker::{RunReport, Shutdown, Worker};
+use tracing::info;
 
 /// Active HTTP health probing with hysteresis.
 #[derive(Debug, Parser)]
 #[command(name = "healthprobe", version, about)]
 struct Cli {
+    /// Log lines on standard error: `text` (readable) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Probe the engines of a records file and print events as JSON lines.
+    Run(RunArgs),
+    /// Start a few engines on loopback and probe them: see both event kinds in seconds.
+    Demo(DemoArgs),
     /// Fold a journal through the core and print the events as JSON lines.
     Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The records JSON file, re-read every tick; only `running` rows are probed.
+    #[arg(long, value_name = "FILE")]
+    records: PathBuf,
+    /// Where events go as JSON lines: a file (appended to) or `-` for stdout.
+    #[arg(long, value_name = "FILE|-", default_value = "-")]
+    events: PathBuf,
+    /// Time between tick starts, like `500ms`, `5s`, `1m30s`.
+    #[arg(long, env = "RTMANAGER_PROBE_INTERVAL", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    interval: Duration,
+    /// Bound on one whole probe (resolve, connect, send, response headers).
+    #[arg(long, env = "RTMANAGER_PROBE_TIMEOUT", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    probe_timeout: Duration,
+    /// Consecutive failures that publish `probe_failed`.
+    #[arg(long, env = "RTMANAGER_PROBE_FAILURES_THRESHOLD", default_value_t = Policy::DEFAULT_FAILURES_THRESHOLD, value_name = "N")]
+    failures_threshold: u32,
+    /// Consecutive successes after `probe_failed` that publish `probe_recovered`.
+    #[arg(long, env = "RTMANAGER_PROBE_RECOVERY_THRESHOLD", default_value_t = Policy::DEFAULT_RECOVERY_THRESHOLD, value_name = "N")]
+    recovery_threshold: u32,
+    /// Most probes in flight at once.
+    #[arg(long, env = "RTMANAGER_PROBE_MAX_CONCURRENCY", default_value_t = WorkerConfig::DEFAULT_MAX_CONCURRENCY, value_name = "N")]
+    max_concurrency: usize,
+    /// Run this many ticks back to back, then exit (for scripts and tests).
+    #[arg(long, value_name = "N")]
+    ticks: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Stop after this long, like `20s`; without it, run until Ctrl-C.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    duration: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -35,14 +87,142 @@ struct ReplayArgs {
     journal: Option<PathBuf>,
 }
 
-/// Exit code for bad input (a malformed journal or an invalid setting).
+/// Exit code for bad input (a malformed file or an invalid setting).
 const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     match cli.command {
+        Command::Run(args) => run(args, cli.log_format),
+        Command::Demo(args) => run_demo(args, cli.log_format),
         Command::Replay(args) => replay(args),
     }
+}
+
+/// Help and version as clap prints them; any other parse error on one line, exit 2.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => err.exit(),
+        _ => {
+            let rendered = err.render().to_string();
+            let first_paragraph = rendered.split("\n\n").next().unwrap_or_default();
+            let line = first_paragraph
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let line = line.strip_prefix("error: ").unwrap_or(&line);
+            fail(EXIT_BAD_INPUT, format_args!("{line}"))
+        }
+    }
+}
+
+fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
+    let config = WorkerConfig {
+        interval: args.interval,
+        probe_timeout: args.probe_timeout,
+        failures_threshold: args.failures_threshold,
+        recovery_threshold: args.recovery_threshold,
+        max_concurrency: args.max_concurrency,
+    };
+    if let Err(err) = config.validate() {
+        return fail(
+            EXIT_BAD_INPUT,
+            format_args!("invalid setting: --{}", dashed(&err.to_string())),
+        );
+    }
+    if let Err(err) = logging::init(log_format, "info") {
+        return fail(EXIT_BAD_INPUT, format_args!("{err}"));
+    }
+    // A records file that is missing or malformed at start is bad input; once
+    // running, a bad listing only skips its tick (R9).
+    let mut records = RecordsFile::new(&args.records);
+    match records.list_running() {
+        Ok(_) => {}
+        Err(err @ ListError::Malformed { .. }) => {
+            return fail(EXIT_BAD_INPUT, format_args!("{err}"));
+        }
+        Err(err) => return fail(1, format_args!("{err}")),
+    }
+    match run_worker(config, records, &args) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => fail(1, format_args!("{err:#}")),
+    }
+}
+
+fn run_worker(
+    config: WorkerConfig,
+    records: RecordsFile,
+    args: &RunArgs,
+) -> anyhow::Result<RunReport> {
+    let publisher = if args.events.as_os_str() == "-" {
+        JsonlPublisher::stdout()
+    } else {
+        JsonlPublisher::append(&args.events)
+            .with_context(|| format!("{}: cannot open events file", args.events.display()))?
+    };
+    let telemetry = CountingTelemetry::new();
+    let mut worker = Worker::new(config, records, publisher, telemetry.clone(), SystemClock)
+        .context("invalid settings")?;
+    let shutdown = Shutdown::new();
+    install_signal_handler(&shutdown)?;
+    let report = match args.ticks {
+        Some(ticks) => {
+            let mut report = RunReport::default();
+            for _ in 0..ticks {
+                if shutdown.is_triggered() {
+                    break;
+                }
+                report.add(&worker.tick_until(&shutdown));
+            }
+            report
+        }
+        None => worker.run(&shutdown),
+    };
+    info!(
+        ticks = report.ticks,
+        probe_failed = telemetry.count(EventType::ProbeFailed),
+        probe_recovered = telemetry.count(EventType::ProbeRecovered),
+        publish_failures = report.publish_failures,
+        "done"
+    );
+    Ok(report)
+}
+
+fn run_demo(args: DemoArgs, log_format: LogFormat) -> ExitCode {
+    // The tick lines are the demo's readable output; logs only say what went wrong.
+    if let Err(err) = logging::init(log_format, "warn") {
+        return fail(EXIT_BAD_INPUT, format_args!("{err}"));
+    }
+    let shutdown = Shutdown::new();
+    if let Err(err) = install_signal_handler(&shutdown) {
+        return fail(1, format_args!("{err:#}"));
+    }
+    match demo::run(args.duration, &shutdown, io::stdout(), io::stderr()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => fail(1, format_args!("demo: {err}")),
+    }
+}
+
+/// SIGINT, SIGTERM (and SIGHUP) trigger `shutdown`; a second signal exits at once.
+fn install_signal_handler(shutdown: &Shutdown) -> anyhow::Result<()> {
+    let shutdown = shutdown.clone();
+    ctrlc::set_handler(move || {
+        if shutdown.is_triggered() {
+            let _ = writeln!(io::stderr(), "healthprobe: second signal, exiting now");
+            std::process::exit(130);
+        }
+        let _ = writeln!(
+            io::stderr(),
+            "healthprobe: stopping after the probes in flight (signal again to exit now)"
+        );
+        shutdown.trigger();
+    })
+    .context("cannot install the signal handler")
 }
 
 fn replay(args: ReplayArgs) -> ExitCode {

@@ -1,0 +1,14 @@
+//! Embedded implementations of the ports: files, stdout and memory.
+//!
+//! [`RecordsFile`] and [`JsonlPublisher`] back `healthprobe run`; the memory
+//! adapters ([`MemoryStore`], [`MemoryPublisher`], [`CountingTelemetry`],
+//! [`ManualClock`]) are cloneable handles for library users and tests: keep
+//! one clone, give the other to the worker.
+
+mod jsonl;
+mod memory;
+mod records_file;
+
+pub use jsonl::JsonlPublisher;
+pub use memory::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
+pub use records_file::{RecordsFile, parse_records};

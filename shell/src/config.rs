@@ -1,0 +1,208 @@
+//! The worker's settings and their validation (R11).
+
+use std::time::Duration;
+
+use healthprobe_core::Policy;
+
+/// How often and how hard the worker probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Time between the starts of two ticks (R13).
+    pub interval: Duration,
+    /// Bound on one whole probe: resolve, connect, send, response headers (R10).
+    pub probe_timeout: Duration,
+    /// Consecutive failures that publish `probe_failed` (R4).
+    pub failures_threshold: u32,
+    /// Consecutive successes, after `probe_failed`, that publish `probe_recovered` (D1).
+    pub recovery_threshold: u32,
+    /// Most probes in flight at once (R10).
+    pub max_concurrency: usize,
+}
+
+impl WorkerConfig {
+    /// The reference worker's interval.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+    /// The reference worker's probe timeout.
+    pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+    /// The reference worker's concurrency cap.
+    pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
+
+    /// Check every field (R11); the error names the first bad one.
+    ///
+    /// `interval`, `probe_timeout`, `failures_threshold`, `recovery_threshold`
+    /// and `max_concurrency` must all be positive.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.interval.is_zero() {
+            return Err(ConfigError::ZeroInterval);
+        }
+        if self.probe_timeout.is_zero() {
+            return Err(ConfigError::ZeroProbeTimeout);
+        }
+        if self.failures_threshold == 0 {
+            return Err(ConfigError::ZeroFailuresThreshold);
+        }
+        if self.recovery_threshold == 0 {
+            return Err(ConfigError::ZeroRecoveryThreshold);
+        }
+        if self.max_concurrency == 0 {
+            return Err(ConfigError::ZeroMaxConcurrency);
+        }
+        Ok(())
+    }
+
+    /// The hysteresis policy these settings give the core.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        Policy::new(self.failures_threshold, self.recovery_threshold).map_err(|err| match err {
+            healthprobe_core::PolicyError::ZeroFailuresThreshold => {
+                ConfigError::ZeroFailuresThreshold
+            }
+            healthprobe_core::PolicyError::ZeroRecoveryThreshold => {
+                ConfigError::ZeroRecoveryThreshold
+            }
+        })
+    }
+}
+
+impl Default for WorkerConfig {
+    /// The reference worker's settings: 5 s, 2 s, 3 failures, 1 success, 16 probes.
+    fn default() -> Self {
+        Self {
+            interval: Self::DEFAULT_INTERVAL,
+            probe_timeout: Self::DEFAULT_PROBE_TIMEOUT,
+            failures_threshold: Policy::DEFAULT_FAILURES_THRESHOLD,
+            recovery_threshold: Policy::DEFAULT_RECOVERY_THRESHOLD,
+            max_concurrency: Self::DEFAULT_MAX_CONCURRENCY,
+        }
+    }
+}
+
+/// A setting is out of range; the message starts with the field's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `interval` was zero.
+    #[error("interval must be positive, got 0s")]
+    ZeroInterval,
+    /// `probe_timeout` was zero.
+    #[error("probe_timeout must be positive, got 0s")]
+    ZeroProbeTimeout,
+    /// `failures_threshold` was zero.
+    #[error("failures_threshold must be positive, got 0")]
+    ZeroFailuresThreshold,
+    /// `recovery_threshold` was zero.
+    #[error("recovery_threshold must be positive, got 0")]
+    ZeroRecoveryThreshold,
+    /// `max_concurrency` was zero.
+    #[error("max_concurrency must be positive, got 0")]
+    ZeroMaxConcurrency,
+}
+
+impl ConfigError {
+    /// The name of the bad field, as in [`WorkerConfig`] (`probe_timeout`, ...).
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::ZeroInterval => "interval",
+            Self::ZeroProbeTimeout => "probe_timeout",
+            Self::ZeroFailuresThreshold => "failures_threshold",
+            Self::ZeroRecoveryThreshold => "recovery_threshold",
+            Self::ZeroMaxConcurrency => "max_concurrency",
+        }
+    }
+}
+
+/// Parse a human duration: `500ms`, `2s`, `1m30s`, `1h 5m`.
+///
+/// Used for `--interval` and `--probe-timeout` and their environment
+/// variables. The error is a one-line reason.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("expected a duration such as 500ms, 2s or 1m30s, got nothing".to_owned());
+    }
+    humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (expected a duration such as 500ms, 2s or 1m30s)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(change: impl FnOnce(&mut WorkerConfig), expected_field: Option<&str>) {
+        let mut config = WorkerConfig::default();
+        change(&mut config);
+        let result = config.validate();
+        assert_eq!(result.map_err(|e| e.field()).err(), expected_field);
+        if let Err(err) = config.validate() {
+            assert!(err.to_string().starts_with(err.field()), "{err}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_reference_settings_and_valid() {
+        let config = WorkerConfig::default();
+        assert_eq!(config.interval, Duration::from_secs(5));
+        assert_eq!(config.probe_timeout, Duration::from_secs(2));
+        assert_eq!(config.failures_threshold, 3);
+        assert_eq!(config.recovery_threshold, 1);
+        assert_eq!(config.max_concurrency, 16);
+        check(|_| {}, None);
+    }
+
+    #[test]
+    fn r11_each_zero_field_is_named() {
+        check(|c| c.interval = Duration::ZERO, Some("interval"));
+        check(|c| c.probe_timeout = Duration::ZERO, Some("probe_timeout"));
+        check(|c| c.failures_threshold = 0, Some("failures_threshold"));
+        check(|c| c.recovery_threshold = 0, Some("recovery_threshold"));
+        check(|c| c.max_concurrency = 0, Some("max_concurrency"));
+    }
+
+    #[test]
+    fn r11_small_positive_values_are_valid() {
+        check(
+            |c| {
+                c.interval = Duration::from_nanos(1);
+                c.probe_timeout = Duration::from_nanos(1);
+                c.failures_threshold = 1;
+                c.recovery_threshold = 1;
+                c.max_concurrency = 1;
+            },
+            None,
+        );
+    }
+
+    #[test]
+    fn policy_follows_the_thresholds() {
+        let config = WorkerConfig {
+            failures_threshold: 2,
+            recovery_threshold: 4,
+            ..WorkerConfig::default()
+        };
+        let policy = config.policy().expect("positive thresholds");
+        assert_eq!(policy.failures_threshold(), 2);
+        assert_eq!(policy.recovery_threshold(), 4);
+    }
+
+    #[test]
+    fn durations_parse_in_human_units() {
+        let cases = [
+            ("500ms", Duration::from_millis(500)),
+            ("2s", Duration::from_secs(2)),
+            ("1m30s", Duration::from_secs(90)),
+            ("1m 30s", Duration::from_secs(90)),
+            (" 5s ", Duration::from_secs(5)),
+            ("0s", Duration::ZERO),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_durations_are_one_line_errors() {
+        for text in ["", "5", "abc", "5 parsecs", "-1s", "1.5.5s"] {
+            let err = parse_duration(text).expect_err(text);
+            assert!(!err.contains('\n'), "{err}");
+            assert!(err.contains("500ms"), "{err}");
+        }
+    }
+}

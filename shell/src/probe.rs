@@ -1,0 +1,291 @@
+//! One probe: `GET {engine_endpoint}/healthz` with ureq, bounded in time and memory.
+//!
+//! - R1: healthy only for status 200; any other status is
+//!   `unexpected status N`; no response at all is status 0 with a readable
+//!   error (`timeout`, `connection refused`, ...).
+//! - R2: the URL is the endpoint with every trailing `/` trimmed, then `/healthz`.
+//! - R10: the whole call (resolve, connect, send, response headers) is bounded
+//!   by the probe timeout.
+//! - D2: redirects are not followed; a 3xx is `unexpected status 3xx`.
+//! - The body is never read; response headers are capped at
+//!   [`MAX_RESPONSE_HEADER_BYTES`]; proxy settings from the environment are ignored.
+//! - `https://` endpoints fail with `https is not supported by this build`:
+//!   the shell is built without TLS.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use healthprobe_core::ProbeResult;
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::{Agent, Error};
+
+/// The path appended to every engine endpoint.
+pub const HEALTHZ_PATH: &str = "/healthz";
+
+/// Largest response head (status line and headers) accepted; a bigger one is a failure.
+pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024 - 1;
+
+/// Per-connection input buffer: holds the largest accepted response head.
+const INPUT_BUFFER_BYTES: usize = MAX_RESPONSE_HEADER_BYTES + 1;
+
+/// Per-connection output buffer: holds the request head (`GET`, long URLs included).
+const OUTPUT_BUFFER_BYTES: usize = 8 * 1024;
+
+/// The error text for an `https://` endpoint.
+pub const HTTPS_UNSUPPORTED: &str = "https is not supported by this build";
+
+/// The URL probed for an engine endpoint (R2): every trailing `/` trimmed, then `/healthz`.
+///
+/// ```
+/// use healthprobe_shell::probe::probe_url;
+/// assert_eq!(probe_url("http://10.0.0.1:8080//"), "http://10.0.0.1:8080/healthz");
+/// ```
+pub fn probe_url(engine_endpoint: &str) -> String {
+    let base = engine_endpoint.trim_end_matches('/');
+    let mut url = String::with_capacity(base.len() + HEALTHZ_PATH.len());
+    url.push_str(base);
+    url.push_str(HEALTHZ_PATH);
+    url
+}
+
+/// The error text of a non-200 status (R1): exactly `unexpected status N`.
+pub fn unexpected_status(status: u16) -> String {
+    format!("unexpected status {status}")
+}
+
+/// Probes engines over HTTP/1.1 through one shared ureq [`Agent`].
+///
+/// Cheap to share by reference across probe threads (`Sync`). Every probe
+/// opens a fresh connection, sends `Connection: close` and drops it after
+/// the response head: health checks go to many distinct hosts, where a
+/// connection pool only adds bookkeeping.
+#[derive(Debug, Clone)]
+pub struct Prober {
+    agent: Agent,
+}
+
+impl Prober {
+    /// A prober whose every probe is bounded by `probe_timeout`, start to end.
+    pub fn new(probe_timeout: Duration) -> Self {
+        let config = Agent::config_builder()
+            .proxy(None)
+            .timeout_global(Some(probe_timeout))
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .max_response_header_size(MAX_RESPONSE_HEADER_BYTES)
+            .input_buffer_size(INPUT_BUFFER_BYTES)
+            .output_buffer_size(OUTPUT_BUFFER_BYTES)
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
+            .user_agent(concat!("healthprobe/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let agent = Agent::with_parts(config, DefaultConnector::default(), LiteralResolver);
+        Self { agent }
+    }
+
+    /// Probe one engine: `GET {engine_endpoint}/healthz` (R2), healthy iff status 200 (R1).
+    ///
+    /// Never panics and never reads the response body; returns within the
+    /// probe timeout (plus scheduling noise).
+    pub fn probe(&self, engine_endpoint: &str) -> ProbeResult {
+        let url = probe_url(engine_endpoint);
+        if is_https(&url) {
+            return unhealthy(0, HTTPS_UNSUPPORTED.to_owned());
+        }
+        let response = self
+            .agent
+            .get(url.as_str())
+            .header("connection", "close")
+            .call();
+        match response {
+            // The body is dropped unread: the connection closes with it.
+            Ok(response) => match response.status().as_u16() {
+                200 => ProbeResult::Healthy,
+                status => unhealthy(status, unexpected_status(status)),
+            },
+            Err(err) => unhealthy(0, describe(&err)),
+        }
+    }
+}
+
+fn unhealthy(status: u16, error: String) -> ProbeResult {
+    ProbeResult::Unhealthy { status, error }
+}
+
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
+/// A readable one-line reason for a probe that got no usable response.
+fn describe(err: &Error) -> String {
+    match err {
+        Error::Timeout(_) => "timeout".to_owned(),
+        Error::Io(io) => describe_io(io),
+        Error::HostNotFound => "host not found".to_owned(),
+        Error::LargeResponseHeader(_, limit) => {
+            format!("response header larger than {limit} bytes")
+        }
+        Error::Protocol(err) => format!("malformed response: {err}"),
+        Error::BadUri(reason) => format!("bad engine endpoint: {reason}"),
+        Error::Http(err) => format!("bad engine endpoint: {err}"),
+        Error::ConnectionFailed => "connection failed".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn describe_io(err: &io::Error) -> String {
+    use io::ErrorKind::*;
+    let reason = match err.kind() {
+        ConnectionRefused => "connection refused",
+        ConnectionReset => "connection reset by peer",
+        ConnectionAborted => "connection aborted",
+        UnexpectedEof => "connection closed before a complete response",
+        TimedOut | WouldBlock => "timeout",
+        BrokenPipe => "connection closed while sending the request",
+        AddrNotAvailable => "address not available",
+        NetworkUnreachable => "network unreachable",
+        HostUnreachable => "host unreachable",
+        _ => return format!("io error: {err}"),
+    };
+    reason.to_owned()
+}
+
+/// Resolves IP literals and `localhost` in place; names go to ureq's resolver.
+///
+/// ureq's default resolver starts a thread per lookup whenever a timeout is
+/// set, even for `127.0.0.1`; engines are nearly always addressed by IP.
+#[derive(Debug)]
+struct LiteralResolver;
+
+impl Resolver for LiteralResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, Error> {
+        if let Some(addrs) = self.resolve_literal(uri) {
+            return Ok(addrs);
+        }
+        DefaultResolver::default().resolve(uri, config, timeout)
+    }
+}
+
+impl LiteralResolver {
+    fn resolve_literal(&self, uri: &Uri) -> Option<ResolvedSocketAddrs> {
+        let authority = uri.authority()?;
+        let port = match authority.port_u16() {
+            Some(port) => port,
+            None => match uri.scheme_str()? {
+                scheme if scheme.eq_ignore_ascii_case("http") => 80,
+                scheme if scheme.eq_ignore_ascii_case("https") => 443,
+                _ => return None,
+            },
+        };
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let mut addrs = self.empty();
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            addrs.push(SocketAddr::new(ip, port));
+        } else if host.eq_ignore_ascii_case("localhost") {
+            addrs.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+            addrs.push(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port));
+        } else {
+            return None;
+        }
+        Some(addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r2_probe_url_trims_every_trailing_slash() {
+        let cases = [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080/healthz"),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/healthz"),
+            ("http://127.0.0.1:8080///", "http://127.0.0.1:8080/healthz"),
+            ("http://h:1/engine/", "http://h:1/engine/healthz"),
+            ("http://h:1/engine//", "http://h:1/engine/healthz"),
+            ("http://h:1//engine", "http://h:1//engine/healthz"),
+            ("", "/healthz"),
+            ("///", "/healthz"),
+        ];
+        for (endpoint, expected) in cases {
+            assert_eq!(probe_url(endpoint), expected, "{endpoint:?}");
+        }
+    }
+
+    #[test]
+    fn r1_unexpected_status_text_is_exact() {
+        assert_eq!(unexpected_status(503), "unexpected status 503");
+        assert_eq!(unexpected_status(302), "unexpected status 302");
+    }
+
+    #[test]
+    fn https_is_refused_clearly_without_a_connection() {
+        let prober = Prober::new(Duration::from_millis(200));
+        for endpoint in ["https://127.0.0.1:1", "HTTPS://example.invalid/"] {
+            assert_eq!(
+                prober.probe(endpoint),
+                unhealthy(0, HTTPS_UNSUPPORTED.to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn bad_endpoints_fail_without_panicking() {
+        let prober = Prober::new(Duration::from_millis(200));
+        for endpoint in [
+            "",
+            "not a url",
+            "ftp://127.0.0.1:1",
+            "http://",
+            "http://[::1",
+        ] {
+            match prober.probe(endpoint) {
+                ProbeResult::Unhealthy { status: 0, error } => {
+                    assert!(!error.is_empty(), "{endpoint:?}");
+                }
+                other => panic!("{endpoint:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn literal_resolver_short_circuits_ips_and_localhost() {
+        let resolve = |url: &str| {
+            let uri: Uri = url.parse().expect("test uri");
+            LiteralResolver
+                .resolve_literal(&uri)
+                .map(|addrs| addrs.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            resolve("http://127.0.0.1:8080/healthz"),
+            Some(vec!["127.0.0.1:8080".to_owned()])
+        );
+        assert_eq!(
+            resolve("http://[::1]:9/healthz"),
+            Some(vec!["[::1]:9".to_owned()])
+        );
+        assert_eq!(
+            resolve("http://10.1.2.3/healthz"),
+            Some(vec!["10.1.2.3:80".to_owned()])
+        );
+        assert_eq!(
+            resolve("http://LocalHost:7/healthz"),
+            Some(vec!["127.0.0.1:7".to_owned(), "[::1]:7".to_owned()])
+        );
+        assert_eq!(resolve("http://engine.example:7/healthz"), None);
+    }
+}
