@@ -1,1 +1,45 @@
 //! Test fleet of engines on loopback and helpers for integration tests.
+//!
+//! - [`TestEngine`]: an HTTP/1.1 server on `127.0.0.1:0` whose
+//!   [`Behaviour`] (a status, a hang, an abrupt close, a slowloris trickle,
+//!   a 200 KB header, a 1 GiB body, garbage, a redirect, a per-request
+//!   script) can be changed while it runs; it counts and records what it
+//!   receives.
+//! - [`Fleet`]: N engines sharing one [`HangGauge`], with the records that
+//!   point at them ([`Fleet::records`], [`Fleet::write_records`]).
+//! - [`healthprobe_binary`]: an up-to-date `healthprobe` for CLI tests.
+//! - [`wait_until`]: poll a condition with a deadline, the only way these
+//!   tests wait for something to happen.
+//!
+//! Every server binds 127.0.0.1 only and stops, freeing its port, on drop.
+#![warn(missing_docs)]
+
+mod binary;
+mod engine;
+mod fleet;
+mod records;
+
+use std::time::{Duration, Instant};
+
+pub use binary::healthprobe_binary;
+pub use engine::{
+    Behaviour, ENGINE_THREAD_STACK, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, HangGauge,
+    MAX_REQUEST_HEAD, RECENT_REQUESTS, SeenRequest, TRICKLE_PACE, TestEngine,
+};
+pub use fleet::Fleet;
+pub use records::{EngineRecord, ScratchDir, write_atomically, write_records_file};
+
+/// Poll `condition` every few milliseconds until it holds (true) or
+/// `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
