@@ -27,13 +27,17 @@ use ureq::{Agent, Error};
 pub const HEALTHZ_PATH: &str = "/healthz";
 
 /// Largest response head (status line and headers) accepted; a bigger one is a failure.
-pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024 - 1;
+pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024;
 
-/// Per-connection input buffer: holds the largest accepted response head.
+/// Per-connection input buffer: one byte more than the largest accepted response
+/// head, so that a bigger head fills it and is refused as too large.
 const INPUT_BUFFER_BYTES: usize = MAX_RESPONSE_HEADER_BYTES + 1;
 
 /// Per-connection output buffer: holds the request head (`GET`, long URLs included).
 const OUTPUT_BUFFER_BYTES: usize = 8 * 1024;
+
+/// Longest probe timeout handed to ureq, which panics on an instant past the clock's range.
+pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// The error text for an `https://` endpoint.
 pub const HTTPS_UNSUPPORTED: &str = "https is not supported by this build";
@@ -70,10 +74,12 @@ pub struct Prober {
 
 impl Prober {
     /// A prober whose every probe is bounded by `probe_timeout`, start to end.
+    ///
+    /// A timeout above [`MAX_PROBE_TIMEOUT`] (a year) is treated as a year.
     pub fn new(probe_timeout: Duration) -> Self {
         let config = Agent::config_builder()
             .proxy(None)
-            .timeout_global(Some(probe_timeout))
+            .timeout_global(Some(probe_timeout.min(MAX_PROBE_TIMEOUT)))
             .max_redirects(0)
             .http_status_as_error(false)
             .max_response_header_size(MAX_RESPONSE_HEADER_BYTES)
@@ -150,7 +156,7 @@ fn describe_io(err: &io::Error) -> String {
         AddrNotAvailable => "address not available",
         NetworkUnreachable => "network unreachable",
         HostUnreachable => "host unreachable",
-        _ => return format!("io error: {err}"),
+        _ => return err.to_string(),
     };
     reason.to_owned()
 }
@@ -172,7 +178,18 @@ impl Resolver for LiteralResolver {
         if let Some(addrs) = self.resolve_literal(uri) {
             return Ok(addrs);
         }
-        DefaultResolver::default().resolve(uri, config, timeout)
+        DefaultResolver::default()
+            .resolve(uri, config, timeout)
+            .map_err(|err| match err {
+                Error::Io(io) => {
+                    let host = uri.host().unwrap_or_default();
+                    Error::Io(io::Error::new(
+                        io.kind(),
+                        format!("cannot resolve host {host}: {io}"),
+                    ))
+                }
+                other => other,
+            })
     }
 }
 

@@ -1,10 +1,16 @@
 //! The worker: list, prune, probe in parallel, fold with the core, publish.
 //!
-//! Data flows one way. Probe threads only do I/O: each takes the next record,
-//! probes it and sends the result over a channel. The thread that called
-//! [`Worker::tick`] is the one owner of the hysteresis state: it receives the
-//! results as they arrive, folds each with the core and publishes the events
-//! it causes. There is no lock around the state.
+//! Data flows one way. Each tick starts `min(max_concurrency, games)` probers
+//! inside a [`std::thread::scope`]: the thread that called [`Worker::tick`]
+//! and up to `max_concurrency - 1` helper threads. They take the next record
+//! from a shared atomic index, so at most `max_concurrency` probes are in
+//! flight (R10). Helpers only do I/O: they send each result over a channel.
+//! The caller is the one owner of the hysteresis state: it folds its own
+//! results and, between its probes, the helpers' results with the core, and
+//! publishes the events they cause; once no record is left it folds the
+//! rest as they arrive. There is no lock around the state. (The caller
+//! probing too saves a thread wake-up per probe; a result waits at most one
+//! of the caller's probes before it is folded.)
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -199,27 +205,33 @@ impl Worker {
             shutdown,
         };
         thread::scope(|scope| {
-            let mut spawned = 0;
-            for index in 0..threads {
+            // The caller is one of the probers: it folds its own outcomes and,
+            // between its probes, whatever the helpers have sent.
+            for index in 1..threads {
                 let sender = sender.clone();
                 let pool = &pool;
                 let spawn = thread::Builder::new()
                     .name(format!("probe-{index}"))
                     .stack_size(PROBE_THREAD_STACK_BYTES)
-                    .spawn_scoped(scope, move || pool.work(&sender));
-                match spawn {
-                    Ok(_) => spawned += 1,
-                    Err(err) => {
-                        warn!(error = %err, spawned, "cannot start a probe thread; probing with fewer");
-                        break;
-                    }
+                    .spawn_scoped(scope, move || {
+                        while let Some(probed) = pool.probe_next() {
+                            if sender.send(probed).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                if let Err(err) = spawn {
+                    warn!(error = %err, "cannot start a probe thread; probing with fewer");
+                    break;
                 }
             }
-            if spawned == 0 {
-                // No thread at all: probe here, one at a time.
-                pool.work(&sender);
-            }
             drop(sender);
+            while let Some(probed) = pool.probe_next() {
+                self.owner.fold(jobs[probed.job], probed, report);
+                while let Ok(probed) = receiver.try_recv() {
+                    self.owner.fold(jobs[probed.job], probed, report);
+                }
+            }
             for probed in receiver {
                 self.owner.fold(jobs[probed.job], probed, report);
             }
@@ -428,26 +440,20 @@ struct ProbePool<'a> {
 }
 
 impl ProbePool<'_> {
-    /// Take jobs until none is left or shutdown; send each result.
-    fn work(&self, sender: &mpsc::Sender<Probed>) {
-        while !self.shutdown.is_triggered() {
-            let job = self.next_job.fetch_add(1, Ordering::Relaxed);
-            let Some(record) = self.jobs.get(job) else {
-                return;
-            };
-            let result = self.prober.probe(&record.engine_endpoint);
-            let observed_at = self.clock.now();
-            if sender
-                .send(Probed {
-                    job,
-                    observed_at,
-                    result,
-                })
-                .is_err()
-            {
-                return;
-            }
+    /// Take the next job and probe it; `None` when none is left or on shutdown.
+    fn probe_next(&self) -> Option<Probed> {
+        if self.shutdown.is_triggered() {
+            return None;
         }
+        let job = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let record = self.jobs.get(job)?;
+        let result = self.prober.probe(&record.engine_endpoint);
+        let observed_at = self.clock.now();
+        Some(Probed {
+            job,
+            observed_at,
+            result,
+        })
     }
 }
 
@@ -457,7 +463,207 @@ fn duration_ms(duration: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::net::TcpListener;
+
+    use healthprobe_core::{EventDetails, EventType};
+
     use super::*;
+    use crate::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
+
+    /// An endpoint on loopback where nothing listens: every probe is refused at once.
+    fn refused_endpoint() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        drop(listener);
+        format!("http://{addr}/")
+    }
+
+    struct Rig {
+        worker: Worker,
+        store: MemoryStore,
+        publisher: MemoryPublisher,
+        telemetry: CountingTelemetry,
+        endpoint: String,
+    }
+
+    fn rig(failures_threshold: u32) -> Rig {
+        let store = MemoryStore::new();
+        let publisher = MemoryPublisher::new();
+        let telemetry = CountingTelemetry::new();
+        let config = WorkerConfig {
+            failures_threshold,
+            probe_timeout: Duration::from_secs(2),
+            ..WorkerConfig::default()
+        };
+        let clock = ManualClock::new(Timestamp::from_second(1_800_000_000).expect("valid"));
+        let worker = Worker::new(
+            config,
+            store.clone(),
+            publisher.clone(),
+            telemetry.clone(),
+            clock,
+        )
+        .expect("valid config");
+        Rig {
+            worker,
+            store,
+            publisher,
+            telemetry,
+            endpoint: refused_endpoint(),
+        }
+    }
+
+    #[test]
+    fn r11_new_rejects_an_invalid_config() {
+        let config = WorkerConfig {
+            max_concurrency: 0,
+            ..WorkerConfig::default()
+        };
+        let err = Worker::new(
+            config,
+            MemoryStore::new(),
+            MemoryPublisher::new(),
+            CountingTelemetry::new(),
+            ManualClock::new(Timestamp::UNIX_EPOCH),
+        )
+        .expect_err("zero concurrency");
+        assert_eq!(err, ConfigError::ZeroMaxConcurrency);
+    }
+
+    #[test]
+    fn r4_r12_a_refused_engine_publishes_probe_failed_with_the_records_container() {
+        let mut rig = rig(2);
+        let endpoint = rig.endpoint.clone();
+        rig.store.set(vec![
+            RuntimeRecord::running("g1", "c1", &endpoint),
+            RuntimeRecord::running("g1", "c1-dup", &endpoint),
+        ]);
+        let first = rig.worker.tick();
+        assert_eq!(
+            (
+                first.records,
+                first.games,
+                first.probes,
+                first.failed_probes,
+                first.events
+            ),
+            (2, 1, 1, 1, 0)
+        );
+        let second = rig.worker.tick();
+        assert_eq!((second.events, second.published), (1, 1));
+        let events = rig.publisher.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].game_id, "g1");
+        assert_eq!(events[0].container_id, "c1");
+        assert_eq!(
+            events[0].details,
+            EventDetails::ProbeFailed {
+                consecutive_failures: 2,
+                last_status: 0,
+                last_error: "connection refused".into(),
+            }
+        );
+        assert_eq!(rig.telemetry.count(EventType::ProbeFailed), 1);
+    }
+
+    #[test]
+    fn r9_a_listing_error_skips_the_tick_and_keeps_state() {
+        let mut rig = rig(3);
+        let endpoint = rig.endpoint.clone();
+        rig.store
+            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        rig.worker.tick();
+        let before = rig.worker.states().clone();
+        assert_eq!(before.len(), 1);
+        rig.store.fail_next(1);
+        let skipped = rig.worker.tick();
+        assert!(skipped.skipped);
+        assert_eq!((skipped.probes, skipped.games), (0, 0));
+        assert_eq!(rig.worker.states(), &before);
+    }
+
+    #[test]
+    fn r8_a_game_no_longer_listed_is_pruned() {
+        let mut rig = rig(3);
+        let endpoint = rig.endpoint.clone();
+        rig.store
+            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        rig.worker.tick();
+        assert!(rig.worker.states().game("g1").is_some());
+        rig.store.set(vec![]);
+        let report = rig.worker.tick();
+        assert_eq!(report.probes, 0);
+        assert!(rig.worker.states().is_empty());
+    }
+
+    #[test]
+    fn a_refused_publish_is_not_counted_by_telemetry() {
+        let mut rig = rig(1);
+        let endpoint = rig.endpoint.clone();
+        rig.store
+            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        rig.publisher.fail(true);
+        let report = rig.worker.tick();
+        assert_eq!(
+            (report.events, report.published, report.publish_failures),
+            (1, 0, 1)
+        );
+        assert_eq!(rig.telemetry.total(), 0);
+        assert!(rig.publisher.events().is_empty());
+    }
+
+    #[test]
+    fn r10_every_game_is_probed_once_whatever_the_concurrency() {
+        for max_concurrency in [1, 3, 64] {
+            let store = MemoryStore::new();
+            let endpoint = refused_endpoint();
+            store.set(
+                (0..40)
+                    .map(|i| RuntimeRecord::running(format!("g{i}"), format!("c{i}"), &endpoint))
+                    .collect(),
+            );
+            let config = WorkerConfig {
+                failures_threshold: 1,
+                max_concurrency,
+                ..WorkerConfig::default()
+            };
+            let publisher = MemoryPublisher::new();
+            let mut worker = Worker::new(
+                config,
+                store,
+                publisher.clone(),
+                CountingTelemetry::new(),
+                crate::ports::SystemClock,
+            )
+            .expect("valid config");
+            let report = worker.tick();
+            assert_eq!(
+                (report.probes, report.events),
+                (40, 40),
+                "{max_concurrency}"
+            );
+            let mut games: Vec<String> =
+                publisher.events().into_iter().map(|e| e.game_id).collect();
+            games.sort();
+            games.dedup();
+            assert_eq!(games.len(), 40);
+        }
+    }
+
+    #[test]
+    fn a_triggered_shutdown_stops_the_run_and_interrupts_the_tick() {
+        let mut rig = rig(3);
+        let endpoint = rig.endpoint.clone();
+        rig.store
+            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        let shutdown = Shutdown::new();
+        shutdown.trigger();
+        let report = rig.worker.tick_until(&shutdown);
+        assert!(report.interrupted);
+        assert_eq!(report.probes, 0);
+        let run = rig.worker.run(&shutdown);
+        assert_eq!(run.ticks, 0);
+    }
 
     fn record(game_id: &str, container_id: &str) -> RuntimeRecord {
         RuntimeRecord::running(game_id, container_id, "http://127.0.0.1:1")
