@@ -38,7 +38,7 @@ pub const HUGE_HEADER_BYTES: usize = 200 * 1024;
 pub const HUGE_BODY_BYTES: u64 = 1 << 30;
 
 /// Time between two bytes of [`Behaviour::Trickle`].
-pub const TRICKLE_PACE: Duration = Duration::from_millis(20);
+pub const TRICKLE_PACE: Duration = Duration::from_millis(10);
 
 /// How long an engine waits for a client to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,6 +93,8 @@ pub struct SeenRequest {
     pub host: Option<String>,
     /// The whole head (request line and headers), lossily decoded.
     pub head: String,
+    /// When the engine finished reading the head.
+    pub at: Instant,
 }
 
 /// Connections held open by [`Behaviour::Hang`], possibly shared by many
@@ -214,6 +216,7 @@ impl TestEngine {
             log: Mutex::new(Log::default()),
             log_changed: Condvar::new(),
             connections: AtomicUsize::new(0),
+            sent: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             stop: Mutex::new(false),
             stop_changed: Condvar::new(),
@@ -269,6 +272,13 @@ impl TestEngine {
     /// Connections accepted, since the start (with or without a request).
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Response bytes the kernel accepted from this engine, since the start.
+    /// Bounds what a client read: a huge body the client drops early stops
+    /// at its socket buffers (a few MiB), far from [`HUGE_BODY_BYTES`].
+    pub fn bytes_sent(&self) -> u64 {
+        self.shared.sent.load(Ordering::Relaxed)
     }
 
     /// The most recent requests (at most [`RECENT_REQUESTS`]), oldest first.
@@ -373,6 +383,7 @@ struct Shared {
     log: Mutex<Log>,
     log_changed: Condvar,
     connections: AtomicUsize,
+    sent: AtomicU64,
     stopping: AtomicBool,
     stop: Mutex<bool>,
     stop_changed: Condvar,
@@ -452,6 +463,22 @@ impl Shared {
         behaviour
     }
 
+    /// Write all of `bytes`, counting what the kernel accepted in `sent`.
+    fn send(&self, mut stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match stream.write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    self.sent.fetch_add(written as u64, Ordering::Relaxed);
+                    bytes = &bytes[written..];
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
     /// Run `serve` on a thread of its own; the connection is dropped if
     /// no thread can be started.
     fn spawn(&self, serve: impl FnOnce() + Send + 'static) {
@@ -527,18 +554,18 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, buffer: &mut [u8]) {
     };
     match shared.record(request) {
         Behaviour::Status(status) => {
-            let _ = (&stream).write_all(&status_response(status));
+            let _ = shared.send(&stream, &status_response(status));
         }
         Behaviour::Close => {}
         Behaviour::Garbage => {
-            let _ = (&stream).write_all(garbage());
+            let _ = shared.send(&stream, garbage());
         }
         Behaviour::Redirect(location) => {
-            let _ = (&stream).write_all(&redirect_response(&location));
+            let _ = shared.send(&stream, &redirect_response(&location));
         }
         Behaviour::RedirectLoop => {
             let location = format!("http://{}/healthz", shared.addr);
-            let _ = (&stream).write_all(&redirect_response(&location));
+            let _ = shared.send(&stream, &redirect_response(&location));
         }
         Behaviour::Hang => {
             drop(tracked);
@@ -549,18 +576,24 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, buffer: &mut [u8]) {
             shared.spawn(move || {
                 let _tracked = tracked;
                 if !engine.pause_or_stop(delay) {
-                    let _ = (&stream).write_all(&status_response(status));
+                    let _ = engine.send(&stream, &status_response(status));
                 }
             });
         }
-        Behaviour::HugeHeader => shared.spawn(move || {
-            let _tracked = tracked;
-            let _ = (&stream).write_all(huge_header_response());
-        }),
-        Behaviour::HugeBody => shared.spawn(move || {
-            let _tracked = tracked;
-            stream_huge_body(&stream);
-        }),
+        Behaviour::HugeHeader => {
+            let engine = Arc::clone(shared);
+            shared.spawn(move || {
+                let _tracked = tracked;
+                let _ = engine.send(&stream, huge_header_response());
+            });
+        }
+        Behaviour::HugeBody => {
+            let engine = Arc::clone(shared);
+            shared.spawn(move || {
+                let _tracked = tracked;
+                stream_huge_body(&engine, &stream);
+            });
+        }
         Behaviour::Trickle => {
             let engine = Arc::clone(shared);
             shared.spawn(move || {
@@ -617,6 +650,7 @@ fn parse_head(head: &[u8]) -> SeenRequest {
         path,
         host,
         head,
+        at: Instant::now(),
     }
 }
 
@@ -688,29 +722,29 @@ fn huge_header_response() -> &'static [u8] {
     })
 }
 
-fn stream_huge_body(mut stream: &TcpStream) {
+fn stream_huge_body(engine: &Shared, stream: &TcpStream) {
     static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {HUGE_BODY_BYTES}\r\nConnection: close\r\n\r\n"
     );
-    if stream.write_all(head.as_bytes()).is_err() {
+    if engine.send(stream, head.as_bytes()).is_err() {
         return;
     }
     let mut left = HUGE_BODY_BYTES;
     while left > 0 {
         let chunk = usize::try_from(left).map_or(ZEROS.len(), |left| left.min(ZEROS.len()));
-        if stream.write_all(&ZEROS[..chunk]).is_err() {
+        if engine.send(stream, &ZEROS[..chunk]).is_err() {
             return;
         }
         left -= chunk as u64;
     }
 }
 
-fn trickle(engine: &Shared, mut stream: &TcpStream) {
+fn trickle(engine: &Shared, stream: &TcpStream) {
     const PREFIX: &[u8] = b"HTTP/1.1 200 OK\r\nX-Trickle: ";
     let bytes = PREFIX.iter().copied().chain(std::iter::repeat(b'a'));
     for byte in bytes {
-        if stream.write_all(&[byte]).is_err() || engine.pause_or_stop(TRICKLE_PACE) {
+        if engine.send(stream, &[byte]).is_err() || engine.pause_or_stop(TRICKLE_PACE) {
             return;
         }
     }

@@ -4,16 +4,21 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+use healthprobe_shell::ports::RuntimeRecord;
+
 use crate::engine::{Behaviour, HangGauge, TestEngine};
-use crate::records::{EngineRecord, write_records_file};
+use crate::records::write_records_file;
 
 /// N [`TestEngine`]s sharing one [`HangGauge`]; engine `i` belongs to game
 /// [`Fleet::game_id`]`(i)` in container [`Fleet::container_id`]`(i)`.
 ///
 /// Each engine costs one accept thread with a 64 KiB stack and one
-/// listening socket; 5,000 engines start in well under a second. Dropping
-/// the fleet signals every engine before joining any, so a stop is as quick
-/// for 5,000 engines as for one.
+/// listening socket: measured on two busy cores (`examples/fleet_scale.rs`),
+/// 5,000 engines start in about 0.5 s and take about 19 KB of RSS each
+/// (93 MB in all), and stop in about 0.5 s. Dropping the fleet signals every
+/// engine before joining any, so a stop does not wait engine by engine.
+/// The alternative, a few threads polling non-blocking listeners, would
+/// save that memory but add polling latency to every probe of a bench.
 #[derive(Debug)]
 pub struct Fleet {
     engines: Vec<TestEngine>,
@@ -79,8 +84,8 @@ impl Fleet {
     /// The record of engine `index`: game `g{index}`, container `c{index}`,
     /// endpoint `http://127.0.0.1:port/` (with the trailing slash the
     /// prober must trim, R2), status `running`.
-    pub fn record(&self, index: usize) -> EngineRecord {
-        EngineRecord::running(
+    pub fn record(&self, index: usize) -> RuntimeRecord {
+        RuntimeRecord::running(
             Self::game_id(index),
             Self::container_id(index),
             format!("{}/", self.engines[index].url()),
@@ -88,7 +93,7 @@ impl Fleet {
     }
 
     /// The records of every engine, in order.
-    pub fn records(&self) -> Vec<EngineRecord> {
+    pub fn records(&self) -> Vec<RuntimeRecord> {
         (0..self.engines.len())
             .map(|index| self.record(index))
             .collect()

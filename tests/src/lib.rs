@@ -7,7 +7,11 @@
 //!   receives.
 //! - [`Fleet`]: N engines sharing one [`HangGauge`], with the records that
 //!   point at them ([`Fleet::records`], [`Fleet::write_records`]).
-//! - [`healthprobe_binary`]: an up-to-date `healthprobe` for CLI tests.
+//! - [`TestWorker`]: a worker on in-memory adapters and a manual clock,
+//!   and [`probe_failed`] / [`probe_recovered`] to spell the expected events.
+//! - [`healthprobe_binary`]: an up-to-date `healthprobe` for CLI tests, and
+//!   [`HealthprobeProcess`]: one running, its output collected as it comes,
+//!   signals (SIGINT, SIGTERM), peak memory and a bounded wait.
 //! - [`wait_until`]: poll a condition with a deadline, the only way these
 //!   tests wait for something to happen.
 //!
@@ -17,7 +21,9 @@
 mod binary;
 mod engine;
 mod fleet;
+mod process;
 mod records;
+mod test_worker;
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +33,10 @@ pub use engine::{
     MAX_REQUEST_HEAD, RECENT_REQUESTS, SeenRequest, TRICKLE_PACE, TestEngine,
 };
 pub use fleet::Fleet;
-pub use records::{EngineRecord, ScratchDir, write_atomically, write_records_file};
+pub use healthprobe_shell::ports::RuntimeRecord;
+pub use process::{Finished, HealthprobeProcess, SETTINGS_ENV};
+pub use records::{ScratchDir, write_atomically, write_records_file};
+pub use test_worker::{START, TestWorker, at, probe_failed, probe_recovered, test_config};
 
 /// Poll `condition` every few milliseconds until it holds (true) or
 /// `timeout` passes (false).

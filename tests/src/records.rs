@@ -5,43 +5,13 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
-
-/// One row of a records file, as the embedded store reads it:
-/// `{"game_id","current_container_id","engine_endpoint","status"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EngineRecord {
-    /// The game.
-    pub game_id: String,
-    /// The container running the game's engine now.
-    pub current_container_id: String,
-    /// Base URL of the engine; the prober appends `/healthz`.
-    pub engine_endpoint: String,
-    /// Only `running` rows are probed.
-    pub status: String,
-}
-
-impl EngineRecord {
-    /// A `running` record.
-    pub fn running(
-        game_id: impl Into<String>,
-        container_id: impl Into<String>,
-        engine_endpoint: impl Into<String>,
-    ) -> Self {
-        Self {
-            game_id: game_id.into(),
-            current_container_id: container_id.into(),
-            engine_endpoint: engine_endpoint.into(),
-            status: "running".to_owned(),
-        }
-    }
-}
+use healthprobe_shell::ports::RuntimeRecord;
 
 /// Write `records` to `path` as a JSON array, one record per line.
 ///
 /// Atomic (a temporary file beside it, then a rename), so a worker that
 /// re-reads the file every tick never sees half of it.
-pub fn write_records_file(path: &Path, records: &[EngineRecord]) -> io::Result<()> {
+pub fn write_records_file(path: &Path, records: &[RuntimeRecord]) -> io::Result<()> {
     let mut text = String::from("[\n");
     for (index, record) in records.iter().enumerate() {
         if index > 0 {

@@ -1,0 +1,132 @@
+//! A [`Worker`] on in-memory adapters and a manual clock, with handles to
+//! every one of them, and the events tests expect from it.
+
+use std::time::Duration;
+
+use healthprobe_core::{EventDetails, HealthEvent, Timestamp};
+use healthprobe_shell::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
+use healthprobe_shell::config::WorkerConfig;
+use healthprobe_shell::ports::RuntimeRecord;
+use healthprobe_shell::worker::{TickReport, Worker};
+
+/// The instant a [`TestWorker`]'s clock starts at: `2026-11-28T05:00:00Z`.
+pub const START: &str = "2026-11-28T05:00:00Z";
+
+/// Settings for tests: interval 100 ms, probe timeout 500 ms, the given
+/// thresholds, at most 16 probes in flight.
+pub fn test_config(failures_threshold: u32, recovery_threshold: u32) -> WorkerConfig {
+    WorkerConfig {
+        interval: Duration::from_millis(100),
+        probe_timeout: Duration::from_millis(500),
+        failures_threshold,
+        recovery_threshold,
+        max_concurrency: 16,
+    }
+}
+
+/// A worker whose store, publisher, telemetry and clock the test holds too.
+///
+/// The clock reads [`START`] and moves only in [`TestWorker::tick`]: by 5 s
+/// after each tick, so tick `n` (from 0) stamps its events `START + 5n s`.
+#[derive(Debug)]
+pub struct TestWorker {
+    /// The worker under test.
+    pub worker: Worker,
+    /// Its record store: `set` the records it lists, or make listings fail.
+    pub store: MemoryStore,
+    /// Its publisher: the events it delivered, or refuse some.
+    pub publisher: MemoryPublisher,
+    /// Its telemetry: delivered events by type.
+    pub telemetry: CountingTelemetry,
+    /// Its clock.
+    pub clock: ManualClock,
+}
+
+impl TestWorker {
+    /// A worker with `config` over `records`. Panics if `config` is invalid.
+    pub fn new(config: WorkerConfig, records: Vec<RuntimeRecord>) -> Self {
+        let store = MemoryStore::with_records(records);
+        let publisher = MemoryPublisher::new();
+        let telemetry = CountingTelemetry::new();
+        let clock = ManualClock::new(at(0));
+        let worker = Worker::new(
+            config,
+            store.clone(),
+            publisher.clone(),
+            telemetry.clone(),
+            clock.clone(),
+        )
+        .expect("a valid test config");
+        Self {
+            worker,
+            store,
+            publisher,
+            telemetry,
+            clock,
+        }
+    }
+
+    /// One tick; the events it delivered, sorted by game id (the order of
+    /// different games within one tick depends on which engine answers first).
+    pub fn tick(&mut self) -> (TickReport, Vec<HealthEvent>) {
+        let report = self.worker.tick();
+        self.clock.advance(Duration::from_secs(5));
+        let mut events = self.publisher.take_events();
+        events.sort_by(|a, b| a.game_id.cmp(&b.game_id));
+        (report, events)
+    }
+
+    /// The consecutive-failure counter of `game_id`, `None` when it holds no state.
+    pub fn failures(&self, game_id: &str) -> Option<u64> {
+        self.worker
+            .states()
+            .game(game_id)
+            .map(|game| game.consecutive_failures())
+    }
+}
+
+/// [`START`] plus `seconds`.
+pub fn at(seconds: u64) -> Timestamp {
+    let start: Timestamp = START.parse().expect("START is RFC 3339");
+    start
+        .checked_add(Duration::from_secs(seconds))
+        .expect("a test instant in range")
+}
+
+/// The `probe_failed` event a test expects.
+pub fn probe_failed(
+    game_id: &str,
+    container_id: &str,
+    occurred_at: Timestamp,
+    consecutive_failures: u64,
+    last_status: u16,
+    last_error: &str,
+) -> HealthEvent {
+    HealthEvent {
+        game_id: game_id.to_owned(),
+        container_id: container_id.to_owned(),
+        occurred_at,
+        details: EventDetails::ProbeFailed {
+            consecutive_failures,
+            last_status,
+            last_error: last_error.to_owned(),
+        },
+    }
+}
+
+/// The `probe_recovered` event a test expects.
+pub fn probe_recovered(
+    game_id: &str,
+    container_id: &str,
+    occurred_at: Timestamp,
+    prior_failure_count: u64,
+) -> HealthEvent {
+    HealthEvent {
+        game_id: game_id.to_owned(),
+        container_id: container_id.to_owned(),
+        occurred_at,
+        details: EventDetails::ProbeRecovered {
+            prior_failure_count,
+        },
+    }
+}
