@@ -26,7 +26,7 @@ pub const ENGINE_THREAD_STACK: usize = 64 * 1024;
 
 /// How many of the most recent requests an engine keeps in [`TestEngine::seen`].
 /// [`TestEngine::requests`] counts all of them.
-pub const RECENT_REQUESTS: usize = 256;
+pub const RECENT_REQUESTS: usize = 64;
 
 /// The longest request head an engine reads; a longer one closes the connection.
 pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
@@ -67,6 +67,9 @@ pub enum Behaviour {
     Trickle,
     /// A 200 whose head carries one header of [`HUGE_HEADER_BYTES`].
     HugeHeader,
+    /// A 200 whose whole head, status line to the blank line included, is
+    /// exactly this many bytes (padded with one `X-Padding` header; at least 128).
+    PaddedHead(usize),
     /// A 200 announcing a body of [`HUGE_BODY_BYTES`], streamed lazily from
     /// one static buffer of zeros; stops when the client closes.
     HugeBody,
@@ -587,6 +590,13 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, buffer: &mut [u8]) {
                 let _ = engine.send(&stream, huge_header_response());
             });
         }
+        Behaviour::PaddedHead(size) => {
+            let engine = Arc::clone(shared);
+            shared.spawn(move || {
+                let _tracked = tracked;
+                let _ = engine.send(&stream, &padded_head_response(size));
+            });
+        }
         Behaviour::HugeBody => {
             let engine = Arc::clone(shared);
             shared.spawn(move || {
@@ -720,6 +730,17 @@ fn huge_header_response() -> &'static [u8] {
         response.extend_from_slice(b"\r\n\r\n");
         response
     })
+}
+
+fn padded_head_response(size: usize) -> Vec<u8> {
+    const START: &[u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\nX-Padding: ";
+    const END: &[u8] = b"\r\n\r\n";
+    let mut response = START.to_vec();
+    let padding = size.saturating_sub(START.len() + END.len()).max(1);
+    response.resize(START.len() + padding, b'a');
+    response.extend_from_slice(END);
+    response
 }
 
 fn stream_huge_body(engine: &Shared, stream: &TcpStream) {

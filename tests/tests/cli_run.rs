@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use healthprobe_core::Timestamp;
 use healthprobe_tests::{
-    Behaviour, Finished, Fleet, HealthprobeProcess, ScratchDir, TestEngine, wait_until,
-    write_atomically,
+    Behaviour, Finished, Fleet, HealthprobeProcess, RuntimeRecord, ScratchDir, TestEngine,
+    wait_until, write_atomically, write_records_file,
 };
 use serde_json::{Value, json};
 
@@ -107,9 +107,15 @@ fn scripted_fleet() -> Fleet {
 #[test]
 fn run_ticks_3_prints_the_expected_events_as_jsonl() {
     let fleet = scripted_fleet();
+    let stopped = TestEngine::start(Behaviour::Status(503)).unwrap();
     let dir = ScratchDir::new("run").unwrap();
     let records = dir.join("records.json");
-    fleet.write_records(&records).unwrap();
+    let mut rows = fleet.records();
+    rows.push(RuntimeRecord {
+        status: "stopped".to_owned(),
+        ..RuntimeRecord::running("g9", "c9", stopped.url())
+    });
+    write_records_file(&records, &rows).unwrap();
 
     let from = Timestamp::now();
     let finished = run_to_end(&[
@@ -137,6 +143,7 @@ fn run_ticks_3_prints_the_expected_events_as_jsonl() {
     for engine in fleet.engines() {
         assert_eq!(engine.requests(), 3, "one probe per tick");
     }
+    assert_eq!(stopped.requests(), 0, "a stopped row is not probed");
     // The wire format's field order (DESIGN.md "Formats").
     let first = finished.stdout.lines().next().unwrap_or_default();
     let order: Vec<usize> = [
@@ -158,13 +165,9 @@ fn run_appends_events_to_an_events_file_and_loses_nothing_in_it() {
     let dir = ScratchDir::new("run").unwrap();
     let records = dir.join("records.json");
     let events = dir.join("events.jsonl");
-    healthprobe_tests::write_records_file(
+    write_records_file(
         &records,
-        &[healthprobe_tests::RuntimeRecord::running(
-            "g0",
-            "c0",
-            engine.url(),
-        )],
+        &[RuntimeRecord::running("g0", "c0", engine.url())],
     )
     .unwrap();
     std::fs::write(&events, "{\"kept\":true}\n").unwrap();
@@ -321,13 +324,9 @@ fn settings_are_read_from_the_environment() {
     let engine = TestEngine::start(Behaviour::Status(503)).unwrap();
     let dir = ScratchDir::new("run").unwrap();
     let records = dir.join("records.json");
-    healthprobe_tests::write_records_file(
+    write_records_file(
         &records,
-        &[healthprobe_tests::RuntimeRecord::running(
-            "g0",
-            "c0",
-            engine.url(),
-        )],
+        &[RuntimeRecord::running("g0", "c0", engine.url())],
     )
     .unwrap();
     let mut command = HealthprobeProcess::command();
@@ -364,13 +363,9 @@ fn r12_json_logs_name_game_container_and_event_type() {
     let engine = TestEngine::start(Behaviour::Status(503)).unwrap();
     let dir = ScratchDir::new("run").unwrap();
     let records = dir.join("records.json");
-    healthprobe_tests::write_records_file(
+    write_records_file(
         &records,
-        &[healthprobe_tests::RuntimeRecord::running(
-            "g0",
-            "c0",
-            engine.url(),
-        )],
+        &[RuntimeRecord::running("g0", "c0", engine.url())],
     )
     .unwrap();
     let finished = run_to_end(&[
@@ -411,13 +406,9 @@ fn r13_sigint_during_a_tick_exits_0_after_the_probe_in_flight() {
     .unwrap();
     let dir = ScratchDir::new("run").unwrap();
     let records = dir.join("records.json");
-    healthprobe_tests::write_records_file(
+    write_records_file(
         &records,
-        &[healthprobe_tests::RuntimeRecord::running(
-            "g0",
-            "c0",
-            engine.url(),
-        )],
+        &[RuntimeRecord::running("g0", "c0", engine.url())],
     )
     .unwrap();
     let process = HealthprobeProcess::spawn(&[
@@ -453,17 +444,42 @@ fn r13_sigint_during_a_tick_exits_0_after_the_probe_in_flight() {
 }
 
 #[test]
+fn r13_sigint_with_ticks_finishes_the_tick_and_runs_no_more() {
+    let engine = TestEngine::start(Behaviour::Delayed {
+        delay: Duration::from_millis(500),
+        status: 200,
+    })
+    .unwrap();
+    let dir = ScratchDir::new("run").unwrap();
+    let records = dir.join("records.json");
+    write_records_file(
+        &records,
+        &[RuntimeRecord::running("g0", "c0", engine.url())],
+    )
+    .unwrap();
+    let process =
+        HealthprobeProcess::spawn(&["run", "--records", path_str(&records), "--ticks", "5"])
+            .unwrap();
+    assert!(
+        engine.wait_for_requests(1, PATIENCE),
+        "{}",
+        process.stderr()
+    );
+    process.interrupt().unwrap();
+    let finished = process.wait(PATIENCE).unwrap();
+    assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
+    assert_eq!(engine.requests(), 1, "no tick after the signal");
+    assert!(finished.stderr.contains("ticks=1"), "{}", finished.stderr);
+}
+
+#[test]
 fn r13_sigterm_between_ticks_exits_0_at_once() {
     let engine = TestEngine::start(Behaviour::Status(200)).unwrap();
     let dir = ScratchDir::new("run").unwrap();
     let records = dir.join("records.json");
-    healthprobe_tests::write_records_file(
+    write_records_file(
         &records,
-        &[healthprobe_tests::RuntimeRecord::running(
-            "g0",
-            "c0",
-            engine.url(),
-        )],
+        &[RuntimeRecord::running("g0", "c0", engine.url())],
     )
     .unwrap();
     let process =

@@ -235,6 +235,15 @@ fn huge_header_is_one_200_kb_header() {
 }
 
 #[test]
+fn padded_head_is_exactly_the_size_asked_for() {
+    let engine = TestEngine::start(Behaviour::PaddedHead(16 * 1024)).unwrap();
+    let response = get(engine.addr(), "/healthz");
+    assert_eq!(response.len(), 16 * 1024);
+    assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(response.ends_with(b"aaaa\r\n\r\n"));
+}
+
+#[test]
 fn huge_body_streams_lazily_and_ends_when_the_client_closes() {
     let engine = TestEngine::start(Behaviour::HugeBody).unwrap();
     let mut client = connect(engine.addr());

@@ -211,3 +211,26 @@ fn a_hostile_fleet_costs_one_probe_timeout_per_tick_and_healthy_engines_stay_hea
         assert_eq!(fleet.engine(index).requests(), 3);
     }
 }
+
+#[test]
+fn response_heads_up_to_the_cap_are_accepted_and_larger_ones_refused() {
+    let cap = healthprobe_shell::probe::MAX_RESPONSE_HEADER_BYTES;
+    let fleet = Fleet::start([
+        Behaviour::PaddedHead(cap - 1),
+        Behaviour::PaddedHead(cap),
+        Behaviour::PaddedHead(cap + 1),
+        Behaviour::PaddedHead(4 * cap),
+    ])
+    .unwrap();
+    let mut worker = TestWorker::new(config(), fleet.records());
+    let (report, events) = worker.tick();
+    assert_eq!((report.probes, report.failed_probes), (4, 2), "{events:?}");
+    let refused = format!("response header larger than {cap} bytes");
+    assert_eq!(
+        events,
+        [
+            probe_failed("g2", "c2", at(0), 1, 0, &refused),
+            probe_failed("g3", "c3", at(0), 1, 0, &refused),
+        ]
+    );
+}

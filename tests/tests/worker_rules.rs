@@ -573,3 +573,35 @@ fn d3_a_game_listed_twice_is_probed_once() {
         [probe_failed("g1", "c1", at(0), 1, 503, &status_error(503))]
     );
 }
+
+#[test]
+fn r10_every_game_is_probed_exactly_once_per_tick_in_a_large_fleet() {
+    let fleet = Fleet::uniform(400, Behaviour::Status(200)).unwrap();
+    let mut worker = TestWorker::new(test_config(1, 1), fleet.records());
+    for tick in 1..=2 {
+        let (report, events) = worker.tick();
+        assert_eq!(
+            (report.games, report.probes, report.failed_probes),
+            (400, 400, 0)
+        );
+        assert_eq!(events, []);
+        let counts: Vec<usize> = fleet.engines().iter().map(TestEngine::requests).collect();
+        assert!(
+            counts.iter().all(|&count| count == tick),
+            "tick {tick}: {counts:?}"
+        );
+    }
+}
+
+#[test]
+fn r2_a_localhost_endpoint_reaches_the_engine() {
+    let engine = TestEngine::start(Behaviour::Status(200)).unwrap();
+    let endpoint = format!("http://localhost:{}/", engine.addr().port());
+    let mut worker = TestWorker::new(
+        test_config(1, 1),
+        vec![RuntimeRecord::running("g1", "c1", endpoint)],
+    );
+    let (report, events) = worker.tick();
+    assert_eq!((report.probes, report.failed_probes), (1, 0), "{events:?}");
+    assert_eq!(engine.paths(), ["/healthz"]);
+}
