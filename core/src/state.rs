@@ -258,6 +258,8 @@ impl TryFrom<RawStates> for HealthStates {
                 "no failure counted and nothing published: such a game holds no state"
             } else if game.consecutive_successes > 0 && !game.failure_published {
                 "consecutive_successes without a published failure"
+            } else if game.consecutive_failures == 0 {
+                "a published failure with no failure counted"
             } else {
                 continue;
             };

@@ -598,6 +598,43 @@ proptest! {
     }
 }
 
+proptest! {
+    /// D5: a snapshot's game entry parses exactly when `step` can reach it
+    /// under some sequence of policies: at least one failure counted, and a
+    /// success streak only while a failure is published. Anything else would
+    /// let a bad state file emit events the Go worker never could (say
+    /// `probe_recovered` with `prior_failure_count` 0).
+    #[test]
+    fn d5_snapshot_accepts_exactly_the_game_entries_step_can_reach(
+        consecutive_failures in 0u64..4,
+        failure_published in any::<bool>(),
+        consecutive_successes in 0u32..4,
+        policy in policy(),
+    ) {
+        let game = format!(
+            r#"{{"consecutive_failures":{consecutive_failures},"failure_published":{failure_published},"consecutive_successes":{consecutive_successes}}}"#
+        );
+        let snapshot = format!(
+            r#"{{"policy":{},"games":{{"g1":{game}}}}}"#,
+            serde_json::to_string(&policy).expect("serializes")
+        );
+        let reachable = consecutive_failures > 0 && (consecutive_successes == 0 || failure_published);
+        match serde_json::from_str::<HealthStates>(&snapshot) {
+            Ok(state) => {
+                prop_assert!(reachable, "accepted {}", snapshot);
+                let restored = state.game("g1").expect("holds g1");
+                prop_assert_eq!(restored.consecutive_failures(), consecutive_failures);
+                prop_assert_eq!(restored.failure_published(), failure_published);
+                prop_assert_eq!(restored.consecutive_successes(), consecutive_successes);
+            }
+            Err(err) => {
+                prop_assert!(!reachable, "rejected {}: {}", snapshot, err);
+                prop_assert!(err.to_string().contains("game \"g1\""), "{}", err);
+            }
+        }
+    }
+}
+
 /// The generator is meant to exercise every rule above; this pins that it
 /// does, so the properties cannot pass vacuously after a generator change.
 #[test]
