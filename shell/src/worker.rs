@@ -128,6 +128,7 @@ impl Worker {
             failed_probes = report.failed_probes,
             events = report.events,
             duration_ms = duration_ms(report.duration),
+            interrupted = report.interrupted,
             "tick finished"
         );
         report
@@ -165,6 +166,9 @@ impl Worker {
             run.add(&report);
             on_tick(&report);
             let elapsed = started.elapsed();
+            if shutdown.is_triggered() {
+                break;
+            }
             if elapsed > config.interval {
                 run.overruns += 1;
                 warn!(
@@ -511,6 +515,15 @@ mod tests {
             telemetry,
             endpoint: refused_endpoint(),
         }
+    }
+
+    #[test]
+    fn a_worker_and_its_handles_can_move_to_another_thread() {
+        fn assert_send<T: Send>() {}
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send::<Worker>();
+        assert_send_sync::<Shutdown>();
+        assert_send_sync::<Prober>();
     }
 
     #[test]
