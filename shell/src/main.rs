@@ -33,6 +33,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Probe the engines of a records file and print events as JSON lines.
+    ///
+    /// Endpoints are `http://` (this build has no TLS: `https://` probes fail
+    /// with a clear error). SIGINT or SIGTERM starts no new probe, waits for
+    /// those in flight (at most one probe timeout) and exits 0.
     Run(RunArgs),
     /// Start a few engines on loopback and probe them: see both event kinds in seconds.
     Demo(DemoArgs),
