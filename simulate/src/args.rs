@@ -26,28 +26,28 @@ const MAX_THRESHOLD: u32 = 100;
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct SimulateArgs {
     /// Engines in the fleet.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     pub engines: u32,
     /// Days of virtual time to simulate (fractions allowed).
-    #[arg(long, default_value = "7", value_parser = parse_days)]
+    #[arg(long, value_name = "D", default_value = "7", value_parser = parse_days)]
     pub days: f64,
     /// Virtual time between two probes of one engine.
-    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_interval)]
     pub interval: Duration,
     /// Probability that a probe of an up engine fails (`0.01` or `1%`).
-    #[arg(long, default_value = "0.01", value_parser = parse_probability)]
+    #[arg(long, value_name = "P", default_value = "0.01", value_parser = parse_probability)]
     pub flake: f64,
     /// Mean outages per engine-day (Poisson arrivals).
-    #[arg(long, default_value = "1", value_parser = parse_rate)]
+    #[arg(long, value_name = "R", default_value = "1", value_parser = parse_rate)]
     pub outage_rate: f64,
     /// Mean outage length (exponential).
-    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
     pub outage_mean: Duration,
     /// How long an engine stays shaky after an outage ends.
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
     pub settle: Duration,
     /// Probability that a probe fails while the engine settles.
-    #[arg(long, default_value = "0.2", value_parser = parse_probability)]
+    #[arg(long, value_name = "P", default_value = "0.2", value_parser = parse_probability)]
     pub settle_flake: f64,
     /// Failure thresholds to compare: `A..B` (inclusive) or `N`.
     #[arg(long, default_value = "1..6", value_name = "RANGE")]
@@ -56,7 +56,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "1..3", value_name = "RANGE")]
     pub recoveries: ThresholdRange,
     /// Seed of every random draw.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "S", default_value_t = 1)]
     pub seed: u64,
     /// Also draw detection delay against false alarms as an SVG chart.
     #[arg(long, value_name = "FILE.svg")]
@@ -65,7 +65,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub json: bool,
     /// Threads to simulate on [default: all cores]; the output does not depend on it.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub threads: Option<NonZeroUsize>,
 }
 

@@ -10,6 +10,40 @@
 //! `healthprobe simulate` ([`SimulateArgs`], [`run`]) prints the result as a
 //! table or JSON and can draw the trade-off as an SVG chart.
 //!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use healthprobe_core::Policy;
+//! use healthprobe_simulate::{Outage, OutagePlan, Scenario, simulate};
+//!
+//! // One engine, no flakes, one 50 s outage from the 21st probe (100 s).
+//! let scenario = Scenario {
+//!     engines: 1,
+//!     probes: 100,
+//!     interval: Duration::from_secs(5),
+//!     flake: 0.0,
+//!     outages: OutagePlan::Fixed(vec![Outage {
+//!         start: Duration::from_secs(100),
+//!         length: Duration::from_secs(50),
+//!     }]),
+//!     settle: Duration::ZERO,
+//!     settle_flake: 0.0,
+//!     seed: 1,
+//! };
+//! let report = simulate(&scenario, &[Policy::new(3, 2)?], 1)?;
+//! let f3r2 = &report.policies[0];
+//! assert_eq!(f3r2.policy, "f3/r2");
+//! // The third failed probe publishes probe_failed, 10 s after the outage began;
+//! assert_eq!(f3r2.detection.probes.map(|q| q.p50), Some(3));
+//! assert_eq!(f3r2.detection.seconds.map(|q| q.p50), Some(10.0));
+//! // the second good probe publishes probe_recovered, 5 s after it ended.
+//! assert_eq!(f3r2.recovery.seconds.map(|q| q.max), Some(5.0));
+//! assert_eq!((f3r2.false_alarms, f3r2.missed_outages), (0, 0));
+//! print!("{}", report.to_table());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # The model
 //!
 //! Every engine is probed once per `interval`, at virtual times

@@ -185,13 +185,15 @@ impl Report {
 
     fn write_summary(&self, out: &mut String) {
         let s = &self.scenario;
-        let plural =
-            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let plural = |n: u64, one: &str, many: &str| {
+            format!("{} {}", count(n), if n == 1 { one } else { many })
+        };
         let _ = writeln!(
             out,
-            "Simulated {} × {} days, a probe every {}: {} per policy, {}, seed {}.",
+            "Simulated {} × {} day{}, a probe every {}: {} per policy, {}, seed {}.",
             plural(u64::from(s.engines), "engine", "engines"),
             number(s.days),
+            if s.days == 1.0 { "" } else { "s" },
             duration(s.interval_s),
             plural(s.probes_per_policy, "probe", "probes"),
             plural(self.policies.len() as u64, "policy", "policies"),
@@ -222,7 +224,8 @@ impl Report {
         let _ = writeln!(
             out,
             "Outages: {} in all, {} seen by no probe (shorter than the gap between two probes).",
-            self.outages.total, self.outages.unseen
+            count(self.outages.total),
+            count(self.outages.unseen)
         );
     }
 }
@@ -361,9 +364,9 @@ fn write_rows(out: &mut String, policies: &[PolicyReport], outages: u64) {
                 r50,
                 r95,
                 rmax,
-                number(p.false_alarms_per_engine_day),
+                rate(p.false_alarms_per_engine_day),
                 missed_cell(p.missed_outages, outages),
-                number(p.events_per_engine_day),
+                rate(p.events_per_engine_day),
             ]
         })
         .collect();
@@ -502,6 +505,30 @@ pub(crate) fn number(v: f64) -> String {
     } else {
         text
     }
+}
+
+/// A rate with three significant digits, trailing zeros kept so a column
+/// reads evenly: `172`, `2.02`, `0.0700`; `0` for zero.
+fn rate(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (2 - magnitude).clamp(0, 6) as usize;
+    format!("{v:.decimals$}")
+}
+
+/// A count with thousands separators: `24,192,000`.
+pub(crate) fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// A probability as a percentage: `1%`, `0.5%`, `20%`.
