@@ -38,8 +38,9 @@ pub enum JournalError {
 /// The error is serde_json's message without its position, and the column.
 pub fn parse_line(line: &[u8]) -> Result<Input, (usize, String)> {
     // Checking the whole line as UTF-8 once and parsing it as `str` spares
-    // serde_json a UTF-8 check per string (about 5% of a replay); a line that
-    // is not UTF-8 goes through `from_slice` for its usual error and column.
+    // serde_json a UTF-8 check per string (a fifth of a replay's instructions,
+    // see benches/README.md); a line that is not UTF-8 goes through
+    // `from_slice` for its usual error and column.
     let parsed = match std::str::from_utf8(line) {
         Ok(line) => serde_json::from_str(line),
         Err(_) => serde_json::from_slice(line),

@@ -1,0 +1,130 @@
+//! `replay_1m`: replaying a 1,000,000-outcome journal of the `step_mixed`
+//! workload (200,000 events), two ways:
+//!
+//! - `replay_1m/library`: `replay_journal` reading the file through a
+//!   `BufReader`, events serialized into `std::io::sink()`;
+//! - `replay_1m/binary`: the release `healthprobe replay FILE` as a user runs
+//!   it, spawned with stdout to `/dev/null` (process start included).
+//!
+//! The journal is written once per run under the temp dir and removed at the
+//! end. The binary is (re)built with `cargo build --release -p
+//! healthprobe-shell` into the target dir this bench runs from, so the figure
+//! is never taken from a stale binary.
+
+use std::cell::OnceCell;
+use std::fs::File;
+use std::io::{self, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use criterion::{Criterion, SamplingMode, Throughput};
+use healthprobe_benches::{REPLAY_OUTCOMES, ReplayJournal, Workload};
+use healthprobe_shell::replay::replay_journal;
+
+/// Events in the `replay_1m` journal: one outcome in five emits one.
+const REPLAY_EVENTS: u64 = REPLAY_OUTCOMES / 5;
+
+fn replay_1m(c: &mut Criterion, journal: &OnceCell<ReplayJournal>) {
+    let journal = || {
+        journal.get_or_init(|| {
+            ReplayJournal::write_step_mixed(REPLAY_OUTCOMES)
+                .expect("cannot write the replay_1m journal to the temp dir")
+        })
+    };
+    let policy = Workload::step_mixed().policy();
+
+    let mut group = c.benchmark_group("replay_1m");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Elements(REPLAY_OUTCOMES));
+
+    group.bench_function("library", |b| {
+        let path = journal().path();
+        b.iter(|| {
+            let file = File::open(path).expect("the journal exists");
+            let (_, summary) = replay_journal(
+                policy,
+                BufReader::with_capacity(1 << 16, file),
+                "replay_1m",
+                &mut io::sink(),
+            )
+            .expect("the journal replays");
+            assert_eq!(summary.events, REPLAY_EVENTS);
+            summary
+        });
+    });
+
+    match healthprobe_binary() {
+        Ok(binary) => {
+            group.bench_function("binary", |b| {
+                let path = journal().path();
+                b.iter(|| run_replay(&binary, path));
+            });
+        }
+        Err(why) => eprintln!("replay_1m/binary skipped: {why}"),
+    }
+    group.finish();
+}
+
+/// `healthprobe replay --failures-threshold 3 JOURNAL > /dev/null`.
+fn run_replay(binary: &Path, journal: &Path) {
+    let status = Command::new(binary)
+        .args(["replay", "--failures-threshold", "3"])
+        .arg(journal)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("healthprobe starts");
+    assert!(status.success(), "healthprobe replay failed: {status}");
+}
+
+/// The release `healthprobe` beside this bench's own executable
+/// (`TARGET/release/deps/replay-*` → `TARGET/release/healthprobe`), brought
+/// up to date with cargo first.
+fn healthprobe_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this bench: {e}"))?;
+    let release_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| format!("unexpected bench location {}", exe.display()))?;
+    let target_dir = release_dir
+        .parent()
+        .ok_or_else(|| format!("unexpected bench location {}", exe.display()))?;
+    let binary = release_dir.join(format!("healthprobe{}", std::env::consts::EXE_SUFFIX));
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("benches/ is inside the workspace");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let build = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "-p", "healthprobe-shell"])
+        .args(["--bin", "healthprobe"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(workspace)
+        .stdin(Stdio::null())
+        .status();
+    match build {
+        Ok(status) if status.success() => Ok(binary),
+        Ok(status) if binary.exists() => {
+            eprintln!("cargo build of healthprobe failed ({status}); timing the existing binary");
+            Ok(binary)
+        }
+        Ok(status) => Err(format!("cargo build of healthprobe failed: {status}")),
+        Err(e) if binary.exists() => {
+            eprintln!("cannot run cargo ({e}); timing the existing binary");
+            Ok(binary)
+        }
+        Err(e) => Err(format!("cannot run cargo: {e}")),
+    }
+}
+
+fn main() {
+    // Owned here so the journal is removed when the run ends.
+    let journal = OnceCell::new();
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .configure_from_args();
+    replay_1m(&mut criterion, &journal);
+    criterion.final_summary();
+}
