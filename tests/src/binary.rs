@@ -7,7 +7,10 @@
 //! (`<target>/<profile>/deps/<test>-<hash>`), then returns
 //! `<target>/<profile>/healthprobe`. Cargo releases its build lock before it
 //! runs tests, so this works under `cargo test -p healthprobe-tests` and
-//! `cargo test --workspace`, and the binary is never stale. Set
+//! `cargo test --workspace`, and the binary is never stale. The first CLI
+//! test of a cold target directory waits for that build (about 50 s on two
+//! busy cores when the workspace test build unified features differently);
+//! later ones find it up to date in a fraction of a second. Set
 //! `HEALTHPROBE_BIN` to use a prebuilt binary instead (cross targets,
 //! installed builds).
 

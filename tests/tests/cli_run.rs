@@ -563,3 +563,21 @@ fn demo_shows_both_event_kinds() {
         "{kinds:?}"
     );
 }
+
+#[test]
+fn demo_stops_cleanly_on_sigint() {
+    let process = HealthprobeProcess::spawn(&["demo"]).unwrap();
+    assert!(
+        process.wait_for_stdout(PATIENCE, |stdout| stdout.contains("\"probe_failed\"")),
+        "{}",
+        process.stderr()
+    );
+    let interrupted = Instant::now();
+    process.interrupt().unwrap();
+    let finished = process.wait(PATIENCE).unwrap();
+    assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
+    let took = interrupted.elapsed();
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+    assert!(!finished.stderr.contains("panicked"), "{}", finished.stderr);
+    json_lines(&finished.stdout);
+}
