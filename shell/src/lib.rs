@@ -10,17 +10,23 @@
 //! - [`config`]: [`config::WorkerConfig`] and its validation (R11).
 //! - [`probe`]: one `GET /healthz` with ureq (R1, R2, D2). Built without TLS:
 //!   `https://` endpoints fail with `https is not supported by this build`.
-//! - [`worker`]: [`worker::Worker`], its ticks and run loop (R8–R13, D3).
+//! - [`worker`]: [`worker::Worker`], its ticks and run loop (R8–R13, D3–D6).
 //! - [`adapters`]: records file, JSONL publisher and in-memory adapters.
 //! - [`demo`]: the engines behind `healthprobe demo`.
-//! - [`journal`], [`replay`]: the input journal and `healthprobe replay`.
+//! - [`outbox`]: events waiting for the publisher, delivered in order (D4).
+//! - [`durable`]: the state file, a snapshot written atomically (D5).
+//! - [`journal`], [`journal_file`], [`replay`]: the input journal, its file
+//!   and `healthprobe replay` (D6).
 #![warn(missing_docs)]
 
 pub mod adapters;
 pub mod config;
 pub mod demo;
+pub mod durable;
 pub mod journal;
+pub mod journal_file;
 pub mod logging;
+pub mod outbox;
 pub mod ports;
 pub mod probe;
 pub mod replay;

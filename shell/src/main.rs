@@ -13,11 +13,13 @@ use healthprobe_core::{EventType, Policy};
 use healthprobe_shell::adapters::{CountingTelemetry, JsonlPublisher, RecordsFile};
 use healthprobe_shell::config::{WorkerConfig, parse_duration};
 use healthprobe_shell::demo;
+use healthprobe_shell::durable::StateFile;
+use healthprobe_shell::journal_file::JournalFile;
 use healthprobe_shell::logging::{self, LogFormat};
 use healthprobe_shell::ports::{ListError, RuntimeRecordStore, SystemClock};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
 use healthprobe_shell::worker::{RunReport, Shutdown, Worker};
-use tracing::info;
+use tracing::{info, warn};
 
 /// Active HTTP health probing with hysteresis.
 #[derive(Debug, Parser)]
@@ -70,6 +72,15 @@ struct RunArgs {
     /// Run this many ticks back to back, then exit (for scripts and tests).
     #[arg(long, value_name = "N")]
     ticks: Option<u64>,
+    /// Keep the hysteresis state and undelivered events in this file across
+    /// restarts: restored at start (a missing file starts fresh), rewritten
+    /// atomically after every tick and before any event is published.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Append every prune and probe outcome to this journal (JSON lines),
+    /// for `healthprobe replay`.
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -152,26 +163,58 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         }
         Err(err) => return fail(1, format_args!("{err}")),
     }
-    match run_worker(config, records, &args) {
+    let publisher = if args.events.as_os_str() == "-" {
+        JsonlPublisher::stdout()
+    } else {
+        match JsonlPublisher::append(&args.events) {
+            Ok(publisher) => publisher,
+            Err(err) => {
+                return fail(
+                    1,
+                    format_args!("{}: cannot open events file: {err}", args.events.display()),
+                );
+            }
+        }
+    };
+    let telemetry = CountingTelemetry::new();
+    let mut worker = match Worker::new(config, records, publisher, telemetry.clone(), SystemClock) {
+        Ok(worker) => worker,
+        Err(err) => return fail(EXIT_BAD_INPUT, format_args!("invalid settings: {err}")),
+    };
+    // A state file that cannot be read, parsed or written is refused before
+    // the first probe, and left as it was.
+    if let Some(path) = &args.state {
+        if let Err(err) = worker.restore(StateFile::new(path)) {
+            let code = if err.is_bad_contents() {
+                EXIT_BAD_INPUT
+            } else {
+                1
+            };
+            return fail(code, format_args!("{err}"));
+        }
+    }
+    if let Some(path) = &args.journal {
+        match JournalFile::append(path) {
+            Ok(journal) => worker.set_journal(journal),
+            Err(err) => {
+                return fail(
+                    1,
+                    format_args!("{}: cannot open journal: {err}", path.display()),
+                );
+            }
+        }
+    }
+    match run_worker(worker, &telemetry, &args) {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => fail(1, format_args!("{err:#}")),
     }
 }
 
 fn run_worker(
-    config: WorkerConfig,
-    records: RecordsFile,
+    mut worker: Worker,
+    telemetry: &CountingTelemetry,
     args: &RunArgs,
 ) -> anyhow::Result<RunReport> {
-    let publisher = if args.events.as_os_str() == "-" {
-        JsonlPublisher::stdout()
-    } else {
-        JsonlPublisher::append(&args.events)
-            .with_context(|| format!("{}: cannot open events file", args.events.display()))?
-    };
-    let telemetry = CountingTelemetry::new();
-    let mut worker = Worker::new(config, records, publisher, telemetry.clone(), SystemClock)
-        .context("invalid settings")?;
     let shutdown = Shutdown::new();
     install_signal_handler(&shutdown)?;
     let report = match args.ticks {
@@ -192,8 +235,22 @@ fn run_worker(
         probe_failed = telemetry.count(EventType::ProbeFailed),
         probe_recovered = telemetry.count(EventType::ProbeRecovered),
         publish_failures = report.publish_failures,
+        pending = worker.pending().len(),
         "done"
     );
+    if !worker.pending().is_empty() {
+        if args.state.is_some() {
+            info!(
+                pending = worker.pending().len(),
+                "undelivered events are kept in the state file for the next run"
+            );
+        } else {
+            warn!(
+                pending = worker.pending().len(),
+                "undelivered events are lost at exit (--state keeps them for the next run)"
+            );
+        }
+    }
     Ok(report)
 }
 

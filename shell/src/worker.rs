@@ -1,5 +1,7 @@
 //! The worker: list, prune, probe in parallel, fold with the core, publish.
 //!
+//! # Threads
+//!
 //! Data flows one way. Each tick starts `min(max_concurrency, games)` probers
 //! inside a [`std::thread::scope`]: the thread that called [`Worker::tick`]
 //! and up to `max_concurrency - 1` helper threads. They take the next record
@@ -11,6 +13,37 @@
 //! rest as they arrive. There is no lock around the state. (The caller
 //! probing too saves a thread wake-up per probe; a result waits at most one
 //! of the caller's probes before it is folded.)
+//!
+//! # Delivery (D4, D5)
+//!
+//! Every event the core emits goes into the worker's [`Outbox`] and leaves
+//! it only when the publisher accepts it, oldest first: an event is never
+//! dropped, and none overtakes an older pending one. The outbox is drained
+//! at the start of every tick (skipped ticks included) and, without a state
+//! file, as soon as each event is emitted. After a refusal the publisher is
+//! left alone for the rest of the tick (one failed attempt per tick, however
+//! many events wait); [`Worker::pending`] shows what waits.
+//!
+//! With a state file ([`Worker::restore`]) nothing is published before it
+//! is persisted: the events of a tick wait in the outbox until the tick's
+//! end, where the worker writes the snapshot (state and pending events),
+//! drains the outbox, and writes the snapshot again if anything was
+//! delivered. A crash can therefore publish an event twice (delivered, not
+//! yet recorded as delivered) but never lose one. If a snapshot cannot be
+//! written at run time, the worker logs an error and publishes anyway: the
+//! start-up write proved the file writable, so this is a disk filling up or
+//! going away, and holding every event back until it is fixed would turn a
+//! durability problem into an outage of the events themselves. Until a
+//! write succeeds again, a crash loses what happened since the last snapshot.
+//!
+//! # Journal (D6)
+//!
+//! With a journal ([`Worker::set_journal`]) every prune (the whole listing,
+//! duplicates included) and every outcome is appended exactly as folded, in
+//! fold order, and flushed at the end of each tick, so `healthprobe replay`
+//! over it reproduces the events the worker emitted. A journal write error
+//! is logged once and stops the journal for the rest of the run: a journal
+//! with a hole would replay to different events without saying so.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,10 +51,15 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use healthprobe_core::{HealthEvent, HealthStates, ProbeOutcome, ProbeResult, Timestamp};
+use healthprobe_core::{
+    HealthEvent, HealthStates, Input, Policy, ProbeOutcome, ProbeResult, Timestamp,
+};
 use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, WorkerConfig};
+use crate::durable::{Saved, StateFile, StateFileError};
+use crate::journal_file::JournalFile;
+use crate::outbox::Outbox;
 use crate::ports::{Clock, HealthEventPublisher, RuntimeRecord, RuntimeRecordStore, Telemetry};
 use crate::probe::Prober;
 
@@ -38,10 +76,33 @@ pub struct Worker {
 }
 
 /// The hysteresis state and where its events go: touched only by the tick's caller.
+///
+/// `prune`, `fold` and `deliver` are the single places where state is
+/// pruned, outcomes are folded and events leave.
 struct StateOwner {
     states: HealthStates,
+    outbox: Outbox,
     publisher: Box<dyn HealthEventPublisher>,
     telemetry: Box<dyn Telemetry>,
+    /// With a state file, events wait for the end of the tick's snapshot.
+    state_file: Option<StateFile>,
+    journal: Option<JournalFile>,
+    /// The publisher refused an event this tick: leave it alone until the next.
+    publisher_refused: bool,
+}
+
+/// What [`Worker::restore`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Restored {
+    /// Whether the file existed (false: a fresh start).
+    pub existed: bool,
+    /// Games restored with counters.
+    pub games: usize,
+    /// Events restored as pending, published before any new one.
+    pub pending: usize,
+    /// The snapshot's policy when it differed from the configured one (which replaced it).
+    pub replaced_policy: Option<Policy>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -49,12 +110,18 @@ impl std::fmt::Debug for Worker {
         f.debug_struct("Worker")
             .field("config", &self.config)
             .field("states", &self.owner.states)
+            .field("pending", &self.owner.outbox.len())
+            .field("state_file", &self.owner.state_file)
+            .field("journal", &self.owner.journal)
             .finish_non_exhaustive()
     }
 }
 
 impl Worker {
-    /// A worker with empty state; the config is validated first (R11).
+    /// A worker with empty state and nothing pending; the config is validated first (R11).
+    ///
+    /// Events are published as they are emitted; see [`Worker::restore`]
+    /// for durable state and [`Worker::set_journal`] for an input journal.
     pub fn new(
         config: WorkerConfig,
         store: impl RuntimeRecordStore + 'static,
@@ -71,8 +138,12 @@ impl Worker {
             prober: Prober::new(config.probe_timeout),
             owner: StateOwner {
                 states: HealthStates::new(policy),
+                outbox: Outbox::new(),
                 publisher: Box::new(publisher),
                 telemetry: Box::new(telemetry),
+                state_file: None,
+                journal: None,
+                publisher_refused: false,
             },
         })
     }
@@ -87,14 +158,83 @@ impl Worker {
         &self.owner.states
     }
 
+    /// Events emitted but not yet accepted by the publisher, oldest first:
+    /// the order they will be published in (D4).
+    ///
+    /// Non-empty while the publisher refuses events, and, with a state
+    /// file, during a tick (events wait for the tick's snapshot).
+    pub fn pending(&self) -> &[HealthEvent] {
+        self.owner.outbox.pending()
+    }
+
+    /// Make the state durable (D5): restore it from `file`, write it back at
+    /// once, and from now on persist it after every tick and before
+    /// publishing any event.
+    ///
+    /// A missing file is a fresh start. The snapshot's counters and pending
+    /// events replace this worker's (call it before the first tick); the
+    /// configured policy replaces the snapshot's. The immediate write checks
+    /// that the file can be written at all, so an unwritable directory is an
+    /// error now rather than a silent gap later. On any error the worker is
+    /// unchanged and the file is left as it was.
+    pub fn restore(&mut self, mut file: StateFile) -> Result<Restored, StateFileError> {
+        let configured = self.owner.states.policy();
+        let (existed, mut states, pending) = match file.load()? {
+            Some(snapshot) => (true, snapshot.states, snapshot.pending),
+            None => (false, HealthStates::new(configured), Vec::new()),
+        };
+        let replaced_policy = (states.policy() != configured).then(|| states.policy());
+        states.set_policy(configured);
+        file.save(&states, &pending)?;
+        let restored = Restored {
+            existed,
+            games: states.len(),
+            pending: pending.len(),
+            replaced_policy,
+        };
+        let path = file.path().display().to_string();
+        if let Some(previous) = replaced_policy {
+            info!(
+                state_file = %path,
+                snapshot_failures_threshold = previous.failures_threshold(),
+                snapshot_recovery_threshold = previous.recovery_threshold(),
+                failures_threshold = configured.failures_threshold(),
+                recovery_threshold = configured.recovery_threshold(),
+                "the configured policy replaces the snapshot's"
+            );
+        }
+        if existed {
+            info!(
+                state_file = %path,
+                games = restored.games,
+                pending = restored.pending,
+                "state restored"
+            );
+        } else {
+            info!(state_file = %path, "no state file yet; starting fresh");
+        }
+        self.owner.states = states;
+        self.owner.outbox = Outbox::with_pending(pending);
+        self.owner.state_file = Some(file);
+        Ok(restored)
+    }
+
+    /// Append every prune and outcome to `journal` from now on (D6),
+    /// flushed at the end of each tick.
+    pub fn set_journal(&mut self, journal: JournalFile) {
+        self.owner.journal = Some(journal);
+    }
+
     /// One full pass, deterministic up to the engines' answers.
     ///
-    /// Lists the running records (a listing error logs a warning and skips
-    /// the tick with the state untouched, R9), prunes the state of every game
-    /// not listed (R8), probes each listed game once (D3: the first record of
-    /// a game wins) with at most `max_concurrency` probes in flight (R10),
-    /// and folds each outcome with the core as it arrives, publishing the
-    /// events it causes. Returns when every probe has finished.
+    /// Publishes the events still pending from earlier ticks (D4), lists the
+    /// running records (a listing error logs a warning and skips the tick
+    /// with the state untouched, R9), prunes the state of every game not
+    /// listed (R8), probes each listed game once (D3: the first record of a
+    /// game wins) with at most `max_concurrency` probes in flight (R10), and
+    /// folds each outcome with the core as it arrives, publishing the events
+    /// it causes (with a state file: at the end of the tick, after the
+    /// snapshot). Returns when every probe has finished.
     pub fn tick(&mut self) -> TickReport {
         self.tick_until(&Shutdown::new())
     }
@@ -106,27 +246,32 @@ impl Worker {
     pub fn tick_until(&mut self, shutdown: &Shutdown) -> TickReport {
         let started = Instant::now();
         let mut report = TickReport::default();
+        self.owner.begin_tick(&mut report);
         let records = match self.store.list_running() {
             Ok(records) => records,
             Err(err) => {
                 warn!(error = %err, "cannot list running records; tick skipped");
                 report.skipped = true;
+                self.owner.end_tick(&mut report);
                 report.duration = started.elapsed();
                 return report;
             }
         };
         // R8: prune against the whole listing, duplicates included.
-        self.owner.prune(&records);
+        self.owner.prune(&records, &mut report);
         let jobs = probe_jobs(&records);
         report.records = records.len();
         report.games = jobs.len();
         self.probe_and_fold(&jobs, shutdown, &mut report);
+        self.owner.end_tick(&mut report);
         report.duration = started.elapsed();
         info!(
             games = report.games,
             probes = report.probes,
             failed_probes = report.failed_probes,
             events = report.events,
+            published = report.published,
+            pending = report.pending,
             duration_ms = duration_ms(report.duration),
             interrupted = report.interrupted,
             "tick finished"
@@ -183,6 +328,8 @@ impl Worker {
         info!(
             ticks = run.ticks,
             events = run.events,
+            published = run.published,
+            pending = run.pending,
             "health probe worker stopped"
         );
         run
@@ -245,59 +392,152 @@ impl Worker {
 }
 
 impl StateOwner {
-    /// R8: forget every game not in the fresh listing.
-    fn prune(&mut self, records: &[RuntimeRecord]) {
-        self.states
-            .prune(records.iter().map(|record| record.game_id.as_str()));
+    /// Start of a tick: retry the publisher, then deliver what waits (D4).
+    fn begin_tick(&mut self, report: &mut TickReport) {
+        self.publisher_refused = false;
+        if self.deliver(report) > 0 {
+            // Record the deliveries now rather than at the tick's end, so a
+            // crash during the probes does not publish them again.
+            self.persist(report);
+        }
     }
 
-    /// Fold one outcome with the core and publish the event it causes.
+    /// End of a tick: flush the journal; with a state file, persist, then
+    /// deliver what the snapshot holds, then persist the deliveries.
+    fn end_tick(&mut self, report: &mut TickReport) {
+        if let Some(journal) = &mut self.journal {
+            if let Err(err) = journal.flush() {
+                let path = journal.path().display().to_string();
+                self.stop_journal(&path, &err, report);
+            }
+        }
+        if self.state_file.is_some() {
+            self.persist(report);
+            if self.deliver(report) > 0 {
+                self.persist(report);
+            }
+        }
+        report.pending = self.outbox.len();
+        if report.pending > 0 {
+            warn!(
+                pending = report.pending,
+                "events wait for the publisher; they are retried in order next tick"
+            );
+        }
+    }
+
+    /// R8: forget every game not in the fresh listing (journaled first, D6).
+    fn prune(&mut self, records: &[RuntimeRecord], report: &mut TickReport) {
+        let running = records.iter().map(|record| record.game_id.as_str());
+        if self.journal.is_none() {
+            self.states.prune(running);
+            return;
+        }
+        let input = Input::Prune {
+            running: running.map(str::to_owned).collect(),
+        };
+        self.journal(&input, report);
+        let event = self.states.apply_input(input);
+        debug_assert!(event.is_none(), "a prune emits nothing");
+    }
+
+    /// Fold one outcome with the core (journaled first, D6); queue the event
+    /// it causes and, without a state file, deliver it.
     fn fold(&mut self, record: &RuntimeRecord, probed: Probed, report: &mut TickReport) {
         report.probes += 1;
         if !probed.result.is_healthy() {
             report.failed_probes += 1;
         }
-        let outcome = ProbeOutcome {
+        let input = Input::Outcome(ProbeOutcome {
             game_id: record.game_id.clone(),
             container_id: record.current_container_id.clone(),
             observed_at: probed.observed_at,
             result: probed.result,
-        };
-        if let Some(event) = self.states.apply(outcome) {
+        });
+        self.journal(&input, report);
+        if let Some(event) = self.states.apply_input(input) {
             report.events += 1;
-            if self.deliver(&event) {
-                report.published += 1;
-            } else {
-                report.publish_failures += 1;
+            self.outbox.push(event);
+            if self.state_file.is_none() {
+                self.deliver(report);
             }
         }
     }
 
-    /// Publish one event; count and log it if delivered. The one place events leave.
-    fn deliver(&mut self, event: &HealthEvent) -> bool {
-        let event_type = event.event_type();
-        match self.publisher.publish(event) {
-            Ok(()) => {
-                self.telemetry.record_event(event_type);
-                info!(
-                    game_id = %event.game_id,
-                    container_id = %event.container_id,
-                    event_type = %event_type,
-                    "probe event published"
-                );
-                true
-            }
-            Err(err) => {
+    /// Publish pending events oldest first, until one is refused; count and
+    /// log each delivery. The one place events leave. Returns how many left.
+    fn deliver(&mut self, report: &mut TickReport) -> usize {
+        if self.publisher_refused || self.outbox.is_empty() {
+            return 0;
+        }
+        let telemetry = &mut self.telemetry;
+        let drained = self.outbox.drain(&mut *self.publisher, |event| {
+            let event_type = event.event_type();
+            telemetry.record_event(event_type);
+            info!(
+                game_id = %event.game_id,
+                container_id = %event.container_id,
+                event_type = %event_type,
+                "probe event published"
+            );
+        });
+        report.published += drained.delivered;
+        if let Some(err) = drained.refused {
+            self.publisher_refused = true;
+            report.publish_failures += 1;
+            if let Some(event) = self.outbox.pending().first() {
                 error!(
                     game_id = %event.game_id,
                     container_id = %event.container_id,
-                    event_type = %event_type,
+                    event_type = %event.event_type(),
                     error = %err,
-                    "cannot publish probe event; dropped"
+                    pending = self.outbox.len(),
+                    "cannot publish probe event; it stays pending and is retried next tick, before newer events"
                 );
-                false
             }
         }
+        drained.delivered
+    }
+
+    /// Write the snapshot if there is a state file and it changed.
+    fn persist(&mut self, report: &mut TickReport) {
+        let Some(file) = &mut self.state_file else {
+            return;
+        };
+        match file.save(&self.states, self.outbox.pending()) {
+            Ok(Saved::Written) => report.snapshots_written += 1,
+            Ok(Saved::Unchanged) => {}
+            Err(err) => {
+                report.snapshot_failures += 1;
+                error!(
+                    error = %err,
+                    "cannot persist the state; events are published anyway, and a crash before the next successful write loses what happened since the last one"
+                );
+            }
+        }
+    }
+
+    /// Append `input` to the journal, if there is one.
+    fn journal(&mut self, input: &Input, report: &mut TickReport) {
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
+        if let Err(err) = journal.record(input) {
+            let path = journal.path().display().to_string();
+            self.stop_journal(&path, &err, report);
+        }
+    }
+
+    /// Log a journal error once and stop journaling (a journal with a hole
+    /// would replay to different events).
+    fn stop_journal(&mut self, path: &str, err: &std::io::Error, report: &mut TickReport) {
+        error!(
+            journal = %path,
+            error = %err,
+            "cannot write the journal; journaling stops for the rest of the run"
+        );
+        self.journal = None;
+        report.journal_stopped = true;
     }
 }
 
@@ -322,12 +562,21 @@ pub struct TickReport {
     pub probes: usize,
     /// Of those, the unhealthy ones.
     pub failed_probes: usize,
-    /// Events the core emitted.
+    /// Events the core emitted this tick.
     pub events: usize,
-    /// Of those, the ones the publisher accepted.
+    /// Events the publisher accepted this tick, older pending ones included.
     pub published: usize,
-    /// Of those, the ones the publisher refused (logged and dropped).
+    /// Refused publish attempts this tick (each leaves its event pending; at
+    /// most one per tick, as a refusal ends delivery until the next tick).
     pub publish_failures: usize,
+    /// Events waiting for the publisher at the end of the tick (D4).
+    pub pending: usize,
+    /// Snapshots written this tick (D5; an unchanged snapshot is not rewritten).
+    pub snapshots_written: usize,
+    /// Snapshot writes that failed this tick (logged; events published anyway).
+    pub snapshot_failures: usize,
+    /// The journal failed this tick and stopped (D6).
+    pub journal_stopped: bool,
     /// Wall time of the tick.
     pub duration: Duration,
     /// The listing failed, so nothing was pruned or probed (R9).
@@ -350,18 +599,27 @@ pub struct RunReport {
     pub probes: u64,
     /// Events emitted.
     pub events: u64,
-    /// Events the publisher refused.
+    /// Events delivered.
+    pub published: u64,
+    /// Refused publish attempts.
     pub publish_failures: u64,
+    /// Events still waiting for the publisher after the last tick.
+    pub pending: usize,
+    /// Snapshot writes that failed.
+    pub snapshot_failures: u64,
 }
 
 impl RunReport {
-    /// Add one tick's counts.
+    /// Add one tick's counts; `pending` becomes the tick's.
     pub fn add(&mut self, tick: &TickReport) {
         self.ticks += 1;
         self.skipped_ticks += u64::from(tick.skipped);
         self.probes += tick.probes as u64;
         self.events += tick.events as u64;
+        self.published += tick.published as u64;
         self.publish_failures += tick.publish_failures as u64;
+        self.pending = tick.pending;
+        self.snapshot_failures += tick.snapshot_failures as u64;
     }
 }
 
@@ -469,7 +727,7 @@ fn duration_ms(duration: Duration) -> u64 {
 mod tests {
     use std::net::TcpListener;
 
-    use healthprobe_core::{EventDetails, EventType};
+    use healthprobe_core::{EventDetails, EventType, GameState as GameStateCounters};
 
     use super::*;
     use crate::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
@@ -618,11 +876,232 @@ mod tests {
         rig.publisher.fail(true);
         let report = rig.worker.tick();
         assert_eq!(
-            (report.events, report.published, report.publish_failures),
-            (1, 0, 1)
+            (
+                report.events,
+                report.published,
+                report.publish_failures,
+                report.pending
+            ),
+            (1, 0, 1, 1)
         );
         assert_eq!(rig.telemetry.total(), 0);
         assert!(rig.publisher.events().is_empty());
+        assert_eq!(rig.worker.pending().len(), 1);
+    }
+
+    #[test]
+    fn d4_a_refused_event_stays_pending_and_is_published_first_next_tick() {
+        let mut rig = rig(1);
+        let endpoint = rig.endpoint.clone();
+        rig.store.set(vec![
+            RuntimeRecord::running("g1", "c1", &endpoint),
+            RuntimeRecord::running("g2", "c2", &endpoint),
+        ]);
+        rig.publisher.fail(true);
+        let first = rig.worker.tick();
+        // One refused attempt, then the publisher is left alone for the tick.
+        assert_eq!((first.events, first.publish_failures), (2, 1));
+        assert_eq!(rig.publisher.attempts(), 1);
+        let waiting = rig.worker.pending().to_vec();
+        assert_eq!(waiting.len(), 2);
+        rig.publisher.fail(false);
+        rig.store.set(vec![]);
+        let second = rig.worker.tick();
+        assert_eq!((second.events, second.published, second.pending), (0, 2, 0));
+        assert_eq!(rig.publisher.events(), waiting);
+        assert_eq!(rig.telemetry.total(), 2);
+    }
+
+    #[test]
+    fn d4_a_skipped_tick_still_delivers_what_waits() {
+        let mut rig = rig(1);
+        let endpoint = rig.endpoint.clone();
+        rig.store
+            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        rig.publisher.fail_next(1);
+        rig.worker.tick();
+        assert_eq!(rig.worker.pending().len(), 1);
+        rig.store.fail_next(1);
+        let skipped = rig.worker.tick();
+        assert!(skipped.skipped);
+        assert_eq!((skipped.published, skipped.pending), (1, 0));
+    }
+
+    /// Publishes into `inner` after checking the event is in the state file's pending list.
+    struct SnapshotFirst {
+        inner: MemoryPublisher,
+        path: std::path::PathBuf,
+        unpersisted: Arc<Mutex<Vec<HealthEvent>>>,
+    }
+
+    impl HealthEventPublisher for SnapshotFirst {
+        fn publish(&mut self, event: &HealthEvent) -> Result<(), crate::ports::PublishError> {
+            let snapshot = StateFile::new(&self.path)
+                .load()
+                .expect("a valid state file")
+                .expect("written before any publish");
+            if !snapshot.pending.contains(event) {
+                self.unpersisted
+                    .lock()
+                    .expect("test lock")
+                    .push(event.clone());
+            }
+            self.inner.publish(event)
+        }
+    }
+
+    fn scratch(label: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("healthprobe-worker-{}-{label}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    #[test]
+    fn d5_with_a_state_file_no_event_is_published_before_it_is_persisted() {
+        let dir = scratch("persist-first");
+        let path = dir.join("state.json");
+        let store = MemoryStore::new();
+        let endpoint = refused_endpoint();
+        store.set(
+            (0..5)
+                .map(|i| RuntimeRecord::running(format!("g{i}"), format!("c{i}"), &endpoint))
+                .collect(),
+        );
+        let publisher = MemoryPublisher::new();
+        let unpersisted = Arc::new(Mutex::new(Vec::new()));
+        let config = WorkerConfig {
+            failures_threshold: 2,
+            ..WorkerConfig::default()
+        };
+        let mut worker = Worker::new(
+            config,
+            store.clone(),
+            SnapshotFirst {
+                inner: publisher.clone(),
+                path: path.clone(),
+                unpersisted: Arc::clone(&unpersisted),
+            },
+            CountingTelemetry::new(),
+            ManualClock::new(Timestamp::from_second(1_800_000_000).expect("valid")),
+        )
+        .expect("valid config");
+        let restored = worker.restore(StateFile::new(&path)).expect("fresh start");
+        assert!(!restored.existed);
+        publisher.fail_every(2);
+        let mut reports = Vec::new();
+        for _ in 0..6 {
+            reports.push(worker.tick());
+        }
+        assert_eq!(reports[1].events, 5);
+        assert!(reports.iter().all(|r| r.snapshot_failures == 0));
+        assert_eq!(publisher.events().len(), 5);
+        assert!(worker.pending().is_empty());
+        assert!(unpersisted.lock().expect("test lock").is_empty());
+        // The last snapshot records every delivery.
+        let snapshot = StateFile::new(&path)
+            .load()
+            .expect("valid")
+            .expect("exists");
+        assert!(snapshot.pending.is_empty());
+        assert_eq!(&snapshot.states, worker.states());
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn d5_restore_refuses_a_bad_file_and_leaves_worker_and_file_as_they_were() {
+        let dir = scratch("refuse");
+        let path = dir.join("state.json");
+        let mut rig = rig(1);
+        for text in ["", "{\"version\":1,", "{\"version\":9}"] {
+            std::fs::write(&path, text).expect("seed");
+            let err = rig
+                .worker
+                .restore(StateFile::new(&path))
+                .expect_err("a bad file");
+            assert!(err.is_bad_contents(), "{err}");
+            assert!(err.to_string().starts_with(&path.display().to_string()));
+            assert_eq!(std::fs::read_to_string(&path).expect("kept"), text);
+        }
+        assert!(rig.worker.states().is_empty());
+        assert!(rig.worker.owner.state_file.is_none());
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn d5_restore_brings_back_counters_and_pending_under_the_configured_policy() {
+        let dir = scratch("restore");
+        let path = dir.join("state.json");
+        let mut before = rig(3);
+        let endpoint = before.endpoint.clone();
+        before
+            .store
+            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        before.worker.restore(StateFile::new(&path)).expect("fresh");
+        before.publisher.fail(true);
+        for _ in 0..3 {
+            before.worker.tick();
+        }
+        assert_eq!(before.worker.pending().len(), 1);
+        let pending = before.worker.pending().to_vec();
+        drop(before);
+
+        let mut after = rig(5);
+        after
+            .store
+            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        let restored = after.worker.restore(StateFile::new(&path)).expect("valid");
+        assert_eq!(
+            (restored.existed, restored.games, restored.pending),
+            (true, 1, 1)
+        );
+        assert_eq!(
+            restored.replaced_policy,
+            Some(healthprobe_core::Policy::new(3, 1).expect("valid"))
+        );
+        assert_eq!(after.worker.states().policy().failures_threshold(), 5);
+        assert_eq!(after.worker.pending(), pending.as_slice());
+        let report = after.worker.tick();
+        assert_eq!((report.published, report.pending), (1, 0));
+        assert_eq!(after.publisher.events(), pending);
+        assert_eq!(
+            after
+                .worker
+                .states()
+                .game("g1")
+                .map(GameStateCounters::consecutive_failures),
+            Some(4)
+        );
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn d5_a_failing_snapshot_write_is_reported_and_events_are_published_anyway() {
+        let dir = scratch("write-fails");
+        let path = dir.join("state.json");
+        let mut rig = rig(1);
+        let endpoint = rig.endpoint.clone();
+        rig.store
+            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        rig.worker.restore(StateFile::new(&path)).expect("fresh");
+        std::fs::remove_dir_all(&dir).expect("the directory goes away");
+        let report = rig.worker.tick();
+        assert_eq!(
+            (report.events, report.published, report.snapshot_failures),
+            (1, 1, 2),
+            "the writes before and after delivery both fail"
+        );
+        assert_eq!(rig.publisher.events().len(), 1);
+        std::fs::create_dir_all(&dir).expect("the directory comes back");
+        let report = rig.worker.tick();
+        assert_eq!((report.snapshots_written, report.snapshot_failures), (1, 0));
+        let snapshot = StateFile::new(&path)
+            .load()
+            .expect("valid")
+            .expect("exists");
+        assert_eq!(&snapshot.states, rig.worker.states());
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]

@@ -94,6 +94,9 @@ struct PublisherInner {
     events: Vec<HealthEvent>,
     fail_next: usize,
     failing: bool,
+    fail_every: u64,
+    fail_every_from: u64,
+    attempts: u64,
 }
 
 impl MemoryPublisher {
@@ -121,12 +124,29 @@ impl MemoryPublisher {
     pub fn fail_next(&self, n: usize) {
         lock(&self.inner).fail_next = n;
     }
+
+    /// Refuse every `n`-th call from now on (the `n`-th, `2n`-th, ... after
+    /// this one); `n` of 0 or 1 turns this off. `fail_every(2)` refuses every
+    /// other call, starting with the second.
+    pub fn fail_every(&self, n: u64) {
+        let mut inner = lock(&self.inner);
+        inner.fail_every = if n > 1 { n } else { 0 };
+        inner.fail_every_from = inner.attempts;
+    }
+
+    /// Calls to `publish` so far, refused ones included.
+    pub fn attempts(&self) -> u64 {
+        lock(&self.inner).attempts
+    }
 }
 
 impl HealthEventPublisher for MemoryPublisher {
     fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
         let mut inner = lock(&self.inner);
-        if inner.failing || inner.fail_next > 0 {
+        inner.attempts += 1;
+        let every = inner.fail_every > 1
+            && (inner.attempts - inner.fail_every_from) % inner.fail_every == 0;
+        if inner.failing || inner.fail_next > 0 || every {
             inner.fail_next = inner.fail_next.saturating_sub(1);
             return Err(PublishError::Unavailable(
                 "memory publisher: simulated publish failure".to_owned(),

@@ -11,4 +11,5 @@ mod records_file;
 
 pub use jsonl::JsonlPublisher;
 pub use memory::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
+pub(crate) use records_file::strip_position;
 pub use records_file::{RecordsFile, parse_records};

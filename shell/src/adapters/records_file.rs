@@ -76,7 +76,7 @@ fn malformed(name: &str, err: &serde_path_to_error::Error<serde_json::Error>) ->
 }
 
 /// serde_json's message without its trailing ` at line L column C`.
-fn strip_position(err: &serde_json::Error) -> String {
+pub(crate) fn strip_position(err: &serde_json::Error) -> String {
     let message = err.to_string();
     let suffix = format!(" at line {} column {}", err.line(), err.column());
     match message.strip_suffix(&suffix) {

@@ -1,0 +1,427 @@
+//! Durable state (D5): the hysteresis state and the pending events, as one
+//! snapshot file replaced atomically.
+//!
+//! The file is one JSON object on one line:
+//!
+//! ```json
+//! {"version":1,"states":{"policy":{"failures_threshold":3,"recovery_threshold":1},"games":{"g1":{"consecutive_failures":4,"failure_published":true,"consecutive_successes":0}}},"pending":[{"game_id":"g1","container_id":"c1","event_type":"probe_failed","occurred_at":"2026-11-28T05:00:10.5Z","details":{"consecutive_failures":3,"last_status":503,"last_error":"unexpected status 503"}}]}
+//! ```
+//!
+//! `states` is [`HealthStates`]' own serialization (games sorted by id) and
+//! `pending` the [`crate::outbox::Outbox`], oldest first, as event envelopes.
+//! A file of another `version` is refused, never guessed at.
+//!
+//! A write goes to `FILE.tmp` in the same directory, is fsynced, renamed
+//! over `FILE`, and the directory is fsynced: after a crash at any moment
+//! `FILE` holds either the previous snapshot or the new one, whole. One
+//! process per state file: two workers sharing one would overwrite each
+//! other's snapshots.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use healthprobe_core::{HealthEvent, HealthStates};
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::strip_position;
+
+/// The snapshot format this build reads and writes.
+pub const STATE_FILE_VERSION: u64 = 1;
+
+/// What a state file holds: the hysteresis state and the events not yet delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The policy and per-game counters.
+    pub states: HealthStates,
+    /// Events emitted but not yet accepted by the publisher, oldest first.
+    pub pending: Vec<HealthEvent>,
+}
+
+/// A state file could not be read, parsed or written; every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    /// The file exists but could not be read.
+    #[error("{path}: cannot read the state file: {source}")]
+    Read {
+        /// The state file.
+        path: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The file is empty (or only whitespace).
+    #[error("{path}: the state file is empty (expected a version {STATE_FILE_VERSION} snapshot)")]
+    Empty {
+        /// The state file.
+        path: String,
+    },
+    /// The file is not JSON, or is cut short (a truncated write).
+    #[error("{path}:{line}:{column}: the state file is not valid JSON: {message}")]
+    Syntax {
+        /// The state file.
+        path: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+        /// What was wrong, for example `EOF while parsing an object`.
+        message: String,
+    },
+    /// The file is JSON but not a snapshot this build understands.
+    #[error("{path}: the state file is not a valid snapshot: {message}")]
+    Invalid {
+        /// The state file.
+        path: String,
+        /// What was wrong, with the field when known (``states.games.g1: …``).
+        message: String,
+    },
+    /// The file records a format version this build does not read.
+    #[error(
+        "{path}: the state file has version {found}; this build reads version {STATE_FILE_VERSION} only"
+    )]
+    Version {
+        /// The state file.
+        path: String,
+        /// The `version` value found, as JSON.
+        found: String,
+    },
+    /// Writing the snapshot (temporary file, fsync, rename, directory fsync) failed.
+    #[error("{path}: cannot write the state file (via {temporary}): {source}")]
+    Write {
+        /// The state file.
+        path: String,
+        /// The temporary file written first.
+        temporary: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl StateFileError {
+    /// Whether the file's contents are at fault (rather than the file system).
+    pub fn is_bad_contents(&self) -> bool {
+        matches!(
+            self,
+            Self::Empty { .. } | Self::Syntax { .. } | Self::Invalid { .. } | Self::Version { .. }
+        )
+    }
+}
+
+/// Whether [`StateFile::save`] wrote the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// The snapshot changed and was written (and fsynced).
+    Written,
+    /// The snapshot is byte-identical to the last one written: nothing to do.
+    Unchanged,
+}
+
+/// A snapshot file: [`StateFile::load`] at start, [`StateFile::save`] after changes.
+#[derive(Debug)]
+pub struct StateFile {
+    path: PathBuf,
+    temporary: PathBuf,
+    directory: PathBuf,
+    /// The bytes of the last successful write; empty before the first one.
+    written: Vec<u8>,
+    /// Scratch buffer for the next snapshot.
+    encoded: Vec<u8>,
+}
+
+impl StateFile {
+    /// The state file at `path`; nothing is read or written until asked.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let mut temporary = path.clone().into_os_string();
+        temporary.push(".tmp");
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Self {
+            path,
+            temporary: PathBuf::from(temporary),
+            directory,
+            written: Vec::new(),
+            encoded: Vec::new(),
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read the snapshot; `None` when the file does not exist (a fresh start).
+    ///
+    /// Any other problem is an error naming the file and what was wrong;
+    /// the file is not touched.
+    pub fn load(&self) -> Result<Option<Snapshot>, StateFileError> {
+        let name = self.path.display().to_string();
+        match fs::read(&self.path) {
+            Ok(bytes) => parse_snapshot(&bytes, &name).map(Some),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateFileError::Read { path: name, source }),
+        }
+    }
+
+    /// Write the snapshot of `states` and `pending` atomically, unless it is
+    /// byte-identical to the last one this handle wrote.
+    ///
+    /// The first call always writes. On error the file holds the previous
+    /// snapshot, whole.
+    pub fn save(
+        &mut self,
+        states: &HealthStates,
+        pending: &[HealthEvent],
+    ) -> Result<Saved, StateFileError> {
+        self.encoded.clear();
+        encode_snapshot(&mut self.encoded, states, pending);
+        if !self.written.is_empty() && self.encoded == self.written {
+            return Ok(Saved::Unchanged);
+        }
+        self.write_encoded()
+            .map_err(|source| StateFileError::Write {
+                path: self.path.display().to_string(),
+                temporary: self.temporary.display().to_string(),
+                source,
+            })?;
+        std::mem::swap(&mut self.written, &mut self.encoded);
+        Ok(Saved::Written)
+    }
+
+    /// Temporary file, write, fsync, rename over the file, fsync the directory.
+    fn write_encoded(&self) -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&self.temporary)?;
+        file.write_all(&self.encoded)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.temporary, &self.path)?;
+        File::open(&self.directory)?.sync_all()
+    }
+}
+
+/// Append the snapshot of `states` and `pending` to `out`, as one JSON line.
+pub fn encode_snapshot(out: &mut Vec<u8>, states: &HealthStates, pending: &[HealthEvent]) {
+    let snapshot = SnapshotRef {
+        version: STATE_FILE_VERSION,
+        states,
+        pending,
+    };
+    // Serializing plain structs, strings, integers and timestamps into a
+    // Vec cannot fail: there is no I/O and every map key is a string.
+    serde_json::to_writer(&mut *out, &snapshot).expect("a snapshot always serializes");
+    out.push(b'\n');
+}
+
+/// Parse a state file's bytes; `name` names the file in errors.
+///
+/// The version is checked first, so a file of another version gets a
+/// version error whatever else it holds.
+pub fn parse_snapshot(bytes: &[u8], name: &str) -> Result<Snapshot, StateFileError> {
+    if bytes.trim_ascii().is_empty() {
+        return Err(StateFileError::Empty {
+            path: name.to_owned(),
+        });
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|err| StateFileError::Syntax {
+            path: name.to_owned(),
+            line: err.line(),
+            column: err.column(),
+            message: strip_position(&err),
+        })?;
+    let invalid = |message: String| StateFileError::Invalid {
+        path: name.to_owned(),
+        message,
+    };
+    let Some(fields) = value.as_object() else {
+        return Err(invalid(
+            "expected an object with `version`, `states` and `pending`".to_owned(),
+        ));
+    };
+    match fields.get("version") {
+        None => return Err(invalid("missing field `version`".to_owned())),
+        Some(version) if version.as_u64() == Some(STATE_FILE_VERSION) => {}
+        Some(version) => {
+            return Err(StateFileError::Version {
+                path: name.to_owned(),
+                found: version.to_string(),
+            });
+        }
+    }
+    let snapshot: SnapshotV1 = serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let reason = err.inner().to_string();
+        invalid(if path == "." || path.is_empty() {
+            reason
+        } else {
+            format!("{path}: {reason}")
+        })
+    })?;
+    Ok(Snapshot {
+        states: snapshot.states,
+        pending: snapshot.pending,
+    })
+}
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    version: u64,
+    states: &'a HealthStates,
+    pending: &'a [HealthEvent],
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotV1 {
+    #[allow(dead_code)]
+    version: u64,
+    states: HealthStates,
+    pending: Vec<HealthEvent>,
+}
+
+#[cfg(test)]
+mod tests {
+    use healthprobe_core::{Policy, ProbeOutcome, ProbeResult};
+
+    use super::*;
+
+    fn failing_states() -> (HealthStates, Vec<HealthEvent>) {
+        let mut states = HealthStates::new(Policy::new(1, 1).expect("valid"));
+        let event = states
+            .apply(ProbeOutcome {
+                game_id: "g1".into(),
+                container_id: "c1".into(),
+                observed_at: "2026-11-28T05:00:10.5Z".parse().expect("valid"),
+                result: ProbeResult::Unhealthy {
+                    status: 503,
+                    error: "unexpected status 503".into(),
+                },
+            })
+            .expect("threshold 1 publishes");
+        (states, vec![event])
+    }
+
+    fn check_error(text: &str, expected: &str) {
+        match parse_snapshot(text.as_bytes(), "state.json") {
+            Err(err) => assert_eq!(err.to_string(), expected, "{text}"),
+            Ok(snapshot) => panic!("{text}: parsed {snapshot:?}"),
+        }
+    }
+
+    #[test]
+    fn d5_a_snapshot_round_trips_and_pins_its_format() {
+        let (states, pending) = failing_states();
+        let mut bytes = Vec::new();
+        encode_snapshot(&mut bytes, &states, &pending);
+        assert_eq!(
+            String::from_utf8(bytes.clone()).expect("utf-8"),
+            concat!(
+                r#"{"version":1,"states":{"policy":{"failures_threshold":1,"recovery_threshold":1},"#,
+                r#""games":{"g1":{"consecutive_failures":1,"failure_published":true,"consecutive_successes":0}}},"#,
+                r#""pending":[{"game_id":"g1","container_id":"c1","event_type":"probe_failed","#,
+                r#""occurred_at":"2026-11-28T05:00:10.5Z","details":{"consecutive_failures":1,"#,
+                r#""last_status":503,"last_error":"unexpected status 503"}}]}"#,
+                "\n"
+            )
+        );
+        let snapshot = parse_snapshot(&bytes, "state.json").expect("round trip");
+        assert_eq!(snapshot, Snapshot { states, pending });
+    }
+
+    #[test]
+    fn d5_bad_state_files_name_the_file_and_the_problem() {
+        check_error(
+            "",
+            "state.json: the state file is empty (expected a version 1 snapshot)",
+        );
+        check_error(
+            " \n",
+            "state.json: the state file is empty (expected a version 1 snapshot)",
+        );
+        check_error(
+            r#"{"version":1,"states":{"pol"#,
+            "state.json:1:27: the state file is not valid JSON: EOF while parsing a string",
+        );
+        check_error(
+            "not json",
+            "state.json:1:2: the state file is not valid JSON: expected ident",
+        );
+        check_error(
+            r#"{"version":2,"states":{}}"#,
+            "state.json: the state file has version 2; this build reads version 1 only",
+        );
+        check_error(
+            r#"{"version":"1","states":{},"pending":[]}"#,
+            r#"state.json: the state file has version "1"; this build reads version 1 only"#,
+        );
+        check_error(
+            r#"{"states":{},"pending":[]}"#,
+            "state.json: the state file is not a valid snapshot: missing field `version`",
+        );
+        check_error(
+            "[1]",
+            "state.json: the state file is not a valid snapshot: expected an object with `version`, `states` and `pending`",
+        );
+        check_error(
+            r#"{"version":1,"states":{"policy":{"failures_threshold":3,"recovery_threshold":1},"games":{"g1":{"consecutive_failures":"x","failure_published":true}}},"pending":[]}"#,
+            "state.json: the state file is not a valid snapshot: states.games.g1.consecutive_failures: invalid type: string \"x\", expected u64",
+        );
+        check_error(
+            r#"{"version":1,"states":{"policy":{"failures_threshold":3,"recovery_threshold":1},"games":{}},"pending":[{"game_id":"g1"}]}"#,
+            "state.json: the state file is not a valid snapshot: pending[0]: missing field `container_id`",
+        );
+        check_error(
+            r#"{"version":1,"states":{"policy":{"failures_threshold":3,"recovery_threshold":1},"games":{}},"pending":[],"extra":0}"#,
+            "state.json: the state file is not a valid snapshot: extra: unknown field `extra`, expected one of `version`, `states`, `pending`",
+        );
+    }
+
+    #[test]
+    fn d5_save_writes_atomically_and_skips_an_identical_snapshot() {
+        let dir = std::env::temp_dir().join(format!("healthprobe-durable-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("state.json");
+        let _ = fs::remove_file(&path);
+        let mut file = StateFile::new(&path);
+        assert_eq!(file.load().expect("missing is fine"), None);
+        let (states, pending) = failing_states();
+        assert_eq!(file.save(&states, &pending).expect("write"), Saved::Written);
+        assert_eq!(
+            file.save(&states, &pending).expect("same"),
+            Saved::Unchanged
+        );
+        assert!(!dir.join("state.json.tmp").exists());
+        let loaded = StateFile::new(&path)
+            .load()
+            .expect("valid")
+            .expect("exists");
+        assert_eq!(loaded.pending, pending);
+        assert_eq!(file.save(&states, &[]).expect("write"), Saved::Written);
+        let loaded = StateFile::new(&path)
+            .load()
+            .expect("valid")
+            .expect("exists");
+        assert!(loaded.pending.is_empty());
+        // A fresh handle writes its first snapshot even if the file already holds it.
+        assert_eq!(
+            StateFile::new(&path).save(&states, &[]).expect("write"),
+            Saved::Written
+        );
+        fs::remove_dir_all(&dir).expect("clean up");
+        let err = file.save(&states, &pending).expect_err("no directory");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "{}: cannot write the state file (via ",
+                path.display()
+            )),
+            "{err}"
+        );
+        assert!(!err.is_bad_contents());
+    }
+}

@@ -1,0 +1,93 @@
+//! The run's input journal on disk (D6): every prune and outcome the worker
+//! folds, appended as [`crate::journal`] lines.
+//!
+//! Lines are buffered and reach the file at [`JournalFile::flush`], which the
+//! worker calls at the end of every tick; dropping the journal flushes too.
+//! The journal is diagnostics, not the source of truth: it is not fsynced,
+//! and a process killed mid-tick loses that tick's lines.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use healthprobe_core::Input;
+
+use crate::journal::write_input;
+
+/// Buffer between flushes; a tick of a few thousand outcomes is written in a few calls.
+const JOURNAL_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A journal file opened for append: nothing already in it is lost.
+#[derive(Debug)]
+pub struct JournalFile {
+    out: BufWriter<File>,
+    path: PathBuf,
+}
+
+impl JournalFile {
+    /// Open `path` for append, creating it if missing.
+    pub fn append(path: impl Into<PathBuf>) -> io::Result<Self> {
+        let path = path.into();
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Self {
+            out: BufWriter::with_capacity(JOURNAL_BUFFER_BYTES, file),
+            path,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append `input` as one line (buffered).
+    pub fn record(&mut self, input: &Input) -> io::Result<()> {
+        write_input(&mut self.out, input)
+    }
+
+    /// Hand every buffered line to the operating system.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use healthprobe_core::{ProbeOutcome, ProbeResult, Timestamp};
+
+    use super::*;
+    use crate::journal::JournalReader;
+
+    #[test]
+    fn d6_recorded_inputs_read_back_in_order_after_what_the_file_held() {
+        let path =
+            std::env::temp_dir().join(format!("healthprobe-journal-{}.jsonl", std::process::id()));
+        std::fs::write(&path, "{\"type\":\"prune\",\"running\":[]}\n").expect("seed file");
+        let inputs = [
+            Input::Prune {
+                running: vec!["g1".into(), "g1".into()],
+            },
+            Input::Outcome(ProbeOutcome {
+                game_id: "g1".into(),
+                container_id: "c1".into(),
+                observed_at: Timestamp::from_second(1_795_842_000).expect("valid"),
+                result: ProbeResult::Unhealthy {
+                    status: 0,
+                    error: "connection refused".into(),
+                },
+            }),
+        ];
+        let mut journal = JournalFile::append(&path).expect("open");
+        for input in &inputs {
+            journal.record(input).expect("buffered");
+        }
+        journal.flush().expect("flushed");
+        let text = std::fs::read(&path).expect("read back");
+        std::fs::remove_file(&path).expect("clean up");
+        let read: Vec<Input> = JournalReader::new(text.as_slice(), "journal")
+            .collect::<Result<_, _>>()
+            .expect("valid journal");
+        assert_eq!(read[0], Input::Prune { running: vec![] });
+        assert_eq!(read[1..], inputs);
+    }
+}
