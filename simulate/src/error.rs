@@ -45,6 +45,16 @@ pub enum SimulateError {
     /// The outage rate was negative or not a number.
     #[error("--outage-rate must be a non-negative number of outages per engine-day, got {0}")]
     BadOutageRate(f64),
+    /// The outage rate would give an engine more outages than the simulator keeps.
+    #[error(
+        "--outage-rate × --days gives {per_engine} outages per engine; at most {max} are allowed"
+    )]
+    TooManyOutages {
+        /// Expected outages per engine over the run.
+        per_engine: f64,
+        /// The most allowed.
+        max: f64,
+    },
     /// Outages were asked for with a mean length of zero.
     #[error("--outage-mean must be positive when --outage-rate is above 0")]
     ZeroOutageMean,

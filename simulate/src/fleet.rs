@@ -18,6 +18,10 @@ pub(crate) const DAY_NS: u64 = 86_400 * 1_000_000_000;
 /// and must stay inside what a [`Timestamp`] holds.
 pub(crate) const MAX_RUN_DAYS: u64 = 36_525;
 
+/// The most outages one engine may expect over the run (memory: each is
+/// kept while its engine is simulated).
+pub(crate) const MAX_OUTAGES_PER_ENGINE: f64 = 1_000_000.0;
+
 /// Probes per chunk of the outcome bitmap, in 64-bit words: 1024 probes,
 /// whose timestamps (16 KiB) stay in the L1 cache while every policy folds
 /// the chunk.
@@ -102,9 +106,10 @@ pub fn simulate(
     let threads = u32::try_from(threads)
         .unwrap_or(u32::MAX)
         .clamp(1, engines.max(1));
-    let share = engines.div_ceil(threads);
+    let share = u64::from(engines.div_ceil(threads));
+    let bound = |t: u32| u32::try_from(u64::from(t) * share).map_or(engines, |e| e.min(engines));
     let ranges: Vec<(u32, u32)> = (0..threads)
-        .map(|t| (t * share, ((t + 1) * share).min(engines)))
+        .map(|t| (bound(t), bound(t + 1)))
         .filter(|(first, end)| first < end)
         .collect();
     let shares: Vec<FleetTally> = if ranges.len() == 1 {
@@ -232,6 +237,13 @@ impl<'a> Plan<'a> {
                 if *per_engine_day > 0.0 && mean_length.is_zero() {
                     return Err(SimulateError::ZeroOutageMean);
                 }
+                let per_engine = per_engine_day * scenario.days();
+                if per_engine > MAX_OUTAGES_PER_ENGINE {
+                    return Err(SimulateError::TooManyOutages {
+                        per_engine,
+                        max: MAX_OUTAGES_PER_ENGINE,
+                    });
+                }
                 None
             }
             OutagePlan::Fixed(outages) => Some(fixed_outages(outages, run_ns)?),
@@ -357,6 +369,9 @@ impl<'a> Plan<'a> {
         }
         let mut rng = engine_rng(self.scenario.seed, engine, Stream::Outages);
         let mean_gap_ns = DAY_NS as f64 / per_engine_day;
+        if !mean_gap_ns.is_finite() {
+            return Vec::new(); // a rate so small that no outage can come
+        }
         let mean_length_ns = mean_length.as_nanos() as f64;
         let mut outages = Vec::new();
         let mut up_since = 0u64;
@@ -367,7 +382,8 @@ impl<'a> Plan<'a> {
                 return outages;
             }
             outages.push((start, end));
-            up_since = end;
+            // At least a nanosecond of progress, whatever the draws.
+            up_since = end.max(up_since.saturating_add(1));
         }
     }
 }

@@ -401,6 +401,9 @@ fn bad_scenarios_are_errors_not_panics() {
             "overlap",
         ),
     ];
+    // Many threads for few engines, and engines near u32::MAX, are fine.
+    let many = simulate(&ok, &policies(1..=1, 1..=1), usize::MAX).expect("threads clamp");
+    assert_eq!(many.scenario.engines, 1);
     for (scenario, policies, needle) in cases {
         let error: SimulateError = simulate(&scenario, &policies, 1).expect_err(needle);
         assert!(
