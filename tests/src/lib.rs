@@ -11,7 +11,7 @@
 //!   and [`probe_failed`] / [`probe_recovered`] to spell the expected events.
 //! - [`healthprobe_binary`]: an up-to-date `healthprobe` for CLI tests, and
 //!   [`HealthprobeProcess`]: one running, its output collected as it comes,
-//!   signals (SIGINT, SIGTERM), peak memory and a bounded wait.
+//!   signals (SIGINT, SIGTERM, SIGKILL), peak memory and a bounded wait.
 //! - [`wait_until`]: poll a condition with a deadline, the only way these
 //!   tests wait for something to happen.
 //!

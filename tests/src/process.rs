@@ -127,6 +127,12 @@ impl HealthprobeProcess {
         self.signal(libc::SIGTERM)
     }
 
+    /// Send SIGKILL: the process dies at once, whatever it was doing (a
+    /// crash, as far as its files are concerned). Then [`HealthprobeProcess::wait`].
+    pub fn kill(&self) -> io::Result<()> {
+        self.signal(libc::SIGKILL)
+    }
+
     #[allow(unsafe_code)]
     fn signal(&self, signal: libc::c_int) -> io::Result<()> {
         let pid = libc::pid_t::try_from(self.child.id())
