@@ -44,6 +44,8 @@ enum Command {
     Demo(DemoArgs),
     /// Fold a journal through the core and print the events as JSON lines.
     Replay(ReplayArgs),
+    /// Simulate a fleet in virtual time under many policies: delays, false alarms, a plot.
+    Simulate(healthprobe_simulate::SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +104,19 @@ struct ReplayArgs {
     journal: Option<PathBuf>,
 }
 
+/// `healthprobe simulate`: the table (or JSON) on stdout, the plot if asked.
+fn simulate(args: &healthprobe_simulate::SimulateArgs) -> ExitCode {
+    let mut out = io::stdout().lock();
+    match healthprobe_simulate::run(args, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(
+            err @ (healthprobe_simulate::SimulateError::Output(_)
+            | healthprobe_simulate::SimulateError::PlotFile { .. }),
+        ) => fail(1, format_args!("simulate: {err}")),
+        Err(err) => fail(EXIT_BAD_INPUT, format_args!("simulate: {err}")),
+    }
+}
+
 /// Exit code for bad input (a malformed file or an invalid setting).
 const EXIT_BAD_INPUT: u8 = 2;
 
@@ -114,6 +129,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args, cli.log_format),
         Command::Demo(args) => run_demo(args, cli.log_format),
         Command::Replay(args) => replay(args),
+        Command::Simulate(args) => simulate(&args),
     }
 }
 
