@@ -75,12 +75,16 @@ struct RunArgs {
     #[arg(long, value_name = "N")]
     ticks: Option<u64>,
     /// Keep the hysteresis state and undelivered events in this file across
-    /// restarts: restored at start (a missing file starts fresh), rewritten
-    /// atomically after every tick and before any event is published.
+    /// restarts. Restored at start (a missing file starts fresh, a bad one is
+    /// refused); rewritten atomically whenever a tick changes it, and always
+    /// before an event is published, so a crash can repeat an event but never
+    /// lose one.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
-    /// Append every prune and probe outcome to this journal (JSON lines),
-    /// for `healthprobe replay`.
+    /// Append every prune and probe outcome to this file (JSON lines).
+    /// `healthprobe replay` over it, with the same thresholds, prints the
+    /// events this run emitted (for a run that did not restore a --state
+    /// snapshot).
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
 }
