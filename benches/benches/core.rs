@@ -14,19 +14,24 @@
 //! owned outcome pays for that too). The step benches start from a warm state
 //! (two whole periods folded) and carry it from one iteration to the next, so
 //! every iteration is one more period of the same steady workload.
+//!
+//! `HEALTHPROBE_BENCH_TIME=cpu` measures CPU time instead of wall time (group
+//! `core-cpu`), for a machine shared with other work; see `benches/README.md`.
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::measurement::Measurement;
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
+use healthprobe_benches::cpu_time::{BenchTime, CpuTime};
 use healthprobe_benches::{PERIOD_ROUNDS, PruneWorkload, Workload};
 use healthprobe_core::{ProbeOutcome, prune, step};
 
 /// Periods folded before measuring, so the map has its steady capacity.
 const WARM_PERIODS: u64 = 2;
 
-fn step_benches(c: &mut Criterion) {
-    let mut group = c.benchmark_group("core");
+fn step_benches<M: Measurement>(c: &mut Criterion<M>, time: BenchTime) {
+    let mut group = c.benchmark_group(time.group("core"));
     group.sample_size(50);
     for (kind, workload) in [
         ("healthy", Workload::step_healthy()),
@@ -81,9 +86,9 @@ fn step_benches(c: &mut Criterion) {
 
 /// One iteration prunes a fresh copy of the 100,000-game state to the 50,000
 /// running games; the copy is made, and the result dropped, outside the timing.
-fn prune_bench(c: &mut Criterion) {
+fn prune_bench<M: Measurement>(c: &mut Criterion<M>, time: BenchTime) {
     let workload = PruneWorkload::prune_100k();
-    let mut group = c.benchmark_group("core");
+    let mut group = c.benchmark_group(time.group("core"));
     group.sample_size(20);
     group.sampling_mode(SamplingMode::Flat);
     group.throughput(Throughput::Elements(workload.state().len() as u64));
@@ -97,11 +102,20 @@ fn prune_bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
-    targets = step_benches, prune_bench
+fn main() {
+    let time = BenchTime::from_env();
+    match time {
+        BenchTime::Wall => run(Criterion::default(), time),
+        BenchTime::Cpu => run(Criterion::default().with_measurement(CpuTime), time),
+    }
 }
-criterion_main!(benches);
+
+fn run<M: Measurement + 'static>(criterion: Criterion<M>, time: BenchTime) {
+    let mut criterion = criterion
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    step_benches(&mut criterion, time);
+    prune_bench(&mut criterion, time);
+    criterion.final_summary();
+}

@@ -10,6 +10,9 @@
 //! end. The binary is (re)built with `cargo build --release -p
 //! healthprobe-shell` into the target dir this bench runs from, so the figure
 //! is never taken from a stale binary.
+//!
+//! `HEALTHPROBE_BENCH_TIME=cpu` measures CPU time instead of wall time (group
+//! `replay_1m-cpu`; for the binary, the CPU time of the `healthprobe` process).
 
 use std::cell::OnceCell;
 use std::fs::File;
@@ -18,14 +21,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use criterion::measurement::Measurement;
 use criterion::{Criterion, SamplingMode, Throughput};
+use healthprobe_benches::cpu_time::{BenchTime, CpuTime};
 use healthprobe_benches::{REPLAY_OUTCOMES, ReplayJournal, Workload};
 use healthprobe_shell::replay::replay_journal;
 
 /// Events in the `replay_1m` journal: one outcome in five emits one.
 const REPLAY_EVENTS: u64 = REPLAY_OUTCOMES / 5;
 
-fn replay_1m(c: &mut Criterion, journal: &OnceCell<ReplayJournal>) {
+fn replay_1m<M: Measurement>(
+    c: &mut Criterion<M>,
+    time: BenchTime,
+    journal: &OnceCell<ReplayJournal>,
+) {
     let journal = || {
         journal.get_or_init(|| {
             ReplayJournal::write_step_mixed(REPLAY_OUTCOMES)
@@ -34,7 +43,7 @@ fn replay_1m(c: &mut Criterion, journal: &OnceCell<ReplayJournal>) {
     };
     let policy = Workload::step_mixed().policy();
 
-    let mut group = c.benchmark_group("replay_1m");
+    let mut group = c.benchmark_group(time.group("replay_1m"));
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
     group.throughput(Throughput::Elements(REPLAY_OUTCOMES));
@@ -121,10 +130,26 @@ fn healthprobe_binary() -> Result<PathBuf, String> {
 fn main() {
     // Owned here so the journal is removed when the run ends.
     let journal = OnceCell::new();
-    let mut criterion = Criterion::default()
+    let time = BenchTime::from_env();
+    match time {
+        BenchTime::Wall => run(Criterion::default(), time, &journal),
+        BenchTime::Cpu => run(
+            Criterion::default().with_measurement(CpuTime),
+            time,
+            &journal,
+        ),
+    }
+}
+
+fn run<M: Measurement + 'static>(
+    criterion: Criterion<M>,
+    time: BenchTime,
+    journal: &OnceCell<ReplayJournal>,
+) {
+    let mut criterion = criterion
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5))
         .configure_from_args();
-    replay_1m(&mut criterion, &journal);
+    replay_1m(&mut criterion, time, journal);
     criterion.final_summary();
 }
