@@ -76,6 +76,61 @@ impl Default for WorkerConfig {
     }
 }
 
+/// How a tick fans its probes out; the state, the outbox, the state file
+/// and the journal are the same for both (one owner, on the tick's thread).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Runtime {
+    /// Blocking probes (ureq) on up to `max_concurrency` scoped threads, the
+    /// tick's caller among them. The default: no runtime to start, and the
+    /// reference's behaviour and cost profile.
+    #[default]
+    Threads,
+    /// Probes as tokio tasks (hyper) on a runtime the worker owns, at most
+    /// `max_concurrency` in flight; a hung engine holds a task, not a thread.
+    /// Needs the `async` cargo feature (on by default).
+    Async,
+}
+
+impl Runtime {
+    /// Both runtimes, threads first.
+    pub const ALL: [Runtime; 2] = [Runtime::Threads, Runtime::Async];
+
+    /// The cap on probes in flight when none is configured: 16 for threads
+    /// (the reference's), [`Runtime::ASYNC_DEFAULT_MAX_CONCURRENCY`] for async.
+    pub fn default_max_concurrency(self) -> usize {
+        match self {
+            Self::Threads => WorkerConfig::DEFAULT_MAX_CONCURRENCY,
+            Self::Async => Self::ASYNC_DEFAULT_MAX_CONCURRENCY,
+        }
+    }
+
+    /// The async runtime's default cap: one socket per probe in flight, so
+    /// it needs about this many file descriptors on top of the process's own.
+    pub const ASYNC_DEFAULT_MAX_CONCURRENCY: usize = 512;
+
+    /// Whether this build can run it (`Async` needs the `async` feature).
+    pub fn is_available(self) -> bool {
+        match self {
+            Self::Threads => true,
+            Self::Async => cfg!(feature = "async"),
+        }
+    }
+
+    /// `threads` or `async`, as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Threads => "threads",
+            Self::Async => "async",
+        }
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A setting is out of range; the message starts with the field's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -94,6 +149,12 @@ pub enum ConfigError {
     /// `max_concurrency` was zero.
     #[error("max_concurrency must be positive, got 0")]
     ZeroMaxConcurrency,
+    /// [`Runtime::Async`] was asked of a build without the `async` feature.
+    #[error("runtime async is not available: this build has no `async` feature")]
+    AsyncUnavailable,
+    /// The async runtime could not be started (threads or file descriptors exhausted).
+    #[error("runtime async cannot start")]
+    AsyncStart,
 }
 
 impl ConfigError {
@@ -105,6 +166,7 @@ impl ConfigError {
             Self::ZeroFailuresThreshold => "failures_threshold",
             Self::ZeroRecoveryThreshold => "recovery_threshold",
             Self::ZeroMaxConcurrency => "max_concurrency",
+            Self::AsyncUnavailable | Self::AsyncStart => "runtime",
         }
     }
 }

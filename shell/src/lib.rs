@@ -10,6 +10,8 @@
 //! - [`config`]: [`config::WorkerConfig`] and its validation (R11).
 //! - [`probe`]: one `GET /healthz` with ureq (R1, R2, D2). Built without TLS:
 //!   `https://` endpoints fail with `https is not supported by this build`.
+//! - `probe_async` (cargo feature `async`, on by default): the same probe
+//!   on tokio with hyper, for [`config::Runtime::Async`].
 //! - [`worker`]: [`worker::Worker`], its ticks and run loop (R8–R13, D3–D6).
 //! - [`adapters`]: records file, JSONL publisher and in-memory adapters.
 //! - [`demo`]: the engines behind `healthprobe demo`.
@@ -29,6 +31,8 @@ pub mod logging;
 pub mod outbox;
 pub mod ports;
 pub mod probe;
+#[cfg(feature = "async")]
+pub mod probe_async;
 pub mod replay;
 pub mod wire;
 pub mod worker;

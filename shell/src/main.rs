@@ -11,7 +11,7 @@ use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 use healthprobe_core::{EventType, Policy};
 use healthprobe_shell::adapters::{CountingTelemetry, JsonlPublisher, RecordsFile};
-use healthprobe_shell::config::{WorkerConfig, parse_duration};
+use healthprobe_shell::config::{Runtime, WorkerConfig, parse_duration};
 use healthprobe_shell::demo;
 use healthprobe_shell::durable::StateFile;
 use healthprobe_shell::journal_file::JournalFile;
@@ -68,9 +68,14 @@ struct RunArgs {
     /// Consecutive successes after `probe_failed` that publish `probe_recovered`.
     #[arg(long, env = "RTMANAGER_PROBE_RECOVERY_THRESHOLD", default_value_t = Policy::DEFAULT_RECOVERY_THRESHOLD, value_name = "N")]
     recovery_threshold: u32,
-    /// Most probes in flight at once.
-    #[arg(long, env = "RTMANAGER_PROBE_MAX_CONCURRENCY", default_value_t = WorkerConfig::DEFAULT_MAX_CONCURRENCY, value_name = "N")]
-    max_concurrency: usize,
+    /// Most probes in flight at once [default: 16 with threads, 512 with async].
+    #[arg(long, env = "RTMANAGER_PROBE_MAX_CONCURRENCY", value_name = "N")]
+    max_concurrency: Option<usize>,
+    /// How probes run: `threads` (blocking, one thread per probe in flight)
+    /// or `async` (tokio tasks: a hung engine holds a socket, not a thread).
+    /// Same events, state and journal either way.
+    #[arg(long, value_enum, default_value_t = RuntimeArg::Threads, value_name = "RUNTIME")]
+    runtime: RuntimeArg,
     /// Run this many ticks back to back, then exit (for scripts and tests).
     #[arg(long, value_name = "N")]
     ticks: Option<u64>,
@@ -87,6 +92,24 @@ struct RunArgs {
     /// snapshot).
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
+}
+
+/// `--runtime`, as the CLI spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeArg {
+    /// Blocking probes on threads.
+    Threads,
+    /// Probes as tokio tasks.
+    Async,
+}
+
+impl From<RuntimeArg> for Runtime {
+    fn from(arg: RuntimeArg) -> Self {
+        match arg {
+            RuntimeArg::Threads => Runtime::Threads,
+            RuntimeArg::Async => Runtime::Async,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -157,17 +180,28 @@ fn usage_error(err: &clap::Error) -> ExitCode {
 }
 
 fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
+    let runtime = Runtime::from(args.runtime);
     let config = WorkerConfig {
         interval: args.interval,
         probe_timeout: args.probe_timeout,
         failures_threshold: args.failures_threshold,
         recovery_threshold: args.recovery_threshold,
-        max_concurrency: args.max_concurrency,
+        max_concurrency: args
+            .max_concurrency
+            .unwrap_or_else(|| runtime.default_max_concurrency()),
     };
     if let Err(err) = config.validate() {
         return fail(
             EXIT_BAD_INPUT,
             format_args!("invalid setting: --{}", dashed(&err.to_string())),
+        );
+    }
+    if !runtime.is_available() {
+        return fail(
+            EXIT_BAD_INPUT,
+            format_args!(
+                "invalid setting: --runtime async is not available: this healthprobe was built without the `async` feature"
+            ),
         );
     }
     if let Err(err) = logging::init(log_format, "info") {
@@ -197,7 +231,14 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         }
     };
     let telemetry = CountingTelemetry::new();
-    let mut worker = match Worker::new(config, records, publisher, telemetry.clone(), SystemClock) {
+    let mut worker = match Worker::with_runtime(
+        config,
+        runtime,
+        records,
+        publisher,
+        telemetry.clone(),
+        SystemClock,
+    ) {
         Ok(worker) => worker,
         Err(err) => return fail(EXIT_BAD_INPUT, format_args!("invalid settings: {err}")),
     };

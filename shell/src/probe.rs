@@ -122,7 +122,7 @@ fn unhealthy(status: u16, error: String) -> ProbeResult {
     ProbeResult::Unhealthy { status, error }
 }
 
-fn is_https(url: &str) -> bool {
+pub(crate) fn is_https(url: &str) -> bool {
     url.get(..8)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
 }
@@ -144,7 +144,7 @@ fn describe(err: &Error) -> String {
     }
 }
 
-fn describe_io(err: &io::Error) -> String {
+pub(crate) fn describe_io(err: &io::Error) -> String {
     use io::ErrorKind::*;
     let reason = match err.kind() {
         ConnectionRefused => "connection refused",

@@ -14,6 +14,25 @@
 //! probing too saves a thread wake-up per probe; a result waits at most one
 //! of the caller's probes before it is folded.)
 //!
+//! # Tasks (`Runtime::Async`)
+//!
+//! With [`Runtime::Async`] (cargo feature `async`) only the fan-out
+//! differs. The worker owns a small tokio runtime (one worker thread); per
+//! tick, one driver task walks the jobs in order, takes a slot of a
+//! [`tokio::sync::Semaphore`] of `max_concurrency` permits for each (R10),
+//! checks the shutdown signal, and spawns the probe as a task
+//! ([`crate::probe_async::AsyncProber`], hyper). Each task stamps its
+//! result with the clock and sends `(job, observed_at, result)` over the
+//! same kind of std channel; the tick's caller blocks on it and folds each
+//! result as it arrives, exactly as above. The ports (store, publisher,
+//! telemetry, state file, journal) therefore stay synchronous and are only
+//! ever called from the caller's thread, never from async code: no task
+//! can block the runtime on a slow publisher or an fsync, and the state
+//! has one owner whatever the runtime. The clock is the one port tasks
+//! call (`Clock: Sync`, a quick read). A hung engine holds a task and a
+//! socket, not a thread, so a tick costs about one probe timeout whatever
+//! hangs, as long as the hung engines fit in `max_concurrency`.
+//!
 //! # Delivery (D4, D5)
 //!
 //! Every event the core emits goes into the worker's [`Outbox`] and leaves
@@ -56,23 +75,84 @@ use healthprobe_core::{
 };
 use tracing::{error, info, warn};
 
-use crate::config::{ConfigError, WorkerConfig};
+use crate::config::{ConfigError, Runtime, WorkerConfig};
 use crate::durable::{Saved, StateFile, StateFileError};
 use crate::journal_file::JournalFile;
 use crate::outbox::Outbox;
 use crate::ports::{Clock, HealthEventPublisher, RuntimeRecord, RuntimeRecordStore, Telemetry};
 use crate::probe::Prober;
+#[cfg(feature = "async")]
+use crate::probe_async::AsyncProber;
 
 /// Stack size of a probe thread: it only runs ureq's blocking calls.
 const PROBE_THREAD_STACK_BYTES: usize = 256 * 1024;
+
+/// Worker threads of the async runtime's scheduler. One keeps the tick's
+/// caller (which folds) and the I/O on the two cores these run on; hyper's
+/// work per probe is small, so a second one measured no faster.
+#[cfg(feature = "async")]
+const ASYNC_WORKER_THREADS: usize = 1;
+
+/// Threads tokio may start for blocking work: name lookups only.
+#[cfg(feature = "async")]
+const ASYNC_BLOCKING_THREADS: usize = 8;
 
 /// Runs ticks over a record store, a publisher, telemetry and a clock.
 pub struct Worker {
     config: WorkerConfig,
     store: Box<dyn RuntimeRecordStore>,
-    clock: Box<dyn Clock>,
-    prober: Prober,
+    clock: Arc<dyn Clock>,
+    fanout: Fanout,
     owner: StateOwner,
+}
+
+/// How probes run: the only part that differs between the runtimes.
+#[derive(Debug)]
+enum Fanout {
+    /// Blocking probes on scoped threads.
+    Threads(Prober),
+    /// Probe tasks on the worker's tokio runtime.
+    #[cfg(feature = "async")]
+    Tasks {
+        runtime: tokio::runtime::Runtime,
+        prober: AsyncProber,
+    },
+}
+
+impl Fanout {
+    fn new(runtime: Runtime, config: &WorkerConfig) -> Result<Self, ConfigError> {
+        match runtime {
+            Runtime::Threads => Ok(Self::Threads(Prober::new(config.probe_timeout))),
+            #[cfg(feature = "async")]
+            Runtime::Async => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(ASYNC_WORKER_THREADS)
+                    .max_blocking_threads(ASYNC_BLOCKING_THREADS)
+                    .thread_name("probe-async")
+                    .enable_io()
+                    .enable_time()
+                    .build()
+                    .map_err(|err| {
+                        error!(error = %err, "cannot start the async runtime");
+                        ConfigError::AsyncStart
+                    })?;
+                Ok(Self::Tasks {
+                    runtime,
+                    prober: AsyncProber::new(config.probe_timeout),
+                })
+            }
+            #[cfg(not(feature = "async"))]
+            Runtime::Async => Err(ConfigError::AsyncUnavailable),
+        }
+    }
+
+    fn runtime(&self) -> Runtime {
+        match self {
+            Self::Threads(_) => Runtime::Threads,
+            #[cfg(feature = "async")]
+            Self::Tasks { .. } => Runtime::Async,
+        }
+    }
 }
 
 /// The hysteresis state and where its events go: touched only by the tick's caller.
@@ -118,7 +198,8 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// A worker with empty state and nothing pending; the config is validated first (R11).
+    /// A worker with empty state and nothing pending, probing on threads
+    /// ([`Runtime::Threads`]); the config is validated first (R11).
     ///
     /// Events are published as they are emitted; see [`Worker::restore`]
     /// for durable state and [`Worker::set_journal`] for an input journal.
@@ -129,13 +210,31 @@ impl Worker {
         telemetry: impl Telemetry + 'static,
         clock: impl Clock + 'static,
     ) -> Result<Self, ConfigError> {
+        Self::with_runtime(config, Runtime::Threads, store, publisher, telemetry, clock)
+    }
+
+    /// [`Worker::new`] with the probes fanned out by `runtime`.
+    ///
+    /// Same state, events, outbox, state file and journal behaviour for
+    /// both. [`Runtime::Async`] starts the worker's tokio runtime now (one
+    /// scheduler thread) and is refused with
+    /// [`ConfigError::AsyncUnavailable`] by a build without the `async`
+    /// feature.
+    pub fn with_runtime(
+        config: WorkerConfig,
+        runtime: Runtime,
+        store: impl RuntimeRecordStore + 'static,
+        publisher: impl HealthEventPublisher + 'static,
+        telemetry: impl Telemetry + 'static,
+        clock: impl Clock + 'static,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let policy = config.policy()?;
         Ok(Self {
             config,
             store: Box::new(store),
-            clock: Box::new(clock),
-            prober: Prober::new(config.probe_timeout),
+            clock: Arc::new(clock),
+            fanout: Fanout::new(runtime, &config)?,
             owner: StateOwner {
                 states: HealthStates::new(policy),
                 outbox: Outbox::new(),
@@ -151,6 +250,11 @@ impl Worker {
     /// The settings in force.
     pub fn config(&self) -> &WorkerConfig {
         &self.config
+    }
+
+    /// How this worker fans out its probes.
+    pub fn runtime(&self) -> Runtime {
+        self.fanout.runtime()
     }
 
     /// The hysteresis state: the games that have failed since they last recovered.
@@ -302,6 +406,7 @@ impl Worker {
             failures_threshold = config.failures_threshold,
             recovery_threshold = config.recovery_threshold,
             max_concurrency = config.max_concurrency,
+            runtime = %self.runtime(),
             "health probe worker started"
         );
         let mut run = RunReport::default();
@@ -335,7 +440,7 @@ impl Worker {
         run
     }
 
-    /// Probe `jobs` on up to `max_concurrency` threads; fold and publish here.
+    /// Probe `jobs` with at most `max_concurrency` in flight; fold and publish here.
     fn probe_and_fold(
         &mut self,
         jobs: &[&RuntimeRecord],
@@ -345,14 +450,100 @@ impl Worker {
         if jobs.is_empty() {
             return;
         }
-        let threads = self.config.max_concurrency.min(jobs.len());
+        match &self.fanout {
+            Fanout::Threads(prober) => {
+                probe_on_threads(
+                    &self.config,
+                    prober,
+                    &*self.clock,
+                    &mut self.owner,
+                    jobs,
+                    shutdown,
+                    report,
+                );
+            }
+            #[cfg(feature = "async")]
+            Fanout::Tasks { runtime, prober } => {
+                let (sender, receiver) = mpsc::channel::<Probed>();
+                runtime.spawn(drive_probe_tasks(
+                    *prober,
+                    jobs.iter()
+                        .map(|record| record.engine_endpoint.clone())
+                        .collect(),
+                    self.config.max_concurrency,
+                    Arc::clone(&self.clock),
+                    shutdown.clone(),
+                    sender,
+                ));
+                // Every task holds a sender: the loop ends when the last probe has.
+                for probed in receiver {
+                    self.owner.fold(jobs[probed.job], probed, report);
+                }
+            }
+        }
+        report.interrupted = report.probes < jobs.len();
+    }
+}
+
+/// Spawn one probe task per endpoint, in order, at most `max_concurrency`
+/// in flight, none once `shutdown` is triggered; each sends its result.
+#[cfg(feature = "async")]
+async fn drive_probe_tasks(
+    prober: AsyncProber,
+    endpoints: Vec<String>,
+    max_concurrency: usize,
+    clock: Arc<dyn Clock>,
+    shutdown: Shutdown,
+    sender: mpsc::Sender<Probed>,
+) {
+    use tokio::sync::Semaphore;
+    let permits = max_concurrency
+        .min(endpoints.len())
+        .min(Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(permits));
+    for (job, endpoint) in endpoints.into_iter().enumerate() {
+        // The semaphore is never closed, so acquiring only waits.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        if shutdown.is_triggered() {
+            break;
+        }
+        let sender = sender.clone();
+        let clock = Arc::clone(&clock);
+        tokio::spawn(async move {
+            let result = prober.probe(&endpoint).await;
+            let observed_at = clock.now();
+            drop(slot);
+            let _ = sender.send(Probed {
+                job,
+                observed_at,
+                result,
+            });
+        });
+    }
+}
+
+/// Probe `jobs` on up to `max_concurrency` threads, the caller among them;
+/// fold and publish on the caller's.
+fn probe_on_threads(
+    config: &WorkerConfig,
+    prober: &Prober,
+    clock: &dyn Clock,
+    owner: &mut StateOwner,
+    jobs: &[&RuntimeRecord],
+    shutdown: &Shutdown,
+    report: &mut TickReport,
+) {
+    {
+        let threads = config.max_concurrency.min(jobs.len());
         let next_job = AtomicUsize::new(0);
         let (sender, receiver) = mpsc::channel::<Probed>();
         let pool = ProbePool {
             jobs,
             next_job: &next_job,
-            prober: &self.prober,
-            clock: &*self.clock,
+            prober,
+            clock,
             shutdown,
         };
         thread::scope(|scope| {
@@ -378,16 +569,15 @@ impl Worker {
             }
             drop(sender);
             while let Some(probed) = pool.probe_next() {
-                self.owner.fold(jobs[probed.job], probed, report);
+                owner.fold(jobs[probed.job], probed, report);
                 while let Ok(probed) = receiver.try_recv() {
-                    self.owner.fold(jobs[probed.job], probed, report);
+                    owner.fold(jobs[probed.job], probed, report);
                 }
             }
             for probed in receiver {
-                self.owner.fold(jobs[probed.job], probed, report);
+                owner.fold(jobs[probed.job], probed, report);
             }
         });
-        report.interrupted = report.probes < jobs.len();
     }
 }
 

@@ -9,6 +9,7 @@
 //!   point at them ([`Fleet::records`], [`Fleet::write_records`]).
 //! - [`TestWorker`]: a worker on in-memory adapters and a manual clock,
 //!   and [`probe_failed`] / [`probe_recovered`] to spell the expected events.
+//! - [`both_runtimes!`]: one test body, run once per [`Runtime`].
 //! - [`healthprobe_binary`]: an up-to-date `healthprobe` for CLI tests, and
 //!   [`HealthprobeProcess`]: one running, its output collected as it comes,
 //!   signals (SIGINT, SIGTERM, SIGKILL), peak memory and a bounded wait.
@@ -33,6 +34,7 @@ pub use engine::{
     MAX_REQUEST_HEAD, RECENT_REQUESTS, SeenRequest, TRICKLE_PACE, TestEngine,
 };
 pub use fleet::Fleet;
+pub use healthprobe_shell::config::Runtime;
 pub use healthprobe_shell::ports::RuntimeRecord;
 pub use process::{Finished, HealthprobeProcess, SETTINGS_ENV};
 pub use records::{ScratchDir, write_atomically, write_records_file};
@@ -51,4 +53,46 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Write each test once and run it for both runtimes.
+///
+/// ```ignore
+/// both_runtimes! {
+///     /// R1: only 200 is a success.
+///     fn r1_only_status_200_is_a_success(runtime) {
+///         let mut worker = TestWorker::with_runtime(runtime, test_config(1, 1), records);
+///         // ...
+///     }
+/// }
+/// ```
+///
+/// expands each `fn name(runtime) { body }` into `mod name` holding the body
+/// as `fn case(runtime: Runtime)` and two tests, `name::threads` and
+/// `name::async_`, so a failure names its runtime and
+/// `cargo test async_` runs only the async variants. The module sees the
+/// file's items through `use super::*`.
+#[macro_export]
+macro_rules! both_runtimes {
+    ($( $(#[$meta:meta])* fn $name:ident($runtime:ident) $body:block )*) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                fn case($runtime: $crate::Runtime) $body
+
+                #[test]
+                fn threads() {
+                    case($crate::Runtime::Threads);
+                }
+
+                #[test]
+                fn async_() {
+                    case($crate::Runtime::Async);
+                }
+            }
+        )*
+    };
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use healthprobe_core::{EventDetails, HealthEvent, Timestamp};
 use healthprobe_shell::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
-use healthprobe_shell::config::WorkerConfig;
+use healthprobe_shell::config::{Runtime, WorkerConfig};
 use healthprobe_shell::ports::RuntimeRecord;
 use healthprobe_shell::worker::{TickReport, Worker};
 
@@ -43,14 +43,25 @@ pub struct TestWorker {
 }
 
 impl TestWorker {
-    /// A worker with `config` over `records`. Panics if `config` is invalid.
+    /// A worker on threads with `config` over `records`. Panics if `config` is invalid.
     pub fn new(config: WorkerConfig, records: Vec<RuntimeRecord>) -> Self {
+        Self::with_runtime(Runtime::Threads, config, records)
+    }
+
+    /// A worker fanning out on `runtime`, with `config` over `records`.
+    /// Panics if `config` is invalid or the runtime cannot start.
+    pub fn with_runtime(
+        runtime: Runtime,
+        config: WorkerConfig,
+        records: Vec<RuntimeRecord>,
+    ) -> Self {
         let store = MemoryStore::with_records(records);
         let publisher = MemoryPublisher::new();
         let telemetry = CountingTelemetry::new();
         let clock = ManualClock::new(at(0));
-        let worker = Worker::new(
+        let worker = Worker::with_runtime(
             config,
+            runtime,
             store.clone(),
             publisher.clone(),
             telemetry.clone(),

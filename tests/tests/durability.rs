@@ -11,8 +11,8 @@ use std::time::Duration;
 use healthprobe_core::{EventType, HealthEvent, Input, Policy, ProbeOutcome, ProbeResult, replay};
 use healthprobe_shell::worker::TickReport;
 use healthprobe_tests::{
-    Behaviour, Finished, Fleet, HealthprobeProcess, ScratchDir, TestWorker, at, test_config,
-    wait_until,
+    Behaviour, Finished, Fleet, HealthprobeProcess, ScratchDir, TestWorker, at, both_runtimes,
+    test_config, wait_until,
 };
 use serde_json::Value;
 
@@ -106,113 +106,113 @@ fn count_emitted(events: &[HealthEvent], emitted: &mut HashMap<String, usize>) {
     }
 }
 
-#[test]
-fn d4_a_publisher_failing_every_other_call_gets_every_event_once_in_order() {
-    let scripts = flapping_scripts();
-    let fleet = Fleet::start(scripts.iter().map(|s| script(s))).expect("start fleet");
-    let config = test_config(2, 1);
-    let policy = config.policy().expect("valid");
-    let ticks = 60;
-    let expected: HashMap<String, Vec<HealthEvent>> = scripts
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (Fleet::game_id(i), expected_events(i, s, ticks, policy)))
-        .collect();
-    let total: usize = expected.values().map(Vec::len).sum();
-    let mut worker = TestWorker::new(config, fleet.records());
-    worker.publisher.fail_every(2);
+both_runtimes! {
+    fn d4_a_publisher_failing_every_other_call_gets_every_event_once_in_order(runtime) {
+        let scripts = flapping_scripts();
+        let fleet = Fleet::start(scripts.iter().map(|s| script(s))).expect("start fleet");
+        let config = test_config(2, 1);
+        let policy = config.policy().expect("valid");
+        let ticks = 60;
+        let expected: HashMap<String, Vec<HealthEvent>> = scripts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (Fleet::game_id(i), expected_events(i, s, ticks, policy)))
+            .collect();
+        let total: usize = expected.values().map(Vec::len).sum();
+        let mut worker = TestWorker::with_runtime(runtime, config, fleet.records());
+        worker.publisher.fail_every(2);
 
-    let mut delivered = Vec::new();
-    let mut emitted_events = 0;
-    let mut failures = 0;
-    for _ in 0..ticks {
-        let (report, events) = tick(&mut worker);
-        emitted_events += report.events;
-        failures += report.publish_failures;
-        assert!(report.publish_failures <= 1, "{report:?}");
-        assert_eq!(report.published, events.len());
-        assert_eq!(report.pending, worker.worker.pending().len());
-        delivered.extend(events);
-        // Telemetry counts deliveries, and only deliveries.
-        assert_eq!(worker.telemetry.total(), delivered.len() as u64);
-        assert_eq!(
-            delivered.len() + worker.worker.pending().len(),
-            emitted_events
-        );
-        if emitted_events == total && worker.worker.pending().is_empty() {
-            break;
+        let mut delivered = Vec::new();
+        let mut emitted_events = 0;
+        let mut failures = 0;
+        for _ in 0..ticks {
+            let (report, events) = tick(&mut worker);
+            emitted_events += report.events;
+            failures += report.publish_failures;
+            assert!(report.publish_failures <= 1, "{report:?}");
+            assert_eq!(report.published, events.len());
+            assert_eq!(report.pending, worker.worker.pending().len());
+            delivered.extend(events);
+            // Telemetry counts deliveries, and only deliveries.
+            assert_eq!(worker.telemetry.total(), delivered.len() as u64);
+            assert_eq!(
+                delivered.len() + worker.worker.pending().len(),
+                emitted_events
+            );
+            if emitted_events == total && worker.worker.pending().is_empty() {
+                break;
+            }
         }
+        assert!(
+            worker.worker.pending().is_empty(),
+            "still pending after {ticks} ticks"
+        );
+        assert_eq!(delivered.len(), total);
+        assert_eq!(by_game(&delivered), expected);
+        assert_eq!(
+            worker.publisher.attempts(),
+            (delivered.len() + failures) as u64
+        );
+        assert!(failures > 0);
+        let failed = expected
+            .values()
+            .flatten()
+            .filter(|e| e.event_type() == EventType::ProbeFailed)
+            .count();
+        assert_eq!(
+            worker.telemetry.count(EventType::ProbeFailed),
+            failed as u64
+        );
     }
-    assert!(
-        worker.worker.pending().is_empty(),
-        "still pending after {ticks} ticks"
-    );
-    assert_eq!(delivered.len(), total);
-    assert_eq!(by_game(&delivered), expected);
-    assert_eq!(
-        worker.publisher.attempts(),
-        (delivered.len() + failures) as u64
-    );
-    assert!(failures > 0);
-    let failed = expected
-        .values()
-        .flatten()
-        .filter(|e| e.event_type() == EventType::ProbeFailed)
-        .count();
-    assert_eq!(
-        worker.telemetry.count(EventType::ProbeFailed),
-        failed as u64
-    );
-}
 
-#[test]
-fn d4_a_publisher_down_for_several_ticks_gets_the_backlog_first_in_order() {
-    let scripts = flapping_scripts();
-    let fleet = Fleet::start(scripts.iter().map(|s| script(s))).expect("start fleet");
-    let config = test_config(2, 1);
-    let policy = config.policy().expect("valid");
-    let ticks = 12;
-    let expected: HashMap<String, Vec<HealthEvent>> = scripts
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (Fleet::game_id(i), expected_events(i, s, ticks, policy)))
-        .collect();
-    let mut worker = TestWorker::new(config, fleet.records());
+    fn d4_a_publisher_down_for_several_ticks_gets_the_backlog_first_in_order(runtime) {
+        let scripts = flapping_scripts();
+        let fleet = Fleet::start(scripts.iter().map(|s| script(s))).expect("start fleet");
+        let config = test_config(2, 1);
+        let policy = config.policy().expect("valid");
+        let ticks = 12;
+        let expected: HashMap<String, Vec<HealthEvent>> = scripts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (Fleet::game_id(i), expected_events(i, s, ticks, policy)))
+            .collect();
+        let mut worker = TestWorker::with_runtime(runtime, config, fleet.records());
 
-    // Down for 6 ticks: everything emitted waits, nothing is counted.
-    worker.publisher.fail(true);
-    let mut emitted: HashMap<String, usize> = HashMap::new();
-    let mut ticks_with_pending = 0;
-    for _ in 0..6 {
-        let before = worker.worker.pending().len();
+        // Down for 6 ticks: everything emitted waits, nothing is counted.
+        worker.publisher.fail(true);
+        let mut emitted: HashMap<String, usize> = HashMap::new();
+        let mut ticks_with_pending = 0;
+        for _ in 0..6 {
+            let before = worker.worker.pending().len();
+            let (report, events) = tick(&mut worker);
+            assert!(events.is_empty());
+            assert_eq!(report.published, 0);
+            let pending = worker.worker.pending().to_vec();
+            count_emitted(&pending[before..], &mut emitted);
+            check_nothing_lost(&[], &pending, &expected, &emitted);
+            // One refused attempt per tick that had something to deliver.
+            assert_eq!(report.publish_failures, usize::from(!pending.is_empty()));
+            ticks_with_pending += usize::from(!pending.is_empty());
+        }
+        assert_eq!(worker.telemetry.total(), 0);
+        assert_eq!(worker.publisher.attempts(), ticks_with_pending as u64);
+        let backlog = worker.worker.pending().to_vec();
+        assert!(backlog.len() >= scripts.len(), "{backlog:?}");
+
+        // Back up: the backlog goes first, in the order it was emitted.
+        worker.publisher.fail(false);
         let (report, events) = tick(&mut worker);
-        assert!(events.is_empty());
-        assert_eq!(report.published, 0);
-        let pending = worker.worker.pending().to_vec();
-        count_emitted(&pending[before..], &mut emitted);
-        check_nothing_lost(&[], &pending, &expected, &emitted);
-        // One refused attempt per tick that had something to deliver.
-        assert_eq!(report.publish_failures, usize::from(!pending.is_empty()));
-        ticks_with_pending += usize::from(!pending.is_empty());
+        assert_eq!(events[..backlog.len()], backlog);
+        assert_eq!(report.published, events.len());
+        let mut delivered = events;
+        for _ in 7..ticks {
+            let (report, events) = tick(&mut worker);
+            assert_eq!((report.pending, report.publish_failures), (0, 0));
+            delivered.extend(events);
+        }
+        assert_eq!(by_game(&delivered), expected);
+        assert_eq!(worker.telemetry.total(), delivered.len() as u64);
     }
-    assert_eq!(worker.telemetry.total(), 0);
-    assert_eq!(worker.publisher.attempts(), ticks_with_pending as u64);
-    let backlog = worker.worker.pending().to_vec();
-    assert!(backlog.len() >= scripts.len(), "{backlog:?}");
-
-    // Back up: the backlog goes first, in the order it was emitted.
-    worker.publisher.fail(false);
-    let (report, events) = tick(&mut worker);
-    assert_eq!(events[..backlog.len()], backlog);
-    assert_eq!(report.published, events.len());
-    let mut delivered = events;
-    for _ in 7..ticks {
-        let (report, events) = tick(&mut worker);
-        assert_eq!((report.pending, report.publish_failures), (0, 0));
-        delivered.extend(events);
-    }
-    assert_eq!(by_game(&delivered), expected);
-    assert_eq!(worker.telemetry.total(), delivered.len() as u64);
 }
 
 // ---------------------------------------------------------------- the CLI

@@ -1,0 +1,304 @@
+//! One probe on tokio: `GET {engine_endpoint}/healthz` with hyper's HTTP/1
+//! client, with the same rules and error texts as the blocking [`Prober`].
+//!
+//! - R1, R2, D2 as in [`crate::probe`]: healthy only for 200, the same URL,
+//!   no redirect followed (a 3xx is `unexpected status 3xx`).
+//! - R10: the whole call — resolve, connect, handshake, request, response
+//!   head — runs inside one [`tokio::time::timeout`] of the probe timeout.
+//! - A fresh connection per probe (`hyper::client::conn::http1` over a
+//!   [`tokio::net::TcpStream`], `Connection: close`): health checks go to
+//!   many distinct hosts, where a pool only adds bookkeeping, and a fresh
+//!   connection per probe is what the blocking prober does too. The
+//!   connection is driven inside the probe's own future, not spawned, so
+//!   dropping the response closes the socket at once and no body byte is
+//!   read by anyone.
+//! - The response head is capped at [`MAX_RESPONSE_HEADER_BYTES`], exactly
+//!   as the blocking prober: the socket hands hyper at most that many bytes,
+//!   so a head that fits is parsed and a longer one fails with
+//!   `response header larger than 16384 bytes`. (hyper's own
+//!   `max_buf_size` is set just above the cap, so it never decides first.)
+//! - IP literals and `localhost` are resolved in place; other names go to
+//!   [`tokio::net::lookup_host`] (tokio's blocking pool).
+//!
+//! [`Prober`]: crate::probe::Prober
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use healthprobe_core::ProbeResult;
+use http_body_util::Empty;
+use hyper::Request;
+use hyper::Uri;
+use hyper::header::{CONNECTION, HOST, USER_AGENT};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::probe::{
+    HTTPS_UNSUPPORTED, MAX_RESPONSE_HEADER_BYTES, describe_io, is_https, probe_url,
+    unexpected_status,
+};
+
+/// Probes engines over HTTP/1.1 with hyper on the current tokio runtime.
+///
+/// Stateless but for the timeout: cheap to clone into every probe task.
+#[derive(Debug, Clone, Copy)]
+pub struct AsyncProber {
+    probe_timeout: Duration,
+}
+
+impl AsyncProber {
+    /// A prober whose every probe is bounded by `probe_timeout`, start to end.
+    pub fn new(probe_timeout: Duration) -> Self {
+        Self { probe_timeout }
+    }
+
+    /// Probe one engine: `GET {engine_endpoint}/healthz` (R2), healthy iff status 200 (R1).
+    ///
+    /// Must run inside a tokio runtime with the time and I/O drivers
+    /// enabled. Never panics and never reads the response body; completes
+    /// within the probe timeout (plus scheduling noise).
+    pub async fn probe(&self, engine_endpoint: &str) -> ProbeResult {
+        let url = probe_url(engine_endpoint);
+        if is_https(&url) {
+            return unhealthy(0, HTTPS_UNSUPPORTED.to_owned());
+        }
+        match tokio::time::timeout(self.probe_timeout, fetch_status(&url)).await {
+            Err(_elapsed) => unhealthy(0, "timeout".to_owned()),
+            Ok(Err(error)) => unhealthy(0, error),
+            Ok(Ok(200)) => ProbeResult::Healthy,
+            Ok(Ok(status)) => unhealthy(status, unexpected_status(status)),
+        }
+    }
+}
+
+fn unhealthy(status: u16, error: String) -> ProbeResult {
+    ProbeResult::Unhealthy { status, error }
+}
+
+/// Resolve, connect, send `GET`, read the response head: its status, or a readable error.
+async fn fetch_status(url: &str) -> Result<u16, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|err| format!("bad engine endpoint: {err}"))?;
+    match uri.scheme_str() {
+        Some(scheme) if scheme.eq_ignore_ascii_case("http") => {}
+        Some(scheme) => return Err(format!("bad engine endpoint: unsupported scheme {scheme}")),
+        None => return Err("bad engine endpoint: no scheme".to_owned()),
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| "bad engine endpoint: no host".to_owned())?
+        .clone();
+    let path = uri
+        .path_and_query()
+        .map_or("/", hyper::http::uri::PathAndQuery::as_str);
+    let stream = connect(&authority).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        // Above the cap: `HeadCap` decides, with the blocking prober's semantics.
+        .max_buf_size(MAX_RESPONSE_HEADER_BYTES + 1)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(HeadCap::new(stream)))
+        .await
+        .map_err(|err| describe(&err))?;
+    let request = Request::get(path)
+        .header(HOST, authority.as_str())
+        .header(
+            USER_AGENT,
+            concat!("healthprobe/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(CONNECTION, "close")
+        .body(Empty::new())
+        .map_err(|err| format!("bad engine endpoint: {err}"))?;
+    // Drive the connection here until the response head arrives; dropping
+    // both then closes the socket without reading the body.
+    let mut connection = pin!(connection);
+    let mut response = pin!(sender.send_request(request));
+    let response = tokio::select! {
+        biased;
+        response = &mut response => response,
+        ended = &mut connection => match ended {
+            Err(err) => Err(err),
+            Ok(()) => response.await,
+        },
+    };
+    response
+        .map(|response| response.status().as_u16())
+        .map_err(|err| describe(&err))
+}
+
+/// Connect to the first address of `authority` that accepts; the last error otherwise.
+async fn connect(authority: &hyper::http::uri::Authority) -> Result<TcpStream, String> {
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let addrs: Vec<SocketAddr> = if let Ok(ip) = host.parse::<IpAddr>() {
+        vec![SocketAddr::new(ip, port)]
+    } else if host.eq_ignore_ascii_case("localhost") {
+        vec![
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
+        ]
+    } else {
+        tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|err| format!("cannot resolve host {host}: {}", describe_io(&err)))?
+            .collect()
+    };
+    let mut last_error = "host not found".to_owned();
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                // One small request, one small head: no Nagle delay.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(err) => last_error = describe_io(&err),
+        }
+    }
+    Err(last_error)
+}
+
+/// A readable one-line reason, worded as the blocking prober words it.
+fn describe(err: &hyper::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            if io.get_ref().is_some_and(|inner| inner.is::<HeadTooLarge>()) {
+                return head_too_large();
+            }
+            return describe_io(io);
+        }
+        source = cause.source();
+    }
+    if err.is_incomplete_message() {
+        "connection closed before a complete response".to_owned()
+    } else if err.is_parse() || err.is_parse_status() {
+        format!("malformed response: {err}")
+    } else if err.is_timeout() {
+        "timeout".to_owned()
+    } else {
+        err.to_string()
+    }
+}
+
+fn head_too_large() -> String {
+    format!("response header larger than {MAX_RESPONSE_HEADER_BYTES} bytes")
+}
+
+/// The marker error of a response head longer than the cap.
+#[derive(Debug)]
+struct HeadTooLarge;
+
+impl std::fmt::Display for HeadTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "response header larger than {MAX_RESPONSE_HEADER_BYTES} bytes"
+        )
+    }
+}
+
+impl std::error::Error for HeadTooLarge {}
+
+/// A stream that yields at most [`MAX_RESPONSE_HEADER_BYTES`] bytes, then
+/// fails with [`HeadTooLarge`]: a head that fits is whole within them, a
+/// longer one never is. The body is never read, so it never reaches the cap.
+#[derive(Debug)]
+struct HeadCap {
+    inner: TcpStream,
+    remaining: usize,
+}
+
+impl HeadCap {
+    fn new(inner: TcpStream) -> Self {
+        Self {
+            inner,
+            remaining: MAX_RESPONSE_HEADER_BYTES,
+        }
+    }
+}
+
+impl AsyncRead for HeadCap {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if self.remaining == 0 {
+            return Poll::Ready(Err(io::Error::other(HeadTooLarge)));
+        }
+        let limit = buf.remaining().min(self.remaining);
+        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(limit));
+        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut limited))?;
+        let read = limited.filled().len();
+        buf.advance(read);
+        self.remaining -= read;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for HeadCap {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(endpoint: &str) -> ProbeResult {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a test runtime");
+        runtime.block_on(AsyncProber::new(Duration::from_millis(200)).probe(endpoint))
+    }
+
+    #[test]
+    fn https_is_refused_clearly_without_a_connection() {
+        for endpoint in ["https://127.0.0.1:1", "HTTPS://example.invalid/"] {
+            assert_eq!(probe(endpoint), unhealthy(0, HTTPS_UNSUPPORTED.to_owned()));
+        }
+    }
+
+    #[test]
+    fn bad_endpoints_fail_without_panicking() {
+        for endpoint in [
+            "",
+            "not a url",
+            "ftp://127.0.0.1:1",
+            "http://",
+            "http://[::1",
+        ] {
+            match probe(endpoint) {
+                ProbeResult::Unhealthy { status: 0, error } => {
+                    assert!(!error.is_empty(), "{endpoint:?}");
+                }
+                other => panic!("{endpoint:?}: {other:?}"),
+            }
+        }
+    }
+}
