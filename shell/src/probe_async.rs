@@ -180,12 +180,25 @@ fn describe(err: &hyper::Error) -> String {
     if err.is_incomplete_message() {
         "connection closed before a complete response".to_owned()
     } else if err.is_parse() || err.is_parse_status() {
-        format!("malformed response: {err}")
+        malformed(&err.to_string())
     } else if err.is_timeout() {
         "timeout".to_owned()
     } else {
         err.to_string()
     }
+}
+
+/// hyper's parse error worded as ureq words httparse's (both parse with
+/// httparse): `malformed response: http parse fail: invalid HTTP version`.
+/// A bad header is only `invalid HTTP header` here (hyper does not say
+/// which part), where ureq names the part (`invalid header name`, ...).
+fn malformed(hyper_text: &str) -> String {
+    let reason = match hyper_text {
+        "invalid HTTP version parsed" => "invalid HTTP version",
+        "invalid HTTP status-code parsed" => "invalid response status",
+        other => other.strip_suffix(" parsed").unwrap_or(other),
+    };
+    format!("malformed response: http parse fail: {reason}")
 }
 
 fn head_too_large() -> String {
