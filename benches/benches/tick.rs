@@ -1,0 +1,620 @@
+//! `tick`: the worker's tick over real engines on loopback, against the
+//! machine's limit and the reference worker, measured in one run.
+//!
+//! Criterion benches (group `tick`, wall time, `SamplingMode::Flat`, 10
+//! samples; every iteration is a whole tick or a whole process):
+//!
+//! - `tick/threads_1000_healthy`: `Worker::tick` over 1,000 healthy engines,
+//!   `max_concurrency` 16, `probe_timeout` 2 s, in-memory store and
+//!   publisher; throughput in probes per second.
+//! - `tick/limit_1000_fresh_connections`: the machine's limit on the same
+//!   engines: 16 threads, each looping over the engines with a fresh
+//!   `TcpStream`, a minimal `GET /healthz HTTP/1.1` with `Connection: close`,
+//!   and a read to EOF. Same throughput unit.
+//! - `tick/threads_5000_with_50_hanging`: `Worker::tick` over 5,000 engines,
+//!   every 100th one hanging, `probe_timeout` 1 s: the tick time.
+//! - `tick/healthprobe_run_10_ticks_1000_healthy` and
+//!   `tick/refrun_10_ticks_1000_healthy`: the release `healthprobe run
+//!   --ticks 10` and the reference worker's `refrun --ticks 10` as processes
+//!   over a records file of the same 1,000 engines (events to `/dev/null`).
+//!   `refrun` is `target/reference/bin/refrun` (`bash tools/reference/build.sh`)
+//!   or `$HEALTHPROBE_REFERENCE_REFRUN`; without it that bench is skipped
+//!   with a note. The `healthprobe` binary is built first with `cargo build
+//!   --release` into this bench's target dir (or `$HEALTHPROBE_BIN`).
+//!
+//! After the benches it prints a summary (`tick summary:` lines): the
+//! medians of the samples, the ratio worker / limit (also from 10 paired
+//! alternations, which a neighbour's load disturbs less), the ratio
+//! healthprobe / reference (also from 3 paired alternations), the peak RSS
+//! of `healthprobe run --ticks 3` (and of `refrun`) over the 5,000 engines
+//! from `wait4`'s rusage, and the load average before and after.
+//!
+//! Fleets start once, lazily, outside the timed regions; a filter such as
+//! `-- threads_1000` starts only what it needs, and the extra measurements
+//! run only when the benches they belong to ran.
+
+use std::cell::{OnceCell, RefCell};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode, Throughput};
+use healthprobe_shell::adapters::{CountingTelemetry, MemoryPublisher, MemoryStore};
+use healthprobe_shell::config::WorkerConfig;
+use healthprobe_shell::ports::SystemClock;
+use healthprobe_shell::worker::Worker;
+use healthprobe_tests::{Behaviour, Fleet};
+
+/// Engines in the healthy fleet.
+const HEALTHY_ENGINES: usize = 1_000;
+/// Engines in the fleet with hanging ones.
+const LARGE_ENGINES: usize = 5_000;
+/// Every `HANG_EVERY`-th engine of the large fleet hangs: 50 of 5,000.
+const HANG_EVERY: usize = 100;
+/// The reference's concurrency cap, for the worker and the limit loop alike.
+const CONCURRENCY: usize = 16;
+/// Ticks per process run in the healthprobe-vs-reference benches.
+const PROCESS_TICKS: u64 = 10;
+/// Ticks of the RSS run over the large fleet.
+const RSS_TICKS: u64 = 3;
+/// Paired worker/limit alternations measured after the criterion benches.
+const LIMIT_PAIRS: usize = 10;
+/// Paired healthprobe/refrun alternations measured after the criterion benches.
+const PROCESS_PAIRS: usize = 3;
+
+/// Durations of individual iterations, recorded alongside criterion's.
+#[derive(Default)]
+struct Samples(RefCell<Vec<Duration>>);
+
+impl Samples {
+    /// Time `work` `iters` times, recording each run; the total for criterion.
+    fn time(&self, iters: u64, mut work: impl FnMut()) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let start = Instant::now();
+            work();
+            let took = start.elapsed();
+            self.0.borrow_mut().push(took);
+            total += took;
+        }
+        total
+    }
+
+    fn median(&self) -> Option<Duration> {
+        median(&self.0.borrow())
+    }
+}
+
+fn median(values: &[Duration]) -> Option<Duration> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied()
+}
+
+fn median_f64(values: &mut [f64]) -> Option<f64> {
+    values.sort_unstable_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+/// A fleet of engines and its records file, removed on drop.
+struct Engines {
+    fleet: Fleet,
+    records_file: PathBuf,
+    requests: Vec<Vec<u8>>,
+}
+
+impl Engines {
+    fn start(name: &str, behaviours: impl IntoIterator<Item = Behaviour>) -> Self {
+        let started = Instant::now();
+        let fleet = Fleet::start(behaviours).expect("cannot start the engines");
+        let records_file = std::env::temp_dir().join(format!(
+            "healthprobe-bench-tick-{}-{name}.json",
+            std::process::id()
+        ));
+        fleet
+            .write_records(&records_file)
+            .expect("cannot write the records file to the temp dir");
+        let requests = fleet
+            .engines()
+            .iter()
+            .map(|engine| request(engine.addr()))
+            .collect();
+        println!(
+            "tick: started {} engines ({name}) in {:.2?}",
+            fleet.len(),
+            started.elapsed()
+        );
+        Self {
+            fleet,
+            records_file,
+            requests,
+        }
+    }
+
+    fn healthy() -> Self {
+        Self::start(
+            "1000_healthy",
+            std::iter::repeat_n(Behaviour::Status(200), HEALTHY_ENGINES),
+        )
+    }
+
+    fn with_hanging() -> Self {
+        Self::start(
+            "5000_with_50_hanging",
+            (0..LARGE_ENGINES).map(|index| {
+                if index % HANG_EVERY == HANG_EVERY / 2 {
+                    Behaviour::Hang
+                } else {
+                    Behaviour::Status(200)
+                }
+            }),
+        )
+    }
+
+    fn hanging(&self) -> usize {
+        (0..self.fleet.len())
+            .filter(|index| index % HANG_EVERY == HANG_EVERY / 2)
+            .count()
+    }
+}
+
+impl Drop for Engines {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.records_file);
+    }
+}
+
+/// The request of the limit loop: what a minimal prober sends.
+fn request(addr: SocketAddr) -> Vec<u8> {
+    format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// A worker over `engines` with the reference's settings and `probe_timeout`.
+fn worker(engines: &Engines, probe_timeout: Duration) -> Worker {
+    let config = WorkerConfig {
+        interval: WorkerConfig::DEFAULT_INTERVAL,
+        probe_timeout,
+        failures_threshold: 3,
+        recovery_threshold: 1,
+        max_concurrency: CONCURRENCY,
+    };
+    Worker::new(
+        config,
+        MemoryStore::with_records(engines.fleet.records()),
+        MemoryPublisher::new(),
+        CountingTelemetry::new(),
+        SystemClock,
+    )
+    .expect("the bench's config is valid")
+}
+
+/// One tick; checks every engine was probed and `failed` of them failed.
+fn tick(worker: &mut Worker, games: usize, failed: usize) {
+    let report = worker.tick();
+    assert_eq!(report.probes, games, "every engine is probed: {report:?}");
+    assert_eq!(report.failed_probes, failed, "{report:?}");
+}
+
+/// The limit: one fresh-connection GET per engine on `CONCURRENCY` threads.
+fn fresh_connection_round(engines: &Engines) {
+    let next = AtomicUsize::new(0);
+    let ok = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..CONCURRENCY {
+            scope.spawn(|| {
+                let mut response = Vec::with_capacity(1024);
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(request) = engines.requests.get(index) else {
+                        break;
+                    };
+                    let addr = engines.fleet.engine(index).addr();
+                    match get(addr, request, &mut response) {
+                        Ok(()) if response.starts_with(b"HTTP/1.1 200 ") => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(()) => {}
+                        Err(err) => eprintln!("limit loop: {addr}: {err}"),
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(ok.into_inner(), engines.requests.len(), "every GET got 200");
+}
+
+fn get(addr: SocketAddr, request: &[u8], response: &mut Vec<u8>) -> io::Result<()> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.write_all(request)?;
+    response.clear();
+    stream.read_to_end(response)?;
+    Ok(())
+}
+
+/// The programs the process benches run, when present.
+struct Programs {
+    healthprobe: Result<PathBuf, String>,
+    refrun: Result<PathBuf, String>,
+}
+
+impl Programs {
+    fn locate() -> Self {
+        Self {
+            healthprobe: healthprobe_binary(),
+            refrun: refrun_binary(),
+        }
+    }
+}
+
+/// `healthprobe run --records FILE --ticks N --events /dev/null`, logs discarded.
+fn healthprobe_run(binary: &Path, records: &Path, ticks: u64, probe_timeout: &str) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .arg("run")
+        .arg("--records")
+        .arg(records)
+        .args(["--ticks", &ticks.to_string()])
+        .args(["--probe-timeout", probe_timeout])
+        .args(["--max-concurrency", &CONCURRENCY.to_string()])
+        .args(["--events", "/dev/null"]);
+    quiet(command)
+}
+
+/// `refrun --records FILE --ticks N --probe-timeout T`, events and logs discarded.
+fn refrun(binary: &Path, records: &Path, ticks: u64, probe_timeout: &str) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .arg("--records")
+        .arg(records)
+        .args(["--ticks", &ticks.to_string()])
+        .args(["--probe-timeout", probe_timeout]);
+    quiet(command)
+}
+
+fn quiet(mut command: Command) -> Command {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// Run `command` to completion; panics unless it succeeds.
+fn run_process(command: &mut Command) {
+    let status = command.status().expect("the program starts");
+    assert!(status.success(), "{command:?} failed: {status}");
+}
+
+/// Run `command` and return its own peak RSS in KiB (`wait4`'s `ru_maxrss`,
+/// for that child alone, read after it exited) and its wall time.
+#[allow(unsafe_code)]
+fn peak_rss_kib(command: &mut Command) -> io::Result<(u64, Duration)> {
+    let started = Instant::now();
+    let child = command.spawn()?;
+    let pid = libc::pid_t::try_from(child.id()).expect("pids fit in pid_t");
+    let mut status: libc::c_int = 0;
+    // SAFETY: `rusage` is plain old data; all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our unwaited child; `status` and `usage` are valid and
+    // writable, so the call only writes them and reaps that child. `child`
+    // is not waited for afterwards (dropping a `Child` does not wait).
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let took = started.elapsed();
+    drop(child);
+    if reaped != pid {
+        return Err(io::Error::last_os_error());
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        return Err(io::Error::other(format!(
+            "{command:?} failed: wait status {status:#x}"
+        )));
+    }
+    let kib = u64::try_from(usage.ru_maxrss).expect("ru_maxrss is not negative");
+    Ok((kib, took))
+}
+
+/// The release `healthprobe` beside this bench's executable
+/// (`TARGET/release/deps/tick-*` → `TARGET/release/healthprobe`), brought up
+/// to date with `cargo build --release` first; `$HEALTHPROBE_BIN` overrides.
+fn healthprobe_binary() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("HEALTHPROBE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this bench: {e}"))?;
+    let release_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| format!("unexpected bench location {}", exe.display()))?;
+    let target_dir = release_dir
+        .parent()
+        .ok_or_else(|| format!("unexpected bench location {}", exe.display()))?;
+    let binary = release_dir.join(format!("healthprobe{}", std::env::consts::EXE_SUFFIX));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let build = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "-p", "healthprobe-shell"])
+        .args(["--bin", "healthprobe"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(workspace())
+        .stdin(Stdio::null())
+        .status();
+    match build {
+        Ok(status) if status.success() => Ok(binary),
+        Ok(status) if binary.exists() => {
+            eprintln!("cargo build of healthprobe failed ({status}); timing the existing binary");
+            Ok(binary)
+        }
+        Ok(status) => Err(format!("cargo build of healthprobe failed: {status}")),
+        Err(e) if binary.exists() => {
+            eprintln!("cannot run cargo ({e}); timing the existing binary");
+            Ok(binary)
+        }
+        Err(e) => Err(format!("cannot run cargo: {e}")),
+    }
+}
+
+/// `$HEALTHPROBE_REFERENCE_REFRUN`, else `target/reference/bin/refrun` of the workspace.
+fn refrun_binary() -> Result<PathBuf, String> {
+    let path = std::env::var_os("HEALTHPROBE_REFERENCE_REFRUN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/reference/bin/refrun"));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found (build it with `bash tools/reference/build.sh`, \
+             or set HEALTHPROBE_REFERENCE_REFRUN)",
+            path.display()
+        ))
+    }
+}
+
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("benches/ is inside the workspace")
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn per_second(elements: usize, took: Duration) -> f64 {
+    elements as f64 / took.as_secs_f64()
+}
+
+#[derive(Default)]
+struct Recorded {
+    worker_1000: Samples,
+    limit_1000: Samples,
+    hanging_5000: Samples,
+    healthprobe_10: Samples,
+    refrun_10: Samples,
+}
+
+fn benches(c: &mut Criterion, recorded: &Recorded) {
+    let healthy: OnceCell<Engines> = OnceCell::new();
+    let healthy = || healthy.get_or_init(Engines::healthy);
+    let large: OnceCell<Engines> = OnceCell::new();
+    let programs: OnceCell<Programs> = OnceCell::new();
+    let programs = || programs.get_or_init(Programs::locate);
+
+    let mut group = c.benchmark_group("tick");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(HEALTHY_ENGINES as u64));
+
+    let mut worker_1000: Option<Worker> = None;
+    group.bench_function("threads_1000_healthy", |b| {
+        let engines = healthy();
+        let worker = worker_1000.get_or_insert_with(|| worker(engines, Duration::from_secs(2)));
+        b.iter_custom(|iters| {
+            recorded
+                .worker_1000
+                .time(iters, || tick(worker, HEALTHY_ENGINES, 0))
+        });
+    });
+
+    group.bench_function("limit_1000_fresh_connections", |b| {
+        let engines = healthy();
+        b.iter_custom(|iters| {
+            recorded
+                .limit_1000
+                .time(iters, || fresh_connection_round(engines))
+        });
+    });
+
+    // Paired alternations: worker tick, then limit round, back to back.
+    let limit_ran = !recorded.limit_1000.0.borrow().is_empty();
+    if let (Some(worker), true) = (worker_1000.as_mut(), limit_ran) {
+        let engines = healthy();
+        let mut ratios = Vec::with_capacity(LIMIT_PAIRS);
+        for _ in 0..LIMIT_PAIRS {
+            let started = Instant::now();
+            tick(worker, HEALTHY_ENGINES, 0);
+            let worker_took = started.elapsed();
+            let started = Instant::now();
+            fresh_connection_round(engines);
+            let limit_took = started.elapsed();
+            ratios.push(limit_took.as_secs_f64() / worker_took.as_secs_f64());
+        }
+        let summary = median_f64(&mut ratios).expect("pairs were measured");
+        println!(
+            "tick summary: worker/limit over {LIMIT_PAIRS} paired alternations: median {summary:.3} (min {:.3}, max {:.3})",
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
+    drop(worker_1000);
+
+    group.throughput(Throughput::Elements(LARGE_ENGINES as u64));
+    // Each iteration takes ~4 s: a short target time makes criterion run
+    // one tick per sample (it warns that 10 samples take longer; expected).
+    group.measurement_time(Duration::from_secs(1));
+    group.bench_function("threads_5000_with_50_hanging", |b| {
+        let engines = large.get_or_init(Engines::with_hanging);
+        let hanging = engines.hanging();
+        let mut worker = worker(engines, Duration::from_secs(1));
+        b.iter_custom(|iters| {
+            recorded.hanging_5000.time(iters, || {
+                tick(&mut worker, LARGE_ENGINES, hanging);
+            })
+        });
+    });
+
+    group.throughput(Throughput::Elements(HEALTHY_ENGINES as u64 * PROCESS_TICKS));
+    group.bench_function("healthprobe_run_10_ticks_1000_healthy", |b| {
+        let records = &healthy().records_file;
+        match &programs().healthprobe {
+            Ok(binary) => {
+                let mut command = healthprobe_run(binary, records, PROCESS_TICKS, "2s");
+                b.iter_custom(|iters| {
+                    recorded
+                        .healthprobe_10
+                        .time(iters, || run_process(&mut command))
+                });
+            }
+            Err(why) => {
+                println!("tick/healthprobe_run_10_ticks_1000_healthy skipped: {why}");
+                b.iter(|| ());
+            }
+        }
+    });
+    group.bench_function("refrun_10_ticks_1000_healthy", |b| {
+        let records = &healthy().records_file;
+        match &programs().refrun {
+            Ok(binary) => {
+                let mut command = refrun(binary, records, PROCESS_TICKS, "2s");
+                b.iter_custom(|iters| recorded.refrun_10.time(iters, || run_process(&mut command)));
+            }
+            Err(why) => {
+                println!("tick/refrun_10_ticks_1000_healthy skipped: {why}");
+                b.iter(|| ());
+            }
+        }
+    });
+    group.finish();
+
+    // Paired alternations of the two processes.
+    if !recorded.healthprobe_10.0.borrow().is_empty() && !recorded.refrun_10.0.borrow().is_empty() {
+        let programs = programs();
+        let (Ok(ours), Ok(reference)) = (&programs.healthprobe, &programs.refrun) else {
+            unreachable!("both process benches ran");
+        };
+        let records = &healthy().records_file;
+        let mut ours = healthprobe_run(ours, records, PROCESS_TICKS, "2s");
+        let mut reference = refrun(reference, records, PROCESS_TICKS, "2s");
+        let mut ratios = Vec::with_capacity(PROCESS_PAIRS);
+        for _ in 0..PROCESS_PAIRS {
+            let started = Instant::now();
+            run_process(&mut reference);
+            let reference_took = started.elapsed();
+            let started = Instant::now();
+            run_process(&mut ours);
+            let ours_took = started.elapsed();
+            println!(
+                "tick summary: pair: refrun {reference_took:.2?}, healthprobe run {ours_took:.2?}"
+            );
+            ratios.push(ours_took.as_secs_f64() / reference_took.as_secs_f64());
+        }
+        let summary = median_f64(&mut ratios).expect("pairs were measured");
+        println!(
+            "tick summary: healthprobe/reference over {PROCESS_PAIRS} paired alternations: median {summary:.3} (min {:.3}, max {:.3})",
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
+
+    // Peak RSS over the large fleet, when its bench ran.
+    if let Some(engines) = large.get() {
+        let programs = programs();
+        let timeout = "1s";
+        for (name, command) in [
+            (
+                "healthprobe run",
+                programs.healthprobe.as_ref().map(|binary| {
+                    healthprobe_run(binary, &engines.records_file, RSS_TICKS, timeout)
+                }),
+            ),
+            (
+                "refrun",
+                programs
+                    .refrun
+                    .as_ref()
+                    .map(|binary| refrun(binary, &engines.records_file, RSS_TICKS, timeout)),
+            ),
+        ] {
+            match command {
+                Ok(mut command) => match peak_rss_kib(&mut command) {
+                    Ok((kib, took)) => println!(
+                        "tick summary: peak RSS of {name} --ticks {RSS_TICKS} --probe-timeout {timeout} over {LARGE_ENGINES} engines ({} hanging): {:.1} MiB ({kib} KiB), wall {took:.2?}",
+                        engines.hanging(),
+                        kib as f64 / 1024.0
+                    ),
+                    Err(err) => println!("tick summary: peak RSS of {name}: failed: {err}"),
+                },
+                Err(why) => println!("tick summary: peak RSS of {name} skipped: {why}"),
+            }
+        }
+    }
+}
+
+fn summary(recorded: &Recorded) {
+    if let (Some(worker), Some(limit)) =
+        (recorded.worker_1000.median(), recorded.limit_1000.median())
+    {
+        println!(
+            "tick summary: 1,000 healthy engines: worker tick median {worker:.2?} ({:.0} probes/s), limit round median {limit:.2?} ({:.0} GETs/s), worker/limit {:.3} (target >= 0.85)",
+            per_second(HEALTHY_ENGINES, worker),
+            per_second(HEALTHY_ENGINES, limit),
+            limit.as_secs_f64() / worker.as_secs_f64()
+        );
+    }
+    if let Some(tick) = recorded.hanging_5000.median() {
+        let samples = recorded.hanging_5000.0.borrow();
+        let min = samples.iter().min().expect("samples exist");
+        let max = samples.iter().max().expect("samples exist");
+        println!(
+            "tick summary: 5,000 engines with 50 hanging, 1 s timeout: tick median {tick:.2?} (min {min:.2?}, max {max:.2?}, {} ticks)",
+            samples.len()
+        );
+    }
+    let ours = recorded.healthprobe_10.median();
+    let reference = recorded.refrun_10.median();
+    if let Some(ours) = ours {
+        println!("tick summary: healthprobe run --ticks 10 over 1,000 healthy: median {ours:.2?}");
+    }
+    if let Some(reference) = reference {
+        println!("tick summary: refrun --ticks 10 over 1,000 healthy: median {reference:.2?}");
+    }
+    if let (Some(ours), Some(reference)) = (ours, reference) {
+        println!(
+            "tick summary: healthprobe/reference (medians): {:.3} (target <= 0.6)",
+            ours.as_secs_f64() / reference.as_secs_f64()
+        );
+    }
+}
+
+fn main() {
+    let load_before = load_average();
+    let recorded = Recorded::default();
+    let mut criterion = Criterion::default().configure_from_args();
+    benches(&mut criterion, &recorded);
+    criterion.final_summary();
+    summary(&recorded);
+    println!(
+        "tick summary: load average (1, 5, 15 min) before {load_before}, after {}",
+        load_average()
+    );
+}
