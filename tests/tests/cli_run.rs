@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use healthprobe_core::Timestamp;
 use healthprobe_tests::{
     Behaviour, Finished, Fleet, HealthprobeProcess, RuntimeRecord, ScratchDir, TestEngine,
-    wait_until, write_atomically, write_records_file,
+    both_runtimes, wait_until, write_atomically, write_records_file,
 };
 use serde_json::{Value, json};
 
@@ -104,59 +104,62 @@ fn scripted_fleet() -> Fleet {
     .unwrap()
 }
 
-#[test]
-fn run_ticks_3_prints_the_expected_events_as_jsonl() {
-    let fleet = scripted_fleet();
-    let stopped = TestEngine::start(Behaviour::Status(503)).unwrap();
-    let dir = ScratchDir::new("run").unwrap();
-    let records = dir.join("records.json");
-    let mut rows = fleet.records();
-    rows.push(RuntimeRecord {
-        status: "stopped".to_owned(),
-        ..RuntimeRecord::running("g9", "c9", stopped.url())
-    });
-    write_records_file(&records, &rows).unwrap();
+both_runtimes! {
+    fn run_ticks_3_prints_the_expected_events_as_jsonl(runtime) {
+        let fleet = scripted_fleet();
+        let stopped = TestEngine::start(Behaviour::Status(503)).unwrap();
+        let dir = ScratchDir::new("run").unwrap();
+        let records = dir.join("records.json");
+        let mut rows = fleet.records();
+        rows.push(RuntimeRecord {
+            status: "stopped".to_owned(),
+            ..RuntimeRecord::running("g9", "c9", stopped.url())
+        });
+        write_records_file(&records, &rows).unwrap();
 
-    let from = Timestamp::now();
-    let finished = run_to_end(&[
-        "run",
-        "--records",
-        path_str(&records),
-        "--ticks",
-        "3",
-        "--failures-threshold",
-        "2",
-        "--probe-timeout",
-        "2s",
-    ]);
-    let to = Timestamp::now();
-    assert!(finished.status.success(), "{}", finished.stderr);
+        let from = Timestamp::now();
+        let finished = run_to_end(&[
+            "run",
+    "--runtime",
+    runtime.name(),
+            "--records",
+            path_str(&records),
+            "--ticks",
+            "3",
+            "--failures-threshold",
+            "2",
+            "--probe-timeout",
+            "2s",
+        ]);
+        let to = Timestamp::now();
+        assert!(finished.status.success(), "{}", finished.stderr);
 
-    let events: Vec<Value> = json_lines(&finished.stdout)
-        .into_iter()
-        .map(|event| without_time(event, from, to))
+        let events: Vec<Value> = json_lines(&finished.stdout)
+            .into_iter()
+            .map(|event| without_time(event, from, to))
+            .collect();
+        assert_eq!(events_of(&events, 0), [failed(0, 2, 503)]);
+        assert_eq!(events_of(&events, 1), [failed(1, 2, 503), recovered(1, 2)]);
+        assert_eq!(events_of(&events, 2), Vec::<Value>::new());
+        assert_eq!(events.len(), 3);
+        for engine in fleet.engines() {
+            assert_eq!(engine.requests(), 3, "one probe per tick");
+        }
+        assert_eq!(stopped.requests(), 0, "a stopped row is not probed");
+        // The wire format's field order (DESIGN.md "Formats").
+        let first = finished.stdout.lines().next().unwrap_or_default();
+        let order: Vec<usize> = [
+            "\"game_id\"",
+            "\"container_id\"",
+            "\"event_type\"",
+            "\"occurred_at\"",
+            "\"details\"",
+        ]
+        .iter()
+        .map(|key| first.find(key).unwrap_or(usize::MAX))
         .collect();
-    assert_eq!(events_of(&events, 0), [failed(0, 2, 503)]);
-    assert_eq!(events_of(&events, 1), [failed(1, 2, 503), recovered(1, 2)]);
-    assert_eq!(events_of(&events, 2), Vec::<Value>::new());
-    assert_eq!(events.len(), 3);
-    for engine in fleet.engines() {
-        assert_eq!(engine.requests(), 3, "one probe per tick");
+        assert!(order.is_sorted() && order[4] < usize::MAX, "{first}");
     }
-    assert_eq!(stopped.requests(), 0, "a stopped row is not probed");
-    // The wire format's field order (DESIGN.md "Formats").
-    let first = finished.stdout.lines().next().unwrap_or_default();
-    let order: Vec<usize> = [
-        "\"game_id\"",
-        "\"container_id\"",
-        "\"event_type\"",
-        "\"occurred_at\"",
-        "\"details\"",
-    ]
-    .iter()
-    .map(|key| first.find(key).unwrap_or(usize::MAX))
-    .collect();
-    assert!(order.is_sorted() && order[4] < usize::MAX, "{first}");
 }
 
 #[test]
@@ -397,79 +400,91 @@ fn r12_json_logs_name_game_container_and_event_type() {
     );
 }
 
-#[test]
-fn r13_sigint_during_a_tick_exits_0_after_the_probe_in_flight() {
-    let engine = TestEngine::start(Behaviour::Delayed {
-        delay: Duration::from_millis(600),
-        status: 503,
-    })
-    .unwrap();
-    let dir = ScratchDir::new("run").unwrap();
-    let records = dir.join("records.json");
-    write_records_file(
-        &records,
-        &[RuntimeRecord::running("g0", "c0", engine.url())],
-    )
-    .unwrap();
-    let process = HealthprobeProcess::spawn(&[
-        "run",
-        "--records",
-        path_str(&records),
-        "--interval",
-        "1h",
-        "--failures-threshold",
-        "1",
-    ])
-    .unwrap();
-    assert!(
-        engine.wait_for_requests(1, PATIENCE),
-        "{}",
-        process.stderr()
-    );
-    let interrupted = Instant::now();
-    process.interrupt().unwrap();
-    let finished = process.wait(PATIENCE).unwrap();
-    let took = interrupted.elapsed();
+both_runtimes! {
+    fn r13_sigint_during_a_tick_exits_0_after_the_probe_in_flight(runtime) {
+        let engine = TestEngine::start(Behaviour::Delayed {
+            delay: Duration::from_millis(600),
+            status: 503,
+        })
+        .unwrap();
+        let dir = ScratchDir::new("run").unwrap();
+        let records = dir.join("records.json");
+        write_records_file(
+            &records,
+            &[RuntimeRecord::running("g0", "c0", engine.url())],
+        )
+        .unwrap();
+        let process = HealthprobeProcess::spawn(&[
+            "run",
+    "--runtime",
+    runtime.name(),
+            "--records",
+            path_str(&records),
+            "--interval",
+            "1h",
+            "--failures-threshold",
+            "1",
+        ])
+        .unwrap();
+        assert!(
+            engine.wait_for_requests(1, PATIENCE),
+            "{}",
+            process.stderr()
+        );
+        let interrupted = Instant::now();
+        process.interrupt().unwrap();
+        let finished = process.wait(PATIENCE).unwrap();
+        let took = interrupted.elapsed();
 
-    assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
-    let events = json_lines(&finished.stdout);
-    assert_eq!(
-        events.len(),
-        1,
-        "the probe in flight was folded: {events:?}"
-    );
-    assert_eq!(events[0]["details"]["last_status"], 503);
-    assert!(took < Duration::from_secs(5), "exit took {took:?}");
-    assert_eq!(engine.requests(), 1);
+        assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
+        let events = json_lines(&finished.stdout);
+        assert_eq!(
+            events.len(),
+            1,
+            "the probe in flight was folded: {events:?}"
+        );
+        assert_eq!(events[0]["details"]["last_status"], 503);
+        assert!(took < Duration::from_secs(5), "exit took {took:?}");
+        assert_eq!(engine.requests(), 1);
+        // Without --max-concurrency, each runtime's own default applies.
+        let started = format!(
+            "max_concurrency={} runtime={runtime}",
+            runtime.default_max_concurrency()
+        );
+        assert!(finished.stderr.contains(&started), "{}", finished.stderr);
+    }
 }
 
-#[test]
-fn r13_sigint_with_ticks_finishes_the_tick_and_runs_no_more() {
-    let engine = TestEngine::start(Behaviour::Delayed {
-        delay: Duration::from_millis(500),
-        status: 200,
-    })
-    .unwrap();
-    let dir = ScratchDir::new("run").unwrap();
-    let records = dir.join("records.json");
-    write_records_file(
-        &records,
-        &[RuntimeRecord::running("g0", "c0", engine.url())],
-    )
-    .unwrap();
-    let process =
-        HealthprobeProcess::spawn(&["run", "--records", path_str(&records), "--ticks", "5"])
-            .unwrap();
-    assert!(
-        engine.wait_for_requests(1, PATIENCE),
-        "{}",
-        process.stderr()
-    );
-    process.interrupt().unwrap();
-    let finished = process.wait(PATIENCE).unwrap();
-    assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
-    assert_eq!(engine.requests(), 1, "no tick after the signal");
-    assert!(finished.stderr.contains("ticks=1"), "{}", finished.stderr);
+both_runtimes! {
+    fn r13_sigint_with_ticks_finishes_the_tick_and_runs_no_more(runtime) {
+        let engine = TestEngine::start(Behaviour::Delayed {
+            delay: Duration::from_millis(500),
+            status: 200,
+        })
+        .unwrap();
+        let dir = ScratchDir::new("run").unwrap();
+        let records = dir.join("records.json");
+        write_records_file(
+            &records,
+            &[RuntimeRecord::running("g0", "c0", engine.url())],
+        )
+        .unwrap();
+        let process =
+            HealthprobeProcess::spawn(&["run",
+    "--runtime",
+    runtime.name(), "--records", path_str(&records), "--ticks", "5"])
+                .unwrap();
+        assert!(
+            engine.wait_for_requests(1, PATIENCE),
+            "{}",
+            process.stderr()
+        );
+        process.interrupt().unwrap();
+        let finished = process.wait(PATIENCE).unwrap();
+        assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
+        assert_eq!(engine.requests(), 1, "no tick after the signal");
+        assert!(finished.stderr.contains("ticks=1"), "{}", finished.stderr);
+    }
 }
 
 #[test]
@@ -580,4 +595,27 @@ fn demo_stops_cleanly_on_sigint() {
     assert!(took < Duration::from_secs(5), "exit took {took:?}");
     assert!(!finished.stderr.contains("panicked"), "{}", finished.stderr);
     json_lines(&finished.stdout);
+}
+
+#[test]
+fn an_unknown_runtime_exits_2_naming_the_choices() {
+    let dir = ScratchDir::new("run").unwrap();
+    let records = dir.join("records.json");
+    write_records_file(&records, &[]).unwrap();
+    let finished = run_to_end(&[
+        "run",
+        "--records",
+        path_str(&records),
+        "--runtime",
+        "fibers",
+        "--ticks",
+        "1",
+    ]);
+    assert_eq!(finished.status.code(), Some(2), "{}", finished.stderr);
+    let stderr = finished.stderr.trim_end();
+    assert!(!stderr.contains('\n'), "one line: {stderr}");
+    assert!(
+        stderr.contains("--runtime") && stderr.contains("threads") && stderr.contains("async"),
+        "{stderr}"
+    );
 }

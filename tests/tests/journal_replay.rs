@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use healthprobe_tests::{Behaviour, Fleet, HealthprobeProcess, ScratchDir, write_records_file};
+use healthprobe_tests::{
+    Behaviour, Fleet, HealthprobeProcess, ScratchDir, both_runtimes, write_records_file,
+};
 use serde_json::Value;
 
 /// Bound on any wait in these tests; reached only when something is broken.
@@ -33,102 +35,105 @@ fn json_lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn d6_replaying_the_journal_of_a_flapping_pruned_run_gives_its_events_byte_for_byte() {
-    let fleet = Fleet::start([
-        Behaviour::Status(500),
-        flapping(&[500, 500, 200]),
-        flapping(&[503, 200]),
-        Behaviour::Status(200),
-        flapping(&[500, 500, 500, 200, 200]),
-        Behaviour::Close,
-    ])
-    .expect("start fleet");
-    let dir = ScratchDir::new("journal-replay").expect("scratch dir");
-    let records = dir.join("records.json");
-    let events = dir.join("events.jsonl");
-    let journal = dir.join("journal.jsonl");
-    // Phase A: every game, g1 listed twice (D3) with a second container.
-    let mut all = fleet.records();
-    let mut duplicate = fleet.record(1);
-    duplicate.current_container_id = "c1-other".into();
-    all.push(duplicate);
-    // Phase B: g0 (failed, published) and g2 stop, so their state is pruned.
-    let without: Vec<_> = fleet
-        .records()
-        .into_iter()
-        .filter(|record| record.game_id != "g0" && record.game_id != "g2")
-        .collect();
-    write_records_file(&records, &all).expect("records");
+both_runtimes! {
+    fn d6_replaying_the_journal_of_a_flapping_pruned_run_gives_its_events_byte_for_byte(runtime) {
+        let fleet = Fleet::start([
+            Behaviour::Status(500),
+            flapping(&[500, 500, 200]),
+            flapping(&[503, 200]),
+            Behaviour::Status(200),
+            flapping(&[500, 500, 500, 200, 200]),
+            Behaviour::Close,
+        ])
+        .expect("start fleet");
+        let dir = ScratchDir::new("journal-replay").expect("scratch dir");
+        let records = dir.join("records.json");
+        let events = dir.join("events.jsonl");
+        let journal = dir.join("journal.jsonl");
+        // Phase A: every game, g1 listed twice (D3) with a second container.
+        let mut all = fleet.records();
+        let mut duplicate = fleet.record(1);
+        duplicate.current_container_id = "c1-other".into();
+        all.push(duplicate);
+        // Phase B: g0 (failed, published) and g2 stop, so their state is pruned.
+        let without: Vec<_> = fleet
+            .records()
+            .into_iter()
+            .filter(|record| record.game_id != "g0" && record.game_id != "g2")
+            .collect();
+        write_records_file(&records, &all).expect("records");
 
-    let process = HealthprobeProcess::spawn(&[
-        "run",
-        "--records",
-        path_str(&records),
-        "--events",
-        path_str(&events),
-        "--journal",
-        path_str(&journal),
-        "--failures-threshold",
-        "2",
-        "--interval",
-        "20ms",
-    ])
-    .expect("start healthprobe");
-    let ticks_done = |count: usize| {
-        process.wait_for_stderr(PATIENCE, |stderr| {
-            stderr.matches("tick finished").count() >= count
-        })
-    };
-    // The records change between ticks; exactly when does not matter, as
-    // the journal records each listing as it was pruned.
-    assert!(ticks_done(5), "{}", process.stderr());
-    write_records_file(&records, &without).expect("records");
-    assert!(ticks_done(10), "{}", process.stderr());
-    write_records_file(&records, &all).expect("records");
-    assert!(ticks_done(16), "{}", process.stderr());
-    process.interrupt().expect("SIGINT");
-    let finished = process.wait(PATIENCE).expect("stops");
-    assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
+        let process = HealthprobeProcess::spawn(&[
+            "run",
+    "--runtime",
+    runtime.name(),
+            "--records",
+            path_str(&records),
+            "--events",
+            path_str(&events),
+            "--journal",
+            path_str(&journal),
+            "--failures-threshold",
+            "2",
+            "--interval",
+            "20ms",
+        ])
+        .expect("start healthprobe");
+        let ticks_done = |count: usize| {
+            process.wait_for_stderr(PATIENCE, |stderr| {
+                stderr.matches("tick finished").count() >= count
+            })
+        };
+        // The records change between ticks; exactly when does not matter, as
+        // the journal records each listing as it was pruned.
+        assert!(ticks_done(5), "{}", process.stderr());
+        write_records_file(&records, &without).expect("records");
+        assert!(ticks_done(10), "{}", process.stderr());
+        write_records_file(&records, &all).expect("records");
+        assert!(ticks_done(16), "{}", process.stderr());
+        process.interrupt().expect("SIGINT");
+        let finished = process.wait(PATIENCE).expect("stops");
+        assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
 
-    let replayed =
-        HealthprobeProcess::spawn(&["replay", "--failures-threshold", "2", path_str(&journal)])
-            .expect("start replay")
-            .wait(PATIENCE)
-            .expect("replay ends");
-    assert_eq!(replayed.status.code(), Some(0), "{}", replayed.stderr);
-    let written = std::fs::read_to_string(&events).expect("events");
-    assert_eq!(replayed.stdout, written, "replay differs from the run");
+        let replayed =
+            HealthprobeProcess::spawn(&["replay", "--failures-threshold", "2", path_str(&journal)])
+                .expect("start replay")
+                .wait(PATIENCE)
+                .expect("replay ends");
+        assert_eq!(replayed.status.code(), Some(0), "{}", replayed.stderr);
+        let written = std::fs::read_to_string(&events).expect("events");
+        assert_eq!(replayed.stdout, written, "replay differs from the run");
 
-    // The run did flap and prune: both kinds, and g0 failed twice with no
-    // recovery between (its state was pruned while it was away).
-    let events = json_lines(&written);
-    let kinds = |game: &str| -> Vec<String> {
-        events
+        // The run did flap and prune: both kinds, and g0 failed twice with no
+        // recovery between (its state was pruned while it was away).
+        let events = json_lines(&written);
+        let kinds = |game: &str| -> Vec<String> {
+            events
+                .iter()
+                .filter(|e| e["game_id"] == game)
+                .map(|e| e["event_type"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+        assert_eq!(kinds("g0"), ["probe_failed", "probe_failed"], "{written}");
+        assert!(
+            kinds("g1").contains(&"probe_recovered".to_owned()),
+            "{written}"
+        );
+        assert!(kinds("g3").is_empty());
+        assert!(events.iter().all(|e| e["container_id"] != "c1-other"));
+        let journal_text = std::fs::read_to_string(&journal).expect("journal");
+        let inputs = json_lines(&journal_text);
+        let listings: std::collections::HashSet<String> = inputs
             .iter()
-            .filter(|e| e["game_id"] == game)
-            .map(|e| e["event_type"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    };
-    assert_eq!(kinds("g0"), ["probe_failed", "probe_failed"], "{written}");
-    assert!(
-        kinds("g1").contains(&"probe_recovered".to_owned()),
-        "{written}"
-    );
-    assert!(kinds("g3").is_empty());
-    assert!(events.iter().all(|e| e["container_id"] != "c1-other"));
-    let journal_text = std::fs::read_to_string(&journal).expect("journal");
-    let inputs = json_lines(&journal_text);
-    let listings: std::collections::HashSet<String> = inputs
-        .iter()
-        .filter(|input| input["type"] == "prune")
-        .map(|input| input["running"].to_string())
-        .collect();
-    assert_eq!(listings.len(), 2, "{listings:?}");
-    assert!(
-        listings.iter().any(|l| l.matches("\"g1\"").count() == 2),
-        "the whole listing, duplicates included: {listings:?}"
-    );
+            .filter(|input| input["type"] == "prune")
+            .map(|input| input["running"].to_string())
+            .collect();
+        assert_eq!(listings.len(), 2, "{listings:?}");
+        assert!(
+            listings.iter().any(|l| l.matches("\"g1\"").count() == 2),
+            "the whole listing, duplicates included: {listings:?}"
+        );
+    }
 }
 
 #[test]
