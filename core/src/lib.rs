@@ -61,7 +61,7 @@ mod state;
 
 pub use event::{EventDetails, EventType, HealthEvent};
 pub use input::Input;
-pub use outcome::{ProbeOutcome, ProbeResult};
+pub use outcome::{OutcomeRef, ProbeOutcome, ProbeResult};
 pub use policy::{Policy, PolicyError};
 pub use state::{GameState, HealthStates, SnapshotError};
 

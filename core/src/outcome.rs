@@ -20,6 +20,56 @@ pub struct ProbeOutcome {
     pub result: ProbeResult,
 }
 
+impl ProbeOutcome {
+    /// A borrowed view, for [`crate::HealthStates::apply_ref`].
+    pub fn as_ref(&self) -> OutcomeRef<'_> {
+        OutcomeRef {
+            game_id: &self.game_id,
+            container_id: &self.container_id,
+            observed_at: self.observed_at,
+            result: &self.result,
+        }
+    }
+}
+
+/// A [`ProbeOutcome`] whose strings are borrowed from the caller.
+///
+/// Folded with [`crate::HealthStates::apply_ref`], which copies the strings
+/// only into an emitted event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeRef<'a> {
+    /// The game whose engine was probed.
+    pub game_id: &'a str,
+    /// The container the game's record named when it was probed.
+    pub container_id: &'a str,
+    /// When the result was observed (UTC).
+    pub observed_at: Timestamp,
+    /// Healthy (status 200) or not.
+    pub result: &'a ProbeResult,
+}
+
+/// A string the fold either owns (moved into an event) or borrows (copied into one).
+pub(crate) enum Text<'a> {
+    Owned(String),
+    Borrowed(&'a str),
+}
+
+impl Text<'_> {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Owned(text) => text,
+            Self::Borrowed(text) => text,
+        }
+    }
+
+    pub(crate) fn into_string(self) -> String {
+        match self {
+            Self::Owned(text) => text,
+            Self::Borrowed(text) => text.to_owned(),
+        }
+    }
+}
+
 /// Success or failure of one probe (R1: success is HTTP status exactly 200).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -7,7 +7,10 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::hash::GameIdHash;
-use crate::{EventDetails, HealthEvent, Input, Policy, ProbeOutcome, ProbeResult};
+use crate::outcome::Text;
+use crate::{
+    EventDetails, HealthEvent, Input, OutcomeRef, Policy, ProbeOutcome, ProbeResult, Timestamp,
+};
 
 /// The whole hysteresis state: the policy and one counter set per game that
 /// has failed since it last recovered.
@@ -98,7 +101,8 @@ impl HealthStates {
     /// Fold one outcome in place; the event it causes, if any.
     ///
     /// The in-place form of [`crate::step`]. Does not allocate unless the
-    /// game enters the map (its first failure) or an event is emitted.
+    /// game enters the map (its first failure) or an event is emitted; an
+    /// event takes the outcome's strings.
     pub fn apply(&mut self, outcome: ProbeOutcome) -> Option<HealthEvent> {
         let ProbeOutcome {
             game_id,
@@ -106,71 +110,106 @@ impl HealthStates {
             observed_at,
             result,
         } = outcome;
-        match result {
-            ProbeResult::Healthy => {
-                // R6: a success with no state emits nothing.
-                let game = self.games.get_mut(game_id.as_str())?;
-                if !game.failure_published {
-                    // R6: reset; D7: a reset game holds no state.
-                    self.games.remove(game_id.as_str());
-                    return None;
-                }
-                // D1: count successes while published; R7 when the threshold is 1.
-                game.consecutive_successes = game.consecutive_successes.saturating_add(1);
-                if game.consecutive_successes < self.policy.recovery_threshold() {
-                    return None;
-                }
-                let prior_failure_count = game.consecutive_failures;
+        let failure = match result {
+            ProbeResult::Healthy => None,
+            ProbeResult::Unhealthy { status, error } => Some((status, Text::Owned(error))),
+        };
+        self.fold(
+            Text::Owned(game_id),
+            Text::Owned(container_id),
+            observed_at,
+            failure,
+        )
+    }
+
+    /// Fold one outcome given by reference; the event it causes, if any.
+    ///
+    /// Same transitions as [`HealthStates::apply`], for callers that keep
+    /// their ids (a worker's records, a simulator's fleet): the strings are
+    /// copied only into an emitted event, so an outcome that emits nothing
+    /// costs no allocation and no free.
+    pub fn apply_ref(&mut self, outcome: OutcomeRef<'_>) -> Option<HealthEvent> {
+        let failure = match outcome.result {
+            ProbeResult::Healthy => None,
+            ProbeResult::Unhealthy { status, error } => Some((*status, Text::Borrowed(error))),
+        };
+        self.fold(
+            Text::Borrowed(outcome.game_id),
+            Text::Borrowed(outcome.container_id),
+            outcome.observed_at,
+            failure,
+        )
+    }
+
+    /// The transitions, shared by the owning and the borrowing forms.
+    fn fold(
+        &mut self,
+        game_id: Text<'_>,
+        container_id: Text<'_>,
+        observed_at: Timestamp,
+        failure: Option<(u16, Text<'_>)>,
+    ) -> Option<HealthEvent> {
+        let Some((status, error)) = failure else {
+            // R6: a success with no state emits nothing.
+            let game = self.games.get_mut(game_id.as_str())?;
+            if !game.failure_published {
+                // R6: reset; D7: a reset game holds no state.
                 self.games.remove(game_id.as_str());
-                Some(HealthEvent {
-                    game_id,
-                    container_id,
-                    occurred_at: observed_at,
-                    details: EventDetails::ProbeRecovered {
-                        prior_failure_count,
-                    },
-                })
+                return None;
             }
-            ProbeResult::Unhealthy { status, error } => {
-                let threshold = u64::from(self.policy.failures_threshold());
-                let count = if let Some(game) = self.games.get_mut(game_id.as_str()) {
-                    // R3; D1: a failure breaks the success streak.
-                    game.consecutive_failures = game.consecutive_failures.saturating_add(1);
-                    game.consecutive_successes = 0;
-                    if game.failure_published || game.consecutive_failures < threshold {
-                        return None; // R5: keep counting, emit nothing.
-                    }
-                    game.failure_published = true;
-                    game.consecutive_failures
-                } else {
-                    // R3: the first failure creates the state.
-                    let publish = threshold <= 1;
-                    let game = GameState {
-                        consecutive_failures: 1,
-                        failure_published: publish,
-                        consecutive_successes: 0,
-                        running: false,
-                    };
-                    if !publish {
-                        self.games.insert(game_id, game);
-                        return None;
-                    }
-                    self.games.insert(game_id.clone(), game);
-                    1
-                };
-                // R4: the threshold is reached and nothing was published yet.
-                Some(HealthEvent {
-                    game_id,
-                    container_id,
-                    occurred_at: observed_at,
-                    details: EventDetails::ProbeFailed {
-                        consecutive_failures: count,
-                        last_status: status,
-                        last_error: error,
-                    },
-                })
+            // D1: count successes while published; R7 when the threshold is 1.
+            game.consecutive_successes = game.consecutive_successes.saturating_add(1);
+            if game.consecutive_successes < self.policy.recovery_threshold() {
+                return None;
             }
-        }
+            let prior_failure_count = game.consecutive_failures;
+            self.games.remove(game_id.as_str());
+            return Some(HealthEvent {
+                game_id: game_id.into_string(),
+                container_id: container_id.into_string(),
+                occurred_at: observed_at,
+                details: EventDetails::ProbeRecovered {
+                    prior_failure_count,
+                },
+            });
+        };
+        let threshold = u64::from(self.policy.failures_threshold());
+        let count = if let Some(game) = self.games.get_mut(game_id.as_str()) {
+            // R3; D1: a failure breaks the success streak.
+            game.consecutive_failures = game.consecutive_failures.saturating_add(1);
+            game.consecutive_successes = 0;
+            if game.failure_published || game.consecutive_failures < threshold {
+                return None; // R5: keep counting, emit nothing.
+            }
+            game.failure_published = true;
+            game.consecutive_failures
+        } else {
+            // R3: the first failure creates the state.
+            let publish = threshold <= 1;
+            let game = GameState {
+                consecutive_failures: 1,
+                failure_published: publish,
+                consecutive_successes: 0,
+                running: false,
+            };
+            if !publish {
+                self.games.insert(game_id.into_string(), game);
+                return None;
+            }
+            self.games.insert(game_id.as_str().to_owned(), game);
+            1
+        };
+        // R4: the threshold is reached and nothing was published yet.
+        Some(HealthEvent {
+            game_id: game_id.into_string(),
+            container_id: container_id.into_string(),
+            occurred_at: observed_at,
+            details: EventDetails::ProbeFailed {
+                consecutive_failures: count,
+                last_status: status,
+                last_error: error.into_string(),
+            },
+        })
     }
 
     /// Drop the counters of every game not in `running`, in place (R8).

@@ -9,6 +9,7 @@ struct CountingAllocator;
 
 thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    static FREES: Cell<u64> = const { Cell::new(0) };
 }
 
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
@@ -20,6 +21,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        FREES.with(|n| n.set(n.get() + 1));
         // SAFETY: same contract as the caller's.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -100,4 +102,41 @@ fn an_event_costs_one_allocation_for_the_returned_vec() {
     let ((_, events), allocations) = allocations_during(|| step(state, failing));
     assert_eq!(events.len(), 1);
     assert_eq!(allocations, 1);
+}
+
+#[test]
+fn d7_no_event_path_of_apply_ref_neither_allocates_nor_frees() {
+    let mut state = HealthStates::new(Policy::new(1000, 3).unwrap());
+    for game in 0..100 {
+        state = step(state, outcome(game, false)).0;
+    }
+    let healthy_unknown: Vec<_> = (100..200).map(|g| outcome(g, true)).collect();
+    let failing_known: Vec<_> = (0..100).map(|g| outcome(g, false)).collect();
+    let frees_before = FREES.with(Cell::get);
+    let (_, allocations) = allocations_during(|| {
+        for o in healthy_unknown.iter().chain(&failing_known) {
+            assert!(state.apply_ref(o.as_ref()).is_none());
+        }
+    });
+    assert_eq!(allocations, 0, "no-event apply_ref allocated");
+    assert_eq!(
+        FREES.with(Cell::get) - frees_before,
+        0,
+        "no-event apply_ref freed"
+    );
+    assert_eq!(
+        state.game("game-7").map(|g| g.consecutive_failures()),
+        Some(2)
+    );
+}
+
+#[test]
+fn apply_ref_copies_strings_only_into_an_event() {
+    let mut state = HealthStates::new(Policy::new(2, 1).unwrap());
+    let failing = outcome(1, false);
+    assert!(state.apply_ref(failing.as_ref()).is_none());
+    // The event copies game_id, container_id and the error: three allocations.
+    let (event, allocations) = allocations_during(|| state.apply_ref(failing.as_ref()));
+    assert_eq!(event.map(|e| e.game_id), Some("game-1".to_owned()));
+    assert_eq!(allocations, 3);
 }
