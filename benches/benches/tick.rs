@@ -288,32 +288,73 @@ fn run_process(command: &mut Command) {
     assert!(status.success(), "{command:?} failed: {status}");
 }
 
-/// Run `command` and return its own peak RSS in KiB (`wait4`'s `ru_maxrss`,
-/// for that child alone, read after it exited) and its wall time.
-#[allow(unsafe_code)]
-fn peak_rss_kib(command: &mut Command) -> io::Result<(u64, Duration)> {
+/// Run `program args…` and return its peak RSS in KiB and its wall time.
+///
+/// Not `wait4`/`getrusage` on a child of this process: `ru_maxrss` of a
+/// child forked from here counts the address space it was forked with
+/// (the kernel records the pre-`exec` image's high-water mark), i.e. this
+/// bench's own RSS with thousands of engines in it. So the program runs
+/// under `/usr/bin/time -f %M` (a small process whose child's `ru_maxrss`
+/// is that program's alone). Without `/usr/bin/time`, `VmHWM` of
+/// `/proc/PID/status` is polled every 5 ms instead (it can miss the last
+/// milliseconds before exit; the line says which method was used).
+fn peak_rss_kib(command: &Command) -> io::Result<(u64, Duration, &'static str)> {
+    let time = Path::new("/usr/bin/time");
+    if time.is_file() {
+        let output = std::env::temp_dir().join(format!(
+            "healthprobe-bench-tick-{}-rss.txt",
+            std::process::id()
+        ));
+        let mut wrapped = Command::new(time);
+        wrapped
+            .args(["-f", "%M", "-o"])
+            .arg(&output)
+            .arg(command.get_program())
+            .args(command.get_args());
+        let started = Instant::now();
+        let status = quiet(wrapped).status()?;
+        let took = started.elapsed();
+        let text = std::fs::read_to_string(&output);
+        let _ = std::fs::remove_file(&output);
+        if !status.success() {
+            return Err(io::Error::other(format!("{command:?} failed: {status}")));
+        }
+        let kib = text?
+            .lines()
+            .last()
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or_else(|| io::Error::other("/usr/bin/time printed no peak RSS"))?;
+        return Ok((kib, took, "/usr/bin/time -f %M"));
+    }
+    let mut command = quiet(clone_command(command));
     let started = Instant::now();
-    let child = command.spawn()?;
-    let pid = libc::pid_t::try_from(child.id()).expect("pids fit in pid_t");
-    let mut status: libc::c_int = 0;
-    // SAFETY: `rusage` is plain old data; all zeroes is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our unwaited child; `status` and `usage` are valid and
-    // writable, so the call only writes them and reaps that child. `child`
-    // is not waited for afterwards (dropping a `Child` does not wait).
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let mut child = command.spawn()?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Some(kib) = std::fs::read_to_string(&status_path).ok().and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        }) {
+            peak = kib;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let took = started.elapsed();
-    drop(child);
-    if reaped != pid {
-        return Err(io::Error::last_os_error());
+    if !status.success() {
+        return Err(io::Error::other(format!("{command:?} failed: {status}")));
     }
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(io::Error::other(format!(
-            "{command:?} failed: wait status {status:#x}"
-        )));
-    }
-    let kib = u64::try_from(usage.ru_maxrss).expect("ru_maxrss is not negative");
-    Ok((kib, took))
+    Ok((peak, took, "polled VmHWM"))
+}
+
+fn clone_command(command: &Command) -> Command {
+    let mut clone = Command::new(command.get_program());
+    clone.args(command.get_args());
+    clone
 }
 
 /// The release `healthprobe` beside this bench's executable
@@ -556,9 +597,9 @@ fn benches(c: &mut Criterion, recorded: &Recorded) {
             ),
         ] {
             match command {
-                Ok(mut command) => match peak_rss_kib(&mut command) {
-                    Ok((kib, took)) => println!(
-                        "tick summary: peak RSS of {name} --ticks {RSS_TICKS} --probe-timeout {timeout} over {LARGE_ENGINES} engines ({} hanging): {:.1} MiB ({kib} KiB), wall {took:.2?}",
+                Ok(command) => match peak_rss_kib(&command) {
+                    Ok((kib, took, method)) => println!(
+                        "tick summary: peak RSS of {name} --ticks {RSS_TICKS} --probe-timeout {timeout} over {LARGE_ENGINES} engines ({} hanging): {:.1} MiB ({kib} KiB, {method}), wall {took:.2?}",
                         engines.hanging(),
                         kib as f64 / 1024.0
                     ),
