@@ -68,7 +68,9 @@ struct RunArgs {
     /// Consecutive successes after `probe_failed` that publish `probe_recovered`.
     #[arg(long, env = "RTMANAGER_PROBE_RECOVERY_THRESHOLD", default_value_t = Policy::DEFAULT_RECOVERY_THRESHOLD, value_name = "N")]
     recovery_threshold: u32,
-    /// Most probes in flight at once [default: 16 with threads, 512 with async].
+    /// Most probes in flight at once [default: 16 with threads, 512 with
+    /// async]. With async each needs a file descriptor: keep it below
+    /// `ulimit -n` minus a few.
     #[arg(long, env = "RTMANAGER_PROBE_MAX_CONCURRENCY", value_name = "N")]
     max_concurrency: Option<usize>,
     /// How probes run: `threads` (blocking, one thread per probe in flight)

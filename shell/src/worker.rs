@@ -189,6 +189,7 @@ impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("config", &self.config)
+            .field("runtime", &self.runtime())
             .field("states", &self.owner.states)
             .field("pending", &self.owner.outbox.len())
             .field("state_file", &self.owner.state_file)
@@ -972,6 +973,27 @@ mod tests {
         assert_send::<Worker>();
         assert_send_sync::<Shutdown>();
         assert_send_sync::<Prober>();
+    }
+
+    #[test]
+    fn the_async_runtime_is_refused_only_without_the_feature() {
+        let worker = Worker::with_runtime(
+            WorkerConfig::default(),
+            Runtime::Async,
+            MemoryStore::new(),
+            MemoryPublisher::new(),
+            CountingTelemetry::new(),
+            ManualClock::new(Timestamp::UNIX_EPOCH),
+        );
+        if cfg!(feature = "async") {
+            assert_eq!(worker.expect("async built in").runtime(), Runtime::Async);
+        } else {
+            let err = worker.expect_err("async not built in");
+            assert_eq!(err, ConfigError::AsyncUnavailable);
+            assert_eq!(err.field(), "runtime");
+        }
+        assert!(Runtime::Threads.is_available());
+        assert_eq!(Runtime::Async.is_available(), cfg!(feature = "async"));
     }
 
     #[test]

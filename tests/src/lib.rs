@@ -57,7 +57,7 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
 
 /// Write each test once and run it for both runtimes.
 ///
-/// ```ignore
+/// ```text
 /// both_runtimes! {
 ///     /// R1: only 200 is a success.
 ///     fn r1_only_status_200_is_a_success(runtime) {
