@@ -19,7 +19,11 @@
 //!   over a records file of the same 1,000 engines (events to `/dev/null`).
 //!   `refrun` is `target/reference/bin/refrun` (`bash tools/reference/build.sh`)
 //!   or `$HEALTHPROBE_REFERENCE_REFRUN`; without it that bench is skipped
-//!   with a note. The `healthprobe` binary is built first with `cargo build
+//!   with a note. `tick/limit_process_10_rounds_1000_fresh_connections`:
+//!   the limit loop above, 10 rounds, as a process of its own (this bench's
+//!   executable re-run with `HEALTHPROBE_TICK_LIMIT_RECORDS`), so the limit
+//!   is also measured from outside the process that hosts the engines, like
+//!   the two workers. The `healthprobe` binary is built first with `cargo build
 //!   --release` into this bench's target dir (or `$HEALTHPROBE_BIN`).
 //!
 //! After the benches it prints a summary (`tick summary:` lines): the
@@ -103,8 +107,11 @@ fn median_f64(values: &mut [f64]) -> Option<f64> {
 struct Engines {
     fleet: Fleet,
     records_file: PathBuf,
-    requests: Vec<Vec<u8>>,
+    targets: Vec<Target>,
 }
+
+/// An engine's address and the request the limit loop sends it.
+type Target = (SocketAddr, Vec<u8>);
 
 impl Engines {
     fn start(name: &str, behaviours: impl IntoIterator<Item = Behaviour>) -> Self {
@@ -117,10 +124,10 @@ impl Engines {
         fleet
             .write_records(&records_file)
             .expect("cannot write the records file to the temp dir");
-        let requests = fleet
+        let targets = fleet
             .engines()
             .iter()
-            .map(|engine| request(engine.addr()))
+            .map(|engine| (engine.addr(), request(engine.addr())))
             .collect();
         println!(
             "tick: started {} engines ({name}) in {:.2?}",
@@ -130,7 +137,7 @@ impl Engines {
         Self {
             fleet,
             records_file,
-            requests,
+            targets,
         }
     }
 
@@ -199,7 +206,7 @@ fn tick(worker: &mut Worker, games: usize, failed: usize) {
 }
 
 /// The limit: one fresh-connection GET per engine on `CONCURRENCY` threads.
-fn fresh_connection_round(engines: &Engines) {
+fn fresh_connection_round(targets: &[Target]) {
     let next = AtomicUsize::new(0);
     let ok = AtomicUsize::new(0);
     std::thread::scope(|scope| {
@@ -208,11 +215,10 @@ fn fresh_connection_round(engines: &Engines) {
                 let mut response = Vec::with_capacity(1024);
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(request) = engines.requests.get(index) else {
+                    let Some((addr, request)) = targets.get(index) else {
                         break;
                     };
-                    let addr = engines.fleet.engine(index).addr();
-                    match get(addr, request, &mut response) {
+                    match get(*addr, request, &mut response) {
                         Ok(()) if response.starts_with(b"HTTP/1.1 200 ") => {
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
@@ -223,7 +229,7 @@ fn fresh_connection_round(engines: &Engines) {
             });
         }
     });
-    assert_eq!(ok.into_inner(), engines.requests.len(), "every GET got 200");
+    assert_eq!(ok.into_inner(), targets.len(), "every GET got 200");
 }
 
 fn get(addr: SocketAddr, request: &[u8], response: &mut Vec<u8>) -> io::Result<()> {
@@ -280,6 +286,48 @@ fn quiet(mut command: Command) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command
+}
+
+/// Environment of the limit loop as a process: the records file to read.
+const LIMIT_RECORDS_ENV: &str = "HEALTHPROBE_TICK_LIMIT_RECORDS";
+/// Environment of the limit loop as a process: how many rounds to run.
+const LIMIT_ROUNDS_ENV: &str = "HEALTHPROBE_TICK_LIMIT_ROUNDS";
+
+/// This bench's own executable as the limit loop in a process of its own:
+/// `rounds` fresh-connection rounds over the engines of `records`.
+fn limit_process(records: &Path, rounds: u64) -> io::Result<Command> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .env(LIMIT_RECORDS_ENV, records)
+        .env(LIMIT_ROUNDS_ENV, rounds.to_string());
+    Ok(quiet(command))
+}
+
+/// The limit loop as a process (see [`limit_process`]), when asked for.
+fn limit_process_main() -> Option<()> {
+    let records = std::env::var_os(LIMIT_RECORDS_ENV)?;
+    let rounds: u64 = std::env::var(LIMIT_ROUNDS_ENV)
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .expect("HEALTHPROBE_TICK_LIMIT_ROUNDS is a number");
+    let bytes = std::fs::read(&records).expect("the records file is readable");
+    let targets: Vec<Target> = healthprobe_shell::adapters::parse_records(&bytes, "records")
+        .expect("the records file parses")
+        .iter()
+        .map(|record| {
+            let addr: SocketAddr = record
+                .engine_endpoint
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .parse()
+                .expect("endpoints are http://IP:PORT/");
+            (addr, request(addr))
+        })
+        .collect();
+    for _ in 0..rounds {
+        fresh_connection_round(&targets);
+    }
+    Some(())
 }
 
 /// Run `command` to completion; panics unless it succeeds.
@@ -440,6 +488,7 @@ struct Recorded {
     hanging_5000: Samples,
     healthprobe_10: Samples,
     refrun_10: Samples,
+    limit_process_10: Samples,
 }
 
 fn benches(c: &mut Criterion, recorded: &Recorded) {
@@ -472,7 +521,7 @@ fn benches(c: &mut Criterion, recorded: &Recorded) {
         b.iter_custom(|iters| {
             recorded
                 .limit_1000
-                .time(iters, || fresh_connection_round(engines))
+                .time(iters, || fresh_connection_round(&engines.targets))
         });
     });
 
@@ -486,7 +535,7 @@ fn benches(c: &mut Criterion, recorded: &Recorded) {
             tick(worker, HEALTHY_ENGINES, 0);
             let worker_took = started.elapsed();
             let started = Instant::now();
-            fresh_connection_round(engines);
+            fresh_connection_round(&engines.targets);
             let limit_took = started.elapsed();
             ratios.push(limit_took.as_secs_f64() / worker_took.as_secs_f64());
         }
@@ -545,9 +594,18 @@ fn benches(c: &mut Criterion, recorded: &Recorded) {
             }
         }
     });
+    group.bench_function("limit_process_10_rounds_1000_fresh_connections", |b| {
+        let records = &healthy().records_file;
+        let mut command = limit_process(records, PROCESS_TICKS).expect("this bench's executable");
+        b.iter_custom(|iters| {
+            recorded
+                .limit_process_10
+                .time(iters, || run_process(&mut command))
+        });
+    });
     group.finish();
 
-    // Paired alternations of the two processes.
+    // Paired alternations of the processes.
     if !recorded.healthprobe_10.0.borrow().is_empty() && !recorded.refrun_10.0.borrow().is_empty() {
         let programs = programs();
         let (Ok(ours), Ok(reference)) = (&programs.healthprobe, &programs.refrun) else {
@@ -556,7 +614,9 @@ fn benches(c: &mut Criterion, recorded: &Recorded) {
         let records = &healthy().records_file;
         let mut ours = healthprobe_run(ours, records, PROCESS_TICKS, "2s");
         let mut reference = refrun(reference, records, PROCESS_TICKS, "2s");
+        let mut limit = limit_process(records, PROCESS_TICKS).expect("this bench's executable");
         let mut ratios = Vec::with_capacity(PROCESS_PAIRS);
+        let mut limit_ratios = Vec::with_capacity(PROCESS_PAIRS);
         for _ in 0..PROCESS_PAIRS {
             let started = Instant::now();
             run_process(&mut reference);
@@ -564,11 +624,21 @@ fn benches(c: &mut Criterion, recorded: &Recorded) {
             let started = Instant::now();
             run_process(&mut ours);
             let ours_took = started.elapsed();
+            let started = Instant::now();
+            run_process(&mut limit);
+            let limit_took = started.elapsed();
             println!(
-                "tick summary: pair: refrun {reference_took:.2?}, healthprobe run {ours_took:.2?}"
+                "tick summary: alternation: refrun {reference_took:.2?}, healthprobe run {ours_took:.2?}, limit process {limit_took:.2?}"
             );
             ratios.push(ours_took.as_secs_f64() / reference_took.as_secs_f64());
+            limit_ratios.push(limit_took.as_secs_f64() / ours_took.as_secs_f64());
         }
+        let limit_summary = median_f64(&mut limit_ratios).expect("pairs were measured");
+        println!(
+            "tick summary: healthprobe run throughput / limit process throughput over {PROCESS_PAIRS} alternations: median {limit_summary:.3} (min {:.3}, max {:.3})",
+            limit_ratios[0],
+            limit_ratios[limit_ratios.len() - 1]
+        );
         let summary = median_f64(&mut ratios).expect("pairs were measured");
         println!(
             "tick summary: healthprobe/reference over {PROCESS_PAIRS} paired alternations: median {summary:.3} (min {:.3}, max {:.3})",
@@ -639,6 +709,15 @@ fn summary(recorded: &Recorded) {
     if let Some(reference) = reference {
         println!("tick summary: refrun --ticks 10 over 1,000 healthy: median {reference:.2?}");
     }
+    if let Some(limit) = recorded.limit_process_10.median() {
+        println!("tick summary: limit process, 10 rounds over 1,000 healthy: median {limit:.2?}");
+        if let Some(ours) = ours {
+            println!(
+                "tick summary: healthprobe run / limit process throughput (medians): {:.3}",
+                limit.as_secs_f64() / ours.as_secs_f64()
+            );
+        }
+    }
     if let (Some(ours), Some(reference)) = (ours, reference) {
         println!(
             "tick summary: healthprobe/reference (medians): {:.3} (target <= 0.6)",
@@ -648,6 +727,9 @@ fn summary(recorded: &Recorded) {
 }
 
 fn main() {
+    if limit_process_main().is_some() {
+        return;
+    }
     let load_before = load_average();
     let recorded = Recorded::default();
     let mut criterion = Criterion::default().configure_from_args();
