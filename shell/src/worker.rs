@@ -18,7 +18,9 @@
 //!
 //! With [`Runtime::Async`] (cargo feature `async`) only the fan-out
 //! differs. The worker owns a small tokio runtime (two worker threads); per
-//! tick, one driver task walks the jobs in order, takes a slot of a
+//! tick, one driver task walks the jobs (games with a failure counted
+//! first: they are the likeliest to hang, and their timeouts then overlap
+//! the sweep of the rest; listing order otherwise), takes a slot of a
 //! [`tokio::sync::Semaphore`] of `max_concurrency` permits for each (R10),
 //! checks the shutdown signal, and spawns the probe as a task
 //! ([`crate::probe_async::AsyncProber`], hyper). Each task stamps its
@@ -467,11 +469,20 @@ impl Worker {
             #[cfg(feature = "async")]
             Fanout::Tasks { runtime, prober } => {
                 let (sender, receiver) = mpsc::channel::<Probed>();
+                // Suspects first: a game with a failure counted is the
+                // likeliest to hang again, and its timeout then overlaps
+                // the sweep of the rest instead of trailing it. The order
+                // of probes within a tick changes no event: each game is
+                // probed once and every outcome carries its own time.
+                let mut order: Vec<(usize, String)> = jobs
+                    .iter()
+                    .map(|record| record.engine_endpoint.clone())
+                    .enumerate()
+                    .collect();
+                order.sort_by_key(|(job, _)| self.owner.states.game(&jobs[*job].game_id).is_none());
                 runtime.spawn(drive_probe_tasks(
                     *prober,
-                    jobs.iter()
-                        .map(|record| record.engine_endpoint.clone())
-                        .collect(),
+                    order,
                     self.config.max_concurrency,
                     Arc::clone(&self.clock),
                     shutdown.clone(),
@@ -487,12 +498,13 @@ impl Worker {
     }
 }
 
-/// Spawn one probe task per endpoint, in order, at most `max_concurrency`
-/// in flight, none once `shutdown` is triggered; each sends its result.
+/// Spawn one probe task per `(job, endpoint)`, in order, at most
+/// `max_concurrency` in flight, none once `shutdown` is triggered; each
+/// sends its result.
 #[cfg(feature = "async")]
 async fn drive_probe_tasks(
     prober: AsyncProber,
-    endpoints: Vec<String>,
+    endpoints: Vec<(usize, String)>,
     max_concurrency: usize,
     clock: Arc<dyn Clock>,
     shutdown: Shutdown,
@@ -503,7 +515,7 @@ async fn drive_probe_tasks(
         .min(endpoints.len())
         .min(Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(permits));
-    for (job, endpoint) in endpoints.into_iter().enumerate() {
+    for (job, endpoint) in endpoints {
         // The semaphore is never closed, so acquiring only waits.
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             break;

@@ -9,8 +9,8 @@ use healthprobe_core::{EventType, HealthEvent};
 use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::worker::{Shutdown, TickReport, Worker};
 use healthprobe_tests::{
-    Behaviour, Fleet, RuntimeRecord, TestEngine, TestWorker, at, both_runtimes, probe_failed,
-    probe_recovered, test_config,
+    Behaviour, Fleet, Runtime, RuntimeRecord, TestEngine, TestWorker, at, both_runtimes,
+    probe_failed, probe_recovered, test_config,
 };
 
 /// Slack for anything measured in wall time on a busy two-core machine.
@@ -587,4 +587,29 @@ both_runtimes! {
         assert_eq!((report.probes, report.failed_probes), (1, 0), "{events:?}");
         assert_eq!(engine.paths(), ["/healthz"]);
     }
+}
+
+/// Async only: the threads runtime keeps listing order.
+#[test]
+fn async_probes_games_with_a_failure_counted_first() {
+    let fleet = Fleet::start([
+        Behaviour::Status(200),
+        Behaviour::Status(200),
+        Behaviour::Status(503),
+    ])
+    .unwrap();
+    let config = WorkerConfig {
+        max_concurrency: 1,
+        ..test_config(3, 1)
+    };
+    let mut worker = TestWorker::with_runtime(Runtime::Async, config, fleet.records());
+    // Tick 0 in listing order; g2 fails and holds state. Tick 1: g2 first.
+    check_ticks(&mut worker, &[vec![], vec![]]);
+    let second_probe = |index: usize| fleet.engine(index).seen()[1].at;
+    assert!(
+        second_probe(2) < second_probe(0) && second_probe(2) < second_probe(1),
+        "the failing game is probed first"
+    );
+    let first_probe = |index: usize| fleet.engine(index).seen()[0].at;
+    assert!(first_probe(0) < first_probe(1) && first_probe(1) < first_probe(2));
 }
