@@ -13,6 +13,9 @@
 //!   and a read to EOF. Same throughput unit.
 //! - `tick/threads_5000_with_50_hanging`: `Worker::tick` over 5,000 engines,
 //!   every 100th one hanging, `probe_timeout` 1 s: the tick time.
+//! - `tick/async_1000_healthy` and `tick/async_5000_with_50_hanging`: the
+//!   same two ticks with `Runtime::Async` (tokio + hyper) and its default
+//!   cap (`Runtime::default_max_concurrency`, 512 probes in flight).
 //! - `tick/healthprobe_run_10_ticks_1000_healthy` and
 //!   `tick/refrun_10_ticks_1000_healthy`: the release `healthprobe run
 //!   --ticks 10` and the reference worker's `refrun --ticks 10` as processes
@@ -30,8 +33,11 @@
 //! medians of the samples, the ratio worker / limit (also from 10 paired
 //! alternations, which a neighbour's load disturbs less), the ratio
 //! healthprobe / reference (also from 3 paired alternations), the peak RSS
-//! of `healthprobe run --ticks 3` (and of `refrun`) over the 5,000 engines
-//! from `wait4`'s rusage, and the load average before and after.
+//! of `healthprobe run --ticks 3` with each `--runtime` (and of `refrun`)
+//! over the 5,000 engines, their wall times and the ratio of each runtime's
+//! to `refrun`'s (the async target: at most 0.35), the most threads each
+//! process had (`/proc/PID/status`, sampled every 2 ms), async/threads
+//! ratios of the tick medians, and the load average before and after.
 //!
 //! Fleets start once, lazily, outside the timed regions; a filter such as
 //! `-- threads_1000` starts only what it needs, and the extra measurements
@@ -47,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use healthprobe_shell::adapters::{CountingTelemetry, MemoryPublisher, MemoryStore};
-use healthprobe_shell::config::WorkerConfig;
+use healthprobe_shell::config::{Runtime, WorkerConfig};
 use healthprobe_shell::ports::SystemClock;
 use healthprobe_shell::worker::Worker;
 use healthprobe_tests::{Behaviour, Fleet};
@@ -179,17 +185,23 @@ fn request(addr: SocketAddr) -> Vec<u8> {
     format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").into_bytes()
 }
 
-/// A worker over `engines` with the reference's settings and `probe_timeout`.
-fn worker(engines: &Engines, probe_timeout: Duration) -> Worker {
+/// A worker over `engines` with the reference's settings and `probe_timeout`,
+/// fanning out on `runtime` (threads: the reference's cap of 16; async: its
+/// default cap).
+fn worker(engines: &Engines, probe_timeout: Duration, runtime: Runtime) -> Worker {
     let config = WorkerConfig {
         interval: WorkerConfig::DEFAULT_INTERVAL,
         probe_timeout,
         failures_threshold: 3,
         recovery_threshold: 1,
-        max_concurrency: CONCURRENCY,
+        max_concurrency: match runtime {
+            Runtime::Threads => CONCURRENCY,
+            Runtime::Async => runtime.default_max_concurrency(),
+        },
     };
-    Worker::new(
+    Worker::with_runtime(
         config,
+        runtime,
         MemoryStore::with_records(engines.fleet.records()),
         MemoryPublisher::new(),
         CountingTelemetry::new(),
@@ -255,7 +267,8 @@ impl Programs {
     }
 }
 
-/// `healthprobe run --records FILE --ticks N --events /dev/null`, logs discarded.
+/// `healthprobe run --records FILE --ticks N --events /dev/null`, logs
+/// discarded: threads with the reference's cap of 16.
 fn healthprobe_run(binary: &Path, records: &Path, ticks: u64, probe_timeout: &str) -> Command {
     let mut command = Command::new(binary);
     command
@@ -267,6 +280,43 @@ fn healthprobe_run(binary: &Path, records: &Path, ticks: u64, probe_timeout: &st
         .args(["--max-concurrency", &CONCURRENCY.to_string()])
         .args(["--events", "/dev/null"]);
     quiet(command)
+}
+
+/// [`healthprobe_run`] with `--runtime async` and its default cap.
+fn healthprobe_run_async(
+    binary: &Path,
+    records: &Path,
+    ticks: u64,
+    probe_timeout: &str,
+) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args(["run", "--runtime", "async", "--records"])
+        .arg(records)
+        .args(["--ticks", &ticks.to_string()])
+        .args(["--probe-timeout", probe_timeout])
+        .args(["--events", "/dev/null"]);
+    quiet(command)
+}
+
+/// Run `command` to completion; the most threads it had at once, from
+/// `/proc/PID/status` sampled every 2 ms.
+fn peak_threads(command: &Command) -> io::Result<usize> {
+    let mut child = clone_command(command).spawn()?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait()?.is_none() {
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            let threads = status
+                .lines()
+                .find_map(|line| line.strip_prefix("Threads:"))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0);
+            peak = peak.max(threads);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(peak)
 }
 
 /// `refrun --records FILE --ticks N --probe-timeout T`, events and logs discarded.
@@ -486,6 +536,8 @@ struct Recorded {
     worker_1000: Samples,
     limit_1000: Samples,
     hanging_5000: Samples,
+    async_1000: Samples,
+    async_hanging_5000: Samples,
     healthprobe_10: Samples,
     refrun_10: Samples,
     limit_process_10: Samples,
@@ -508,11 +560,22 @@ fn benches(c: &mut Criterion, recorded: &Recorded) {
     let mut worker_1000: Option<Worker> = None;
     group.bench_function("threads_1000_healthy", |b| {
         let engines = healthy();
-        let worker = worker_1000.get_or_insert_with(|| worker(engines, Duration::from_secs(2)));
+        let worker = worker_1000
+            .get_or_insert_with(|| worker(engines, Duration::from_secs(2), Runtime::Threads));
         b.iter_custom(|iters| {
             recorded
                 .worker_1000
                 .time(iters, || tick(worker, HEALTHY_ENGINES, 0))
+        });
+    });
+
+    group.bench_function("async_1000_healthy", |b| {
+        let engines = healthy();
+        let mut worker = worker(engines, Duration::from_secs(2), Runtime::Async);
+        b.iter_custom(|iters| {
+            recorded
+                .async_1000
+                .time(iters, || tick(&mut worker, HEALTHY_ENGINES, 0))
         });
     });
 
@@ -555,9 +618,19 @@ fn benches(c: &mut Criterion, recorded: &Recorded) {
     group.bench_function("threads_5000_with_50_hanging", |b| {
         let engines = large.get_or_init(Engines::with_hanging);
         let hanging = engines.hanging();
-        let mut worker = worker(engines, Duration::from_secs(1));
+        let mut worker = worker(engines, Duration::from_secs(1), Runtime::Threads);
         b.iter_custom(|iters| {
             recorded.hanging_5000.time(iters, || {
+                tick(&mut worker, LARGE_ENGINES, hanging);
+            })
+        });
+    });
+    group.bench_function("async_5000_with_50_hanging", |b| {
+        let engines = large.get_or_init(Engines::with_hanging);
+        let hanging = engines.hanging();
+        let mut worker = worker(engines, Duration::from_secs(1), Runtime::Async);
+        b.iter_custom(|iters| {
+            recorded.async_hanging_5000.time(iters, || {
                 tick(&mut worker, LARGE_ENGINES, hanging);
             })
         });
@@ -651,11 +724,18 @@ fn benches(c: &mut Criterion, recorded: &Recorded) {
     if let Some(engines) = large.get() {
         let programs = programs();
         let timeout = "1s";
+        let mut walls: Vec<(&str, Duration)> = Vec::new();
         for (name, command) in [
             (
-                "healthprobe run",
+                "healthprobe run --runtime threads",
                 programs.healthprobe.as_ref().map(|binary| {
                     healthprobe_run(binary, &engines.records_file, RSS_TICKS, timeout)
+                }),
+            ),
+            (
+                "healthprobe run --runtime async",
+                programs.healthprobe.as_ref().map(|binary| {
+                    healthprobe_run_async(binary, &engines.records_file, RSS_TICKS, timeout)
                 }),
             ),
             (
@@ -667,15 +747,40 @@ fn benches(c: &mut Criterion, recorded: &Recorded) {
             ),
         ] {
             match command {
-                Ok(command) => match peak_rss_kib(&command) {
-                    Ok((kib, took, method)) => println!(
-                        "tick summary: peak RSS of {name} --ticks {RSS_TICKS} --probe-timeout {timeout} over {LARGE_ENGINES} engines ({} hanging): {:.1} MiB ({kib} KiB, {method}), wall {took:.2?}",
-                        engines.hanging(),
-                        kib as f64 / 1024.0
-                    ),
-                    Err(err) => println!("tick summary: peak RSS of {name}: failed: {err}"),
-                },
+                Ok(command) => {
+                    match peak_rss_kib(&command) {
+                        Ok((kib, took, method)) => {
+                            walls.push((name, took));
+                            println!(
+                                "tick summary: peak RSS of {name} --ticks {RSS_TICKS} --probe-timeout {timeout} over {LARGE_ENGINES} engines ({} hanging): {:.1} MiB ({kib} KiB, {method}), wall {took:.2?}",
+                                engines.hanging(),
+                                kib as f64 / 1024.0
+                            );
+                        }
+                        Err(err) => println!("tick summary: peak RSS of {name}: failed: {err}"),
+                    }
+                    match peak_threads(&command) {
+                        Ok(threads) => println!(
+                            "tick summary: peak threads of {name} over {LARGE_ENGINES} engines: {threads}"
+                        ),
+                        Err(err) => println!("tick summary: peak threads of {name}: failed: {err}"),
+                    }
+                }
                 Err(why) => println!("tick summary: peak RSS of {name} skipped: {why}"),
+            }
+        }
+        if let Some(&(_, reference)) = walls.iter().find(|(name, _)| *name == "refrun") {
+            for (name, wall) in walls.iter().filter(|(name, _)| *name != "refrun") {
+                println!(
+                    "tick summary: {name} / refrun wall over {LARGE_ENGINES} engines ({} hanging), {RSS_TICKS} ticks: {:.3}{}",
+                    engines.hanging(),
+                    wall.as_secs_f64() / reference.as_secs_f64(),
+                    if name.ends_with("async") {
+                        " (target <= 0.35)"
+                    } else {
+                        ""
+                    }
+                );
             }
         }
     }
@@ -700,6 +805,33 @@ fn summary(recorded: &Recorded) {
             "tick summary: 5,000 engines with 50 hanging, 1 s timeout: tick median {tick:.2?} (min {min:.2?}, max {max:.2?}, {} ticks)",
             samples.len()
         );
+    }
+    if let Some(tick) = recorded.async_hanging_5000.median() {
+        let samples = recorded.async_hanging_5000.0.borrow();
+        let min = samples.iter().min().expect("samples exist");
+        let max = samples.iter().max().expect("samples exist");
+        println!(
+            "tick summary: 5,000 engines with 50 hanging, 1 s timeout, async: tick median {tick:.2?} (min {min:.2?}, max {max:.2?}, {} ticks)",
+            samples.len()
+        );
+        if let Some(threads) = recorded.hanging_5000.median() {
+            println!(
+                "tick summary: 5,000 engines with 50 hanging: async/threads tick medians {:.3}",
+                tick.as_secs_f64() / threads.as_secs_f64()
+            );
+        }
+    }
+    if let Some(tick) = recorded.async_1000.median() {
+        println!(
+            "tick summary: 1,000 healthy engines, async: tick median {tick:.2?} ({:.0} probes/s)",
+            per_second(HEALTHY_ENGINES, tick)
+        );
+        if let Some(threads) = recorded.worker_1000.median() {
+            println!(
+                "tick summary: 1,000 healthy engines: async/threads tick medians {:.3}",
+                tick.as_secs_f64() / threads.as_secs_f64()
+            );
+        }
     }
     let ours = recorded.healthprobe_10.median();
     let reference = recorded.refrun_10.median();
