@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Run the reference worker and `healthprobe run` against the same scripted
+fleet of real engines on 127.0.0.1 and compare their events game by game.
+
+Each worker gets a fresh copy of the fleet (the engines' scripts restart), N
+ticks back to back, the same threshold and probe timeout. Compared per game:
+the sequence of (event_type, container_id, details without last_error).
+Transport-error texts are listed when they differ: healthprobe words them
+itself (`timeout`, `connection refused`, ...) where Go prints its net/http
+errors (`Get "URL": context deadline exceeded`, ...). Exit 1 on any difference.
+
+usage: compare_run.py SERVE_FLEET HEALTHPROBE REFRUN [threads|async]
+  SERVE_FLEET: target/release/examples/serve_fleet
+               (cargo build --release -p healthprobe-tests --example serve_fleet)
+  REFRUN:      target/reference/bin/refrun (tools/reference/build.sh)
+"""
+import collections
+import json
+import subprocess
+import sys
+
+SPEC = ";".join([
+    "200", "503", "500,500,200", "hang", "close", "500,500,500,200,200,200", "404,200",
+    "garbage", "200,503,503,503,200", "301", "502,502,502,502,502,200", "200,hang,hang,200",
+])
+TICKS, THRESHOLD, TIMEOUT = "8", "2", "500ms"
+
+
+def run_on_fresh_fleet(serve_fleet, command):
+    records = "/tmp/healthprobe-compare-records.json"
+    fleet = subprocess.Popen([serve_fleet, records, "spec", SPEC], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    fleet.stdout.readline()  # "ready ..."
+    try:
+        out = subprocess.run(command(records), capture_output=True, text=True, timeout=120)
+    finally:
+        fleet.stdin.close()
+        fleet.wait()
+    return [json.loads(line) for line in out.stdout.split("\n") if line]
+
+
+def per_game(events):
+    games = collections.defaultdict(list)
+    for event in events:
+        details = dict(event["details"])
+        error = details.pop("last_error", None)
+        games[event["game_id"]].append(
+            ((event["event_type"], event["container_id"], json.dumps(details, sort_keys=True)), error))
+    return games
+
+
+def main():
+    serve_fleet, healthprobe, refrun = sys.argv[1:4]
+    runtime = sys.argv[4] if len(sys.argv) > 4 else "threads"
+    ours = per_game(run_on_fresh_fleet(serve_fleet, lambda r: [
+        healthprobe, "run", "--records", r, "--ticks", TICKS, "--failures-threshold", THRESHOLD,
+        "--probe-timeout", TIMEOUT, "--runtime", runtime]))
+    reference = per_game(run_on_fresh_fleet(serve_fleet, lambda r: [
+        refrun, "--records", r, "--ticks", TICKS, "--failures-threshold", THRESHOLD,
+        "--probe-timeout", TIMEOUT]))
+    games = sorted(set(ours) | set(reference), key=lambda g: int(g[1:]))
+    different = 0
+    for game in games:
+        a = [key for key, _ in ours.get(game, [])]
+        b = [key for key, _ in reference.get(game, [])]
+        errors = sorted({(x[1], y[1]) for x, y in zip(ours.get(game, []), reference.get(game, []))
+                         if x[1] != y[1]})
+        different += a != b
+        print(f"{'same' if a == b else 'DIFFERENT'} {game}: {[k[0] for k in a]}"
+              + ("" if a == b else f" vs reference {[k[0] for k in b]}")
+              + (f"; error texts: {errors}" if errors else ""))
+    events = sum(len(v) for v in ours.values())
+    print(f"compare_run ({runtime}): {len(games) - different}/{len(games)} games with identical events "
+          f"({events} events)")
+    sys.exit(1 if different else 0)
+
+
+if __name__ == "__main__":
+    main()
