@@ -17,7 +17,7 @@
 use std::cell::OnceCell;
 use std::fs::File;
 use std::io::{self, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use criterion::{Criterion, SamplingMode, Throughput};
 use healthprobe_benches::cpu_time::{BenchTime, CpuTime};
 use healthprobe_benches::{REPLAY_OUTCOMES, ReplayJournal, Workload};
 use healthprobe_shell::replay::replay_journal;
+use healthprobe_tests::try_healthprobe_binary;
 
 /// Events in the `replay_1m` journal: one outcome in five emits one.
 const REPLAY_EVENTS: u64 = REPLAY_OUTCOMES / 5;
@@ -64,11 +65,12 @@ fn replay_1m<M: Measurement>(
         });
     });
 
-    match healthprobe_binary() {
+    // The release binary of this bench's target dir, built up to date first.
+    match try_healthprobe_binary() {
         Ok(binary) => {
             group.bench_function("binary", |b| {
                 let path = journal().path();
-                b.iter(|| run_replay(&binary, path));
+                b.iter(|| run_replay(binary, path));
             });
         }
         Err(why) => eprintln!("replay_1m/binary skipped: {why}"),
@@ -86,45 +88,6 @@ fn run_replay(binary: &Path, journal: &Path) {
         .status()
         .expect("healthprobe starts");
     assert!(status.success(), "healthprobe replay failed: {status}");
-}
-
-/// The release `healthprobe` beside this bench's own executable
-/// (`TARGET/release/deps/replay-*` → `TARGET/release/healthprobe`), brought
-/// up to date with cargo first.
-fn healthprobe_binary() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this bench: {e}"))?;
-    let release_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| format!("unexpected bench location {}", exe.display()))?;
-    let target_dir = release_dir
-        .parent()
-        .ok_or_else(|| format!("unexpected bench location {}", exe.display()))?;
-    let binary = release_dir.join(format!("healthprobe{}", std::env::consts::EXE_SUFFIX));
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("benches/ is inside the workspace");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let build = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "healthprobe-shell"])
-        .args(["--bin", "healthprobe"])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .current_dir(workspace)
-        .stdin(Stdio::null())
-        .status();
-    match build {
-        Ok(status) if status.success() => Ok(binary),
-        Ok(status) if binary.exists() => {
-            eprintln!("cargo build of healthprobe failed ({status}); timing the existing binary");
-            Ok(binary)
-        }
-        Ok(status) => Err(format!("cargo build of healthprobe failed: {status}")),
-        Err(e) if binary.exists() => {
-            eprintln!("cannot run cargo ({e}); timing the existing binary");
-            Ok(binary)
-        }
-        Err(e) => Err(format!("cannot run cargo: {e}")),
-    }
 }
 
 fn main() {

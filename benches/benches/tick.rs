@@ -56,7 +56,7 @@ use healthprobe_shell::adapters::{CountingTelemetry, MemoryPublisher, MemoryStor
 use healthprobe_shell::config::{Runtime, WorkerConfig};
 use healthprobe_shell::ports::SystemClock;
 use healthprobe_shell::worker::Worker;
-use healthprobe_tests::{Behaviour, Fleet};
+use healthprobe_tests::{Behaviour, Fleet, try_healthprobe_binary};
 
 /// Engines in the healthy fleet.
 const HEALTHY_ENGINES: usize = 1_000;
@@ -261,7 +261,9 @@ struct Programs {
 impl Programs {
     fn locate() -> Self {
         Self {
-            healthprobe: healthprobe_binary(),
+            healthprobe: try_healthprobe_binary()
+                .map(Path::to_path_buf)
+                .map_err(str::to_owned),
             refrun: refrun_binary(),
         }
     }
@@ -453,45 +455,6 @@ fn clone_command(command: &Command) -> Command {
     let mut clone = Command::new(command.get_program());
     clone.args(command.get_args());
     clone
-}
-
-/// The release `healthprobe` beside this bench's executable
-/// (`TARGET/release/deps/tick-*` → `TARGET/release/healthprobe`), brought up
-/// to date with `cargo build --release` first; `$HEALTHPROBE_BIN` overrides.
-fn healthprobe_binary() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("HEALTHPROBE_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this bench: {e}"))?;
-    let release_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| format!("unexpected bench location {}", exe.display()))?;
-    let target_dir = release_dir
-        .parent()
-        .ok_or_else(|| format!("unexpected bench location {}", exe.display()))?;
-    let binary = release_dir.join(format!("healthprobe{}", std::env::consts::EXE_SUFFIX));
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let build = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "healthprobe-shell"])
-        .args(["--bin", "healthprobe"])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .current_dir(workspace())
-        .stdin(Stdio::null())
-        .status();
-    match build {
-        Ok(status) if status.success() => Ok(binary),
-        Ok(status) if binary.exists() => {
-            eprintln!("cargo build of healthprobe failed ({status}); timing the existing binary");
-            Ok(binary)
-        }
-        Ok(status) => Err(format!("cargo build of healthprobe failed: {status}")),
-        Err(e) if binary.exists() => {
-            eprintln!("cannot run cargo ({e}); timing the existing binary");
-            Ok(binary)
-        }
-        Err(e) => Err(format!("cannot run cargo: {e}")),
-    }
 }
 
 /// `$HEALTHPROBE_REFERENCE_REFRUN`, else `target/reference/bin/refrun` of the workspace.

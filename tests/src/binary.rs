@@ -21,10 +21,19 @@ use std::sync::OnceLock;
 /// The path of an up-to-date `healthprobe` binary. Panics with the reason
 /// if it cannot be built.
 pub fn healthprobe_binary() -> &'static Path {
-    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BINARY.get_or_init(locate) {
+    match try_healthprobe_binary() {
         Ok(path) => path,
         Err(reason) => panic!("cannot provide the healthprobe binary: {reason}"),
+    }
+}
+
+/// [`healthprobe_binary`], or why it cannot be built (for benches that
+/// skip what they cannot run). Built once per process.
+pub fn try_healthprobe_binary() -> Result<&'static Path, &'static str> {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BINARY.get_or_init(locate) {
+        Ok(path) => Ok(path),
+        Err(reason) => Err(reason),
     }
 }
 

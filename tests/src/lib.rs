@@ -28,7 +28,7 @@ mod test_worker;
 
 use std::time::{Duration, Instant};
 
-pub use binary::healthprobe_binary;
+pub use binary::{healthprobe_binary, try_healthprobe_binary};
 pub use engine::{
     Behaviour, ENGINE_THREAD_STACK, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, HangGauge,
     MAX_REQUEST_HEAD, RECENT_REQUESTS, SeenRequest, TRICKLE_PACE, TestEngine,
