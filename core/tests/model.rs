@@ -18,142 +18,10 @@ use proptest::prelude::*;
 use proptest::strategy::{BoxedStrategy, Union, ValueTree};
 use proptest::test_runner::TestRunner;
 
-// ---------------------------------------------------------------------------
-// The reference model: Go's `probeState` map, transcribed literally.
-// ---------------------------------------------------------------------------
+#[path = "support/go_model.rs"]
+mod go_model;
 
-/// Go's `probeState`, plus D1's success streak.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct ModelGame {
-    consecutive_failures: u64,
-    failure_published: bool,
-    consecutive_successes: u32,
-}
-
-impl ModelGame {
-    /// D7: whether the Rust core must hold an entry for this game.
-    fn holds_state(&self) -> bool {
-        self.consecutive_failures > 0 || self.failure_published
-    }
-}
-
-/// Go's `Worker.states` under a policy. Like Go, a reset game keeps its
-/// (zeroed) entry; D7 is the projection [`Model::held`].
-#[derive(Debug, Clone)]
-struct Model {
-    failures_threshold: u64,
-    recovery_threshold: u32,
-    states: BTreeMap<String, ModelGame>,
-}
-
-impl Model {
-    fn new(policy: Policy) -> Self {
-        Self {
-            failures_threshold: u64::from(policy.failures_threshold()),
-            recovery_threshold: policy.recovery_threshold(),
-            states: BTreeMap::new(),
-        }
-    }
-
-    fn set_policy(&mut self, policy: Policy) {
-        self.failures_threshold = u64::from(policy.failures_threshold());
-        self.recovery_threshold = policy.recovery_threshold();
-    }
-
-    fn probe(&mut self, outcome: &ProbeOutcome) -> Option<HealthEvent> {
-        match &outcome.result {
-            ProbeResult::Healthy => self.record_success(outcome),
-            ProbeResult::Unhealthy { status, error } => {
-                self.record_failure(outcome, *status, error)
-            }
-        }
-    }
-
-    /// `recordSuccess`, with D1's streak in place of "the first success".
-    fn record_success(&mut self, outcome: &ProbeOutcome) -> Option<HealthEvent> {
-        let state = self.states.get_mut(&outcome.game_id)?;
-        if !state.failure_published {
-            state.consecutive_failures = 0;
-            return None;
-        }
-        state.consecutive_successes += 1;
-        if state.consecutive_successes < self.recovery_threshold {
-            return None;
-        }
-        let prior_failure_count = state.consecutive_failures;
-        state.consecutive_failures = 0;
-        state.failure_published = false;
-        state.consecutive_successes = 0;
-        Some(HealthEvent {
-            game_id: outcome.game_id.clone(),
-            container_id: outcome.container_id.clone(),
-            occurred_at: outcome.observed_at,
-            details: EventDetails::ProbeRecovered {
-                prior_failure_count,
-            },
-        })
-    }
-
-    /// `recordFailure`; D1: a failure breaks the success streak.
-    fn record_failure(
-        &mut self,
-        outcome: &ProbeOutcome,
-        last_status: u16,
-        last_error: &str,
-    ) -> Option<HealthEvent> {
-        let state = self.states.entry(outcome.game_id.clone()).or_default();
-        state.consecutive_failures += 1;
-        state.consecutive_successes = 0;
-        if state.failure_published || state.consecutive_failures < self.failures_threshold {
-            return None;
-        }
-        state.failure_published = true;
-        Some(HealthEvent {
-            game_id: outcome.game_id.clone(),
-            container_id: outcome.container_id.clone(),
-            occurred_at: outcome.observed_at,
-            details: EventDetails::ProbeFailed {
-                consecutive_failures: state.consecutive_failures,
-                last_status,
-                last_error: last_error.to_owned(),
-            },
-        })
-    }
-
-    /// `pruneStates`.
-    fn prune_states(&mut self, running: &[String]) {
-        if self.states.is_empty() {
-            return;
-        }
-        let running: BTreeSet<&str> = running.iter().map(String::as_str).collect();
-        self.states
-            .retain(|game_id, _| running.contains(game_id.as_str()));
-    }
-
-    /// D7: the games the Rust core must hold, with their counters.
-    fn held(&self) -> BTreeMap<String, ModelGame> {
-        self.states
-            .iter()
-            .filter(|(_, game)| game.holds_state())
-            .map(|(game_id, game)| (game_id.clone(), *game))
-            .collect()
-    }
-}
-
-/// The core's state in the model's terms.
-fn observed(state: &HealthStates) -> BTreeMap<String, ModelGame> {
-    state
-        .games()
-        .map(|(game_id, game)| {
-            let game = ModelGame {
-                consecutive_failures: game.consecutive_failures(),
-                failure_published: game.failure_published(),
-                consecutive_successes: game.consecutive_successes(),
-            };
-            (game_id.to_owned(), game)
-        })
-        .collect()
-}
+use go_model::{NaiveModel as Model, observed};
 
 // ---------------------------------------------------------------------------
 // Scripts and their generators.
@@ -490,8 +358,7 @@ proptest! {
             }
             state.apply_input(input);
             let held: BTreeSet<&str> = state.games().map(|(game_id, _)| game_id).collect();
-            let expected: BTreeSet<&str> = model
-                .states
+            let expected: BTreeSet<&str> = model.games()
                 .iter()
                 .filter(|(_, game)| game.holds_state())
                 .map(|(game_id, _)| game_id.as_str())
@@ -499,7 +366,7 @@ proptest! {
             prop_assert_eq!(&held, &expected);
             prop_assert_eq!(state.len(), expected.len());
             prop_assert_eq!(state.is_empty(), expected.is_empty());
-            for (game_id, zeroed) in &model.states {
+            for (game_id, zeroed) in model.games() {
                 if !zeroed.holds_state() {
                     prop_assert!(state.game(game_id).is_none(), "{:?} holds a trivial entry", game_id);
                 }
@@ -682,14 +549,14 @@ fn generator_reaches_every_rule_the_properties_check() {
                         seen.backwards_clock += 1;
                     }
                     last_at = Some(outcome.observed_at);
-                    let before = model.states.get(&outcome.game_id).copied();
+                    let before = model.games().get(&outcome.game_id).copied();
                     if !outcome.result.is_healthy()
                         && before.is_some_and(|game| game.consecutive_successes > 0)
                     {
                         seen.streak_broken_by_failure += 1;
                     }
-                    let threshold = model.failures_threshold;
-                    let recovery = model.recovery_threshold;
+                    let threshold = model.failures_threshold();
+                    let recovery = model.recovery_threshold();
                     let Some(event) = model.probe(outcome) else {
                         continue;
                     };
@@ -720,7 +587,7 @@ fn generator_reaches_every_rule_the_properties_check() {
                     }
                 }
                 Op::Prune(running) => {
-                    for (game_id, game) in &model.states {
+                    for (game_id, game) in model.games() {
                         if game.failure_published && !running.contains(game_id) {
                             seen.published_game_pruned += 1;
                             pruned_while_published.insert(game_id.clone());
