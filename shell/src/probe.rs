@@ -118,7 +118,12 @@ impl Prober {
     }
 }
 
-fn unhealthy(status: u16, error: String) -> ProbeResult {
+/// The error text of a response head longer than `limit` bytes.
+pub(crate) fn head_too_large(limit: usize) -> String {
+    format!("response header larger than {limit} bytes")
+}
+
+pub(crate) fn unhealthy(status: u16, error: String) -> ProbeResult {
     ProbeResult::Unhealthy { status, error }
 }
 
@@ -133,9 +138,7 @@ fn describe(err: &Error) -> String {
         Error::Timeout(_) => "timeout".to_owned(),
         Error::Io(io) => describe_io(io),
         Error::HostNotFound => "host not found".to_owned(),
-        Error::LargeResponseHeader(_, limit) => {
-            format!("response header larger than {limit} bytes")
-        }
+        Error::LargeResponseHeader(_, limit) => head_too_large(*limit),
         Error::Protocol(err) => format!("malformed response: {err}"),
         Error::BadUri(reason) => format!("bad engine endpoint: {reason}"),
         Error::Http(err) => format!("bad engine endpoint: {err}"),
@@ -204,22 +207,36 @@ impl LiteralResolver {
                 _ => return None,
             },
         };
-        let host = authority.host();
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
         let mut addrs = self.empty();
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            addrs.push(SocketAddr::new(ip, port));
-        } else if host.eq_ignore_ascii_case("localhost") {
-            addrs.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
-            addrs.push(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port));
-        } else {
-            return None;
+        for addr in literal_addrs(authority.host(), port)? {
+            addrs.push(addr);
         }
         Some(addrs)
     }
+}
+
+/// The addresses of an IP literal (bracketed or not) or of `localhost`,
+/// found without DNS or a thread; `None` for any other name.
+pub(crate) fn literal_addrs(host: &str, port: u16) -> Option<impl Iterator<Item = SocketAddr>> {
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ips = if let Ok(ip) = host.parse::<IpAddr>() {
+        [Some(ip), None]
+    } else if host.eq_ignore_ascii_case("localhost") {
+        [
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        ]
+    } else {
+        return None;
+    };
+    Some(
+        ips.into_iter()
+            .flatten()
+            .map(move |ip| SocketAddr::new(ip, port)),
+    )
 }
 
 #[cfg(test)]

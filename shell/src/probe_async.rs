@@ -23,7 +23,7 @@
 //! [`Prober`]: crate::probe::Prober
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -39,8 +39,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::probe::{
-    HTTPS_UNSUPPORTED, MAX_RESPONSE_HEADER_BYTES, describe_io, is_https, probe_url,
-    unexpected_status,
+    HTTPS_UNSUPPORTED, MAX_RESPONSE_HEADER_BYTES, describe_io, head_too_large, is_https,
+    literal_addrs, probe_url, unexpected_status, unhealthy,
 };
 
 /// Probes engines over HTTP/1.1 with hyper on the current tokio runtime.
@@ -74,10 +74,6 @@ impl AsyncProber {
             Ok(Ok(status)) => unhealthy(status, unexpected_status(status)),
         }
     }
-}
-
-fn unhealthy(status: u16, error: String) -> ProbeResult {
-    ProbeResult::Unhealthy { status, error }
 }
 
 /// Resolve, connect, send `GET`, read the response head: its status, or a readable error.
@@ -134,22 +130,12 @@ async fn fetch_status(url: &str) -> Result<u16, String> {
 async fn connect(authority: &hyper::http::uri::Authority) -> Result<TcpStream, String> {
     let port = authority.port_u16().unwrap_or(80);
     let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let addrs: Vec<SocketAddr> = if let Ok(ip) = host.parse::<IpAddr>() {
-        vec![SocketAddr::new(ip, port)]
-    } else if host.eq_ignore_ascii_case("localhost") {
-        vec![
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
-        ]
-    } else {
-        tokio::net::lookup_host((host, port))
+    let addrs: Vec<SocketAddr> = match literal_addrs(host, port) {
+        Some(literal) => literal.collect(),
+        None => tokio::net::lookup_host((host, port))
             .await
             .map_err(|err| format!("cannot resolve host {host}: {}", describe_io(&err)))?
-            .collect()
+            .collect(),
     };
     let mut last_error = "host not found".to_owned();
     for addr in addrs {
@@ -171,7 +157,7 @@ fn describe(err: &hyper::Error) -> String {
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<io::Error>() {
             if io.get_ref().is_some_and(|inner| inner.is::<HeadTooLarge>()) {
-                return head_too_large();
+                return head_too_large(MAX_RESPONSE_HEADER_BYTES);
             }
             return describe_io(io);
         }
@@ -199,10 +185,6 @@ fn malformed(hyper_text: &str) -> String {
         other => other.strip_suffix(" parsed").unwrap_or(other),
     };
     format!("malformed response: http parse fail: {reason}")
-}
-
-fn head_too_large() -> String {
-    format!("response header larger than {MAX_RESPONSE_HEADER_BYTES} bytes")
 }
 
 /// The marker error of a response head longer than the cap.
