@@ -8,6 +8,8 @@ use std::io::{self, BufRead, Write};
 
 use healthprobe_core::Input;
 
+use crate::adapters::strip_position;
+
 /// A journal line that could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -47,14 +49,7 @@ pub fn parse_line(line: &[u8]) -> Result<Input, (usize, String)> {
             format!("invalid UTF-8 at byte {}", err.valid_up_to() + 1),
         )
     })?;
-    serde_json::from_str(line).map_err(|err| {
-        let message = err.to_string();
-        let suffix = format!(" at line {} column {}", err.line(), err.column());
-        let message = message
-            .strip_suffix(&suffix)
-            .map_or(message.clone(), str::to_owned);
-        (err.column(), message)
-    })
+    serde_json::from_str(line).map_err(|err| (err.column(), strip_position(&err)))
 }
 
 /// Streams the inputs of a journal, one line at a time, reusing one buffer.
