@@ -377,34 +377,23 @@ fn write_rows(out: &mut String, policies: &[PolicyReport], outages: u64) {
         }
     }
     // Widen the last column of a group whose title is longer than its columns.
-    let mut start = 0;
-    while start < COLUMNS.len() {
-        let group = COLUMNS[start].group;
-        let end = (start..COLUMNS.len())
-            .find(|&i| COLUMNS[i].group != group)
-            .unwrap_or(COLUMNS.len());
-        let span: usize = widths[start..end].iter().sum::<usize>() + GAP.len() * (end - start - 1);
-        let need = group.chars().count();
+    let groups = column_groups();
+    for group in &groups {
+        let span = group_span(&widths, group);
+        let need = COLUMNS[group.start].group.chars().count();
         if need > span {
-            widths[end - 1] += need - span;
+            widths[group.end - 1] += need - span;
         }
-        start = end;
     }
 
     // Group titles, centred over their columns, ruled when a group spans several.
     let mut line = String::new();
-    let mut start = 0;
-    while start < COLUMNS.len() {
-        let group = COLUMNS[start].group;
-        let end = (start..COLUMNS.len())
-            .find(|&i| COLUMNS[i].group != group)
-            .unwrap_or(COLUMNS.len());
-        let span: usize = widths[start..end].iter().sum::<usize>() + GAP.len() * (end - start - 1);
-        if start > 0 {
+    for group in &groups {
+        if group.start > 0 {
             line.push_str(GAP);
         }
-        line.push_str(&centred(group, span, end - start > 1));
-        start = end;
+        let title = COLUMNS[group.start].group;
+        line.push_str(&centred(title, group_span(&widths, group), group.len() > 1));
     }
     out.push_str(line.trim_end());
     out.push('\n');
@@ -534,4 +523,24 @@ pub(crate) fn count(n: u64) -> String {
 /// A probability as a percentage: `1%`, `0.5%`, `20%`.
 fn percent(p: f64) -> String {
     format!("{}%", number(p * 100.0))
+}
+
+/// The runs of adjacent columns under one group title, in order.
+fn column_groups() -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < COLUMNS.len() {
+        let group = COLUMNS[start].group;
+        let end = (start..COLUMNS.len())
+            .find(|&i| COLUMNS[i].group != group)
+            .unwrap_or(COLUMNS.len());
+        groups.push(start..end);
+        start = end;
+    }
+    groups
+}
+
+/// The width a group's title can use: its columns and the gaps between them.
+fn group_span(widths: &[usize], group: &std::ops::Range<usize>) -> usize {
+    widths[group.clone()].iter().sum::<usize>() + GAP.len() * (group.len() - 1)
 }
