@@ -2,7 +2,7 @@
 //! binary against engines on loopback, through records files, flags,
 //! environment variables and signals.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use healthprobe_core::Timestamp;
@@ -20,6 +20,18 @@ fn run_to_end(args: &[&str]) -> Finished {
         .expect("start healthprobe")
         .wait(PATIENCE)
         .unwrap_or_else(|err| panic!("healthprobe {args:?}: {err}"))
+}
+
+/// A scratch dir whose `records.json` lists one running game, g0 in c0, on `engine`.
+fn one_game_records(engine: &TestEngine) -> (ScratchDir, PathBuf) {
+    let dir = ScratchDir::new("run").unwrap();
+    let records = dir.join("records.json");
+    write_records_file(
+        &records,
+        &[RuntimeRecord::running("g0", "c0", engine.url())],
+    )
+    .unwrap();
+    (dir, records)
 }
 
 fn path_str(path: &Path) -> &str {
@@ -165,14 +177,8 @@ both_runtimes! {
 #[test]
 fn run_appends_events_to_an_events_file_and_loses_nothing_in_it() {
     let engine = TestEngine::start(Behaviour::Status(500)).unwrap();
-    let dir = ScratchDir::new("run").unwrap();
-    let records = dir.join("records.json");
+    let (dir, records) = one_game_records(&engine);
     let events = dir.join("events.jsonl");
-    write_records_file(
-        &records,
-        &[RuntimeRecord::running("g0", "c0", engine.url())],
-    )
-    .unwrap();
     std::fs::write(&events, "{\"kept\":true}\n").unwrap();
     for _ in 0..2 {
         let finished = run_to_end(&[
@@ -325,13 +331,7 @@ fn r11_invalid_flags_exit_2_naming_the_flag() {
 #[test]
 fn settings_are_read_from_the_environment() {
     let engine = TestEngine::start(Behaviour::Status(503)).unwrap();
-    let dir = ScratchDir::new("run").unwrap();
-    let records = dir.join("records.json");
-    write_records_file(
-        &records,
-        &[RuntimeRecord::running("g0", "c0", engine.url())],
-    )
-    .unwrap();
+    let (_dir, records) = one_game_records(&engine);
     let mut command = HealthprobeProcess::command();
     command
         .args(["run", "--records", path_str(&records), "--ticks", "1"])
@@ -364,13 +364,7 @@ fn settings_are_read_from_the_environment() {
 #[test]
 fn r12_json_logs_name_game_container_and_event_type() {
     let engine = TestEngine::start(Behaviour::Status(503)).unwrap();
-    let dir = ScratchDir::new("run").unwrap();
-    let records = dir.join("records.json");
-    write_records_file(
-        &records,
-        &[RuntimeRecord::running("g0", "c0", engine.url())],
-    )
-    .unwrap();
+    let (_dir, records) = one_game_records(&engine);
     let finished = run_to_end(&[
         "run",
         "--records",
@@ -407,13 +401,7 @@ both_runtimes! {
             status: 503,
         })
         .unwrap();
-        let dir = ScratchDir::new("run").unwrap();
-        let records = dir.join("records.json");
-        write_records_file(
-            &records,
-            &[RuntimeRecord::running("g0", "c0", engine.url())],
-        )
-        .unwrap();
+        let (_dir, records) = one_game_records(&engine);
         let process = HealthprobeProcess::spawn(&[
             "run",
     "--runtime",
@@ -462,13 +450,7 @@ both_runtimes! {
             status: 200,
         })
         .unwrap();
-        let dir = ScratchDir::new("run").unwrap();
-        let records = dir.join("records.json");
-        write_records_file(
-            &records,
-            &[RuntimeRecord::running("g0", "c0", engine.url())],
-        )
-        .unwrap();
+        let (_dir, records) = one_game_records(&engine);
         let process =
             HealthprobeProcess::spawn(&["run",
     "--runtime",
@@ -490,13 +472,7 @@ both_runtimes! {
 #[test]
 fn r13_sigterm_between_ticks_exits_0_at_once() {
     let engine = TestEngine::start(Behaviour::Status(200)).unwrap();
-    let dir = ScratchDir::new("run").unwrap();
-    let records = dir.join("records.json");
-    write_records_file(
-        &records,
-        &[RuntimeRecord::running("g0", "c0", engine.url())],
-    )
-    .unwrap();
+    let (_dir, records) = one_game_records(&engine);
     let process =
         HealthprobeProcess::spawn(&["run", "--records", path_str(&records), "--interval", "1h"])
             .unwrap();
