@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use healthprobe_core::{EventType, HealthEvent, Input, Policy, ProbeOutcome, ProbeResult, replay};
+use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::worker::TickReport;
 use healthprobe_tests::{
     Behaviour, Finished, Fleet, HealthprobeProcess, ScratchDir, TestWorker, at, both_runtimes,
@@ -106,18 +107,25 @@ fn count_emitted(events: &[HealthEvent], emitted: &mut HashMap<String, usize>) {
     }
 }
 
+/// The flapping fleet, threshold 2, and each game's events over `ticks`
+/// ticks as the core alone folds its script.
+fn flapping_fleet(ticks: usize) -> (Fleet, WorkerConfig, HashMap<String, Vec<HealthEvent>>) {
+    let scripts = flapping_scripts();
+    let fleet = Fleet::start(scripts.iter().map(|s| script(s))).expect("start fleet");
+    let config = test_config(2, 1);
+    let policy = config.policy().expect("valid");
+    let expected = scripts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (Fleet::game_id(i), expected_events(i, s, ticks, policy)))
+        .collect();
+    (fleet, config, expected)
+}
+
 both_runtimes! {
     fn d4_a_publisher_failing_every_other_call_gets_every_event_once_in_order(runtime) {
-        let scripts = flapping_scripts();
-        let fleet = Fleet::start(scripts.iter().map(|s| script(s))).expect("start fleet");
-        let config = test_config(2, 1);
-        let policy = config.policy().expect("valid");
         let ticks = 60;
-        let expected: HashMap<String, Vec<HealthEvent>> = scripts
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (Fleet::game_id(i), expected_events(i, s, ticks, policy)))
-            .collect();
+        let (fleet, config, expected) = flapping_fleet(ticks);
         let total: usize = expected.values().map(Vec::len).sum();
         let mut worker = TestWorker::with_runtime(runtime, config, fleet.records());
         worker.publisher.fail_every(2);
@@ -166,16 +174,8 @@ both_runtimes! {
     }
 
     fn d4_a_publisher_down_for_several_ticks_gets_the_backlog_first_in_order(runtime) {
-        let scripts = flapping_scripts();
-        let fleet = Fleet::start(scripts.iter().map(|s| script(s))).expect("start fleet");
-        let config = test_config(2, 1);
-        let policy = config.policy().expect("valid");
         let ticks = 12;
-        let expected: HashMap<String, Vec<HealthEvent>> = scripts
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (Fleet::game_id(i), expected_events(i, s, ticks, policy)))
-            .collect();
+        let (fleet, config, expected) = flapping_fleet(ticks);
         let mut worker = TestWorker::with_runtime(runtime, config, fleet.records());
 
         // Down for 6 ticks: everything emitted waits, nothing is counted.
@@ -197,7 +197,7 @@ both_runtimes! {
         assert_eq!(worker.telemetry.total(), 0);
         assert_eq!(worker.publisher.attempts(), ticks_with_pending as u64);
         let backlog = worker.worker.pending().to_vec();
-        assert!(backlog.len() >= scripts.len(), "{backlog:?}");
+        assert!(backlog.len() >= expected.len(), "{backlog:?}"); // one entry per script
 
         // Back up: the backlog goes first, in the order it was emitted.
         worker.publisher.fail(false);
