@@ -14,6 +14,7 @@
 //!   on tokio with hyper, for [`config::Runtime::Async`].
 //! - [`worker`]: [`worker::Worker`], its ticks and run loop (R8–R13, D3–D6).
 //! - [`adapters`]: records file, JSONL publisher and in-memory adapters.
+//! - [`shard`]: `--shard I/N`, a record store that lists one shard's games.
 //! - [`demo`]: the engines behind `healthprobe demo`.
 //! - [`outbox`]: events waiting for the publisher, delivered in order (D4).
 //! - [`durable`]: the state file, a snapshot written atomically (D5).
@@ -34,5 +35,6 @@ pub mod probe;
 #[cfg(feature = "async")]
 pub mod probe_async;
 pub mod replay;
+pub mod shard;
 pub mod wire;
 pub mod worker;

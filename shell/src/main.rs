@@ -18,6 +18,7 @@ use healthprobe_shell::journal_file::JournalFile;
 use healthprobe_shell::logging::{self, LogFormat};
 use healthprobe_shell::ports::{ListError, RuntimeRecordStore, SystemClock};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
+use healthprobe_shell::shard::{Shard, Sharded};
 use healthprobe_shell::worker::{RunReport, Shutdown, Worker};
 use tracing::{info, warn};
 
@@ -73,6 +74,16 @@ struct RunArgs {
     /// `ulimit -n` minus a few.
     #[arg(long, env = "RTMANAGER_PROBE_MAX_CONCURRENCY", value_name = "N")]
     max_concurrency: Option<usize>,
+    /// Probe only this worker's share of the fleet: games whose stable hash
+    /// of `game_id` modulo N is I. N workers with I = 0..N-1 over the same
+    /// records probe every game exactly once, with no other coordination.
+    #[arg(
+        long,
+        env = "RTMANAGER_PROBE_SHARD",
+        default_value = "0/1",
+        value_name = "I/N"
+    )]
+    shard: Shard,
     /// How probes run: `threads` (blocking, one thread per probe in flight)
     /// or `async` (tokio tasks: a hung engine holds a socket, not a thread).
     /// Same events, state and journal either way.
@@ -233,10 +244,13 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         }
     };
     let telemetry = CountingTelemetry::new();
+    if args.shard != Shard::ALL {
+        info!(shard = %args.shard, "probing only this shard's games");
+    }
     let mut worker = match Worker::with_runtime(
         config,
         runtime,
-        records,
+        Sharded::new(records, args.shard),
         publisher,
         telemetry.clone(),
         SystemClock,
