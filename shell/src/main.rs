@@ -64,15 +64,20 @@ struct RunArgs {
     #[arg(long, env = "RTMANAGER_PROBE_TIMEOUT", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     probe_timeout: Duration,
     /// Consecutive failures that publish `probe_failed`.
-    #[arg(long, env = "RTMANAGER_PROBE_FAILURES_THRESHOLD", default_value_t = Policy::DEFAULT_FAILURES_THRESHOLD, value_name = "N")]
+    #[arg(long, allow_negative_numbers = true, env = "RTMANAGER_PROBE_FAILURES_THRESHOLD", default_value_t = Policy::DEFAULT_FAILURES_THRESHOLD, value_name = "N")]
     failures_threshold: u32,
     /// Consecutive successes after `probe_failed` that publish `probe_recovered`.
-    #[arg(long, env = "RTMANAGER_PROBE_RECOVERY_THRESHOLD", default_value_t = Policy::DEFAULT_RECOVERY_THRESHOLD, value_name = "N")]
+    #[arg(long, allow_negative_numbers = true, env = "RTMANAGER_PROBE_RECOVERY_THRESHOLD", default_value_t = Policy::DEFAULT_RECOVERY_THRESHOLD, value_name = "N")]
     recovery_threshold: u32,
     /// Most probes in flight at once [default: 16 with threads, 512 with
     /// async]. With async each needs a file descriptor: keep it below
     /// `ulimit -n` minus a few.
-    #[arg(long, env = "RTMANAGER_PROBE_MAX_CONCURRENCY", value_name = "N")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        env = "RTMANAGER_PROBE_MAX_CONCURRENCY",
+        value_name = "N"
+    )]
     max_concurrency: Option<usize>,
     /// Probe only this worker's share of the fleet: games whose stable hash
     /// of `game_id` modulo N is I. N workers with I = 0..N-1 over the same
@@ -135,10 +140,10 @@ struct DemoArgs {
 #[derive(Debug, Args)]
 struct ReplayArgs {
     /// Consecutive failures that publish `probe_failed`.
-    #[arg(long, default_value_t = Policy::DEFAULT_FAILURES_THRESHOLD)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = Policy::DEFAULT_FAILURES_THRESHOLD)]
     failures_threshold: u32,
     /// Consecutive successes after `probe_failed` that publish `probe_recovered`.
-    #[arg(long, default_value_t = Policy::DEFAULT_RECOVERY_THRESHOLD)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = Policy::DEFAULT_RECOVERY_THRESHOLD)]
     recovery_threshold: u32,
     /// The journal to replay; `-` or nothing reads standard input.
     journal: Option<PathBuf>,

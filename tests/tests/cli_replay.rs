@@ -235,20 +235,20 @@ fn d6_replay_reads_standard_input_with_a_dash_or_no_argument() {
 
 #[test]
 fn r11_an_invalid_threshold_exits_2_naming_the_flag() {
-    let output = replay(&["--failures-threshold", "0", "-"], Some(""));
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("--failures-threshold"),
-        "{}",
-        stderr(&output)
-    );
-    let output = replay(&["--recovery-threshold", "0", "-"], Some(""));
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("--recovery-threshold"),
-        "{}",
-        stderr(&output)
-    );
+    for (flag, value) in [
+        ("--failures-threshold", "0"),
+        ("--recovery-threshold", "0"),
+        ("--failures-threshold", "-1"),
+        ("--recovery-threshold", "-3"),
+    ] {
+        let output = replay(&[flag, value, "-"], Some(""));
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}");
+        assert!(
+            stderr(&output).contains(flag),
+            "{flag} {value}: {}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]

@@ -303,7 +303,7 @@ fn r11_invalid_flags_exit_2_naming_the_flag() {
     let dir = ScratchDir::new("run").unwrap();
     let records = dir.join("records.json");
     std::fs::write(&records, "[]").unwrap();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["--interval", "0s"], "--interval"),
         (&["--probe-timeout", "0s"], "--probe-timeout"),
         (&["--failures-threshold", "0"], "--failures-threshold"),
@@ -311,6 +311,10 @@ fn r11_invalid_flags_exit_2_naming_the_flag() {
         (&["--max-concurrency", "0"], "--max-concurrency"),
         (&["--interval", "soon"], "--interval"),
         (&["--failures-threshold=-1"], "--failures-threshold"),
+        // A negative number after a space is the flag's value, not a flag.
+        (&["--failures-threshold", "-1"], "--failures-threshold"),
+        (&["--recovery-threshold", "-2"], "--recovery-threshold"),
+        (&["--max-concurrency", "-5"], "--max-concurrency"),
         (&["--ticks", "many"], "--ticks"),
     ];
     for (flags, named) in cases {
