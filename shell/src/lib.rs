@@ -13,7 +13,8 @@
 //! - `probe_async` (cargo feature `async`, on by default): the same probe
 //!   on tokio with hyper, for [`config::Runtime::Async`].
 //! - [`worker`]: [`worker::Worker`], its ticks and run loop (R8–R13, D3–D6).
-//! - [`adapters`]: records file, JSONL publisher and in-memory adapters.
+//! - [`adapters`]: records file, JSONL publisher and in-memory adapters;
+//!   with the cargo feature `postgres`, a PostgreSQL records table.
 //! - [`demo`]: the engines behind `healthprobe demo`.
 //! - [`outbox`]: events waiting for the publisher, delivered in order (D4).
 //! - [`durable`]: the state file, a snapshot written atomically (D5).
