@@ -96,7 +96,7 @@ impl PostgresRecords {
         let mut config = Config::from_str(url).map_err(|err| {
             let redacted = redact_url(url);
             InvalidUrl {
-                reason: redact(&err.to_string(), password_in_url(url).as_deref()),
+                reason: redact(&with_causes(&err), password_in_url(url).as_deref()),
                 url: redacted,
             }
         })?;
@@ -269,9 +269,24 @@ fn error_text(err: &postgres::Error) -> String {
         }
         return text;
     }
-    let mut text = err.to_string();
+    let mut text = with_causes(err);
     if err.is_closed() && !text.contains("closed") {
         text.push_str(" (connection closed)");
+    }
+    text
+}
+
+/// `err: cause: cause's cause…`: the client keeps the reason in its sources.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
     }
     text
 }
@@ -442,6 +457,7 @@ mod tests {
                     "{text}"
                 );
                 assert!(!text.contains("s3cret"), "{text}");
+                assert!(text.contains("refused"), "the reason is given: {text}");
             }
             other => panic!("{other:?}"),
         }
