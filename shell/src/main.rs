@@ -456,3 +456,46 @@ fn fail(code: u8, message: std::fmt::Arguments<'_>) -> ExitCode {
     let _ = writeln!(io::stderr(), "healthprobe: {message}");
     ExitCode::from(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_that_are_not_a_postgres_url_are_a_file() {
+        for path in ["records.json", "/srv/postgres://x", "postgres.json"] {
+            match Records::open(std::path::Path::new(path)) {
+                Ok(Records::File(file)) => assert_eq!(file.path(), std::path::Path::new(path)),
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn a_postgres_url_selects_the_table_and_a_bad_one_is_refused_masked() {
+        match Records::open(std::path::Path::new("postgresql://alice:pw1234@db/fleet")) {
+            Ok(Records::Postgres(table)) => {
+                assert_eq!(table.server(), "postgres://alice@db:5432/fleet")
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = Records::open(std::path::Path::new("postgres://alice:pw1234@db:x/fleet"))
+            .expect_err("a bad port");
+        assert!(
+            err.starts_with("--records: invalid PostgreSQL URL postgres://alice:***@db:x/fleet: "),
+            "{err}"
+        );
+        assert!(!err.contains("pw1234"), "{err}");
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn a_postgres_url_without_the_feature_is_refused_with_the_rebuild_command() {
+        for url in ["postgres://alice:pw1234@db/fleet", "postgresql://db/fleet"] {
+            let err = Records::open(std::path::Path::new(url)).expect_err("no postgres feature");
+            assert!(err.contains("--features postgres"), "{err}");
+            assert!(!err.contains("pw1234"), "{err}");
+        }
+    }
+}
