@@ -13,7 +13,8 @@
 //! - `probe_async` (cargo feature `async`, on by default): the same probe
 //!   on tokio with hyper, for [`config::Runtime::Async`].
 //! - [`worker`]: [`worker::Worker`], its ticks and run loop (R8–R13, D3–D6).
-//! - [`adapters`]: records file, JSONL publisher and in-memory adapters.
+//! - [`adapters`]: records file, JSONL publisher and in-memory adapters;
+//!   with the cargo feature `postgres`, a PostgreSQL records table.
 //! - [`shard`]: `--shard I/N`, a record store that lists one shard's games.
 //! - [`demo`]: the engines behind `healthprobe demo`.
 //! - [`outbox`]: events waiting for the publisher, delivered in order (D4).

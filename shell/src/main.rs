@@ -52,7 +52,9 @@ enum Command {
 #[derive(Debug, Args)]
 struct RunArgs {
     /// The records JSON file, re-read every tick; only `running` rows are probed.
-    #[arg(long, value_name = "FILE")]
+    /// Or a `postgres://` (`postgresql://`) URL: its `runtime_records` table
+    /// (shell/sql/runtime_records.sql), in builds with the `postgres` feature.
+    #[arg(long, value_name = "FILE|URL")]
     records: PathBuf,
     /// Where events go as JSON lines: a file (appended to) or `-` for stdout.
     #[arg(long, value_name = "FILE|-", default_value = "-")]
@@ -225,9 +227,13 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     if let Err(err) = logging::init(log_format, "info") {
         return fail(EXIT_BAD_INPUT, format_args!("{err}"));
     }
-    // A records file that is missing or malformed at start is bad input; once
-    // running, a bad listing only skips its tick (R9).
-    let mut records = RecordsFile::new(&args.records);
+    // A records file that is missing or malformed at start is bad input (a
+    // database that cannot be listed, likewise); once running, a bad listing
+    // only skips its tick (R9).
+    let mut records = match Records::open(&args.records) {
+        Ok(records) => records,
+        Err(message) => return fail(EXIT_BAD_INPUT, format_args!("{message}")),
+    };
     match records.list_running() {
         Ok(_) => {}
         Err(err @ ListError::Malformed { .. }) => {
@@ -289,6 +295,49 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     match run_worker(worker, &telemetry, &args) {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => fail(1, format_args!("{err:#}")),
+    }
+}
+
+/// Where `run` lists records: `--records` as a file or a PostgreSQL URL.
+#[derive(Debug)]
+enum Records {
+    File(RecordsFile),
+    #[cfg(feature = "postgres")]
+    Postgres(Box<healthprobe_shell::adapters::PostgresRecords>),
+}
+
+impl Records {
+    /// The store `--records` names; `Err` is a bad-input message.
+    fn open(records: &std::path::Path) -> Result<Self, String> {
+        let text = records.to_str().unwrap_or_default();
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            return Ok(Self::File(RecordsFile::new(records)));
+        }
+        #[cfg(feature = "postgres")]
+        {
+            healthprobe_shell::adapters::PostgresRecords::new(text)
+                .map(|table| Self::Postgres(Box::new(table)))
+                .map_err(|err| format!("--records: {err}"))
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            Err(
+                "--records: a PostgreSQL URL needs the `postgres` feature, which this \
+                 healthprobe was built without: rebuild with \
+                 `cargo build --release -p healthprobe-shell --features postgres`"
+                    .to_owned(),
+            )
+        }
+    }
+}
+
+impl RuntimeRecordStore for Records {
+    fn list_running(&mut self) -> Result<Vec<healthprobe_shell::ports::RuntimeRecord>, ListError> {
+        match self {
+            Self::File(file) => file.list_running(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(table) => table.list_running(),
+        }
     }
 }
 
@@ -425,4 +474,47 @@ fn dashed(message: &str) -> String {
 fn fail(code: u8, message: std::fmt::Arguments<'_>) -> ExitCode {
     let _ = writeln!(io::stderr(), "healthprobe: {message}");
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_that_are_not_a_postgres_url_are_a_file() {
+        for path in ["records.json", "/srv/postgres://x", "postgres.json"] {
+            match Records::open(std::path::Path::new(path)) {
+                Ok(Records::File(file)) => assert_eq!(file.path(), std::path::Path::new(path)),
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn a_postgres_url_selects_the_table_and_a_bad_one_is_refused_masked() {
+        match Records::open(std::path::Path::new("postgresql://alice:pw1234@db/fleet")) {
+            Ok(Records::Postgres(table)) => {
+                assert_eq!(table.server(), "postgres://alice@db:5432/fleet")
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = Records::open(std::path::Path::new("postgres://alice:pw1234@db:x/fleet"))
+            .expect_err("a bad port");
+        assert!(
+            err.starts_with("--records: invalid PostgreSQL URL postgres://alice:***@db:x/fleet: "),
+            "{err}"
+        );
+        assert!(!err.contains("pw1234"), "{err}");
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn a_postgres_url_without_the_feature_is_refused_with_the_rebuild_command() {
+        for url in ["postgres://alice:pw1234@db/fleet", "postgresql://db/fleet"] {
+            let err = Records::open(std::path::Path::new(url)).expect_err("no postgres feature");
+            assert!(err.contains("--features postgres"), "{err}");
+            assert!(!err.contains("pw1234"), "{err}");
+        }
+    }
 }

@@ -13,6 +13,10 @@
 //! - [`healthprobe_binary`]: an up-to-date `healthprobe` for CLI tests, and
 //!   [`HealthprobeProcess`]: one running, its output collected as it comes,
 //!   signals (SIGINT, SIGTERM, SIGKILL), peak memory and a bounded wait.
+//! - [`TestPostgres`]: a real PostgreSQL server of its own on loopback
+//!   (initdb in a scratch directory; run as the `postgres` user when the
+//!   tests run as root), with the `runtime_records` table, stopped and
+//!   started again on the same port for outage tests.
 //! - [`wait_until`]: poll a condition with a deadline, the only way these
 //!   tests wait for something to happen.
 //!
@@ -22,6 +26,7 @@
 mod binary;
 mod engine;
 mod fleet;
+mod postgres;
 mod process;
 mod records;
 mod test_worker;
@@ -36,6 +41,7 @@ pub use engine::{
 pub use fleet::Fleet;
 pub use healthprobe_shell::config::Runtime;
 pub use healthprobe_shell::ports::RuntimeRecord;
+pub use postgres::TestPostgres;
 pub use process::{Finished, HealthprobeProcess, SETTINGS_ENV};
 pub use records::{ScratchDir, write_atomically, write_records_file};
 pub use test_worker::{START, TestWorker, at, probe_failed, probe_recovered, test_config};

@@ -1,0 +1,337 @@
+//! A real PostgreSQL server on loopback for the `PostgresRecords` tests.
+//!
+//! [`TestPostgres::start_fresh`] runs `initdb` into a scratch directory and then
+//! `postgres` itself on `127.0.0.1` and a free port, with trust
+//! authentication, no Unix socket and no fsync, and creates the schema of
+//! `shell/sql/runtime_records.sql`. The binaries are looked up on `PATH`,
+//! then under `/usr/lib/postgresql/<version>/bin` (Debian's `postgresql`
+//! package, newest version first); without them the test fails saying so.
+//!
+//! PostgreSQL refuses to run as root. When the tests run as root (as in CI),
+//! `initdb` and `postgres` run as the `postgres` system user (which Debian's
+//! package creates): the data directory is chowned to it and its parents
+//! are world-traversable.
+
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use healthprobe_shell::adapters::PostgresRecords;
+use healthprobe_shell::ports::RuntimeRecord;
+use postgres::{Client, NoTls};
+
+use crate::records::ScratchDir;
+use crate::wait_until;
+
+/// How long a server may take to start or stop before the test fails.
+const SERVER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// A PostgreSQL server of its own on `127.0.0.1`; stopped and its directory
+/// removed on drop.
+#[derive(Debug)]
+pub struct TestPostgres {
+    dir: ScratchDir,
+    data: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    run_as: Option<(u32, u32)>,
+    server: Option<Child>,
+}
+
+impl TestPostgres {
+    /// A fresh cluster, started, with an empty `runtime_records` table.
+    ///
+    /// Panics with the reason (binaries missing, `initdb` or the server
+    /// failing, with its log) if it cannot.
+    pub fn start_fresh() -> Self {
+        let bin = find_bin_dir().unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL's initdb and postgres were not found on PATH nor under \
+                 /usr/lib/postgresql/*/bin: install Debian's `postgresql` package \
+                 (apt-get install postgresql)"
+            )
+        });
+        let run_as = if effective_uid() == 0 {
+            Some(system_user("postgres").unwrap_or_else(|| {
+                panic!(
+                    "running as root and there is no `postgres` user to run PostgreSQL as \
+                     (PostgreSQL refuses root): install Debian's `postgresql` package, \
+                     which creates it"
+                )
+            }))
+        } else {
+            None
+        };
+        let dir = ScratchDir::new("postgres").expect("scratch dir for PostgreSQL");
+        let data = dir.join("data");
+        let prepared = (|| {
+            // The server user must traverse to its data directory.
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
+            fs::create_dir(&data)?;
+            fs::set_permissions(&data, fs::Permissions::from_mode(0o700))?;
+            if let Some((uid, gid)) = run_as {
+                std::os::unix::fs::chown(&data, Some(uid), Some(gid))?;
+            }
+            Ok::<_, std::io::Error>(())
+        })();
+        if let Err(err) = prepared {
+            panic!("cannot prepare {}: {err}", data.display());
+        }
+        let mut postgres = Self {
+            port: free_port(),
+            dir,
+            data,
+            bin,
+            run_as,
+            server: None,
+        };
+        postgres.initdb();
+        postgres.start();
+        postgres.execute(PostgresRecords::SCHEMA_SQL);
+        postgres
+    }
+
+    /// The URL of its database: `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Its port on 127.0.0.1 (the same across [`TestPostgres::stop`] and
+    /// [`TestPostgres::start`]).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether the server is running (started and not stopped).
+    pub fn is_running(&mut self) -> bool {
+        self.server
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// A new client connection. Panics if the server does not answer.
+    pub fn client(&self) -> Client {
+        self.try_client()
+            .unwrap_or_else(|err| panic!("cannot connect to {}: {err}", self.url()))
+    }
+
+    fn try_client(&self) -> Result<Client, postgres::Error> {
+        let mut config: postgres::Config = self.url().parse()?;
+        config.connect_timeout(Duration::from_secs(2));
+        config.connect(NoTls)
+    }
+
+    /// Run `sql` (one or more statements). Panics on error.
+    pub fn execute(&self, sql: &str) {
+        self.client()
+            .batch_execute(sql)
+            .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    }
+
+    /// Insert `record` (or replace the row of its game id).
+    pub fn upsert(&self, record: &RuntimeRecord) {
+        self.upsert_row(
+            &record.game_id,
+            Some(&record.current_container_id),
+            Some(&record.engine_endpoint),
+            Some(&record.status),
+        );
+    }
+
+    /// Insert or replace a row column by column; `None` is NULL.
+    pub fn upsert_row(
+        &self,
+        game_id: &str,
+        container_id: Option<&str>,
+        endpoint: Option<&str>,
+        status: Option<&str>,
+    ) {
+        self.client()
+            .execute(
+                "INSERT INTO runtime_records \
+                 (game_id, current_container_id, engine_endpoint, status, updated_at) \
+                 VALUES ($1, $2, $3, $4, now()) \
+                 ON CONFLICT (game_id) DO UPDATE SET \
+                 current_container_id = EXCLUDED.current_container_id, \
+                 engine_endpoint = EXCLUDED.engine_endpoint, \
+                 status = EXCLUDED.status, updated_at = now()",
+                &[&game_id, &container_id, &endpoint, &status],
+            )
+            .unwrap_or_else(|err| panic!("upsert {game_id}: {err}"));
+    }
+
+    /// Stop the server (fast shutdown: clients are disconnected) and wait
+    /// until it has exited. The data and the port stay for
+    /// [`TestPostgres::start`].
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.server.take() else {
+            return;
+        };
+        signal(&child, libc::SIGINT);
+        if !wait_until(SERVER_PATIENCE, || !matches!(child.try_wait(), Ok(None))) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "PostgreSQL did not stop within {SERVER_PATIENCE:?}; killed. Log:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// Start the stopped server again, on the same port and data, and wait
+    /// until it accepts connections. Does nothing if it is running.
+    pub fn start(&mut self) {
+        if self.server.is_some() {
+            return;
+        }
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("postgres.log"))
+            .expect("PostgreSQL log file");
+        let mut command = self.command("postgres");
+        command
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-p", &self.port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "unix_socket_directories="])
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=20"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("PostgreSQL log file"))
+            .stderr(log);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", self.bin.display()));
+        let started = Instant::now();
+        let ready = wait_until(SERVER_PATIENCE, || {
+            !matches!(child.try_wait(), Ok(None)) || self.try_client().is_ok()
+        });
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "PostgreSQL exited ({status}) while starting on 127.0.0.1:{}. Log:\n{}",
+                self.port,
+                self.log()
+            );
+        }
+        if !ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "PostgreSQL did not accept connections within {:?}. Log:\n{}",
+                started.elapsed(),
+                self.log()
+            );
+        }
+        self.server = Some(child);
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
+    }
+
+    fn initdb(&self) {
+        let output = self
+            .command("initdb")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8"])
+            .args(["--no-locale", "--no-sync"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run initdb: {err}"));
+        if !output.status.success() {
+            panic!(
+                "initdb failed ({}):\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+
+    /// `program` from the binaries' directory, as the server user, in the scratch dir.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin.join(program));
+        command.current_dir(self.dir.path()).env_remove("PGDATA");
+        if let Some((uid, gid)) = self.run_as {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            // Immediate shutdown: the data is thrown away with the directory.
+            signal(&child, libc::SIGQUIT);
+            if !wait_until(SERVER_PATIENCE, || !matches!(child.try_wait(), Ok(None))) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// The directory holding both `initdb` and `postgres`.
+fn find_bin_dir() -> Option<PathBuf> {
+    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(dir) = std::env::split_paths(&path).find(|dir| has_both(dir)) {
+            return Some(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, dir)| has_both(dir))
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir)
+}
+
+/// The uid and gid of `name` in /etc/passwd.
+fn system_user(name: &str) -> Option<(u32, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.first() != Some(&name) || fields.len() < 4 {
+            return None;
+        }
+        Some((fields[2].parse().ok()?, fields[3].parse().ok()?))
+    })
+}
+
+#[allow(unsafe_code)]
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid(2) takes nothing, touches no memory and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+#[allow(unsafe_code)]
+fn signal(child: &Child, signal: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours;
+    // the pid is our own child's, not yet reaped (we hold its `Child`).
+    let _ = unsafe { libc::kill(pid, signal) };
+}
+
+/// A port free on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port on 127.0.0.1")
+}
