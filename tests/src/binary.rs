@@ -2,7 +2,7 @@
 //!
 //! `env!("CARGO_BIN_EXE_healthprobe")` exists only inside the shell
 //! package, so this crate builds the binary itself, once per test process:
-//! `cargo build -p healthprobe-shell --bin healthprobe` with the target
+//! `cargo build -p healthprobe-shell --bin healthprobe --features redis` with the target
 //! directory and profile of the running test executable
 //! (`<target>/<profile>/deps/<test>-<hash>`), then returns
 //! `<target>/<profile>/healthprobe`. Cargo releases its build lock before it
@@ -69,6 +69,9 @@ fn locate() -> Result<PathBuf, String> {
             "healthprobe-shell",
             "--bin",
             "healthprobe",
+            // The Redis CLI tests publish to a stream.
+            "--features",
+            "redis",
         ])
         .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"))

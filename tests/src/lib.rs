@@ -13,6 +13,8 @@
 //! - [`healthprobe_binary`]: an up-to-date `healthprobe` for CLI tests, and
 //!   [`HealthprobeProcess`]: one running, its output collected as it comes,
 //!   signals (SIGINT, SIGTERM, SIGKILL), peak memory and a bounded wait.
+//! - [`TestRedis`]: a real `redis-server` on loopback that can be stopped
+//!   and restarted on the same port, and the [`StreamEntry`]s it holds.
 //! - [`wait_until`]: poll a condition with a deadline, the only way these
 //!   tests wait for something to happen.
 //!
@@ -24,6 +26,7 @@ mod engine;
 mod fleet;
 mod process;
 mod records;
+mod redis;
 mod test_worker;
 
 use std::time::{Duration, Instant};
@@ -38,6 +41,7 @@ pub use healthprobe_shell::config::Runtime;
 pub use healthprobe_shell::ports::RuntimeRecord;
 pub use process::{Finished, HealthprobeProcess, SETTINGS_ENV};
 pub use records::{ScratchDir, write_atomically, write_records_file};
+pub use redis::{StreamEntry, TestRedis};
 pub use test_worker::{START, TestWorker, at, probe_failed, probe_recovered, test_config};
 
 /// Poll `condition` every few milliseconds until it holds (true) or
