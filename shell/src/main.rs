@@ -16,7 +16,7 @@ use healthprobe_shell::demo;
 use healthprobe_shell::durable::StateFile;
 use healthprobe_shell::journal_file::JournalFile;
 use healthprobe_shell::logging::{self, LogFormat};
-use healthprobe_shell::ports::{ListError, RuntimeRecordStore, SystemClock};
+use healthprobe_shell::ports::{HealthEventPublisher, ListError, RuntimeRecordStore, SystemClock};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
 use healthprobe_shell::shard::{Shard, Sharded};
 use healthprobe_shell::worker::{RunReport, Shutdown, Worker};
@@ -56,9 +56,15 @@ struct RunArgs {
     /// (shell/sql/runtime_records.sql), in builds with the `postgres` feature.
     #[arg(long, value_name = "FILE|URL")]
     records: PathBuf,
-    /// Where events go as JSON lines: a file (appended to) or `-` for stdout.
-    #[arg(long, value_name = "FILE|-", default_value = "-")]
+    /// Where events go: a file (JSON lines, appended to), `-` for stdout, or
+    /// `redis://HOST[:PORT]/STREAM` (one XADD per event; needs a build with
+    /// the `redis` feature). A Redis that is down keeps events pending.
+    #[arg(long, value_name = "FILE|-|URL", default_value = "-")]
     events: PathBuf,
+    /// With `--events redis://…`: trim the stream to about N entries
+    /// (`XADD MAXLEN ~ N`); 0 never trims [default: 100000].
+    #[arg(long, value_name = "N")]
+    redis_maxlen: Option<u64>,
     /// Time between tick starts, like `500ms`, `5s`, `1m30s`.
     #[arg(long, env = "RTMANAGER_PROBE_INTERVAL", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     interval: Duration,
@@ -241,18 +247,9 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         }
         Err(err) => return fail(1, format_args!("{err}")),
     }
-    let publisher = if args.events.as_os_str() == "-" {
-        JsonlPublisher::stdout()
-    } else {
-        match JsonlPublisher::append(&args.events) {
-            Ok(publisher) => publisher,
-            Err(err) => {
-                return fail(
-                    1,
-                    format_args!("{}: cannot open events file: {err}", args.events.display()),
-                );
-            }
-        }
+    let publisher = match events_publisher(&args) {
+        Ok(publisher) => publisher,
+        Err(exit) => return exit,
     };
     let telemetry = CountingTelemetry::new();
     if args.shard != Shard::ALL {
@@ -339,6 +336,74 @@ impl RuntimeRecordStore for Records {
             Self::Postgres(table) => table.list_running(),
         }
     }
+}
+
+/// The publisher `--events` names; an exit code (and message) when it cannot be used.
+fn events_publisher(args: &RunArgs) -> Result<Box<dyn HealthEventPublisher>, ExitCode> {
+    let redis_url = args
+        .events
+        .to_str()
+        .filter(|events| events.starts_with("redis://"));
+    if let Some(url) = redis_url {
+        return redis_publisher(url, args.redis_maxlen);
+    }
+    if args.redis_maxlen.is_some() {
+        return Err(fail(
+            EXIT_BAD_INPUT,
+            format_args!(
+                "invalid setting: --redis-maxlen needs --events redis://HOST[:PORT]/STREAM"
+            ),
+        ));
+    }
+    if args.events.as_os_str() == "-" {
+        return Ok(Box::new(JsonlPublisher::stdout()));
+    }
+    match JsonlPublisher::append(&args.events) {
+        Ok(publisher) => Ok(Box::new(publisher)),
+        Err(err) => Err(fail(
+            1,
+            format_args!("{}: cannot open events file: {err}", args.events.display()),
+        )),
+    }
+}
+
+/// `--events redis://…`: a bad URL is refused; a Redis that does not answer
+/// yet is only a warning (events wait in the outbox, and in `--state`).
+#[cfg(feature = "redis")]
+fn redis_publisher(
+    url: &str,
+    maxlen: Option<u64>,
+) -> Result<Box<dyn HealthEventPublisher>, ExitCode> {
+    use healthprobe_shell::adapters::{RedisStreamPublisher, RedisTarget};
+    let target = RedisTarget::parse(url)
+        .map_err(|err| fail(EXIT_BAD_INPUT, format_args!("--events: {err}")))?;
+    let maxlen = maxlen.unwrap_or(RedisStreamPublisher::DEFAULT_MAXLEN);
+    let mut publisher =
+        RedisStreamPublisher::new(target, maxlen).map_err(|err| fail(1, format_args!("{err}")))?;
+    match publisher.ping() {
+        Ok(()) => info!(
+            destination = publisher.destination(),
+            maxlen, "publishing events to a Redis stream"
+        ),
+        Err(err) => {
+            warn!(error = %err, "Redis does not answer yet; events stay pending and are retried every tick")
+        }
+    }
+    Ok(Box::new(publisher))
+}
+
+/// `--events redis://…` in a build without the `redis` feature: refused.
+#[cfg(not(feature = "redis"))]
+fn redis_publisher(
+    url: &str,
+    _maxlen: Option<u64>,
+) -> Result<Box<dyn HealthEventPublisher>, ExitCode> {
+    Err(fail(
+        EXIT_BAD_INPUT,
+        format_args!(
+            "--events {url}: this healthprobe was built without Redis support; rebuild with `cargo build --release -p healthprobe-shell --features redis`"
+        ),
+    ))
 }
 
 fn run_worker(

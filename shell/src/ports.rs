@@ -68,6 +68,13 @@ pub trait HealthEventPublisher: Send {
     fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError>;
 }
 
+/// A boxed publisher publishes through the box (a publisher chosen at run time).
+impl<P: HealthEventPublisher + ?Sized> HealthEventPublisher for Box<P> {
+    fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
+        (**self).publish(event)
+    }
+}
+
 /// Counts delivered events (R12).
 pub trait Telemetry: Send {
     /// Count one delivered event of `event_type`; called only after a successful publish.

@@ -17,6 +17,8 @@
 //!   (initdb in a scratch directory; run as the `postgres` user when the
 //!   tests run as root), with the `runtime_records` table, stopped and
 //!   started again on the same port for outage tests.
+//! - [`TestRedis`]: a real `redis-server` on loopback that can be stopped
+//!   and restarted on the same port, and the [`StreamEntry`]s it holds.
 //! - [`wait_until`]: poll a condition with a deadline, the only way these
 //!   tests wait for something to happen.
 //!
@@ -29,6 +31,7 @@ mod fleet;
 mod postgres;
 mod process;
 mod records;
+mod redis;
 mod test_worker;
 
 use std::time::{Duration, Instant};
@@ -44,6 +47,7 @@ pub use healthprobe_shell::ports::RuntimeRecord;
 pub use postgres::TestPostgres;
 pub use process::{Finished, HealthprobeProcess, SETTINGS_ENV};
 pub use records::{ScratchDir, write_atomically, write_records_file};
+pub use redis::{StreamEntry, TestRedis};
 pub use test_worker::{START, TestWorker, at, probe_failed, probe_recovered, test_config};
 
 /// Poll `condition` every few milliseconds until it holds (true) or

@@ -1,6 +1,8 @@
-//! Embedded implementations of the ports: files, stdout and memory.
+//! Embedded implementations of the ports: files, stdout, memory and (cargo
+//! feature `redis`) a Redis stream.
 //!
-//! [`RecordsFile`] and [`JsonlPublisher`] back `healthprobe run`; the memory
+//! [`RecordsFile`] and [`JsonlPublisher`] (or `RedisStreamPublisher`) back
+//! `healthprobe run`; the memory
 //! adapters ([`MemoryStore`], [`MemoryPublisher`], [`CountingTelemetry`],
 //! [`ManualClock`]) are cloneable handles for library users and tests: keep
 //! one clone, give the other to the worker. With the cargo feature
@@ -12,6 +14,8 @@ mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod records_file;
+#[cfg(feature = "redis")]
+mod redis_streams;
 
 #[cfg(feature = "postgres")]
 pub use self::postgres::{InvalidUrl, PostgresRecords, redact_url};
@@ -19,3 +23,5 @@ pub use jsonl::JsonlPublisher;
 pub use memory::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
 pub(crate) use records_file::strip_position;
 pub use records_file::{RecordsFile, parse_records};
+#[cfg(feature = "redis")]
+pub use redis_streams::{IN_DOUBT_LOOKBACK, InvalidRedisUrl, RedisStreamPublisher, RedisTarget};

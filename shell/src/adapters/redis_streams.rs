@@ -1,0 +1,573 @@
+//! Events to a Redis stream (cargo feature `redis`): [`RedisStreamPublisher`].
+//!
+//! Each event is one `XADD STREAM [MAXLEN ~ N] * game_id … container_id …
+//! event_type … occurred_at … details …`: the envelope's fields, the values
+//! exactly as in the JSON lines of [`crate::adapters::JsonlPublisher`]
+//! (`occurred_at` as the same RFC 3339 text, `details` as the same JSON
+//! object text, Go's escaping included).
+//!
+//! # Failures
+//!
+//! Every wait is bounded ([`RedisStreamPublisher::DEFAULT_TIMEOUT`] for the
+//! connect and the handshake, and for each read and write), so a hung Redis
+//! costs a tick a few seconds, never the worker. Any failure is a
+//! [`PublishError::Unavailable`] naming the destination
+//! (`redis 127.0.0.1:6379/events: …`) and drops the connection; the next
+//! attempt connects afresh. The worker keeps the refused event pending and
+//! retries it, oldest first, next tick (D4).
+//!
+//! # Exactly once, and the window where it is at least once
+//!
+//! A refused connection sent nothing, and a Redis error reply (`-ERR …`)
+//! means Redis did not apply the command: retrying those cannot duplicate.
+//! The ambiguous case is a command written to Redis whose reply never came
+//! (a timeout, a reset connection): Redis may have appended the entry. The
+//! publisher remembers that event, and before sending it again it reads the
+//! stream's newest [`IN_DOUBT_LOOKBACK`] entries (`XREVRANGE … COUNT`); an
+//! entry identical in all five fields is the lost reply's entry, and the
+//! event counts as delivered without a second `XADD`. (The core never emits
+//! two identical events: one outcome per game per tick, each stamped with
+//! its own instant.) What stays at least once: an entry pushed out of those
+//! newest entries by other writers before the retry, a command still queued
+//! inside Redis when the retry looks, and a crash of healthprobe between
+//! the `XADD` and recording the delivery in the state file.
+
+use std::fmt;
+use std::time::Duration;
+
+use healthprobe_core::HealthEvent;
+use redis::{ConnectionAddr, ErrorKind, RedisError, Value};
+
+use crate::ports::{HealthEventPublisher, PublishError};
+use crate::wire::to_writer_go;
+
+/// How many of the stream's newest entries are searched for an event whose
+/// previous `XADD` may have been applied.
+pub const IN_DOUBT_LOOKBACK: usize = 32;
+
+/// Where events go: `redis://HOST[:PORT]/STREAM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// The server's host name or IP address (without brackets for IPv6).
+    pub host: String,
+    /// The server's port (6379 unless the URL names one).
+    pub port: u16,
+    /// The stream's key: the URL's path after the first `/`.
+    pub stream: String,
+}
+
+impl RedisTarget {
+    /// The port when the URL names none.
+    pub const DEFAULT_PORT: u16 = 6379;
+
+    /// Whether `text` is meant as a Redis URL (starts with `redis://`).
+    pub fn is_redis_url(text: &str) -> bool {
+        text.starts_with("redis://")
+    }
+
+    /// Parse `redis://HOST[:PORT]/STREAM`.
+    ///
+    /// The host may be a name, an IPv4 address or a bracketed IPv6 address;
+    /// the stream is everything after the first `/` and must not be empty.
+    /// Credentials, a database number, a query or a fragment are refused
+    /// rather than silently ignored.
+    pub fn parse(url: &str) -> Result<Self, InvalidRedisUrl> {
+        let invalid = |reason: &str| InvalidRedisUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let rest = url
+            .strip_prefix("redis://")
+            .ok_or_else(|| invalid("expected redis://HOST[:PORT]/STREAM"))?;
+        let (authority, stream) = rest
+            .split_once('/')
+            .ok_or_else(|| invalid("no stream name: expected redis://HOST[:PORT]/STREAM"))?;
+        if stream.is_empty() {
+            return Err(invalid(
+                "empty stream name: expected redis://HOST[:PORT]/STREAM",
+            ));
+        }
+        if stream.contains(['?', '#']) {
+            return Err(invalid(
+                "a query or fragment is not supported: the path is the stream name",
+            ));
+        }
+        if authority.contains('@') {
+            return Err(invalid("credentials in the URL are not supported"));
+        }
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| invalid("unclosed `[` in the host"))?;
+            match after {
+                "" => (host, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None => return Err(invalid("expected `:PORT` after `]`")),
+                },
+            }
+        } else {
+            match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(invalid("no host"));
+        }
+        let port = match port {
+            None => Self::DEFAULT_PORT,
+            Some(port) => match port.parse::<u16>() {
+                Ok(port) if port != 0 => port,
+                _ => {
+                    return Err(invalid(&format!(
+                        "port `{port}` is not a number from 1 to 65535"
+                    )));
+                }
+            },
+        };
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            stream: stream.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for RedisTarget {
+    /// `redis HOST:PORT/STREAM`, as errors name the destination.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "redis [{}]:{}/{}", self.host, self.port, self.stream)
+        } else {
+            write!(f, "redis {}:{}/{}", self.host, self.port, self.stream)
+        }
+    }
+}
+
+/// A `--events redis://…` URL that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid Redis URL `{url}`: {reason}")]
+pub struct InvalidRedisUrl {
+    /// The URL as given.
+    pub url: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// One event as stream fields, in envelope order.
+type Fields = [(&'static str, String); 5];
+
+/// Publishes each event as one entry of a Redis stream (`XADD`).
+pub struct RedisStreamPublisher {
+    target: RedisTarget,
+    destination: String,
+    maxlen: u64,
+    timeout: Duration,
+    client: redis::Client,
+    connection: Option<redis::Connection>,
+    /// An event whose last `XADD` got no reply: Redis may hold it already.
+    in_doubt: Option<Fields>,
+}
+
+impl fmt::Debug for RedisStreamPublisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStreamPublisher")
+            .field("destination", &self.destination)
+            .field("maxlen", &self.maxlen)
+            .field("timeout", &self.timeout)
+            .field("connected", &self.connection.is_some())
+            .field("in_doubt", &self.in_doubt.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStreamPublisher {
+    /// Bound on connecting (TCP and handshake) and on each read and write.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+    /// The default `MAXLEN ~` bound on the stream's length.
+    pub const DEFAULT_MAXLEN: u64 = 100_000;
+
+    /// A publisher to `target`, trimming the stream to about `maxlen`
+    /// entries (`MAXLEN ~`; 0 never trims).
+    ///
+    /// Does not connect: the first publish does, so a Redis that is down at
+    /// start only keeps events pending.
+    pub fn new(target: RedisTarget, maxlen: u64) -> Result<Self, PublishError> {
+        let destination = target.to_string();
+        let client = redis::Client::open(ConnectionAddr::Tcp(target.host.clone(), target.port))
+            .map_err(|err| PublishError::Unavailable(format!("{destination}: {err}")))?;
+        Ok(Self {
+            target,
+            destination,
+            maxlen,
+            timeout: Self::DEFAULT_TIMEOUT,
+            client,
+            connection: None,
+            in_doubt: None,
+        })
+    }
+
+    /// The same with another bound on connecting and on each read and write.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Where the events go.
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+
+    /// `redis HOST:PORT/STREAM`, as errors name it.
+    pub fn destination(&self) -> &str {
+        &self.destination
+    }
+
+    /// The `MAXLEN ~` bound (0: no trimming).
+    pub fn maxlen(&self) -> u64 {
+        self.maxlen
+    }
+
+    /// Check that Redis answers `PING` now (connecting if needed).
+    pub fn ping(&mut self) -> Result<(), PublishError> {
+        let result = self
+            .connection()
+            .and_then(|connection| redis::cmd("PING").query::<Value>(connection));
+        result.map(drop).map_err(|err| self.fail(&err))
+    }
+
+    fn connection(&mut self) -> redis::RedisResult<&mut redis::Connection> {
+        if self.connection.is_none() {
+            let connection = self.client.get_connection_with_timeout(self.timeout)?;
+            connection.set_read_timeout(Some(self.timeout))?;
+            connection.set_write_timeout(Some(self.timeout))?;
+            self.connection = Some(connection);
+        }
+        Ok(self.connection.as_mut().expect("connected just above"))
+    }
+
+    /// Drop the connection and name the destination in the error.
+    fn fail(&mut self, err: &RedisError) -> PublishError {
+        self.connection = None;
+        PublishError::Unavailable(format!("{}: {}", self.destination, describe(err)))
+    }
+
+    /// One attempt: the in-doubt check if needed, then `XADD`.
+    fn attempt(&mut self, fields: &Fields) -> Result<(), Attempt> {
+        let check = self.in_doubt.as_ref() == Some(fields);
+        let mut newest = redis::cmd("XREVRANGE");
+        newest
+            .arg(&self.target.stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(IN_DOUBT_LOOKBACK);
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(&self.target.stream);
+        if self.maxlen > 0 {
+            xadd.arg("MAXLEN").arg("~").arg(self.maxlen);
+        }
+        xadd.arg("*");
+        for (name, value) in fields {
+            xadd.arg(*name).arg(value.as_str());
+        }
+        let reused = self.connection.is_some();
+        let connection = self.connection().map_err(Attempt::NotSent)?;
+        if check {
+            let newest: Value = newest
+                .query(connection)
+                .map_err(|err| Attempt::Failed { err, reused })?;
+            if stream_holds(&newest, fields) {
+                return Ok(());
+            }
+        }
+        xadd.query::<Value>(connection)
+            .map(drop)
+            .map_err(|err| Attempt::Failed { err, reused })
+    }
+}
+
+/// How an attempt failed.
+enum Attempt {
+    /// No connection: nothing reached Redis.
+    NotSent(RedisError),
+    /// A command failed on a connection (`reused`: one kept from an earlier publish).
+    Failed { err: RedisError, reused: bool },
+}
+
+impl HealthEventPublisher for RedisStreamPublisher {
+    fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
+        let fields = event_fields(event).map_err(|err| {
+            PublishError::Unavailable(format!("{}: cannot encode event: {err}", self.destination))
+        })?;
+        if self.in_doubt.as_ref().is_some_and(|doubt| *doubt != fields) {
+            // A different event is next: the doubtful one was settled elsewhere.
+            self.in_doubt = None;
+        }
+        let mut retried = false;
+        loop {
+            match self.attempt(&fields) {
+                Ok(()) => {
+                    self.in_doubt = None;
+                    return Ok(());
+                }
+                Err(Attempt::NotSent(err)) => return Err(self.fail(&err)),
+                Err(Attempt::Failed { err, reused }) => {
+                    if !redis_answered(&err) {
+                        self.in_doubt = Some(fields.clone());
+                    }
+                    self.connection = None;
+                    // A connection kept since an earlier publish may have
+                    // been closed by a Redis restart: one fresh try now
+                    // rather than a refusal for the whole tick.
+                    if reused && !retried && err.is_connection_dropped() {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(self.fail(&err));
+                }
+            }
+        }
+    }
+}
+
+/// Whether Redis replied with an error, so it did not apply the command.
+fn redis_answered(err: &RedisError) -> bool {
+    matches!(err.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
+}
+
+/// The error as a short reason: the I/O error alone when there is one.
+fn describe(err: &RedisError) -> String {
+    if err.is_connection_refusal() {
+        "connection refused".to_owned()
+    } else if err.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        err.to_string()
+    }
+}
+
+/// The envelope's fields with the values the JSON line would hold.
+fn event_fields(event: &HealthEvent) -> std::io::Result<Fields> {
+    let occurred_at = serde_json::to_string(&event.occurred_at)?;
+    let occurred_at = occurred_at.trim_matches('"').to_owned();
+    let mut details = Vec::with_capacity(128);
+    to_writer_go(&mut details, &event.details)?;
+    let details = String::from_utf8(details)
+        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))?;
+    Ok([
+        ("game_id", event.game_id.clone()),
+        ("container_id", event.container_id.clone()),
+        ("event_type", event.event_type().as_str().to_owned()),
+        ("occurred_at", occurred_at),
+        ("details", details),
+    ])
+}
+
+/// Whether an `XREVRANGE` reply holds an entry with exactly `fields`.
+fn stream_holds(reply: &Value, fields: &Fields) -> bool {
+    let Value::Array(entries) = reply else {
+        return false;
+    };
+    entries.iter().any(|entry| match entry {
+        Value::Array(pair) if pair.len() == 2 => match &pair[1] {
+            Value::Array(values) => {
+                values.len() == 2 * fields.len()
+                    && values.chunks(2).zip(fields).all(|(kv, (name, value))| {
+                        bytes(&kv[0]) == Some(name.as_bytes())
+                            && bytes(&kv[1]) == Some(value.as_bytes())
+                    })
+            }
+            _ => false,
+        },
+        _ => false,
+    })
+}
+
+fn bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.as_bytes()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use healthprobe_core::{EventDetails, Timestamp};
+
+    use super::*;
+    use crate::wire::write_event_line;
+
+    fn target(host: &str, port: u16, stream: &str) -> RedisTarget {
+        RedisTarget {
+            host: host.into(),
+            port,
+            stream: stream.into(),
+        }
+    }
+
+    #[test]
+    fn a_url_names_host_port_and_stream() {
+        assert_eq!(
+            RedisTarget::parse("redis://127.0.0.1:7000/health-events"),
+            Ok(target("127.0.0.1", 7000, "health-events"))
+        );
+        assert_eq!(
+            RedisTarget::parse("redis://cache.internal/a/b"),
+            Ok(target("cache.internal", 6379, "a/b"))
+        );
+        assert_eq!(
+            RedisTarget::parse("redis://[::1]:6380/s"),
+            Ok(target("::1", 6380, "s"))
+        );
+        assert_eq!(
+            RedisTarget::parse("redis://[::1]/s").map(|t| t.to_string()),
+            Ok("redis [::1]:6379/s".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_url_without_a_usable_stream_host_or_port_is_refused_with_the_reason() {
+        let cases = [
+            ("redis://127.0.0.1:6379", "no stream name"),
+            ("redis://127.0.0.1:6379/", "empty stream name"),
+            ("redis:///events", "no host"),
+            ("redis://h:0/s", "port `0` is not a number from 1 to 65535"),
+            ("redis://h:99999/s", "port `99999`"),
+            ("redis://h:x/s", "port `x`"),
+            ("redis://u:p@h/s", "credentials"),
+            ("redis://h/s?db=1", "query or fragment"),
+            ("redis://[::1/s", "unclosed"),
+            ("http://h/s", "expected redis://"),
+        ];
+        for (url, reason) in cases {
+            let err = RedisTarget::parse(url).expect_err(url);
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!("invalid Redis URL `{url}`: ")),
+                "{message}"
+            );
+            assert!(message.contains(reason), "{url}: {message}");
+        }
+    }
+
+    #[test]
+    fn fields_hold_the_json_lines_values() {
+        let event = HealthEvent {
+            game_id: "g<1>".into(),
+            container_id: "c1".into(),
+            occurred_at: "2026-11-28T05:00:10.5Z"
+                .parse::<Timestamp>()
+                .expect("valid"),
+            details: EventDetails::ProbeFailed {
+                consecutive_failures: 3,
+                last_status: 503,
+                last_error: "unexpected status 503 & <more>".into(),
+            },
+        };
+        let fields = event_fields(&event).expect("encodes");
+        let mut line = Vec::new();
+        write_event_line(&mut line, &event).expect("encodes");
+        let line = String::from_utf8(line).expect("utf-8");
+        let rebuilt = format!(
+            r#"{{"game_id":{},"container_id":{},"event_type":"{}","occurred_at":"{}","details":{}}}"#,
+            {
+                let mut out = Vec::new();
+                to_writer_go(&mut out, &fields[0].1).expect("encodes");
+                String::from_utf8(out).expect("utf-8")
+            },
+            serde_json::to_string(&fields[1].1).expect("encodes"),
+            fields[2].1,
+            fields[3].1,
+            fields[4].1
+        );
+        assert_eq!(format!("{rebuilt}\n"), line);
+        let names: Vec<_> = fields.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            [
+                "game_id",
+                "container_id",
+                "event_type",
+                "occurred_at",
+                "details"
+            ]
+        );
+        assert_eq!(fields[0].1, "g<1>");
+        assert_eq!(fields[3].1, "2026-11-28T05:00:10.5Z");
+    }
+
+    #[test]
+    fn a_refused_connection_is_unavailable_naming_the_destination() {
+        // A port nothing listens on: bind one, note it, free it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut publisher =
+            RedisStreamPublisher::new(target("127.0.0.1", port, "events"), 10).expect("client");
+        let event = HealthEvent {
+            game_id: "g1".into(),
+            container_id: "c1".into(),
+            occurred_at: Timestamp::from_second(1_795_842_030).expect("valid"),
+            details: EventDetails::ProbeRecovered {
+                prior_failure_count: 4,
+            },
+        };
+        let err = publisher.publish(&event).expect_err("nothing listens");
+        assert_eq!(
+            err.to_string(),
+            format!("redis 127.0.0.1:{port}/events: connection refused")
+        );
+        assert!(publisher.in_doubt.is_none(), "nothing was sent");
+    }
+
+    #[test]
+    fn stream_holds_matches_all_fields_only() {
+        let fields: Fields = [
+            ("game_id", "g".into()),
+            ("container_id", "c".into()),
+            ("event_type", "probe_recovered".into()),
+            ("occurred_at", "t".into()),
+            ("details", "{}".into()),
+        ];
+        let entry = |values: &[&str]| {
+            Value::Array(vec![
+                Value::BulkString(b"1-0".to_vec()),
+                Value::Array(
+                    values
+                        .iter()
+                        .map(|v| Value::BulkString(v.as_bytes().to_vec()))
+                        .collect(),
+                ),
+            ])
+        };
+        let same = [
+            "game_id",
+            "g",
+            "container_id",
+            "c",
+            "event_type",
+            "probe_recovered",
+            "occurred_at",
+            "t",
+            "details",
+            "{}",
+        ];
+        let mut other = same;
+        other[7] = "t2";
+        assert!(stream_holds(
+            &Value::Array(vec![entry(&other), entry(&same)]),
+            &fields
+        ));
+        assert!(!stream_holds(&Value::Array(vec![entry(&other)]), &fields));
+        assert!(!stream_holds(
+            &Value::Array(vec![entry(&same[..8])]),
+            &fields
+        ));
+        assert!(!stream_holds(&Value::Nil, &fields));
+    }
+}

@@ -1,0 +1,459 @@
+//! Events to a Redis stream (D4 through a broker): one `XADD` per event with
+//! the envelope's fields, nothing lost or repeated across a Redis outage,
+//! the lost-reply case, trimming, and errors that name the destination.
+//!
+//! Every test runs its own `redis-server` on loopback ([`TestRedis`]);
+//! library tests drive a [`Worker`] tick by tick, the CLI test runs the built
+//! `healthprobe` against it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use healthprobe_core::{HealthEvent, Input, Policy, ProbeOutcome, ProbeResult, replay};
+use healthprobe_shell::adapters::{
+    CountingTelemetry, ManualClock, MemoryStore, RedisStreamPublisher, RedisTarget,
+};
+use healthprobe_shell::ports::HealthEventPublisher;
+use healthprobe_shell::replay::replay_journal;
+use healthprobe_shell::wire::write_event_line;
+use healthprobe_shell::worker::Worker;
+use healthprobe_tests::{
+    Behaviour, Fleet, HealthprobeProcess, ScratchDir, TestRedis, at, test_config, wait_until,
+};
+
+/// Bound on any wait in these tests; reached only when something is broken.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+const STREAM: &str = "health-events";
+
+/// An engine answering `statuses` in order, the last one forever.
+fn script(statuses: &[u16]) -> Behaviour {
+    Behaviour::Script(statuses.iter().map(|&s| Behaviour::Status(s)).collect())
+}
+
+/// The events the core emits for engine `index` answering `statuses`, one
+/// probe per tick, tick `n` observed at `at(5n)`.
+fn expected_events(
+    index: usize,
+    statuses: &[u16],
+    ticks: usize,
+    policy: Policy,
+) -> Vec<HealthEvent> {
+    let inputs = (0..ticks).map(|tick| {
+        let status = *statuses.get(tick).or(statuses.last()).expect("a script");
+        Input::Outcome(ProbeOutcome {
+            game_id: Fleet::game_id(index),
+            container_id: Fleet::container_id(index),
+            observed_at: at(5 * tick as u64),
+            result: if status == 200 {
+                ProbeResult::Healthy
+            } else {
+                ProbeResult::Unhealthy {
+                    status,
+                    error: format!("unexpected status {status}"),
+                }
+            },
+        })
+    });
+    replay(policy, inputs).1
+}
+
+/// Each game's events, in the order given.
+fn by_game(events: &[HealthEvent]) -> HashMap<String, Vec<HealthEvent>> {
+    let mut games: HashMap<String, Vec<HealthEvent>> = HashMap::new();
+    for event in events {
+        games
+            .entry(event.game_id.clone())
+            .or_default()
+            .push(event.clone());
+    }
+    games
+}
+
+/// A publisher to `stream` on `redis`.
+fn publisher(redis: &TestRedis, stream: &str, maxlen: u64) -> RedisStreamPublisher {
+    let target = RedisTarget::parse(&redis.url(stream)).expect("a valid URL");
+    RedisStreamPublisher::new(target, maxlen).expect("a client")
+}
+
+/// A worker on threads over `records` publishing to `publisher`; its clock
+/// starts at `at(0)`.
+fn worker(
+    records: Vec<healthprobe_tests::RuntimeRecord>,
+    publisher: RedisStreamPublisher,
+) -> (Worker, ManualClock) {
+    let clock = ManualClock::new(at(0));
+    let worker = Worker::new(
+        test_config(2, 1),
+        MemoryStore::with_records(records),
+        publisher,
+        CountingTelemetry::new(),
+        clock.clone(),
+    )
+    .expect("a valid config");
+    (worker, clock)
+}
+
+/// A distinct event: a recovery of `g1` at `at(second)`.
+fn recovered_at(second: u64) -> HealthEvent {
+    healthprobe_tests::probe_recovered("g1", "c1", at(second), 2)
+}
+
+#[test]
+fn d4_each_event_is_one_stream_entry_with_exactly_the_envelope_fields() {
+    let redis = TestRedis::start();
+    let statuses = [500, 500, 500, 200];
+    let fleet = Fleet::start([script(&statuses)]).expect("start fleet");
+    let (mut worker, clock) = worker(fleet.records(), publisher(&redis, STREAM, 1000));
+    for _ in 0..statuses.len() {
+        let report = worker.tick();
+        assert_eq!(report.publish_failures, 0, "{report:?}");
+        clock.advance(Duration::from_secs(5));
+    }
+    let policy = test_config(2, 1).policy().expect("valid");
+    let expected = expected_events(0, &statuses, statuses.len(), policy);
+    assert_eq!(expected.len(), 2, "probe_failed then probe_recovered");
+
+    let entries = redis.entries(STREAM);
+    assert_eq!(entries.len(), expected.len(), "{entries:?}");
+    for (entry, event) in entries.iter().zip(&expected) {
+        assert_eq!(
+            entry.names(),
+            [
+                "game_id",
+                "container_id",
+                "event_type",
+                "occurred_at",
+                "details"
+            ]
+        );
+        assert_eq!(entry.event().as_ref(), Ok(event));
+        // The values are the JSON line's: occurred_at's text, details' JSON.
+        let mut line = Vec::new();
+        write_event_line(&mut line, event).expect("encodes");
+        let line = String::from_utf8(line).expect("utf-8");
+        let occurred_at = entry.get("occurred_at").expect("occurred_at");
+        let details = entry.get("details").expect("details");
+        assert!(
+            line.contains(&format!(
+                r#""occurred_at":"{occurred_at}","details":{details}}}"#
+            )),
+            "{line} vs {entry:?}"
+        );
+        assert_eq!(entry.get("event_type"), Some(event.event_type().as_str()));
+    }
+    assert_eq!(
+        entries[0].get("details"),
+        Some(
+            r#"{"consecutive_failures":2,"last_status":500,"last_error":"unexpected status 500"}"#
+        )
+    );
+}
+
+#[test]
+fn d4_redis_down_for_several_ticks_loses_and_repeats_no_event_and_keeps_the_order() {
+    let mut redis = TestRedis::start();
+    let scripts: Vec<Vec<u16>> = vec![
+        vec![500, 500, 200, 500, 500, 500, 200, 200],
+        vec![503, 503, 503, 200, 503, 503, 200],
+        vec![200, 500, 500, 200, 200, 500, 500, 200],
+        vec![500, 200, 500, 500, 200],
+    ];
+    let ticks = 12;
+    let fleet = Fleet::start(scripts.iter().map(|s| script(s))).expect("start fleet");
+    let policy = test_config(2, 1).policy().expect("valid");
+    let expected: Vec<HealthEvent> = scripts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| expected_events(i, s, ticks, policy))
+        .collect();
+    let (mut worker, clock) = worker(fleet.records(), publisher(&redis, STREAM, 0));
+
+    let mut emitted = 0;
+    let mut tick = |worker: &mut Worker| {
+        let report = worker.tick();
+        clock.advance(Duration::from_secs(5));
+        emitted += report.events;
+        report
+    };
+    // Ticks 0–1 with Redis up: their events are in the stream.
+    for _ in 0..2 {
+        let report = tick(&mut worker);
+        assert_eq!(
+            (report.publish_failures, report.pending),
+            (0, 0),
+            "{report:?}"
+        );
+    }
+    let mut stream = redis.events(STREAM);
+    assert!(!stream.is_empty(), "ticks 0 and 1 emit events");
+
+    // Ticks 2–6 with Redis down: one refused attempt per tick, events wait.
+    redis.stop();
+    let mut pending_during_outage = 0;
+    for _ in 2..7 {
+        let report = tick(&mut worker);
+        assert_eq!(
+            report.publish_failures,
+            usize::from(report.pending > 0),
+            "{report:?}"
+        );
+        assert_eq!(report.published, 0, "{report:?}");
+        pending_during_outage = report.pending;
+    }
+    assert!(
+        pending_during_outage >= 4,
+        "the outage's ticks emit events: {pending_during_outage} pending"
+    );
+
+    // Redis back (empty: no persistence): the first tick delivers them all.
+    redis.restart().expect("restart on the same port");
+    for _ in 7..ticks {
+        let report = tick(&mut worker);
+        assert_eq!(report.publish_failures, 0, "{report:?}");
+    }
+    assert!(worker.pending().is_empty(), "{:?}", worker.pending());
+    stream.extend(redis.events(STREAM));
+
+    assert_eq!(emitted, expected.len());
+    assert_eq!(stream.len(), expected.len(), "each event once");
+    assert_eq!(by_game(&stream), by_game(&expected), "per game, in order");
+    // Nothing overtook an older event: the stream's instants never go back.
+    assert!(
+        stream
+            .windows(2)
+            .all(|pair| pair[0].occurred_at <= pair[1].occurred_at),
+        "{stream:#?}"
+    );
+}
+
+#[test]
+fn d4_a_publish_while_redis_is_down_is_refused_naming_the_destination_and_sends_nothing() {
+    let mut redis = TestRedis::start();
+    let mut publisher = publisher(&redis, STREAM, 0);
+    publisher.publish(&recovered_at(0)).expect("Redis is up");
+    redis.stop();
+    for _ in 0..3 {
+        let err = publisher
+            .publish(&recovered_at(5))
+            .expect_err("Redis is down");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "redis 127.0.0.1:{}/{STREAM}: connection refused",
+                redis.port()
+            )
+        );
+    }
+    redis.restart().expect("restart on the same port");
+    // The connection kept from before the outage is dead: the publisher
+    // notices, reconnects and delivers within the same call.
+    publisher.publish(&recovered_at(5)).expect("Redis is back");
+    assert_eq!(redis.events(STREAM), [recovered_at(5)]);
+}
+
+#[test]
+fn d4_an_xadd_whose_reply_was_lost_is_not_added_twice() {
+    let redis = TestRedis::start();
+    let mut publisher = publisher(&redis, STREAM, 0).with_timeout(Duration::from_millis(300));
+    publisher.publish(&recovered_at(0)).expect("Redis is up");
+
+    // Redis stops answering for 2 s; the XADD sent meanwhile waits in its
+    // socket, is applied when Redis wakes up, and its reply goes nowhere.
+    let port = redis.port();
+    let sleeper = std::thread::spawn(move || {
+        let client = redis::Client::open(("127.0.0.1", port)).expect("client");
+        let mut connection = client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .expect("connect");
+        connection
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(2)
+            .query::<redis::Value>(&mut connection)
+            .expect("DEBUG SLEEP");
+    });
+    let asleep = wait_until(PATIENCE, || {
+        let mut probe = publisher_probe(port);
+        probe.ping().is_err()
+    });
+    assert!(asleep, "Redis never stopped answering");
+    let err = publisher
+        .publish(&recovered_at(5))
+        .expect_err("no reply while Redis sleeps");
+    assert_eq!(
+        err.to_string(),
+        format!("redis 127.0.0.1:{port}/{STREAM}: timed out")
+    );
+    sleeper.join().expect("sleeper");
+    assert!(
+        wait_until(PATIENCE, || redis.len(STREAM) == 2),
+        "the XADD without a reply was applied"
+    );
+
+    // The retry finds its entry among the newest and does not add it again.
+    publisher.publish(&recovered_at(5)).expect("Redis answers");
+    publisher.publish(&recovered_at(10)).expect("Redis answers");
+    assert_eq!(
+        redis.events(STREAM),
+        [recovered_at(0), recovered_at(5), recovered_at(10)]
+    );
+}
+
+/// A publisher on `port` with a short timeout, to see whether Redis answers.
+fn publisher_probe(port: u16) -> RedisStreamPublisher {
+    let target = RedisTarget::parse(&format!("redis://127.0.0.1:{port}/probe")).expect("valid");
+    RedisStreamPublisher::new(target, 0)
+        .expect("client")
+        .with_timeout(Duration::from_millis(200))
+}
+
+#[test]
+fn d4_maxlen_trims_the_stream_approximately_and_zero_never_trims() {
+    let redis = TestRedis::start();
+    let mut trimmed = publisher(&redis, "trimmed", 10);
+    let mut untrimmed = publisher(&redis, "untrimmed", 0);
+    for second in 0..300 {
+        trimmed.publish(&recovered_at(second)).expect("published");
+        untrimmed.publish(&recovered_at(second)).expect("published");
+    }
+    let kept = redis.len("trimmed");
+    // `MAXLEN ~` trims whole radix-tree nodes (100 entries by default).
+    assert!((10..300).contains(&kept), "{kept} entries kept");
+    assert_eq!(
+        redis.events("trimmed").last(),
+        Some(&recovered_at(299)),
+        "trimming drops the oldest"
+    );
+    assert_eq!(redis.len("untrimmed"), 300);
+}
+
+#[test]
+fn d4_cli_redis_outage_while_running_every_event_once_in_order_and_sigterm_exits_0() {
+    let mut redis = TestRedis::start();
+    let fleet = Fleet::uniform(4, Behaviour::Status(200)).expect("start fleet");
+    let dir = ScratchDir::new("redis-cli").expect("scratch dir");
+    let records = dir.join("records.json");
+    let state = dir.join("state.json");
+    let journal = dir.join("journal.jsonl");
+    fleet.write_records(&records).expect("write records");
+    let url = redis.url(STREAM);
+    let policy = test_config(2, 1).policy().expect("valid");
+    let process = HealthprobeProcess::spawn(&[
+        "run",
+        "--records",
+        records.to_str().expect("utf-8 path"),
+        "--events",
+        &url,
+        "--state",
+        state.to_str().expect("utf-8 path"),
+        "--journal",
+        journal.to_str().expect("utf-8 path"),
+        "--interval",
+        "200ms",
+        "--probe-timeout",
+        "1s",
+        "--failures-threshold",
+        "2",
+        "--recovery-threshold",
+        "1",
+    ])
+    .expect("spawn healthprobe");
+
+    // Before the outage: engine 0 fails and recovers; both events arrive.
+    let before = [500, 500, 200];
+    fleet.engine(0).set(script(&before));
+    assert!(
+        wait_until(PATIENCE, || redis.len(STREAM) == 2),
+        "events before the outage: {}",
+        process.stderr()
+    );
+    let mut stream = redis.events(STREAM);
+
+    // The outage: engines 1–3 flap while Redis is down.
+    redis.stop();
+    let during: Vec<Vec<u16>> = vec![
+        vec![503, 503, 503, 200],
+        vec![500, 500, 200, 500, 500, 200],
+        vec![500, 200, 500, 500, 200],
+    ];
+    let base: Vec<usize> = (1..4).map(|i| fleet.engine(i).requests()).collect();
+    for (i, statuses) in during.iter().enumerate() {
+        fleet.engine(i + 1).set(script(statuses));
+    }
+    assert!(
+        wait_until(PATIENCE, || {
+            during
+                .iter()
+                .enumerate()
+                .all(|(i, s)| fleet.engine(i + 1).requests() > base[i] + s.len())
+        }),
+        "the engines were probed through their scripts"
+    );
+    assert!(
+        process.wait_for_stderr(PATIENCE, |err| err.contains("cannot publish probe event")
+            && err.contains(&format!("redis 127.0.0.1:{}/{STREAM}", redis.port()))),
+        "{}",
+        process.stderr()
+    );
+
+    // Redis back: every event of the outage arrives, once, in order.
+    redis.restart().expect("restart on the same port");
+    let mut expected: Vec<HealthEvent> = expected_events(0, &before, 10, policy);
+    for (i, statuses) in during.iter().enumerate() {
+        expected.extend(expected_events(i + 1, statuses, 10, policy));
+    }
+    let outage_events = expected.len() - 2;
+    assert!(
+        wait_until(PATIENCE, || redis.len(STREAM) >= outage_events),
+        "outage events delivered: {}",
+        process.stderr()
+    );
+    process.terminate().expect("SIGTERM");
+    let finished = process.wait(PATIENCE).expect("exits");
+    assert!(finished.status.success(), "{finished:?}");
+    stream.extend(redis.events(STREAM));
+
+    // Exactly the events the core emitted, in the order it emitted them:
+    // replaying the run's journal gives them, wall-clock instants included.
+    // (Within a tick, instants need not be sorted: outcomes are folded as
+    // they arrive, not in the order they were stamped.)
+    let journal = std::fs::File::open(&journal).expect("journal");
+    let mut replayed = Vec::new();
+    replay_journal(
+        policy,
+        std::io::BufReader::new(journal),
+        "journal",
+        &mut replayed,
+    )
+    .expect("replay");
+    let emitted: Vec<HealthEvent> = String::from_utf8(replayed)
+        .expect("utf-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("an event line"))
+        .collect();
+    assert_eq!(stream, emitted, "each event once, in emission order");
+    // And they are the events the scripts cause (instants aside).
+    let strip = |events: &[HealthEvent]| -> HashMap<String, Vec<_>> {
+        by_game(events)
+            .into_iter()
+            .map(|(game, events)| {
+                let kinds = events
+                    .into_iter()
+                    .map(|e| (e.container_id, e.details))
+                    .collect();
+                (game, kinds)
+            })
+            .collect()
+    };
+    assert_eq!(strip(&stream), strip(&expected), "per game, in order");
+    assert!(
+        finished
+            .stderr
+            .contains("publishing events to a Redis stream"),
+        "{}",
+        finished.stderr
+    );
+}
