@@ -15,6 +15,7 @@
 //! - [`worker`]: [`worker::Worker`], its ticks and run loop (R8–R13, D3–D6).
 //! - [`adapters`]: records file, JSONL publisher and in-memory adapters.
 //! - [`demo`]: the engines behind `healthprobe demo`.
+//! - [`metrics`]: Prometheus metrics and their HTTP server (`run --metrics-addr`).
 //! - [`outbox`]: events waiting for the publisher, delivered in order (D4).
 //! - [`durable`]: the state file, a snapshot written atomically (D5).
 //! - [`journal`], [`journal_file`], [`replay`]: the input journal, its file
@@ -28,6 +29,7 @@ pub mod durable;
 pub mod journal;
 pub mod journal_file;
 pub mod logging;
+pub mod metrics;
 pub mod outbox;
 pub mod ports;
 pub mod probe;
