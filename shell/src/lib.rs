@@ -17,6 +17,7 @@
 //!   with the cargo feature `postgres`, a PostgreSQL records table.
 //! - [`shard`]: `--shard I/N`, a record store that lists one shard's games.
 //! - [`demo`]: the engines behind `healthprobe demo`.
+//! - [`metrics`]: Prometheus metrics and their HTTP server (`run --metrics-addr`).
 //! - [`outbox`]: events waiting for the publisher, delivered in order (D4).
 //! - [`durable`]: the state file, a snapshot written atomically (D5).
 //! - [`journal`], [`journal_file`], [`replay`]: the input journal, its file
@@ -30,6 +31,7 @@ pub mod durable;
 pub mod journal;
 pub mod journal_file;
 pub mod logging;
+pub mod metrics;
 pub mod outbox;
 pub mod ports;
 pub mod probe;

@@ -2,8 +2,10 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,6 +18,7 @@ use healthprobe_shell::demo;
 use healthprobe_shell::durable::StateFile;
 use healthprobe_shell::journal_file::JournalFile;
 use healthprobe_shell::logging::{self, LogFormat};
+use healthprobe_shell::metrics::{Metrics, MetricsServer, MetricsTelemetry};
 use healthprobe_shell::ports::{HealthEventPublisher, ListError, RuntimeRecordStore, SystemClock};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
 use healthprobe_shell::shard::{Shard, Sharded};
@@ -118,6 +121,10 @@ struct RunArgs {
     /// snapshot).
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
+    /// Serve Prometheus metrics (OpenMetrics text) at `http://ADDR/metrics`,
+    /// like `127.0.0.1:9464`. Without it nothing listens.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// `--runtime`, as the CLI spells it.
@@ -255,12 +262,15 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     if args.shard != Shard::ALL {
         info!(shard = %args.shard, "probing only this shard's games");
     }
+    let metrics = args
+        .metrics_addr
+        .map(|_| Arc::new(Metrics::new(config.interval)));
     let mut worker = match Worker::with_runtime(
         config,
         runtime,
         Sharded::new(records, args.shard),
         publisher,
-        telemetry.clone(),
+        MetricsTelemetry::new(metrics.clone(), telemetry.clone()),
         SystemClock,
     ) {
         Ok(worker) => worker,
@@ -289,7 +299,23 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
             }
         }
     }
-    match run_worker(worker, &telemetry, &args) {
+    // Stops serving when dropped, at the end of `run`.
+    let _metrics_server = match (&metrics, args.metrics_addr) {
+        (Some(metrics), Some(addr)) => match MetricsServer::start(addr, Arc::clone(metrics)) {
+            Ok(server) => {
+                info!(metrics_addr = %server.local_addr(), "serving metrics at /metrics");
+                Some(server)
+            }
+            Err(err) => {
+                return fail(
+                    1,
+                    format_args!("--metrics-addr {addr}: cannot serve metrics: {err}"),
+                );
+            }
+        },
+        _ => None,
+    };
+    match run_worker(worker, &telemetry, metrics.as_deref(), &args) {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => fail(1, format_args!("{err:#}")),
     }
@@ -409,8 +435,14 @@ fn redis_publisher(
 fn run_worker(
     mut worker: Worker,
     telemetry: &CountingTelemetry,
+    metrics: Option<&Metrics>,
     args: &RunArgs,
 ) -> anyhow::Result<RunReport> {
+    let observe = |tick: &_| {
+        if let Some(metrics) = metrics {
+            metrics.observe_tick(tick);
+        }
+    };
     let shutdown = Shutdown::new();
     install_signal_handler(&shutdown)?;
     let report = match args.ticks {
@@ -420,11 +452,13 @@ fn run_worker(
                 if shutdown.is_triggered() {
                     break;
                 }
-                report.add(&worker.tick_until(&shutdown));
+                let tick = worker.tick_until(&shutdown);
+                observe(&tick);
+                report.add(&tick);
             }
             report
         }
-        None => worker.run(&shutdown),
+        None => worker.run_observed(&shutdown, observe),
     };
     info!(
         ticks = report.ticks,

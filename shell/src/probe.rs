@@ -11,6 +11,9 @@
 //!   [`MAX_RESPONSE_HEADER_BYTES`]; proxy settings from the environment are ignored.
 //! - `https://` endpoints fail with `https is not supported by this build`:
 //!   the shell is built without TLS.
+//! - [`classify`] sorts a result into a [`ProbeClass`] for metrics. The
+//!   error texts it recognises are the constants of [`reason`], which both
+//!   probers use to word their errors, so the two cannot drift apart.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -41,6 +44,106 @@ pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// The error text for an `https://` endpoint.
 pub const HTTPS_UNSUPPORTED: &str = "https is not supported by this build";
+
+/// The error texts of a probe that got no response, shared by both probers and [`classify`].
+pub mod reason {
+    /// The probe timeout passed (R10).
+    pub const TIMEOUT: &str = "timeout";
+    /// Nothing listens on the engine's port.
+    pub const CONNECTION_REFUSED: &str = "connection refused";
+    /// The engine's name resolved to no address.
+    pub const HOST_NOT_FOUND: &str = "host not found";
+    /// Start of the error of a failed name lookup: `cannot resolve host NAME: why`.
+    pub const CANNOT_RESOLVE_HOST: &str = "cannot resolve host ";
+    /// Every address of the engine failed to connect.
+    pub const CONNECTION_FAILED: &str = "connection failed";
+    /// No route to the engine's network.
+    pub const NETWORK_UNREACHABLE: &str = "network unreachable";
+    /// No route to the engine's host.
+    pub const HOST_UNREACHABLE: &str = "host unreachable";
+    /// The local address cannot be used (ephemeral ports exhausted, ...).
+    pub const ADDRESS_NOT_AVAILABLE: &str = "address not available";
+
+    /// The errors of a connection that could not be made (besides
+    /// [`CANNOT_RESOLVE_HOST`], a prefix).
+    pub(crate) const CONNECT_ERRORS: [&str; 6] = [
+        CONNECTION_REFUSED,
+        HOST_NOT_FOUND,
+        CONNECTION_FAILED,
+        NETWORK_UNREACHABLE,
+        HOST_UNREACHABLE,
+        ADDRESS_NOT_AVAILABLE,
+    ];
+}
+
+/// What kind of outcome a probe had, for metrics (`healthprobe_probes_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbeClass {
+    /// Status 200.
+    Ok,
+    /// A response with any other status (R1).
+    BadStatus,
+    /// No response within the probe timeout.
+    Timeout,
+    /// No connection: refused, unreachable, the name not found or not resolved.
+    ConnectError,
+    /// Anything else: a reset or close mid-response, a malformed or
+    /// oversized head, an unsupported endpoint (`https://`, a bad URL).
+    Other,
+}
+
+impl ProbeClass {
+    /// Every class, in label order.
+    pub const ALL: [Self; 5] = [
+        Self::Ok,
+        Self::BadStatus,
+        Self::Timeout,
+        Self::ConnectError,
+        Self::Other,
+    ];
+
+    /// The metric label value: `ok`, `bad_status`, `timeout`, `connect_error`, `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::BadStatus => "bad_status",
+            Self::Timeout => "timeout",
+            Self::ConnectError => "connect_error",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The class of a probe's result: healthy is [`ProbeClass::Ok`]; an
+/// unhealthy result with a status is [`ProbeClass::BadStatus`]; without one
+/// (status 0), its error text decides, as worded by [`reason`].
+///
+/// ```
+/// use healthprobe_core::ProbeResult;
+/// use healthprobe_shell::probe::{ProbeClass, classify};
+/// let refused = ProbeResult::Unhealthy { status: 0, error: "connection refused".into() };
+/// assert_eq!(classify(&refused), ProbeClass::ConnectError);
+/// ```
+pub fn classify(result: &ProbeResult) -> ProbeClass {
+    match result {
+        ProbeResult::Healthy => ProbeClass::Ok,
+        ProbeResult::Unhealthy { status, .. } if *status != 0 => ProbeClass::BadStatus,
+        ProbeResult::Unhealthy { error, .. } if error == reason::TIMEOUT => ProbeClass::Timeout,
+        ProbeResult::Unhealthy { error, .. }
+            if reason::CONNECT_ERRORS.contains(&error.as_str())
+                || error.starts_with(reason::CANNOT_RESOLVE_HOST) =>
+        {
+            ProbeClass::ConnectError
+        }
+        ProbeResult::Unhealthy { .. } => ProbeClass::Other,
+    }
+}
 
 /// The URL probed for an engine endpoint (R2): every trailing `/` trimmed, then `/healthz`.
 ///
@@ -135,14 +238,14 @@ pub(crate) fn is_https(url: &str) -> bool {
 /// A readable one-line reason for a probe that got no usable response.
 fn describe(err: &Error) -> String {
     match err {
-        Error::Timeout(_) => "timeout".to_owned(),
+        Error::Timeout(_) => reason::TIMEOUT.to_owned(),
         Error::Io(io) => describe_io(io),
-        Error::HostNotFound => "host not found".to_owned(),
+        Error::HostNotFound => reason::HOST_NOT_FOUND.to_owned(),
         Error::LargeResponseHeader(_, limit) => head_too_large(*limit),
         Error::Protocol(err) => format!("malformed response: {err}"),
         Error::BadUri(reason) => format!("bad engine endpoint: {reason}"),
         Error::Http(err) => format!("bad engine endpoint: {err}"),
-        Error::ConnectionFailed => "connection failed".to_owned(),
+        Error::ConnectionFailed => reason::CONNECTION_FAILED.to_owned(),
         other => other.to_string(),
     }
 }
@@ -150,18 +253,23 @@ fn describe(err: &Error) -> String {
 pub(crate) fn describe_io(err: &io::Error) -> String {
     use io::ErrorKind::*;
     let reason = match err.kind() {
-        ConnectionRefused => "connection refused",
+        ConnectionRefused => reason::CONNECTION_REFUSED,
         ConnectionReset => "connection reset by peer",
         ConnectionAborted => "connection aborted",
         UnexpectedEof => "connection closed before a complete response",
-        TimedOut | WouldBlock => "timeout",
+        TimedOut | WouldBlock => reason::TIMEOUT,
         BrokenPipe => "connection closed while sending the request",
-        AddrNotAvailable => "address not available",
-        NetworkUnreachable => "network unreachable",
-        HostUnreachable => "host unreachable",
+        AddrNotAvailable => reason::ADDRESS_NOT_AVAILABLE,
+        NetworkUnreachable => reason::NETWORK_UNREACHABLE,
+        HostUnreachable => reason::HOST_UNREACHABLE,
         _ => return err.to_string(),
     };
     reason.to_owned()
+}
+
+/// The error text of a failed name lookup: `cannot resolve host NAME: why`.
+pub(crate) fn cannot_resolve(host: &str, why: &dyn std::fmt::Display) -> String {
+    format!("{}{host}: {why}", reason::CANNOT_RESOLVE_HOST)
 }
 
 /// Resolves IP literals and `localhost` in place; names go to ureq's resolver.
@@ -186,10 +294,7 @@ impl Resolver for LiteralResolver {
             .map_err(|err| match err {
                 Error::Io(io) => {
                     let host = uri.host().unwrap_or_default();
-                    Error::Io(io::Error::new(
-                        io.kind(),
-                        format!("cannot resolve host {host}: {io}"),
-                    ))
+                    Error::Io(io::Error::new(io.kind(), cannot_resolve(host, &io)))
                 }
                 other => other,
             })
@@ -264,6 +369,100 @@ mod tests {
     fn r1_unexpected_status_text_is_exact() {
         assert_eq!(unexpected_status(503), "unexpected status 503");
         assert_eq!(unexpected_status(302), "unexpected status 302");
+    }
+
+    fn failure(status: u16, error: &str) -> ProbeResult {
+        unhealthy(status, error.to_owned())
+    }
+
+    #[test]
+    fn classify_sorts_every_kind_of_result() {
+        let cases = [
+            (ProbeResult::Healthy, ProbeClass::Ok),
+            (failure(503, &unexpected_status(503)), ProbeClass::BadStatus),
+            (failure(301, &unexpected_status(301)), ProbeClass::BadStatus),
+            // A status wins over whatever the text says.
+            (failure(500, "timeout"), ProbeClass::BadStatus),
+            (failure(0, "timeout"), ProbeClass::Timeout),
+            (failure(0, "connection refused"), ProbeClass::ConnectError),
+            (failure(0, "host not found"), ProbeClass::ConnectError),
+            (failure(0, "connection failed"), ProbeClass::ConnectError),
+            (failure(0, "network unreachable"), ProbeClass::ConnectError),
+            (failure(0, "host unreachable"), ProbeClass::ConnectError),
+            (
+                failure(0, "address not available"),
+                ProbeClass::ConnectError,
+            ),
+            (
+                failure(0, "cannot resolve host engine.invalid: failed to lookup"),
+                ProbeClass::ConnectError,
+            ),
+            (failure(0, "connection reset by peer"), ProbeClass::Other),
+            (
+                failure(0, "connection closed before a complete response"),
+                ProbeClass::Other,
+            ),
+            (
+                failure(
+                    0,
+                    "malformed response: http parse fail: invalid HTTP version",
+                ),
+                ProbeClass::Other,
+            ),
+            (failure(0, &head_too_large(16384)), ProbeClass::Other),
+            (failure(0, HTTPS_UNSUPPORTED), ProbeClass::Other),
+            (
+                failure(0, "bad engine endpoint: no host"),
+                ProbeClass::Other,
+            ),
+            (failure(0, ""), ProbeClass::Other),
+            // Only the exact text counts, not a longer one that starts alike.
+            (failure(0, "timeout waiting"), ProbeClass::Other),
+            (failure(0, "Connection Refused"), ProbeClass::Other),
+        ];
+        for (result, class) in cases {
+            assert_eq!(classify(&result), class, "{result:?}");
+        }
+    }
+
+    #[test]
+    fn classify_agrees_with_the_io_error_wording() {
+        use io::ErrorKind::*;
+        let cases = [
+            (TimedOut, ProbeClass::Timeout),
+            (WouldBlock, ProbeClass::Timeout),
+            (ConnectionRefused, ProbeClass::ConnectError),
+            (AddrNotAvailable, ProbeClass::ConnectError),
+            (NetworkUnreachable, ProbeClass::ConnectError),
+            (HostUnreachable, ProbeClass::ConnectError),
+            (ConnectionReset, ProbeClass::Other),
+            (ConnectionAborted, ProbeClass::Other),
+            (UnexpectedEof, ProbeClass::Other),
+            (BrokenPipe, ProbeClass::Other),
+            (InvalidData, ProbeClass::Other),
+        ];
+        for (kind, class) in cases {
+            let error = describe_io(&io::Error::new(kind, "detail"));
+            assert_eq!(
+                classify(&unhealthy(0, error.clone())),
+                class,
+                "{kind:?}: {error}"
+            );
+        }
+        let lookup = cannot_resolve("engine.invalid", &"no such host");
+        assert_eq!(classify(&unhealthy(0, lookup)), ProbeClass::ConnectError);
+    }
+
+    #[test]
+    fn probe_class_labels_are_distinct_and_snake_case() {
+        let labels: Vec<_> = ProbeClass::ALL
+            .iter()
+            .map(|class| class.to_string())
+            .collect();
+        assert_eq!(
+            labels,
+            ["ok", "bad_status", "timeout", "connect_error", "other"]
+        );
     }
 
     #[test]

@@ -39,8 +39,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::probe::{
-    HTTPS_UNSUPPORTED, MAX_RESPONSE_HEADER_BYTES, describe_io, head_too_large, is_https,
-    literal_addrs, probe_url, unexpected_status, unhealthy,
+    HTTPS_UNSUPPORTED, MAX_RESPONSE_HEADER_BYTES, cannot_resolve, describe_io, head_too_large,
+    is_https, literal_addrs, probe_url, reason, unexpected_status, unhealthy,
 };
 
 /// Probes engines over HTTP/1.1 with hyper on the current tokio runtime.
@@ -68,7 +68,7 @@ impl AsyncProber {
             return unhealthy(0, HTTPS_UNSUPPORTED.to_owned());
         }
         match tokio::time::timeout(self.probe_timeout, fetch_status(&url)).await {
-            Err(_elapsed) => unhealthy(0, "timeout".to_owned()),
+            Err(_elapsed) => unhealthy(0, reason::TIMEOUT.to_owned()),
             Ok(Err(error)) => unhealthy(0, error),
             Ok(Ok(200)) => ProbeResult::Healthy,
             Ok(Ok(status)) => unhealthy(status, unexpected_status(status)),
@@ -134,10 +134,10 @@ async fn connect(authority: &hyper::http::uri::Authority) -> Result<TcpStream, S
         Some(literal) => literal.collect(),
         None => tokio::net::lookup_host((host, port))
             .await
-            .map_err(|err| format!("cannot resolve host {host}: {}", describe_io(&err)))?
+            .map_err(|err| cannot_resolve(host, &describe_io(&err)))?
             .collect(),
     };
-    let mut last_error = "host not found".to_owned();
+    let mut last_error = reason::HOST_NOT_FOUND.to_owned();
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
@@ -168,7 +168,7 @@ fn describe(err: &hyper::Error) -> String {
     } else if err.is_parse() || err.is_parse_status() {
         malformed(&err.to_string())
     } else if err.is_timeout() {
-        "timeout".to_owned()
+        reason::TIMEOUT.to_owned()
     } else {
         err.to_string()
     }

@@ -82,7 +82,7 @@ use crate::durable::{Saved, StateFile, StateFileError};
 use crate::journal_file::JournalFile;
 use crate::outbox::Outbox;
 use crate::ports::{Clock, HealthEventPublisher, RuntimeRecord, RuntimeRecordStore, Telemetry};
-use crate::probe::Prober;
+use crate::probe::{ProbeClass, Prober, classify};
 #[cfg(feature = "async")]
 use crate::probe_async::AsyncProber;
 
@@ -622,6 +622,7 @@ impl StateOwner {
             }
         }
         report.pending = self.outbox.len();
+        report.tracked_games = self.states.len();
         if report.pending > 0 {
             warn!(
                 pending = report.pending,
@@ -652,6 +653,7 @@ impl StateOwner {
         if !probed.result.is_healthy() {
             report.failed_probes += 1;
         }
+        report.probe_classes.add(classify(&probed.result));
         let input = Input::Outcome(ProbeOutcome {
             game_id: record.game_id.clone(),
             container_id: record.current_container_id.clone(),
@@ -766,6 +768,8 @@ pub struct TickReport {
     pub probes: usize,
     /// Of those, the unhealthy ones.
     pub failed_probes: usize,
+    /// The folded probes by [`ProbeClass`] (they add up to `probes`).
+    pub probe_classes: ProbeClassCounts,
     /// Events the core emitted this tick.
     pub events: usize,
     /// Events the publisher accepted this tick, older pending ones included.
@@ -775,6 +779,9 @@ pub struct TickReport {
     pub publish_failures: usize,
     /// Events waiting for the publisher at the end of the tick (D4).
     pub pending: usize,
+    /// Games holding hysteresis state at the end of the tick (D7: those with
+    /// a failure counted or published).
+    pub tracked_games: usize,
     /// Snapshots written this tick (D5; an unchanged snapshot is not rewritten).
     pub snapshots_written: usize,
     /// Snapshot writes that failed this tick (logged; events published anyway).
@@ -787,6 +794,36 @@ pub struct TickReport {
     pub skipped: bool,
     /// Shutdown stopped the tick before every game was probed.
     pub interrupted: bool,
+}
+
+/// Probes counted by [`ProbeClass`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProbeClassCounts {
+    counts: [usize; ProbeClass::ALL.len()],
+}
+
+impl ProbeClassCounts {
+    /// Count one probe of `class`.
+    pub fn add(&mut self, class: ProbeClass) {
+        self.counts[class as usize] += 1;
+    }
+
+    /// Probes of `class` counted.
+    pub fn get(&self, class: ProbeClass) -> usize {
+        self.counts[class as usize]
+    }
+
+    /// Probes of every class counted.
+    pub fn total(&self) -> usize {
+        self.counts.iter().sum()
+    }
+
+    /// Each class with its count, in [`ProbeClass::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (ProbeClass, usize)> + '_ {
+        ProbeClass::ALL
+            .into_iter()
+            .map(|class| (class, self.get(class)))
+    }
 }
 
 /// What a whole [`Worker::run`] did.
@@ -1060,6 +1097,42 @@ mod tests {
             }
         );
         assert_eq!(rig.telemetry.count(EventType::ProbeFailed), 1);
+    }
+
+    #[test]
+    fn the_report_counts_probes_by_class_and_the_games_tracked() {
+        let mut rig = rig(1);
+        let refused = rig.endpoint.clone();
+        rig.store.set(vec![
+            RuntimeRecord::running("g1", "c1", &refused),
+            RuntimeRecord::running("g2", "c2", "https://127.0.0.1:1/"),
+        ]);
+        let report = rig.worker.tick();
+        let mut expected = ProbeClassCounts::default();
+        expected.add(ProbeClass::ConnectError);
+        expected.add(ProbeClass::Other);
+        assert_eq!(report.probe_classes, expected);
+        assert_eq!(report.probe_classes.total(), report.probes);
+        assert_eq!(
+            report.probe_classes.iter().collect::<Vec<_>>(),
+            [
+                (ProbeClass::Ok, 0),
+                (ProbeClass::BadStatus, 0),
+                (ProbeClass::Timeout, 0),
+                (ProbeClass::ConnectError, 1),
+                (ProbeClass::Other, 1),
+            ]
+        );
+        assert_eq!(report.tracked_games, 2);
+        // A skipped tick probes nothing and still reports the state it keeps;
+        // a game no longer listed is pruned and no longer tracked.
+        rig.store.fail_next(1);
+        let skipped = rig.worker.tick();
+        assert_eq!(skipped.probe_classes, ProbeClassCounts::default());
+        assert_eq!(skipped.tracked_games, 2);
+        rig.store
+            .set(vec![RuntimeRecord::running("g1", "c1", &refused)]);
+        assert_eq!(rig.worker.tick().tracked_games, 1);
     }
 
     #[test]

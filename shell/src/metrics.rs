@@ -1,0 +1,629 @@
+//! Prometheus metrics of a running worker, served as OpenMetrics text
+//! (`healthprobe run --metrics-addr ADDR`, `GET /metrics`).
+//!
+//! [`Metrics`] holds the counters, gauges and the tick-duration histogram
+//! (the official `prometheus-client` crate) and is fed from two places:
+//!
+//! - [`Metrics::observe_tick`], once per tick with its [`TickReport`]
+//!   (from [`Worker::run_observed`]'s callback, or after each
+//!   [`Worker::tick_until`]): probes by [`ProbeClass`], refused publishes,
+//!   pending events, tracked games, the tick's duration, overruns, skips.
+//! - [`MetricsTelemetry`], the [`Telemetry`] the worker calls once per
+//!   delivered event (R12), so `healthprobe_events_published_total` counts
+//!   exactly the deliveries.
+//!
+//! [`MetricsServer`] serves them on its own thread with `tiny_http`:
+//! `GET /metrics` is 200 with [`OPENMETRICS_CONTENT_TYPE`], any other path
+//! 404, another method on `/metrics` 405. It stops when dropped.
+//!
+//! A scrape sees whole ticks: applying a tick's report and encoding a
+//! scrape hold the same lock, so `healthprobe_ticks_total` and the
+//! per-tick counters always agree within one scrape.
+//!
+//! [`Worker::run_observed`]: crate::worker::Worker::run_observed
+//! [`Worker::tick_until`]: crate::worker::Worker::tick_until
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use healthprobe_core::EventType;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use tracing::debug;
+
+use crate::ports::Telemetry;
+use crate::probe::ProbeClass;
+use crate::worker::TickReport;
+
+/// The `Content-Type` of a scrape: OpenMetrics text 1.0.0.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The path metrics are served on.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Upper bounds of `healthprobe_tick_duration_seconds`, in seconds: from a
+/// healthy loopback tick (10 ms) to a minute of hung probes.
+pub const TICK_DURATION_BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The event types, in label order.
+const EVENT_TYPES: [EventType; 2] = [EventType::ProbeFailed, EventType::ProbeRecovered];
+
+type Labels = [(&'static str, &'static str); 1];
+
+/// The worker's metrics and their registry. Share it in an [`Arc`].
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Held while a tick is applied and while a scrape is encoded.
+    whole_ticks: Mutex<()>,
+    interval: Duration,
+    probes: [Counter; ProbeClass::ALL.len()],
+    events_published: [Counter; EVENT_TYPES.len()],
+    publish_failures: Counter,
+    pending_events: Gauge,
+    tracked_games: Gauge,
+    tick_duration: Histogram,
+    tick_overruns: Counter,
+    ticks: Counter,
+    ticks_skipped: Counter,
+}
+
+impl Metrics {
+    /// Every metric at zero (each label value present), for a worker ticking
+    /// every `interval` (a longer tick counts as an overrun).
+    pub fn new(interval: Duration) -> Self {
+        let mut registry = Registry::with_prefix("healthprobe");
+
+        let probes = Family::<Labels, Counter>::default();
+        registry.register(
+            "probes",
+            "Probes finished, by result: ok, bad_status, timeout, connect_error, other",
+            probes.clone(),
+        );
+        let probes = ProbeClass::ALL
+            .map(|class| probes.get_or_create(&[("result", class.as_str())]).clone());
+
+        let events = Family::<Labels, Counter>::default();
+        registry.register(
+            "events_published",
+            "Events delivered to the publisher, by event_type",
+            events.clone(),
+        );
+        let events_published = EVENT_TYPES.map(|event_type| {
+            events
+                .get_or_create(&[("event_type", event_type_label(event_type))])
+                .clone()
+        });
+
+        let publish_failures = Counter::default();
+        registry.register(
+            "publish_failures",
+            "Publish attempts the publisher refused (the event stays pending)",
+            publish_failures.clone(),
+        );
+        let pending_events = Gauge::default();
+        registry.register(
+            "pending_events",
+            "Events waiting for the publisher at the end of the last tick",
+            pending_events.clone(),
+        );
+        let tracked_games = Gauge::default();
+        registry.register(
+            "tracked_games",
+            "Games holding hysteresis state (a failure counted or published) after the last tick",
+            tracked_games.clone(),
+        );
+        let tick_duration = Histogram::new(TICK_DURATION_BUCKETS);
+        registry.register_with_unit(
+            "tick_duration",
+            "Wall time of each tick",
+            Unit::Seconds,
+            tick_duration.clone(),
+        );
+        let tick_overruns = Counter::default();
+        registry.register(
+            "tick_overruns",
+            "Ticks that took longer than the interval",
+            tick_overruns.clone(),
+        );
+        let ticks = Counter::default();
+        registry.register("ticks", "Ticks run, skipped ones included", ticks.clone());
+        let ticks_skipped = Counter::default();
+        registry.register(
+            "ticks_skipped",
+            "Ticks skipped because the running records could not be listed",
+            ticks_skipped.clone(),
+        );
+
+        Self {
+            registry,
+            whole_ticks: Mutex::new(()),
+            interval,
+            probes,
+            events_published,
+            publish_failures,
+            pending_events,
+            tracked_games,
+            tick_duration,
+            tick_overruns,
+            ticks,
+            ticks_skipped,
+        }
+    }
+
+    /// Apply one tick's report.
+    pub fn observe_tick(&self, report: &TickReport) {
+        let _whole = self.lock();
+        for (class, count) in report.probe_classes.iter() {
+            self.probes[class as usize].inc_by(as_u64(count));
+        }
+        self.publish_failures
+            .inc_by(as_u64(report.publish_failures));
+        self.pending_events.set(as_i64(report.pending));
+        self.tracked_games.set(as_i64(report.tracked_games));
+        self.tick_duration.observe(report.duration.as_secs_f64());
+        if report.duration > self.interval {
+            self.tick_overruns.inc();
+        }
+        if report.skipped {
+            self.ticks_skipped.inc();
+        }
+        self.ticks.inc();
+    }
+
+    /// Count one delivered event (what [`MetricsTelemetry`] calls).
+    pub fn record_event(&self, event_type: EventType) {
+        let slot = match event_type {
+            EventType::ProbeFailed => 0,
+            EventType::ProbeRecovered => 1,
+        };
+        self.events_published[slot].inc();
+    }
+
+    /// The OpenMetrics text of every metric, ending with `# EOF`.
+    pub fn encode(&self) -> String {
+        let _whole = self.lock();
+        let mut text = String::with_capacity(4096);
+        // Writing into a String cannot fail; an encoder error would leave a
+        // partial text, which is still better than no answer.
+        if let Err(err) = encode(&mut text, &self.registry) {
+            debug!(error = %err, "cannot encode the metrics");
+        }
+        text
+    }
+
+    /// A [`Telemetry`] that counts deliveries here, then passes them to `inner`.
+    pub fn telemetry<T: Telemetry>(self: &Arc<Self>, inner: T) -> MetricsTelemetry<T> {
+        MetricsTelemetry::new(Some(Arc::clone(self)), inner)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The lock guards no data, only the order of updates and scrapes.
+        self.whole_ticks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The label value of an event type: `probe_failed`, `probe_recovered`.
+fn event_type_label(event_type: EventType) -> &'static str {
+    match event_type {
+        EventType::ProbeFailed => "probe_failed",
+        EventType::ProbeRecovered => "probe_recovered",
+    }
+}
+
+fn as_u64(count: usize) -> u64 {
+    u64::try_from(count).unwrap_or(u64::MAX)
+}
+
+fn as_i64(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// Counts each delivered event on [`Metrics`] (when there are metrics), then
+/// on `inner`.
+#[derive(Debug, Clone)]
+pub struct MetricsTelemetry<T> {
+    metrics: Option<Arc<Metrics>>,
+    inner: T,
+}
+
+impl<T: Telemetry> MetricsTelemetry<T> {
+    /// Count on `metrics`, if any, and on `inner`.
+    pub fn new(metrics: Option<Arc<Metrics>>, inner: T) -> Self {
+        Self { metrics, inner }
+    }
+}
+
+impl<T: Telemetry> Telemetry for MetricsTelemetry<T> {
+    fn record_event(&mut self, event_type: EventType) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record_event(event_type);
+        }
+        self.inner.record_event(event_type);
+    }
+}
+
+/// Serves [`Metrics`] over HTTP on its own thread until dropped.
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    local_addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsServer {
+    /// Listen on `addr` (port 0 picks a free one) and serve `metrics`.
+    ///
+    /// Fails at once if the address cannot be bound (in use, not local, no
+    /// permission) or the thread cannot start.
+    pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> io::Result<Self> {
+        let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
+        let local_addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| io::Error::other("the metrics server is not on an IP address"))?;
+        let server = Arc::new(server);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let thread = thread::Builder::new()
+            .name("metrics-http".to_owned())
+            .stack_size(256 * 1024)
+            .spawn({
+                let server = Arc::clone(&server);
+                let stopping = Arc::clone(&stopping);
+                move || serve(&server, &metrics, &stopping)
+            })?;
+        Ok(Self {
+            server,
+            local_addr,
+            stopping,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answer requests one by one until the server is unblocked for stopping.
+fn serve(server: &tiny_http::Server, metrics: &Metrics, stopping: &AtomicBool) {
+    loop {
+        match server.recv() {
+            Ok(request) => respond(metrics, request),
+            Err(err) => {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                debug!(error = %err, "metrics server: cannot receive a request");
+            }
+        }
+    }
+}
+
+/// `GET /metrics` (or `HEAD`): the scrape; other methods there: 405; other paths: 404.
+fn respond(metrics: &Metrics, request: tiny_http::Request) {
+    let path = request.url().split('?').next().unwrap_or_default();
+    let response = if path != METRICS_PATH {
+        text_response(404, "not found; metrics are at /metrics\n", None)
+    } else {
+        match request.method() {
+            tiny_http::Method::Get | tiny_http::Method::Head => {
+                text_response(200, metrics.encode(), Some(OPENMETRICS_CONTENT_TYPE))
+            }
+            _ => with_header(
+                text_response(405, "method not allowed; use GET\n", None),
+                "Allow",
+                "GET, HEAD",
+            ),
+        }
+    };
+    if let Err(err) = request.respond(response) {
+        debug!(error = %err, "metrics server: cannot answer a scrape");
+    }
+}
+
+fn text_response(
+    status: u16,
+    body: impl Into<String>,
+    content_type: Option<&str>,
+) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
+    let response = tiny_http::Response::from_string(body).with_status_code(status);
+    with_header(
+        response,
+        "Content-Type",
+        content_type.unwrap_or("text/plain; charset=utf-8"),
+    )
+}
+
+/// `response` with the header `name: value` (our constant, valid ASCII names and values).
+fn with_header<R: io::Read>(
+    response: tiny_http::Response<R>,
+    name: &str,
+    value: &str,
+) -> tiny_http::Response<R> {
+    match tiny_http::Header::from_bytes(name, value) {
+        Ok(header) => response.with_header(header),
+        Err(()) => response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::adapters::CountingTelemetry;
+
+    /// The value of the sample line `name` (with its labels) in `text`.
+    fn sample(text: &str, name: &str) -> Option<f64> {
+        text.lines().find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == name).then(|| value.parse().ok()).flatten()
+        })
+    }
+
+    fn tick(probes: &[(ProbeClass, usize)], duration_ms: u64) -> TickReport {
+        let mut report = TickReport::default();
+        for &(class, count) in probes {
+            for _ in 0..count {
+                report.probe_classes.add(class);
+            }
+        }
+        report.probes = report.probe_classes.total();
+        report.duration = Duration::from_millis(duration_ms);
+        report
+    }
+
+    #[test]
+    fn every_metric_and_label_is_exposed_at_zero_from_the_start() {
+        let text = Metrics::new(Duration::from_secs(5)).encode();
+        for class in ["ok", "bad_status", "timeout", "connect_error", "other"] {
+            let name = format!("healthprobe_probes_total{{result=\"{class}\"}}");
+            assert_eq!(sample(&text, &name), Some(0.0), "{name} in\n{text}");
+        }
+        for event_type in ["probe_failed", "probe_recovered"] {
+            let name = format!("healthprobe_events_published_total{{event_type=\"{event_type}\"}}");
+            assert_eq!(sample(&text, &name), Some(0.0), "{name} in\n{text}");
+        }
+        for name in [
+            "healthprobe_publish_failures_total",
+            "healthprobe_pending_events",
+            "healthprobe_tracked_games",
+            "healthprobe_tick_duration_seconds_count",
+            "healthprobe_tick_duration_seconds_sum",
+            "healthprobe_tick_overruns_total",
+            "healthprobe_ticks_total",
+            "healthprobe_ticks_skipped_total",
+        ] {
+            assert_eq!(sample(&text, name), Some(0.0), "{name} in\n{text}");
+        }
+        for le in ["0.01", "0.25", "60.0", "+Inf"] {
+            let name = format!("healthprobe_tick_duration_seconds_bucket{{le=\"{le}\"}}");
+            assert_eq!(sample(&text, &name), Some(0.0), "{name} in\n{text}");
+        }
+        assert!(
+            text.contains("# TYPE healthprobe_probes counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# UNIT healthprobe_tick_duration_seconds seconds\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn ticks_add_up_probes_and_set_the_gauges() {
+        let metrics = Metrics::new(Duration::from_millis(100));
+        let mut first = tick(&[(ProbeClass::Ok, 3), (ProbeClass::Timeout, 1)], 20);
+        first.pending = 2;
+        first.tracked_games = 1;
+        first.publish_failures = 1;
+        metrics.observe_tick(&first);
+        let mut second = tick(&[(ProbeClass::Ok, 2), (ProbeClass::ConnectError, 2)], 150);
+        second.tracked_games = 2;
+        metrics.observe_tick(&second);
+        let mut skipped = TickReport {
+            skipped: true,
+            ..TickReport::default()
+        };
+        skipped.tracked_games = 2;
+        metrics.observe_tick(&skipped);
+
+        let text = metrics.encode();
+        let value = |name: &str| sample(&text, name).unwrap_or_else(|| panic!("{name}:\n{text}"));
+        assert_eq!(value("healthprobe_probes_total{result=\"ok\"}"), 5.0);
+        assert_eq!(value("healthprobe_probes_total{result=\"timeout\"}"), 1.0);
+        assert_eq!(
+            value("healthprobe_probes_total{result=\"connect_error\"}"),
+            2.0
+        );
+        assert_eq!(
+            value("healthprobe_probes_total{result=\"bad_status\"}"),
+            0.0
+        );
+        assert_eq!(value("healthprobe_probes_total{result=\"other\"}"), 0.0);
+        assert_eq!(value("healthprobe_publish_failures_total"), 1.0);
+        // Gauges hold the last tick's values.
+        assert_eq!(value("healthprobe_pending_events"), 0.0);
+        assert_eq!(value("healthprobe_tracked_games"), 2.0);
+        assert_eq!(value("healthprobe_ticks_total"), 3.0);
+        assert_eq!(value("healthprobe_ticks_skipped_total"), 1.0);
+        // Only the 150 ms tick is longer than the 100 ms interval.
+        assert_eq!(value("healthprobe_tick_overruns_total"), 1.0);
+        assert_eq!(value("healthprobe_tick_duration_seconds_count"), 3.0);
+        assert_eq!(
+            value("healthprobe_tick_duration_seconds_bucket{le=\"0.01\"}"),
+            1.0
+        );
+        assert_eq!(
+            value("healthprobe_tick_duration_seconds_bucket{le=\"0.025\"}"),
+            2.0
+        );
+        assert_eq!(
+            value("healthprobe_tick_duration_seconds_bucket{le=\"0.1\"}"),
+            2.0
+        );
+        assert_eq!(
+            value("healthprobe_tick_duration_seconds_bucket{le=\"0.25\"}"),
+            3.0
+        );
+        assert!((value("healthprobe_tick_duration_seconds_sum") - 0.17).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_telemetry_counts_each_delivery_here_and_on_the_inner_telemetry() {
+        let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
+        let inner = CountingTelemetry::new();
+        let mut telemetry = metrics.telemetry(inner.clone());
+        telemetry.record_event(EventType::ProbeFailed);
+        telemetry.record_event(EventType::ProbeFailed);
+        telemetry.record_event(EventType::ProbeRecovered);
+        let text = metrics.encode();
+        assert_eq!(
+            sample(
+                &text,
+                "healthprobe_events_published_total{event_type=\"probe_failed\"}"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "healthprobe_events_published_total{event_type=\"probe_recovered\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(inner.count(EventType::ProbeFailed), 2);
+        assert_eq!(inner.count(EventType::ProbeRecovered), 1);
+
+        let mut without = MetricsTelemetry::new(None, inner.clone());
+        without.record_event(EventType::ProbeRecovered);
+        assert_eq!(inner.count(EventType::ProbeRecovered), 2);
+    }
+
+    /// One raw HTTP/1.0 exchange: the status code, the head and the body.
+    fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
+        let mut stream = TcpStream::connect(addr).expect("connect to the metrics server");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        stream.write_all(request).expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        (status, head.to_owned(), body.to_owned())
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+        exchange(
+            addr,
+            format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+    }
+
+    #[test]
+    fn the_server_answers_metrics_404s_other_paths_and_survives_garbage() {
+        let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
+        metrics.record_event(EventType::ProbeFailed);
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&metrics))
+            .expect("start the metrics server");
+        let addr = server.local_addr();
+        assert_ne!(addr.port(), 0);
+
+        let (status, head, body) = get(addr, "/metrics");
+        assert_eq!(status, 200, "{head}");
+        assert!(
+            head.lines().any(|line| line
+                .eq_ignore_ascii_case(&format!("content-type: {OPENMETRICS_CONTENT_TYPE}"))),
+            "{head}"
+        );
+        assert_eq!(body, metrics.encode());
+        assert!(
+            body.contains("healthprobe_events_published_total{event_type=\"probe_failed\"} 1\n")
+        );
+        assert_eq!(get(addr, "/metrics?x=1").0, 200);
+
+        for path in ["/", "/metric", "/metrics/", "/healthz"] {
+            assert_eq!(get(addr, path).0, 404, "{path}");
+        }
+        let (status, head, _) =
+            exchange(addr, b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(status, 405, "{head}");
+
+        // Garbage, a bare close and an over-long line: answered or dropped,
+        // and the server still serves.
+        for request in [
+            &b"\x00\xff\x13 not http at all\r\n\r\n"[..],
+            b"",
+            &[b'A'; 70_000][..],
+        ] {
+            let mut stream = TcpStream::connect(addr).expect("connect");
+            let _ = stream.write_all(request);
+            drop(stream);
+        }
+        assert_eq!(get(addr, "/metrics").0, 200);
+    }
+
+    #[test]
+    fn an_address_in_use_is_an_error_and_a_dropped_server_stops_listening() {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = taken.local_addr().expect("local addr");
+        let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
+        assert!(MetricsServer::start(addr, Arc::clone(&metrics)).is_err());
+        drop(taken);
+
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), metrics)
+            .expect("start the metrics server");
+        let addr = server.local_addr();
+        assert_eq!(get(addr, "/metrics").0, 200);
+        drop(server);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "{addr} still accepts after the drop"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
