@@ -299,6 +299,9 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
             }
         }
     }
+    if let Some(metrics) = &metrics {
+        metrics.observe_restored(worker.pending().len(), worker.states().len());
+    }
     // Stops serving when dropped, at the end of `run`.
     let _metrics_server = match (&metrics, args.metrics_addr) {
         (Some(metrics), Some(addr)) => match MetricsServer::start(addr, Arc::clone(metrics)) {

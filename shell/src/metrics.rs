@@ -182,6 +182,14 @@ impl Metrics {
         self.ticks.inc();
     }
 
+    /// Show what a restored state file holds before the first tick ends:
+    /// its pending events and tracked games.
+    pub fn observe_restored(&self, pending: usize, tracked_games: usize) {
+        let _whole = self.lock();
+        self.pending_events.set(as_i64(pending));
+        self.tracked_games.set(as_i64(tracked_games));
+    }
+
     /// Count one delivered event (what [`MetricsTelemetry`] calls).
     pub fn record_event(&self, event_type: EventType) {
         let slot = match event_type {
@@ -503,6 +511,16 @@ mod tests {
             3.0
         );
         assert!((value("healthprobe_tick_duration_seconds_sum") - 0.17).abs() < 1e-9);
+    }
+
+    #[test]
+    fn d5_a_restored_state_shows_its_pending_events_before_the_first_tick() {
+        let metrics = Metrics::new(Duration::from_secs(5));
+        metrics.observe_restored(3, 7);
+        let text = metrics.encode();
+        assert_eq!(sample(&text, "healthprobe_pending_events"), Some(3.0));
+        assert_eq!(sample(&text, "healthprobe_tracked_games"), Some(7.0));
+        assert_eq!(sample(&text, "healthprobe_ticks_total"), Some(0.0));
     }
 
     #[test]
