@@ -48,7 +48,10 @@ pub use postgres::TestPostgres;
 pub use process::{Finished, HealthprobeProcess, SETTINGS_ENV};
 pub use records::{ScratchDir, write_atomically, write_records_file};
 pub use redis::{StreamEntry, TestRedis};
-pub use test_worker::{START, TestWorker, at, probe_failed, probe_recovered, test_config};
+pub use test_worker::{
+    START, TestWorker, at, by_game, expected_events, probe_failed, probe_recovered, script,
+    test_config,
+};
 
 /// Poll `condition` every few milliseconds until it holds (true) or
 /// `timeout` passes (false).

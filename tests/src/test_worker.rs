@@ -1,13 +1,18 @@
 //! A [`Worker`] on in-memory adapters and a manual clock, with handles to
 //! every one of them, and the events tests expect from it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use healthprobe_core::{EventDetails, HealthEvent, Timestamp};
+use healthprobe_core::{
+    EventDetails, HealthEvent, Input, Policy, ProbeOutcome, ProbeResult, Timestamp, replay,
+};
 use healthprobe_shell::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
 use healthprobe_shell::config::{Runtime, WorkerConfig};
 use healthprobe_shell::ports::RuntimeRecord;
 use healthprobe_shell::worker::{TickReport, Worker};
+
+use crate::{Behaviour, Fleet};
 
 /// The instant a [`TestWorker`]'s clock starts at: `2026-11-28T05:00:00Z`.
 pub const START: &str = "2026-11-28T05:00:00Z";
@@ -140,4 +145,49 @@ pub fn probe_recovered(
             prior_failure_count,
         },
     }
+}
+
+/// An engine answering `statuses` in order, the last one forever.
+pub fn script(statuses: &[u16]) -> Behaviour {
+    Behaviour::Script(statuses.iter().map(|&s| Behaviour::Status(s)).collect())
+}
+
+/// The events the core emits for [`Fleet`] engine `index` answering
+/// `statuses`, one probe per tick over `ticks` ticks, tick `n` observed at
+/// `at(5n)` as a [`TestWorker`] stamps it.
+pub fn expected_events(
+    index: usize,
+    statuses: &[u16],
+    ticks: usize,
+    policy: Policy,
+) -> Vec<HealthEvent> {
+    let inputs = (0..ticks).map(|tick| {
+        let status = *statuses.get(tick).or(statuses.last()).expect("a script");
+        Input::Outcome(ProbeOutcome {
+            game_id: Fleet::game_id(index),
+            container_id: Fleet::container_id(index),
+            observed_at: at(5 * tick as u64),
+            result: if status == 200 {
+                ProbeResult::Healthy
+            } else {
+                ProbeResult::Unhealthy {
+                    status,
+                    error: format!("unexpected status {status}"),
+                }
+            },
+        })
+    });
+    replay(policy, inputs).1
+}
+
+/// Each game's events, in the order given.
+pub fn by_game(events: &[HealthEvent]) -> HashMap<String, Vec<HealthEvent>> {
+    let mut games: HashMap<String, Vec<HealthEvent>> = HashMap::new();
+    for event in events {
+        games
+            .entry(event.game_id.clone())
+            .or_default()
+            .push(event.clone());
+    }
+    games
 }

@@ -8,61 +8,17 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use healthprobe_core::{EventType, HealthEvent, Input, Policy, ProbeOutcome, ProbeResult, replay};
+use healthprobe_core::{EventType, HealthEvent};
 use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::worker::TickReport;
 use healthprobe_tests::{
-    Behaviour, Finished, Fleet, HealthprobeProcess, ScratchDir, TestWorker, at, both_runtimes,
-    test_config, wait_until,
+    Behaviour, Finished, Fleet, HealthprobeProcess, ScratchDir, TestWorker, both_runtimes, by_game,
+    expected_events, script, test_config, wait_until,
 };
 use serde_json::Value;
 
 /// Bound on any wait in these tests; reached only when something is broken.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// An engine answering `statuses` in order, the last one forever.
-fn script(statuses: &[u16]) -> Behaviour {
-    Behaviour::Script(statuses.iter().map(|&s| Behaviour::Status(s)).collect())
-}
-
-/// The events the core emits for engine `index` answering `statuses` to a
-/// [`TestWorker`] (tick `n` observed at `at(5n)`) over `ticks` ticks.
-fn expected_events(
-    index: usize,
-    statuses: &[u16],
-    ticks: usize,
-    policy: Policy,
-) -> Vec<HealthEvent> {
-    let inputs = (0..ticks).map(|tick| {
-        let status = *statuses.get(tick).or(statuses.last()).expect("a script");
-        Input::Outcome(ProbeOutcome {
-            game_id: Fleet::game_id(index),
-            container_id: Fleet::container_id(index),
-            observed_at: at(5 * tick as u64),
-            result: if status == 200 {
-                ProbeResult::Healthy
-            } else {
-                ProbeResult::Unhealthy {
-                    status,
-                    error: format!("unexpected status {status}"),
-                }
-            },
-        })
-    });
-    replay(policy, inputs).1
-}
-
-/// Each game's events, in the order given.
-fn by_game(events: &[HealthEvent]) -> HashMap<String, Vec<HealthEvent>> {
-    let mut games: HashMap<String, Vec<HealthEvent>> = HashMap::new();
-    for event in events {
-        games
-            .entry(event.game_id.clone())
-            .or_default()
-            .push(event.clone());
-    }
-    games
-}
 
 /// One tick; the events delivered during it, in delivery order.
 fn tick(worker: &mut TestWorker) -> (TickReport, Vec<HealthEvent>) {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use healthprobe_core::{HealthEvent, Input, Policy, ProbeOutcome, ProbeResult, replay};
+use healthprobe_core::HealthEvent;
 use healthprobe_shell::adapters::{
     CountingTelemetry, ManualClock, MemoryStore, RedisStreamPublisher, RedisTarget,
 };
@@ -18,57 +18,14 @@ use healthprobe_shell::replay::replay_journal;
 use healthprobe_shell::wire::write_event_line;
 use healthprobe_shell::worker::Worker;
 use healthprobe_tests::{
-    Behaviour, Fleet, HealthprobeProcess, ScratchDir, TestRedis, at, test_config, wait_until,
+    Behaviour, Fleet, HealthprobeProcess, ScratchDir, TestRedis, at, by_game, expected_events,
+    script, test_config, wait_until,
 };
 
 /// Bound on any wait in these tests; reached only when something is broken.
 const PATIENCE: Duration = Duration::from_secs(20);
 
 const STREAM: &str = "health-events";
-
-/// An engine answering `statuses` in order, the last one forever.
-fn script(statuses: &[u16]) -> Behaviour {
-    Behaviour::Script(statuses.iter().map(|&s| Behaviour::Status(s)).collect())
-}
-
-/// The events the core emits for engine `index` answering `statuses`, one
-/// probe per tick, tick `n` observed at `at(5n)`.
-fn expected_events(
-    index: usize,
-    statuses: &[u16],
-    ticks: usize,
-    policy: Policy,
-) -> Vec<HealthEvent> {
-    let inputs = (0..ticks).map(|tick| {
-        let status = *statuses.get(tick).or(statuses.last()).expect("a script");
-        Input::Outcome(ProbeOutcome {
-            game_id: Fleet::game_id(index),
-            container_id: Fleet::container_id(index),
-            observed_at: at(5 * tick as u64),
-            result: if status == 200 {
-                ProbeResult::Healthy
-            } else {
-                ProbeResult::Unhealthy {
-                    status,
-                    error: format!("unexpected status {status}"),
-                }
-            },
-        })
-    });
-    replay(policy, inputs).1
-}
-
-/// Each game's events, in the order given.
-fn by_game(events: &[HealthEvent]) -> HashMap<String, Vec<HealthEvent>> {
-    let mut games: HashMap<String, Vec<HealthEvent>> = HashMap::new();
-    for event in events {
-        games
-            .entry(event.game_id.clone())
-            .or_default()
-            .push(event.clone());
-    }
-    games
-}
 
 /// A publisher to `stream` on `redis`.
 fn publisher(redis: &TestRedis, stream: &str, maxlen: u64) -> RedisStreamPublisher {
