@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use healthprobe_core::{EventType, Policy};
+use healthprobe_core::{EventType, HealthEvent, Policy};
 use healthprobe_shell::adapters::{CountingTelemetry, JsonlPublisher, RecordsFile};
 use healthprobe_shell::config::{Runtime, WorkerConfig, parse_duration};
 use healthprobe_shell::demo;
@@ -19,11 +20,13 @@ use healthprobe_shell::durable::StateFile;
 use healthprobe_shell::journal_file::JournalFile;
 use healthprobe_shell::logging::{self, LogFormat};
 use healthprobe_shell::metrics::{Metrics, MetricsServer, MetricsTelemetry};
-use healthprobe_shell::ports::{HealthEventPublisher, ListError, RuntimeRecordStore, SystemClock};
+use healthprobe_shell::ports::{
+    HealthEventPublisher, ListError, PublishError, RuntimeRecordStore, SystemClock,
+};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
 use healthprobe_shell::shard::{Shard, Sharded};
 use healthprobe_shell::worker::{RunReport, Shutdown, Worker};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Active HTTP health probing with hysteresis.
 #[derive(Debug, Parser)]
@@ -254,8 +257,14 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         }
         Err(err) => return fail(1, format_args!("{err}")),
     }
+    let shutdown = Shutdown::new();
+    let output_closed = Arc::new(AtomicBool::new(false));
     let publisher = match events_publisher(&args) {
-        Ok(publisher) => publisher,
+        Ok(publisher) => StopWhenClosed {
+            inner: publisher,
+            shutdown: shutdown.clone(),
+            closed: Arc::clone(&output_closed),
+        },
         Err(exit) => return exit,
     };
     let telemetry = CountingTelemetry::new();
@@ -318,7 +327,18 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         },
         _ => None,
     };
-    match run_worker(worker, &telemetry, metrics.as_deref(), &args) {
+    match run_worker(worker, &shutdown, &telemetry, metrics.as_deref(), &args) {
+        Ok(pending) if output_closed.load(Ordering::SeqCst) => fail(
+            1,
+            format_args!(
+                "the events output was closed (broken pipe): stopped with {pending} undelivered event(s){}",
+                if args.state.is_some() {
+                    ", kept in the state file for the next run"
+                } else {
+                    ""
+                }
+            ),
+        ),
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => fail(1, format_args!("{err:#}")),
     }
@@ -435,19 +455,20 @@ fn redis_publisher(
     ))
 }
 
+/// Run the worker until `--ticks` or `shutdown`; the events left undelivered.
 fn run_worker(
     mut worker: Worker,
+    shutdown: &Shutdown,
     telemetry: &CountingTelemetry,
     metrics: Option<&Metrics>,
     args: &RunArgs,
-) -> anyhow::Result<RunReport> {
+) -> anyhow::Result<usize> {
     let observe = |tick: &_| {
         if let Some(metrics) = metrics {
             metrics.observe_tick(tick);
         }
     };
-    let shutdown = Shutdown::new();
-    install_signal_handler(&shutdown)?;
+    install_signal_handler(shutdown)?;
     let report = match args.ticks {
         Some(ticks) => {
             let mut report = RunReport::default();
@@ -455,13 +476,13 @@ fn run_worker(
                 if shutdown.is_triggered() {
                     break;
                 }
-                let tick = worker.tick_until(&shutdown);
+                let tick = worker.tick_until(shutdown);
                 observe(&tick);
                 report.add(&tick);
             }
             report
         }
-        None => worker.run_observed(&shutdown, observe),
+        None => worker.run_observed(shutdown, observe),
     };
     info!(
         ticks = report.ticks,
@@ -484,7 +505,34 @@ fn run_worker(
             );
         }
     }
-    Ok(report)
+    Ok(worker.pending().len())
+}
+
+/// Stops the run once the events output is closed for good (`EPIPE`: the
+/// reader of `healthprobe run | …` went away and cannot come back), rather
+/// than retrying every tick. The refused event stays pending, so `--state`
+/// keeps it for the next run.
+struct StopWhenClosed {
+    inner: Box<dyn HealthEventPublisher>,
+    shutdown: Shutdown,
+    closed: Arc<AtomicBool>,
+}
+
+impl HealthEventPublisher for StopWhenClosed {
+    fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
+        let result = self.inner.publish(event);
+        if let Err(PublishError::Write { source, .. }) = &result {
+            if source.kind() == io::ErrorKind::BrokenPipe
+                && !self.closed.swap(true, Ordering::SeqCst)
+            {
+                error!(
+                    "the events output is closed (broken pipe); stopping after the probes in flight"
+                );
+                self.shutdown.trigger();
+            }
+        }
+        result
+    }
 }
 
 fn run_demo(args: DemoArgs, log_format: LogFormat) -> ExitCode {

@@ -599,3 +599,54 @@ fn an_unknown_runtime_exits_2_naming_the_choices() {
         "{stderr}"
     );
 }
+
+#[test]
+fn d4_a_closed_events_pipe_stops_the_run_exit_1_with_the_event_kept_in_the_state_file() {
+    // `healthprobe run | head -0`: the reader is gone before the first event.
+    let engine = TestEngine::start(Behaviour::Status(503)).unwrap();
+    let (dir, records) = one_game_records(&engine);
+    let state = dir.join("state.json");
+    let mut command = HealthprobeProcess::command();
+    command
+        .args([
+            "run",
+            "--records",
+            path_str(&records),
+            "--state",
+            path_str(&state),
+            "--failures-threshold",
+            "1",
+            "--interval",
+            "50ms",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("start healthprobe");
+    drop(child.stdout.take());
+    let mut status = None;
+    let exited = wait_until(PATIENCE, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    assert!(
+        exited,
+        "healthprobe kept running with its events output closed"
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.unwrap().code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the events output was closed (broken pipe): stopped with 1 undelivered event(s), kept in the state file"
+        ),
+        "{stderr}"
+    );
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let pending = saved["pending"].as_array().expect("pending events");
+    assert_eq!(pending.len(), 1, "{saved}");
+    assert_eq!(pending[0]["event_type"], "probe_failed");
+    assert_eq!(pending[0]["game_id"], "g0");
+}
