@@ -19,6 +19,8 @@
 //!   started again on the same port for outage tests.
 //! - [`TestRedis`]: a real `redis-server` on loopback that can be stopped
 //!   and restarted on the same port, and the [`StreamEntry`]s it holds.
+//! - [`scrape_metrics`]: `GET /metrics` of a running `healthprobe`, parsed
+//!   with a Prometheus text parser ([`ScrapedMetrics`]).
 //! - [`wait_until`]: poll a condition with a deadline, the only way these
 //!   tests wait for something to happen.
 //!
@@ -32,6 +34,7 @@ mod postgres;
 mod process;
 mod records;
 mod redis;
+mod scrape;
 mod test_worker;
 
 use std::time::{Duration, Instant};
@@ -48,6 +51,7 @@ pub use postgres::TestPostgres;
 pub use process::{Finished, HealthprobeProcess, SETTINGS_ENV};
 pub use records::{ScratchDir, write_atomically, write_records_file};
 pub use redis::{StreamEntry, TestRedis};
+pub use scrape::{OPENMETRICS, ScrapedMetrics, http_get, metrics_addr, scrape_metrics};
 pub use test_worker::{
     START, TestWorker, at, by_game, expected_events, probe_failed, probe_recovered, script,
     test_config,

@@ -2,20 +2,16 @@
 //! engines on loopback, scraped over HTTP and parsed with a Prometheus text
 //! parser; the counters must match the events file and what the fleet implies.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::time::Duration;
 
 use healthprobe_tests::{
-    Behaviour, Fleet, HealthprobeProcess, RuntimeRecord, ScratchDir, both_runtimes, wait_until,
-    write_records_file,
+    Behaviour, Fleet, HealthprobeProcess, RuntimeRecord, ScratchDir, both_runtimes, http_get,
+    metrics_addr, scrape_metrics, wait_until, write_records_file,
 };
-use prometheus_parse::{Scrape, Value};
 
 /// Bound on any wait in these tests; reached only when something is broken.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// An endpoint on loopback where nothing listens: every probe is refused at once.
 fn refused_endpoint() -> String {
@@ -23,114 +19,6 @@ fn refused_endpoint() -> String {
     let addr = listener.local_addr().expect("local addr");
     drop(listener);
     format!("http://{addr}/")
-}
-
-/// `GET http://addr{path}`: status, content type, body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut response = agent
-        .get(format!("http://{addr}{path}"))
-        .call()
-        .unwrap_or_else(|err| panic!("GET {path}: {err}"));
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .unwrap_or_else(|err| panic!("GET {path} body: {err}"));
-    (response.status().as_u16(), content_type, body)
-}
-
-/// One parsed scrape: each sample by `name{label="value"}` (labels sorted),
-/// and the tick-duration histogram's buckets by upper bound.
-#[derive(Debug)]
-struct Parsed {
-    samples: HashMap<String, f64>,
-    buckets: Vec<(f64, f64)>,
-}
-
-impl Parsed {
-    fn value(&self, key: &str) -> f64 {
-        *self
-            .samples
-            .get(key)
-            .unwrap_or_else(|| panic!("no sample {key} in {:#?}", self.samples))
-    }
-
-    fn bucket(&self, le: f64) -> f64 {
-        self.buckets
-            .iter()
-            .find(|(bound, _)| *bound == le)
-            .unwrap_or_else(|| panic!("no bucket le={le} in {:?}", self.buckets))
-            .1
-    }
-}
-
-/// Scrape `/metrics` and parse it with `prometheus-parse`.
-fn scrape(addr: SocketAddr) -> Parsed {
-    let (status, content_type, body) = get(addr, "/metrics");
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(content_type, OPENMETRICS);
-    assert!(body.ends_with("# EOF\n"), "not OpenMetrics text:\n{body}");
-    let scrape = Scrape::parse(body.lines().map(|line| Ok(line.to_owned())))
-        .unwrap_or_else(|err| panic!("unparsable scrape: {err}\n{body}"));
-    let mut samples = HashMap::new();
-    let mut buckets = Vec::new();
-    for sample in scrape.samples {
-        let mut labels: Vec<_> = sample
-            .labels
-            .iter()
-            .map(|(name, value)| format!("{name}=\"{value}\""))
-            .collect();
-        labels.sort();
-        let key = if labels.is_empty() {
-            sample.metric.clone()
-        } else {
-            format!("{}{{{}}}", sample.metric, labels.join(","))
-        };
-        let value = match sample.value {
-            Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value) => value,
-            Value::Histogram(counts) => {
-                assert_eq!(sample.metric, "healthprobe_tick_duration_seconds");
-                buckets = counts
-                    .iter()
-                    .map(|count| (count.less_than, count.count))
-                    .collect();
-                continue;
-            }
-            Value::Summary(_) => panic!("unexpected summary {key}"),
-        };
-        assert!(samples.insert(key.clone(), value).is_none(), "{key} twice");
-    }
-    Parsed { samples, buckets }
-}
-
-/// The address `healthprobe` logged it serves metrics on.
-fn metrics_addr(process: &HealthprobeProcess) -> SocketAddr {
-    const KEY: &str = "metrics_addr=";
-    assert!(
-        process.wait_for_stderr(PATIENCE, |text| text.contains(KEY)),
-        "no metrics address logged:\n{}",
-        process.stderr()
-    );
-    let stderr = process.stderr();
-    let start = stderr
-        .find(KEY)
-        .map(|at| at + KEY.len())
-        .unwrap_or_default();
-    stderr[start..]
-        .split_whitespace()
-        .next()
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("no address after {KEY}:\n{stderr}"))
 }
 
 both_runtimes! {
@@ -170,13 +58,13 @@ both_runtimes! {
             "--metrics-addr", "127.0.0.1:0",
         ])
         .expect("start healthprobe");
-        let addr = metrics_addr(&process);
+        let addr = metrics_addr(&process, PATIENCE);
 
         // Tick 3 emits the last event; wait for it, and one more.
-        let mut parsed = scrape(addr);
+        let mut parsed = scrape_metrics(addr);
         assert!(
             wait_until(PATIENCE, || {
-                parsed = scrape(addr);
+                parsed = scrape_metrics(addr);
                 parsed.value("healthprobe_ticks_total") >= 4.0
             }),
             "fewer than 4 ticks: {parsed:?}\n{}",
@@ -227,8 +115,8 @@ both_runtimes! {
         assert_eq!(parsed.value("healthprobe_ticks_skipped_total"), 0.0);
 
         // Other paths are not found.
-        assert_eq!(get(addr, "/").0, 404);
-        assert_eq!(get(addr, "/metricsx").0, 404);
+        assert_eq!(http_get(addr, "/").0, 404);
+        assert_eq!(http_get(addr, "/metricsx").0, 404);
 
         process.terminate().expect("SIGTERM");
         let finished = process.wait(PATIENCE).expect("healthprobe stops");

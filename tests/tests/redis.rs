@@ -18,8 +18,8 @@ use healthprobe_shell::replay::replay_journal;
 use healthprobe_shell::wire::write_event_line;
 use healthprobe_shell::worker::Worker;
 use healthprobe_tests::{
-    Behaviour, Fleet, HealthprobeProcess, ScratchDir, TestRedis, at, by_game, expected_events,
-    script, test_config, wait_until,
+    Behaviour, Fleet, HealthprobeProcess, ScrapedMetrics, ScratchDir, TestRedis, at, by_game,
+    expected_events, metrics_addr, scrape_metrics, script, test_config, wait_until,
 };
 
 /// Bound on any wait in these tests; reached only when something is broken.
@@ -316,8 +316,15 @@ fn d4_cli_redis_outage_while_running_every_event_once_in_order_and_sigterm_exits
         "2",
         "--recovery-threshold",
         "1",
+        "--metrics-addr",
+        "127.0.0.1:0",
     ])
     .expect("spawn healthprobe");
+    let metrics = metrics_addr(&process, PATIENCE);
+    let published = |scraped: &ScrapedMetrics| {
+        scraped.value("healthprobe_events_published_total{event_type=\"probe_failed\"}")
+            + scraped.value("healthprobe_events_published_total{event_type=\"probe_recovered\"}")
+    };
 
     // Before the outage: engine 0 fails and recovers; both events arrive.
     let before = [500, 500, 200];
@@ -356,6 +363,19 @@ fn d4_cli_redis_outage_while_running_every_event_once_in_order_and_sigterm_exits
         process.stderr()
     );
 
+    // The metrics see the outage: refused publishes, events pending, and
+    // only the two events delivered before it counted as published.
+    let mut scraped = scrape_metrics(metrics);
+    assert!(
+        wait_until(PATIENCE, || {
+            scraped = scrape_metrics(metrics);
+            scraped.value("healthprobe_pending_events") > 0.0
+        }),
+        "pending events during the outage: {scraped:?}"
+    );
+    assert!(scraped.value("healthprobe_publish_failures_total") >= 1.0);
+    assert_eq!(published(&scraped), 2.0, "{scraped:?}");
+
     // Redis back: every event of the outage arrives, once, in order.
     redis.restart().expect("restart on the same port");
     let mut expected: Vec<HealthEvent> = expected_events(0, &before, 10, policy);
@@ -367,6 +387,19 @@ fn d4_cli_redis_outage_while_running_every_event_once_in_order_and_sigterm_exits
         wait_until(PATIENCE, || redis.len(STREAM) >= outage_events),
         "outage events delivered: {}",
         process.stderr()
+    );
+    // The metrics agree with the stream: every entry counted as published
+    // once (the restarted Redis, without persistence, holds only the
+    // outage's entries; the two before it were read above), nothing pending.
+    assert!(
+        wait_until(PATIENCE, || {
+            scraped = scrape_metrics(metrics);
+            scraped.value("healthprobe_pending_events") == 0.0
+                && published(&scraped) == (stream.len() + redis.len(STREAM)) as f64
+        }),
+        "metrics {scraped:?} against {} + {} stream entries",
+        stream.len(),
+        redis.len(STREAM)
     );
     process.terminate().expect("SIGTERM");
     let finished = process.wait(PATIENCE).expect("exits");
