@@ -13,8 +13,8 @@ use healthprobe_shell::adapters::{
 use healthprobe_shell::ports::{ListError, RuntimeRecordStore};
 use healthprobe_shell::worker::{TickReport, Worker};
 use healthprobe_tests::{
-    Behaviour, Fleet, HealthprobeProcess, RuntimeRecord, TestPostgres, at, probe_failed,
-    probe_recovered, test_config,
+    Behaviour, Fleet, HealthprobeProcess, RuntimeRecord, TestPostgres, at, metrics_addr,
+    probe_failed, probe_recovered, scrape_metrics, test_config,
 };
 
 /// Bound on any wait in these tests; reached only when something is broken.
@@ -249,8 +249,11 @@ fn r9_cli_warns_while_postgres_is_down_and_events_resume_after_restart_then_exit
         "1",
         "--recovery-threshold",
         "1",
+        "--metrics-addr",
+        "127.0.0.1:0",
     ])
     .expect("start healthprobe");
+    let metrics = metrics_addr(&process, PATIENCE);
     assert!(
         process.wait_for_stdout(PATIENCE, |out| out.contains("\"probe_failed\"")),
         "no probe_failed; stderr:\n{}",
@@ -275,6 +278,17 @@ fn r9_cli_warns_while_postgres_is_down_and_events_resume_after_restart_then_exit
         process.stderr()
     );
     assert!(process.is_running(), "an outage must not stop the worker");
+    // The metrics count the skipped ticks, and the game's state is kept.
+    let scraped = scrape_metrics(metrics);
+    assert!(
+        scraped.value("healthprobe_ticks_skipped_total") >= 2.0,
+        "{scraped:?}"
+    );
+    assert_eq!(
+        scraped.value("healthprobe_tracked_games"),
+        1.0,
+        "{scraped:?}"
+    );
     assert!(
         !process.stdout().contains("probe_recovered"),
         "recovered while nothing could be listed:\n{}",
