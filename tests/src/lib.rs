@@ -57,6 +57,20 @@ pub use test_worker::{
     test_config,
 };
 
+/// A port free on 127.0.0.1 right now: nothing listens there until
+/// something binds it (servers the tests start, or a refused endpoint).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// An engine endpoint on loopback where nothing listens: every probe is refused at once.
+pub fn refused_endpoint() -> String {
+    format!("http://127.0.0.1:{}/", free_port())
+}
+
 /// Poll `condition` every few milliseconds until it holds (true) or
 /// `timeout` passes (false).
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {

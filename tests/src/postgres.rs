@@ -23,6 +23,7 @@ use healthprobe_shell::adapters::PostgresRecords;
 use healthprobe_shell::ports::RuntimeRecord;
 use postgres::{Client, NoTls};
 
+use crate::free_port;
 use crate::records::ScratchDir;
 use crate::wait_until;
 
@@ -326,12 +327,4 @@ fn signal(child: &Child, signal: libc::c_int) {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours;
     // the pid is our own child's, not yet reaped (we hold its `Child`).
     let _ = unsafe { libc::kill(pid, signal) };
-}
-
-/// A port free on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port on 127.0.0.1")
 }

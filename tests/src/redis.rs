@@ -14,7 +14,7 @@ use std::time::Duration;
 use healthprobe_core::HealthEvent;
 use redis::{ConnectionAddr, Value};
 
-use crate::{ScratchDir, wait_until};
+use crate::{ScratchDir, free_port, wait_until};
 
 /// Bound on a start: the server binding its port and answering `PING`.
 const READY_WITHIN: Duration = Duration::from_secs(10);
@@ -85,7 +85,7 @@ impl TestRedis {
         // A free port can be taken between finding it and the server binding it.
         for _ in 0..3 {
             let mut redis = Self {
-                port: free_port().map_err(|err| format!("no free port: {err}"))?,
+                port: free_port(),
                 dir: ScratchDir::new("redis").map_err(|err| format!("scratch directory: {err}"))?,
                 server: None,
                 starts: 0,
@@ -236,12 +236,6 @@ impl Drop for TestRedis {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn connect(port: u16, timeout: Duration) -> redis::RedisResult<redis::Connection> {

@@ -7,19 +7,11 @@ use std::time::Duration;
 
 use healthprobe_tests::{
     Behaviour, Fleet, HealthprobeProcess, RuntimeRecord, ScratchDir, both_runtimes, http_get,
-    metrics_addr, scrape_metrics, wait_until, write_records_file,
+    metrics_addr, refused_endpoint, scrape_metrics, wait_until, write_records_file,
 };
 
 /// Bound on any wait in these tests; reached only when something is broken.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// An endpoint on loopback where nothing listens: every probe is refused at once.
-fn refused_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    drop(listener);
-    format!("http://{addr}/")
-}
 
 both_runtimes! {
     fn the_scraped_counters_match_the_fleet_and_the_events_file(runtime) {

@@ -13,7 +13,7 @@ use healthprobe_shell::adapters::{
 use healthprobe_shell::ports::{ListError, RuntimeRecordStore};
 use healthprobe_shell::worker::{TickReport, Worker};
 use healthprobe_tests::{
-    Behaviour, Fleet, HealthprobeProcess, RuntimeRecord, TestPostgres, at, metrics_addr,
+    Behaviour, Fleet, HealthprobeProcess, RuntimeRecord, TestPostgres, at, free_port, metrics_addr,
     probe_failed, probe_recovered, scrape_metrics, test_config,
 };
 
@@ -22,14 +22,6 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The bound the library tests give each listing: an outage costs a tick at most this.
 const LISTING_BOUND: Duration = Duration::from_secs(2);
-
-/// A port on 127.0.0.1 where nothing listens (just freed).
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// A worker listing from `url`, publishing to memory, on a manual clock
 /// that moves 5 s per [`Rig::tick`] (tick `n` stamps its events `START + 5n s`).
@@ -323,7 +315,7 @@ fn r9_cli_warns_while_postgres_is_down_and_events_resume_after_restart_then_exit
 
 #[test]
 fn an_unreachable_database_at_start_exits_1_naming_it_without_the_password() {
-    let port = closed_port();
+    let port = free_port();
     let url = format!("postgresql://alice:Sup3r-s3cret@127.0.0.1:{port}/fleet");
     let finished = HealthprobeProcess::spawn(&["run", "--records", &url, "--ticks", "1"])
         .expect("start healthprobe")

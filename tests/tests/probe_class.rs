@@ -3,20 +3,13 @@
 //! garbage, closing at once) lands in its class, per game and in the tick's
 //! per-class counts.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use healthprobe_core::{EventDetails, ProbeResult};
 use healthprobe_shell::probe::{ProbeClass, classify};
-use healthprobe_tests::{Behaviour, Fleet, RuntimeRecord, TestWorker, both_runtimes, test_config};
-
-/// An endpoint on loopback where nothing listens: every probe is refused at once.
-fn refused_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    drop(listener);
-    format!("http://{addr}/")
-}
+use healthprobe_tests::{
+    Behaviour, Fleet, RuntimeRecord, TestWorker, both_runtimes, refused_endpoint, test_config,
+};
 
 both_runtimes! {
     fn each_kind_of_engine_lands_in_its_class(runtime) {

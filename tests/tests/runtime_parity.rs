@@ -9,7 +9,6 @@
 //! and outcome, error texts included) and the events, as the JSON lines the
 //! CLI writes, must be byte-identical.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use healthprobe_core::HealthEvent;
@@ -18,7 +17,7 @@ use healthprobe_shell::journal_file::JournalFile;
 use healthprobe_shell::probe::MAX_RESPONSE_HEADER_BYTES;
 use healthprobe_shell::wire::write_event_line;
 use healthprobe_tests::{
-    Behaviour, Fleet, Runtime, RuntimeRecord, ScratchDir, TestWorker, test_config,
+    Behaviour, Fleet, Runtime, RuntimeRecord, ScratchDir, TestWorker, refused_endpoint, test_config,
 };
 
 const TICKS: usize = 6;
@@ -67,14 +66,6 @@ fn behaviours() -> Vec<Behaviour> {
         ]),
         Script(vec![Status(200), Hang, Hang, Status(302), Status(200)]),
     ]
-}
-
-/// An endpoint where nothing listens.
-fn refused_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    drop(listener);
-    format!("http://{addr}/")
 }
 
 /// Per tick: the journal's lines and the events' JSON lines, each sorted.
