@@ -444,13 +444,14 @@ fn redis_publisher(
 /// `--events redis://…` in a build without the `redis` feature: refused.
 #[cfg(not(feature = "redis"))]
 fn redis_publisher(
-    url: &str,
+    _url: &str,
     _maxlen: Option<u64>,
 ) -> Result<Box<dyn HealthEventPublisher>, ExitCode> {
+    // The URL is not repeated: it may hold a password.
     Err(fail(
         EXIT_BAD_INPUT,
         format_args!(
-            "--events {url}: this healthprobe was built without Redis support; rebuild with `cargo build --release -p healthprobe-shell --features redis`"
+            "--events redis://…: this healthprobe was built without Redis support; rebuild with `cargo build --release -p healthprobe-shell --features redis`"
         ),
     ))
 }

@@ -185,6 +185,44 @@ fn d4_redis_down_for_several_ticks_loses_and_repeats_no_event_and_keeps_the_orde
 }
 
 #[test]
+fn d4_an_acl_user_publishes_and_a_wrong_password_is_refused_without_showing_it() {
+    let redis = TestRedis::start();
+    redis.command(&[
+        "ACL",
+        "SETUSER",
+        "prober",
+        "on",
+        ">p@ss:word",
+        "~*",
+        "+@all",
+    ]);
+    let url = |password: &str| {
+        format!(
+            "redis://prober:{password}@127.0.0.1:{}/{STREAM}",
+            redis.port()
+        )
+    };
+    // `@` and `:` in the password are percent-encoded in the URL.
+    let target = RedisTarget::parse(&url("p%40ss%3Aword")).expect("a valid URL");
+    let mut publisher = RedisStreamPublisher::new(target, 0).expect("a client");
+    publisher.publish(&recovered_at(0)).expect("AUTH as prober");
+    assert_eq!(redis.events(STREAM), [recovered_at(0)]);
+
+    let target = RedisTarget::parse(&url("nope-123")).expect("a valid URL");
+    let mut refused = RedisStreamPublisher::new(target, 0).expect("a client");
+    let err = refused
+        .publish(&recovered_at(5))
+        .expect_err("a wrong password");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("redis 127.0.0.1:{}/{STREAM}: ", redis.port())),
+        "{message}"
+    );
+    assert!(!message.contains("nope-123"), "{message}");
+    assert_eq!(redis.events(STREAM), [recovered_at(0)], "nothing sent");
+}
+
+#[test]
 fn d4_a_publish_while_redis_is_down_is_refused_naming_the_destination_and_sends_nothing() {
     let mut redis = TestRedis::start();
     let mut publisher = publisher(&redis, STREAM, 0);

@@ -36,7 +36,9 @@ use std::fmt;
 use std::time::Duration;
 
 use healthprobe_core::HealthEvent;
-use redis::{ConnectionAddr, ErrorKind, RedisError, Value};
+use redis::{
+    ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError, Value,
+};
 
 use crate::ports::{HealthEventPublisher, PublishError};
 use crate::wire::to_writer_go;
@@ -45,8 +47,10 @@ use crate::wire::to_writer_go;
 /// previous `XADD` may have been applied.
 pub const IN_DOUBT_LOOKBACK: usize = 32;
 
-/// Where events go: `redis://HOST[:PORT]/STREAM`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where events go: `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`.
+///
+/// Its `Debug` and `Display` never show the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisTarget {
     /// The server's host name or IP address (without brackets for IPv6).
     pub host: String,
@@ -54,6 +58,22 @@ pub struct RedisTarget {
     pub port: u16,
     /// The stream's key: the URL's path after the first `/`.
     pub stream: String,
+    /// The ACL user to authenticate as (`AUTH USER PASSWORD`), if any.
+    pub username: Option<String>,
+    /// The password to authenticate with (`AUTH [USER] PASSWORD`), if any.
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("stream", &self.stream)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl RedisTarget {
@@ -65,15 +85,18 @@ impl RedisTarget {
         text.starts_with("redis://")
     }
 
-    /// Parse `redis://HOST[:PORT]/STREAM`.
+    /// Parse `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`.
     ///
     /// The host may be a name, an IPv4 address or a bracketed IPv6 address;
     /// the stream is everything after the first `/` and must not be empty.
-    /// Credentials, a database number, a query or a fragment are refused
-    /// rather than silently ignored.
+    /// Credentials are percent-decoded (`%40` for `@`, `%3A` for `:`) and
+    /// sent with `AUTH` on every connection: `:PASSWORD@` for the default
+    /// user (`requirepass`), `USER:PASSWORD@` for an ACL user. A database
+    /// number, a query or a fragment are refused rather than silently
+    /// ignored. Errors show the URL with the password as `***`.
     pub fn parse(url: &str) -> Result<Self, InvalidRedisUrl> {
         let invalid = |reason: &str| InvalidRedisUrl {
-            url: url.to_owned(),
+            url: redact_password(url),
             reason: reason.to_owned(),
         };
         let rest = url
@@ -92,9 +115,25 @@ impl RedisTarget {
                 "a query or fragment is not supported: the path is the stream name",
             ));
         }
-        if authority.contains('@') {
-            return Err(invalid("credentials in the URL are not supported"));
-        }
+        let (username, password, authority) = match authority.rsplit_once('@') {
+            None => (None, None, authority),
+            Some((userinfo, host_port)) => {
+                let decode = |part: &str| {
+                    percent_encoding::percent_decode_str(part)
+                        .decode_utf8()
+                        .map(|text| text.into_owned())
+                        .map_err(|_| invalid("credentials are not UTF-8 once percent-decoded"))
+                };
+                let (user, password) = userinfo.split_once(':').ok_or_else(|| {
+                    invalid("a user name needs a password: expected USER:PASSWORD@ or :PASSWORD@")
+                })?;
+                if password.is_empty() {
+                    return Err(invalid("empty password"));
+                }
+                let username = (!user.is_empty()).then(|| decode(user)).transpose()?;
+                (username, Some(decode(password)?), host_port)
+            }
+        };
         let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
             let (host, after) = bracketed
                 .split_once(']')
@@ -130,6 +169,8 @@ impl RedisTarget {
             host: host.to_owned(),
             port,
             stream: stream.to_owned(),
+            username,
+            password,
         })
     }
 }
@@ -145,11 +186,29 @@ impl fmt::Display for RedisTarget {
     }
 }
 
+/// `url` with the password of its `USER:PASSWORD@` part, if any, as `***`.
+fn redact_password(url: &str) -> String {
+    let Some(rest) = url.strip_prefix("redis://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, password)) if !password.is_empty() => {
+            format!("redis://{user}:***{}", &rest[at..])
+        }
+        Some(_) => url.to_owned(),
+        None => url.to_owned(),
+    }
+}
+
 /// A `--events redis://…` URL that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid Redis URL `{url}`: {reason}")]
 pub struct InvalidRedisUrl {
-    /// The URL as given.
+    /// The URL as given, its password (if any) shown as `***`.
     pub url: String,
     /// What is wrong with it.
     pub reason: String,
@@ -196,7 +255,17 @@ impl RedisStreamPublisher {
     /// start only keeps events pending.
     pub fn new(target: RedisTarget, maxlen: u64) -> Result<Self, PublishError> {
         let destination = target.to_string();
-        let client = redis::Client::open(ConnectionAddr::Tcp(target.host.clone(), target.port))
+        let mut settings = RedisConnectionInfo::default();
+        if let Some(username) = &target.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &target.password {
+            settings = settings.set_password(password);
+        }
+        let client = ConnectionAddr::Tcp(target.host.clone(), target.port)
+            .into_connection_info()
+            .map(|info| info.set_redis_settings(settings))
+            .and_then(redis::Client::open)
             .map_err(|err| PublishError::Unavailable(format!("{destination}: {err}")))?;
         Ok(Self {
             target,
@@ -406,6 +475,8 @@ mod tests {
             host: host.into(),
             port,
             stream: stream.into(),
+            username: None,
+            password: None,
         }
     }
 
@@ -438,7 +509,8 @@ mod tests {
             ("redis://h:0/s", "port `0` is not a number from 1 to 65535"),
             ("redis://h:99999/s", "port `99999`"),
             ("redis://h:x/s", "port `x`"),
-            ("redis://u:p@h/s", "credentials"),
+            ("redis://u@h/s", "a user name needs a password"),
+            ("redis://u:@h/s", "empty password"),
             ("redis://h/s?db=1", "query or fragment"),
             ("redis://[::1/s", "unclosed"),
             ("http://h/s", "expected redis://"),
@@ -452,6 +524,25 @@ mod tests {
             );
             assert!(message.contains(reason), "{url}: {message}");
         }
+    }
+
+    #[test]
+    fn credentials_are_percent_decoded_and_never_shown() {
+        let target = RedisTarget::parse("redis://probe%40ops:p%3Ass%2Fw0rd@127.0.0.1:6380/events")
+            .expect("valid");
+        assert_eq!(target.username.as_deref(), Some("probe@ops"));
+        assert_eq!(target.password.as_deref(), Some("p:ss/w0rd"));
+        assert_eq!(target.to_string(), "redis 127.0.0.1:6380/events");
+        let debug = format!("{target:?}");
+        assert!(debug.contains("***") && !debug.contains("w0rd"), "{debug}");
+
+        let default_user = RedisTarget::parse("redis://:s3cret@h/s").expect("valid");
+        assert_eq!(default_user.username, None);
+        assert_eq!(default_user.password.as_deref(), Some("s3cret"));
+
+        let err = RedisTarget::parse("redis://u:s3cret@h:0/s").expect_err("port 0");
+        assert_eq!(err.url, "redis://u:***@h:0/s");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]
