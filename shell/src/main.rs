@@ -63,8 +63,9 @@ struct RunArgs {
     #[arg(long, value_name = "FILE|URL")]
     records: PathBuf,
     /// Where events go: a file (JSON lines, appended to), `-` for stdout, or
-    /// `redis://HOST[:PORT]/STREAM` (one XADD per event; needs a build with
-    /// the `redis` feature). A Redis that is down keeps events pending.
+    /// `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM` (one XADD per event;
+    /// needs a build with the `redis` feature). A Redis that is down keeps
+    /// events pending.
     #[arg(long, value_name = "FILE|-|URL", default_value = "-")]
     events: PathBuf,
     /// With `--events redis://…`: trim the stream to about N entries
