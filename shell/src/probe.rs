@@ -345,8 +345,21 @@ pub(crate) fn literal_addrs(host: &str, port: u16) -> Option<impl Iterator<Item 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// `https://` endpoints, which this build refuses (both probers' tests).
+    pub(crate) const HTTPS_ENDPOINTS: [&str; 2] =
+        ["https://127.0.0.1:1", "HTTPS://example.invalid/"];
+
+    /// Endpoints no prober can use (both probers' tests).
+    pub(crate) const BAD_ENDPOINTS: [&str; 5] = [
+        "",
+        "not a url",
+        "ftp://127.0.0.1:1",
+        "http://",
+        "http://[::1",
+    ];
 
     #[test]
     fn r2_probe_url_trims_every_trailing_slash() {
@@ -468,7 +481,7 @@ mod tests {
     #[test]
     fn https_is_refused_clearly_without_a_connection() {
         let prober = Prober::new(Duration::from_millis(200));
-        for endpoint in ["https://127.0.0.1:1", "HTTPS://example.invalid/"] {
+        for endpoint in HTTPS_ENDPOINTS {
             assert_eq!(
                 prober.probe(endpoint),
                 unhealthy(0, HTTPS_UNSUPPORTED.to_owned())
@@ -479,13 +492,7 @@ mod tests {
     #[test]
     fn bad_endpoints_fail_without_panicking() {
         let prober = Prober::new(Duration::from_millis(200));
-        for endpoint in [
-            "",
-            "not a url",
-            "ftp://127.0.0.1:1",
-            "http://",
-            "http://[::1",
-        ] {
+        for endpoint in BAD_ENDPOINTS {
             match prober.probe(endpoint) {
                 ProbeResult::Unhealthy { status: 0, error } => {
                     assert!(!error.is_empty(), "{endpoint:?}");

@@ -274,20 +274,14 @@ mod tests {
 
     #[test]
     fn https_is_refused_clearly_without_a_connection() {
-        for endpoint in ["https://127.0.0.1:1", "HTTPS://example.invalid/"] {
+        for endpoint in crate::probe::tests::HTTPS_ENDPOINTS {
             assert_eq!(probe(endpoint), unhealthy(0, HTTPS_UNSUPPORTED.to_owned()));
         }
     }
 
     #[test]
     fn bad_endpoints_fail_without_panicking() {
-        for endpoint in [
-            "",
-            "not a url",
-            "ftp://127.0.0.1:1",
-            "http://",
-            "http://[::1",
-        ] {
+        for endpoint in crate::probe::tests::BAD_ENDPOINTS {
             match probe(endpoint) {
                 ProbeResult::Unhealthy { status: 0, error } => {
                     assert!(!error.is_empty(), "{endpoint:?}");
