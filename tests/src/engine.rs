@@ -85,6 +85,25 @@ pub enum Behaviour {
     Script(Vec<Behaviour>),
 }
 
+impl Behaviour {
+    /// Every way an engine can misbehave at the HTTP level, in this order:
+    /// slowloris, a huge header, a huge body, garbage, an abrupt close, a
+    /// hang, a redirect to `redirect_to` (a healthy engine elsewhere) and a
+    /// redirect loop. Each must fail its probe within the probe timeout.
+    pub fn hostile(redirect_to: &TestEngine) -> Vec<Behaviour> {
+        vec![
+            Behaviour::Trickle,
+            Behaviour::HugeHeader,
+            Behaviour::HugeBody,
+            Behaviour::Garbage,
+            Behaviour::Close,
+            Behaviour::Hang,
+            Behaviour::Redirect(redirect_to.healthz_url()),
+            Behaviour::RedirectLoop,
+        ]
+    }
+}
+
 /// One request an engine received (its head, at most [`MAX_REQUEST_HEAD`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenRequest {

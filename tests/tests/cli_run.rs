@@ -132,8 +132,8 @@ both_runtimes! {
         let from = Timestamp::now();
         let finished = run_to_end(&[
             "run",
-    "--runtime",
-    runtime.name(),
+            "--runtime",
+            runtime.name(),
             "--records",
             path_str(&records),
             "--ticks",
@@ -408,8 +408,8 @@ both_runtimes! {
         let (_dir, records) = one_game_records(&engine);
         let process = HealthprobeProcess::spawn(&[
             "run",
-    "--runtime",
-    runtime.name(),
+            "--runtime",
+            runtime.name(),
             "--records",
             path_str(&records),
             "--interval",
@@ -497,16 +497,7 @@ fn r13_sigterm_between_ticks_exits_0_at_once() {
 #[test]
 fn run_over_a_hostile_fleet_keeps_its_memory_bounded() {
     let target = TestEngine::start(Behaviour::Status(200)).unwrap();
-    let mut behaviours = vec![
-        Behaviour::Trickle,
-        Behaviour::HugeHeader,
-        Behaviour::HugeBody,
-        Behaviour::Garbage,
-        Behaviour::Close,
-        Behaviour::Hang,
-        Behaviour::Redirect(target.healthz_url()),
-        Behaviour::RedirectLoop,
-    ];
+    let mut behaviours = Behaviour::hostile(&target);
     behaviours.extend(std::iter::repeat_n(Behaviour::HugeBody, 8));
     behaviours.extend(std::iter::repeat_n(Behaviour::HugeHeader, 8));
     behaviours.extend(std::iter::repeat_n(Behaviour::Status(200), 8));

@@ -164,18 +164,8 @@ both_runtimes! {
 
     fn a_hostile_fleet_costs_one_probe_timeout_per_tick_and_healthy_engines_stay_healthy(runtime) {
         let target = TestEngine::start(Behaviour::Status(200)).unwrap();
-        let hostile = [
-            Behaviour::Trickle,
-            Behaviour::HugeHeader,
-            Behaviour::HugeBody,
-            Behaviour::Garbage,
-            Behaviour::Close,
-            Behaviour::Hang,
-            Behaviour::Redirect(target.healthz_url()),
-            Behaviour::RedirectLoop,
-            Behaviour::Status(503),
-        ];
-        let mut behaviours = hostile.to_vec();
+        let mut behaviours = Behaviour::hostile(&target);
+        behaviours.push(Behaviour::Status(503));
         behaviours.extend(std::iter::repeat_n(Behaviour::Status(200), 6));
         let fleet = Fleet::start(behaviours).unwrap();
         let mut worker = TestWorker::with_runtime(runtime,

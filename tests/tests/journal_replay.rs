@@ -65,8 +65,8 @@ both_runtimes! {
 
         let process = HealthprobeProcess::spawn(&[
             "run",
-    "--runtime",
-    runtime.name(),
+            "--runtime",
+            runtime.name(),
             "--records",
             path_str(&records),
             "--events",
