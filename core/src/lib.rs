@@ -57,12 +57,15 @@ mod hash;
 mod input;
 mod outcome;
 mod policy;
+mod record;
 mod state;
+pub mod tick;
 
 pub use event::{EventDetails, EventType, HealthEvent};
 pub use input::Input;
 pub use outcome::{OutcomeRef, ProbeOutcome, ProbeResult};
 pub use policy::{Policy, PolicyError};
+pub use record::RuntimeRecord;
 pub use state::{GameState, HealthStates, SnapshotError};
 
 /// An instant in UTC; RFC 3339 in JSON (`2026-11-28T05:00:10.5Z`).

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! `states` is [`HealthStates`]' own serialization (games sorted by id) and
-//! `pending` the [`crate::outbox::Outbox`], oldest first, as event envelopes.
+//! `pending` the tick machine's pending events ([`healthprobe_core::tick::TickMachine::pending`]), oldest first, as event envelopes.
 //! A file of another `version` is refused, never guessed at.
 //!
 //! A write goes to `FILE.tmp` in the same directory, is fsynced, renamed

@@ -18,7 +18,6 @@
 //! - [`shard`]: `--shard I/N`, a record store that lists one shard's games.
 //! - [`demo`]: the engines behind `healthprobe demo`.
 //! - [`metrics`]: Prometheus metrics and their HTTP server (`run --metrics-addr`).
-//! - [`outbox`]: events waiting for the publisher, delivered in order (D4).
 //! - [`durable`]: the state file, a snapshot written atomically (D5).
 //! - [`journal`], [`journal_file`], [`replay`]: the input journal, its file
 //!   and `healthprobe replay` (D6).
@@ -28,16 +27,17 @@ pub mod adapters;
 pub mod config;
 pub mod demo;
 pub mod durable;
+pub mod fanout;
 pub mod journal;
 pub mod journal_file;
 pub mod logging;
 pub mod metrics;
-pub mod outbox;
 pub mod ports;
 pub mod probe;
 #[cfg(feature = "async")]
 pub mod probe_async;
 pub mod replay;
 pub mod shard;
+pub mod shutdown;
 pub mod wire;
 pub mod worker;

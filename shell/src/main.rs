@@ -6,13 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use healthprobe_core::{EventType, HealthEvent, Policy};
+use healthprobe_core::{EventType, Policy};
 use healthprobe_shell::adapters::{CountingTelemetry, JsonlPublisher, RecordsFile};
 use healthprobe_shell::config::{Runtime, WorkerConfig, parse_duration};
 use healthprobe_shell::demo;
@@ -20,13 +19,11 @@ use healthprobe_shell::durable::StateFile;
 use healthprobe_shell::journal_file::JournalFile;
 use healthprobe_shell::logging::{self, LogFormat};
 use healthprobe_shell::metrics::{Metrics, MetricsServer, MetricsTelemetry};
-use healthprobe_shell::ports::{
-    HealthEventPublisher, ListError, PublishError, RuntimeRecordStore, SystemClock,
-};
+use healthprobe_shell::ports::{HealthEventPublisher, ListError, RuntimeRecordStore, SystemClock};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
 use healthprobe_shell::shard::{Shard, Sharded};
-use healthprobe_shell::worker::{RunReport, Shutdown, Worker};
-use tracing::{error, info, warn};
+use healthprobe_shell::worker::{RunLimits, Shutdown, StopReason, Worker};
+use tracing::{info, warn};
 
 /// Active HTTP health probing with hysteresis.
 #[derive(Debug, Parser)]
@@ -259,13 +256,8 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         Err(err) => return fail(1, format_args!("{err}")),
     }
     let shutdown = Shutdown::new();
-    let output_closed = Arc::new(AtomicBool::new(false));
     let publisher = match events_publisher(&args) {
-        Ok(publisher) => StopWhenClosed {
-            inner: publisher,
-            shutdown: shutdown.clone(),
-            closed: Arc::clone(&output_closed),
-        },
+        Ok(publisher) => publisher,
         Err(exit) => return exit,
     };
     let telemetry = CountingTelemetry::new();
@@ -310,7 +302,7 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         }
     }
     if let Some(metrics) = &metrics {
-        metrics.observe_restored(worker.pending().len(), worker.states().len());
+        metrics.observe_restored(worker.pending_len(), worker.states().len());
     }
     // Stops serving when dropped, at the end of `run`.
     let _metrics_server = match (&metrics, args.metrics_addr) {
@@ -329,7 +321,7 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         _ => None,
     };
     match run_worker(worker, &shutdown, &telemetry, metrics.as_deref(), &args) {
-        Ok(pending) if output_closed.load(Ordering::SeqCst) => fail(
+        Ok((pending, Some(StopReason::OutputClosed))) => fail(
             1,
             format_args!(
                 "the events output was closed (broken pipe): stopped with {pending} undelivered event(s){}",
@@ -457,84 +449,49 @@ fn redis_publisher(
     ))
 }
 
-/// Run the worker until `--ticks` or `shutdown`; the events left undelivered.
+/// Run the worker until `--ticks`, `shutdown` or a closed events output;
+/// the events left undelivered and why it stopped.
 fn run_worker(
     mut worker: Worker,
     shutdown: &Shutdown,
     telemetry: &CountingTelemetry,
     metrics: Option<&Metrics>,
     args: &RunArgs,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(usize, Option<StopReason>)> {
     let observe = |tick: &_| {
         if let Some(metrics) = metrics {
             metrics.observe_tick(tick);
         }
     };
     install_signal_handler(shutdown)?;
-    let report = match args.ticks {
-        Some(ticks) => {
-            let mut report = RunReport::default();
-            for _ in 0..ticks {
-                if shutdown.is_triggered() {
-                    break;
-                }
-                let tick = worker.tick_until(shutdown);
-                observe(&tick);
-                report.add(&tick);
-            }
-            report
-        }
-        None => worker.run_observed(shutdown, observe),
+    let limits = match args.ticks {
+        Some(ticks) => RunLimits::ticks(ticks),
+        None => RunLimits::forever(),
     };
+    let report = worker.run_with(shutdown, limits, observe);
+    let pending = worker.pending_len();
     info!(
         ticks = report.ticks,
         probe_failed = telemetry.count(EventType::ProbeFailed),
         probe_recovered = telemetry.count(EventType::ProbeRecovered),
         publish_failures = report.publish_failures,
-        pending = worker.pending().len(),
+        pending,
         "done"
     );
-    if !worker.pending().is_empty() {
+    if pending > 0 {
         if args.state.is_some() {
             info!(
-                pending = worker.pending().len(),
+                pending,
                 "undelivered events are kept in the state file for the next run"
             );
         } else {
             warn!(
-                pending = worker.pending().len(),
+                pending,
                 "undelivered events are lost at exit (--state keeps them for the next run)"
             );
         }
     }
-    Ok(worker.pending().len())
-}
-
-/// Stops the run once the events output is closed for good (`EPIPE`: the
-/// reader of `healthprobe run | …` went away and cannot come back), rather
-/// than retrying every tick. The refused event stays pending, so `--state`
-/// keeps it for the next run.
-struct StopWhenClosed {
-    inner: Box<dyn HealthEventPublisher>,
-    shutdown: Shutdown,
-    closed: Arc<AtomicBool>,
-}
-
-impl HealthEventPublisher for StopWhenClosed {
-    fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
-        let result = self.inner.publish(event);
-        if let Err(PublishError::Write { source, .. }) = &result {
-            if source.kind() == io::ErrorKind::BrokenPipe
-                && !self.closed.swap(true, Ordering::SeqCst)
-            {
-                error!(
-                    "the events output is closed (broken pipe); stopping after the probes in flight"
-                );
-                self.shutdown.trigger();
-            }
-        }
-        result
-    }
+    Ok((pending, report.stopped))
 }
 
 fn run_demo(args: DemoArgs, log_format: LogFormat) -> ExitCode {

@@ -465,10 +465,8 @@ mod tests {
         let mut second = tick(&[(ProbeClass::Ok, 2), (ProbeClass::ConnectError, 2)], 150);
         second.tracked_games = 2;
         metrics.observe_tick(&second);
-        let mut skipped = TickReport {
-            skipped: true,
-            ..TickReport::default()
-        };
+        let mut skipped = TickReport::default();
+        skipped.skipped = true;
         skipped.tracked_games = 2;
         metrics.observe_tick(&skipped);
 

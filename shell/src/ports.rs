@@ -1,54 +1,27 @@
 //! The worker's ports: what it needs from the outside world, as traits.
 //!
-//! The worker lists running games through a [`RuntimeRecordStore`], hands
-//! events to a [`HealthEventPublisher`], counts deliveries on a [`Telemetry`]
-//! and reads time from a [`Clock`]. The embedded implementations live in
-//! [`crate::adapters`]; a runtime manager plugs in its own.
+//! The driver ([`crate::worker::Worker`]) lists running games through a
+//! [`RuntimeRecordStore`], probes them through a [`ProbeFanout`], hands
+//! events to a [`HealthEventPublisher`], counts deliveries on a
+//! [`Telemetry`], persists through a [`StateStore`], journals through a
+//! [`JournalSink`] and reads time from a [`Clock`]. It only performs what
+//! the pure [`healthprobe_core::tick::TickMachine`] asks for, so every rule
+//! holds whatever these do. The embedded implementations live in
+//! [`crate::adapters`], [`crate::durable`], [`crate::journal_file`] and
+//! [`crate::fanout`]; a runtime manager (or a simulation) plugs in its own.
 
 use std::io;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use healthprobe_core::{EventType, HealthEvent, Timestamp};
-use serde::{Deserialize, Serialize};
+use healthprobe_core::tick::{ProbeBatch, ProbeClass};
+use healthprobe_core::{EventType, HealthEvent, HealthStates, Input, ProbeResult, Timestamp};
 
-/// One row of the runtime manager's records: a game and where its engine listens.
-///
-/// Serialized as in DESIGN.md's records format:
-/// `{"game_id","current_container_id","engine_endpoint","status"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct RuntimeRecord {
-    /// The game's id; hysteresis state is kept per game.
-    pub game_id: String,
-    /// The container currently running the game's engine; events name it.
-    pub current_container_id: String,
-    /// The engine's base URL, for example `http://127.0.0.1:8080/` (R2 appends `/healthz`).
-    pub engine_endpoint: String,
-    /// The record's status; only `running` records are probed.
-    pub status: String,
-}
+use crate::config::Runtime;
+use crate::durable::{Saved, Snapshot, StateFileError};
+use crate::shutdown::Shutdown;
 
-impl RuntimeRecord {
-    /// The status of a record whose engine is probed.
-    pub const RUNNING: &'static str = "running";
-
-    /// A `running` record.
-    pub fn running(
-        game_id: impl Into<String>,
-        current_container_id: impl Into<String>,
-        engine_endpoint: impl Into<String>,
-    ) -> Self {
-        Self {
-            game_id: game_id.into(),
-            current_container_id: current_container_id.into(),
-            engine_endpoint: engine_endpoint.into(),
-            status: Self::RUNNING.to_owned(),
-        }
-    }
-
-    /// Whether the record's status is `running`.
-    pub fn is_running(&self) -> bool {
-        self.status == Self::RUNNING
-    }
-}
+pub use healthprobe_core::RuntimeRecord;
 
 /// Where the worker lists the games to probe.
 pub trait RuntimeRecordStore: Send {
@@ -66,12 +39,23 @@ pub trait HealthEventPublisher: Send {
     /// Called from the one thread that owns the hysteresis state, in the
     /// order the events were emitted.
     fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError>;
+
+    /// Make every event accepted so far durable; the worker calls it before
+    /// recording deliveries in the state file. The default does nothing (a
+    /// publisher whose `Ok` is already durable).
+    fn sync(&mut self) -> Result<(), PublishError> {
+        Ok(())
+    }
 }
 
 /// A boxed publisher publishes through the box (a publisher chosen at run time).
 impl<P: HealthEventPublisher + ?Sized> HealthEventPublisher for Box<P> {
     fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
         (**self).publish(event)
+    }
+
+    fn sync(&mut self) -> Result<(), PublishError> {
+        (**self).sync()
     }
 }
 
@@ -81,12 +65,32 @@ pub trait Telemetry: Send {
     fn record_event(&mut self, event_type: EventType);
 }
 
-/// The worker's only source of time: it stamps each outcome's `observed_at`.
+/// The worker's only source of time: it stamps each outcome's `observed_at`
+/// ([`Clock::now`]) and paces the ticks ([`Clock::monotonic`],
+/// [`Clock::sleep_until`]).
 ///
-/// Shared by the probe threads, hence `Sync`.
+/// Shared by the probe threads, hence `Sync`. A simulation implements all
+/// three on a virtual clock; the provided `monotonic` and `sleep_until` use
+/// the process's monotonic clock and a real wait.
 pub trait Clock: Send + Sync {
     /// The current instant (UTC).
     fn now(&self) -> Timestamp;
+
+    /// Monotonic time since an arbitrary origin, for tick pacing and durations.
+    fn monotonic(&self) -> Duration {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed()
+    }
+
+    /// Wait until [`Clock::monotonic`] reaches `deadline` or `shutdown` is
+    /// triggered; whether it was triggered.
+    fn sleep_until(&self, deadline: Duration, shutdown: &Shutdown) -> bool {
+        let left = deadline.saturating_sub(self.monotonic());
+        if left.is_zero() {
+            return shutdown.is_triggered();
+        }
+        shutdown.wait_timeout(left)
+    }
 }
 
 /// The system's wall clock.
@@ -141,4 +145,116 @@ pub enum PublishError {
     /// The publisher refused the event for another reason (a broker down, a simulated failure).
     #[error("{0}")]
     Unavailable(String),
+}
+
+/// Where the worker keeps its snapshot (D5): [`crate::durable::StateFile`], or a simulation's disk.
+pub trait StateStore: Send + std::fmt::Debug {
+    /// The last snapshot written, `None` when there is none yet (a fresh start).
+    fn load(&mut self) -> Result<Option<Snapshot>, StateFileError>;
+
+    /// Write `states` and `pending` atomically: after `Ok` a crash finds
+    /// this snapshot, after `Err` the previous one.
+    fn save(
+        &mut self,
+        states: &HealthStates,
+        pending: &[HealthEvent],
+    ) -> Result<Saved, StateFileError>;
+
+    /// The store's name in logs (a path).
+    fn name(&self) -> String;
+}
+
+/// Where the worker journals every prune and outcome (D6):
+/// [`crate::journal_file::JournalFile`], or a simulation's disk.
+pub trait JournalSink: Send + std::fmt::Debug {
+    /// Append one input (may be buffered until [`JournalSink::flush`]).
+    fn record(&mut self, input: &Input) -> io::Result<()>;
+
+    /// Make every recorded line reach the file.
+    fn flush(&mut self) -> io::Result<()>;
+
+    /// The journal's name in logs (a path).
+    fn name(&self) -> String;
+}
+
+/// One probe's result, as a fan-out hands it to the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Probed {
+    /// The job: an index into the batch's jobs.
+    pub job: usize,
+    /// When the probe finished.
+    pub observed_at: Timestamp,
+    /// Healthy, or why not (R1).
+    pub result: ProbeResult,
+    /// What kind of outcome it was, decided by the prober from the error's
+    /// structure (metrics count it).
+    pub class: ProbeClass,
+}
+
+impl Probed {
+    /// The result of job `job`, observed at `observed_at`.
+    pub fn new(job: usize, observed_at: Timestamp, result: ProbeResult, class: ProbeClass) -> Self {
+        Self {
+            job,
+            observed_at,
+            result,
+            class,
+        }
+    }
+}
+
+/// How the probes of a tick run: threads, tokio tasks, or a simulation.
+///
+/// The probe port of the driver: both runtimes' fan-outs
+/// ([`crate::fanout::ThreadFanout`], [`crate::fanout::TaskFanout`])
+/// implement it around their prober.
+pub trait ProbeFanout: Send + std::fmt::Debug {
+    /// The runtime this fan-out is (or stands for).
+    fn runtime(&self) -> Runtime;
+
+    /// Probe every job of `batch` with at most `max_concurrency` in flight
+    /// (R10), starting none once `shutdown` is triggered, and hand each
+    /// result to `fold` on the calling thread as it arrives. Returns once
+    /// every started probe has finished.
+    fn probe_batch(
+        &mut self,
+        batch: &ProbeBatch,
+        max_concurrency: usize,
+        clock: &std::sync::Arc<dyn Clock>,
+        shutdown: &Shutdown,
+        fold: &mut dyn FnMut(Probed),
+    );
+}
+
+impl StateStore for crate::durable::StateFile {
+    fn load(&mut self) -> Result<Option<Snapshot>, StateFileError> {
+        crate::durable::StateFile::load(self)
+    }
+
+    fn save(
+        &mut self,
+        states: &HealthStates,
+        pending: &[HealthEvent],
+    ) -> Result<Saved, StateFileError> {
+        crate::durable::StateFile::save(self, states, pending)
+    }
+
+    fn name(&self) -> String {
+        self.path().display().to_string()
+    }
+}
+
+impl JournalSink for crate::journal_file::JournalFile {
+    fn record(&mut self, input: &Input) -> io::Result<()> {
+        crate::journal_file::JournalFile::record(self, input)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        crate::journal_file::JournalFile::flush(self)
+    }
+
+    fn name(&self) -> String {
+        self.path().display().to_string()
+    }
 }

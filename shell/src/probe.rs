@@ -76,53 +76,13 @@ pub mod reason {
     ];
 }
 
-/// What kind of outcome a probe had, for metrics (`healthprobe_probes_total{result}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ProbeClass {
-    /// Status 200.
-    Ok,
-    /// A response with any other status (R1).
-    BadStatus,
-    /// No response within the probe timeout.
-    Timeout,
-    /// No connection: refused, unreachable, the name not found or not resolved.
-    ConnectError,
-    /// Anything else: a reset or close mid-response, a malformed or
-    /// oversized head, an unsupported endpoint (`https://`, a bad URL).
-    Other,
-}
+pub use healthprobe_core::tick::ProbeClass;
 
-impl ProbeClass {
-    /// Every class, in label order.
-    pub const ALL: [Self; 5] = [
-        Self::Ok,
-        Self::BadStatus,
-        Self::Timeout,
-        Self::ConnectError,
-        Self::Other,
-    ];
-
-    /// The metric label value: `ok`, `bad_status`, `timeout`, `connect_error`, `other`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::BadStatus => "bad_status",
-            Self::Timeout => "timeout",
-            Self::ConnectError => "connect_error",
-            Self::Other => "other",
-        }
-    }
-}
-
-impl std::fmt::Display for ProbeClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The class of a probe's result: healthy is [`ProbeClass::Ok`]; an
-/// unhealthy result with a status is [`ProbeClass::BadStatus`]; without one
-/// (status 0), its error text decides, as worded by [`reason`].
+/// The class of a result known only by its text (a journal line, a
+/// simulation): healthy is [`ProbeClass::Ok`]; an unhealthy result with a
+/// status is [`ProbeClass::BadStatus`]; without one (status 0), its error
+/// text decides, as worded by [`reason`]. The probers do not use it: they
+/// decide the class from the error's structure ([`Prober::probe_classified`]).
 ///
 /// ```
 /// use healthprobe_core::ProbeResult;
@@ -201,9 +161,15 @@ impl Prober {
     /// Never panics and never reads the response body; returns within the
     /// probe timeout (plus scheduling noise).
     pub fn probe(&self, engine_endpoint: &str) -> ProbeResult {
+        self.probe_classified(engine_endpoint).0
+    }
+
+    /// [`Prober::probe`], with the kind of outcome decided from the error's
+    /// structure (ureq's error variant, the I/O error kind), not its text.
+    pub fn probe_classified(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         let url = probe_url(engine_endpoint);
         if is_https(&url) {
-            return unhealthy(0, HTTPS_UNSUPPORTED.to_owned());
+            return failed(ProbeClass::Other, HTTPS_UNSUPPORTED.to_owned());
         }
         let response = self
             .agent
@@ -213,10 +179,16 @@ impl Prober {
         match response {
             // The body is dropped unread: the connection closes with it.
             Ok(response) => match response.status().as_u16() {
-                200 => ProbeResult::Healthy,
-                status => unhealthy(status, unexpected_status(status)),
+                200 => (ProbeResult::Healthy, ProbeClass::Ok),
+                status => (
+                    unhealthy(status, unexpected_status(status)),
+                    ProbeClass::BadStatus,
+                ),
             },
-            Err(err) => unhealthy(0, describe(&err)),
+            Err(err) => {
+                let (class, error) = describe(&err);
+                failed(class, error)
+            }
         }
     }
 }
@@ -230,42 +202,77 @@ pub(crate) fn unhealthy(status: u16, error: String) -> ProbeResult {
     ProbeResult::Unhealthy { status, error }
 }
 
+/// A failure with no response (status 0) of `class`.
+pub(crate) fn failed(class: ProbeClass, error: String) -> (ProbeResult, ProbeClass) {
+    (unhealthy(0, error), class)
+}
+
 pub(crate) fn is_https(url: &str) -> bool {
     url.get(..8)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
 }
 
-/// A readable one-line reason for a probe that got no usable response.
-fn describe(err: &Error) -> String {
+/// The kind and a readable one-line reason for a probe that got no usable response.
+fn describe(err: &Error) -> (ProbeClass, String) {
     match err {
-        Error::Timeout(_) => reason::TIMEOUT.to_owned(),
+        Error::Timeout(_) => (ProbeClass::Timeout, reason::TIMEOUT.to_owned()),
         Error::Io(io) => describe_io(io),
-        Error::HostNotFound => reason::HOST_NOT_FOUND.to_owned(),
-        Error::LargeResponseHeader(_, limit) => head_too_large(*limit),
-        Error::Protocol(err) => format!("malformed response: {err}"),
-        Error::BadUri(reason) => format!("bad engine endpoint: {reason}"),
-        Error::Http(err) => format!("bad engine endpoint: {err}"),
-        Error::ConnectionFailed => reason::CONNECTION_FAILED.to_owned(),
-        other => other.to_string(),
+        Error::HostNotFound => (ProbeClass::ConnectError, reason::HOST_NOT_FOUND.to_owned()),
+        Error::LargeResponseHeader(_, limit) => (ProbeClass::Other, head_too_large(*limit)),
+        Error::Protocol(err) => (ProbeClass::Other, format!("malformed response: {err}")),
+        Error::BadUri(reason) => (ProbeClass::Other, format!("bad engine endpoint: {reason}")),
+        Error::Http(err) => (ProbeClass::Other, format!("bad engine endpoint: {err}")),
+        Error::ConnectionFailed => (
+            ProbeClass::ConnectError,
+            reason::CONNECTION_FAILED.to_owned(),
+        ),
+        other => (ProbeClass::Other, other.to_string()),
     }
 }
 
-pub(crate) fn describe_io(err: &io::Error) -> String {
+/// The kind and reason of an I/O error, by its [`io::ErrorKind`] (and, for a
+/// failed name lookup, the [`ResolveFailed`] it carries).
+pub(crate) fn describe_io(err: &io::Error) -> (ProbeClass, String) {
     use io::ErrorKind::*;
-    let reason = match err.kind() {
-        ConnectionRefused => reason::CONNECTION_REFUSED,
-        ConnectionReset => "connection reset by peer",
-        ConnectionAborted => "connection aborted",
-        UnexpectedEof => "connection closed before a complete response",
-        TimedOut | WouldBlock => reason::TIMEOUT,
-        BrokenPipe => "connection closed while sending the request",
-        AddrNotAvailable => reason::ADDRESS_NOT_AVAILABLE,
-        NetworkUnreachable => reason::NETWORK_UNREACHABLE,
-        HostUnreachable => reason::HOST_UNREACHABLE,
-        _ => return err.to_string(),
+    if err
+        .get_ref()
+        .is_some_and(|inner| inner.is::<ResolveFailed>())
+    {
+        return (ProbeClass::ConnectError, err.to_string());
+    }
+    let (class, reason) = match err.kind() {
+        ConnectionRefused => (ProbeClass::ConnectError, reason::CONNECTION_REFUSED),
+        ConnectionReset => (ProbeClass::Other, "connection reset by peer"),
+        ConnectionAborted => (ProbeClass::Other, "connection aborted"),
+        UnexpectedEof => (
+            ProbeClass::Other,
+            "connection closed before a complete response",
+        ),
+        TimedOut | WouldBlock => (ProbeClass::Timeout, reason::TIMEOUT),
+        BrokenPipe => (
+            ProbeClass::Other,
+            "connection closed while sending the request",
+        ),
+        AddrNotAvailable => (ProbeClass::ConnectError, reason::ADDRESS_NOT_AVAILABLE),
+        NetworkUnreachable => (ProbeClass::ConnectError, reason::NETWORK_UNREACHABLE),
+        HostUnreachable => (ProbeClass::ConnectError, reason::HOST_UNREACHABLE),
+        _ => return (ProbeClass::Other, err.to_string()),
     };
-    reason.to_owned()
+    (class, reason.to_owned())
 }
+
+/// A failed name lookup, carried inside an [`io::Error`] so the probe knows
+/// its kind without reading the text.
+#[derive(Debug)]
+pub(crate) struct ResolveFailed(pub(crate) String);
+
+impl std::fmt::Display for ResolveFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ResolveFailed {}
 
 /// The error text of a failed name lookup: `cannot resolve host NAME: why`.
 pub(crate) fn cannot_resolve(host: &str, why: &dyn std::fmt::Display) -> String {
@@ -294,7 +301,8 @@ impl Resolver for LiteralResolver {
             .map_err(|err| match err {
                 Error::Io(io) => {
                     let host = uri.host().unwrap_or_default();
-                    Error::Io(io::Error::new(io.kind(), cannot_resolve(host, &io)))
+                    let text = cannot_resolve(host, &io);
+                    Error::Io(io::Error::new(io.kind(), ResolveFailed(text)))
                 }
                 other => other,
             })
@@ -455,7 +463,9 @@ pub(crate) mod tests {
             (InvalidData, ProbeClass::Other),
         ];
         for (kind, class) in cases {
-            let error = describe_io(&io::Error::new(kind, "detail"));
+            let (kind_class, error) = describe_io(&io::Error::new(kind, "detail"));
+            assert_eq!(kind_class, class, "{kind:?}: {error}");
+            // The text classifier (for journals) agrees with the structure.
             assert_eq!(
                 classify(&unhealthy(0, error.clone())),
                 class,
@@ -463,6 +473,8 @@ pub(crate) mod tests {
             );
         }
         let lookup = cannot_resolve("engine.invalid", &"no such host");
+        let (class, text) = describe_io(&io::Error::other(ResolveFailed(lookup.clone())));
+        assert_eq!((class, text), (ProbeClass::ConnectError, lookup.clone()));
         assert_eq!(classify(&unhealthy(0, lookup)), ProbeClass::ConnectError);
     }
 

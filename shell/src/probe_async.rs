@@ -39,8 +39,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::probe::{
-    HTTPS_UNSUPPORTED, MAX_RESPONSE_HEADER_BYTES, cannot_resolve, describe_io, head_too_large,
-    is_https, literal_addrs, probe_url, reason, unexpected_status, unhealthy,
+    HTTPS_UNSUPPORTED, MAX_RESPONSE_HEADER_BYTES, ProbeClass, cannot_resolve, describe_io, failed,
+    head_too_large, is_https, literal_addrs, probe_url, reason, unexpected_status, unhealthy,
 };
 
 /// Probes engines over HTTP/1.1 with hyper on the current tokio runtime.
@@ -63,32 +63,46 @@ impl AsyncProber {
     /// enabled. Never panics and never reads the response body; completes
     /// within the probe timeout (plus scheduling noise).
     pub async fn probe(&self, engine_endpoint: &str) -> ProbeResult {
+        self.probe_classified(engine_endpoint).await.0
+    }
+
+    /// [`AsyncProber::probe`], with the kind of outcome decided from the
+    /// error's structure (hyper's error, the I/O error kind), not its text.
+    pub async fn probe_classified(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         let url = probe_url(engine_endpoint);
         if is_https(&url) {
-            return unhealthy(0, HTTPS_UNSUPPORTED.to_owned());
+            return failed(ProbeClass::Other, HTTPS_UNSUPPORTED.to_owned());
         }
         match tokio::time::timeout(self.probe_timeout, fetch_status(&url)).await {
-            Err(_elapsed) => unhealthy(0, reason::TIMEOUT.to_owned()),
-            Ok(Err(error)) => unhealthy(0, error),
-            Ok(Ok(200)) => ProbeResult::Healthy,
-            Ok(Ok(status)) => unhealthy(status, unexpected_status(status)),
+            Err(_elapsed) => failed(ProbeClass::Timeout, reason::TIMEOUT.to_owned()),
+            Ok(Err((class, error))) => failed(class, error),
+            Ok(Ok(200)) => (ProbeResult::Healthy, ProbeClass::Ok),
+            Ok(Ok(status)) => (
+                unhealthy(status, unexpected_status(status)),
+                ProbeClass::BadStatus,
+            ),
         }
     }
 }
 
 /// Resolve, connect, send `GET`, read the response head: its status, or a readable error.
-async fn fetch_status(url: &str) -> Result<u16, String> {
+async fn fetch_status(url: &str) -> Result<u16, (ProbeClass, String)> {
+    let bad = |text: String| (ProbeClass::Other, text);
     let uri: Uri = url
         .parse()
-        .map_err(|err| format!("bad engine endpoint: {err}"))?;
+        .map_err(|err| bad(format!("bad engine endpoint: {err}")))?;
     match uri.scheme_str() {
         Some(scheme) if scheme.eq_ignore_ascii_case("http") => {}
-        Some(scheme) => return Err(format!("bad engine endpoint: unsupported scheme {scheme}")),
-        None => return Err("bad engine endpoint: no scheme".to_owned()),
+        Some(scheme) => {
+            return Err(bad(format!(
+                "bad engine endpoint: unsupported scheme {scheme}"
+            )));
+        }
+        None => return Err(bad("bad engine endpoint: no scheme".to_owned())),
     }
     let authority = uri
         .authority()
-        .ok_or_else(|| "bad engine endpoint: no host".to_owned())?
+        .ok_or_else(|| bad("bad engine endpoint: no host".to_owned()))?
         .clone();
     let path = uri
         .path_and_query()
@@ -108,7 +122,7 @@ async fn fetch_status(url: &str) -> Result<u16, String> {
         )
         .header(CONNECTION, "close")
         .body(Empty::new())
-        .map_err(|err| format!("bad engine endpoint: {err}"))?;
+        .map_err(|err| bad(format!("bad engine endpoint: {err}")))?;
     // Drive the connection here until the response head arrives; dropping
     // both then closes the socket without reading the body.
     let mut connection = pin!(connection);
@@ -127,17 +141,24 @@ async fn fetch_status(url: &str) -> Result<u16, String> {
 }
 
 /// Connect to the first address of `authority` that accepts; the last error otherwise.
-async fn connect(authority: &hyper::http::uri::Authority) -> Result<TcpStream, String> {
+async fn connect(
+    authority: &hyper::http::uri::Authority,
+) -> Result<TcpStream, (ProbeClass, String)> {
     let port = authority.port_u16().unwrap_or(80);
     let host = authority.host();
     let addrs: Vec<SocketAddr> = match literal_addrs(host, port) {
         Some(literal) => literal.collect(),
         None => tokio::net::lookup_host((host, port))
             .await
-            .map_err(|err| cannot_resolve(host, &describe_io(&err)))?
+            .map_err(|err| {
+                (
+                    ProbeClass::ConnectError,
+                    cannot_resolve(host, &describe_io(&err).1),
+                )
+            })?
             .collect(),
     };
-    let mut last_error = reason::HOST_NOT_FOUND.to_owned();
+    let mut last_error = (ProbeClass::ConnectError, reason::HOST_NOT_FOUND.to_owned());
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
@@ -151,26 +172,29 @@ async fn connect(authority: &hyper::http::uri::Authority) -> Result<TcpStream, S
     Err(last_error)
 }
 
-/// A readable one-line reason, worded as the blocking prober words it.
-fn describe(err: &hyper::Error) -> String {
+/// The kind and a readable one-line reason, worded as the blocking prober words it.
+fn describe(err: &hyper::Error) -> (ProbeClass, String) {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<io::Error>() {
             if io.get_ref().is_some_and(|inner| inner.is::<HeadTooLarge>()) {
-                return head_too_large(MAX_RESPONSE_HEADER_BYTES);
+                return (ProbeClass::Other, head_too_large(MAX_RESPONSE_HEADER_BYTES));
             }
             return describe_io(io);
         }
         source = cause.source();
     }
     if err.is_incomplete_message() {
-        "connection closed before a complete response".to_owned()
+        (
+            ProbeClass::Other,
+            "connection closed before a complete response".to_owned(),
+        )
     } else if err.is_parse() || err.is_parse_status() {
-        malformed(&err.to_string())
+        (ProbeClass::Other, malformed(&err.to_string()))
     } else if err.is_timeout() {
-        reason::TIMEOUT.to_owned()
+        (ProbeClass::Timeout, reason::TIMEOUT.to_owned())
     } else {
-        err.to_string()
+        (ProbeClass::Other, err.to_string())
     }
 }
 

@@ -1,177 +1,80 @@
-//! The worker: list, prune, probe in parallel, fold with the core, publish.
+//! The driver: pumps the pure [`TickMachine`] and performs its actions through the ports.
 //!
-//! # Threads
+//! Every rule of a run — when a tick starts, what is probed, the order of
+//! journal, fold, persist and publish, what stays pending, what a refused
+//! publish does, when the run stops — is decided by
+//! [`healthprobe_core::tick::TickMachine`], which does no I/O. The
+//! [`Worker`] owns the ports and does only this:
 //!
-//! Data flows one way. Each tick starts `min(max_concurrency, games)` probers
-//! inside a [`std::thread::scope`]: the thread that called [`Worker::tick`]
-//! and up to `max_concurrency - 1` helper threads. They take the next record
-//! from a shared atomic index, so at most `max_concurrency` probes are in
-//! flight (R10). Helpers only do I/O: they send each result over a channel.
-//! The caller is the one owner of the hysteresis state: it folds its own
-//! results and, between its probes, the helpers' results with the core, and
-//! publishes the events they cause; once no record is left it folds the
-//! rest as they arrive. There is no lock around the state. (The caller
-//! probing too saves a thread wake-up per probe; a result waits at most one
-//! of the caller's probes before it is folded.)
+//! ```text
+//! loop {
+//!     match machine.poll_action() {
+//!         List            => machine.handle_listing(now, store.list_running()),
+//!         Probe(batch)    => fanout.probe_batch(batch, |probed| {
+//!                                machine.handle_outcome(now, probed…); pump() }),
+//!                            machine.handle_probes_done(now),
+//!         Journal(input)  => journal.record(&input) (on error: handle_journal_failed),
+//!         FlushJournal    => machine.handle_flushed(now, journal.flush()),
+//!         Publish(event)  => machine.handle_published(now, publisher.publish(&event)),
+//!         SyncPublisher   => machine.handle_synced(now, publisher.sync()),
+//!         Persist         => machine.handle_persisted(now, state.save(states, pending)),
+//!         Interrupt       => shutdown.trigger(),
+//!         TickDone(report)=> log, return it,
+//!         Wait { until }  => clock.sleep_until(until), machine.start_tick(now),
+//!         Stop(reason)    => return,
+//!     }
+//! }
+//! ```
 //!
-//! # Tasks (`Runtime::Async`)
+//! Besides, it logs what happened (each delivery, each refusal, each
+//! failed write) and counts deliveries on the [`Telemetry`] port (R12). The
+//! fan-outs ([`crate::fanout`]) are the only place probes run; the ports
+//! are only ever called from the thread that drives the machine.
 //!
-//! With [`Runtime::Async`] (cargo feature `async`) only the fan-out
-//! differs. The worker owns a small tokio runtime (two worker threads); per
-//! tick, one driver task walks the jobs (games with a failure counted
-//! first: they are the likeliest to hang, and their timeouts then overlap
-//! the sweep of the rest; listing order otherwise), takes a slot of a
-//! [`tokio::sync::Semaphore`] of `max_concurrency` permits for each (R10),
-//! checks the shutdown signal, and spawns the probe as a task
-//! ([`crate::probe_async::AsyncProber`], hyper). Each task stamps its
-//! result with the clock and sends `(job, observed_at, result)` over the
-//! same kind of std channel; the tick's caller blocks on it and folds each
-//! result as it arrives, exactly as above. The ports (store, publisher,
-//! telemetry, state file, journal) therefore stay synchronous and are only
-//! ever called from the caller's thread, never from async code: no task
-//! can block the runtime on a slow publisher or an fsync, and the state
-//! has one owner whatever the runtime. The clock is the one port tasks
-//! call (`Clock: Sync`, a quick read). A hung engine holds a task and a
-//! socket, not a thread, so a tick costs about one probe timeout whatever
-//! hangs, as long as the hung engines fit in `max_concurrency`.
-//!
-//! # Delivery (D4, D5)
-//!
-//! Every event the core emits goes into the worker's [`Outbox`] and leaves
-//! it only when the publisher accepts it, oldest first: an event is never
-//! dropped, and none overtakes an older pending one. The outbox is drained
-//! at the start of every tick (skipped ticks included) and, without a state
-//! file, as soon as each event is emitted. After a refusal the publisher is
-//! left alone for the rest of the tick (one failed attempt per tick, however
-//! many events wait); [`Worker::pending`] shows what waits.
-//!
-//! With a state file ([`Worker::restore`]) nothing is published before it
-//! is persisted: the events of a tick wait in the outbox until the tick's
-//! end, where the worker writes the snapshot (state and pending events),
-//! drains the outbox, and writes the snapshot again if anything was
-//! delivered. A crash can therefore publish an event twice (delivered, not
-//! yet recorded as delivered) but never lose one. If a snapshot cannot be
-//! written at run time, the worker logs an error and publishes anyway: the
-//! start-up write proved the file writable, so this is a disk filling up or
-//! going away, and holding every event back until it is fixed would turn a
-//! durability problem into an outage of the events themselves. Until a
-//! write succeeds again, a crash loses what happened since the last snapshot.
-//!
-//! # Journal (D6)
-//!
-//! With a journal ([`Worker::set_journal`]) every prune (the whole listing,
-//! duplicates included) and every outcome is appended exactly as folded, in
-//! fold order, and flushed at the end of each tick, so `healthprobe replay`
-//! over it reproduces the events the worker emitted. A journal write error
-//! is logged once and stops the journal for the rest of the run: a journal
-//! with a hole would replay to different events without saying so.
+//! See the machine's docs for the rules themselves (D4 delivery, D5
+//! persistence, D6 journal, R8–R13 ticks); the [`Worker`] methods below say
+//! what each does for a caller.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use healthprobe_core::{
-    HealthEvent, HealthStates, Input, Policy, ProbeOutcome, ProbeResult, Timestamp,
+use healthprobe_core::tick::{
+    Action, MachineConfig, Persisted, ProbeBatch, Published, TickMachine,
 };
+use healthprobe_core::{HealthEvent, HealthStates, Policy};
 use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, Runtime, WorkerConfig};
-use crate::durable::{Saved, StateFile, StateFileError};
-use crate::journal_file::JournalFile;
-use crate::outbox::Outbox;
-use crate::ports::{Clock, HealthEventPublisher, RuntimeRecord, RuntimeRecordStore, Telemetry};
-use crate::probe::{ProbeClass, Prober, classify};
+#[cfg(feature = "async")]
+use crate::fanout::TaskFanout;
+use crate::fanout::ThreadFanout;
+use crate::ports::{
+    Clock, HealthEventPublisher, JournalSink, ProbeFanout, PublishError, RuntimeRecordStore,
+    StateStore, Telemetry,
+};
+use crate::probe::Prober;
 #[cfg(feature = "async")]
 use crate::probe_async::AsyncProber;
+pub use crate::shutdown::Shutdown;
+pub use healthprobe_core::tick::{ProbeClassCounts, RunReport, StopReason, TickReport};
 
-/// Stack size of a probe thread: it only runs ureq's blocking calls.
-const PROBE_THREAD_STACK_BYTES: usize = 256 * 1024;
-
-/// Worker threads of the async runtime's scheduler. Two, measured on two
-/// cores: 10 ticks over 1,000 healthy engines took 25–30% less wall time
-/// than with one (the probes' syscalls then use both cores), while a hung
-/// engine costs a task either way.
-#[cfg(feature = "async")]
-const ASYNC_WORKER_THREADS: usize = 2;
-
-/// Threads tokio may start for blocking work: name lookups only.
-#[cfg(feature = "async")]
-const ASYNC_BLOCKING_THREADS: usize = 8;
-
-/// Runs ticks over a record store, a publisher, telemetry and a clock.
+/// The driver: runs ticks of a [`TickMachine`] over the ports.
 pub struct Worker {
     config: WorkerConfig,
+    fanout: Box<dyn ProbeFanout>,
+    io: Io,
+}
+
+/// The machine and the ports it drives (everything but the fan-out, so a
+/// fan-out's fold callback can borrow it).
+struct Io {
+    machine: TickMachine,
     store: Box<dyn RuntimeRecordStore>,
-    clock: Arc<dyn Clock>,
-    fanout: Fanout,
-    owner: StateOwner,
-}
-
-/// How probes run: the only part that differs between the runtimes.
-#[derive(Debug)]
-enum Fanout {
-    /// Blocking probes on scoped threads.
-    Threads(Prober),
-    /// Probe tasks on the worker's tokio runtime.
-    #[cfg(feature = "async")]
-    Tasks {
-        runtime: tokio::runtime::Runtime,
-        prober: AsyncProber,
-    },
-}
-
-impl Fanout {
-    fn new(runtime: Runtime, config: &WorkerConfig) -> Result<Self, ConfigError> {
-        match runtime {
-            Runtime::Threads => Ok(Self::Threads(Prober::new(config.probe_timeout))),
-            #[cfg(feature = "async")]
-            Runtime::Async => {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(ASYNC_WORKER_THREADS)
-                    .max_blocking_threads(ASYNC_BLOCKING_THREADS)
-                    .thread_name("probe-async")
-                    .enable_io()
-                    .enable_time()
-                    .build()
-                    .map_err(|err| {
-                        error!(error = %err, "cannot start the async runtime");
-                        ConfigError::AsyncStart
-                    })?;
-                Ok(Self::Tasks {
-                    runtime,
-                    prober: AsyncProber::new(config.probe_timeout),
-                })
-            }
-            #[cfg(not(feature = "async"))]
-            Runtime::Async => Err(ConfigError::AsyncUnavailable),
-        }
-    }
-
-    fn runtime(&self) -> Runtime {
-        match self {
-            Self::Threads(_) => Runtime::Threads,
-            #[cfg(feature = "async")]
-            Self::Tasks { .. } => Runtime::Async,
-        }
-    }
-}
-
-/// The hysteresis state and where its events go: touched only by the tick's caller.
-///
-/// `prune`, `fold` and `deliver` are the single places where state is
-/// pruned, outcomes are folded and events leave.
-struct StateOwner {
-    states: HealthStates,
-    outbox: Outbox,
     publisher: Box<dyn HealthEventPublisher>,
     telemetry: Box<dyn Telemetry>,
-    /// With a state file, events wait for the end of the tick's snapshot.
-    state_file: Option<StateFile>,
-    journal: Option<JournalFile>,
-    /// The publisher refused an event this tick: leave it alone until the next.
-    publisher_refused: bool,
+    clock: Arc<dyn Clock>,
+    state: Option<Box<dyn StateStore>>,
+    journal: Option<Box<dyn JournalSink>>,
 }
 
 /// What [`Worker::restore`] found.
@@ -188,16 +91,58 @@ pub struct Restored {
     pub replaced_policy: Option<Policy>,
 }
 
+/// Limits of one [`Worker::run_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunLimits {
+    /// Stop after this many ticks (`--ticks N`): ticks then run back to
+    /// back, except that a skipped tick waits out its interval.
+    pub ticks: Option<u64>,
+}
+
+impl RunLimits {
+    /// Run until shutdown.
+    pub fn forever() -> Self {
+        Self::default()
+    }
+
+    /// Run `ticks` ticks at most.
+    pub fn ticks(ticks: u64) -> Self {
+        Self { ticks: Some(ticks) }
+    }
+}
+
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("config", &self.config)
             .field("runtime", &self.runtime())
-            .field("states", &self.owner.states)
-            .field("pending", &self.owner.outbox.len())
-            .field("state_file", &self.owner.state_file)
-            .field("journal", &self.owner.journal)
+            .field("states", self.io.machine.states())
+            .field("pending", &self.io.machine.pending_len())
+            .field("state", &self.io.state)
+            .field("journal", &self.io.journal)
             .finish_non_exhaustive()
+    }
+}
+
+/// The fan-out of `runtime` for `config`.
+fn fanout_for(
+    runtime: Runtime,
+    config: &WorkerConfig,
+) -> Result<Box<dyn ProbeFanout>, ConfigError> {
+    match runtime {
+        Runtime::Threads => Ok(Box::new(ThreadFanout::new(Prober::new(
+            config.probe_timeout,
+        )))),
+        #[cfg(feature = "async")]
+        Runtime::Async => TaskFanout::new(AsyncProber::new(config.probe_timeout))
+            .map(|fanout| Box::new(fanout) as Box<dyn ProbeFanout>)
+            .map_err(|err| {
+                error!(error = %err, "cannot start the async runtime");
+                ConfigError::AsyncStart
+            }),
+        #[cfg(not(feature = "async"))]
+        Runtime::Async => Err(ConfigError::AsyncUnavailable),
     }
 }
 
@@ -233,20 +178,36 @@ impl Worker {
         clock: impl Clock + 'static,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        let fanout = fanout_for(runtime, &config)?;
+        Self::with_fanout(config, fanout, store, publisher, telemetry, clock)
+    }
+
+    /// A worker whose probes run through `fanout`: one of [`crate::fanout`],
+    /// or an embedder's or a simulation's own.
+    pub fn with_fanout(
+        config: WorkerConfig,
+        fanout: Box<dyn ProbeFanout>,
+        store: impl RuntimeRecordStore + 'static,
+        publisher: impl HealthEventPublisher + 'static,
+        telemetry: impl Telemetry + 'static,
+        clock: impl Clock + 'static,
+    ) -> Result<Self, ConfigError> {
         let policy = config.policy()?;
         Ok(Self {
             config,
-            store: Box::new(store),
-            clock: Arc::new(clock),
-            fanout: Fanout::new(runtime, &config)?,
-            owner: StateOwner {
-                states: HealthStates::new(policy),
-                outbox: Outbox::new(),
+            fanout,
+            io: Io {
+                machine: TickMachine::new(
+                    MachineConfig::new(config.interval),
+                    HealthStates::new(policy),
+                    Vec::new(),
+                ),
+                store: Box::new(store),
                 publisher: Box::new(publisher),
                 telemetry: Box::new(telemetry),
-                state_file: None,
+                clock: Arc::new(clock),
+                state: None,
                 journal: None,
-                publisher_refused: false,
             },
         })
     }
@@ -263,19 +224,29 @@ impl Worker {
 
     /// The hysteresis state: the games that have failed since they last recovered.
     pub fn states(&self) -> &HealthStates {
-        &self.owner.states
+        self.io.machine.states()
     }
 
-    /// Events emitted but not yet accepted by the publisher, oldest first:
-    /// the order they will be published in (D4).
+    /// The tick machine this worker drives (read-only).
+    pub fn machine(&self) -> &TickMachine {
+        &self.io.machine
+    }
+
+    /// Events emitted but not yet recorded as delivered, oldest first: the
+    /// order they will be published in (D4).
     ///
     /// Non-empty while the publisher refuses events, and, with a state
     /// file, during a tick (events wait for the tick's snapshot).
-    pub fn pending(&self) -> &[HealthEvent] {
-        self.owner.outbox.pending()
+    pub fn pending(&self) -> Vec<HealthEvent> {
+        self.io.machine.pending().cloned().collect()
     }
 
-    /// Make the state durable (D5): restore it from `file`, write it back at
+    /// How many events are pending (see [`Worker::pending`]).
+    pub fn pending_len(&self) -> usize {
+        self.io.machine.pending_len()
+    }
+
+    /// Make the state durable (D5): restore it from `store`, write it back at
     /// once, and from now on persist it after every tick and before
     /// publishing any event.
     ///
@@ -285,25 +256,29 @@ impl Worker {
     /// that the file can be written at all, so an unwritable directory is an
     /// error now rather than a silent gap later. On any error the worker is
     /// unchanged and the file is left as it was.
-    pub fn restore(&mut self, mut file: StateFile) -> Result<Restored, StateFileError> {
-        let configured = self.owner.states.policy();
-        let (existed, mut states, pending) = match file.load()? {
+    pub fn restore(
+        &mut self,
+        store: impl StateStore + 'static,
+    ) -> Result<Restored, crate::durable::StateFileError> {
+        let mut store = store;
+        let configured = self.io.machine.states().policy();
+        let (existed, mut states, pending) = match store.load()? {
             Some(snapshot) => (true, snapshot.states, snapshot.pending),
             None => (false, HealthStates::new(configured), Vec::new()),
         };
         let replaced_policy = (states.policy() != configured).then(|| states.policy());
         states.set_policy(configured);
-        file.save(&states, &pending)?;
+        store.save(&states, &pending)?;
         let restored = Restored {
             existed,
             games: states.len(),
             pending: pending.len(),
             replaced_policy,
         };
-        let path = file.path().display().to_string();
+        let name = store.name();
         if let Some(previous) = replaced_policy {
             info!(
-                state_file = %path,
+                state_file = %name,
                 snapshot_failures_threshold = previous.failures_threshold(),
                 snapshot_recovery_threshold = previous.recovery_threshold(),
                 failures_threshold = configured.failures_threshold(),
@@ -313,24 +288,25 @@ impl Worker {
         }
         if existed {
             info!(
-                state_file = %path,
+                state_file = %name,
                 games = restored.games,
                 pending = restored.pending,
                 "state restored"
             );
         } else {
-            info!(state_file = %path, "no state file yet; starting fresh");
+            info!(state_file = %name, "no state file yet; starting fresh");
         }
-        self.owner.states = states;
-        self.owner.outbox = Outbox::with_pending(pending);
-        self.owner.state_file = Some(file);
+        self.io.machine.restore(states, pending);
+        self.io.machine.set_durable(true);
+        self.io.state = Some(Box::new(store));
         Ok(restored)
     }
 
     /// Append every prune and outcome to `journal` from now on (D6),
     /// flushed at the end of each tick.
-    pub fn set_journal(&mut self, journal: JournalFile) {
-        self.owner.journal = Some(journal);
+    pub fn set_journal(&mut self, journal: impl JournalSink + 'static) {
+        self.io.journal = Some(Box::new(journal));
+        self.io.machine.set_journal(true);
     }
 
     /// One full pass, deterministic up to the engines' answers.
@@ -352,38 +328,11 @@ impl Worker {
     /// Probes already in flight finish (each within the probe timeout) and
     /// their outcomes are folded and published; the report says `interrupted`.
     pub fn tick_until(&mut self, shutdown: &Shutdown) -> TickReport {
-        let started = Instant::now();
-        let mut report = TickReport::default();
-        self.owner.begin_tick(&mut report);
-        let records = match self.store.list_running() {
-            Ok(records) => records,
-            Err(err) => {
-                warn!(error = %err, "cannot list running records; tick skipped");
-                report.skipped = true;
-                self.owner.end_tick(&mut report);
-                report.duration = started.elapsed();
-                return report;
-            }
-        };
-        // R8: prune against the whole listing, duplicates included.
-        self.owner.prune(&records, &mut report);
-        let jobs = probe_jobs(&records);
-        report.records = records.len();
-        report.games = jobs.len();
-        self.probe_and_fold(&jobs, shutdown, &mut report);
-        self.owner.end_tick(&mut report);
-        report.duration = started.elapsed();
-        info!(
-            games = report.games,
-            probes = report.probes,
-            failed_probes = report.failed_probes,
-            events = report.events,
-            published = report.published,
-            pending = report.pending,
-            duration_ms = duration_ms(report.duration),
-            interrupted = report.interrupted,
-            "tick finished"
-        );
+        if self.io.machine.is_stopped() {
+            // A finished run (a tick limit, a closed output): tick on demand.
+            self.io.machine.rearm();
+        }
+        let (report, _next) = self.drive_tick(shutdown);
         report
     }
 
@@ -394,13 +343,24 @@ impl Worker {
     /// not caught up. Shutdown during a tick stops new probes and waits for
     /// those in flight, so it is honoured within one probe timeout.
     pub fn run(&mut self, shutdown: &Shutdown) -> RunReport {
-        self.run_observed(shutdown, |_| {})
+        self.run_with(shutdown, RunLimits::forever(), |_| {})
     }
 
     /// [`Worker::run`], calling `on_tick` with each tick's report.
     pub fn run_observed(
         &mut self,
         shutdown: &Shutdown,
+        on_tick: impl FnMut(&TickReport),
+    ) -> RunReport {
+        self.run_with(shutdown, RunLimits::forever(), on_tick)
+    }
+
+    /// Run until `shutdown`, the limits, or a closed events output stop it;
+    /// `on_tick` sees each tick's report. [`RunReport::stopped`] says why it stopped.
+    pub fn run_with(
+        &mut self,
+        shutdown: &Shutdown,
+        limits: RunLimits,
         mut on_tick: impl FnMut(&TickReport),
     ) -> RunReport {
         let config = self.config;
@@ -413,550 +373,268 @@ impl Worker {
             runtime = %self.runtime(),
             "health probe worker started"
         );
+        if self.io.machine.is_stopped() {
+            self.io.machine.rearm();
+        }
+        let before = self.io.machine.run_report().ticks;
+        self.io
+            .machine
+            .set_tick_limit(limits.ticks.map(|ticks| before + ticks));
         let mut run = RunReport::default();
-        while !shutdown.is_triggered() {
-            let started = Instant::now();
-            let report = self.tick_until(shutdown);
+        if limits.ticks == Some(0) {
+            run.stopped = Some(StopReason::TickLimit);
+        } else if shutdown.is_triggered() {
+            run.stopped = Some(StopReason::Shutdown);
+        }
+        while run.stopped.is_none() {
+            let (report, next) = self.drive_tick(shutdown);
             run.add(&report);
             on_tick(&report);
-            let elapsed = started.elapsed();
-            if shutdown.is_triggered() {
-                break;
-            }
-            if elapsed > config.interval {
-                run.overruns += 1;
+            if report.overran {
                 warn!(
-                    duration_ms = duration_ms(elapsed),
+                    duration_ms = duration_ms(report.duration),
                     interval_ms = duration_ms(config.interval),
                     "tick overran the interval; the next tick starts now"
                 );
-                continue;
             }
-            shutdown.wait_timeout(config.interval - elapsed);
+            match next {
+                Next::Stop(reason) => run.stopped = Some(reason),
+                Next::Wait(until) => {
+                    if shutdown.is_triggered() || self.io.clock.sleep_until(until, shutdown) {
+                        self.io.machine.handle_shutdown();
+                        run.stopped = Some(StopReason::Shutdown);
+                    }
+                }
+            }
         }
+        self.io.machine.set_tick_limit(None);
         info!(
             ticks = run.ticks,
             events = run.events,
             published = run.published,
             pending = run.pending,
+            stopped = ?run.stopped,
             "health probe worker stopped"
         );
         run
     }
 
-    /// Probe `jobs` with at most `max_concurrency` in flight; fold and publish here.
-    fn probe_and_fold(
-        &mut self,
-        jobs: &[&RuntimeRecord],
-        shutdown: &Shutdown,
-        report: &mut TickReport,
-    ) {
-        if jobs.is_empty() {
-            return;
-        }
-        match &self.fanout {
-            Fanout::Threads(prober) => {
-                probe_on_threads(
-                    &self.config,
-                    prober,
-                    &*self.clock,
-                    &mut self.owner,
-                    jobs,
-                    shutdown,
-                    report,
-                );
-            }
-            #[cfg(feature = "async")]
-            Fanout::Tasks { runtime, prober } => {
-                let (sender, receiver) = mpsc::channel::<Probed>();
-                // Suspects first: a game with a failure counted is the
-                // likeliest to hang again, and its timeout then overlaps
-                // the sweep of the rest instead of trailing it. The order
-                // of probes within a tick changes no event: each game is
-                // probed once and every outcome carries its own time.
-                let mut order: Vec<(usize, String)> = jobs
-                    .iter()
-                    .map(|record| record.engine_endpoint.clone())
-                    .enumerate()
-                    .collect();
-                order.sort_by_key(|(job, _)| self.owner.states.game(&jobs[*job].game_id).is_none());
-                runtime.spawn(drive_probe_tasks(
-                    *prober,
-                    order,
-                    self.config.max_concurrency,
-                    Arc::clone(&self.clock),
-                    shutdown.clone(),
-                    sender,
-                ));
-                // Every task holds a sender: the loop ends when the last probe has.
-                for probed in receiver {
-                    self.owner.fold(jobs[probed.job], probed, report);
+    /// Drive one tick of the machine to its end; its report and what comes next.
+    fn drive_tick(&mut self, shutdown: &Shutdown) -> (TickReport, Next) {
+        let io = &mut self.io;
+        io.machine.start_tick(io.clock.monotonic());
+        let mut report = None;
+        loop {
+            match io.pump(shutdown) {
+                Control::Probe(batch) => {
+                    let clock = Arc::clone(&io.clock);
+                    self.fanout.probe_batch(
+                        &batch,
+                        self.config.max_concurrency,
+                        &clock,
+                        shutdown,
+                        &mut |probed| {
+                            io.machine.handle_outcome(
+                                io.clock.monotonic(),
+                                probed.job,
+                                probed.observed_at,
+                                probed.result,
+                                probed.class,
+                            );
+                            // Journal lines and (without a state file)
+                            // deliveries, between probes.
+                            let control = io.pump(shutdown);
+                            debug_assert!(matches!(control, Control::Idle), "{control:?}");
+                        },
+                    );
+                    io.machine.handle_probes_done(io.clock.monotonic());
+                }
+                Control::TickDone(done) => {
+                    log_tick(&done);
+                    report = Some(done);
+                }
+                Control::Wait(until) => return (report.unwrap_or_default(), Next::Wait(until)),
+                Control::Stop(reason) => return (report.unwrap_or_default(), Next::Stop(reason)),
+                Control::Idle => {
+                    // Nothing is asked and no tick is running: the machine
+                    // stopped before this tick could start.
+                    let reason = io
+                        .machine
+                        .run_report()
+                        .stopped
+                        .unwrap_or(StopReason::Shutdown);
+                    return (report.unwrap_or_default(), Next::Stop(reason));
                 }
             }
         }
-        report.interrupted = report.probes < jobs.len();
     }
 }
 
-/// Spawn one probe task per `(job, endpoint)`, in order, at most
-/// `max_concurrency` in flight, none once `shutdown` is triggered; each
-/// sends its result.
-#[cfg(feature = "async")]
-async fn drive_probe_tasks(
-    prober: AsyncProber,
-    endpoints: Vec<(usize, String)>,
-    max_concurrency: usize,
-    clock: Arc<dyn Clock>,
-    shutdown: Shutdown,
-    sender: mpsc::Sender<Probed>,
-) {
-    use tokio::sync::Semaphore;
-    let permits = max_concurrency
-        .min(endpoints.len())
-        .min(Semaphore::MAX_PERMITS);
-    let slots = Arc::new(Semaphore::new(permits));
-    for (job, endpoint) in endpoints {
-        // The semaphore is never closed, so acquiring only waits.
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            break;
-        };
-        if shutdown.is_triggered() {
-            break;
-        }
-        let sender = sender.clone();
-        let clock = Arc::clone(&clock);
-        tokio::spawn(async move {
-            let result = prober.probe(&endpoint).await;
-            let observed_at = clock.now();
-            drop(slot);
-            let _ = sender.send(Probed {
-                job,
-                observed_at,
-                result,
-            });
-        });
-    }
+/// What follows a tick.
+#[derive(Debug)]
+enum Next {
+    Wait(Duration),
+    Stop(StopReason),
 }
 
-/// Probe `jobs` on up to `max_concurrency` threads, the caller among them;
-/// fold and publish on the caller's.
-fn probe_on_threads(
-    config: &WorkerConfig,
-    prober: &Prober,
-    clock: &dyn Clock,
-    owner: &mut StateOwner,
-    jobs: &[&RuntimeRecord],
-    shutdown: &Shutdown,
-    report: &mut TickReport,
-) {
-    {
-        let threads = config.max_concurrency.min(jobs.len());
-        let next_job = AtomicUsize::new(0);
-        let (sender, receiver) = mpsc::channel::<Probed>();
-        let pool = ProbePool {
-            jobs,
-            next_job: &next_job,
-            prober,
-            clock,
-            shutdown,
-        };
-        thread::scope(|scope| {
-            // The caller is one of the probers: it folds its own outcomes and,
-            // between its probes, whatever the helpers have sent.
-            for index in 1..threads {
-                let sender = sender.clone();
-                let pool = &pool;
-                let spawn = thread::Builder::new()
-                    .name(format!("probe-{index}"))
-                    .stack_size(PROBE_THREAD_STACK_BYTES)
-                    .spawn_scoped(scope, move || {
-                        while let Some(probed) = pool.probe_next() {
-                            if sender.send(probed).is_err() {
-                                return;
-                            }
-                        }
+/// What [`Io::pump`] hands back to the tick loop.
+#[derive(Debug)]
+enum Control {
+    /// Nothing more to do until an outcome (or nothing at all).
+    Idle,
+    Probe(ProbeBatch),
+    TickDone(TickReport),
+    Wait(Duration),
+    Stop(StopReason),
+}
+
+impl Io {
+    /// Perform the machine's actions until it waits for an outcome, or
+    /// hands back something only the tick loop can do.
+    fn pump(&mut self, shutdown: &Shutdown) -> Control {
+        while let Some(action) = self.machine.poll_action() {
+            let clock = Arc::clone(&self.clock);
+            let now = || clock.monotonic();
+            match action {
+                Action::List => {
+                    let listing = self.store.list_running().map_err(|err| {
+                        warn!(error = %err, "cannot list running records; tick skipped");
                     });
-                if let Err(err) = spawn {
-                    warn!(error = %err, "cannot start a probe thread; probing with fewer");
-                    break;
+                    self.machine.handle_listing(now(), listing);
                 }
-            }
-            drop(sender);
-            while let Some(probed) = pool.probe_next() {
-                owner.fold(jobs[probed.job], probed, report);
-                while let Ok(probed) = receiver.try_recv() {
-                    owner.fold(jobs[probed.job], probed, report);
+                Action::Probe(batch) => return Control::Probe(batch),
+                Action::Journal(input) => {
+                    if let Some(journal) = &mut self.journal {
+                        if let Err(err) = journal.record(&input) {
+                            journal_failed(journal.as_ref(), &err);
+                            self.journal = None;
+                            self.machine.handle_journal_failed(now());
+                        }
+                    }
                 }
-            }
-            for probed in receiver {
-                owner.fold(jobs[probed.job], probed, report);
-            }
-        });
-    }
-}
-
-impl StateOwner {
-    /// Start of a tick: retry the publisher, then deliver what waits (D4).
-    fn begin_tick(&mut self, report: &mut TickReport) {
-        self.publisher_refused = false;
-        if self.deliver(report) > 0 {
-            // Record the deliveries now rather than at the tick's end, so a
-            // crash during the probes does not publish them again.
-            self.persist(report);
-        }
-    }
-
-    /// End of a tick: flush the journal; with a state file, persist, then
-    /// deliver what the snapshot holds, then persist the deliveries.
-    fn end_tick(&mut self, report: &mut TickReport) {
-        if let Some(journal) = &mut self.journal {
-            if let Err(err) = journal.flush() {
-                let path = journal.path().display().to_string();
-                self.stop_journal(&path, &err, report);
-            }
-        }
-        if self.state_file.is_some() {
-            self.persist(report);
-            if self.deliver(report) > 0 {
-                self.persist(report);
-            }
-        }
-        report.pending = self.outbox.len();
-        report.tracked_games = self.states.len();
-        if report.pending > 0 {
-            warn!(
-                pending = report.pending,
-                "events wait for the publisher; they are retried in order next tick"
-            );
-        }
-    }
-
-    /// R8: forget every game not in the fresh listing (journaled first, D6).
-    fn prune(&mut self, records: &[RuntimeRecord], report: &mut TickReport) {
-        let running = records.iter().map(|record| record.game_id.as_str());
-        if self.journal.is_none() {
-            self.states.prune(running);
-            return;
-        }
-        let input = Input::Prune {
-            running: running.map(str::to_owned).collect(),
-        };
-        self.journal(&input, report);
-        let event = self.states.apply_input(input);
-        debug_assert!(event.is_none(), "a prune emits nothing");
-    }
-
-    /// Fold one outcome with the core (journaled first, D6); queue the event
-    /// it causes and, without a state file, deliver it.
-    fn fold(&mut self, record: &RuntimeRecord, probed: Probed, report: &mut TickReport) {
-        report.probes += 1;
-        if !probed.result.is_healthy() {
-            report.failed_probes += 1;
-        }
-        report.probe_classes.add(classify(&probed.result));
-        let input = Input::Outcome(ProbeOutcome {
-            game_id: record.game_id.clone(),
-            container_id: record.current_container_id.clone(),
-            observed_at: probed.observed_at,
-            result: probed.result,
-        });
-        self.journal(&input, report);
-        if let Some(event) = self.states.apply_input(input) {
-            report.events += 1;
-            self.outbox.push(event);
-            if self.state_file.is_none() {
-                self.deliver(report);
+                Action::FlushJournal => {
+                    let result = match &mut self.journal {
+                        Some(journal) => journal.flush().map_err(|err| {
+                            journal_failed(journal.as_ref(), &err);
+                        }),
+                        None => Err(()),
+                    };
+                    if result.is_err() {
+                        self.journal = None;
+                    }
+                    self.machine.handle_flushed(now(), result);
+                }
+                Action::Publish(event) => {
+                    let published = self.publish(&event);
+                    self.machine.handle_published(now(), published);
+                }
+                Action::SyncPublisher => {
+                    let result = self.publisher.sync().map_err(|err| {
+                        error!(
+                            error = %err,
+                            "cannot make the delivered events durable; they stay pending and are published again next tick"
+                        );
+                    });
+                    self.machine.handle_synced(now(), result);
+                }
+                Action::Persist => {
+                    let persisted = self.persist();
+                    self.machine.handle_persisted(now(), persisted);
+                }
+                Action::Interrupt => shutdown.trigger(),
+                Action::TickDone(report) => return Control::TickDone(report),
+                Action::Wait { until } => return Control::Wait(until),
+                Action::Stop(reason) => return Control::Stop(reason),
             }
         }
+        Control::Idle
     }
 
-    /// Publish pending events oldest first, until one is refused; count and
-    /// log each delivery. The one place events leave. Returns how many left.
-    fn deliver(&mut self, report: &mut TickReport) -> usize {
-        if self.publisher_refused || self.outbox.is_empty() {
-            return 0;
-        }
-        let telemetry = &mut self.telemetry;
-        let drained = self.outbox.drain(&mut *self.publisher, |event| {
-            let event_type = event.event_type();
-            telemetry.record_event(event_type);
-            info!(
-                game_id = %event.game_id,
-                container_id = %event.container_id,
-                event_type = %event_type,
-                "probe event published"
-            );
-        });
-        report.published += drained.delivered;
-        if let Some(err) = drained.refused {
-            self.publisher_refused = true;
-            report.publish_failures += 1;
-            if let Some(event) = self.outbox.pending().first() {
+    /// Hand one event to the publisher; count and log the delivery (R12).
+    fn publish(&mut self, event: &HealthEvent) -> Published {
+        match self.publisher.publish(event) {
+            Ok(()) => {
+                let event_type = event.event_type();
+                self.telemetry.record_event(event_type);
+                info!(
+                    game_id = %event.game_id,
+                    container_id = %event.container_id,
+                    event_type = %event_type,
+                    "probe event published"
+                );
+                Published::Accepted
+            }
+            Err(err) => {
+                let closed = is_closed(&err);
                 error!(
                     game_id = %event.game_id,
                     container_id = %event.container_id,
                     event_type = %event.event_type(),
                     error = %err,
-                    pending = self.outbox.len(),
+                    pending = self.machine.pending_len(),
                     "cannot publish probe event; it stays pending and is retried next tick, before newer events"
                 );
+                if closed {
+                    error!("the events output is closed; stopping after the probes in flight");
+                    Published::Closed
+                } else {
+                    Published::Refused
+                }
             }
         }
-        drained.delivered
     }
 
-    /// Write the snapshot if there is a state file and it changed.
-    fn persist(&mut self, report: &mut TickReport) {
-        let Some(file) = &mut self.state_file else {
-            return;
+    /// Write the snapshot the machine holds.
+    fn persist(&mut self) -> Persisted {
+        let Some(state) = &mut self.state else {
+            return Persisted::Unchanged;
         };
-        match file.save(&self.states, self.outbox.pending()) {
-            Ok(Saved::Written) => report.snapshots_written += 1,
-            Ok(Saved::Unchanged) => {}
+        let pending: Vec<HealthEvent> = self.machine.pending().cloned().collect();
+        match state.save(self.machine.states(), &pending) {
+            Ok(crate::durable::Saved::Written) => Persisted::Written,
+            Ok(crate::durable::Saved::Unchanged) => Persisted::Unchanged,
             Err(err) => {
-                report.snapshot_failures += 1;
                 error!(
                     error = %err,
                     "cannot persist the state; events are published anyway, and a crash before the next successful write loses what happened since the last one"
                 );
+                Persisted::Failed
             }
         }
     }
+}
 
-    /// Append `input` to the journal, if there is one.
-    fn journal(&mut self, input: &Input, report: &mut TickReport) {
-        let Some(journal) = &mut self.journal else {
-            return;
-        };
-        if let Err(err) = journal.record(input) {
-            let path = journal.path().display().to_string();
-            self.stop_journal(&path, &err, report);
-        }
-    }
+/// Whether a refusal is for good: the events output is closed.
+fn is_closed(err: &PublishError) -> bool {
+    matches!(err, PublishError::Write { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+}
 
-    /// Log a journal error once and stop journaling (a journal with a hole
-    /// would replay to different events).
-    fn stop_journal(&mut self, path: &str, err: &std::io::Error, report: &mut TickReport) {
-        error!(
-            journal = %path,
-            error = %err,
-            "cannot write the journal; journaling stops for the rest of the run"
+fn journal_failed(journal: &dyn JournalSink, err: &std::io::Error) {
+    error!(
+        journal = %journal.name(),
+        error = %err,
+        "cannot write the journal; journaling stops for the rest of the run"
+    );
+}
+
+fn log_tick(report: &TickReport) {
+    info!(
+        games = report.games,
+        probes = report.probes,
+        failed_probes = report.failed_probes,
+        events = report.events,
+        published = report.published,
+        pending = report.pending,
+        duration_ms = duration_ms(report.duration),
+        interrupted = report.interrupted,
+        skipped = report.skipped,
+        "tick finished"
+    );
+    if report.pending > 0 {
+        warn!(
+            pending = report.pending,
+            "events wait for the publisher; they are retried in order next tick"
         );
-        self.journal = None;
-        report.journal_stopped = true;
-    }
-}
-
-/// The records to probe this tick: one per game, the first listed (D3).
-pub fn probe_jobs(records: &[RuntimeRecord]) -> Vec<&RuntimeRecord> {
-    let mut seen = HashSet::with_capacity(records.len());
-    records
-        .iter()
-        .filter(|record| seen.insert(record.game_id.as_str()))
-        .collect()
-}
-
-/// What one tick did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TickReport {
-    /// Running records listed, duplicates included.
-    pub records: usize,
-    /// Distinct games listed (D3), each probed once unless interrupted.
-    pub games: usize,
-    /// Probes that finished and were folded.
-    pub probes: usize,
-    /// Of those, the unhealthy ones.
-    pub failed_probes: usize,
-    /// The folded probes by [`ProbeClass`] (they add up to `probes`).
-    pub probe_classes: ProbeClassCounts,
-    /// Events the core emitted this tick.
-    pub events: usize,
-    /// Events the publisher accepted this tick, older pending ones included.
-    pub published: usize,
-    /// Refused publish attempts this tick (each leaves its event pending; at
-    /// most one per tick, as a refusal ends delivery until the next tick).
-    pub publish_failures: usize,
-    /// Events waiting for the publisher at the end of the tick (D4).
-    pub pending: usize,
-    /// Games holding hysteresis state at the end of the tick (D7: those with
-    /// a failure counted or published).
-    pub tracked_games: usize,
-    /// Snapshots written this tick (D5; an unchanged snapshot is not rewritten).
-    pub snapshots_written: usize,
-    /// Snapshot writes that failed this tick (logged; events published anyway).
-    pub snapshot_failures: usize,
-    /// The journal failed this tick and stopped (D6).
-    pub journal_stopped: bool,
-    /// Wall time of the tick.
-    pub duration: Duration,
-    /// The listing failed, so nothing was pruned or probed (R9).
-    pub skipped: bool,
-    /// Shutdown stopped the tick before every game was probed.
-    pub interrupted: bool,
-}
-
-/// Probes counted by [`ProbeClass`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProbeClassCounts {
-    counts: [usize; ProbeClass::ALL.len()],
-}
-
-impl ProbeClassCounts {
-    /// Count one probe of `class`.
-    pub fn add(&mut self, class: ProbeClass) {
-        self.counts[class as usize] += 1;
-    }
-
-    /// Probes of `class` counted.
-    pub fn get(&self, class: ProbeClass) -> usize {
-        self.counts[class as usize]
-    }
-
-    /// Probes of every class counted.
-    pub fn total(&self) -> usize {
-        self.counts.iter().sum()
-    }
-
-    /// Each class with its count, in [`ProbeClass::ALL`] order.
-    pub fn iter(&self) -> impl Iterator<Item = (ProbeClass, usize)> + '_ {
-        ProbeClass::ALL
-            .into_iter()
-            .map(|class| (class, self.get(class)))
-    }
-}
-
-/// What a whole [`Worker::run`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RunReport {
-    /// Ticks started, skipped ones included.
-    pub ticks: u64,
-    /// Ticks skipped on a listing error (R9).
-    pub skipped_ticks: u64,
-    /// Ticks that took longer than the interval.
-    pub overruns: u64,
-    /// Probes folded.
-    pub probes: u64,
-    /// Events emitted.
-    pub events: u64,
-    /// Events delivered.
-    pub published: u64,
-    /// Refused publish attempts.
-    pub publish_failures: u64,
-    /// Events still waiting for the publisher after the last tick.
-    pub pending: usize,
-    /// Snapshot writes that failed.
-    pub snapshot_failures: u64,
-}
-
-impl RunReport {
-    /// Add one tick's counts; `pending` becomes the tick's.
-    pub fn add(&mut self, tick: &TickReport) {
-        self.ticks += 1;
-        self.skipped_ticks += u64::from(tick.skipped);
-        self.probes += tick.probes as u64;
-        self.events += tick.events as u64;
-        self.published += tick.published as u64;
-        self.publish_failures += tick.publish_failures as u64;
-        self.pending = tick.pending;
-        self.snapshot_failures += tick.snapshot_failures as u64;
-    }
-}
-
-/// A cloneable stop signal: trigger it from a signal handler or another thread.
-///
-/// Waiting is on a condition variable, so a triggered shutdown wakes waiters at once.
-#[derive(Debug, Clone, Default)]
-pub struct Shutdown {
-    inner: Arc<ShutdownInner>,
-}
-
-#[derive(Debug, Default)]
-struct ShutdownInner {
-    triggered: Mutex<bool>,
-    changed: Condvar,
-}
-
-impl Shutdown {
-    /// A handle that is not triggered yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Ask every holder of a clone to stop; waiters wake at once. Idempotent.
-    pub fn trigger(&self) {
-        let mut triggered = self.lock();
-        *triggered = true;
-        self.inner.changed.notify_all();
-    }
-
-    /// Whether [`Shutdown::trigger`] was called on any clone.
-    pub fn is_triggered(&self) -> bool {
-        *self.lock()
-    }
-
-    /// Wait until triggered or until `timeout` passes; whether it is triggered.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let triggered = self.lock();
-        let (triggered, _) = self
-            .inner
-            .changed
-            .wait_timeout_while(triggered, timeout, |triggered| !*triggered)
-            .unwrap_or_else(PoisonError::into_inner);
-        *triggered
-    }
-
-    /// Wait until triggered.
-    pub fn wait(&self) {
-        let triggered = self.lock();
-        let _triggered = self
-            .inner
-            .changed
-            .wait_while(triggered, |triggered| !*triggered)
-            .unwrap_or_else(PoisonError::into_inner);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, bool> {
-        // A bool cannot be left half-written: a poisoned lock is still valid.
-        self.inner
-            .triggered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// One probe's result, sent from a probe thread to the owner.
-struct Probed {
-    job: usize,
-    observed_at: Timestamp,
-    result: ProbeResult,
-}
-
-/// What the probe threads share for one tick; read-only but for the job counter.
-struct ProbePool<'a> {
-    jobs: &'a [&'a RuntimeRecord],
-    next_job: &'a AtomicUsize,
-    prober: &'a Prober,
-    clock: &'a dyn Clock,
-    shutdown: &'a Shutdown,
-}
-
-impl ProbePool<'_> {
-    /// Take the next job and probe it; `None` when none is left or on shutdown.
-    fn probe_next(&self) -> Option<Probed> {
-        if self.shutdown.is_triggered() {
-            return None;
-        }
-        let job = self.next_job.fetch_add(1, Ordering::Relaxed);
-        let record = self.jobs.get(job)?;
-        let result = self.prober.probe(&record.engine_endpoint);
-        let observed_at = self.clock.now();
-        Some(Probed {
-            job,
-            observed_at,
-            result,
-        })
     }
 }
 
@@ -970,8 +648,14 @@ mod tests {
 
     use healthprobe_core::{EventDetails, EventType, GameState as GameStateCounters};
 
+    use std::sync::Mutex;
+
     use super::*;
     use crate::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
+    use crate::durable::StateFile;
+    use crate::ports::RuntimeRecord;
+    use crate::probe::ProbeClass;
+    use healthprobe_core::Timestamp;
 
     /// An endpoint on loopback where nothing listens: every probe is refused at once.
     fn refused_endpoint() -> String {
@@ -1323,7 +1007,7 @@ mod tests {
             assert_eq!(std::fs::read_to_string(&path).expect("kept"), text);
         }
         assert!(rig.worker.states().is_empty());
-        assert!(rig.worker.owner.state_file.is_none());
+        assert!(rig.worker.io.state.is_none());
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
@@ -1460,8 +1144,9 @@ mod tests {
     }
 
     fn check_jobs(records: &[RuntimeRecord], expected: &[(&str, &str)]) {
-        let jobs: Vec<(&str, &str)> = probe_jobs(records)
-            .into_iter()
+        let jobs = healthprobe_core::tick::probe_jobs(records.to_vec());
+        let jobs: Vec<(&str, &str)> = jobs
+            .iter()
             .map(|r| (r.game_id.as_str(), r.current_container_id.as_str()))
             .collect();
         assert_eq!(jobs, expected);
@@ -1488,21 +1173,5 @@ mod tests {
             &[("b", "1"), ("a", "2")],
         );
         check_jobs(&[], &[]);
-    }
-
-    #[test]
-    fn shutdown_wakes_a_waiter_and_stays_triggered() {
-        let shutdown = Shutdown::new();
-        assert!(!shutdown.is_triggered());
-        assert!(!shutdown.wait_timeout(Duration::from_millis(1)));
-        let waiter = {
-            let shutdown = shutdown.clone();
-            thread::spawn(move || shutdown.wait_timeout(Duration::from_secs(3600)))
-        };
-        shutdown.trigger();
-        assert!(waiter.join().expect("waiter thread"));
-        assert!(shutdown.is_triggered());
-        assert!(shutdown.wait_timeout(Duration::MAX));
-        shutdown.wait();
     }
 }

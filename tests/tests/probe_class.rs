@@ -1,4 +1,5 @@
-//! `classify` against the real probes of both runtimes: each kind of engine
+//! The probers' structured classes against the real probes of both runtimes, and
+//! `classify` (the text classifier for journals) agreeing with them: each kind of engine
 //! (healthy, 503, refusing, hanging past a short timeout, answering
 //! garbage, closing at once) lands in its class, per game and in the tick's
 //! per-class counts.

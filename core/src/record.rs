@@ -1,0 +1,43 @@
+//! One row of the runtime manager's records: the tick machine's input listing.
+
+use serde::{Deserialize, Serialize};
+
+/// One row of the runtime manager's records: a game and where its engine listens.
+///
+/// Serialized as in DESIGN.md's records format:
+/// `{"game_id","current_container_id","engine_endpoint","status"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RuntimeRecord {
+    /// The game's id; hysteresis state is kept per game.
+    pub game_id: String,
+    /// The container currently running the game's engine; events name it.
+    pub current_container_id: String,
+    /// The engine's base URL, for example `http://127.0.0.1:8080/` (R2 appends `/healthz`).
+    pub engine_endpoint: String,
+    /// The record's status; only `running` records are probed.
+    pub status: String,
+}
+
+impl RuntimeRecord {
+    /// The status of a record whose engine is probed.
+    pub const RUNNING: &'static str = "running";
+
+    /// A `running` record.
+    pub fn running(
+        game_id: impl Into<String>,
+        current_container_id: impl Into<String>,
+        engine_endpoint: impl Into<String>,
+    ) -> Self {
+        Self {
+            game_id: game_id.into(),
+            current_container_id: current_container_id.into(),
+            engine_endpoint: engine_endpoint.into(),
+            status: Self::RUNNING.to_owned(),
+        }
+    }
+
+    /// Whether the record's status is `running`.
+    pub fn is_running(&self) -> bool {
+        self.status == Self::RUNNING
+    }
+}

@@ -1,0 +1,962 @@
+//! The tick machine: every rule of a worker's run that is not hysteresis and
+//! not I/O, as a sans-IO state machine (the quinn-proto shape).
+//!
+//! The core's [`HealthStates`] decides *what* a probe outcome means. The
+//! [`TickMachine`] decides everything else a worker must get right: when a
+//! tick starts, what to probe, the order of journal, fold, persist and
+//! publish, what stays pending, what a refused publish does, and when the run
+//! stops. It does no I/O, reads no clock and starts no thread (the same
+//! `core/clippy.toml` applies): a driver feeds it what happened through
+//! `handle_*` calls, with the time as an argument, and performs the
+//! [`Action`]s it yields from [`TickMachine::poll_action`].
+//!
+//! ```text
+//!  driver                                  machine
+//!  ──────                                  ───────
+//!  start_tick(now)              ───────▶   Publish(oldest pending)…, List
+//!  handle_listing(records)      ───────▶   Journal(prune), Probe(batch)
+//!  handle_outcome(job, …)  ×N   ───────▶   Journal(outcome), [Publish(event)]
+//!  handle_probes_done(now)      ───────▶   FlushJournal, Persist, Publish…,
+//!                                          SyncPublisher, Persist,
+//!                                          TickDone(report), Wait(until) | Stop
+//! ```
+//!
+//! Only one action that needs an answer is outstanding at a time: after a
+//! [`Action::List`], [`Action::Journal`], [`Action::FlushJournal`],
+//! [`Action::Publish`], [`Action::SyncPublisher`] or [`Action::Persist`],
+//! `poll_action` yields nothing until the matching `handle_*` call. The
+//! driver therefore performs the actions in the order they are yielded, which
+//! is what makes the rules below hold whatever the ports do.
+//!
+//! # The rules the machine keeps
+//!
+//! - **D4** Every event goes into the outbox; it leaves only when the
+//!   publisher accepts it, oldest first, so no event overtakes an older one.
+//!   A refusal leaves the publisher alone until the next tick (one refused
+//!   call per tick). A permanent refusal (a closed output) stops the run
+//!   after the tick, the event still pending.
+//! - **D5** With a state store, nothing is published before a snapshot that
+//!   holds it is persisted; deliveries are synced by the publisher
+//!   ([`Action::SyncPublisher`]) before a snapshot records them, and a failed
+//!   sync puts the unsynced events back at the front of the outbox. A crash
+//!   can repeat an event, never lose one.
+//! - **D6** Every prune and outcome is journaled before any effect of its
+//!   fold (a publish or a snapshot), and the journal is flushed before the
+//!   tick's snapshot; a journal error stops the journal for the rest of the run.
+//! - **R8, R9, D3** A listing prunes every game not listed, then each listed
+//!   game is probed once (the first record wins); a listing error skips the
+//!   tick with the state untouched, pending events still delivered.
+//! - **R13** One tick per interval, measured from tick start to tick start; a
+//!   tick that overruns starts the next at once (no burst of catch-up
+//!   ticks). With a tick limit ticks run back to back, but a skipped tick
+//!   still waits out its interval. Shutdown stops after the tick in flight.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Timestamp;
+use crate::hash::GameIdHash;
+use crate::{
+    HealthEvent, HealthStates, Input, OutcomeRef, ProbeOutcome, ProbeResult, RuntimeRecord,
+};
+
+/// How a tick machine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MachineConfig {
+    /// Time between tick starts (R13).
+    pub interval: Duration,
+    /// Whether a state store persists the state and pending events (D5):
+    /// then nothing is published before it is persisted.
+    pub durable: bool,
+    /// Whether every prune and outcome is journaled (D6).
+    pub journal: bool,
+    /// Stop after this many ticks (`--ticks N`); `None` runs until shutdown.
+    pub tick_limit: Option<u64>,
+}
+
+impl MachineConfig {
+    /// A machine ticking every `interval`, not durable, no journal, no limit.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            durable: false,
+            journal: false,
+            tick_limit: None,
+        }
+    }
+}
+
+/// What kind of outcome a probe had, for metrics (`healthprobe_probes_total{result}`).
+///
+/// The prober that produced the outcome says which (it knows the error's
+/// structure); the machine only counts them per tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbeClass {
+    /// Status 200.
+    Ok,
+    /// A response with any other status (R1).
+    BadStatus,
+    /// No response within the probe timeout.
+    Timeout,
+    /// No connection: refused, unreachable, the name not found or not resolved.
+    ConnectError,
+    /// Anything else: a reset or close mid-response, a malformed or
+    /// oversized head, an unsupported endpoint (`https://`, a bad URL), a
+    /// probe that panicked.
+    Other,
+}
+
+impl ProbeClass {
+    /// Every class, in label order.
+    pub const ALL: [Self; 5] = [
+        Self::Ok,
+        Self::BadStatus,
+        Self::Timeout,
+        Self::ConnectError,
+        Self::Other,
+    ];
+
+    /// The metric label value: `ok`, `bad_status`, `timeout`, `connect_error`, `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::BadStatus => "bad_status",
+            Self::Timeout => "timeout",
+            Self::ConnectError => "connect_error",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Probes counted by [`ProbeClass`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProbeClassCounts {
+    counts: [usize; ProbeClass::ALL.len()],
+}
+
+impl ProbeClassCounts {
+    /// Count one probe of `class`.
+    pub fn add(&mut self, class: ProbeClass) {
+        self.counts[class as usize] += 1;
+    }
+
+    /// Probes of `class` counted.
+    pub fn get(&self, class: ProbeClass) -> usize {
+        self.counts[class as usize]
+    }
+
+    /// Probes of every class counted.
+    pub fn total(&self) -> usize {
+        self.counts.iter().sum()
+    }
+
+    /// Each class with its count, in [`ProbeClass::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (ProbeClass, usize)> + '_ {
+        ProbeClass::ALL
+            .into_iter()
+            .map(|class| (class, self.get(class)))
+    }
+}
+
+/// The games to probe in one tick: one record per game, the first listed (D3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeBatch {
+    jobs: Arc<[RuntimeRecord]>,
+    suspects_first: Arc<[usize]>,
+}
+
+impl ProbeBatch {
+    /// The records to probe, in listing order; a job is an index into it.
+    pub fn jobs(&self) -> &Arc<[RuntimeRecord]> {
+        &self.jobs
+    }
+
+    /// Job indices with the games that have a failure counted first, listing
+    /// order otherwise: a game that failed is the likeliest to hang, and its
+    /// timeout then overlaps the sweep of the rest. (Within a tick the order
+    /// changes no event: each game is probed once and each outcome carries
+    /// its own time.)
+    pub fn suspects_first(&self) -> &Arc<[usize]> {
+        &self.suspects_first
+    }
+
+    /// How many jobs.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Whether there is nothing to probe.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// List the running records; answer with [`TickMachine::handle_listing`].
+    List,
+    /// Probe every job of the batch, at most `max_concurrency` in flight,
+    /// none started after shutdown; answer each with
+    /// [`TickMachine::handle_outcome`], then [`TickMachine::handle_probes_done`].
+    Probe(ProbeBatch),
+    /// Append this input to the journal; answer with [`TickMachine::handle_journaled`].
+    Journal(Input),
+    /// Make the journal's lines reach the file; answer with [`TickMachine::handle_journaled`].
+    FlushJournal,
+    /// Publish this event (the oldest pending); answer with [`TickMachine::handle_published`].
+    Publish(HealthEvent),
+    /// Make every event accepted since the last sync durable; answer with
+    /// [`TickMachine::handle_synced`].
+    SyncPublisher,
+    /// Write the snapshot ([`TickMachine::states`] and
+    /// [`TickMachine::pending`]); answer with [`TickMachine::handle_persisted`].
+    Persist,
+    /// Start no new probe: the run is stopping (a closed output). Needs no answer.
+    Interrupt,
+    /// A tick ended; its report. Needs no answer.
+    TickDone(TickReport),
+    /// Start the next tick with [`TickMachine::start_tick`] once the
+    /// monotonic time reaches `until` (at once if it already has). Needs no answer.
+    Wait {
+        /// Monotonic time of the next tick's start.
+        until: Duration,
+    },
+    /// The run is over. Needs no answer.
+    Stop(StopReason),
+}
+
+/// Why a run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Shutdown was asked for ([`TickMachine::handle_shutdown`]).
+    Shutdown,
+    /// The tick limit was reached.
+    TickLimit,
+    /// The publisher refused an event for good (a closed events output).
+    OutputClosed,
+}
+
+/// How the publisher answered one [`Action::Publish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// Accepted: the event leaves the outbox.
+    Accepted,
+    /// Refused for now: retried next tick, before newer events.
+    Refused,
+    /// Refused for good (the output is closed): the run stops after this tick.
+    Closed,
+}
+
+/// How a snapshot write went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persisted {
+    /// Written (and durable).
+    Written,
+    /// Identical to the last snapshot written, so not rewritten.
+    Unchanged,
+    /// The write failed: events are published anyway (logged by the driver).
+    Failed,
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TickReport {
+    /// Running records listed, duplicates included.
+    pub records: usize,
+    /// Distinct games listed (D3), each probed once unless interrupted.
+    pub games: usize,
+    /// Probes that finished and were folded.
+    pub probes: usize,
+    /// Of those, the unhealthy ones.
+    pub failed_probes: usize,
+    /// The folded probes by [`ProbeClass`] (they add up to `probes`).
+    pub probe_classes: ProbeClassCounts,
+    /// Events the core emitted this tick.
+    pub events: usize,
+    /// Events the publisher accepted this tick, older pending ones included.
+    pub published: usize,
+    /// Refused publish attempts this tick (each leaves its event pending; at
+    /// most one per tick, as a refusal ends delivery until the next tick).
+    pub publish_failures: usize,
+    /// Failed publisher syncs this tick (their events were put back as pending).
+    pub sync_failures: usize,
+    /// Events waiting for the publisher at the end of the tick (D4).
+    pub pending: usize,
+    /// Games holding hysteresis state at the end of the tick (D7: those with
+    /// a failure counted or published).
+    pub tracked_games: usize,
+    /// Snapshots written this tick (D5; an unchanged snapshot is not rewritten).
+    pub snapshots_written: usize,
+    /// Snapshot writes that failed this tick (logged; events published anyway).
+    pub snapshot_failures: usize,
+    /// The journal failed this tick and stopped (D6).
+    pub journal_stopped: bool,
+    /// Time from the tick's start to its end (monotonic).
+    pub duration: Duration,
+    /// The listing failed, so nothing was pruned or probed (R9).
+    pub skipped: bool,
+    /// Shutdown stopped the tick before every game was probed.
+    pub interrupted: bool,
+    /// The tick took longer than the interval; the next one starts at once (R13).
+    pub overran: bool,
+}
+
+/// What a whole run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunReport {
+    /// Ticks started, skipped ones included.
+    pub ticks: u64,
+    /// Ticks skipped on a listing error (R9).
+    pub skipped_ticks: u64,
+    /// Ticks that took longer than the interval.
+    pub overruns: u64,
+    /// Probes folded.
+    pub probes: u64,
+    /// Events emitted.
+    pub events: u64,
+    /// Events delivered.
+    pub published: u64,
+    /// Refused publish attempts.
+    pub publish_failures: u64,
+    /// Events still waiting for the publisher after the last tick.
+    pub pending: usize,
+    /// Snapshot writes that failed.
+    pub snapshot_failures: u64,
+    /// Why the run stopped, once it has.
+    pub stopped: Option<StopReason>,
+}
+
+impl RunReport {
+    /// Add one tick's counts; `pending` becomes the tick's.
+    pub fn add(&mut self, tick: &TickReport) {
+        self.ticks += 1;
+        self.skipped_ticks += u64::from(tick.skipped);
+        self.overruns += u64::from(tick.overran);
+        self.probes += tick.probes as u64;
+        self.events += tick.events as u64;
+        self.published += tick.published as u64;
+        self.publish_failures += tick.publish_failures as u64;
+        self.pending = tick.pending;
+        self.snapshot_failures += tick.snapshot_failures as u64;
+    }
+}
+
+/// Where the tick is. Each step either yields an action and waits for its
+/// answer, or moves on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Between ticks: waiting for [`TickMachine::start_tick`].
+    Idle,
+    /// Delivering what waits from earlier ticks (D4), then recording it.
+    Begin(Delivery),
+    /// The listing was asked for.
+    Listing,
+    /// Probes are in flight; without a state store, events are delivered as they come.
+    Probing,
+    /// The journal is being flushed.
+    Flush,
+    /// With a state store: persist what the tick did before anything of it is published.
+    PersistTick,
+    /// Delivering the tick's events, then recording the deliveries.
+    End(Delivery),
+    /// The run is over.
+    Stopped,
+}
+
+/// The steps of one delivery round: publish until refused or empty, sync
+/// what was accepted, persist (with a state store) what was delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Publishing,
+    Syncing,
+    Persisting,
+    Done,
+}
+
+/// An action yielded whose answer has not come yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaiting {
+    List,
+    Flush,
+    Publish,
+    Sync,
+    Persist,
+}
+
+/// The tick and delivery rules of a worker, with no I/O. See the module docs.
+#[derive(Debug, Clone)]
+pub struct TickMachine {
+    config: MachineConfig,
+    states: HealthStates,
+    /// Events not yet accepted, oldest first (D4).
+    outbox: VecDeque<HealthEvent>,
+    /// Events accepted since the last sync, oldest first.
+    unsynced: Vec<HealthEvent>,
+    actions: VecDeque<Action>,
+    awaiting: Option<Awaiting>,
+    phase: Phase,
+    /// This tick's jobs (the batch's records).
+    jobs: Option<Arc<[RuntimeRecord]>>,
+    probes_done: bool,
+    /// The publisher refused this tick: leave it alone until the next.
+    refused: bool,
+    /// Deliveries in the current delivery round.
+    delivered_in_round: usize,
+    journaling: bool,
+    report: TickReport,
+    run: RunReport,
+    tick_started: Duration,
+    shutdown: bool,
+    stop: Option<StopReason>,
+}
+
+impl TickMachine {
+    /// A machine with `states` (empty, or restored) and `pending` events (restored, oldest first).
+    pub fn new(config: MachineConfig, states: HealthStates, pending: Vec<HealthEvent>) -> Self {
+        Self {
+            journaling: config.journal,
+            config,
+            states,
+            outbox: pending.into(),
+            unsynced: Vec::new(),
+            actions: VecDeque::new(),
+            awaiting: None,
+            phase: Phase::Idle,
+            jobs: None,
+            probes_done: false,
+            refused: false,
+            delivered_in_round: 0,
+            report: TickReport::default(),
+            run: RunReport::default(),
+            tick_started: Duration::ZERO,
+            shutdown: false,
+            stop: None,
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> MachineConfig {
+        self.config
+    }
+
+    /// The hysteresis state.
+    pub fn states(&self) -> &HealthStates {
+        &self.states
+    }
+
+    /// Replace the state and pending events (a restored snapshot); only between ticks.
+    pub fn restore(&mut self, states: HealthStates, pending: Vec<HealthEvent>) {
+        self.states = states;
+        self.outbox = pending.into();
+        self.unsynced.clear();
+    }
+
+    /// Turn durability (D5) on or off; only between ticks.
+    pub fn set_durable(&mut self, durable: bool) {
+        self.config.durable = durable;
+    }
+
+    /// Turn the journal (D6) on or off; only between ticks.
+    pub fn set_journal(&mut self, journal: bool) {
+        self.config.journal = journal;
+        self.journaling = journal;
+    }
+
+    /// Change the tick limit (counted from the start of the run).
+    pub fn set_tick_limit(&mut self, limit: Option<u64>) {
+        self.config.tick_limit = limit;
+    }
+
+    /// Events emitted but not yet recorded as delivered, oldest first: the
+    /// events accepted but not yet synced (published again if the sync
+    /// fails or the process dies first), then the outbox. This is what a
+    /// snapshot keeps as pending.
+    pub fn pending(&self) -> impl ExactSizeIterator<Item = &HealthEvent> + Clone {
+        SnapshotPending {
+            unsynced: &self.unsynced,
+            outbox: &self.outbox,
+            index: 0,
+        }
+    }
+
+    /// How many events are pending (see [`TickMachine::pending`]).
+    pub fn pending_len(&self) -> usize {
+        self.unsynced.len() + self.outbox.len()
+    }
+
+    /// Whether the journal is on (it stops for good on its first error).
+    pub fn is_journaling(&self) -> bool {
+        self.journaling
+    }
+
+    /// What the run did so far.
+    pub fn run_report(&self) -> RunReport {
+        self.run
+    }
+
+    /// Whether a tick is in progress.
+    pub fn in_tick(&self) -> bool {
+        !matches!(self.phase, Phase::Idle | Phase::Stopped)
+    }
+
+    /// Whether the run is over.
+    pub fn is_stopped(&self) -> bool {
+        self.phase == Phase::Stopped
+    }
+
+    /// The next action, if any is ready (none while an answer is awaited).
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Start a tick at monotonic time `now`. Ignored during a tick or after the
+    /// stop; after [`TickMachine::handle_shutdown`] it stops the run instead.
+    pub fn start_tick(&mut self, now: Duration) {
+        if self.phase != Phase::Idle {
+            return;
+        }
+        if self.shutdown {
+            self.stop_now(StopReason::Shutdown);
+            return;
+        }
+        self.tick_started = now;
+        self.report = TickReport::default();
+        self.refused = false;
+        self.probes_done = false;
+        self.jobs = None;
+        self.begin_round(Phase::Begin);
+        self.advance(now);
+    }
+
+    /// The records store answered [`Action::List`].
+    ///
+    /// `Err(())`: the listing failed (the driver logs why): the tick is
+    /// skipped with the state untouched (R9).
+    pub fn handle_listing(&mut self, now: Duration, listing: Result<Vec<RuntimeRecord>, ()>) {
+        if self.awaiting != Some(Awaiting::List) {
+            return;
+        }
+        self.awaiting = None;
+        let records = match listing {
+            Ok(records) => records,
+            Err(()) => {
+                self.report.skipped = true;
+                self.phase = Phase::Flush;
+                self.advance(now);
+                return;
+            }
+        };
+        self.report.records = records.len();
+        // R8: prune against the whole listing, duplicates included; journaled first (D6).
+        if self.journaling {
+            let running = records.iter().map(|r| r.game_id.clone()).collect();
+            self.actions
+                .push_back(Action::Journal(Input::Prune { running }));
+        }
+        self.states
+            .prune(records.iter().map(|record| record.game_id.as_str()));
+        let jobs = probe_jobs(records);
+        self.report.games = jobs.len();
+        self.phase = Phase::Probing;
+        if jobs.is_empty() {
+            self.probes_done = true;
+        } else {
+            let mut suspects_first: Vec<usize> = (0..jobs.len()).collect();
+            suspects_first.sort_by_key(|&job| self.states.game(&jobs[job].game_id).is_none());
+            let jobs: Arc<[RuntimeRecord]> = jobs.into();
+            self.jobs = Some(Arc::clone(&jobs));
+            self.actions.push_back(Action::Probe(ProbeBatch {
+                jobs,
+                suspects_first: suspects_first.into(),
+            }));
+        }
+        self.advance(now);
+    }
+
+    /// One probe of the batch finished: fold its outcome (journaled first, D6).
+    ///
+    /// `job` indexes the batch's jobs; `observed_at` is when the probe
+    /// finished. An outcome outside the probing of a tick, or of an unknown
+    /// job, is ignored.
+    pub fn handle_outcome(
+        &mut self,
+        now: Duration,
+        job: usize,
+        observed_at: Timestamp,
+        result: ProbeResult,
+        class: ProbeClass,
+    ) {
+        if self.phase != Phase::Probing || self.probes_done {
+            return;
+        }
+        let Some(record) = self.jobs.as_ref().and_then(|jobs| jobs.get(job)) else {
+            return;
+        };
+        self.report.probes += 1;
+        if !result.is_healthy() {
+            self.report.failed_probes += 1;
+        }
+        self.report.probe_classes.add(class);
+        let event = if self.journaling {
+            let outcome = ProbeOutcome {
+                game_id: record.game_id.clone(),
+                container_id: record.current_container_id.clone(),
+                observed_at,
+                result,
+            };
+            let event = self.states.apply_ref(outcome.as_ref());
+            // D6: the line goes out before any effect of the fold.
+            self.actions
+                .push_back(Action::Journal(Input::Outcome(outcome)));
+            event
+        } else {
+            self.states.apply_ref(OutcomeRef {
+                game_id: &record.game_id,
+                container_id: &record.current_container_id,
+                observed_at,
+                result: &result,
+            })
+        };
+        if let Some(event) = event {
+            self.report.events += 1;
+            self.outbox.push_back(event);
+        }
+        self.advance(now);
+    }
+
+    /// Every probe of the batch has finished or was never started (shutdown).
+    pub fn handle_probes_done(&mut self, now: Duration) {
+        if self.phase != Phase::Probing || self.probes_done {
+            return;
+        }
+        self.probes_done = true;
+        self.report.interrupted = self.report.probes < self.report.games;
+        self.advance(now);
+    }
+
+    /// An [`Action::Journal`] line could not be written: the journal stops
+    /// for the rest of the run (a journal with a hole would replay to
+    /// different events). A line needs no answer when it was written.
+    pub fn handle_journal_failed(&mut self, now: Duration) {
+        if !self.journaling {
+            return;
+        }
+        self.stop_journal();
+        self.advance(now);
+    }
+
+    /// The journal answered [`Action::FlushJournal`]; `Err(())` stops the journal.
+    pub fn handle_flushed(&mut self, now: Duration, result: Result<(), ()>) {
+        if self.awaiting != Some(Awaiting::Flush) {
+            return;
+        }
+        self.awaiting = None;
+        if result.is_err() {
+            self.stop_journal();
+        }
+        self.phase = Phase::PersistTick;
+        self.advance(now);
+    }
+
+    /// The publisher answered [`Action::Publish`].
+    pub fn handle_published(&mut self, now: Duration, result: Published) {
+        if self.awaiting != Some(Awaiting::Publish) {
+            return;
+        }
+        self.awaiting = None;
+        match result {
+            Published::Accepted => {
+                if let Some(event) = self.outbox.pop_front() {
+                    self.unsynced.push(event);
+                }
+                self.report.published += 1;
+                self.delivered_in_round += 1;
+            }
+            Published::Refused => {
+                self.refused = true;
+                self.report.publish_failures += 1;
+            }
+            Published::Closed => {
+                self.refused = true;
+                self.report.publish_failures += 1;
+                if self.stop.is_none() {
+                    self.stop = Some(StopReason::OutputClosed);
+                    self.actions.push_back(Action::Interrupt);
+                }
+            }
+        }
+        self.advance(now);
+    }
+
+    /// The publisher answered [`Action::SyncPublisher`].
+    ///
+    /// `Err(())`: the events accepted since the last sync may not be
+    /// durable: they go back to the front of the outbox, to be published
+    /// again next tick (a repeat, never a loss).
+    pub fn handle_synced(&mut self, now: Duration, result: Result<(), ()>) {
+        if self.awaiting != Some(Awaiting::Sync) {
+            return;
+        }
+        self.awaiting = None;
+        let unsynced = std::mem::take(&mut self.unsynced);
+        if result.is_err() {
+            self.report.sync_failures += 1;
+            self.report.published = self.report.published.saturating_sub(unsynced.len());
+            for event in unsynced.into_iter().rev() {
+                self.outbox.push_front(event);
+            }
+            self.refused = true;
+        }
+        self.advance(now);
+    }
+
+    /// The state store answered [`Action::Persist`].
+    pub fn handle_persisted(&mut self, now: Duration, result: Persisted) {
+        if self.awaiting != Some(Awaiting::Persist) {
+            return;
+        }
+        self.awaiting = None;
+        match result {
+            Persisted::Written => self.report.snapshots_written += 1,
+            Persisted::Unchanged => {}
+            Persisted::Failed => self.report.snapshot_failures += 1,
+        }
+        self.advance(now);
+    }
+
+    /// Make a stopped run (a tick limit, a shutdown, a closed output) ready to
+    /// tick again, with its state, pending events and counts kept.
+    pub fn rearm(&mut self) {
+        if self.phase == Phase::Stopped {
+            self.phase = Phase::Idle;
+        }
+        self.shutdown = false;
+        self.stop = None;
+        self.run.stopped = None;
+        self.actions
+            .retain(|action| !matches!(action, Action::Stop(_) | Action::Wait { .. }));
+    }
+
+    /// Shutdown was asked for: no tick starts after the one in flight.
+    pub fn handle_shutdown(&mut self) {
+        self.shutdown = true;
+        if self.phase == Phase::Idle {
+            self.stop_now(StopReason::Shutdown);
+        }
+    }
+
+    fn stop_journal(&mut self) {
+        self.journaling = false;
+        self.report.journal_stopped = true;
+        self.actions
+            .retain(|action| !matches!(action, Action::Journal(_)));
+    }
+
+    /// Yield `action` and wait for its answer.
+    fn ask(&mut self, action: Action, awaiting: Awaiting) {
+        self.actions.push_back(action);
+        self.awaiting = Some(awaiting);
+    }
+
+    fn begin_round(&mut self, phase: fn(Delivery) -> Phase) {
+        self.delivered_in_round = 0;
+        self.phase = phase(Delivery::Publishing);
+    }
+
+    /// Move through the tick until an answer is needed or the tick is over.
+    fn advance(&mut self, now: Duration) {
+        loop {
+            if self.awaiting.is_some() {
+                return;
+            }
+            match self.phase {
+                Phase::Idle | Phase::Stopped | Phase::Listing => return,
+                Phase::Begin(step) => {
+                    if self.delivery_round(step, Phase::Begin) {
+                        return;
+                    }
+                    self.phase = Phase::Listing;
+                    self.ask(Action::List, Awaiting::List);
+                    return;
+                }
+                Phase::Probing => {
+                    // Without a state store an event is published as soon as
+                    // it is emitted (after its journal line, queued before it).
+                    if !self.config.durable && !self.refused && !self.outbox.is_empty() {
+                        self.publish_oldest();
+                        return;
+                    }
+                    if !self.probes_done {
+                        return;
+                    }
+                    self.jobs = None;
+                    self.phase = Phase::Flush;
+                }
+                Phase::Flush => {
+                    if self.journaling {
+                        self.ask(Action::FlushJournal, Awaiting::Flush);
+                        return;
+                    }
+                    self.phase = Phase::PersistTick;
+                }
+                Phase::PersistTick => {
+                    self.begin_round(Phase::End);
+                    if self.config.durable {
+                        // D5: the tick's state and events are on disk before
+                        // any of them is published.
+                        self.ask(Action::Persist, Awaiting::Persist);
+                        return;
+                    }
+                }
+                Phase::End(step) => {
+                    if self.delivery_round(step, Phase::End) {
+                        return;
+                    }
+                    self.finish_tick(now);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One step of a delivery round; true while an answer is awaited.
+    fn delivery_round(&mut self, step: Delivery, phase: fn(Delivery) -> Phase) -> bool {
+        match step {
+            Delivery::Publishing => {
+                if !self.refused && !self.outbox.is_empty() {
+                    self.publish_oldest();
+                    return true;
+                }
+                self.phase = phase(Delivery::Syncing);
+                if !self.unsynced.is_empty() {
+                    // Deliveries count only once durable: sync before recording them.
+                    self.ask(Action::SyncPublisher, Awaiting::Sync);
+                    return true;
+                }
+                self.delivery_round(Delivery::Syncing, phase)
+            }
+            Delivery::Syncing => {
+                self.phase = phase(Delivery::Persisting);
+                if self.config.durable && self.delivered_in_round > 0 {
+                    // Record the deliveries now, so a crash later in the
+                    // tick does not publish them again.
+                    self.delivered_in_round = 0;
+                    self.ask(Action::Persist, Awaiting::Persist);
+                    return true;
+                }
+                self.delivery_round(Delivery::Persisting, phase)
+            }
+            Delivery::Persisting | Delivery::Done => {
+                self.phase = phase(Delivery::Done);
+                false
+            }
+        }
+    }
+
+    fn publish_oldest(&mut self) {
+        if let Some(event) = self.outbox.front() {
+            let event = event.clone();
+            self.ask(Action::Publish(event), Awaiting::Publish);
+        }
+    }
+
+    fn finish_tick(&mut self, now: Duration) {
+        let elapsed = now.saturating_sub(self.tick_started);
+        self.report.duration = elapsed;
+        self.report.pending = self.pending_len();
+        self.report.tracked_games = self.states.len();
+        self.report.overran = elapsed > self.config.interval;
+        self.run.add(&self.report);
+        let skipped = self.report.skipped;
+        self.phase = Phase::Idle;
+        self.actions
+            .push_back(Action::TickDone(std::mem::take(&mut self.report)));
+        let reason = if let Some(reason) = self.stop {
+            Some(reason)
+        } else if self.shutdown {
+            Some(StopReason::Shutdown)
+        } else if self
+            .config
+            .tick_limit
+            .is_some_and(|limit| self.run.ticks >= limit)
+        {
+            Some(StopReason::TickLimit)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.stop_now(reason);
+            return;
+        }
+        let until = match self.config.tick_limit {
+            // `--ticks N`: back to back, but a skipped tick waits out its
+            // interval (a store that is down must not burn the ticks at once).
+            Some(_) if !skipped => now,
+            _ if elapsed > self.config.interval => now,
+            _ => self.tick_started + self.config.interval,
+        };
+        self.actions.push_back(Action::Wait { until });
+    }
+
+    fn stop_now(&mut self, reason: StopReason) {
+        self.phase = Phase::Stopped;
+        self.run.stopped = Some(reason);
+        self.actions.push_back(Action::Stop(reason));
+    }
+}
+
+/// [`TickMachine::pending`]: unsynced events, then the outbox.
+#[derive(Debug, Clone)]
+struct SnapshotPending<'a> {
+    unsynced: &'a [HealthEvent],
+    outbox: &'a VecDeque<HealthEvent>,
+    index: usize,
+}
+
+impl<'a> Iterator for SnapshotPending<'a> {
+    type Item = &'a HealthEvent;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let index = self.index;
+        self.index += 1;
+        match self.unsynced.get(index) {
+            Some(event) => Some(event),
+            None => self.outbox.get(index - self.unsynced.len()),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.unsynced.len() + self.outbox.len()).saturating_sub(self.index);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for SnapshotPending<'_> {}
+
+/// The records to probe this tick: one per game, the first listed (D3).
+pub fn probe_jobs(records: Vec<RuntimeRecord>) -> Vec<RuntimeRecord> {
+    let keep: Vec<bool> = {
+        let mut seen: HashSet<&str, GameIdHash> = HashSet::default();
+        seen.reserve(records.len());
+        records
+            .iter()
+            .map(|record| seen.insert(record.game_id.as_str()))
+            .collect()
+    };
+    records
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(record, keep)| keep.then_some(record))
+        .collect()
+}
