@@ -387,49 +387,8 @@ both_runtimes! {
         assert_eq!(worker.telemetry.count(EventType::ProbeFailed), 2);
     }
 
-    fn r13_run_ticks_once_per_interval_with_no_catch_up_burst_after_an_overrun(runtime) {
-        // The first probe hangs past its timeout, so the first tick overruns the
-        // interval several times over; every later probe answers at once.
-        let engine = TestEngine::start(Behaviour::Script(vec![
-            Behaviour::Hang,
-            Behaviour::Status(200),
-        ]))
-        .unwrap();
-        let config = WorkerConfig {
-            interval: Duration::from_millis(150),
-            probe_timeout: Duration::from_millis(600),
-            ..test_config(3, 1)
-        };
-        let mut worker = TestWorker::with_runtime(runtime,
-            config,
-            vec![RuntimeRecord::running("g1", "c1", engine.url())],
-        );
-        let shutdown = Shutdown::new();
-        let running = {
-            let shutdown = shutdown.clone();
-            thread::spawn(move || worker.worker.run(&shutdown))
-        };
-        assert!(engine.wait_for_requests(5, SOON), "five ticks ran");
-        shutdown.trigger();
-        let run = running.join().expect("run returns");
-
-        let seen = engine.seen();
-        let gaps: Vec<Duration> = seen
-            .windows(2)
-            .map(|pair| pair[1].at.duration_since(pair[0].at))
-            .collect();
-        // The overrun tick is followed by the next one at once...
-        assert!(gaps[0] >= config.probe_timeout / 2, "gaps {gaps:?}");
-        // ...and then one tick per interval: no burst making up for the missed ones.
-        for gap in &gaps[1..4] {
-            assert!(
-                *gap >= config.interval / 2,
-                "burst after an overrun: {gaps:?}"
-            );
-        }
-        assert_eq!(run.overruns, 1, "{run:?}");
-        assert!(run.ticks >= 5 && run.ticks <= 6, "{run:?}");
-    }
+    // R13 cadence and overruns are asserted exactly on a virtual clock in
+    // tests/virtual_time.rs; here, shutdown against real engines.
 
     fn r13_shutdown_mid_tick_returns_after_the_probes_in_flight(runtime) {
         let delayed = Behaviour::Delayed {
@@ -456,10 +415,8 @@ both_runtimes! {
             })
         };
         assert!(fleet.engine(0).wait_for_requests(1, SOON));
-        let triggered = Instant::now();
         shutdown.trigger();
         let (run, ticks) = running.join().expect("run returns");
-        let took = triggered.elapsed();
 
         // The probe in flight finished and its event was published before `run` returned.
         assert_eq!(
@@ -469,8 +426,6 @@ both_runtimes! {
         assert_eq!(fleet.requests(), 1, "no new probe after the shutdown");
         assert_eq!(run.ticks, 1);
         assert!(ticks[0].interrupted && ticks[0].probes == 1, "{ticks:?}");
-        // Not the hour-long interval, nor the three other probes.
-        assert!(took < config.probe_timeout + MARGIN, "run took {took:?}");
     }
 
     fn r13_run_returns_at_once_when_shutdown_is_already_triggered(runtime) {
