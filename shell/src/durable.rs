@@ -36,6 +36,11 @@ pub struct Snapshot {
     pub states: HealthStates,
     /// Events emitted but not yet accepted by the publisher, oldest first.
     pub pending: Vec<HealthEvent>,
+    /// The journal's length in bytes when this snapshot was taken (its last
+    /// whole line folded into `states`), when the run had a journal. A
+    /// restore cuts a longer journal back to it: the lines after it belong
+    /// to a tick this snapshot does not hold, which the next run probes again.
+    pub journal_len: Option<u64>,
 }
 
 /// A state file could not be read, parsed or written; every message names the file.
@@ -175,8 +180,18 @@ impl StateFile {
         states: &HealthStates,
         pending: &[HealthEvent],
     ) -> Result<Saved, StateFileError> {
+        self.save_with_journal(states, pending, None)
+    }
+
+    /// [`StateFile::save`], recording the journal's committed length too.
+    pub fn save_with_journal(
+        &mut self,
+        states: &HealthStates,
+        pending: &[HealthEvent],
+        journal_len: Option<u64>,
+    ) -> Result<Saved, StateFileError> {
         self.encoded.clear();
-        encode_snapshot(&mut self.encoded, states, pending);
+        encode_snapshot_with_journal(&mut self.encoded, states, pending, journal_len);
         if !self.written.is_empty() && self.encoded == self.written {
             return Ok(Saved::Unchanged);
         }
@@ -207,10 +222,22 @@ impl StateFile {
 
 /// Append the snapshot of `states` and `pending` to `out`, as one JSON line.
 pub fn encode_snapshot(out: &mut Vec<u8>, states: &HealthStates, pending: &[HealthEvent]) {
+    encode_snapshot_with_journal(out, states, pending, None);
+}
+
+/// [`encode_snapshot`] with the journal's committed length (`"journal_len"`,
+/// written only when there is a journal).
+pub fn encode_snapshot_with_journal(
+    out: &mut Vec<u8>,
+    states: &HealthStates,
+    pending: &[HealthEvent],
+    journal_len: Option<u64>,
+) {
     let snapshot = SnapshotRef {
         version: STATE_FILE_VERSION,
         states,
         pending,
+        journal_len,
     };
     // Serializing plain structs, strings, integers and timestamps into a
     // Vec cannot fail: there is no I/O and every map key is a string.
@@ -266,6 +293,7 @@ pub fn parse_snapshot(bytes: &[u8], name: &str) -> Result<Snapshot, StateFileErr
     Ok(Snapshot {
         states: snapshot.states,
         pending: snapshot.pending,
+        journal_len: snapshot.journal_len,
     })
 }
 
@@ -274,6 +302,8 @@ struct SnapshotRef<'a> {
     version: u64,
     states: &'a HealthStates,
     pending: &'a [HealthEvent],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal_len: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -283,6 +313,8 @@ struct SnapshotV1 {
     version: u64,
     states: HealthStates,
     pending: Vec<HealthEvent>,
+    #[serde(default)]
+    journal_len: Option<u64>,
 }
 
 #[cfg(test)]
@@ -331,7 +363,14 @@ mod tests {
             )
         );
         let snapshot = parse_snapshot(&bytes, "state.json").expect("round trip");
-        assert_eq!(snapshot, Snapshot { states, pending });
+        assert_eq!(
+            snapshot,
+            Snapshot {
+                states,
+                pending,
+                journal_len: None
+            }
+        );
     }
 
     #[test]

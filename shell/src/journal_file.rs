@@ -22,6 +22,10 @@ const JOURNAL_BUFFER_BYTES: usize = 64 * 1024;
 pub struct JournalFile {
     out: BufWriter<File>,
     path: PathBuf,
+    /// Bytes in the file after the last successful flush.
+    flushed: u64,
+    /// Bytes recorded since then (in the buffer, or partly written).
+    buffered: u64,
 }
 
 impl JournalFile {
@@ -29,9 +33,12 @@ impl JournalFile {
     pub fn append(path: impl Into<PathBuf>) -> io::Result<Self> {
         let path = path.into();
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let flushed = file.metadata()?.len();
         Ok(Self {
             out: BufWriter::with_capacity(JOURNAL_BUFFER_BYTES, file),
             path,
+            flushed,
+            buffered: 0,
         })
     }
 
@@ -42,12 +49,54 @@ impl JournalFile {
 
     /// Append `input` as one line (buffered).
     pub fn record(&mut self, input: &Input) -> io::Result<()> {
-        write_input(&mut self.out, input)
+        let mut counted = Counted {
+            inner: &mut self.out,
+            bytes: 0,
+        };
+        let result = write_input(&mut counted, input);
+        self.buffered += counted.bytes;
+        result
     }
 
     /// Hand every buffered line to the operating system.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        self.out.flush()?;
+        self.flushed += std::mem::take(&mut self.buffered);
+        Ok(())
+    }
+
+    /// The file's length after the last successful flush: every line up to
+    /// it is whole.
+    pub fn flushed_len(&self) -> u64 {
+        self.flushed
+    }
+
+    /// Cut the file back to `len` bytes (lines a restored snapshot does not
+    /// hold), dropping anything buffered; appends continue from there.
+    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().set_len(len)?;
+        self.flushed = len;
+        self.buffered = 0;
+        Ok(())
+    }
+}
+
+/// Counts the bytes written through it.
+struct Counted<'a, W> {
+    inner: &'a mut W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -152,12 +152,14 @@ pub trait StateStore: Send + std::fmt::Debug {
     /// The last snapshot written, `None` when there is none yet (a fresh start).
     fn load(&mut self) -> Result<Option<Snapshot>, StateFileError>;
 
-    /// Write `states` and `pending` atomically: after `Ok` a crash finds
-    /// this snapshot, after `Err` the previous one.
+    /// Write `states`, `pending` and the journal's committed length
+    /// atomically: after `Ok` a crash finds this snapshot, after `Err` the
+    /// previous one.
     fn save(
         &mut self,
         states: &HealthStates,
         pending: &[HealthEvent],
+        journal_len: Option<u64>,
     ) -> Result<Saved, StateFileError>;
 
     /// The store's name in logs (a path).
@@ -172,6 +174,13 @@ pub trait JournalSink: Send + std::fmt::Debug {
 
     /// Make every recorded line reach the file.
     fn flush(&mut self) -> io::Result<()>;
+
+    /// The journal's length after the last successful flush (whole lines).
+    fn flushed_len(&self) -> u64;
+
+    /// Cut the journal back to `len` bytes: lines of a tick the restored
+    /// snapshot does not hold, which the run probes again.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
 
     /// The journal's name in logs (a path).
     fn name(&self) -> String;
@@ -236,8 +245,9 @@ impl StateStore for crate::durable::StateFile {
         &mut self,
         states: &HealthStates,
         pending: &[HealthEvent],
+        journal_len: Option<u64>,
     ) -> Result<Saved, StateFileError> {
-        crate::durable::StateFile::save(self, states, pending)
+        crate::durable::StateFile::save_with_journal(self, states, pending, journal_len)
     }
 
     fn name(&self) -> String {
@@ -252,6 +262,14 @@ impl JournalSink for crate::journal_file::JournalFile {
 
     fn flush(&mut self) -> io::Result<()> {
         crate::journal_file::JournalFile::flush(self)
+    }
+
+    fn flushed_len(&self) -> u64 {
+        crate::journal_file::JournalFile::flushed_len(self)
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        crate::journal_file::JournalFile::truncate(self, len)
     }
 
     fn name(&self) -> String {

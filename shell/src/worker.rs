@@ -75,6 +75,9 @@ struct Io {
     clock: Arc<dyn Clock>,
     state: Option<Box<dyn StateStore>>,
     journal: Option<Box<dyn JournalSink>>,
+    /// The journal length the restored snapshot recorded: a journal set
+    /// now or later is cut back to it.
+    restored_journal_len: Option<u64>,
 }
 
 /// What [`Worker::restore`] found.
@@ -208,6 +211,7 @@ impl Worker {
                 clock: Arc::new(clock),
                 state: None,
                 journal: None,
+                restored_journal_len: None,
             },
         })
     }
@@ -262,13 +266,24 @@ impl Worker {
     ) -> Result<Restored, crate::durable::StateFileError> {
         let mut store = store;
         let configured = self.io.machine.states().policy();
-        let (existed, mut states, pending) = match store.load()? {
-            Some(snapshot) => (true, snapshot.states, snapshot.pending),
-            None => (false, HealthStates::new(configured), Vec::new()),
+        let (existed, mut states, pending, journal_len) = match store.load()? {
+            Some(snapshot) => (
+                true,
+                snapshot.states,
+                snapshot.pending,
+                snapshot.journal_len,
+            ),
+            None => (false, HealthStates::new(configured), Vec::new(), None),
         };
         let replaced_policy = (states.policy() != configured).then(|| states.policy());
         states.set_policy(configured);
-        store.save(&states, &pending)?;
+        // With a journal already set, record the length it is about to be cut back to.
+        let record_len = match (&self.io.journal, journal_len) {
+            (Some(journal), Some(len)) => Some(journal.flushed_len().min(len)),
+            (Some(journal), None) => Some(journal.flushed_len()),
+            (None, len) => len,
+        };
+        store.save(&states, &pending, record_len)?;
         let restored = Restored {
             existed,
             games: states.len(),
@@ -299,14 +314,28 @@ impl Worker {
         self.io.machine.restore(states, pending);
         self.io.machine.set_durable(true);
         self.io.state = Some(Box::new(store));
+        self.io.restored_journal_len = journal_len;
+        self.io.cut_journal_back();
         Ok(restored)
     }
 
     /// Append every prune and outcome to `journal` from now on (D6),
     /// flushed at the end of each tick.
+    ///
+    /// With a restored snapshot that recorded the journal's length, a longer
+    /// journal is first cut back to it: its last lines belong to a tick the
+    /// snapshot does not hold (flushed, then the process died or the
+    /// snapshot write failed), which this run probes again, so the journal
+    /// keeps replaying to the events delivered.
     pub fn set_journal(&mut self, journal: impl JournalSink + 'static) {
         self.io.journal = Some(Box::new(journal));
         self.io.machine.set_journal(true);
+        self.io.cut_journal_back();
+        if self.io.state.is_some() {
+            // Record the journal's length now, so a crash before the first
+            // tick's snapshot still cuts back what that tick journals.
+            self.io.persist();
+        }
     }
 
     /// One full pass, deterministic up to the engines' answers.
@@ -489,6 +518,35 @@ enum Control {
 }
 
 impl Io {
+    /// Cut the journal back to the restored snapshot's journal length.
+    fn cut_journal_back(&mut self) {
+        let (Some(journal), Some(len)) = (&mut self.journal, self.restored_journal_len) else {
+            return;
+        };
+        let found = journal.flushed_len();
+        if found > len {
+            match journal.truncate(len) {
+                Ok(()) => info!(
+                    journal = %journal.name(),
+                    dropped_bytes = found - len,
+                    "journal cut back to the restored snapshot: its last lines were of a tick the snapshot does not hold"
+                ),
+                Err(err) => {
+                    journal_failed(journal.as_ref(), &err);
+                    self.journal = None;
+                    self.machine.set_journal(false);
+                }
+            }
+        } else if found < len {
+            warn!(
+                journal = %journal.name(),
+                found,
+                recorded = len,
+                "the journal is shorter than the state file recorded (replaced or truncated?); appending to it as it is"
+            );
+        }
+    }
+
     /// Perform the machine's actions until it waits for an outcome, or
     /// hands back something only the tick loop can do.
     fn pump(&mut self, shutdown: &Shutdown) -> Control {
@@ -590,7 +648,9 @@ impl Io {
             return Persisted::Unchanged;
         };
         let pending: Vec<HealthEvent> = self.machine.pending().cloned().collect();
-        match state.save(self.machine.states(), &pending) {
+        // Every line of the folds in this snapshot was flushed before it.
+        let journal_len = self.journal.as_ref().map(|journal| journal.flushed_len());
+        match state.save(self.machine.states(), &pending, journal_len) {
             Ok(crate::durable::Saved::Written) => Persisted::Written,
             Ok(crate::durable::Saved::Unchanged) => Persisted::Unchanged,
             Err(err) => {
@@ -1083,6 +1143,40 @@ mod tests {
             .expect("valid")
             .expect("exists");
         assert_eq!(&snapshot.states, rig.worker.states());
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn d5_d6_a_restore_cuts_the_journal_back_to_the_ticks_its_snapshot_holds() {
+        let dir = scratch("journal-cut");
+        let (state, journal) = (dir.join("state.json"), dir.join("journal.jsonl"));
+        let mut first = rig(1);
+        let endpoint = first.endpoint.clone();
+        first
+            .store
+            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        first.worker.restore(StateFile::new(&state)).expect("fresh");
+        first
+            .worker
+            .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
+        first.worker.tick();
+        drop(first);
+        let committed = std::fs::read(&journal).expect("journal");
+        assert!(!committed.is_empty());
+        // A tick journaled (and flushed) whose snapshot never made it: a
+        // crash between the two, or a failed snapshot write.
+        let extra = "{\"type\":\"prune\",\"running\":[\"g1\"]}\n";
+        std::fs::write(&journal, [committed.as_slice(), extra.as_bytes()].concat())
+            .expect("append");
+        let mut second = rig(1);
+        second
+            .worker
+            .restore(StateFile::new(&state))
+            .expect("valid");
+        second
+            .worker
+            .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
+        assert_eq!(std::fs::read(&journal).expect("journal"), committed);
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
