@@ -544,10 +544,9 @@ impl TickMachine {
     /// `Err(())`: the listing failed (the driver logs why): the tick is
     /// skipped with the state untouched (R9).
     pub fn handle_listing(&mut self, now: Duration, listing: Result<Vec<RuntimeRecord>, ()>) {
-        if self.awaiting != Some(Awaiting::List) {
+        if !self.answered(Awaiting::List) {
             return;
         }
-        self.awaiting = None;
         let records = match listing {
             Ok(records) => records,
             Err(()) => {
@@ -658,10 +657,9 @@ impl TickMachine {
 
     /// The journal answered [`Action::FlushJournal`]; `Err(())` stops the journal.
     pub fn handle_flushed(&mut self, now: Duration, result: Result<(), ()>) {
-        if self.awaiting != Some(Awaiting::Flush) {
+        if !self.answered(Awaiting::Flush) {
             return;
         }
-        self.awaiting = None;
         if result.is_err() {
             self.stop_journal();
         }
@@ -671,10 +669,9 @@ impl TickMachine {
 
     /// The publisher answered [`Action::Publish`].
     pub fn handle_published(&mut self, now: Duration, result: Published) {
-        if self.awaiting != Some(Awaiting::Publish) {
+        if !self.answered(Awaiting::Publish) {
             return;
         }
-        self.awaiting = None;
         match result {
             Published::Accepted => {
                 if let Some(event) = self.outbox.pop_front() {
@@ -705,10 +702,9 @@ impl TickMachine {
     /// durable: they go back to the front of the outbox, to be published
     /// again next tick (a repeat, never a loss).
     pub fn handle_synced(&mut self, now: Duration, result: Result<(), ()>) {
-        if self.awaiting != Some(Awaiting::Sync) {
+        if !self.answered(Awaiting::Sync) {
             return;
         }
-        self.awaiting = None;
         let unsynced = std::mem::take(&mut self.unsynced);
         if result.is_err() {
             self.report.sync_failures += 1;
@@ -723,10 +719,9 @@ impl TickMachine {
 
     /// The state store answered [`Action::Persist`].
     pub fn handle_persisted(&mut self, now: Duration, result: Persisted) {
-        if self.awaiting != Some(Awaiting::Persist) {
+        if !self.answered(Awaiting::Persist) {
             return;
         }
-        self.awaiting = None;
         match result {
             Persisted::Written => self.report.snapshots_written += 1,
             Persisted::Unchanged => {}
@@ -761,6 +756,16 @@ impl TickMachine {
         self.report.journal_stopped = true;
         self.actions
             .retain(|action| !matches!(action, Action::Journal(_)));
+    }
+
+    /// Whether `what` was awaited (and is now answered); an answer nobody
+    /// asked for is ignored.
+    fn answered(&mut self, what: Awaiting) -> bool {
+        if self.awaiting != Some(what) {
+            return false;
+        }
+        self.awaiting = None;
+        true
     }
 
     /// Yield `action` and wait for its answer.

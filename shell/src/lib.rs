@@ -15,6 +15,10 @@
 //! - [`worker`]: [`worker::Worker`], its ticks and run loop (R8–R13, D3–D6).
 //! - [`adapters`]: records file, JSONL publisher and in-memory adapters;
 //!   with the cargo feature `postgres`, a PostgreSQL records table.
+//! - [`open`]: a records store or an events publisher from the text of
+//!   `--records` / `--events` (file, `-`, `postgres://`, `redis://`), password
+//!   files included, with errors that tell bad input from a failure to open.
+//! - [`redact`]: passwords out of every message, whatever the URL's shape.
 //! - [`shard`]: `--shard I/N`, a record store that lists one shard's games.
 //! - [`demo`]: the engines behind `healthprobe demo`.
 //! - [`metrics`]: Prometheus metrics and their HTTP server (`run --metrics-addr`).
@@ -32,10 +36,12 @@ pub mod journal;
 pub mod journal_file;
 pub mod logging;
 pub mod metrics;
+pub mod open;
 pub mod ports;
 pub mod probe;
 #[cfg(feature = "async")]
 pub mod probe_async;
+pub mod redact;
 pub mod replay;
 pub mod shard;
 pub mod shutdown;

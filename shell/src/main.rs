@@ -12,14 +12,17 @@ use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 use healthprobe_core::{EventType, Policy};
-use healthprobe_shell::adapters::{CountingTelemetry, JsonlPublisher, RecordsFile};
+use healthprobe_shell::adapters::CountingTelemetry;
 use healthprobe_shell::config::{Runtime, WorkerConfig, parse_duration};
 use healthprobe_shell::demo;
 use healthprobe_shell::durable::StateFile;
 use healthprobe_shell::journal_file::JournalFile;
 use healthprobe_shell::logging::{self, LogFormat};
 use healthprobe_shell::metrics::{Metrics, MetricsServer, MetricsTelemetry};
-use healthprobe_shell::ports::{HealthEventPublisher, ListError, RuntimeRecordStore, SystemClock};
+use healthprobe_shell::open::{
+    EventsOptions, OpenError, RecordsOptions, open_events, open_records,
+};
+use healthprobe_shell::ports::{ListError, RuntimeRecordStore, SystemClock};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
 use healthprobe_shell::shard::{Shard, Sharded};
 use healthprobe_shell::worker::{RunLimits, Shutdown, StopReason, Worker};
@@ -57,14 +60,34 @@ struct RunArgs {
     /// The records JSON file, re-read every tick; only `running` rows are probed.
     /// Or a `postgres://` (`postgresql://`) URL: its `runtime_records` table
     /// (shell/sql/runtime_records.sql), in builds with the `postgres` feature.
-    #[arg(long, value_name = "FILE|URL")]
+    /// Prefer the environment variable for a URL (`ps` shows arguments).
+    #[arg(
+        long,
+        env = "HEALTHPROBE_RECORDS",
+        hide_env_values = true,
+        value_name = "FILE|URL"
+    )]
     records: PathBuf,
+    /// With `--records postgres://…` without a password: the PostgreSQL
+    /// password is this file's first line.
+    #[arg(long, env = "HEALTHPROBE_RECORDS_PASSWORD_FILE", value_name = "FILE")]
+    records_password_file: Option<PathBuf>,
     /// Where events go: a file (JSON lines, appended to), `-` for stdout, or
     /// `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM` (one XADD per event;
     /// needs a build with the `redis` feature). A Redis that is down keeps
     /// events pending.
-    #[arg(long, value_name = "FILE|-|URL", default_value = "-")]
+    #[arg(
+        long,
+        env = "HEALTHPROBE_EVENTS",
+        hide_env_values = true,
+        value_name = "FILE|-|URL",
+        default_value = "-"
+    )]
     events: PathBuf,
+    /// With `--events redis://…` without a password: the Redis password is
+    /// this file's first line (`redis://USER@HOST/STREAM` for an ACL user).
+    #[arg(long, env = "HEALTHPROBE_EVENTS_PASSWORD_FILE", value_name = "FILE")]
+    events_password_file: Option<PathBuf>,
     /// With `--events redis://…`: trim the stream to about N entries
     /// (`XADD MAXLEN ~ N`); 0 never trims [default: 100000].
     #[arg(long, value_name = "N")]
@@ -244,9 +267,12 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     // A records file that is missing or malformed at start is bad input (a
     // database that cannot be listed, likewise); once running, a bad listing
     // only skips its tick (R9).
-    let mut records = match Records::open(&args.records) {
+    let records_options = RecordsOptions {
+        password_file: args.records_password_file.clone(),
+    };
+    let mut records = match open_records(&args.records, &records_options) {
         Ok(records) => records,
-        Err(message) => return fail(EXIT_BAD_INPUT, format_args!("{message}")),
+        Err(err) => return fail_open(&err),
     };
     match records.list_running() {
         Ok(_) => {}
@@ -256,9 +282,13 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         Err(err) => return fail(1, format_args!("{err}")),
     }
     let shutdown = Shutdown::new();
-    let publisher = match events_publisher(&args) {
+    let events_options = EventsOptions {
+        redis_maxlen: args.redis_maxlen,
+        password_file: args.events_password_file.clone(),
+    };
+    let publisher = match open_events(&args.events, &events_options) {
         Ok(publisher) => publisher,
-        Err(exit) => return exit,
+        Err(err) => return fail_open(&err),
     };
     let telemetry = CountingTelemetry::new();
     if args.shard != Shard::ALL {
@@ -337,116 +367,14 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     }
 }
 
-/// Where `run` lists records: `--records` as a file or a PostgreSQL URL.
-#[derive(Debug)]
-enum Records {
-    File(RecordsFile),
-    #[cfg(feature = "postgres")]
-    Postgres(Box<healthprobe_shell::adapters::PostgresRecords>),
-}
-
-impl Records {
-    /// The store `--records` names; `Err` is a bad-input message.
-    fn open(records: &std::path::Path) -> Result<Self, String> {
-        let text = records.to_str().unwrap_or_default();
-        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
-            return Ok(Self::File(RecordsFile::new(records)));
-        }
-        #[cfg(feature = "postgres")]
-        {
-            healthprobe_shell::adapters::PostgresRecords::new(text)
-                .map(|table| Self::Postgres(Box::new(table)))
-                .map_err(|err| format!("--records: {err}"))
-        }
-        #[cfg(not(feature = "postgres"))]
-        {
-            Err(
-                "--records: a PostgreSQL URL needs the `postgres` feature, which this \
-                 healthprobe was built without: rebuild with \
-                 `cargo build --release -p healthprobe-shell --features postgres`"
-                    .to_owned(),
-            )
-        }
-    }
-}
-
-impl RuntimeRecordStore for Records {
-    fn list_running(&mut self) -> Result<Vec<healthprobe_shell::ports::RuntimeRecord>, ListError> {
-        match self {
-            Self::File(file) => file.list_running(),
-            #[cfg(feature = "postgres")]
-            Self::Postgres(table) => table.list_running(),
-        }
-    }
-}
-
-/// The publisher `--events` names; an exit code (and message) when it cannot be used.
-fn events_publisher(args: &RunArgs) -> Result<Box<dyn HealthEventPublisher>, ExitCode> {
-    let redis_url = args
-        .events
-        .to_str()
-        .filter(|events| events.starts_with("redis://"));
-    if let Some(url) = redis_url {
-        return redis_publisher(url, args.redis_maxlen);
-    }
-    if args.redis_maxlen.is_some() {
-        return Err(fail(
-            EXIT_BAD_INPUT,
-            format_args!(
-                "invalid setting: --redis-maxlen needs --events redis://HOST[:PORT]/STREAM"
-            ),
-        ));
-    }
-    if args.events.as_os_str() == "-" {
-        return Ok(Box::new(JsonlPublisher::stdout()));
-    }
-    match JsonlPublisher::append(&args.events) {
-        Ok(publisher) => Ok(Box::new(publisher)),
-        Err(err) => Err(fail(
-            1,
-            format_args!("{}: cannot open events file: {err}", args.events.display()),
-        )),
-    }
-}
-
-/// `--events redis://…`: a bad URL is refused; a Redis that does not answer
-/// yet is only a warning (events wait in the outbox, and in `--state`).
-#[cfg(feature = "redis")]
-fn redis_publisher(
-    url: &str,
-    maxlen: Option<u64>,
-) -> Result<Box<dyn HealthEventPublisher>, ExitCode> {
-    use healthprobe_shell::adapters::{RedisStreamPublisher, RedisTarget};
-    let target = RedisTarget::parse(url)
-        .map_err(|err| fail(EXIT_BAD_INPUT, format_args!("--events: {err}")))?;
-    let maxlen = maxlen.unwrap_or(RedisStreamPublisher::DEFAULT_MAXLEN);
-    let mut publisher =
-        RedisStreamPublisher::new(target, maxlen).map_err(|err| fail(1, format_args!("{err}")))?;
-    match publisher.ping() {
-        Ok(()) => info!(
-            destination = publisher.destination(),
-            maxlen, "publishing events to a Redis stream"
-        ),
-        Err(err) => {
-            warn!(error = %err, "Redis does not answer yet; events stay pending and are retried every tick")
-        }
-    }
-    Ok(Box::new(publisher))
-}
-
-/// `--events redis://…` in a build without the `redis` feature: refused.
-#[cfg(not(feature = "redis"))]
-fn redis_publisher(
-    _url: &str,
-    _maxlen: Option<u64>,
-) -> Result<Box<dyn HealthEventPublisher>, ExitCode> {
-    // The URL is not repeated: it may hold a password.
-    Err(fail(
-        EXIT_BAD_INPUT,
-        format_args!(
-            "--events redis://…: this healthprobe was built without Redis support; rebuild with `cargo build --release -p healthprobe-shell --features redis`"
-        ),
-    ))
+/// An [`OpenError`] on one line: exit 2 for bad input, 1 otherwise.
+fn fail_open(err: &OpenError) -> ExitCode {
+    let code = if err.is_bad_input() {
+        EXIT_BAD_INPUT
+    } else {
+        1
+    };
+    fail(code, format_args!("{err}"))
 }
 
 /// Run the worker until `--ticks`, `shutdown` or a closed events output;
@@ -583,47 +511,4 @@ fn dashed(message: &str) -> String {
 fn fail(code: u8, message: std::fmt::Arguments<'_>) -> ExitCode {
     let _ = writeln!(io::stderr(), "healthprobe: {message}");
     ExitCode::from(code)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_that_are_not_a_postgres_url_are_a_file() {
-        for path in ["records.json", "/srv/postgres://x", "postgres.json"] {
-            match Records::open(std::path::Path::new(path)) {
-                Ok(Records::File(file)) => assert_eq!(file.path(), std::path::Path::new(path)),
-                other => panic!("{path}: {other:?}"),
-            }
-        }
-    }
-
-    #[cfg(feature = "postgres")]
-    #[test]
-    fn a_postgres_url_selects_the_table_and_a_bad_one_is_refused_masked() {
-        match Records::open(std::path::Path::new("postgresql://alice:pw1234@db/fleet")) {
-            Ok(Records::Postgres(table)) => {
-                assert_eq!(table.server(), "postgres://alice@db:5432/fleet")
-            }
-            other => panic!("{other:?}"),
-        }
-        let err = Records::open(std::path::Path::new("postgres://alice:pw1234@db:x/fleet"))
-            .expect_err("a bad port");
-        assert!(
-            err.starts_with("--records: invalid PostgreSQL URL postgres://alice:***@db:x/fleet: "),
-            "{err}"
-        );
-        assert!(!err.contains("pw1234"), "{err}");
-    }
-
-    #[cfg(not(feature = "postgres"))]
-    #[test]
-    fn a_postgres_url_without_the_feature_is_refused_with_the_rebuild_command() {
-        for url in ["postgres://alice:pw1234@db/fleet", "postgresql://db/fleet"] {
-            let err = Records::open(std::path::Path::new(url)).expect_err("no postgres feature");
-            assert!(err.contains("--features postgres"), "{err}");
-            assert!(!err.contains("pw1234"), "{err}");
-        }
-    }
 }

@@ -12,9 +12,10 @@
 //!   delivered event (R12), so `healthprobe_events_published_total` counts
 //!   exactly the deliveries.
 //!
-//! [`MetricsServer`] serves them on its own thread with `tiny_http`:
-//! `GET /metrics` is 200 with [`OPENMETRICS_CONTENT_TYPE`], any other path
-//! 404, another method on `/metrics` 405. It stops when dropped.
+//! [`MetricsServer`] serves them from one thread (a small HTTP/1 server on
+//! `mio`, bounded connections, timeouts and head size): `GET /metrics` is
+//! 200 with [`OPENMETRICS_CONTENT_TYPE`], any other path 404, another method
+//! on `/metrics` 405. It stops when dropped.
 //!
 //! A scrape sees whole ticks: applying a tick's report and encoding a
 //! scrape hold the same lock, so `healthprobe_ticks_total` and the
@@ -23,12 +24,13 @@
 //! [`Worker::run_observed`]: crate::worker::Worker::run_observed
 //! [`Worker::tick_until`]: crate::worker::Worker::tick_until
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use healthprobe_core::EventType;
 use prometheus_client::encoding::text::encode;
@@ -264,11 +266,25 @@ impl<T: Telemetry> Telemetry for MetricsTelemetry<T> {
     }
 }
 
-/// Serves [`Metrics`] over HTTP on its own thread until dropped.
+/// Serves [`Metrics`] over HTTP on one thread until dropped.
+///
+/// A small hand-rolled HTTP/1 server on [`mio`] (tiny_http starts a thread
+/// per connection: 1,000 idle connections made 903 threads). One thread
+/// polls the listener and every connection, so idle or slow clients cost a
+/// socket each, never a thread:
+///
+/// - at most [`MetricsServer::MAX_CONNECTIONS`] connections are open; one
+///   more closes the oldest, so a fresh scrape always gets in;
+/// - each connection has [`MetricsServer::TIMEOUT`] to send its request head
+///   (at most [`MetricsServer::MAX_HEAD`] bytes, else `431`) and as long
+///   again to take the response, then it is closed;
+/// - one request per connection (`Connection: close`): `GET` (or `HEAD`)
+///   `/metrics` is the scrape, another method there `405`, any other path
+///   `404`, a line that is not HTTP `400`.
 pub struct MetricsServer {
-    server: Arc<tiny_http::Server>,
     local_addr: SocketAddr,
     stopping: Arc<AtomicBool>,
+    waker: Arc<mio::Waker>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -280,31 +296,51 @@ impl std::fmt::Debug for MetricsServer {
     }
 }
 
+const LISTENER: mio::Token = mio::Token(0);
+const WAKER: mio::Token = mio::Token(1);
+
 impl MetricsServer {
+    /// Most connections open at once; one more closes the oldest.
+    pub const MAX_CONNECTIONS: usize = 256;
+
+    /// Bound on receiving a request head, and on sending the response.
+    pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Largest request head accepted (request line and headers).
+    pub const MAX_HEAD: usize = 8 * 1024;
+
     /// Listen on `addr` (port 0 picks a free one) and serve `metrics`.
     ///
     /// Fails at once if the address cannot be bound (in use, not local, no
     /// permission) or the thread cannot start.
     pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> io::Result<Self> {
-        let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
-        let local_addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other("the metrics server is not on an IP address"))?;
-        let server = Arc::new(server);
+        let mut listener = mio::net::TcpListener::bind(addr)?;
+        let local_addr = listener.local_addr()?;
+        let poll = mio::Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, mio::Interest::READABLE)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         let stopping = Arc::new(AtomicBool::new(false));
         let thread = thread::Builder::new()
             .name("metrics-http".to_owned())
             .stack_size(256 * 1024)
             .spawn({
-                let server = Arc::clone(&server);
                 let stopping = Arc::clone(&stopping);
-                move || serve(&server, &metrics, &stopping)
+                move || {
+                    let mut server = EventLoop {
+                        poll,
+                        listener,
+                        metrics,
+                        connections: HashMap::new(),
+                        next_token: 2,
+                    };
+                    server.run(&stopping);
+                }
             })?;
         Ok(Self {
-            server,
             local_addr,
             stopping,
+            waker,
             thread: Some(thread),
         })
     }
@@ -318,73 +354,293 @@ impl MetricsServer {
 impl Drop for MetricsServer {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        match self.waker.wake() {
+            Ok(()) => {
+                if let Some(thread) = self.thread.take() {
+                    let _ = thread.join();
+                }
+            }
+            // Cannot happen with a live poll; the thread is left to exit
+            // with the process rather than joined forever.
+            Err(err) => debug!(error = %err, "metrics server: cannot wake the server thread"),
         }
     }
 }
 
-/// Answer requests one by one until the server is unblocked for stopping.
-fn serve(server: &tiny_http::Server, metrics: &Metrics, stopping: &AtomicBool) {
-    loop {
-        match server.recv() {
-            Ok(request) => respond(metrics, request),
-            Err(err) => {
-                if stopping.load(Ordering::SeqCst) {
+/// One client connection: reading its head, then writing the response.
+struct Connection {
+    stream: mio::net::TcpStream,
+    /// When it is closed if not done by then.
+    deadline: Instant,
+    /// Accept order, to close the oldest when full.
+    serial: usize,
+    head: Vec<u8>,
+    /// The response and how much of it is written, once the head is in.
+    response: Option<(Vec<u8>, usize)>,
+    /// Whether it is watched for writability (the response did not fit at once).
+    writing: bool,
+}
+
+/// What to do with a connection after an event.
+enum Next {
+    Keep,
+    Close,
+}
+
+struct EventLoop {
+    poll: mio::Poll,
+    listener: mio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    connections: HashMap<mio::Token, Connection>,
+    next_token: usize,
+}
+
+impl EventLoop {
+    fn run(&mut self, stopping: &AtomicBool) {
+        let mut events = mio::Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            let timeout = self
+                .connections
+                .values()
+                .map(|connection| connection.deadline.saturating_duration_since(now))
+                .min()
+                .unwrap_or(MetricsServer::TIMEOUT);
+            if let Err(err) = self.poll.poll(&mut events, Some(timeout)) {
+                if err.kind() != io::ErrorKind::Interrupted {
+                    debug!(error = %err, "metrics server: poll failed");
+                    thread::sleep(Duration::from_millis(50));
+                }
+                continue;
+            }
+            for event in &events {
+                match event.token() {
+                    WAKER => {
+                        if stopping.load(Ordering::SeqCst) {
+                            return;
+                        }
+                    }
+                    LISTENER => self.accept(),
+                    token => {
+                        let next = match self.connections.get_mut(&token) {
+                            Some(connection) => connection.on_event(&self.metrics),
+                            None => Next::Keep,
+                        };
+                        match next {
+                            Next::Close => self.close(token),
+                            Next::Keep => self.want_writes(token),
+                        }
+                    }
+                }
+            }
+            let now = Instant::now();
+            let expired: Vec<mio::Token> = self
+                .connections
+                .iter()
+                .filter(|(_, connection)| connection.deadline <= now)
+                .map(|(token, _)| *token)
+                .collect();
+            for token in expired {
+                self.close(token);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let (mut stream, _) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    // Out of file descriptors, say: wait for the next event.
+                    debug!(error = %err, "metrics server: cannot accept a connection");
                     return;
                 }
-                debug!(error = %err, "metrics server: cannot receive a request");
+            };
+            if self.connections.len() >= MetricsServer::MAX_CONNECTIONS {
+                let oldest = self
+                    .connections
+                    .iter()
+                    .min_by_key(|(_, connection)| connection.serial)
+                    .map(|(token, _)| *token);
+                if let Some(token) = oldest {
+                    self.close(token);
+                }
             }
+            let token = mio::Token(self.next_token);
+            self.next_token = self.next_token.wrapping_add(1).max(2);
+            if let Err(err) =
+                self.poll
+                    .registry()
+                    .register(&mut stream, token, mio::Interest::READABLE)
+            {
+                debug!(error = %err, "metrics server: cannot watch a connection");
+                continue;
+            }
+            self.connections.insert(
+                token,
+                Connection {
+                    stream,
+                    deadline: Instant::now() + MetricsServer::TIMEOUT,
+                    serial: token.0,
+                    head: Vec::new(),
+                    response: None,
+                    writing: false,
+                },
+            );
+        }
+    }
+
+    /// Once a response is ready, watch for writability instead of reads.
+    fn want_writes(&mut self, token: mio::Token) {
+        if let Some(connection) = self.connections.get_mut(&token) {
+            if connection.response.is_some() && !connection.writing {
+                connection.writing = true;
+                connection.head = Vec::new();
+                connection.deadline = Instant::now() + MetricsServer::TIMEOUT;
+                let _ = self.poll.registry().reregister(
+                    &mut connection.stream,
+                    token,
+                    mio::Interest::WRITABLE,
+                );
+            }
+        }
+    }
+
+    fn close(&mut self, token: mio::Token) {
+        if let Some(mut connection) = self.connections.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut connection.stream);
         }
     }
 }
 
-/// `GET /metrics` (or `HEAD`): the scrape; other methods there: 405; other paths: 404.
-fn respond(metrics: &Metrics, request: tiny_http::Request) {
-    let path = request.url().split('?').next().unwrap_or_default();
-    let response = if path != METRICS_PATH {
-        text_response(404, "not found; metrics are at /metrics\n", None)
-    } else {
-        match request.method() {
-            tiny_http::Method::Get | tiny_http::Method::Head => {
-                text_response(200, metrics.encode(), Some(OPENMETRICS_CONTENT_TYPE))
+impl Connection {
+    fn on_event(&mut self, metrics: &Metrics) -> Next {
+        if self.response.is_none() {
+            let mut buffer = [0_u8; 4096];
+            loop {
+                match io::Read::read(&mut self.stream, &mut buffer) {
+                    Ok(0) => return Next::Close,
+                    Ok(read) => {
+                        self.head.extend_from_slice(&buffer[..read]);
+                        if let Some(end) = head_end(&self.head) {
+                            self.response = Some((respond(metrics, &self.head[..end]), 0));
+                            break;
+                        }
+                        if self.head.len() > MetricsServer::MAX_HEAD {
+                            self.response = Some((
+                                response(431, "request head too large\n", None, &[], true),
+                                0,
+                            ));
+                            break;
+                        }
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Next::Close,
+                }
             }
-            _ => with_header(
-                text_response(405, "method not allowed; use GET\n", None),
-                "Allow",
-                "GET, HEAD",
-            ),
         }
+        let Some((bytes, written)) = &mut self.response else {
+            return Next::Keep;
+        };
+        while *written < bytes.len() {
+            match io::Write::write(&mut self.stream, &bytes[*written..]) {
+                Ok(0) => return Next::Close,
+                Ok(count) => *written += count,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Next::Close,
+            }
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        Next::Close
+    }
+}
+
+/// Where the head ends (after its blank line), if it has.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    let crlf = bytes.windows(4).position(|window| window == b"\r\n\r\n");
+    let lf = bytes.windows(2).position(|window| window == b"\n\n");
+    match (crlf, lf) {
+        (Some(crlf), Some(lf)) => Some((crlf + 4).min(lf + 2)),
+        (Some(crlf), None) => Some(crlf + 4),
+        (None, Some(lf)) => Some(lf + 2),
+        (None, None) => None,
+    }
+}
+
+/// The whole response to one request head.
+fn respond(metrics: &Metrics, head: &[u8]) -> Vec<u8> {
+    let line = head.split(|byte| *byte == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.trim_end_matches('\r').split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return response(400, "bad request\n", None, &[], true);
     };
-    if let Err(err) = request.respond(response) {
-        debug!(error = %err, "metrics server: cannot answer a scrape");
+    if !version.starts_with("HTTP/1.") || method.is_empty() {
+        return response(400, "bad request\n", None, &[], true);
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    let with_body = method != "HEAD";
+    if path != METRICS_PATH {
+        return response(
+            404,
+            "not found; metrics are at /metrics\n",
+            None,
+            &[],
+            with_body,
+        );
+    }
+    match method {
+        "GET" | "HEAD" => response(
+            200,
+            &metrics.encode(),
+            Some(OPENMETRICS_CONTENT_TYPE),
+            &[],
+            with_body,
+        ),
+        _ => response(
+            405,
+            "method not allowed; use GET\n",
+            None,
+            &[("Allow", "GET, HEAD")],
+            true,
+        ),
     }
 }
 
-fn text_response(
+fn response(
     status: u16,
-    body: impl Into<String>,
+    body: &str,
     content_type: Option<&str>,
-) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
-    let response = tiny_http::Response::from_string(body).with_status_code(status);
-    with_header(
-        response,
-        "Content-Type",
+    headers: &[(&str, &str)],
+    with_body: bool,
+) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         content_type.unwrap_or("text/plain; charset=utf-8"),
-    )
-}
-
-/// `response` with the header `name: value` (our constant, valid ASCII names and values).
-fn with_header<R: io::Read>(
-    response: tiny_http::Response<R>,
-    name: &str,
-    value: &str,
-) -> tiny_http::Response<R> {
-    match tiny_http::Header::from_bytes(name, value) {
-        Ok(header) => response.with_header(header),
-        Err(()) => response,
+        body.len()
+    );
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
     }
+    out.push_str("\r\n");
+    if with_body {
+        out.push_str(body);
+    }
+    out.into_bytes()
 }
 
 #[cfg(test)]

@@ -32,6 +32,14 @@ pub trait RuntimeRecordStore: Send {
     fn list_running(&mut self) -> Result<Vec<RuntimeRecord>, ListError>;
 }
 
+/// A boxed store lists through the box (a store chosen at run time, as
+/// [`crate::open::open_records`] returns).
+impl<S: RuntimeRecordStore + ?Sized> RuntimeRecordStore for Box<S> {
+    fn list_running(&mut self) -> Result<Vec<RuntimeRecord>, ListError> {
+        (**self).list_running()
+    }
+}
+
 /// Where the worker sends `probe_failed` and `probe_recovered`.
 pub trait HealthEventPublisher: Send {
     /// Deliver one event; `Ok` means it is delivered (written and flushed, sent, ...).

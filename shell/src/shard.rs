@@ -187,16 +187,77 @@ mod tests {
 
     #[test]
     fn shards_of_a_count_cover_every_game_exactly_once() {
-        for count in 1..=8 {
-            let shards: Vec<Shard> = (0..count)
-                .map(|index| Shard::new(index, count).unwrap())
-                .collect();
-            for n in 0..2_000 {
-                let game_id = format!("game-{n}");
-                let owners = shards.iter().filter(|shard| shard.owns(&game_id)).count();
-                assert_eq!(owners, 1, "{game_id} over {count} shards");
+        use std::collections::BTreeMap;
+
+        // A generated fleet: sequential ids, UUID-like ids from a fixed
+        // xorshift, and a few odd ones (empty, unicode, long).
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut games: Vec<String> = (0..3_000).map(|n| format!("game-{n:04}")).collect();
+        games.extend((0..3_000).map(|_| {
+            let (a, b) = (next(), next());
+            format!(
+                "{:08x}-{:04x}-{:012x}",
+                a >> 32,
+                b >> 48,
+                b & 0xffff_ffff_ffff
+            )
+        }));
+        games.extend(["", "ünïcödé", "g", &"x".repeat(300)].map(str::to_owned));
+        let records: Vec<RuntimeRecord> = games
+            .iter()
+            .map(|game| RuntimeRecord::running(game.clone(), format!("c-{game}"), "http://h/"))
+            .collect();
+        let store = MemoryStore::with_records(records.clone());
+
+        for count in 1..=8u32 {
+            // Each shard's listing, through the store wrapper the CLI uses.
+            let mut owner: BTreeMap<String, u32> = BTreeMap::new();
+            let mut sizes = Vec::new();
+            for index in 0..count {
+                let shard = Shard::new(index, count).expect("a valid shard");
+                let listed = Sharded::new(store.clone(), shard)
+                    .list_running()
+                    .expect("the memory store lists");
+                sizes.push(listed.len());
+                for record in listed {
+                    assert_eq!(
+                        shard_of(&record.game_id, count),
+                        index,
+                        "{} listed by shard {index}/{count}",
+                        record.game_id
+                    );
+                    assert!(shard.owns(&record.game_id));
+                    let previous = owner.insert(record.game_id.clone(), index);
+                    assert_eq!(
+                        previous, None,
+                        "{} listed by shards {previous:?} and {index} of {count}",
+                        record.game_id
+                    );
+                }
+            }
+            // Every game of the fleet is in exactly one shard's listing.
+            assert_eq!(owner.len(), games.len(), "{count} shards: games missing");
+            assert_eq!(sizes.iter().sum::<usize>(), games.len());
+            // And the shards are near-balanced (within 10% of even).
+            let even = games.len() / count as usize;
+            for size in &sizes {
+                assert!(
+                    size.abs_diff(even) * 10 <= even,
+                    "{count} shards: sizes {sizes:?}"
+                );
             }
         }
+        // The listing kept every other field as the store had it.
+        let all = Sharded::new(store, Shard::ALL)
+            .list_running()
+            .expect("lists");
+        assert_eq!(all, records);
     }
 
     #[test]

@@ -66,6 +66,67 @@ pub fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
+/// A port on 127.0.0.1 that refuses every connection for as long as this
+/// value lives: a socket is bound to it but never listens, so nothing else
+/// can take the port meanwhile (unlike [`refused_endpoint`], whose port may
+/// be given to another test's server).
+#[derive(Debug)]
+pub struct RefusedPort {
+    _socket: std::os::fd::OwnedFd,
+    port: u16,
+}
+
+impl RefusedPort {
+    /// Bind a fresh one. Panics if the socket cannot be made.
+    #[allow(unsafe_code)]
+    pub fn new() -> Self {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket calls on a descriptor this function owns,
+        // with a zeroed `sockaddr_in` of the right size.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let socket = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut address: libc::sockaddr_in = std::mem::zeroed();
+            address.sin_family = libc::AF_INET as libc::sa_family_t;
+            address.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            let mut length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let bound = libc::bind(
+                fd,
+                std::ptr::addr_of!(address).cast::<libc::sockaddr>(),
+                length,
+            );
+            assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+            let named = libc::getsockname(
+                fd,
+                std::ptr::addr_of_mut!(address).cast::<libc::sockaddr>(),
+                &mut length,
+            );
+            assert_eq!(named, 0, "getsockname: {}", std::io::Error::last_os_error());
+            Self {
+                _socket: socket,
+                port: u16::from_be(address.sin_port),
+            }
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT/`, an engine endpoint every probe of which is refused.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Default for RefusedPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// An engine endpoint on loopback where nothing listens: every probe is refused at once.
 pub fn refused_endpoint() -> String {
     format!("http://127.0.0.1:{}/", free_port())

@@ -12,7 +12,11 @@ use crate::engine::lock;
 
 /// The environment variables `healthprobe run` reads settings from; removed
 /// from every child so that the caller's environment cannot change a test.
-pub const SETTINGS_ENV: [&str; 5] = [
+pub const SETTINGS_ENV: [&str; 9] = [
+    "HEALTHPROBE_RECORDS",
+    "HEALTHPROBE_RECORDS_PASSWORD_FILE",
+    "HEALTHPROBE_EVENTS",
+    "HEALTHPROBE_EVENTS_PASSWORD_FILE",
     "RTMANAGER_PROBE_INTERVAL",
     "RTMANAGER_PROBE_TIMEOUT",
     "RTMANAGER_PROBE_FAILURES_THRESHOLD",

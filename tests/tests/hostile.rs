@@ -6,11 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use healthprobe_core::{EventDetails, HealthEvent};
+use healthprobe_core::{EventDetails, HealthEvent, ProbeResult};
 use healthprobe_shell::config::WorkerConfig;
+use healthprobe_shell::probe::{ProbeClass, classify};
 use healthprobe_tests::{
-    Behaviour, Fleet, HUGE_BODY_BYTES, Runtime, RuntimeRecord, TestEngine, TestWorker, at,
-    both_runtimes, probe_failed, test_config, wait_until,
+    Behaviour, Fleet, HUGE_BODY_BYTES, RefusedPort, Runtime, RuntimeRecord, TestEngine, TestWorker,
+    at, both_runtimes, probe_failed, test_config, wait_until,
 };
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
@@ -102,7 +103,14 @@ both_runtimes! {
     fn garbage_is_a_readable_protocol_failure(runtime) {
         let (_, events, _) = probe_once(runtime, Behaviour::Garbage);
         let error = assert_no_response(&events);
-        assert_ne!(error, "timeout");
+        // Both probers word it alike; it is neither a timeout nor a
+        // connect error, so the metrics count it as `other`.
+        assert_eq!(error, "malformed response: http parse fail: invalid HTTP version");
+        assert_eq!(
+            classify(&ProbeResult::Unhealthy { status: 0, error: error.clone() }),
+            ProbeClass::Other,
+            "{error}"
+        );
     }
 
     fn an_abrupt_close_is_a_readable_failure(runtime) {
@@ -121,17 +129,27 @@ both_runtimes! {
     }
 
     fn a_closed_port_is_connection_refused(runtime) {
-        // The port of a stopped engine: nothing listens there any more.
-        let endpoint = TestEngine::start(Behaviour::Status(200)).unwrap().url();
-        let mut worker = TestWorker::with_runtime(runtime, config(), vec![RuntimeRecord::running("g1", "c1", endpoint)]);
-        let (_, events) = worker.tick();
-        // Another test may have been given the port since; only a refusal is checked.
-        if let [event] = &events[..] {
-            assert_eq!(
-                event,
-                &probe_failed("g1", "c1", at(0), 1, 0, "connection refused")
-            );
-        }
+        // A port bound but never listening, held for the whole test: every
+        // connection to it is refused, and no other test can take it.
+        let refused = RefusedPort::new();
+        let mut worker = TestWorker::with_runtime(
+            runtime,
+            config(),
+            vec![RuntimeRecord::running("g1", "c1", refused.url())],
+        );
+        let started = Instant::now();
+        let (report, events) = worker.tick();
+        assert_eq!(report.probes, 1, "{report:?}");
+        assert_eq!(
+            events,
+            [probe_failed("g1", "c1", at(0), 1, 0, "connection refused")],
+            "one probe_failed naming the refusal"
+        );
+        assert!(started.elapsed() < PROBE_TIMEOUT, "refused at once, not timed out");
+        assert_eq!(
+            classify(&ProbeResult::Unhealthy { status: 0, error: "connection refused".to_owned() }),
+            ProbeClass::ConnectError
+        );
     }
 
     fn odd_statuses_are_failures_with_their_status(runtime) {

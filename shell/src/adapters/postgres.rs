@@ -15,6 +15,7 @@ use postgres::{Client, Config, NoTls};
 use tracing::warn;
 
 use crate::ports::{ListError, RuntimeRecord, RuntimeRecordStore};
+use crate::redact::Redactor;
 
 /// The running records of a PostgreSQL table `runtime_records`, read every tick.
 ///
@@ -94,10 +95,10 @@ impl PostgresRecords {
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, InvalidUrl> {
         let timeout = timeout.max(Duration::from_millis(1));
         let mut config = Config::from_str(url).map_err(|err| {
-            let redacted = redact_url(url);
+            let redactor = Redactor::from_url(url);
             InvalidUrl {
-                reason: redact(&with_causes(&err), password_in_url(url).as_deref()),
-                url: redacted,
+                reason: redactor.redact(&with_causes(&err)),
+                url: redactor.redact_url(url),
             }
         })?;
         let password = config
@@ -130,6 +131,21 @@ impl PostgresRecords {
             client: None,
             unanswered: None,
         })
+    }
+
+    /// Authenticate with `password` when the URL gives none (a password
+    /// file, `--records-password-file`); a password in the URL wins.
+    pub fn with_default_password(mut self, password: &str) -> Self {
+        if self.password.is_none() && !password.is_empty() {
+            self.config.password(password);
+            self.password = Some(password.to_owned());
+        }
+        self
+    }
+
+    /// Whether a password is set (from the URL or [`Self::with_default_password`]).
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
     }
 
     /// The server as errors name it: `postgres://user@host:port/dbname`, no password.
@@ -325,39 +341,20 @@ fn describe(config: &Config) -> String {
     format!("postgres://{user}{hosts}/{dbname}")
 }
 
-/// `url` with the password of its userinfo (if any) replaced by `***`.
+/// `url` with its password (however given) replaced by `***`: see [`crate::redact`].
 ///
-/// Works on text the client could not parse, too: only the part between
-/// `scheme://` and the first `@` after it is looked at.
+/// Works on text the client could not parse, too.
 pub fn redact_url(url: &str) -> String {
-    match userinfo_password_span(url) {
-        Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
-        None => url.to_owned(),
-    }
-}
-
-fn password_in_url(url: &str) -> Option<String> {
-    userinfo_password_span(url)
-        .map(|(start, end)| url[start..end].to_owned())
-        .filter(|password| !password.is_empty())
-}
-
-/// Byte range of the password in `scheme://user:password@…`.
-fn userinfo_password_span(url: &str) -> Option<(usize, usize)> {
-    let after_scheme = url.find("://")? + 3;
-    let rest = &url[after_scheme..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let at = rest[..authority_end].rfind('@')?;
-    let colon = rest[..at].find(':')?;
-    Some((after_scheme + colon + 1, after_scheme + at))
+    crate::redact::redact_url(url)
 }
 
 /// `text` with every occurrence of `password` replaced by `***`.
 fn redact(text: &str, password: Option<&str>) -> String {
-    match password {
-        Some(password) if !password.is_empty() => text.replace(password, "***"),
-        _ => text.to_owned(),
+    let mut redactor = Redactor::default();
+    if let Some(password) = password {
+        redactor.add(password);
     }
+    redactor.redact(text)
 }
 
 #[cfg(test)]
@@ -397,6 +394,52 @@ mod tests {
         assert_eq!(redact_url("postgres://alice@h/db"), "postgres://alice@h/db");
         assert_eq!(redact_url("postgres://h:5432/db"), "postgres://h:5432/db");
         assert_eq!(redact_url("postgres://h/db?x=a@b"), "postgres://h/db?x=a@b");
+    }
+
+    #[test]
+    fn hostile_urls_never_show_the_password_in_the_error() {
+        let hostile = [
+            "postgres://h:5432/db?password=s3cret&port=x",
+            "postgres://h/db?sslmode=nope&password=s3cret",
+            "postgres://h/db?password=s3cret&connect_timeout=x",
+            "postgres://alice:s3cret@h:x/db",
+            "postgres://alice:s3c@ret@h:x/db",
+            "postgres://alice:s3cret/db:x",
+            "postgres://alice:s3cret/db?port=x",
+            "postgres://alice:%73%33cret@h:x/db",
+            "postgres://alice:s3cret@[::1/db",
+            "postgres://alice:s3cret@h/db?unterminated",
+            "postgresql://alice:s3cret@h:1:2/db",
+            "host=h password=s3cret port=x",
+            "host=h password='s3cret' port=x",
+            "host=h password = s3cret port=x",
+            "host=h password='s3cret",
+            "host=h password s3cret",
+            "password=s3cret nonsense",
+        ];
+        for url in hostile {
+            let err = PostgresRecords::new(url).expect_err(url);
+            let text = err.to_string();
+            assert!(text.starts_with("invalid PostgreSQL URL "), "{url}: {text}");
+            assert!(!text.contains("s3cret"), "{url}: {text}");
+            assert!(!format!("{err:?}").contains("s3cret"), "{url}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn a_default_password_is_used_only_when_the_url_has_none() {
+        let store = PostgresRecords::new("postgres://alice@h/db")
+            .expect("valid")
+            .with_default_password("fr0m-file");
+        assert!(store.has_password());
+        assert_eq!(store.config.get_password(), Some(&b"fr0m-file"[..]));
+        assert!(!format!("{store:?}").contains("fr0m-file"));
+        let store = PostgresRecords::new("postgres://alice:in-url@h/db")
+            .expect("valid")
+            .with_default_password("fr0m-file");
+        assert_eq!(store.config.get_password(), Some(&b"in-url"[..]));
+        let store = PostgresRecords::new("postgres://alice@h/db").expect("valid");
+        assert!(!store.has_password());
     }
 
     #[test]

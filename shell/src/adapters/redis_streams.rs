@@ -41,6 +41,7 @@ use redis::{
 };
 
 use crate::ports::{HealthEventPublisher, PublishError};
+use crate::redact::Redactor;
 use crate::wire::to_writer_go;
 
 /// How many of the stream's newest entries are searched for an event whose
@@ -95,9 +96,23 @@ impl RedisTarget {
     /// number, a query or a fragment are refused rather than silently
     /// ignored. Errors show the URL with the password as `***`.
     pub fn parse(url: &str) -> Result<Self, InvalidRedisUrl> {
+        Self::parse_with_default_password(url, None)
+    }
+
+    /// [`Self::parse`], with `password` (from a password file,
+    /// `--events-password-file`) used when the URL gives none: then
+    /// `redis://USER@HOST/STREAM` is accepted too. A password in the URL wins.
+    pub fn parse_with_default_password(
+        url: &str,
+        password: Option<&str>,
+    ) -> Result<Self, InvalidRedisUrl> {
+        let mut redactor = Redactor::from_url(url);
+        if let Some(password) = password {
+            redactor.add(password);
+        }
         let invalid = |reason: &str| InvalidRedisUrl {
-            url: redact_password(url),
-            reason: reason.to_owned(),
+            url: redactor.redact_url(url),
+            reason: redactor.redact(reason),
         };
         let rest = url
             .strip_prefix("redis://")
@@ -116,7 +131,13 @@ impl RedisTarget {
             ));
         }
         let (username, password, authority) = match authority.rsplit_once('@') {
-            None => (None, None, authority),
+            None => (
+                None,
+                password
+                    .filter(|password| !password.is_empty())
+                    .map(str::to_owned),
+                authority,
+            ),
             Some((userinfo, host_port)) => {
                 let decode = |part: &str| {
                     percent_encoding::percent_decode_str(part)
@@ -124,14 +145,24 @@ impl RedisTarget {
                         .map(|text| text.into_owned())
                         .map_err(|_| invalid("credentials are not UTF-8 once percent-decoded"))
                 };
-                let (user, password) = userinfo.split_once(':').ok_or_else(|| {
-                    invalid("a user name needs a password: expected USER:PASSWORD@ or :PASSWORD@")
-                })?;
-                if password.is_empty() {
-                    return Err(invalid("empty password"));
-                }
+                let (user, password) = match userinfo.split_once(':') {
+                    Some((user, password)) => {
+                        if password.is_empty() {
+                            return Err(invalid("empty password"));
+                        }
+                        (user, decode(password)?)
+                    }
+                    None => match password {
+                        Some(password) if !password.is_empty() => (userinfo, password.to_owned()),
+                        _ => {
+                            return Err(invalid(
+                                "a user name needs a password: expected USER:PASSWORD@ or :PASSWORD@ (or a password file)",
+                            ));
+                        }
+                    },
+                };
                 let username = (!user.is_empty()).then(|| decode(user)).transpose()?;
-                (username, Some(decode(password)?), host_port)
+                (username, Some(password), host_port)
             }
         };
         let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
@@ -183,24 +214,6 @@ impl fmt::Display for RedisTarget {
         } else {
             write!(f, "redis {}:{}/{}", self.host, self.port, self.stream)
         }
-    }
-}
-
-/// `url` with the password of its `USER:PASSWORD@` part, if any, as `***`.
-fn redact_password(url: &str) -> String {
-    let Some(rest) = url.strip_prefix("redis://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, password)) if !password.is_empty() => {
-            format!("redis://{user}:***{}", &rest[at..])
-        }
-        Some(_) => url.to_owned(),
-        None => url.to_owned(),
     }
 }
 
@@ -320,7 +333,15 @@ impl RedisStreamPublisher {
     /// Drop the connection and name the destination in the error.
     fn fail(&mut self, err: &RedisError) -> PublishError {
         self.connection = None;
-        PublishError::Unavailable(format!("{}: {}", self.destination, describe(err)))
+        let mut redactor = Redactor::default();
+        if let Some(password) = &self.target.password {
+            redactor.add(password);
+        }
+        PublishError::Unavailable(format!(
+            "{}: {}",
+            self.destination,
+            redactor.redact(&describe(err))
+        ))
     }
 
     /// One attempt: the in-doubt check if needed, then `XADD`.
@@ -508,7 +529,6 @@ mod tests {
             ("redis:///events", "no host"),
             ("redis://h:0/s", "port `0` is not a number from 1 to 65535"),
             ("redis://h:99999/s", "port `99999`"),
-            ("redis://h:x/s", "port `x`"),
             ("redis://u@h/s", "a user name needs a password"),
             ("redis://u:@h/s", "empty password"),
             ("redis://h/s?db=1", "query or fragment"),
@@ -524,6 +544,13 @@ mod tests {
             );
             assert!(message.contains(reason), "{url}: {message}");
         }
+        // Without an `@`, a port that is not a number may be a password
+        // whose `@HOST` was forgotten: it is hidden.
+        let err = RedisTarget::parse("redis://h:x/s").expect_err("a bad port");
+        assert_eq!(
+            err.to_string(),
+            "invalid Redis URL `redis://h:***/s`: port `***` is not a number from 1 to 65535"
+        );
     }
 
     #[test]
@@ -543,6 +570,51 @@ mod tests {
         let err = RedisTarget::parse("redis://u:s3cret@h:0/s").expect_err("port 0");
         assert_eq!(err.url, "redis://u:***@h:0/s");
         assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn hostile_urls_never_show_the_password_in_the_error() {
+        let hostile = [
+            "redis://u:s3cret/stream",
+            "redis://:s3cret/with/slash@h/s",
+            "redis://:s3cret@h:x/s",
+            "redis://:s3cret@h/s?db=1",
+            "redis://:s3c@ret@h:0/s",
+            "redis://:s3cret@[::1/s",
+            "redis://u:s3cret@",
+            "redis://:s3cret@h",
+            "redis://:%73%33cret@h:x/s",
+            "redis://:s3cret@h/",
+            "redis://h:s3cret/s",
+        ];
+        for url in hostile {
+            let err = RedisTarget::parse(url).expect_err(url);
+            assert!(!err.to_string().contains("s3cret"), "{url}: {err}");
+            assert!(!format!("{err:?}").contains("s3cret"), "{url}: {err:?}");
+        }
+        // A password from a file is hidden in the errors too.
+        let err =
+            RedisTarget::parse_with_default_password("redis://u@h:fr0m-file/s", Some("fr0m-file"))
+                .expect_err("a bad port");
+        assert!(!err.to_string().contains("fr0m-file"), "{err}");
+    }
+
+    #[test]
+    fn a_default_password_is_used_only_when_the_url_has_none() {
+        let target = RedisTarget::parse_with_default_password("redis://prober@h/s", Some("f1le"))
+            .expect("a user and a password file");
+        assert_eq!(target.username.as_deref(), Some("prober"));
+        assert_eq!(target.password.as_deref(), Some("f1le"));
+        let target = RedisTarget::parse_with_default_password("redis://h/s", Some("f1le"))
+            .expect("the default user");
+        assert_eq!(
+            (target.username, target.password.as_deref()),
+            (None, Some("f1le"))
+        );
+        let target = RedisTarget::parse_with_default_password("redis://:in-url@h/s", Some("f1le"))
+            .expect("valid");
+        assert_eq!(target.password.as_deref(), Some("in-url"));
+        assert!(RedisTarget::parse_with_default_password("redis://u@h/s", None).is_err());
     }
 
     #[test]

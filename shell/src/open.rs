@@ -1,0 +1,607 @@
+//! Opening what `--records` and `--events` name: library API, so an
+//! embedder wires a worker the way `healthprobe run` does.
+//!
+//! - [`open_records`]: a records file (any path), or a `postgres://` /
+//!   `postgresql://` URL (the `runtime_records` table, cargo feature `postgres`).
+//! - [`open_events`]: `-` (standard output), a file (JSON lines, appended
+//!   to), or `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM` (cargo feature
+//!   `redis`).
+//!
+//! A password can come from a file instead of the URL
+//! ([`RecordsOptions::password_file`], [`EventsOptions::password_file`]):
+//! its first line is used when the URL has none, so it never shows in `ps`.
+//! Every error ([`OpenError`]) names the flag it is about and never shows a
+//! password (see [`crate::redact`]); a build without the needed feature is
+//! refused with the rebuild command and without repeating the URL.
+//! [`OpenError::is_bad_input`] tells a setting that is wrong (the CLI exits
+//! 2) from one that is right but cannot be opened now (exit 1).
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+#[cfg(feature = "redis")]
+use tracing::{info, warn};
+
+use crate::adapters::{JsonlPublisher, RecordsFile};
+use crate::ports::{HealthEventPublisher, PublishError, RuntimeRecordStore};
+use crate::redact::redact_url;
+
+/// What `--records` names.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RecordsSpec {
+    /// A records JSON file, re-read every tick.
+    File(PathBuf),
+    /// A `postgres://` or `postgresql://` URL (its `runtime_records` table).
+    Postgres(String),
+}
+
+impl RecordsSpec {
+    /// `spec` as `--records` reads it: a PostgreSQL URL by its scheme, any
+    /// other text (or a path that is not UTF-8) a file.
+    pub fn parse(spec: impl AsRef<OsStr>) -> Self {
+        let spec = spec.as_ref();
+        match spec.to_str() {
+            Some(text) if is_postgres_url(text) => Self::Postgres(text.to_owned()),
+            _ => Self::File(PathBuf::from(spec)),
+        }
+    }
+
+    /// Open the store; nothing is read or connected yet.
+    pub fn open(&self, options: &RecordsOptions) -> Result<Box<dyn RuntimeRecordStore>, OpenError> {
+        match self {
+            Self::File(path) => {
+                if options.password_file.is_some() {
+                    return Err(OpenError::PasswordFileUnused {
+                        flag: RECORDS_PASSWORD_FILE,
+                        needs: "a postgres:// URL in --records",
+                    });
+                }
+                Ok(Box::new(RecordsFile::new(path)))
+            }
+            Self::Postgres(url) => open_postgres(url, options),
+        }
+    }
+}
+
+/// Shown without the password.
+impl fmt::Display for RecordsSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+/// Shown without the password.
+impl fmt::Debug for RecordsSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Postgres(url) => f.debug_tuple("Postgres").field(&redact_url(url)).finish(),
+        }
+    }
+}
+
+/// What `--events` names.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EventsSpec {
+    /// `-`: JSON lines on standard output.
+    Stdout,
+    /// A file of JSON lines, appended to (created if missing).
+    File(PathBuf),
+    /// A `redis://` URL: one `XADD` per event.
+    Redis(String),
+}
+
+impl EventsSpec {
+    /// `spec` as `--events` reads it: `-`, a `redis://` URL, or a file.
+    pub fn parse(spec: impl AsRef<OsStr>) -> Self {
+        let spec = spec.as_ref();
+        match spec.to_str() {
+            Some("-") => Self::Stdout,
+            Some(text) if text.starts_with("redis://") => Self::Redis(text.to_owned()),
+            _ => Self::File(PathBuf::from(spec)),
+        }
+    }
+
+    /// Open the publisher. A file is opened (created) now; Redis is pinged,
+    /// and one that does not answer yet is only a warning (events wait in
+    /// the outbox, and in `--state`).
+    pub fn open(
+        &self,
+        options: &EventsOptions,
+    ) -> Result<Box<dyn HealthEventPublisher>, OpenError> {
+        if let Self::Redis(url) = self {
+            return open_redis(url, options);
+        }
+        if options.redis_maxlen.is_some() {
+            return Err(OpenError::MaxlenWithoutRedis);
+        }
+        if options.password_file.is_some() {
+            return Err(OpenError::PasswordFileUnused {
+                flag: EVENTS_PASSWORD_FILE,
+                needs: "a redis:// URL in --events",
+            });
+        }
+        match self {
+            Self::Stdout => Ok(Box::new(JsonlPublisher::stdout())),
+            Self::File(path) => match JsonlPublisher::append(path) {
+                Ok(publisher) => Ok(Box::new(publisher)),
+                Err(source) => Err(OpenError::EventsFile {
+                    path: path.clone(),
+                    source,
+                }),
+            },
+            Self::Redis(_) => unreachable!("opened above"),
+        }
+    }
+}
+
+/// Shown without the password.
+impl fmt::Display for EventsSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stdout => f.write_str("-"),
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Redis(url) => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+/// Shown without the password.
+impl fmt::Debug for EventsSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stdout => f.write_str("Stdout"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Redis(url) => f.debug_tuple("Redis").field(&redact_url(url)).finish(),
+        }
+    }
+}
+
+/// How [`open_records`] opens a store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordsOptions {
+    /// A file whose first line is the PostgreSQL password, used when the URL
+    /// has none (`--records-password-file`, `HEALTHPROBE_RECORDS_PASSWORD_FILE`).
+    pub password_file: Option<PathBuf>,
+}
+
+/// How [`open_events`] opens a publisher.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventsOptions {
+    /// With a Redis stream: trim it to about N entries (`XADD MAXLEN ~ N`;
+    /// 0 never trims); `None` is the publisher's default. Refused with any
+    /// other destination.
+    pub redis_maxlen: Option<u64>,
+    /// A file whose first line is the Redis password, used when the URL has
+    /// none (`--events-password-file`, `HEALTHPROBE_EVENTS_PASSWORD_FILE`).
+    pub password_file: Option<PathBuf>,
+}
+
+/// The store `spec` names (see [`RecordsSpec::parse`] and [`RecordsSpec::open`]).
+pub fn open_records(
+    spec: impl AsRef<OsStr>,
+    options: &RecordsOptions,
+) -> Result<Box<dyn RuntimeRecordStore>, OpenError> {
+    RecordsSpec::parse(spec).open(options)
+}
+
+/// The publisher `spec` names (see [`EventsSpec::parse`] and [`EventsSpec::open`]).
+pub fn open_events(
+    spec: impl AsRef<OsStr>,
+    options: &EventsOptions,
+) -> Result<Box<dyn HealthEventPublisher>, OpenError> {
+    EventsSpec::parse(spec).open(options)
+}
+
+const RECORDS_PASSWORD_FILE: &str = "--records-password-file";
+const EVENTS_PASSWORD_FILE: &str = "--events-password-file";
+
+/// Why [`open_records`] or [`open_events`] could not open what it was given.
+///
+/// No variant holds or shows a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// A URL that cannot be used (bad input); `reason` is already redacted.
+    #[error("{flag}: {reason}")]
+    InvalidUrl {
+        /// `--records` or `--events`.
+        flag: &'static str,
+        /// What is wrong, the URL shown without its password.
+        reason: String,
+    },
+    /// A URL this build cannot serve (bad input): the URL is not repeated.
+    #[error(
+        "{flag}: {what} needs the `{feature}` feature, which this healthprobe was built \
+         without: rebuild with `cargo build --release -p healthprobe-shell --features {feature}`"
+    )]
+    FeatureOff {
+        /// `--records` or `--events`.
+        flag: &'static str,
+        /// `a PostgreSQL URL`, `a Redis URL`.
+        what: &'static str,
+        /// The cargo feature to build with.
+        feature: &'static str,
+    },
+    /// `redis_maxlen` without a Redis destination (bad input).
+    #[error("invalid setting: --redis-maxlen needs --events redis://HOST[:PORT]/STREAM")]
+    MaxlenWithoutRedis,
+    /// A password file given where no password is used (bad input).
+    #[error("invalid setting: {flag} is only used with {needs}")]
+    PasswordFileUnused {
+        /// The password file's flag.
+        flag: &'static str,
+        /// What it needs.
+        needs: &'static str,
+    },
+    /// A password file that cannot be read, or holds no password (bad input).
+    #[error("{flag} {}: cannot read the password: {reason}", path.display())]
+    PasswordFile {
+        /// The password file's flag.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why (never the file's contents).
+        reason: String,
+    },
+    /// The events file cannot be opened for append (exit 1).
+    #[error("{}: cannot open events file: {source}", path.display())]
+    EventsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The publisher could not be set up (exit 1).
+    #[error("{0}")]
+    Publisher(PublishError),
+}
+
+impl OpenError {
+    /// Whether the setting itself is wrong (a bad URL, a missing feature, a
+    /// password file that cannot be read): the CLI exits 2. Otherwise the
+    /// setting is right but what it names cannot be opened now: exit 1.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, Self::EventsFile { .. } | Self::Publisher(_))
+    }
+}
+
+fn is_postgres_url(text: &str) -> bool {
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+/// The first line of `path` (without its line ending), at most 64 KiB read.
+fn read_password(flag: &'static str, path: &Path) -> Result<String, OpenError> {
+    let error = |reason: String| OpenError::PasswordFile {
+        flag,
+        path: path.to_owned(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|err| error(err.to_string()))?;
+    let mut line = Vec::new();
+    BufReader::new(file.take(64 * 1024))
+        .read_until(b'\n', &mut line)
+        .map_err(|err| error(err.to_string()))?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    let password =
+        String::from_utf8(line).map_err(|_| error("the first line is not UTF-8".to_owned()))?;
+    if password.is_empty() {
+        return Err(error("the first line is empty".to_owned()));
+    }
+    Ok(password)
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(
+    url: &str,
+    options: &RecordsOptions,
+) -> Result<Box<dyn RuntimeRecordStore>, OpenError> {
+    use crate::adapters::PostgresRecords;
+    let mut table = PostgresRecords::new(url).map_err(|err| OpenError::InvalidUrl {
+        flag: "--records",
+        reason: err.to_string(),
+    })?;
+    if let Some(path) = &options.password_file {
+        let password = read_password(RECORDS_PASSWORD_FILE, path)?;
+        if table.has_password() {
+            tracing::warn!(
+                "--records has a password in its URL: {RECORDS_PASSWORD_FILE} is not used"
+            );
+        } else {
+            table = table.with_default_password(&password);
+        }
+    }
+    Ok(Box::new(table))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(
+    _url: &str,
+    options: &RecordsOptions,
+) -> Result<Box<dyn RuntimeRecordStore>, OpenError> {
+    // Still say when the password file is wrong, so one rebuild is enough.
+    if let Some(path) = &options.password_file {
+        read_password(RECORDS_PASSWORD_FILE, path)?;
+    }
+    Err(OpenError::FeatureOff {
+        flag: "--records",
+        what: "a PostgreSQL URL",
+        feature: "postgres",
+    })
+}
+
+#[cfg(feature = "redis")]
+fn open_redis(
+    url: &str,
+    options: &EventsOptions,
+) -> Result<Box<dyn HealthEventPublisher>, OpenError> {
+    use crate::adapters::{RedisStreamPublisher, RedisTarget};
+    let password = match &options.password_file {
+        Some(path) => Some(read_password(EVENTS_PASSWORD_FILE, path)?),
+        None => None,
+    };
+    let target =
+        RedisTarget::parse_with_default_password(url, password.as_deref()).map_err(|err| {
+            OpenError::InvalidUrl {
+                flag: "--events",
+                reason: err.to_string(),
+            }
+        })?;
+    if password.is_some() && target.password != password {
+        warn!("--events has a password in its URL: {EVENTS_PASSWORD_FILE} is not used");
+    }
+    let maxlen = options
+        .redis_maxlen
+        .unwrap_or(RedisStreamPublisher::DEFAULT_MAXLEN);
+    let mut publisher = RedisStreamPublisher::new(target, maxlen).map_err(OpenError::Publisher)?;
+    match publisher.ping() {
+        Ok(()) => info!(
+            destination = publisher.destination(),
+            maxlen, "publishing events to a Redis stream"
+        ),
+        Err(err) => {
+            warn!(error = %err, "Redis does not answer yet; events stay pending and are retried every tick")
+        }
+    }
+    Ok(Box::new(publisher))
+}
+
+#[cfg(not(feature = "redis"))]
+fn open_redis(
+    _url: &str,
+    options: &EventsOptions,
+) -> Result<Box<dyn HealthEventPublisher>, OpenError> {
+    if let Some(path) = &options.password_file {
+        read_password(EVENTS_PASSWORD_FILE, path)?;
+    }
+    Err(OpenError::FeatureOff {
+        flag: "--events",
+        what: "a Redis URL",
+        feature: "redis",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("healthprobe-open-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    #[test]
+    fn records_that_are_not_a_postgres_url_are_a_file() {
+        for path in ["records.json", "/srv/postgres://x", "postgres.json"] {
+            assert_eq!(
+                RecordsSpec::parse(path),
+                RecordsSpec::File(PathBuf::from(path))
+            );
+            open_records(path, &RecordsOptions::default()).expect("a file store");
+        }
+        use std::os::unix::ffi::OsStrExt;
+        let not_utf8 = OsStr::from_bytes(b"rec\xffords.json");
+        assert_eq!(
+            RecordsSpec::parse(not_utf8),
+            RecordsSpec::File(not_utf8.into())
+        );
+    }
+
+    #[test]
+    fn specs_are_shown_without_the_password() {
+        let spec = RecordsSpec::parse("postgresql://alice:pw1234@db/fleet");
+        assert!(matches!(spec, RecordsSpec::Postgres(_)));
+        assert_eq!(spec.to_string(), "postgresql://alice:***@db/fleet");
+        assert!(!format!("{spec:?}").contains("pw1234"));
+        let spec = EventsSpec::parse("redis://:pw1234@h/s");
+        assert!(matches!(spec, EventsSpec::Redis(_)));
+        assert_eq!(spec.to_string(), "redis://:***@h/s");
+        assert!(!format!("{spec:?}").contains("pw1234"));
+        assert_eq!(EventsSpec::parse("-"), EventsSpec::Stdout);
+        assert_eq!(
+            EventsSpec::parse("e.jsonl"),
+            EventsSpec::File("e.jsonl".into())
+        );
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn a_postgres_url_selects_the_table_and_a_bad_one_is_refused_masked() {
+        open_records(
+            "postgresql://alice:pw1234@db/fleet",
+            &RecordsOptions::default(),
+        )
+        .expect("a table store");
+        let err = open_records(
+            "postgres://alice:pw1234@db:x/fleet",
+            &RecordsOptions::default(),
+        )
+        .err()
+        .expect("a bad port");
+        assert!(err.is_bad_input());
+        let text = err.to_string();
+        assert!(
+            text.starts_with("--records: invalid PostgreSQL URL postgres://alice:***@db:x/fleet: "),
+            "{text}"
+        );
+        assert!(!text.contains("pw1234"), "{text}");
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn a_postgres_url_without_the_feature_is_refused_with_the_rebuild_command() {
+        for url in ["postgres://alice:pw1234@db/fleet", "postgresql://db/fleet"] {
+            let err = open_records(url, &RecordsOptions::default())
+                .err()
+                .expect("no postgres feature");
+            assert!(err.is_bad_input());
+            let text = err.to_string();
+            assert!(
+                text.starts_with("--records: a PostgreSQL URL needs"),
+                "{text}"
+            );
+            assert!(
+                text.contains("cargo build --release -p healthprobe-shell --features postgres"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("pw1234") && !text.contains("db/fleet"),
+                "{text}"
+            );
+        }
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn a_redis_url_without_the_feature_is_refused_with_the_rebuild_command() {
+        let err = open_events("redis://:pw1234@h/s", &EventsOptions::default())
+            .err()
+            .expect("no redis feature");
+        assert!(err.is_bad_input());
+        let text = err.to_string();
+        assert!(text.contains("--features redis"), "{text}");
+        assert!(!text.contains("pw1234") && !text.contains("h/s"), "{text}");
+    }
+
+    #[test]
+    fn redis_maxlen_and_password_files_need_their_destination() {
+        let options = EventsOptions {
+            redis_maxlen: Some(10),
+            ..EventsOptions::default()
+        };
+        for spec in ["-", "events.jsonl"] {
+            let err = open_events(spec, &options)
+                .err()
+                .expect("maxlen needs redis");
+            assert!(err.is_bad_input());
+            assert_eq!(
+                err.to_string(),
+                "invalid setting: --redis-maxlen needs --events redis://HOST[:PORT]/STREAM"
+            );
+        }
+        let options = EventsOptions {
+            password_file: Some("pw".into()),
+            ..EventsOptions::default()
+        };
+        let err = open_events("-", &options)
+            .err()
+            .expect("unused password file");
+        assert!(err.is_bad_input());
+        assert_eq!(
+            err.to_string(),
+            "invalid setting: --events-password-file is only used with a redis:// URL in --events"
+        );
+        let options = RecordsOptions {
+            password_file: Some("pw".into()),
+        };
+        let err = open_records("records.json", &options)
+            .err()
+            .expect("unused");
+        assert!(err.is_bad_input());
+        assert!(
+            err.to_string()
+                .contains("--records-password-file is only used with")
+        );
+    }
+
+    #[test]
+    fn an_events_file_that_cannot_be_opened_is_not_bad_input() {
+        let dir = scratch("events");
+        let err = open_events(&dir, &EventsOptions::default())
+            .err()
+            .expect("a directory");
+        assert!(!err.is_bad_input());
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: cannot open events file: ", dir.display())),
+            "{err}"
+        );
+        let file = dir.join("events.jsonl");
+        open_events(&file, &EventsOptions::default()).expect("a new file");
+        assert!(file.exists());
+    }
+
+    #[test]
+    fn a_password_file_gives_its_first_line_and_names_the_file_when_unusable() {
+        let dir = scratch("password");
+        let good = dir.join("good");
+        std::fs::write(&good, "s3cret-line\r\nsecond line\n").expect("write");
+        assert_eq!(
+            read_password("--x", &good).expect("readable"),
+            "s3cret-line"
+        );
+        std::fs::write(&good, "no-newline").expect("write");
+        assert_eq!(read_password("--x", &good).expect("readable"), "no-newline");
+
+        let missing = dir.join("missing");
+        let err = read_password("--records-password-file", &missing).expect_err("missing");
+        assert!(err.is_bad_input());
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "--records-password-file {}: cannot read the password: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "\nsecond\n").expect("write");
+        let err = read_password("--x", &empty).expect_err("empty first line");
+        assert!(
+            err.to_string().ends_with("the first line is empty"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("second"), "{err}");
+        let err = read_password("--x", &dir).expect_err("a directory");
+        assert!(
+            err.to_string().contains(&dir.display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn a_bad_password_file_is_named_even_without_the_feature() {
+        let options = RecordsOptions {
+            password_file: Some("/nonexistent/healthprobe-pw".into()),
+        };
+        let err = open_records("postgres://db/fleet", &options)
+            .err()
+            .expect("missing file");
+        assert!(
+            err.to_string().contains("/nonexistent/healthprobe-pw"),
+            "{err}"
+        );
+    }
+}
