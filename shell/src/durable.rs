@@ -417,7 +417,7 @@ mod tests {
         );
         check_error(
             r#"{"version":1,"states":{"policy":{"failures_threshold":3,"recovery_threshold":1},"games":{}},"pending":[],"extra":0}"#,
-            "state.json: the state file is not a valid snapshot: extra: unknown field `extra`, expected one of `version`, `states`, `pending`",
+            "state.json: the state file is not a valid snapshot: extra: unknown field `extra`, expected one of `version`, `states`, `pending`, `journal_len`",
         );
     }
 
