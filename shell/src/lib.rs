@@ -1,49 +1,110 @@
 //! The healthprobe shell: everything that touches the outside world around
 //! the pure `healthprobe-core`.
 //!
-//! The shell reads clocks, files, sockets and environment variables, and
-//! turns what it sees into [`healthprobe_core::ProbeOutcome`]s and
-//! [`healthprobe_core::Input`]s. It never decides hysteresis: that is the
-//! core's `step` and `prune`, called from one owner.
+//! The core decides *what* happens: [`healthprobe_core::HealthStates`]
+//! folds probe outcomes into `probe_failed` / `probe_recovered` (the
+//! hysteresis), and [`healthprobe_core::tick::TickMachine`] decides every
+//! other rule of a run (tick pacing, listing and pruning, the outbox and
+//! its delivery order, persist before publish, journal before fold
+//! effects, when to stop). Neither does I/O. This crate does only I/O: it
+//! lists records, probes engines, writes files and publishes events, as
+//! the machine asks.
 //!
-//! - [`ports`]: the traits the worker needs (records, publishing, telemetry, clock).
-//! - [`config`]: [`config::WorkerConfig`] and its validation (R11).
-//! - [`probe`]: one `GET /healthz` with ureq (R1, R2, D2). Built without TLS:
-//!   `https://` endpoints fail with `https is not supported by this build`.
-//! - `probe_async` (cargo feature `async`, on by default): the same probe
-//!   on tokio with hyper, for [`config::Runtime::Async`].
-//! - [`worker`]: [`worker::Worker`], its ticks and run loop (R8–R13, D3–D6).
-//! - [`adapters`]: records file, JSONL publisher and in-memory adapters;
-//!   with the cargo feature `postgres`, a PostgreSQL records table.
-//! - [`open`]: a records store or an events publisher from the text of
-//!   `--records` / `--events` (file, `-`, `postgres://`, `redis://`), password
-//!   files included, with errors that tell bad input from a failure to open.
-//! - [`redact`]: passwords out of every message, whatever the URL's shape.
-//! - [`shard`]: `--shard I/N`, a record store that lists one shard's games.
-//! - [`demo`]: the engines behind `healthprobe demo`.
-//! - [`metrics`]: Prometheus metrics and their HTTP server (`run --metrics-addr`).
-//! - [`durable`]: the state file, a snapshot written atomically (D5).
-//! - [`journal`], [`journal_file`], [`replay`]: the input journal, its file
-//!   and `healthprobe replay` (D6).
+//! # The driver loop
+//!
+//! [`Worker`] owns the ports and pumps the machine:
+//!
+//! 1. `start_tick(now)`: the machine yields `Publish` for each event still
+//!    pending (oldest first, until one is refused), then `List`.
+//! 2. The worker calls [`RuntimeRecordStore::list_running`] and hands the
+//!    records back (`handle_listing`). The machine prunes every game not
+//!    listed (R8) and yields `Probe(batch)`: one job per game (D3).
+//! 3. A [`ProbeFanout`] (threads or tokio tasks, [`fanout`]) probes the
+//!    batch with at most `max_concurrency` in flight (R10); each result goes
+//!    back to the machine (`handle_outcome`), which folds it with the core
+//!    and yields its `Journal` line (D6) and, without a state file, the
+//!    `Publish` of the event it caused.
+//! 4. At the end of the tick: `FlushJournal`; with a state file, `Persist`
+//!    before any of the tick's events is published (D5); the deliveries,
+//!    `SyncPublisher` (a delivery counts once durable), `Persist` again.
+//! 5. `TickDone(report)`, then `Wait { until }` for the next tick (R13),
+//!    or `Stop(reason)`: shutdown, a tick limit, a closed events output.
+//!
+//! Because every rule is in the machine, the same worker runs under a
+//! deterministic simulation with virtual time and failing ports
+//! (`tests/tests/simulation.rs`) exactly as it runs in production.
+//!
+//! ```
+//! use std::time::Duration;
+//! use healthprobe_shell::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
+//! use healthprobe_shell::{RuntimeRecord, Worker, WorkerConfig};
+//! use healthprobe_core::Timestamp;
+//!
+//! // An engine that refuses connections: nothing listens on this port.
+//! let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+//! let store = MemoryStore::with_records(vec![RuntimeRecord::running(
+//!     "g1", "c1", format!("http://127.0.0.1:{port}/"),
+//! )]);
+//! let publisher = MemoryPublisher::new();
+//! let config = WorkerConfig { failures_threshold: 2, ..WorkerConfig::default() };
+//! let clock = ManualClock::new(Timestamp::from_second(1_800_000_000)?);
+//! let mut worker = Worker::new(config, store, publisher.clone(), CountingTelemetry::new(), clock)?;
+//! worker.tick(); // one failure: below the threshold
+//! let report = worker.tick(); // the second: probe_failed
+//! assert_eq!((report.events, report.published), (1, 1));
+//! assert_eq!(publisher.events()[0].game_id, "g1");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Where things are
+//!
+//! - [`driver`]: [`Worker`] (the driver), [`driver::ports`] (the traits it
+//!   performs actions through), [`Shutdown`].
+//! - [`probing`]: one `GET /healthz` with ureq ([`probe`]) or hyper
+//!   (`probe_async`, cargo feature `async`), and the [`fanout`]s that run
+//!   a batch on threads or tasks. Built without TLS: `https://` endpoints
+//!   fail with `https is not supported by this build`.
+//! - [`durability`]: the state file ([`durable`], D5) and the journal file
+//!   ([`journal_file`], D6).
+//! - [`adapters`]: records stores and publishers (records file, JSONL,
+//!   in-memory; PostgreSQL and Redis Streams with their cargo features),
+//!   [`open`] (a store or publisher from the text of `--records` /
+//!   `--events`), [`redact`], and [`shard`] (`--shard I/N`).
+//! - [`codec`]: journal lines ([`journal`]) and event lines ([`wire`]).
+//! - [`config`], [`metrics`], [`logging`], [`replay`] (`healthprobe replay`),
+//!   [`demo`] (`healthprobe demo`).
+//!
+//! What may do I/O: everything here but [`config`] and the codecs' pure
+//! functions. What decides: nothing here.
 #![warn(missing_docs)]
 
 pub mod adapters;
+pub mod codec;
 pub mod config;
 pub mod demo;
-pub mod durable;
-pub mod fanout;
-pub mod journal;
-pub mod journal_file;
+pub mod driver;
+pub mod durability;
 pub mod logging;
 pub mod metrics;
-pub mod open;
-pub mod ports;
-pub mod probe;
-#[cfg(feature = "async")]
-pub mod probe_async;
-pub mod redact;
+pub mod probing;
 pub mod replay;
-pub mod shard;
-pub mod shutdown;
-pub mod wire;
-pub mod worker;
+
+// The modules by their earlier, flat paths (`healthprobe_shell::probe`, …).
+pub use adapters::{open, redact, shard};
+pub use codec::{journal, wire};
+pub use driver::{ports, shutdown, worker};
+pub use durability::{durable, journal_file};
+#[cfg(feature = "async")]
+pub use probing::probe_async;
+pub use probing::{fanout, probe};
+
+// The API an embedder starts from.
+pub use config::{ConfigError, Runtime, WorkerConfig};
+pub use driver::ports::{
+    Clock, HealthEventPublisher, JournalSink, ListError, ProbeFanout, Probed, PublishError,
+    RuntimeRecord, RuntimeRecordStore, StateStore, SystemClock, Telemetry,
+};
+pub use driver::shutdown::Shutdown;
+pub use driver::worker::{Restored, RunLimits, RunReport, StopReason, TickReport, Worker};
+pub use durability::durable::StateFile;
+pub use durability::journal_file::JournalFile;

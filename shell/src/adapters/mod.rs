@@ -11,11 +11,14 @@
 
 mod jsonl;
 mod memory;
+pub mod open;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod records_file;
+pub mod redact;
 #[cfg(feature = "redis")]
 mod redis_streams;
+pub mod shard;
 
 #[cfg(feature = "postgres")]
 pub use self::postgres::{InvalidUrl, PostgresRecords, redact_url};
