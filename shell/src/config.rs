@@ -30,7 +30,8 @@ impl WorkerConfig {
     /// Check every field (R11); the error names the first bad one.
     ///
     /// `interval`, `probe_timeout`, `failures_threshold`, `recovery_threshold`
-    /// and `max_concurrency` must all be positive.
+    /// and `max_concurrency` must all be positive. The thresholds are the
+    /// core's to check ([`Policy::new`]): this only asks it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.interval.is_zero() {
             return Err(ConfigError::ZeroInterval);
@@ -38,19 +39,15 @@ impl WorkerConfig {
         if self.probe_timeout.is_zero() {
             return Err(ConfigError::ZeroProbeTimeout);
         }
-        if self.failures_threshold == 0 {
-            return Err(ConfigError::ZeroFailuresThreshold);
-        }
-        if self.recovery_threshold == 0 {
-            return Err(ConfigError::ZeroRecoveryThreshold);
-        }
+        self.policy()?;
         if self.max_concurrency == 0 {
             return Err(ConfigError::ZeroMaxConcurrency);
         }
         Ok(())
     }
 
-    /// The hysteresis policy these settings give the core.
+    /// The hysteresis policy these settings give the core (its thresholds
+    /// checked by [`Policy::new`], the one place that rule lives).
     pub fn policy(&self) -> Result<Policy, ConfigError> {
         Policy::new(self.failures_threshold, self.recovery_threshold).map_err(|err| match err {
             healthprobe_core::PolicyError::ZeroFailuresThreshold => {

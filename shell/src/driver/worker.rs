@@ -195,6 +195,7 @@ impl Worker {
         telemetry: impl Telemetry + 'static,
         clock: impl Clock + 'static,
     ) -> Result<Self, ConfigError> {
+        config.validate()?;
         let policy = config.policy()?;
         Ok(Self {
             config,
@@ -805,6 +806,37 @@ mod tests {
         )
         .expect_err("zero concurrency");
         assert_eq!(err, ConfigError::ZeroMaxConcurrency);
+    }
+
+    #[test]
+    fn r11_a_worker_on_its_own_fanout_rejects_an_invalid_config_too() {
+        for (config, expected) in [
+            (
+                WorkerConfig {
+                    max_concurrency: 0,
+                    ..WorkerConfig::default()
+                },
+                ConfigError::ZeroMaxConcurrency,
+            ),
+            (
+                WorkerConfig {
+                    recovery_threshold: 0,
+                    ..WorkerConfig::default()
+                },
+                ConfigError::ZeroRecoveryThreshold,
+            ),
+        ] {
+            let err = Worker::with_fanout(
+                config,
+                Box::new(ThreadFanout::new(Prober::new(Duration::from_secs(1)))),
+                MemoryStore::new(),
+                MemoryPublisher::new(),
+                CountingTelemetry::new(),
+                ManualClock::new(Timestamp::UNIX_EPOCH),
+            )
+            .expect_err("an invalid config");
+            assert_eq!(err, expected);
+        }
     }
 
     #[test]
