@@ -19,12 +19,60 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use tracing::warn;
 
 use healthprobe_core::{HealthEvent, HealthStates};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::strip_position;
+
+/// Open a file of lines for append: created `0600` when missing (an existing
+/// file keeps its mode), and a torn tail (bytes after the last `\n`, left by
+/// a crash or a full disk mid-line) cut back before anything is appended, so
+/// the next line starts on its own line. The cut is logged as a warning
+/// naming the file (`what` says which: `events file`, `journal`) and the
+/// number of bytes dropped; those bytes never counted as written.
+///
+/// Returns the file (readable, so the tail can be checked) and its length
+/// after the repair.
+pub fn open_append_lines(path: &Path, what: &str) -> io::Result<(File, u64)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    let whole = whole_lines_len(&file, len)?;
+    if whole < len {
+        file.set_len(whole)?;
+        warn!(
+            file = %path.display(),
+            dropped_bytes = len - whole,
+            "{what}: cut a torn final line (no newline) back to the last whole line"
+        );
+    }
+    Ok((file, whole))
+}
+
+/// The length of `file`'s first `len` bytes up to and including the last `\n`.
+fn whole_lines_len(file: &File, len: u64) -> io::Result<u64> {
+    let mut end = len;
+    let mut chunk = vec![0u8; 8192];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(part, start)?;
+        if let Some(at) = part.iter().rposition(|&byte| byte == b'\n') {
+            return Ok(start + at as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
 
 /// The snapshot format this build reads and writes.
 pub const STATE_FILE_VERSION: u64 = 1;
