@@ -311,7 +311,16 @@ impl StateFile {
         if !self.written.is_empty() && self.encoded == self.written {
             return Ok(Saved::Unchanged);
         }
-        self.lock()?;
+        // Writing starts with the lock file: a directory where it cannot be
+        // created is a write error, as the temporary file would be.
+        self.lock().map_err(|err| match err {
+            StateFileError::Lock { path, source } => StateFileError::Write {
+                path,
+                temporary: self.lock_path.display().to_string(),
+                source,
+            },
+            other => other,
+        })?;
         let mut temporary = None;
         self.write_encoded(&mut temporary)
             .map_err(|source| StateFileError::Write {
