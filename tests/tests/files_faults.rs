@@ -156,3 +156,31 @@ fn a_state_file_in_use_by_a_running_worker_is_refused_naming_its_pid() {
         .lock()
         .expect("free once the holder exited");
 }
+
+/// `healthprobe run >&-`: the runtime's `/dev/null` stand-in for the closed
+/// fd 1 is seen through, so no event is counted as published.
+#[test]
+fn events_to_a_closed_stdout_are_never_counted_as_published() {
+    let dir = ScratchDir::new("closed-stdout").expect("scratch");
+    let records = dir.join("records.json");
+    std::fs::write(
+        &records,
+        format!(
+            r#"[{{"game_id":"g1","current_container_id":"c1","engine_endpoint":"{}","status":"running"}}]"#,
+            healthprobe_tests::refused_endpoint()
+        ),
+    )
+    .expect("records");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec "$0" run --records "$1" --failures-threshold 1 --ticks 2 >&-"#)
+        .arg(healthprobe_binary())
+        .arg(&records)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Bad file descriptor"), "{stderr}");
+    assert!(!stderr.contains("event published"), "{stderr}");
+    assert!(stderr.contains("probe_failed=0"), "{stderr}");
+}

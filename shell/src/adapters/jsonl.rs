@@ -25,6 +25,21 @@ use crate::durable::open_append_lines;
 use crate::ports::{HealthEventPublisher, PublishError};
 use crate::wire::write_event_line;
 
+/// Whether `fd` is `/dev/null` opened read-write: what Rust's runtime puts
+/// on a standard fd found closed at start (a shell's `>/dev/null` is write-only).
+fn is_runtime_dev_null(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dup) = fd.try_clone_to_owned() else {
+        return false;
+    };
+    let (Ok(meta), Ok(null)) = (File::from(dup).metadata(), std::fs::metadata("/dev/null")) else {
+        return false;
+    };
+    let read_write = rustix::fs::fcntl_getfl(fd)
+        .is_ok_and(|flags| flags & rustix::fs::OFlags::ACCMODE == rustix::fs::OFlags::RDWR);
+    meta.rdev() == null.rdev() && meta.dev() == null.dev() && read_write
+}
+
 /// A file the publisher appends whole lines to and can cut back.
 trait LinesFile: Write + Send {
     fn set_len(&self, len: u64) -> io::Result<()>;
@@ -91,8 +106,17 @@ impl Write for ClosedStdout {
 impl JsonlPublisher {
     /// Whether fd 1 (standard output) is open; the CLI refuses `--events -`
     /// when it is not (`healthprobe run >&-`).
+    ///
+    /// Rust's runtime reopens a closed fd 1 on `/dev/null` (read-write)
+    /// before `main`, so that stand-in counts as closed too; an operator's
+    /// `>/dev/null` opens it write-only and counts as open.
     pub fn stdout_is_open() -> bool {
-        rustix::io::fcntl_getfd(io::stdout().as_fd()).is_ok()
+        let fd = io::stdout();
+        let fd = fd.as_fd();
+        if rustix::io::fcntl_getfd(fd).is_err() {
+            return false;
+        }
+        !is_runtime_dev_null(fd)
     }
 
     /// Events to standard output, refused when fd 1 is not open.
@@ -110,6 +134,12 @@ impl JsonlPublisher {
                 format!("standard output (fd 1) is not open: {err}"),
             )
         })?;
+        if is_runtime_dev_null(fd.as_fd()) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "standard output (fd 1) is not open (the runtime put /dev/null in its place)",
+            ));
+        }
         let file = File::from(fd);
         let regular = file.metadata().is_ok_and(|meta| meta.is_file());
         Ok(Self::with_sink(Sink::Stdout { file, regular }, "<stdout>"))
