@@ -417,6 +417,10 @@ impl HealthEventPublisher for RecordingPublisher {
             .push((event.event_type(), event.game_id.clone()));
         Ok(())
     }
+
+    fn sync(&mut self) -> Result<(), PublishError> {
+        self.inner.sync()
+    }
 }
 
 #[cfg(test)]

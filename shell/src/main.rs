@@ -492,9 +492,10 @@ fn replay(args: ReplayArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(
-            err @ ReplayError::Journal(healthprobe_shell::journal::JournalError::Malformed {
-                ..
-            }),
+            err @ ReplayError::Journal(
+                healthprobe_shell::journal::JournalError::Malformed { .. }
+                | healthprobe_shell::journal::JournalError::TornFinalLine { .. },
+            ),
         ) => fail(EXIT_BAD_INPUT, format_args!("{err}")),
         Err(err) => fail(1, format_args!("{err}")),
     }

@@ -127,7 +127,10 @@ impl EventsSpec {
             });
         }
         match self {
-            Self::Stdout => Ok(Box::new(JsonlPublisher::stdout())),
+            Self::Stdout => match JsonlPublisher::stdout_checked() {
+                Ok(publisher) => Ok(Box::new(publisher)),
+                Err(source) => Err(OpenError::StdoutClosed { source }),
+            },
             Self::File(path) => match JsonlPublisher::append(path) {
                 Ok(publisher) => Ok(Box::new(publisher)),
                 Err(source) => Err(OpenError::EventsFile {
@@ -248,6 +251,14 @@ pub enum OpenError {
         path: PathBuf,
         /// Why (never the file's contents).
         reason: String,
+    },
+    /// `--events -` but standard output is not open (`run >&-`): refused
+    /// before the first probe rather than counting events delivered to
+    /// nowhere (exit 2).
+    #[error("--events -: {source}; give --events FILE, or run with an open standard output")]
+    StdoutClosed {
+        /// Why.
+        source: io::Error,
     },
     /// The events file cannot be opened for append (exit 1).
     #[error("{}: cannot open events file: {source}", path.display())]

@@ -25,6 +25,19 @@ pub enum JournalError {
         /// What was wrong, for example ``missing field `observed_at` ``.
         message: String,
     },
+    /// The last line has no newline and does not parse: the writer was cut
+    /// off mid-line (a kill, a full disk). The inputs before it are whole.
+    #[error(
+        "{source_name}:{line}: torn final line (no newline; the writer was cut off mid-line): {message}"
+    )]
+    TornFinalLine {
+        /// The file name, or `<stdin>`.
+        source_name: String,
+        /// 1-based line number.
+        line: u64,
+        /// Why it does not parse, with the column (``column 41: EOF while parsing a string``).
+        message: String,
+    },
     /// Reading the journal failed.
     #[error("{source_name}: cannot read journal: {source}")]
     Read {
@@ -91,14 +104,23 @@ impl<R: BufRead> JournalReader<R> {
             if line.is_empty() {
                 continue;
             }
-            return Some(
-                parse_line(line).map_err(|(column, message)| JournalError::Malformed {
-                    source_name: self.source_name.clone(),
-                    line: self.line,
-                    column,
-                    message,
-                }),
-            );
+            let torn = self.buffer.last() != Some(&b'\n');
+            return Some(parse_line(line).map_err(|(column, message)| {
+                if torn {
+                    JournalError::TornFinalLine {
+                        source_name: self.source_name.clone(),
+                        line: self.line,
+                        message: format!("column {column}: {message}"),
+                    }
+                } else {
+                    JournalError::Malformed {
+                        source_name: self.source_name.clone(),
+                        line: self.line,
+                        column,
+                        message,
+                    }
+                }
+            }));
         }
     }
 }
@@ -119,7 +141,31 @@ pub fn write_input(out: &mut impl Write, input: &Input) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_line;
+    use super::{JournalReader, parse_line};
+
+    fn errors(text: &str) -> Vec<String> {
+        JournalReader::new(text.as_bytes(), "journal.jsonl")
+            .filter_map(|input| input.err().map(|err| err.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn d6_a_torn_final_line_is_named_as_such() {
+        let whole = r#"{"type":"prune","running":[]}"#;
+        assert_eq!(
+            errors(&format!("{whole}\n{{\"type\":\"pru")),
+            [
+                "journal.jsonl:2: torn final line (no newline; the writer was cut off mid-line): column 12: EOF while parsing a string"
+            ]
+        );
+        // A whole but malformed line keeps the generic message, even last.
+        assert_eq!(
+            errors(&format!("{whole}\n{{\"type\":\"pru\n")),
+            ["journal.jsonl:2:12: EOF while parsing a string"]
+        );
+        // A final line without a newline that parses is a whole input.
+        assert!(errors(whole).is_empty());
+    }
 
     #[test]
     fn d6_a_line_that_is_not_utf8_is_malformed_even_in_an_ignored_field() {

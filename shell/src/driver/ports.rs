@@ -49,8 +49,16 @@ pub trait HealthEventPublisher: Send {
     fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError>;
 
     /// Make every event accepted so far durable; the worker calls it before
-    /// recording deliveries in the state file. The default does nothing (a
-    /// publisher whose `Ok` is already durable).
+    /// recording deliveries in the state file.
+    ///
+    /// One call per tick covers every event published since the last call.
+    /// On `Err`, none of the events accepted since the last successful
+    /// `sync` counts as delivered: the caller keeps them pending and
+    /// publishes them again. A publisher may drop them on error
+    /// (`JsonlPublisher` cuts its file back to its length at the last
+    /// successful sync, so the retry writes them once). The default does
+    /// nothing: a publisher whose `publish` already means durable (a broker's
+    /// acknowledgement, memory) needs nothing more.
     fn sync(&mut self) -> Result<(), PublishError> {
         Ok(())
     }
@@ -150,9 +158,60 @@ pub enum PublishError {
         /// The underlying error.
         source: io::Error,
     },
+    /// Making the written events durable (`fdatasync`) failed; they do not count as delivered.
+    #[error("cannot make events durable in {destination}: {source}")]
+    Sync {
+        /// Where the events went (`<stdout>` or a path).
+        destination: String,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// The publisher refused the event for another reason (a broker down, a simulated failure).
     #[error("{0}")]
     Unavailable(String),
+}
+
+impl PublishError {
+    /// Whether retrying cannot succeed: the output itself is gone or unusable
+    /// through this descriptor, so the run should stop (pending events are
+    /// kept by `--state`) rather than retry every tick.
+    ///
+    /// Permanent (a `Write` or `Sync` error whose cause is one of):
+    /// `EPIPE` (the reader went away), `EBADF` (the descriptor is closed or
+    /// not open for writing), `ECONNRESET`, `ENOTCONN`, `ESHUTDOWN` (a socket
+    /// closed by the peer), `ENXIO` (the device or FIFO reader is gone) and
+    /// `EINVAL` (the descriptor refers to something that cannot be written).
+    ///
+    /// Transient, retried next tick: everything else, notably `ENOSPC` and
+    /// `EDQUOT` (space can be freed or the disk grown while the worker keeps
+    /// the events pending), `EIO` (a storage error: the retry rewrites the
+    /// lines), `EINTR`/`EAGAIN`, `EROFS` and `EFBIG` (an operator can fix
+    /// them without restarting), and every `Unavailable` refusal (a broker
+    /// down comes back).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Write { source, .. } | Self::Sync { source, .. } => is_permanent_io(source),
+            Self::Unavailable(_) => false,
+        }
+    }
+}
+
+fn is_permanent_io(err: &io::Error) -> bool {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        return true;
+    }
+    matches!(
+        err.raw_os_error(),
+        Some(
+            libc::EPIPE
+                | libc::EBADF
+                | libc::ECONNRESET
+                | libc::ENOTCONN
+                | libc::ESHUTDOWN
+                | libc::ENXIO
+                | libc::EINVAL
+        )
+    )
 }
 
 /// Where the worker keeps its snapshot (D5): [`crate::durable::StateFile`], or a simulation's disk.
@@ -282,5 +341,53 @@ impl JournalSink for crate::journal_file::JournalFile {
 
     fn name(&self) -> String {
         self.path().display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_error(source: io::Error) -> PublishError {
+        PublishError::Write {
+            destination: "events.jsonl".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_closed_output_is_permanent() {
+        for errno in [
+            libc::EPIPE,
+            libc::EBADF,
+            libc::ECONNRESET,
+            libc::ENOTCONN,
+            libc::ENXIO,
+        ] {
+            let err = write_error(io::Error::from_raw_os_error(errno));
+            assert!(err.is_permanent(), "{err}");
+        }
+        assert!(write_error(io::ErrorKind::BrokenPipe.into()).is_permanent());
+        let sync = PublishError::Sync {
+            destination: "<stdout>".into(),
+            source: io::Error::from_raw_os_error(libc::EBADF),
+        };
+        assert!(sync.is_permanent(), "{sync}");
+    }
+
+    #[test]
+    fn a_full_disk_or_a_down_broker_is_transient() {
+        for errno in [
+            libc::ENOSPC,
+            libc::EDQUOT,
+            libc::EIO,
+            libc::EINTR,
+            libc::EAGAIN,
+        ] {
+            let err = write_error(io::Error::from_raw_os_error(errno));
+            assert!(!err.is_permanent(), "{err}");
+        }
+        assert!(!write_error(io::ErrorKind::WriteZero.into()).is_permanent());
+        assert!(!PublishError::Unavailable("redis down".into()).is_permanent());
     }
 }

@@ -49,8 +49,8 @@ use crate::config::{ConfigError, Runtime, WorkerConfig};
 use crate::fanout::TaskFanout;
 use crate::fanout::ThreadFanout;
 use crate::ports::{
-    Clock, HealthEventPublisher, JournalSink, ProbeFanout, PublishError, RuntimeRecordStore,
-    StateStore, Telemetry,
+    Clock, HealthEventPublisher, JournalSink, ProbeFanout, RuntimeRecordStore, StateStore,
+    Telemetry,
 };
 use crate::probe::Prober;
 #[cfg(feature = "async")]
@@ -624,7 +624,7 @@ impl Io {
                 Published::Accepted
             }
             Err(err) => {
-                let closed = is_closed(&err);
+                let closed = err.is_permanent();
                 error!(
                     game_id = %event.game_id,
                     container_id = %event.container_id,
@@ -634,7 +634,10 @@ impl Io {
                     "cannot publish probe event; it stays pending and is retried next tick, before newer events"
                 );
                 if closed {
-                    error!("the events output is closed; stopping after the probes in flight");
+                    error!(
+                        error = %err,
+                        "the events output cannot be written again (closed or unusable); stopping after the probes in flight"
+                    );
                     Published::Closed
                 } else {
                     Published::Refused
@@ -663,11 +666,6 @@ impl Io {
             }
         }
     }
-}
-
-/// Whether a refusal is for good: the events output is closed.
-fn is_closed(err: &PublishError) -> bool {
-    matches!(err, PublishError::Write { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn journal_failed(journal: &dyn JournalSink, err: &std::io::Error) {

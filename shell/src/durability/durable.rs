@@ -11,20 +11,75 @@
 //! `pending` the tick machine's pending events ([`healthprobe_core::tick::TickMachine::pending`]), oldest first, as event envelopes.
 //! A file of another `version` is refused, never guessed at.
 //!
-//! A write goes to `FILE.tmp` in the same directory, is fsynced, renamed
+//! A write goes to a temporary file created exclusively beside `FILE`
+//! (`O_CREAT|O_EXCL`, so no symlink is followed; a random name, mode
+//! `0600`, given the mode of the `FILE` it replaces), is fsynced, renamed
 //! over `FILE`, and the directory is fsynced: after a crash at any moment
-//! `FILE` holds either the previous snapshot or the new one, whole. One
-//! process per state file: two workers sharing one would overwrite each
-//! other's snapshots.
+//! `FILE` holds either the previous snapshot or the new one, whole.
+//!
+//! One process per state file: [`StateFile::lock`] (taken by the first
+//! [`StateFile::save`] at the latest, so `Worker::restore` takes it at start)
+//! holds an exclusive `flock` on `FILE.lock`, which holds the holder's PID,
+//! for as long as the `StateFile` lives. A second process is refused with
+//! [`StateFileError::Locked`], naming the holder. The lock file is left in
+//! place when the lock is released: the lock, not the file, is what counts.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use tracing::warn;
 
 use healthprobe_core::{HealthEvent, HealthStates};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::strip_position;
+
+/// Open a file of lines for append: created `0600` when missing (an existing
+/// file keeps its mode), and a torn tail (bytes after the last `\n`, left by
+/// a crash or a full disk mid-line) cut back before anything is appended, so
+/// the next line starts on its own line. The cut is logged as a warning
+/// naming the file (`what` says which: `events file`, `journal`) and the
+/// number of bytes dropped; those bytes never counted as written.
+///
+/// Returns the file (readable, so the tail can be checked) and its length
+/// after the repair.
+pub fn open_append_lines(path: &Path, what: &str) -> io::Result<(File, u64)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    let whole = whole_lines_len(&file, len)?;
+    if whole < len {
+        file.set_len(whole)?;
+        warn!(
+            file = %path.display(),
+            dropped_bytes = len - whole,
+            "{what}: cut a torn final line (no newline) back to the last whole line"
+        );
+    }
+    Ok((file, whole))
+}
+
+/// The length of `file`'s first `len` bytes up to and including the last `\n`.
+fn whole_lines_len(file: &File, len: u64) -> io::Result<u64> {
+    let mut end = len;
+    let mut chunk = vec![0u8; 8192];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(part, start)?;
+        if let Some(at) = part.iter().rposition(|&byte| byte == b'\n') {
+            return Ok(start + at as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
 
 /// The snapshot format this build reads and writes.
 pub const STATE_FILE_VERSION: u64 = 1;
@@ -90,6 +145,25 @@ pub enum StateFileError {
         /// The `version` value found, as JSON.
         found: String,
     },
+    /// Another process (or another `StateFile` in this one) holds the state file's lock.
+    #[error(
+        "{path}: the state file is in use by {}; one process per state file (lock file {path}.lock)",
+        holder_text(*.holder)
+    )]
+    Locked {
+        /// The state file.
+        path: String,
+        /// The holder's PID, as written in the lock file, when known.
+        holder: Option<u32>,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("{path}: cannot lock the state file (lock file {path}.lock): {source}")]
+    Lock {
+        /// The state file.
+        path: String,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// Writing the snapshot (temporary file, fsync, rename, directory fsync) failed.
     #[error("{path}: cannot write the state file (via {temporary}): {source}")]
     Write {
@@ -112,6 +186,13 @@ impl StateFileError {
     }
 }
 
+fn holder_text(holder: Option<u32>) -> String {
+    match holder {
+        Some(pid) => format!("process {pid}"),
+        None => "another process".to_owned(),
+    }
+}
+
 /// Whether [`StateFile::save`] wrote the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saved {
@@ -125,8 +206,10 @@ pub enum Saved {
 #[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
-    temporary: PathBuf,
     directory: PathBuf,
+    /// `FILE.lock`, locked while `lock` is `Some`.
+    lock_path: PathBuf,
+    lock: Option<File>,
     /// The bytes of the last successful write; empty before the first one.
     written: Vec<u8>,
     /// Scratch buffer for the next snapshot.
@@ -137,16 +220,17 @@ impl StateFile {
     /// The state file at `path`; nothing is read or written until asked.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
-        let mut temporary = path.clone().into_os_string();
-        temporary.push(".tmp");
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".lock");
         let directory = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
         };
         Self {
             path,
-            temporary: PathBuf::from(temporary),
             directory,
+            lock_path: PathBuf::from(lock_path),
+            lock: None,
             written: Vec::new(),
             encoded: Vec::new(),
         }
@@ -155,6 +239,53 @@ impl StateFile {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Take the exclusive lock on `FILE.lock` for as long as this handle
+    /// lives (a no-op when already held), and write this process's PID in it.
+    ///
+    /// Refused with [`StateFileError::Locked`] (naming the holder's PID when
+    /// the lock file holds one) while another handle, in this process or
+    /// another, holds it. The lock file is created `0600` and never followed
+    /// through a symlink.
+    pub fn lock(&mut self) -> Result<(), StateFileError> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let name = || self.path.display().to_string();
+        let lock_error = |source: io::Error| StateFileError::Lock {
+            path: name(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.lock_path)
+            .map_err(lock_error)?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(errno) if errno == rustix::io::Errno::WOULDBLOCK => {
+                let mut text = String::new();
+                let holder = io::Read::read_to_string(&mut &file, &mut text)
+                    .ok()
+                    .and_then(|_| text.trim().parse().ok());
+                return Err(StateFileError::Locked {
+                    path: name(),
+                    holder,
+                });
+            }
+            Err(errno) => return Err(lock_error(errno.into())),
+        }
+        let pid = format!("{}\n", std::process::id());
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
+            .map_err(lock_error)?;
+        self.lock = Some(file);
+        Ok(())
     }
 
     /// Read the snapshot; `None` when the file does not exist (a fresh start).
@@ -173,8 +304,8 @@ impl StateFile {
     /// Write the snapshot of `states` and `pending` atomically, unless it is
     /// byte-identical to the last one this handle wrote.
     ///
-    /// The first call always writes. On error the file holds the previous
-    /// snapshot, whole.
+    /// The first call always writes, after taking the lock ([`StateFile::lock`]).
+    /// On error the file holds the previous snapshot, whole.
     pub fn save(
         &mut self,
         states: &HealthStates,
@@ -195,27 +326,49 @@ impl StateFile {
         if !self.written.is_empty() && self.encoded == self.written {
             return Ok(Saved::Unchanged);
         }
-        self.write_encoded()
+        // Writing starts with the lock file: a directory where it cannot be
+        // created is a write error, as the temporary file would be.
+        self.lock().map_err(|err| match err {
+            StateFileError::Lock { path, source } => StateFileError::Write {
+                path,
+                temporary: self.lock_path.display().to_string(),
+                source,
+            },
+            other => other,
+        })?;
+        let mut temporary = None;
+        self.write_encoded(&mut temporary)
             .map_err(|source| StateFileError::Write {
                 path: self.path.display().to_string(),
-                temporary: self.temporary.display().to_string(),
+                temporary: temporary
+                    .unwrap_or_else(|| format!("a temporary file in {}", self.directory.display())),
                 source,
             })?;
         std::mem::swap(&mut self.written, &mut self.encoded);
         Ok(Saved::Written)
     }
 
-    /// Temporary file, write, fsync, rename over the file, fsync the directory.
-    fn write_encoded(&self) -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&self.temporary)?;
+    /// Temporary file (exclusive, random name, 0600), write, fsync, rename
+    /// over the file, fsync the directory. `temporary` names the temporary
+    /// file once created, for the error.
+    fn write_encoded(&self, temporary: &mut Option<String>) -> io::Result<()> {
+        let mut prefix = std::ffi::OsString::from(".");
+        prefix.push(self.path.file_name().unwrap_or_default());
+        prefix.push(".");
+        let mut file = tempfile::Builder::new()
+            .prefix(&prefix)
+            .suffix(".tmp")
+            .tempfile_in(&self.directory)?;
+        *temporary = Some(file.path().display().to_string());
+        // The replacement keeps the mode of the file it replaces.
+        if let Ok(meta) = fs::metadata(&self.path) {
+            file.as_file().set_permissions(fs::Permissions::from_mode(
+                meta.permissions().mode() & 0o7777,
+            ))?;
+        }
         file.write_all(&self.encoded)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&self.temporary, &self.path)?;
+        file.as_file().sync_all()?;
+        file.persist(&self.path).map_err(|err| err.error)?;
         File::open(&self.directory)?.sync_all()
     }
 }
@@ -435,7 +588,12 @@ mod tests {
             file.save(&states, &pending).expect("same"),
             Saved::Unchanged
         );
-        assert!(!dir.join("state.json.tmp").exists());
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .expect("list")
+            .map(|entry| entry.expect("entry").file_name())
+            .filter(|name| name.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
         let loaded = StateFile::new(&path)
             .load()
             .expect("valid")
@@ -448,10 +606,9 @@ mod tests {
             .expect("exists");
         assert!(loaded.pending.is_empty());
         // A fresh handle writes its first snapshot even if the file already holds it.
-        assert_eq!(
-            StateFile::new(&path).save(&states, &[]).expect("write"),
-            Saved::Written
-        );
+        drop(file);
+        let mut file = StateFile::new(&path);
+        assert_eq!(file.save(&states, &[]).expect("write"), Saved::Written);
         fs::remove_dir_all(&dir).expect("clean up");
         let err = file.save(&states, &pending).expect_err("no directory");
         assert!(
@@ -462,5 +619,108 @@ mod tests {
             "{err}"
         );
         assert!(!err.is_bad_contents());
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("healthprobe-durable-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).expect("stat").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn d5_a_second_handle_on_one_state_file_is_refused_until_the_first_is_dropped() {
+        let dir = scratch("lock");
+        let path = dir.join("state.json");
+        let (states, pending) = failing_states();
+        let mut first = StateFile::new(&path);
+        first.save(&states, &pending).expect("first holder");
+        let mut second = StateFile::new(&path);
+        let err = second.save(&states, &[]).expect_err("locked");
+        let pid = std::process::id();
+        assert!(
+            matches!(err, StateFileError::Locked { holder: Some(holder), .. } if holder == pid),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{0}: the state file is in use by process {pid}; one process per state file (lock file {0}.lock)",
+                path.display()
+            )
+        );
+        assert!(matches!(second.lock(), Err(StateFileError::Locked { .. })));
+        // Refused without touching the file: it still holds the first snapshot.
+        let loaded = StateFile::new(&path)
+            .load()
+            .expect("valid")
+            .expect("exists");
+        assert_eq!(loaded.pending, pending);
+        drop(first);
+        second.lock().expect("free after the first is dropped");
+        second.save(&states, &[]).expect("second holder writes");
+        fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn d5_symlinks_at_guessable_temporary_names_are_not_followed() {
+        let dir = scratch("symlink");
+        let path = dir.join("state.json");
+        let victim = dir.join("victim");
+        fs::write(&victim, "precious\n").expect("victim");
+        for name in [
+            "state.json.tmp",
+            ".state.json.tmp",
+            "state.json.lock.tmp",
+            ".state.json.0.tmp",
+        ] {
+            std::os::unix::fs::symlink(&victim, dir.join(name)).expect("plant symlink");
+        }
+        let (states, pending) = failing_states();
+        let mut file = StateFile::new(&path);
+        file.save(&states, &pending).expect("written");
+        file.save(&states, &[]).expect("written again");
+        assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
+        assert!(!fs::symlink_metadata(&path).expect("stat").is_symlink());
+        let loaded = StateFile::new(&path)
+            .load()
+            .expect("valid")
+            .expect("exists");
+        assert!(loaded.pending.is_empty());
+        drop(file);
+        // A symlink planted at the lock file is refused, not followed.
+        fs::remove_file(dir.join("state.json.lock")).expect("unlock file");
+        std::os::unix::fs::symlink(&victim, dir.join("state.json.lock")).expect("plant");
+        let err = StateFile::new(&path)
+            .lock()
+            .expect_err("symlinked lock file");
+        assert!(matches!(err, StateFileError::Lock { .. }), "{err:?}");
+        assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
+        fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn d5_a_new_state_file_is_0600_and_an_existing_one_keeps_its_mode() {
+        let dir = scratch("mode");
+        let (states, pending) = failing_states();
+        let path = dir.join("state.json");
+        StateFile::new(&path)
+            .save(&states, &pending)
+            .expect("written");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.join("state.json.lock")), 0o600);
+        let shared = dir.join("shared.json");
+        fs::write(&shared, "").expect("seed");
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o640)).expect("chmod");
+        StateFile::new(&shared)
+            .save(&states, &pending)
+            .expect("written");
+        assert_eq!(mode(&shared), 0o640);
+        fs::remove_dir_all(&dir).expect("clean up");
     }
 }

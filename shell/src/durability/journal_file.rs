@@ -4,14 +4,18 @@
 //! Lines are buffered and reach the file at [`JournalFile::flush`], which the
 //! worker calls at the end of every tick; dropping the journal flushes too.
 //! The journal is diagnostics, not the source of truth: it is not fsynced,
-//! and a process killed mid-tick loses that tick's lines.
+//! and a process killed mid-tick loses that tick's lines. A line cut off
+//! mid-way (a kill, a full disk) is cut back when the journal is next
+//! opened, with a warning, so the next run's first line starts on its own
+//! line. A new journal is created `0600`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use healthprobe_core::Input;
 
+use crate::durable::open_append_lines;
 use crate::journal::write_input;
 
 /// Buffer between flushes; a tick of a few thousand outcomes is written in a few calls.
@@ -29,10 +33,12 @@ pub struct JournalFile {
 }
 
 impl JournalFile {
-    /// Open `path` for append, creating it if missing.
+    /// Open `path` for append, creating it `0600` if missing; a torn final
+    /// line (no newline) is cut back first, with a warning naming the bytes dropped.
     pub fn append(path: impl Into<PathBuf>) -> io::Result<Self> {
         let path = path.into();
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let (file, _) = open_append_lines(&path, "journal")?;
+        // After the torn-tail repair: every byte up to here is a whole line.
         let flushed = file.metadata()?.len();
         Ok(Self {
             out: BufWriter::with_capacity(JOURNAL_BUFFER_BYTES, file),
@@ -138,5 +144,35 @@ mod tests {
             .expect("valid journal");
         assert_eq!(read[0], Input::Prune { running: vec![] });
         assert_eq!(read[1..], inputs);
+    }
+
+    #[test]
+    fn d6_a_torn_tail_is_cut_back_at_open_and_a_new_journal_is_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!(
+            "healthprobe-journal-torn-{}.jsonl",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        drop(JournalFile::append(&path).expect("create"));
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::write(
+            &path,
+            "{\"type\":\"prune\",\"running\":[]}\n{\"type\":\"outc",
+        )
+        .expect("seed");
+        let mut journal = JournalFile::append(&path).expect("open");
+        let prune = Input::Prune {
+            running: vec!["g1".into()],
+        };
+        journal.record(&prune).expect("buffered");
+        journal.flush().expect("flushed");
+        let text = std::fs::read(&path).expect("read back");
+        std::fs::remove_file(&path).expect("clean up");
+        let read: Vec<Input> = JournalReader::new(text.as_slice(), "journal")
+            .collect::<Result<_, _>>()
+            .expect("the torn line is gone");
+        assert_eq!(read, [Input::Prune { running: vec![] }, prune]);
     }
 }
