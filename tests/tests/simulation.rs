@@ -36,7 +36,7 @@
 //! minimal trace and the command that re-runs it.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -905,9 +905,12 @@ fn d4_d5_d6_r8_r9_r13_the_simulated_worker_loses_nothing_under_faults_and_crashe
             "simulation scenario failed (seed {seed}): {broken}\nre-run it alone with: HEALTHPROBE_SIM_SEED={seed} HEALTHPROBE_SIM_SCENARIOS=1 cargo test -p healthprobe-tests --test simulation -- --nocapture"
         );
     }
-    println!(
-        "simulated {} scenarios: {} crashes, {} restarts, {} faults, {} events, {} redeliveries",
+    // Straight to stderr, past the test harness's capture: CI's log shows it.
+    let _ = writeln!(
+        io::stderr(),
+        "simulated {} scenarios (seeds {base}..{}): {} crashes, {} restarts, {} faults, {} events, {} redeliveries",
         totals.scenarios,
+        base.wrapping_add(count),
         totals.crashes,
         totals.restarts,
         totals.faults,
