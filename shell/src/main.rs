@@ -16,7 +16,7 @@ use healthprobe_shell::adapters::CountingTelemetry;
 use healthprobe_shell::config::{Runtime, WorkerConfig, parse_duration};
 use healthprobe_shell::demo;
 use healthprobe_shell::durable::StateFile;
-use healthprobe_shell::journal_file::JournalFile;
+use healthprobe_shell::journal_file::{JournalFile, JournalFlusher};
 use healthprobe_shell::logging::{self, LogFormat};
 use healthprobe_shell::metrics::{Metrics, MetricsServer, MetricsTelemetry};
 use healthprobe_shell::open::{
@@ -320,9 +320,13 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
             return fail(code, format_args!("{err}"));
         }
     }
+    let mut journal_flusher = None;
     if let Some(path) = &args.journal {
         match JournalFile::append(path) {
-            Ok(journal) => worker.set_journal(journal),
+            Ok(journal) => {
+                journal_flusher = Some(journal.flusher());
+                worker.set_journal(journal);
+            }
             Err(err) => {
                 return fail(
                     1,
@@ -350,7 +354,15 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         },
         _ => None,
     };
-    match run_worker(worker, &shutdown, &telemetry, metrics.as_deref(), &args) {
+    let ran = run_worker(
+        worker,
+        &shutdown,
+        journal_flusher.as_ref(),
+        &telemetry,
+        metrics.as_deref(),
+        &args,
+    );
+    match ran {
         Ok((pending, Some(StopReason::OutputClosed))) => fail(
             1,
             format_args!(
@@ -382,6 +394,7 @@ fn fail_open(err: &OpenError) -> ExitCode {
 fn run_worker(
     mut worker: Worker,
     shutdown: &Shutdown,
+    journal: Option<&JournalFlusher>,
     telemetry: &CountingTelemetry,
     metrics: Option<&Metrics>,
     args: &RunArgs,
@@ -391,7 +404,7 @@ fn run_worker(
             metrics.observe_tick(tick);
         }
     };
-    install_signal_handler(shutdown)?;
+    install_signal_handler(shutdown, journal.cloned())?;
     let limits = match args.ticks {
         Some(ticks) => RunLimits::ticks(ticks),
         None => RunLimits::forever(),
@@ -428,7 +441,7 @@ fn run_demo(args: DemoArgs, log_format: LogFormat) -> ExitCode {
         return fail(EXIT_BAD_INPUT, format_args!("{err}"));
     }
     let shutdown = Shutdown::new();
-    if let Err(err) = install_signal_handler(&shutdown) {
+    if let Err(err) = install_signal_handler(&shutdown, None) {
         return fail(1, format_args!("{err:#}"));
     }
     match demo::run(args.duration, &shutdown, io::stdout(), io::stderr()) {
@@ -437,12 +450,27 @@ fn run_demo(args: DemoArgs, log_format: LogFormat) -> ExitCode {
     }
 }
 
-/// SIGINT, SIGTERM (and SIGHUP) trigger `shutdown`; a second signal exits at once.
-fn install_signal_handler(shutdown: &Shutdown) -> anyhow::Result<()> {
+/// SIGINT, SIGTERM (and SIGHUP) trigger `shutdown`; a second signal
+/// flushes the journal's buffered lines (so `replay` still sees every
+/// outcome folded) and exits at once.
+fn install_signal_handler(
+    shutdown: &Shutdown,
+    journal: Option<JournalFlusher>,
+) -> anyhow::Result<()> {
     let shutdown = shutdown.clone();
     ctrlc::set_handler(move || {
         if shutdown.is_triggered() {
-            let _ = writeln!(io::stderr(), "healthprobe: second signal, exiting now");
+            let flushed = match &journal {
+                Some(journal) => match journal.flush_within(Duration::from_secs(1)) {
+                    Ok(()) => ", journal flushed",
+                    Err(_) => ", the journal could not be flushed",
+                },
+                None => "",
+            };
+            let _ = writeln!(
+                io::stderr(),
+                "healthprobe: second signal, exiting now{flushed}"
+            );
             std::process::exit(130);
         }
         let _ = writeln!(

@@ -607,3 +607,48 @@ fn d5_an_unwritable_or_unreadable_state_path_is_refused_before_probing() {
         "probed despite a bad --state"
     );
 }
+
+/// D6: a second signal exits at once (a probe may hang for its whole
+/// timeout), but first flushes the journal's buffered lines, so `replay`
+/// still sees every outcome the run folded and published.
+#[test]
+fn d6_a_second_signal_flushes_the_journal_before_exiting() {
+    let fleet = Fleet::start([Behaviour::Status(503), Behaviour::Hang]).expect("start fleet");
+    let dir = ScratchDir::new("second-signal").expect("scratch dir");
+    let records = dir.join("records.json");
+    let journal = dir.join("journal.jsonl");
+    fleet.write_records(&records).expect("records");
+    let run = HealthprobeProcess::spawn(&[
+        "run",
+        "--records",
+        path_str(&records),
+        "--journal",
+        path_str(&journal),
+        "--failures-threshold",
+        "1",
+        "--probe-timeout",
+        "60s",
+        "--interval",
+        "1h",
+    ])
+    .expect("start healthprobe");
+    // g0's outcome is folded and its event published; g1 hangs for 60 s.
+    assert!(run.wait_for_stdout(PATIENCE, |out| out.contains("probe_failed")));
+    run.interrupt().expect("first signal");
+    assert!(run.wait_for_stderr(PATIENCE, |err| err.contains("stopping after the probes")));
+    run.interrupt().expect("second signal");
+    let finished = run.wait(PATIENCE).expect("exits at once");
+    assert_eq!(finished.status.code(), Some(130), "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("journal flushed"),
+        "{}",
+        finished.stderr
+    );
+    let lines = json_lines(&std::fs::read_to_string(&journal).expect("journal"));
+    assert_eq!(lines.len(), 2, "the prune and g0's outcome: {lines:?}");
+    assert_eq!(lines[0]["type"], "prune");
+    assert_eq!(
+        (&lines[1]["type"], &lines[1]["game_id"]),
+        (&Value::from("outcome"), &Value::from("g0"))
+    );
+}

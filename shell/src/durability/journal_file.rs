@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use healthprobe_core::Input;
 
@@ -24,7 +25,8 @@ const JOURNAL_BUFFER_BYTES: usize = 64 * 1024;
 /// A journal file opened for append: nothing already in it is lost.
 #[derive(Debug)]
 pub struct JournalFile {
-    out: BufWriter<File>,
+    /// Shared with [`JournalFlusher`]s; only the worker's thread writes.
+    out: Arc<Mutex<BufWriter<File>>>,
     path: PathBuf,
     /// Bytes in the file after the last successful flush.
     flushed: u64,
@@ -41,7 +43,10 @@ impl JournalFile {
         // After the torn-tail repair: every byte up to here is a whole line.
         let flushed = file.metadata()?.len();
         Ok(Self {
-            out: BufWriter::with_capacity(JOURNAL_BUFFER_BYTES, file),
+            out: Arc::new(Mutex::new(BufWriter::with_capacity(
+                JOURNAL_BUFFER_BYTES,
+                file,
+            ))),
             path,
             flushed,
             buffered: 0,
@@ -53,10 +58,24 @@ impl JournalFile {
         &self.path
     }
 
+    /// A handle that flushes this journal from another thread: a second
+    /// signal's handler flushes the lines buffered so far before exiting.
+    pub fn flusher(&self) -> JournalFlusher {
+        JournalFlusher(Arc::clone(&self.out))
+    }
+
+    fn out(&self) -> MutexGuard<'_, BufWriter<File>> {
+        // A writer left mid-line by a panic is still a writer: whole lines
+        // are checked at the next open.
+        self.out.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Append `input` as one line (buffered).
     pub fn record(&mut self, input: &Input) -> io::Result<()> {
+        let out = Arc::clone(&self.out);
+        let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
         let mut counted = Counted {
-            inner: &mut self.out,
+            inner: &mut *out,
             bytes: 0,
         };
         let result = write_input(&mut counted, input);
@@ -66,7 +85,7 @@ impl JournalFile {
 
     /// Hand every buffered line to the operating system.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()?;
+        self.out().flush()?;
         self.flushed += std::mem::take(&mut self.buffered);
         Ok(())
     }
@@ -80,11 +99,43 @@ impl JournalFile {
     /// Cut the file back to `len` bytes (lines a restored snapshot does not
     /// hold), dropping anything buffered; appends continue from there.
     pub fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.out.flush()?;
-        self.out.get_ref().set_len(len)?;
+        let mut out = self.out();
+        out.flush()?;
+        out.get_ref().set_len(len)?;
+        drop(out);
         self.flushed = len;
         self.buffered = 0;
         Ok(())
+    }
+}
+
+/// Flushes a [`JournalFile`] from another thread ([`JournalFile::flusher`]).
+#[derive(Debug, Clone)]
+pub struct JournalFlusher(Arc<Mutex<BufWriter<File>>>);
+
+impl JournalFlusher {
+    /// Hand every line buffered so far to the operating system, waiting at
+    /// most `patience` for the worker to finish the line it is writing (a
+    /// write stuck on a dead disk must not keep a second signal from exiting).
+    pub fn flush_within(&self, patience: std::time::Duration) -> io::Result<()> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match self.0.try_lock() {
+                Ok(mut out) => return out.flush(),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                    return poisoned.into_inner().flush();
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the journal is busy (a write in progress)",
+                        ));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        }
     }
 }
 
