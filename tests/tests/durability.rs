@@ -327,6 +327,7 @@ fn whole_lines(text: &str) -> Vec<&str> {
 fn d5_sigkill_at_random_moments_during_an_outage_loses_no_event() {
     const GAMES: usize = 10;
     const KILLS: usize = 10;
+    const MAX_KILLS: usize = 60;
     let seed = std::env::var("HEALTHPROBE_TEST_SEED")
         .ok()
         .and_then(|text| text.parse().ok())
@@ -365,11 +366,17 @@ fn d5_sigkill_at_random_moments_during_an_outage_loses_no_event() {
     // Where each run's lines start in the events file.
     let mut run_starts = Vec::new();
     let mut delays = Vec::new();
-    for round in 0..=KILLS {
+    // Kills that landed between a delivery and the snapshot recording it:
+    // the state file still holds as pending an event the events file has.
+    let mut mid_delivery = 0;
+    let mut round = 0;
+    loop {
+        // At least KILLS kills, and on until two landed mid-delivery (at
+        // most MAX_KILLS); the last outage run lasts until every game failed.
+        let last = (round >= KILLS && mid_delivery >= 2) || round >= MAX_KILLS;
         run_starts.push(read_events().len());
         let process = HealthprobeProcess::spawn(&args).expect("start healthprobe");
-        if round == KILLS {
-            // The last outage run lasts until every game's failure is out.
+        if last {
             assert!(
                 wait_until(PATIENCE, || failed_games(&read_events()) == GAMES),
                 "seed {seed:#x}: not every game failed:\n{}",
@@ -387,7 +394,28 @@ fn d5_sigkill_at_random_moments_during_an_outage_loses_no_event() {
             "seed {seed:#x}: {}",
             killed.stderr
         );
+        if let Some(pending) = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|snapshot| snapshot["pending"].as_array().cloned())
+        {
+            let delivered: Vec<Value> = whole_lines(&read_events())
+                .iter()
+                .filter_map(|line| serde_json::from_str(line).ok())
+                .collect();
+            if pending.iter().any(|event| delivered.contains(event)) {
+                mid_delivery += 1;
+            }
+        }
+        round += 1;
+        if last {
+            break;
+        }
     }
+    assert!(
+        mid_delivery >= 2,
+        "seed {seed:#x}: only {mid_delivery} of {round} kills landed between a delivery and its record (delays {delays:?})"
+    );
 
     // The engines recover; one clean run publishes what is left.
     for engine in fleet.engines() {
@@ -404,6 +432,7 @@ fn d5_sigkill_at_random_moments_during_an_outage_loses_no_event() {
     // A repeat is a byte-identical redelivery at the very start of a run
     // that followed a kill; every run here but the first follows a kill.
     let mut first_seen: HashMap<(String, String, String), String> = HashMap::new();
+    let mut redeliveries = 0;
     let mut unique: Vec<Value> = Vec::new();
     run_starts.push(text.len());
     for (run, bounds) in run_starts.windows(2).enumerate() {
@@ -423,6 +452,7 @@ fn d5_sigkill_at_random_moments_during_an_outage_loses_no_event() {
             );
             match first_seen.get(&key) {
                 Some(original) => {
+                    redeliveries += 1;
                     assert!(
                         repeats_allowed,
                         "run {run} repeats {line} after new events\n{context}"
@@ -437,6 +467,12 @@ fn d5_sigkill_at_random_moments_during_an_outage_loses_no_event() {
             }
         }
     }
+
+    // Each kill that landed mid-delivery left events to publish again.
+    assert!(
+        redeliveries >= 1,
+        "seed {seed:#x}: {mid_delivery} kills landed mid-delivery but nothing was redelivered\n{context}"
+    );
 
     // De-duplicated, every game alternates probe_failed and probe_recovered,
     // from a failure to a recovery.
