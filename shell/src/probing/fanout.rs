@@ -191,18 +191,38 @@ impl<P: BlockingProbe> ProbePool<'_, P> {
     }
 }
 
-/// Probe tasks on the fan-out's own tokio runtime ([`Runtime::Async`]).
+/// An async probe: what [`TaskFanout`] runs as tasks.
 #[cfg(feature = "async")]
-#[derive(Debug)]
-pub struct TaskFanout {
-    runtime: tokio::runtime::Runtime,
-    prober: AsyncProber,
+pub trait AsyncProbe: Copy + Send + Sync + std::fmt::Debug + 'static {
+    /// Probe one engine endpoint; the result and its kind.
+    fn probe(
+        &self,
+        engine_endpoint: &str,
+    ) -> impl std::future::Future<Output = (ProbeResult, ProbeClass)> + Send;
 }
 
 #[cfg(feature = "async")]
-impl TaskFanout {
+impl AsyncProbe for AsyncProber {
+    fn probe(
+        &self,
+        engine_endpoint: &str,
+    ) -> impl std::future::Future<Output = (ProbeResult, ProbeClass)> + Send {
+        self.probe_classified(engine_endpoint)
+    }
+}
+
+/// Probe tasks on the fan-out's own tokio runtime ([`Runtime::Async`]).
+#[cfg(feature = "async")]
+#[derive(Debug)]
+pub struct TaskFanout<P = AsyncProber> {
+    runtime: tokio::runtime::Runtime,
+    prober: P,
+}
+
+#[cfg(feature = "async")]
+impl<P: AsyncProbe> TaskFanout<P> {
     /// Start the runtime (two scheduler threads) for `prober`.
-    pub fn new(prober: AsyncProber) -> std::io::Result<Self> {
+    pub fn new(prober: P) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(ASYNC_WORKER_THREADS)
             .max_blocking_threads(ASYNC_BLOCKING_THREADS)
@@ -215,7 +235,7 @@ impl TaskFanout {
 }
 
 #[cfg(feature = "async")]
-impl ProbeFanout for TaskFanout {
+impl<P: AsyncProbe> ProbeFanout for TaskFanout<P> {
     fn runtime(&self) -> Runtime {
         Runtime::Async
     }
@@ -248,8 +268,8 @@ impl ProbeFanout for TaskFanout {
 /// in flight, none once `shutdown` is triggered; send each result, a
 /// panicking probe's as a failure.
 #[cfg(feature = "async")]
-async fn drive_probe_tasks(
-    prober: AsyncProber,
+async fn drive_probe_tasks<P: AsyncProbe>(
+    prober: P,
     batch: ProbeBatch,
     max_concurrency: usize,
     clock: Arc<dyn Clock>,
@@ -301,7 +321,7 @@ async fn drive_probe_tasks(
         let jobs = Arc::clone(&jobs);
         let clock = Arc::clone(&clock);
         let handle = tasks.spawn(async move {
-            let (result, class) = prober.probe_classified(&jobs[job].engine_endpoint).await;
+            let (result, class) = prober.probe(&jobs[job].engine_endpoint).await;
             let observed_at = clock.now();
             drop(slot);
             Probed::new(job, observed_at, result, class)
@@ -357,6 +377,53 @@ mod tests {
         }
     }
 
+    /// Panics for one endpoint, healthy for the rest (async).
+    #[cfg(feature = "async")]
+    #[derive(Debug, Clone, Copy)]
+    struct PanicsOnAsync(&'static str);
+
+    #[cfg(feature = "async")]
+    impl AsyncProbe for PanicsOnAsync {
+        fn probe(
+            &self,
+            engine_endpoint: &str,
+        ) -> impl std::future::Future<Output = (ProbeResult, ProbeClass)> + Send {
+            let boom = engine_endpoint == self.0;
+            async move {
+                assert!(!boom, "the async prober has a bug");
+                (ProbeResult::Healthy, ProbeClass::Ok)
+            }
+        }
+    }
+
+    fn check_panicked(mut results: Vec<Probed>, bug: &str) {
+        results.sort_by_key(|probed| probed.job);
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[1].class, ProbeClass::Other);
+        match &results[1].result {
+            ProbeResult::Unhealthy { status: 0, error } => {
+                assert!(error.starts_with("probe panicked: "), "{error}");
+                assert!(error.contains(bug), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(results[0].result.is_healthy() && results[2].result.is_healthy());
+    }
+
+    #[cfg(feature = "async")]
+    #[test]
+    fn a_panicking_probe_task_is_folded_as_a_failure() {
+        let batch = batch(&["http://a/", "http://boom/", "http://c/"]);
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
+        let mut results = Vec::new();
+        TaskFanout::new(PanicsOnAsync("http://boom/"))
+            .expect("a runtime")
+            .probe_batch(&batch, 2, &clock, &Shutdown::new(), &mut |probed| {
+                results.push(probed)
+            });
+        check_panicked(results, "the async prober has a bug");
+    }
+
     #[test]
     fn a_panicking_probe_on_threads_is_folded_as_a_failure() {
         let batch = batch(&["http://a/", "http://boom/", "http://c/"]);
@@ -369,16 +436,6 @@ mod tests {
             &Shutdown::new(),
             &mut |probed| results.push(probed),
         );
-        results.sort_by_key(|probed| probed.job);
-        assert_eq!(results.len(), 3);
-        assert_eq!(results[1].class, ProbeClass::Other);
-        match &results[1].result {
-            ProbeResult::Unhealthy { status: 0, error } => {
-                assert!(error.starts_with("probe panicked: "), "{error}");
-                assert!(error.contains("the prober has a bug"), "{error}");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(results[0].result.is_healthy() && results[2].result.is_healthy());
+        check_panicked(results, "the prober has a bug");
     }
 }
