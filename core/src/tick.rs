@@ -482,12 +482,8 @@ impl TickMachine {
     /// events accepted but not yet synced (published again if the sync
     /// fails or the process dies first), then the outbox. This is what a
     /// snapshot keeps as pending.
-    pub fn pending(&self) -> impl ExactSizeIterator<Item = &HealthEvent> + Clone {
-        SnapshotPending {
-            unsynced: &self.unsynced,
-            outbox: &self.outbox,
-            index: 0,
-        }
+    pub fn pending(&self) -> impl Iterator<Item = &HealthEvent> + Clone {
+        self.unsynced.iter().chain(&self.outbox)
     }
 
     /// How many events are pending (see [`TickMachine::pending`]).
@@ -920,34 +916,6 @@ impl TickMachine {
         self.actions.push_back(Action::Stop(reason));
     }
 }
-
-/// [`TickMachine::pending`]: unsynced events, then the outbox.
-#[derive(Debug, Clone)]
-struct SnapshotPending<'a> {
-    unsynced: &'a [HealthEvent],
-    outbox: &'a VecDeque<HealthEvent>,
-    index: usize,
-}
-
-impl<'a> Iterator for SnapshotPending<'a> {
-    type Item = &'a HealthEvent;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let index = self.index;
-        self.index += 1;
-        match self.unsynced.get(index) {
-            Some(event) => Some(event),
-            None => self.outbox.get(index - self.unsynced.len()),
-        }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = (self.unsynced.len() + self.outbox.len()).saturating_sub(self.index);
-        (left, Some(left))
-    }
-}
-
-impl ExactSizeIterator for SnapshotPending<'_> {}
 
 /// The records to probe this tick: one per game, the first listed (D3).
 pub fn probe_jobs(records: Vec<RuntimeRecord>) -> Vec<RuntimeRecord> {

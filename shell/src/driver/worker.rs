@@ -182,7 +182,9 @@ impl Worker {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let fanout = fanout_for(runtime, &config)?;
-        Self::with_fanout(config, fanout, store, publisher, telemetry, clock)
+        Ok(Self::assemble(
+            config, fanout, store, publisher, telemetry, clock,
+        ))
     }
 
     /// A worker whose probes run through `fanout`: one of [`crate::fanout`],
@@ -196,8 +198,22 @@ impl Worker {
         clock: impl Clock + 'static,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let policy = config.policy()?;
-        Ok(Self {
+        Ok(Self::assemble(
+            config, fanout, store, publisher, telemetry, clock,
+        ))
+    }
+
+    /// The worker for a validated `config`.
+    fn assemble(
+        config: WorkerConfig,
+        fanout: Box<dyn ProbeFanout>,
+        store: impl RuntimeRecordStore + 'static,
+        publisher: impl HealthEventPublisher + 'static,
+        telemetry: impl Telemetry + 'static,
+        clock: impl Clock + 'static,
+    ) -> Self {
+        let policy = config.policy().expect("a validated config has a policy");
+        Self {
             config,
             fanout,
             io: Io {
@@ -214,7 +230,7 @@ impl Worker {
                 journal: None,
                 restored_journal_len: None,
             },
-        })
+        }
     }
 
     /// The settings in force.
@@ -551,9 +567,9 @@ impl Io {
     /// Perform the machine's actions until it waits for an outcome, or
     /// hands back something only the tick loop can do.
     fn pump(&mut self, shutdown: &Shutdown) -> Control {
+        let clock = Arc::clone(&self.clock);
+        let now = || clock.monotonic();
         while let Some(action) = self.machine.poll_action() {
-            let clock = Arc::clone(&self.clock);
-            let now = || clock.monotonic();
             match action {
                 Action::List => {
                     let listing = self.store.list_running().map_err(|err| {
