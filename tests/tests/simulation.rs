@@ -136,6 +136,11 @@ impl Scenario {
         format!("g{game}")
     }
 
+    /// The engine index of a `gN` game id.
+    fn game_index(game_id: &str) -> usize {
+        game_id[1..].parse().expect("a gN game id")
+    }
+
     /// The running records at logical tick `tick`: odd games leave for a
     /// while now and then (so prunes happen, R8); g0 is always listed; g1
     /// is listed twice (D3).
@@ -269,7 +274,8 @@ struct World {
     mono: Duration,
     crashes: u64,
     faults: u64,
-    /// Faults after which a repeat is allowed: lost replies, failed syncs, crashes.
+    /// Faults after which a repeat is allowed: lost replies, failed syncs,
+    /// failed snapshot writes, crashes.
     repeat_causes: u64,
     trace: Vec<String>,
 }
@@ -479,7 +485,11 @@ impl StateStore for SimState {
             Fate::DiesNow => world.rng.random_bool(0.5),
             Fate::Alive => {
                 let rate = world.scenario.save_fault;
-                !world.fault(rate, "snapshot write fails")
+                let failed = world.fault(rate, "snapshot write fails");
+                // Events are published anyway (D5's documented gap): a
+                // restart before the next write publishes them again.
+                world.repeat_causes += u64::from(failed);
+                !failed
             }
         };
         if !applied {
@@ -611,7 +621,7 @@ impl ProbeFanout for SimFanout {
             let mut slots = vec![world.mono; max_concurrency.max(1)];
             let mut finished = Vec::new();
             for &job in batch.suspects_first().iter() {
-                let game: usize = batch.jobs()[job].game_id[1..].parse().expect("gN");
+                let game = Scenario::game_index(&batch.jobs()[job].game_id);
                 let (result, class, latency) = world.scenario.answer(tick, game);
                 let slot = (0..slots.len()).min_by_key(|&i| slots[i]).expect("a slot");
                 slots[slot] += latency;
@@ -628,7 +638,7 @@ impl ProbeFanout for SimFanout {
                     return;
                 }
                 world.mono = world.mono.max(at);
-                let game = batch.jobs()[probed.job].game_id[1..].parse().expect("gN");
+                let game = Scenario::game_index(&batch.jobs()[probed.job].game_id);
                 world.folded.last_mut().expect("this tick").push(game);
             }
             fold(probed);
@@ -824,7 +834,7 @@ fn simulate(scenario: &Scenario, shared: &Shared, totals: &mut Totals) -> Result
     }
     if repeats > 0 && world.repeat_causes == 0 {
         return Err(format!(
-            "{repeats} event(s) delivered twice without a crash, a lost reply or a failed sync"
+            "{repeats} event(s) delivered twice without a crash, a lost reply, a failed sync or a failed snapshot write"
         ));
     }
     totals.scenarios += 1;
