@@ -102,29 +102,35 @@ pub enum ProbeClass {
     Timeout,
     /// No connection: refused, unreachable, the name not found or not resolved.
     ConnectError,
+    /// An `https://` engine whose TLS failed: a certificate not trusted,
+    /// expired or not valid for the endpoint's host, a handshake that timed
+    /// out or was refused, an engine that does not speak TLS.
+    Tls,
     /// Anything else: a reset or close mid-response, a malformed or
-    /// oversized head, an unsupported endpoint (`https://`, a bad URL), a
-    /// probe that panicked.
+    /// oversized head, a bad endpoint URL, a probe that panicked.
     Other,
 }
 
 impl ProbeClass {
     /// Every class, in label order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Ok,
         Self::BadStatus,
         Self::Timeout,
         Self::ConnectError,
+        Self::Tls,
         Self::Other,
     ];
 
-    /// The metric label value: `ok`, `bad_status`, `timeout`, `connect_error`, `other`.
+    /// The metric label value: `ok`, `bad_status`, `timeout`,
+    /// `connect_error`, `tls_error`, `other`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::BadStatus => "bad_status",
             Self::Timeout => "timeout",
             Self::ConnectError => "connect_error",
+            Self::Tls => "tls_error",
             Self::Other => "other",
         }
     }

@@ -62,8 +62,8 @@
 //!   performs actions through), [`Shutdown`].
 //! - [`probing`]: one `GET /healthz` with ureq ([`probe`]) or hyper
 //!   (`probe_async`, cargo feature `async`), and the [`fanout`]s that run
-//!   a batch on threads or tasks. Built without TLS: `https://` endpoints
-//!   fail with `https is not supported by this build`.
+//!   a batch on threads or tasks; [`tls`]: rustls for `https://` engines
+//!   (and the trust PostgreSQL and Redis connections share).
 //! - [`durability`]: the state file ([`durable`], D5) and the journal file
 //!   ([`journal_file`], D6).
 //! - [`adapters`]: records stores and publishers (records file, JSONL,
@@ -96,7 +96,7 @@ pub use driver::{ports, shutdown, worker};
 pub use durability::{durable, journal_file};
 #[cfg(feature = "async")]
 pub use probing::probe_async;
-pub use probing::{fanout, probe};
+pub use probing::{fanout, probe, tls};
 
 // The API an embedder starts from.
 pub use config::{ConfigError, Runtime, WorkerConfig};
@@ -105,6 +105,9 @@ pub use driver::ports::{
     RuntimeRecord, RuntimeRecordStore, StateStore, SystemClock, Telemetry,
 };
 pub use driver::shutdown::Shutdown;
-pub use driver::worker::{Restored, RunLimits, RunReport, StopReason, TickReport, Worker};
+pub use driver::worker::{
+    Restored, RunLimits, RunReport, StopReason, TickReport, Worker, probe_fanout,
+};
 pub use durability::durable::StateFile;
 pub use durability::journal_file::JournalFile;
+pub use probing::tls::{TlsClient, TlsOptions, TlsSetupError};

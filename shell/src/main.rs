@@ -25,7 +25,8 @@ use healthprobe_shell::open::{
 use healthprobe_shell::ports::{ListError, RuntimeRecordStore, SystemClock};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
 use healthprobe_shell::shard::{Shard, Sharded};
-use healthprobe_shell::worker::{RunLimits, Shutdown, StopReason, Worker};
+use healthprobe_shell::tls::{TlsClient, TlsOptions};
+use healthprobe_shell::worker::{RunLimits, Shutdown, StopReason, Worker, probe_fanout};
 use tracing::{info, warn};
 
 /// Active HTTP health probing with hysteresis.
@@ -43,10 +44,10 @@ struct Cli {
 enum Command {
     /// Probe the engines of a records file and print events as JSON lines.
     ///
-    /// Endpoints are `http://` (this build has no TLS: `https://` probes fail
-    /// with a clear error). SIGINT or SIGTERM starts no new probe, waits for
-    /// those in flight (at most one probe timeout) and exits 0.
-    Run(RunArgs),
+    /// Endpoints are `http://` or `https://` (TLS verified against the
+    /// system store and --ca-file). SIGINT or SIGTERM starts no new probe,
+    /// waits for those in flight (at most one probe timeout) and exits 0.
+    Run(Box<RunArgs>),
     /// Start a few engines on loopback and probe them: see both event kinds in seconds.
     Demo(DemoArgs),
     /// Fold a journal through the core and print the events as JSON lines.
@@ -149,6 +150,28 @@ struct RunArgs {
     /// like `127.0.0.1:9464`. Without it nothing listens.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// PEM certificates to trust besides the system store (which honours
+    /// SSL_CERT_FILE and SSL_CERT_DIR), for https:// engines, PostgreSQL and
+    /// Redis: a private CA.
+    #[arg(long, env = "HEALTHPROBE_CA_FILE", value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented to https:// engines that ask for one
+    /// (mTLS); with --tls-client-key.
+    #[arg(
+        long,
+        env = "HEALTHPROBE_TLS_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "tls_client_key"
+    )]
+    tls_client_cert: Option<PathBuf>,
+    /// PEM private key of --tls-client-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "HEALTHPROBE_TLS_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "tls_client_cert"
+    )]
+    tls_client_key: Option<PathBuf>,
 }
 
 /// `--runtime`, as the CLI spells it.
@@ -210,7 +233,7 @@ fn main() -> ExitCode {
         Err(err) => return usage_error(&err),
     };
     match cli.command {
-        Command::Run(args) => run(args, cli.log_format),
+        Command::Run(args) => run(*args, cli.log_format),
         Command::Demo(args) => run_demo(args, cli.log_format),
         Command::Replay(args) => replay(args),
         Command::Simulate(args) => simulate(&args),
@@ -264,6 +287,14 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     if let Err(err) = logging::init(log_format, "info") {
         return fail(EXIT_BAD_INPUT, format_args!("{err}"));
     }
+    let tls = match TlsClient::new(&TlsOptions {
+        ca_file: args.ca_file.clone(),
+        client_cert: args.tls_client_cert.clone(),
+        client_key: args.tls_client_key.clone(),
+    }) {
+        Ok(tls) => tls,
+        Err(err) => return fail(EXIT_BAD_INPUT, format_args!("invalid setting: {err}")),
+    };
     // A records file that is missing or malformed at start is bad input (a
     // database that cannot be listed, likewise); once running, a bad listing
     // only skips its tick (R9).
@@ -297,9 +328,13 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     let metrics = args
         .metrics_addr
         .map(|_| Arc::new(Metrics::new(config.interval)));
-    let mut worker = match Worker::with_runtime(
+    let fanout = match probe_fanout(runtime, &config, tls.clone()) {
+        Ok(fanout) => fanout,
+        Err(err) => return fail(EXIT_BAD_INPUT, format_args!("invalid settings: {err}")),
+    };
+    let mut worker = match Worker::with_fanout(
         config,
-        runtime,
+        fanout,
         Sharded::new(records, args.shard),
         publisher,
         MetricsTelemetry::new(metrics.clone(), telemetry.clone()),

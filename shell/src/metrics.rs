@@ -90,7 +90,7 @@ impl Metrics {
         let probes = Family::<Labels, Counter>::default();
         registry.register(
             "probes",
-            "Probes finished, by result: ok, bad_status, timeout, connect_error, other",
+            "Probes finished, by result: ok, bad_status, timeout, connect_error, tls_error, other",
             probes.clone(),
         );
         let probes = ProbeClass::ALL
@@ -675,7 +675,14 @@ mod tests {
     #[test]
     fn every_metric_and_label_is_exposed_at_zero_from_the_start() {
         let text = Metrics::new(Duration::from_secs(5)).encode();
-        for class in ["ok", "bad_status", "timeout", "connect_error", "other"] {
+        for class in [
+            "ok",
+            "bad_status",
+            "timeout",
+            "connect_error",
+            "tls_error",
+            "other",
+        ] {
             let name = format!("healthprobe_probes_total{{result=\"{class}\"}}");
             assert_eq!(sample(&text, &name), Some(0.0), "{name} in\n{text}");
         }

@@ -36,6 +36,7 @@ mod records;
 mod redis;
 mod scrape;
 mod test_worker;
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,7 @@ pub use test_worker::{
     START, TestWorker, at, by_game, expected_events, probe_failed, probe_recovered, script,
     test_config,
 };
+pub use tls::{CertifiedKey, TestCa, Validity, write_private};
 
 /// A port free on 127.0.0.1 right now: nothing listens there until
 /// something binds it (servers the tests start, or a refused endpoint).

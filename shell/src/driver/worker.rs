@@ -56,6 +56,7 @@ use crate::probe::Prober;
 #[cfg(feature = "async")]
 use crate::probe_async::AsyncProber;
 pub use crate::shutdown::Shutdown;
+use crate::tls::TlsClient;
 pub use healthprobe_core::tick::{ProbeClassCounts, RunReport, StopReason, TickReport};
 
 /// The driver: runs ticks of a [`TickMachine`] over the ports.
@@ -128,17 +129,21 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-/// The fan-out of `runtime` for `config`.
-fn fanout_for(
+/// The fan-out of `runtime` for `config`, its `https://` probes made with
+/// `tls` (for [`Worker::with_fanout`]; [`Worker::with_runtime`] uses
+/// [`TlsClient::system`]).
+pub fn probe_fanout(
     runtime: Runtime,
     config: &WorkerConfig,
+    tls: TlsClient,
 ) -> Result<Box<dyn ProbeFanout>, ConfigError> {
     match runtime {
-        Runtime::Threads => Ok(Box::new(ThreadFanout::new(Prober::new(
+        Runtime::Threads => Ok(Box::new(ThreadFanout::new(Prober::with_tls(
             config.probe_timeout,
+            tls,
         )))),
         #[cfg(feature = "async")]
-        Runtime::Async => TaskFanout::new(AsyncProber::new(config.probe_timeout))
+        Runtime::Async => TaskFanout::new(AsyncProber::with_tls(config.probe_timeout, tls))
             .map(|fanout| Box::new(fanout) as Box<dyn ProbeFanout>)
             .map_err(|err| {
                 error!(error = %err, "cannot start the async runtime");
@@ -181,7 +186,7 @@ impl Worker {
         clock: impl Clock + 'static,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let fanout = fanout_for(runtime, &config)?;
+        let fanout = probe_fanout(runtime, &config, TlsClient::system())?;
         Ok(Self::assemble(
             config, fanout, store, publisher, telemetry, clock,
         ))
@@ -895,7 +900,7 @@ mod tests {
         let refused = rig.endpoint.clone();
         rig.store.set(vec![
             RuntimeRecord::running("g1", "c1", &refused),
-            RuntimeRecord::running("g2", "c2", "https://127.0.0.1:1/"),
+            RuntimeRecord::running("g2", "c2", "ftp://127.0.0.1:1/"),
         ]);
         let report = rig.worker.tick();
         let mut expected = ProbeClassCounts::default();
@@ -910,6 +915,7 @@ mod tests {
                 (ProbeClass::BadStatus, 0),
                 (ProbeClass::Timeout, 0),
                 (ProbeClass::ConnectError, 1),
+                (ProbeClass::Tls, 0),
                 (ProbeClass::Other, 1),
             ]
         );

@@ -193,7 +193,7 @@ impl<P: BlockingProbe> ProbePool<'_, P> {
 
 /// An async probe: what [`TaskFanout`] runs as tasks.
 #[cfg(feature = "async")]
-pub trait AsyncProbe: Copy + Send + Sync + std::fmt::Debug + 'static {
+pub trait AsyncProbe: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// Probe one engine endpoint; the result and its kind.
     fn probe(
         &self,
@@ -250,7 +250,7 @@ impl<P: AsyncProbe> ProbeFanout for TaskFanout<P> {
     ) {
         let (sender, receiver) = mpsc::channel::<Probed>();
         self.runtime.spawn(drive_probe_tasks(
-            self.prober,
+            self.prober.clone(),
             batch.clone(),
             max_concurrency,
             Arc::clone(clock),
@@ -320,6 +320,7 @@ async fn drive_probe_tasks<P: AsyncProbe>(
         }
         let jobs = Arc::clone(&jobs);
         let clock = Arc::clone(&clock);
+        let prober = prober.clone();
         let handle = tasks.spawn(async move {
             let (result, class) = prober.probe(&jobs[job].engine_endpoint).await;
             let observed_at = clock.now();

@@ -8,3 +8,4 @@ pub mod fanout;
 pub mod probe;
 #[cfg(feature = "async")]
 pub mod probe_async;
+pub mod tls;

@@ -9,8 +9,10 @@
 //! - D2: redirects are not followed; a 3xx is `unexpected status 3xx`.
 //! - The body is never read; response headers are capped at
 //!   [`MAX_RESPONSE_HEADER_BYTES`]; proxy settings from the environment are ignored.
-//! - `https://` endpoints fail with `https is not supported by this build`:
-//!   the shell is built without TLS.
+//! - `https://` endpoints are probed over TLS ([`crate::tls`]): the
+//!   handshake is part of the probe and of its timeout, a TLS failure is
+//!   status 0 with a `tls: …` error and [`ProbeClass::Tls`], and the 16 KiB
+//!   head cap counts decrypted bytes.
 //! - [`classify`] sorts a result into a [`ProbeClass`] for metrics. The
 //!   error texts it recognises are the constants of [`reason`], which both
 //!   probers use to word their errors, so the two cannot drift apart.
@@ -19,12 +21,20 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use std::io::{Read, Write};
+
 use healthprobe_core::ProbeResult;
+use rustls::{ClientConnection, StreamOwned};
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector,
+    Transport, TransportAdapter,
+};
 use ureq::{Agent, Error};
+
+use crate::tls::{self, TlsClient, TlsFailure};
 
 /// The path appended to every engine endpoint.
 pub const HEALTHZ_PATH: &str = "/healthz";
@@ -41,9 +51,6 @@ const OUTPUT_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Longest probe timeout handed to ureq, which panics on an instant past the clock's range.
 pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
-
-/// The error text for an `https://` endpoint.
-pub const HTTPS_UNSUPPORTED: &str = "https is not supported by this build";
 
 /// The error texts of a probe that got no response, shared by both probers and [`classify`].
 pub mod reason {
@@ -101,6 +108,7 @@ pub fn classify(result: &ProbeResult) -> ProbeClass {
         {
             ProbeClass::ConnectError
         }
+        ProbeResult::Unhealthy { error, .. } if tls::is_tls_error(error) => ProbeClass::Tls,
         ProbeResult::Unhealthy { .. } => ProbeClass::Other,
     }
 }
@@ -124,7 +132,7 @@ pub fn unexpected_status(status: u16) -> String {
     format!("unexpected status {status}")
 }
 
-/// Probes engines over HTTP/1.1 through one shared ureq [`Agent`].
+/// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) through one shared ureq [`Agent`].
 ///
 /// Cheap to share by reference across probe threads (`Sync`). Every probe
 /// opens a fresh connection, sends `Connection: close` and drops it after
@@ -136,10 +144,16 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// A prober whose every probe is bounded by `probe_timeout`, start to end.
+    /// A prober whose every probe is bounded by `probe_timeout`, start to
+    /// end, trusting the system store for `https://` engines.
     ///
     /// A timeout above [`MAX_PROBE_TIMEOUT`] (a year) is treated as a year.
     pub fn new(probe_timeout: Duration) -> Self {
+        Self::with_tls(probe_timeout, TlsClient::system())
+    }
+
+    /// [`Prober::new`] with the trust and client certificate of `tls`.
+    pub fn with_tls(probe_timeout: Duration, tls: TlsClient) -> Self {
         let config = Agent::config_builder()
             .proxy(None)
             .timeout_global(Some(probe_timeout.min(MAX_PROBE_TIMEOUT)))
@@ -152,7 +166,8 @@ impl Prober {
             .max_idle_connections_per_host(0)
             .user_agent(concat!("healthprobe/", env!("CARGO_PKG_VERSION")))
             .build();
-        let agent = Agent::with_parts(config, DefaultConnector::default(), LiteralResolver);
+        let connector = ().chain(TcpConnector::default()).chain(TlsConnector { tls });
+        let agent = Agent::with_parts(config, connector, LiteralResolver);
         Self { agent }
     }
 
@@ -168,9 +183,6 @@ impl Prober {
     /// structure (ureq's error variant, the I/O error kind), not its text.
     pub fn probe_classified(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         let url = probe_url(engine_endpoint);
-        if is_https(&url) {
-            return failed(ProbeClass::Other, HTTPS_UNSUPPORTED.to_owned());
-        }
         let response = self
             .agent
             .get(url.as_str())
@@ -207,11 +219,6 @@ pub(crate) fn failed(class: ProbeClass, error: String) -> (ProbeResult, ProbeCla
     (unhealthy(0, error), class)
 }
 
-pub(crate) fn is_https(url: &str) -> bool {
-    url.get(..8)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
-}
-
 /// The kind and a readable one-line reason for a probe that got no usable response.
 fn describe(err: &Error) -> (ProbeClass, String) {
     match err {
@@ -240,6 +247,9 @@ pub(crate) fn describe_io(err: &io::Error) -> (ProbeClass, String) {
     {
         return (ProbeClass::ConnectError, err.to_string());
     }
+    if let Some(tls) = tls::describe_tls_io(err) {
+        return tls;
+    }
     let (class, reason) = match err.kind() {
         ConnectionRefused => (ProbeClass::ConnectError, reason::CONNECTION_REFUSED),
         ConnectionReset => (ProbeClass::Other, "connection reset by peer"),
@@ -259,6 +269,104 @@ pub(crate) fn describe_io(err: &io::Error) -> (ProbeClass, String) {
         _ => return (ProbeClass::Other, err.to_string()),
     };
     (class, reason.to_owned())
+}
+
+/// Wraps the TCP connection of an `https://` probe in TLS ([`crate::tls`]):
+/// the handshake runs inside the probe's timeout, and a failed one is a
+/// [`TlsFailure`] worded for the endpoint's host.
+#[derive(Debug)]
+struct TlsConnector {
+    tls: TlsClient,
+}
+
+impl<In: Transport> Connector<In> for TlsConnector {
+    type Out = Either<In, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails<'_>,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, Error> {
+        let Some(transport) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let host = details
+            .uri
+            .authority()
+            .map(|authority| authority.host())
+            .unwrap_or_default();
+        let tls_error = |text: String| Error::Io(TlsFailure(text).into_io());
+        let name = tls::server_name(host).map_err(tls_error)?;
+        let mut connection = ClientConnection::new(self.tls.probe_config(), name)
+            .map_err(|err| tls_error(tls::describe_tls(&err, Some(host))))?;
+        let mut socket = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        socket.set_timeout(details.timeout);
+        while connection.is_handshaking() {
+            if let Err(err) = connection.complete_io(&mut socket) {
+                return Err(match Error::from(err) {
+                    Error::Timeout(_) => tls_error(tls::handshake_timeout()),
+                    Error::Io(io) => match tls::handshake_failure(&io, host) {
+                        Some(text) => tls_error(text),
+                        None => Error::Io(io),
+                    },
+                    other => other,
+                });
+            }
+        }
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(Either::B(TlsTransport {
+            buffers,
+            stream: StreamOwned::new(connection, socket),
+        })))
+    }
+}
+
+/// An established TLS connection, as ureq's HTTP/1.1 code sees it.
+struct TlsTransport {
+    buffers: LazyBuffers,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl std::fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTransport").finish_non_exhaustive()
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output)?;
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
 }
 
 /// A failed name lookup, carried inside an [`io::Error`] so the probe knows
@@ -356,9 +464,8 @@ pub(crate) fn literal_addrs(host: &str, port: u16) -> Option<impl Iterator<Item 
 pub(crate) mod tests {
     use super::*;
 
-    /// `https://` endpoints, which this build refuses (both probers' tests).
-    pub(crate) const HTTPS_ENDPOINTS: [&str; 2] =
-        ["https://127.0.0.1:1", "HTTPS://example.invalid/"];
+    /// An `https://` endpoint on a port nobody listens on (both probers' tests).
+    pub(crate) const HTTPS_CLOSED_PORT: &str = "HTTPS://127.0.0.1:1/";
 
     /// Endpoints no prober can use (both probers' tests).
     pub(crate) const BAD_ENDPOINTS: [&str; 5] = [
@@ -431,7 +538,12 @@ pub(crate) mod tests {
                 ProbeClass::Other,
             ),
             (failure(0, &head_too_large(16384)), ProbeClass::Other),
-            (failure(0, HTTPS_UNSUPPORTED), ProbeClass::Other),
+            (
+                failure(0, "tls: certificate signed by unknown authority"),
+                ProbeClass::Tls,
+            ),
+            (failure(0, &tls::handshake_timeout()), ProbeClass::Tls),
+            (failure(0, "tlsv1 alert"), ProbeClass::Other),
             (
                 failure(0, "bad engine endpoint: no host"),
                 ProbeClass::Other,
@@ -486,19 +598,27 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(
             labels,
-            ["ok", "bad_status", "timeout", "connect_error", "other"]
+            [
+                "ok",
+                "bad_status",
+                "timeout",
+                "connect_error",
+                "tls_error",
+                "other"
+            ]
         );
     }
 
     #[test]
-    fn https_is_refused_clearly_without_a_connection() {
+    fn https_to_a_closed_port_is_a_connect_error_before_any_tls() {
         let prober = Prober::new(Duration::from_millis(200));
-        for endpoint in HTTPS_ENDPOINTS {
-            assert_eq!(
-                prober.probe(endpoint),
-                unhealthy(0, HTTPS_UNSUPPORTED.to_owned())
-            );
-        }
+        assert_eq!(
+            prober.probe_classified(HTTPS_CLOSED_PORT),
+            (
+                unhealthy(0, reason::CONNECTION_REFUSED.to_owned()),
+                ProbeClass::ConnectError
+            )
+        );
     }
 
     #[test]

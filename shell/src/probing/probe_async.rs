@@ -19,12 +19,18 @@
 //!   `max_buf_size` is set just above the cap, so it never decides first.)
 //! - IP literals and `localhost` are resolved in place; other names go to
 //!   [`tokio::net::lookup_host`] (tokio's blocking pool).
+//! - `https://` endpoints: tokio-rustls with the run's [`TlsClient`], the
+//!   same configuration and error texts as the blocking prober; the
+//!   handshake runs inside the probe timeout (one that runs out during the
+//!   handshake is `tls: handshake timeout`), and the head cap counts
+//!   decrypted bytes.
 //!
 //! [`Prober`]: crate::probe::Prober
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -39,22 +45,32 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::probe::{
-    HTTPS_UNSUPPORTED, MAX_RESPONSE_HEADER_BYTES, ProbeClass, cannot_resolve, describe_io, failed,
-    head_too_large, is_https, literal_addrs, probe_url, reason, unexpected_status, unhealthy,
+    MAX_RESPONSE_HEADER_BYTES, ProbeClass, cannot_resolve, describe_io, failed, head_too_large,
+    literal_addrs, probe_url, reason, unexpected_status, unhealthy,
 };
+use crate::tls::{self, TlsClient};
 
-/// Probes engines over HTTP/1.1 with hyper on the current tokio runtime.
+/// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) with hyper on the
+/// current tokio runtime.
 ///
-/// Stateless but for the timeout: cheap to clone into every probe task.
-#[derive(Debug, Clone, Copy)]
+/// Stateless but for the timeout and the shared TLS client: cheap to clone
+/// into every probe task.
+#[derive(Debug, Clone)]
 pub struct AsyncProber {
     probe_timeout: Duration,
+    tls: TlsClient,
 }
 
 impl AsyncProber {
-    /// A prober whose every probe is bounded by `probe_timeout`, start to end.
+    /// A prober whose every probe is bounded by `probe_timeout`, start to
+    /// end, trusting the system store for `https://` engines.
     pub fn new(probe_timeout: Duration) -> Self {
-        Self { probe_timeout }
+        Self::with_tls(probe_timeout, TlsClient::system())
+    }
+
+    /// [`AsyncProber::new`] with the trust and client certificate of `tls`.
+    pub fn with_tls(probe_timeout: Duration, tls: TlsClient) -> Self {
+        Self { probe_timeout, tls }
     }
 
     /// Probe one engine: `GET {engine_endpoint}/healthz` (R2), healthy iff status 200 (R1).
@@ -70,10 +86,12 @@ impl AsyncProber {
     /// error's structure (hyper's error, the I/O error kind), not its text.
     pub async fn probe_classified(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         let url = probe_url(engine_endpoint);
-        if is_https(&url) {
-            return failed(ProbeClass::Other, HTTPS_UNSUPPORTED.to_owned());
-        }
-        match tokio::time::timeout(self.probe_timeout, fetch_status(&url)).await {
+        let in_handshake = AtomicBool::new(false);
+        let fetch = fetch_status(&url, &self.tls, &in_handshake);
+        match tokio::time::timeout(self.probe_timeout, fetch).await {
+            Err(_elapsed) if in_handshake.load(Ordering::Relaxed) => {
+                failed(ProbeClass::Tls, tls::handshake_timeout())
+            }
             Err(_elapsed) => failed(ProbeClass::Timeout, reason::TIMEOUT.to_owned()),
             Ok(Err((class, error))) => failed(class, error),
             Ok(Ok(200)) => (ProbeResult::Healthy, ProbeClass::Ok),
@@ -85,21 +103,28 @@ impl AsyncProber {
     }
 }
 
-/// Resolve, connect, send `GET`, read the response head: its status, or a readable error.
-async fn fetch_status(url: &str) -> Result<u16, (ProbeClass, String)> {
+/// Resolve, connect (and shake hands over TLS for `https://`), send `GET`,
+/// read the response head: its status, or a readable error. `in_handshake`
+/// is set while the TLS handshake runs, so a timeout then is worded as one.
+async fn fetch_status(
+    url: &str,
+    tls: &TlsClient,
+    in_handshake: &AtomicBool,
+) -> Result<u16, (ProbeClass, String)> {
     let bad = |text: String| (ProbeClass::Other, text);
     let uri: Uri = url
         .parse()
         .map_err(|err| bad(format!("bad engine endpoint: {err}")))?;
-    match uri.scheme_str() {
-        Some(scheme) if scheme.eq_ignore_ascii_case("http") => {}
+    let https = match uri.scheme_str() {
+        Some(scheme) if scheme.eq_ignore_ascii_case("http") => false,
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => true,
         Some(scheme) => {
             return Err(bad(format!(
                 "bad engine endpoint: unsupported scheme {scheme}"
             )));
         }
         None => return Err(bad("bad engine endpoint: no scheme".to_owned())),
-    }
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| bad("bad engine endpoint: no host".to_owned()))?
@@ -107,11 +132,38 @@ async fn fetch_status(url: &str) -> Result<u16, (ProbeClass, String)> {
     let path = uri
         .path_and_query()
         .map_or("/", hyper::http::uri::PathAndQuery::as_str);
-    let stream = connect(&authority).await?;
+    let stream = connect(&authority, if https { 443 } else { 80 }).await?;
+    if !https {
+        return exchange(HeadCap::new(stream), &authority, path).await;
+    }
+    let host = authority.host();
+    let name = tls::server_name(host).map_err(|text| (ProbeClass::Tls, text))?;
+    in_handshake.store(true, Ordering::Relaxed);
+    let stream = tokio_rustls::TlsConnector::from(tls.probe_config())
+        .connect(name, stream)
+        .await
+        .map_err(|err| match tls::handshake_failure(&err, host) {
+            Some(text) => (ProbeClass::Tls, text),
+            None => describe_io(&err),
+        })?;
+    in_handshake.store(false, Ordering::Relaxed);
+    exchange(HeadCap::new(stream), &authority, path).await
+}
+
+/// Send `GET path` over an open connection and read the response head.
+async fn exchange<S>(
+    stream: HeadCap<S>,
+    authority: &hyper::http::uri::Authority,
+    path: &str,
+) -> Result<u16, (ProbeClass, String)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let bad = |text: String| (ProbeClass::Other, text);
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
         // Above the cap: `HeadCap` decides, with the blocking prober's semantics.
         .max_buf_size(MAX_RESPONSE_HEADER_BYTES + 1)
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(HeadCap::new(stream)))
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
         .await
         .map_err(|err| describe(&err))?;
     let request = Request::get(path)
@@ -143,8 +195,9 @@ async fn fetch_status(url: &str) -> Result<u16, (ProbeClass, String)> {
 /// Connect to the first address of `authority` that accepts; the last error otherwise.
 async fn connect(
     authority: &hyper::http::uri::Authority,
+    default_port: u16,
 ) -> Result<TcpStream, (ProbeClass, String)> {
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(default_port);
     let host = authority.host();
     let addrs: Vec<SocketAddr> = match literal_addrs(host, port) {
         Some(literal) => literal.collect(),
@@ -230,13 +283,13 @@ impl std::error::Error for HeadTooLarge {}
 /// fails with [`HeadTooLarge`]: a head that fits is whole within them, a
 /// longer one never is. The body is never read, so it never reaches the cap.
 #[derive(Debug)]
-struct HeadCap {
-    inner: TcpStream,
+struct HeadCap<S> {
+    inner: S,
     remaining: usize,
 }
 
-impl HeadCap {
-    fn new(inner: TcpStream) -> Self {
+impl<S> HeadCap<S> {
+    fn new(inner: S) -> Self {
         Self {
             inner,
             remaining: MAX_RESPONSE_HEADER_BYTES,
@@ -244,7 +297,7 @@ impl HeadCap {
     }
 }
 
-impl AsyncRead for HeadCap {
+impl<S: AsyncRead + Unpin> AsyncRead for HeadCap<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -266,7 +319,7 @@ impl AsyncRead for HeadCap {
     }
 }
 
-impl AsyncWrite for HeadCap {
+impl<S: AsyncWrite + Unpin> AsyncWrite for HeadCap<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -297,10 +350,11 @@ mod tests {
     }
 
     #[test]
-    fn https_is_refused_clearly_without_a_connection() {
-        for endpoint in crate::probe::tests::HTTPS_ENDPOINTS {
-            assert_eq!(probe(endpoint), unhealthy(0, HTTPS_UNSUPPORTED.to_owned()));
-        }
+    fn https_to_a_closed_port_is_a_connect_error_before_any_tls() {
+        assert_eq!(
+            probe(crate::probe::tests::HTTPS_CLOSED_PORT),
+            unhealthy(0, reason::CONNECTION_REFUSED.to_owned())
+        );
     }
 
     #[test]

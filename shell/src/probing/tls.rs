@@ -1,0 +1,615 @@
+//! TLS for `https://` engines (both runtimes), and the trust settings that
+//! PostgreSQL and Redis connections share: one place decides what is trusted.
+//!
+//! - **Trust**: the system store as Go reads it on Linux — the file named by
+//!   `SSL_CERT_FILE` and the directories in `SSL_CERT_DIR`, or else the
+//!   distribution's bundle (`rustls-native-certs`) — plus the certificates
+//!   of `--ca-file`. Verification is always on; there is no way to turn it off.
+//! - **Names**: SNI is the endpoint's host; an IP-literal endpoint is
+//!   verified against the certificate's IP SANs (and sends no SNI, as RFC
+//!   6066 says).
+//! - **mTLS**: `--tls-client-cert` / `--tls-client-key` present a client
+//!   certificate to engines that ask for one.
+//! - **Every probe verifies**: session resumption is off, so each probe is a
+//!   full handshake that checks the engine's certificate as it is now (Go's
+//!   `http.Client` does not resume either, without a session cache). ALPN
+//!   offers `http/1.1` only: the probers speak HTTP/1.1.
+//! - **Errors a person understands**: [`describe_tls`] words each rustls
+//!   failure (`tls: certificate signed by unknown authority`, `tls: handshake
+//!   timeout`, ...), always starting with [`TLS_ERROR_PREFIX`], which is how
+//!   a journal's text is classed [`ProbeClass::Tls`] again.
+//!
+//! The system store is read once, at the first `https://` probe or database
+//! connection, not at start-up: a fleet without TLS never pays for it. The
+//! files of `--ca-file` and the client certificate are read and checked at
+//! start-up ([`TlsClient::new`]), so a bad one stops the run at once, named.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::Resumption;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{AlertDescription, CertificateError, ClientConfig, RootCertStore};
+
+use crate::probe::ProbeClass;
+
+/// The start of every TLS failure's text.
+pub const TLS_ERROR_PREFIX: &str = "tls: ";
+
+/// Where trust and the client certificate come from (`--ca-file`,
+/// `--tls-client-cert`, `--tls-client-key`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM certificates trusted besides the system store (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented to engines that ask for one (mTLS).
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub client_key: Option<PathBuf>,
+}
+
+/// A TLS setting that cannot be used, naming the file and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// A file could not be read.
+    #[error("cannot read {what} {}: {source}", path.display())]
+    Read {
+        /// Which setting (`--ca-file`, ...).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A file held no usable PEM certificate or key.
+    #[error("{what} {}: {why}", path.display())]
+    Invalid {
+        /// Which setting (`--ca-file`, ...).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// Only one of `--tls-client-cert` and `--tls-client-key` was given.
+    #[error("--tls-client-cert and --tls-client-key go together: give both or neither")]
+    ClientCertWithoutKey,
+}
+
+/// The TLS client of a run: its trust settings, its client certificate,
+/// and the rustls configurations built from them (once, on first use).
+///
+/// Cheap to clone (shared).
+#[derive(Clone)]
+pub struct TlsClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    extra_roots: Vec<CertificateDer<'static>>,
+    ca_file: Option<PathBuf>,
+    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    roots: OnceLock<Arc<RootCertStore>>,
+    probe_config: OnceLock<Arc<ClientConfig>>,
+}
+
+impl fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("ca_file", &self.inner.ca_file)
+            .field("extra_roots", &self.inner.extra_roots.len())
+            .field("client_cert", &self.inner.client_auth.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TlsClient {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl TlsClient {
+    /// Trust the system store only, no client certificate.
+    pub fn system() -> Self {
+        Self::from_parts(Vec::new(), None, None)
+    }
+
+    /// The client for `options`: the CA file and the client certificate are
+    /// read and checked now (a key that does not match its certificate is
+    /// refused here, not at the first handshake).
+    pub fn new(options: &TlsOptions) -> Result<Self, TlsSetupError> {
+        let extra_roots = match &options.ca_file {
+            Some(path) => read_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let client_auth = match (&options.client_cert, &options.client_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(read_client_auth(cert, key)?),
+            _ => return Err(TlsSetupError::ClientCertWithoutKey),
+        };
+        Ok(Self::from_parts(
+            extra_roots,
+            options.ca_file.clone(),
+            client_auth,
+        ))
+    }
+
+    fn from_parts(
+        extra_roots: Vec<CertificateDer<'static>>,
+        ca_file: Option<PathBuf>,
+        client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                extra_roots,
+                ca_file,
+                client_auth,
+                roots: OnceLock::new(),
+                probe_config: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The certificates of `--ca-file` (empty without one).
+    pub fn extra_roots(&self) -> &[CertificateDer<'static>] {
+        &self.inner.extra_roots
+    }
+
+    /// Every trusted root: the system store, then `--ca-file`. Read once.
+    pub fn root_store(&self) -> Arc<RootCertStore> {
+        self.inner
+            .roots
+            .get_or_init(|| Arc::new(self.load_roots()))
+            .clone()
+    }
+
+    fn load_roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::warn!(%error, "a certificate of the system trust store cannot be read");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(native.certs);
+        let (extra, extra_ignored) =
+            roots.add_parsable_certificates(self.inner.extra_roots.iter().cloned());
+        tracing::debug!(
+            system = added,
+            system_ignored = ignored,
+            ca_file = extra,
+            ca_file_ignored = extra_ignored,
+            "TLS trust store loaded"
+        );
+        if roots.is_empty() {
+            tracing::warn!(
+                "no trusted TLS certificate: the system store is empty and no --ca-file was \
+                 given, so every https probe fails as signed by unknown authority"
+            );
+        }
+        roots
+    }
+
+    /// The configuration every `https://` probe uses (both runtimes).
+    pub fn probe_config(&self) -> Arc<ClientConfig> {
+        self.inner
+            .probe_config
+            .get_or_init(|| {
+                let mut config = self.config_builder(self.inner.client_auth.as_ref());
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Arc::new(config)
+            })
+            .clone()
+    }
+
+    /// A configuration for a database connection (PostgreSQL, Redis): the
+    /// same trust, no client certificate, no ALPN, resumption off.
+    pub fn database_config(&self) -> ClientConfig {
+        self.config_builder(None)
+    }
+
+    fn config_builder(
+        &self,
+        client_auth: Option<&(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ) -> ClientConfig {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports TLS 1.2 and 1.3")
+            .with_root_certificates(self.root_store());
+        let mut config = match client_auth {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .expect("the client certificate was checked by TlsClient::new"),
+            None => builder.with_no_client_auth(),
+        };
+        config.resumption = Resumption::disabled();
+        config
+    }
+}
+
+/// The crypto provider: ring (it builds with a C compiler alone).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    const WHAT: &str = "--ca-file";
+    let pem = std::fs::read(path).map_err(|source| TlsSetupError::Read {
+        what: WHAT,
+        path: path.to_owned(),
+        source,
+    })?;
+    let invalid = |why: String| TlsSetupError::Invalid {
+        what: WHAT,
+        path: path.to_owned(),
+        why,
+    };
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| invalid(format!("not a PEM certificate file: {err}")))?;
+    if certs.is_empty() {
+        return Err(invalid("holds no PEM certificate".to_owned()));
+    }
+    let mut check = RootCertStore::empty();
+    for (index, cert) in certs.iter().enumerate() {
+        check.add(cert.clone()).map_err(|err| {
+            invalid(format!(
+                "certificate {} cannot be a trust anchor: {err}",
+                index + 1
+            ))
+        })?;
+    }
+    Ok(certs)
+}
+
+type ClientAuth = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn read_client_auth(cert: &Path, key: &Path) -> Result<ClientAuth, TlsSetupError> {
+    let read = |what: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|source| TlsSetupError::Read {
+            what,
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let cert_pem = read("--tls-client-cert", cert)?;
+    let key_pem = read("--tls-client-key", key)?;
+    let invalid = |what: &'static str, path: &Path, why: String| TlsSetupError::Invalid {
+        what,
+        path: path.to_owned(),
+        why,
+    };
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| {
+            invalid(
+                "--tls-client-cert",
+                cert,
+                format!("not a PEM certificate file: {err}"),
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(invalid(
+            "--tls-client-cert",
+            cert,
+            "holds no PEM certificate".to_owned(),
+        ));
+    }
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|err| {
+        invalid(
+            "--tls-client-key",
+            key,
+            format!("no PEM private key (PKCS#8, PKCS#1 or SEC1): {err}"),
+        )
+    })?;
+    // Building a configuration checks that the key is usable and matches the certificate.
+    ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .with_root_certificates(RootCertStore::empty())
+        .with_client_auth_cert(chain.clone(), private_key.clone_key())
+        .map_err(|err| {
+            invalid(
+                "--tls-client-key",
+                key,
+                format!(
+                    "cannot be used with the certificate of {}: {err}",
+                    cert.display()
+                ),
+            )
+        })?;
+    Ok((chain, private_key))
+}
+
+/// The name a probe verifies and sends as SNI: the endpoint's host, without
+/// the brackets of an IPv6 literal.
+pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    ServerName::try_from(bare)
+        .map(|name| name.to_owned())
+        .map_err(|_| format!("{TLS_ERROR_PREFIX}{bare:?} is not a valid TLS server name"))
+}
+
+/// A TLS failure already worded, carried inside an [`io::Error`] so that
+/// [`crate::probe`]'s error description classes it [`ProbeClass::Tls`].
+#[derive(Debug)]
+pub(crate) struct TlsFailure(pub(crate) String);
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsFailure {}
+
+impl TlsFailure {
+    pub(crate) fn into_io(self) -> io::Error {
+        io::Error::other(self)
+    }
+}
+
+/// The text of a handshake that did not finish within the probe timeout.
+pub fn handshake_timeout() -> String {
+    format!("{TLS_ERROR_PREFIX}handshake timeout")
+}
+
+/// The TLS failure of a handshake with `host` that ended in `err`, or
+/// `None` when `err` is no TLS failure (a reset before any byte, say, is
+/// worded as on plain HTTP).
+pub(crate) fn handshake_failure(err: &io::Error, host: &str) -> Option<String> {
+    if let Some(failure) = err.get_ref().and_then(|e| e.downcast_ref::<TlsFailure>()) {
+        return Some(failure.0.clone());
+    }
+    if let Some(tls) = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        return Some(describe_tls(tls, Some(host)));
+    }
+    match err.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Some(handshake_timeout()),
+        io::ErrorKind::UnexpectedEof => Some(format!(
+            "{TLS_ERROR_PREFIX}the engine closed the connection during the handshake"
+        )),
+        io::ErrorKind::ConnectionReset => Some(format!(
+            "{TLS_ERROR_PREFIX}the engine reset the connection during the handshake"
+        )),
+        _ => None,
+    }
+}
+
+/// A readable one-line text for a rustls failure, starting with
+/// [`TLS_ERROR_PREFIX`]. `host` is the name the certificate was checked
+/// against, when known.
+pub fn describe_tls(err: &rustls::Error, host: Option<&str>) -> String {
+    use rustls::Error as E;
+    use rustls::InvalidMessage as M;
+    let text = match err {
+        E::InvalidCertificate(cert) => describe_certificate(cert, host),
+        // The first bytes back are no TLS record: an HTTP server, most often.
+        E::InvalidMessage(M::InvalidContentType | M::UnknownProtocolVersion) => {
+            "the engine does not speak TLS (an http:// engine behind an https:// endpoint?)"
+                .to_owned()
+        }
+        E::AlertReceived(AlertDescription::CertificateRequired) => {
+            "the engine requires a client certificate (--tls-client-cert)".to_owned()
+        }
+        E::AlertReceived(
+            alert @ (AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::CertificateExpired
+            | AlertDescription::AccessDenied),
+        ) => format!(
+            "the engine refused our client certificate ({})",
+            alert_name(*alert)
+        ),
+        E::AlertReceived(alert) => {
+            format!("the engine refused the handshake ({})", alert_name(*alert))
+        }
+        E::PeerIncompatible(why) => format!("no common TLS parameters with the engine ({why:?})"),
+        other => other.to_string(),
+    };
+    format!("{TLS_ERROR_PREFIX}{text}")
+}
+
+fn describe_certificate(err: &CertificateError, host: Option<&str>) -> String {
+    use CertificateError as C;
+    match err {
+        C::UnknownIssuer => "certificate signed by unknown authority".to_owned(),
+        C::Expired => "certificate has expired".to_owned(),
+        C::ExpiredContext { not_after, .. } => format!(
+            "certificate has expired (valid until {})",
+            unix_time(not_after.as_secs())
+        ),
+        C::NotValidYet => "certificate is not valid yet".to_owned(),
+        C::NotValidYetContext { not_before, .. } => format!(
+            "certificate is not valid yet (valid from {})",
+            unix_time(not_before.as_secs())
+        ),
+        C::NotValidForName => match host {
+            Some(host) => format!("certificate is not valid for {host}"),
+            None => "certificate is not valid for the engine's host".to_owned(),
+        },
+        C::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            let expected = match expected {
+                ServerName::DnsName(name) => name.as_ref().to_owned(),
+                ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+                other => format!("{other:?}"),
+            };
+            if presented.is_empty() {
+                format!("certificate is not valid for {expected}")
+            } else {
+                format!(
+                    "certificate is valid for {}, not {expected}",
+                    presented.join(", ")
+                )
+            }
+        }
+        C::Revoked => "certificate has been revoked".to_owned(),
+        C::BadSignature => "certificate has a bad signature".to_owned(),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "certificate is not for a TLS server".to_owned()
+        }
+        other => format!("invalid certificate ({other:?})"),
+    }
+}
+
+fn alert_name(alert: AlertDescription) -> String {
+    // `BadCertificate` → `bad certificate`, `UnknownCA` → `unknown ca`.
+    let debug = format!("{alert:?}");
+    let mut name = String::with_capacity(debug.len() + 4);
+    let mut after_lowercase = false;
+    for ch in debug.chars() {
+        if ch.is_ascii_uppercase() && after_lowercase {
+            name.push(' ');
+        }
+        after_lowercase = ch.is_ascii_lowercase();
+        name.push(ch.to_ascii_lowercase());
+    }
+    name
+}
+
+fn unix_time(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|secs| jiff::Timestamp::from_second(secs).ok())
+        .map_or_else(|| format!("{secs} s after 1970"), |at| at.to_string())
+}
+
+/// Whether a journal's error text is a TLS failure (for [`crate::probe::classify`]).
+pub(crate) fn is_tls_error(text: &str) -> bool {
+    text.starts_with(TLS_ERROR_PREFIX)
+}
+
+/// The class and text of an I/O error that carries a TLS failure, if it does.
+pub(crate) fn describe_tls_io(err: &io::Error) -> Option<(ProbeClass, String)> {
+    let inner = err.get_ref()?;
+    if let Some(failure) = inner.downcast_ref::<TlsFailure>() {
+        return Some((ProbeClass::Tls, failure.0.clone()));
+    }
+    inner
+        .downcast_ref::<rustls::Error>()
+        .map(|tls| (ProbeClass::Tls, describe_tls(tls, None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tls_failure_text_starts_with_the_prefix_and_reads_well() {
+        let cases = [
+            (
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                "tls: certificate signed by unknown authority",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::Expired),
+                "tls: certificate has expired",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
+                "tls: certificate is not valid for engine.test",
+            ),
+            (
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+                "tls: the engine does not speak TLS (an http:// engine behind an https:// endpoint?)",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::CertificateRequired),
+                "tls: the engine requires a client certificate (--tls-client-cert)",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::UnknownCA),
+                "tls: the engine refused our client certificate (unknown ca)",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::HandshakeFailure),
+                "tls: the engine refused the handshake (handshake failure)",
+            ),
+        ];
+        for (err, text) in cases {
+            let described = describe_tls(&err, Some("engine.test"));
+            assert_eq!(described, text);
+            assert!(is_tls_error(&described));
+        }
+        assert!(is_tls_error(&handshake_timeout()));
+    }
+
+    #[test]
+    fn a_wrong_name_lists_the_names_the_certificate_is_valid_for() {
+        let err = CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("127.0.0.2").unwrap(),
+            presented: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+        };
+        assert_eq!(
+            describe_tls(&rustls::Error::InvalidCertificate(err), None),
+            "tls: certificate is valid for localhost, 127.0.0.1, not 127.0.0.2"
+        );
+    }
+
+    #[test]
+    fn server_names_are_the_bare_host() {
+        assert_eq!(
+            server_name("[::1]").unwrap(),
+            ServerName::try_from("::1").unwrap()
+        );
+        assert_eq!(
+            server_name("engine.test").unwrap(),
+            ServerName::try_from("engine.test").unwrap()
+        );
+        assert!(server_name("bad name!").unwrap_err().starts_with("tls: "));
+    }
+
+    #[test]
+    fn bad_files_are_refused_naming_the_file_and_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no pem here\n").unwrap();
+        let options = |ca: &Path| TlsOptions {
+            ca_file: Some(ca.to_owned()),
+            ..TlsOptions::default()
+        };
+        let err = TlsClient::new(&options(&missing)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot read --ca-file ") && err.contains("missing.pem"),
+            "{err}"
+        );
+        let err = TlsClient::new(&options(&empty)).unwrap_err().to_string();
+        assert!(
+            err.contains("--ca-file") && err.contains("holds no PEM certificate"),
+            "{err}"
+        );
+        let half = TlsOptions {
+            client_cert: Some(empty.clone()),
+            ..TlsOptions::default()
+        };
+        assert!(matches!(
+            TlsClient::new(&half),
+            Err(TlsSetupError::ClientCertWithoutKey)
+        ));
+    }
+
+    #[test]
+    fn alert_names_are_spaced_lowercase() {
+        assert_eq!(
+            alert_name(AlertDescription::BadCertificate),
+            "bad certificate"
+        );
+        assert_eq!(alert_name(AlertDescription::UnknownCA), "unknown ca");
+    }
+}
