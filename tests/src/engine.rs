@@ -12,6 +12,12 @@
 //!
 //! Every engine answers `Connection: close`: one request per connection,
 //! which is what a prober with fresh connections sends.
+//!
+//! [`TestEngine::start_tls`] serves the same behaviours over TLS (rustls,
+//! certificates from [`crate::TestCa`]), or stalls every handshake
+//! ([`EngineTls::StallHandshake`]). A plain engine answers a request that
+//! is not HTTP — such as a TLS ClientHello — with `400 Bad Request`, as web
+//! servers do, so an `https://` endpoint on a plain engine is "not TLS".
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -210,6 +216,25 @@ fn reap(held: &mut Vec<(u64, TcpStream)>) {
     });
 }
 
+/// How a TLS engine ([`TestEngine::start_tls`]) meets a client.
+#[derive(Clone)]
+pub enum EngineTls {
+    /// Shake hands with this configuration, then serve HTTP over TLS.
+    Serve(Arc<rustls::ServerConfig>),
+    /// Accept the connection and never answer the ClientHello (held as
+    /// [`Behaviour::Hang`] holds a connection).
+    StallHandshake,
+}
+
+impl std::fmt::Debug for EngineTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Serve(_) => f.write_str("Serve(..)"),
+            Self::StallHandshake => f.write_str("StallHandshake"),
+        }
+    }
+}
+
 /// An HTTP engine on `127.0.0.1:0`. Stops, and frees its port, on drop.
 #[derive(Debug)]
 pub struct TestEngine {
@@ -225,6 +250,28 @@ impl TestEngine {
 
     /// Start an engine whose hung connections count in `gauge`.
     pub fn start_with_gauge(behaviour: Behaviour, gauge: Arc<HangGauge>) -> io::Result<Self> {
+        Self::start_inner(behaviour, gauge, None)
+    }
+
+    /// Start an engine that serves `behaviour` over TLS (`https://` URLs).
+    pub fn start_tls(behaviour: Behaviour, tls: EngineTls) -> io::Result<Self> {
+        Self::start_inner(behaviour, HangGauge::new(), Some(tls))
+    }
+
+    /// [`TestEngine::start_tls`] counting hung connections in `gauge`.
+    pub fn start_tls_with_gauge(
+        behaviour: Behaviour,
+        tls: EngineTls,
+        gauge: Arc<HangGauge>,
+    ) -> io::Result<Self> {
+        Self::start_inner(behaviour, gauge, Some(tls))
+    }
+
+    fn start_inner(
+        behaviour: Behaviour,
+        gauge: Arc<HangGauge>,
+        tls: Option<EngineTls>,
+    ) -> io::Result<Self> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let addr = listener.local_addr()?;
@@ -244,6 +291,7 @@ impl TestEngine {
             stop_changed: Condvar::new(),
             live: Mutex::new(Live::default()),
             gauge,
+            tls,
         });
         let accept = {
             let shared = Arc::clone(&shared);
@@ -263,14 +311,19 @@ impl TestEngine {
         self.shared.addr
     }
 
-    /// `http://127.0.0.1:port`, without a trailing slash.
+    /// `http://127.0.0.1:port` (`https://` for a TLS engine), without a trailing slash.
     pub fn url(&self) -> String {
-        format!("http://{}", self.shared.addr)
+        format!("{}://{}", self.shared.scheme(), self.shared.addr)
     }
 
     /// `http://127.0.0.1:port/healthz`, what a prober should request.
     pub fn healthz_url(&self) -> String {
-        format!("http://{}/healthz", self.shared.addr)
+        format!("{}/healthz", self.url())
+    }
+
+    /// Whether the engine serves TLS.
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
     }
 
     /// Answer every later request with `behaviour` (a script starts over).
@@ -411,6 +464,7 @@ struct Shared {
     stop_changed: Condvar,
     live: Mutex<Live>,
     gauge: Arc<HangGauge>,
+    tls: Option<EngineTls>,
 }
 
 #[derive(Debug)]
@@ -435,6 +489,10 @@ struct Live {
 }
 
 impl Shared {
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
@@ -485,8 +543,8 @@ impl Shared {
         behaviour
     }
 
-    /// Write all of `bytes`, counting what the kernel accepted in `sent`.
-    fn send(&self, mut stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    /// Write all of `bytes`, counting what the kernel (or TLS) accepted in `sent`.
+    fn send(&self, stream: &mut impl Write, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             match stream.write(bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -559,7 +617,10 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             return;
         }
         shared.connections.fetch_add(1, Ordering::SeqCst);
-        serve(shared, stream, &mut buffer);
+        match &shared.tls {
+            None => serve(shared, stream, &mut buffer),
+            Some(tls) => serve_tls(shared, stream, tls, &mut buffer),
+        }
     }
 }
 
@@ -571,34 +632,119 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, buffer: &mut [u8]) {
     if stream.set_read_timeout(Some(READ_TIMEOUT)).is_err() {
         return;
     }
+    // Not HTTP (a TLS ClientHello starts 0x16): `400 Bad Request`, as web servers answer.
+    let mut first = [0_u8; 1];
+    if matches!(stream.peek(&mut first), Ok(1) if !first[0].is_ascii_alphabetic()) {
+        let _ = shared.send(&mut &stream, &status_response(400));
+        return;
+    }
     let Some(request) = read_head(&stream, buffer) else {
         return;
     };
-    match shared.record(request) {
+    let behaviour = shared.record(request);
+    respond(shared, stream, tracked, behaviour);
+}
+
+/// [`serve`] over TLS: shake hands (or stall), read the head, then answer
+/// as a plain engine would, encrypted.
+fn serve_tls(shared: &Arc<Shared>, stream: TcpStream, tls: &EngineTls, buffer: &mut [u8]) {
+    let _ = stream.set_nodelay(true);
+    let config = match tls {
+        EngineTls::StallHandshake => {
+            shared.gauge.hold(shared, stream);
+            return;
+        }
+        EngineTls::Serve(config) => Arc::clone(config),
+    };
+    let Some(tracked) = shared.track(&stream) else {
+        return;
+    };
+    if stream.set_read_timeout(Some(READ_TIMEOUT)).is_err() {
+        return;
+    }
+    let Ok(connection) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    // The handshake happens in the first read; a failed one ends here.
+    let mut tls = TlsConn(rustls::StreamOwned::new(connection, stream));
+    let Some(request) = read_head(&mut tls.0, buffer) else {
+        return;
+    };
+    let behaviour = shared.record(request);
+    respond(shared, tls, tracked, behaviour);
+}
+
+/// A served connection: plain TCP or TLS over it.
+trait Conn: Write + Send + 'static {
+    /// The TCP connection under it (a hung connection is held as TCP).
+    fn into_tcp(self) -> TcpStream;
+    /// End the response: a TLS `close_notify`, nothing for TCP.
+    fn finish(&mut self);
+}
+
+impl Conn for TcpStream {
+    fn into_tcp(self) -> TcpStream {
+        self
+    }
+
+    fn finish(&mut self) {}
+}
+
+struct TlsConn(rustls::StreamOwned<rustls::ServerConnection, TcpStream>);
+
+impl Write for TlsConn {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Conn for TlsConn {
+    fn into_tcp(self) -> TcpStream {
+        self.0.into_parts().1
+    }
+
+    fn finish(&mut self) {
+        self.0.conn.send_close_notify();
+        let _ = self.0.flush();
+    }
+}
+
+/// Answer one request with `behaviour`.
+fn respond<C: Conn>(shared: &Arc<Shared>, mut stream: C, tracked: Tracked, behaviour: Behaviour) {
+    match behaviour {
         Behaviour::Status(status) => {
-            let _ = shared.send(&stream, &status_response(status));
+            let _ = shared.send(&mut stream, &status_response(status));
+            stream.finish();
         }
         Behaviour::Close => {}
         Behaviour::Garbage => {
-            let _ = shared.send(&stream, garbage());
+            let _ = shared.send(&mut stream, garbage());
+            stream.finish();
         }
         Behaviour::Redirect(location) => {
-            let _ = shared.send(&stream, &redirect_response(&location));
+            let _ = shared.send(&mut stream, &redirect_response(&location));
+            stream.finish();
         }
         Behaviour::RedirectLoop => {
-            let location = format!("http://{}/healthz", shared.addr);
-            let _ = shared.send(&stream, &redirect_response(&location));
+            let location = format!("{}://{}/healthz", shared.scheme(), shared.addr);
+            let _ = shared.send(&mut stream, &redirect_response(&location));
+            stream.finish();
         }
         Behaviour::Hang => {
             drop(tracked);
-            shared.gauge.hold(shared, stream);
+            shared.gauge.hold(shared, stream.into_tcp());
         }
         Behaviour::Delayed { delay, status } => {
             let engine = Arc::clone(shared);
             shared.spawn(move || {
                 let _tracked = tracked;
                 if !engine.pause_or_stop(delay) {
-                    let _ = engine.send(&stream, &status_response(status));
+                    let _ = engine.send(&mut stream, &status_response(status));
+                    stream.finish();
                 }
             });
         }
@@ -606,28 +752,30 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, buffer: &mut [u8]) {
             let engine = Arc::clone(shared);
             shared.spawn(move || {
                 let _tracked = tracked;
-                let _ = engine.send(&stream, huge_header_response());
+                let _ = engine.send(&mut stream, huge_header_response());
+                stream.finish();
             });
         }
         Behaviour::PaddedHead(size) => {
             let engine = Arc::clone(shared);
             shared.spawn(move || {
                 let _tracked = tracked;
-                let _ = engine.send(&stream, &padded_head_response(size));
+                let _ = engine.send(&mut stream, &padded_head_response(size));
+                stream.finish();
             });
         }
         Behaviour::HugeBody => {
             let engine = Arc::clone(shared);
             shared.spawn(move || {
                 let _tracked = tracked;
-                stream_huge_body(&engine, &stream);
+                stream_huge_body(&engine, &mut stream);
             });
         }
         Behaviour::Trickle => {
             let engine = Arc::clone(shared);
             shared.spawn(move || {
                 let _tracked = tracked;
-                trickle(&engine, &stream);
+                trickle(&engine, &mut stream);
             });
         }
         // `pick` never returns a script; close, as an empty one does.
@@ -637,7 +785,7 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, buffer: &mut [u8]) {
 
 /// Read until the blank line ending the head; `None` if the client closed,
 /// stalled past the read timeout, or sent more than [`MAX_REQUEST_HEAD`].
-fn read_head(mut stream: &TcpStream, buffer: &mut [u8]) -> Option<SeenRequest> {
+fn read_head(mut stream: impl Read, buffer: &mut [u8]) -> Option<SeenRequest> {
     let mut filled = 0;
     loop {
         if filled == buffer.len() {
@@ -762,7 +910,7 @@ fn padded_head_response(size: usize) -> Vec<u8> {
     response
 }
 
-fn stream_huge_body(engine: &Shared, stream: &TcpStream) {
+fn stream_huge_body(engine: &Shared, stream: &mut impl Write) {
     static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {HUGE_BODY_BYTES}\r\nConnection: close\r\n\r\n"
@@ -780,7 +928,7 @@ fn stream_huge_body(engine: &Shared, stream: &TcpStream) {
     }
 }
 
-fn trickle(engine: &Shared, stream: &TcpStream) {
+fn trickle(engine: &Shared, stream: &mut impl Write) {
     const PREFIX: &[u8] = b"HTTP/1.1 200 OK\r\nX-Trickle: ";
     let bytes = PREFIX.iter().copied().chain(std::iter::repeat(b'a'));
     for byte in bytes {

@@ -452,6 +452,7 @@ fn describe_certificate(err: &CertificateError, host: Option<&str>) -> String {
             if presented.is_empty() {
                 format!("certificate is not valid for {expected}")
             } else {
+                let presented: Vec<&str> = presented.iter().map(|name| bare_name(name)).collect();
                 format!(
                     "certificate is valid for {}, not {expected}",
                     presented.join(", ")
@@ -465,6 +466,24 @@ fn describe_certificate(err: &CertificateError, host: Option<&str>) -> String {
         }
         other => format!("invalid certificate ({other:?})"),
     }
+}
+
+/// A presented name as rustls words it (`DnsName("a.test")`,
+/// `IpAddress(10.0.0.1)`), without the wrapping.
+fn bare_name(presented: &str) -> &str {
+    for (start, end) in [
+        ("DnsName(\"", "\")"),
+        ("IpAddress(", ")"),
+        ("UniformResourceIdentifier(\"", "\")"),
+    ] {
+        if let Some(inner) = presented
+            .strip_prefix(start)
+            .and_then(|rest| rest.strip_suffix(end))
+        {
+            return inner;
+        }
+    }
+    presented
 }
 
 fn alert_name(alert: AlertDescription) -> String {
@@ -553,7 +572,10 @@ mod tests {
     fn a_wrong_name_lists_the_names_the_certificate_is_valid_for() {
         let err = CertificateError::NotValidForNameContext {
             expected: ServerName::try_from("127.0.0.2").unwrap(),
-            presented: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+            presented: vec![
+                r#"DnsName("localhost")"#.to_owned(),
+                "IpAddress(127.0.0.1)".to_owned(),
+            ],
         };
         assert_eq!(
             describe_tls(&rustls::Error::InvalidCertificate(err), None),

@@ -1,0 +1,326 @@
+//! `https://` engines (issue 12) on both runtimes, with certificates made at
+//! test time: a trusted engine is healthy; each TLS fault — unknown
+//! authority, expired, not yet valid, another host's certificate, a stalled
+//! handshake, plain HTTP behind `https://`, a client certificate missing or
+//! refused — is a failure with status 0, a readable `tls: …` error and
+//! [`ProbeClass::Tls`], within the probe timeout; the head cap and "body
+//! never read" hold over TLS; trust comes from the system store as Go reads
+//! it (`SSL_CERT_FILE`) or `--ca-file`.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use healthprobe_core::ProbeResult;
+use healthprobe_shell::probe::{ProbeClass, Prober, classify};
+use healthprobe_shell::probe_async::AsyncProber;
+use healthprobe_shell::tls::{TlsClient, TlsOptions};
+use healthprobe_tests::{
+    Behaviour, EngineTls, HUGE_BODY_BYTES, Runtime, ScratchDir, TestCa, TestEngine, Validity,
+    both_runtimes,
+};
+
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Slack for wall time on a busy two-core machine.
+const MARGIN: Duration = Duration::from_millis(1500);
+
+/// The CA the engines' good certificates come from, made once per test binary.
+fn ca() -> &'static TestCa {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    CA.get_or_init(|| TestCa::new("healthprobe test CA"))
+}
+
+/// The CA whose client certificates the mTLS engine accepts.
+fn client_ca() -> &'static TestCa {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    CA.get_or_init(|| TestCa::new("healthprobe test client CA"))
+}
+
+/// A TLS client trusting [`ca`] through `--ca-file` (and `client` for mTLS).
+fn trusting(client: Option<&TestCa>) -> (ScratchDir, TlsClient) {
+    let dir = ScratchDir::new("tls-client").unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca().write_cert(&ca_file).unwrap();
+    let mut options = TlsOptions {
+        ca_file: Some(ca_file),
+        ..TlsOptions::default()
+    };
+    if let Some(issuer) = client {
+        let (cert, key) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+        issuer
+            .client_cert("healthprobe")
+            .write(&cert, &key)
+            .unwrap();
+        options.client_cert = Some(cert);
+        options.client_key = Some(key);
+    }
+    let tls = TlsClient::new(&options).unwrap();
+    (dir, tls)
+}
+
+fn engine_with(cert_names: &[&str], validity: Validity, behaviour: Behaviour) -> TestEngine {
+    let config = ca().server_cert(cert_names, validity).server_config();
+    TestEngine::start_tls(behaviour, EngineTls::Serve(config)).unwrap()
+}
+
+fn good_engine(behaviour: Behaviour) -> TestEngine {
+    engine_with(&["127.0.0.1", "localhost"], Validity::Current, behaviour)
+}
+
+/// One probe of `url` on `runtime`, with how long it took.
+fn probe(runtime: Runtime, tls: &TlsClient, url: &str) -> ((ProbeResult, ProbeClass), Duration) {
+    let started = Instant::now();
+    let outcome = match runtime {
+        Runtime::Threads => Prober::with_tls(PROBE_TIMEOUT, tls.clone()).probe_classified(url),
+        Runtime::Async => tokio_runtime()
+            .block_on(AsyncProber::with_tls(PROBE_TIMEOUT, tls.clone()).probe_classified(url)),
+    };
+    (outcome, started.elapsed())
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The probe failed with no status, a TLS class and this error text.
+#[track_caller]
+fn assert_tls_failure(outcome: &(ProbeResult, ProbeClass), took: Duration, expected: &str) {
+    let (result, class) = outcome;
+    assert_eq!(
+        result,
+        &ProbeResult::Unhealthy {
+            status: 0,
+            error: expected.to_owned()
+        }
+    );
+    assert_eq!(*class, ProbeClass::Tls, "{result:?}");
+    // A journal's text is classed the same again.
+    assert_eq!(classify(result), ProbeClass::Tls, "{result:?}");
+    assert!(took < PROBE_TIMEOUT + MARGIN, "the probe took {took:?}");
+}
+
+both_runtimes! {
+    /// A trusted certificate for the endpoint's IP: healthy, the engine
+    /// saw `GET /healthz` with the endpoint's Host, over TLS.
+    fn tls_a_trusted_engine_is_healthy_and_sees_the_request(runtime) {
+        let engine = good_engine(Behaviour::Status(200));
+        let (_dir, tls) = trusting(None);
+        let (outcome, _) = probe(runtime, &tls, &engine.url());
+        assert_eq!(outcome, (ProbeResult::Healthy, ProbeClass::Ok));
+        let seen = engine.seen();
+        assert_eq!(seen.len(), 1);
+        assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("GET", "/healthz"));
+        assert_eq!(seen[0].host.as_deref(), Some(engine.addr().to_string().as_str()));
+    }
+
+    /// SNI and the DNS SAN: `https://localhost:port` is verified against
+    /// the certificate's `localhost` name.
+    fn tls_a_dns_name_is_verified_against_the_certificates_dns_names(runtime) {
+        let engine = engine_with(&["localhost"], Validity::Current, Behaviour::Status(200));
+        let (_dir, tls) = trusting(None);
+        let url = format!("https://localhost:{}", engine.addr().port());
+        let (outcome, _) = probe(runtime, &tls, &url);
+        assert_eq!(outcome, (ProbeResult::Healthy, ProbeClass::Ok));
+        // The same certificate does not cover the IP literal.
+        let (outcome, took) = probe(runtime, &tls, &engine.url());
+        assert_tls_failure(&outcome, took, "tls: certificate is valid for localhost, not 127.0.0.1");
+    }
+
+    /// R1 over TLS: a status other than 200 is `unexpected status N`, not a TLS failure.
+    fn tls_a_bad_status_over_tls_is_a_bad_status(runtime) {
+        let engine = good_engine(Behaviour::Status(503));
+        let (_dir, tls) = trusting(None);
+        let (outcome, _) = probe(runtime, &tls, &engine.url());
+        assert_eq!(
+            outcome,
+            (
+                ProbeResult::Unhealthy { status: 503, error: "unexpected status 503".into() },
+                ProbeClass::BadStatus
+            )
+        );
+    }
+
+    /// Without `--ca-file` (and with no test CA in the system store), the
+    /// engine's private CA is unknown.
+    fn tls_an_unknown_authority_fails_the_probe(runtime) {
+        let engine = good_engine(Behaviour::Status(200));
+        let (outcome, took) = probe(runtime, &TlsClient::system(), &engine.url());
+        assert_tls_failure(&outcome, took, "tls: certificate signed by unknown authority");
+        // A certificate from another CA, with ours trusted: unknown too.
+        let other = TestCa::new("some other CA");
+        let config = other.server_cert(&["127.0.0.1"], Validity::Current).server_config();
+        let stranger = TestEngine::start_tls(Behaviour::Status(200), EngineTls::Serve(config)).unwrap();
+        let (_dir, tls) = trusting(None);
+        let (outcome, took) = probe(runtime, &tls, &stranger.url());
+        assert_tls_failure(&outcome, took, "tls: certificate signed by unknown authority");
+    }
+
+    fn tls_an_expired_certificate_fails_the_probe(runtime) {
+        let engine = engine_with(&["127.0.0.1"], Validity::Expired, Behaviour::Status(200));
+        let (_dir, tls) = trusting(None);
+        let (outcome, took) = probe(runtime, &tls, &engine.url());
+        assert_tls_failure(
+            &outcome,
+            took,
+            "tls: certificate has expired (valid until 2000-12-31T00:00:00Z)",
+        );
+    }
+
+    fn tls_a_certificate_not_valid_yet_fails_the_probe(runtime) {
+        let engine = engine_with(&["127.0.0.1"], Validity::NotYetValid, Behaviour::Status(200));
+        let (_dir, tls) = trusting(None);
+        let (outcome, took) = probe(runtime, &tls, &engine.url());
+        assert_tls_failure(
+            &outcome,
+            took,
+            "tls: certificate is not valid yet (valid from 2100-01-01T00:00:00Z)",
+        );
+    }
+
+    /// IP-literal endpoints are verified against the certificate's IP SANs.
+    fn tls_a_certificate_for_another_host_fails_the_probe(runtime) {
+        let engine = engine_with(&["127.0.0.2", "other.test"], Validity::Current, Behaviour::Status(200));
+        let (_dir, tls) = trusting(None);
+        let (outcome, took) = probe(runtime, &tls, &engine.url());
+        assert_tls_failure(
+            &outcome,
+            took,
+            "tls: certificate is valid for 127.0.0.2, other.test, not 127.0.0.1",
+        );
+    }
+
+    /// R10: an engine that accepts and never answers the ClientHello costs
+    /// one probe timeout, and says it was the handshake.
+    fn tls_a_stalled_handshake_is_a_handshake_timeout_within_the_probe_timeout(runtime) {
+        let engine = TestEngine::start_tls(Behaviour::Status(200), EngineTls::StallHandshake).unwrap();
+        let (_dir, tls) = trusting(None);
+        let (outcome, took) = probe(runtime, &tls, &engine.url());
+        assert_tls_failure(&outcome, took, "tls: handshake timeout");
+        assert!(took >= PROBE_TIMEOUT, "gave up after {took:?}");
+    }
+
+    /// A hang after the handshake is an ordinary timeout.
+    fn tls_a_hang_after_the_handshake_is_a_plain_timeout(runtime) {
+        let engine = good_engine(Behaviour::Hang);
+        let (_dir, tls) = trusting(None);
+        let (outcome, took) = probe(runtime, &tls, &engine.url());
+        assert_eq!(
+            outcome,
+            (
+                ProbeResult::Unhealthy { status: 0, error: "timeout".into() },
+                ProbeClass::Timeout
+            )
+        );
+        assert!(took < PROBE_TIMEOUT + MARGIN, "the probe took {took:?}");
+    }
+
+    /// An `https://` endpoint on a plain HTTP engine, which answers the
+    /// ClientHello with `400 Bad Request` as web servers do.
+    fn tls_plain_http_behind_an_https_endpoint_is_not_tls(runtime) {
+        let engine = TestEngine::start(Behaviour::Status(200)).unwrap();
+        let url = format!("https://{}", engine.addr());
+        let (_dir, tls) = trusting(None);
+        let (outcome, took) = probe(runtime, &tls, &url);
+        assert_tls_failure(
+            &outcome,
+            took,
+            "tls: the engine does not speak TLS (an http:// engine behind an https:// endpoint?)",
+        );
+        assert_eq!(engine.requests(), 0, "the ClientHello is no request");
+    }
+
+    /// mTLS: an engine that requires a client certificate refuses a probe
+    /// without one, or with one it does not trust, and accepts ours.
+    fn tls_an_engine_requiring_a_client_certificate(runtime) {
+        let config = ca()
+            .server_cert(&["127.0.0.1"], Validity::Current)
+            .server_config_requiring_client_cert(client_ca());
+        let engine = TestEngine::start_tls(Behaviour::Status(200), EngineTls::Serve(config)).unwrap();
+        let (_dir, without) = trusting(None);
+        let (outcome, took) = probe(runtime, &without, &engine.url());
+        assert_tls_failure(
+            &outcome,
+            took,
+            "tls: the engine requires a client certificate (--tls-client-cert)",
+        );
+        let stranger = TestCa::new("not the client CA");
+        let (_dir2, refused) = trusting(Some(&stranger));
+        let (outcome, took) = probe(runtime, &refused, &engine.url());
+        assert_tls_failure(&outcome, took, "tls: the engine refused our client certificate (unknown ca)");
+        let (_dir3, with) = trusting(Some(client_ca()));
+        let (outcome, _) = probe(runtime, &with, &engine.url());
+        assert_eq!(outcome, (ProbeResult::Healthy, ProbeClass::Ok));
+        assert_eq!(engine.requests(), 1, "only the probe with a trusted certificate got through");
+    }
+
+    /// The 16 KiB head cap counts decrypted bytes.
+    fn tls_the_head_cap_holds_over_tls(runtime) {
+        let engine = good_engine(Behaviour::HugeHeader);
+        let (_dir, tls) = trusting(None);
+        let (outcome, took) = probe(runtime, &tls, &engine.url());
+        assert_eq!(
+            outcome,
+            (
+                ProbeResult::Unhealthy {
+                    status: 0,
+                    error: "response header larger than 16384 bytes".into()
+                },
+                ProbeClass::Other
+            )
+        );
+        assert!(took < PROBE_TIMEOUT + MARGIN, "the probe took {took:?}");
+    }
+
+    /// A 200 with a 1 GiB body is healthy and the body is not read.
+    fn tls_the_body_is_never_read_over_tls(runtime) {
+        let engine = good_engine(Behaviour::HugeBody);
+        let (_dir, tls) = trusting(None);
+        let (outcome, took) = probe(runtime, &tls, &engine.url());
+        assert_eq!(outcome, (ProbeResult::Healthy, ProbeClass::Ok));
+        assert!(took < PROBE_TIMEOUT + MARGIN, "the probe took {took:?}");
+        // The engine stops writing once the client is gone: what it wrote
+        // is bounded by socket buffers, far below the body's size.
+        healthprobe_tests::wait_until(Duration::from_secs(5), || engine.serving() == 0);
+        let sent = engine.bytes_sent();
+        assert!(sent < 16 << 20, "the engine wrote {sent} bytes of {HUGE_BODY_BYTES}");
+    }
+
+    /// The system store as Go reads it: `SSL_CERT_FILE` names the bundle.
+    /// (In a child process: the variable is read once per process.)
+    fn tls_ssl_cert_file_is_the_system_store(runtime) {
+        let engine = good_engine(Behaviour::Status(200));
+        let dir = ScratchDir::new("tls-ssl-cert-file").unwrap();
+        let bundle = dir.path().join("bundle.pem");
+        ca().write_cert(&bundle).unwrap();
+        let runtime_flag = match runtime {
+            Runtime::Threads => "threads",
+            Runtime::Async => "async",
+        };
+        let records = dir.path().join("records.json");
+        healthprobe_tests::write_records_file(
+            &records,
+            &[healthprobe_tests::RuntimeRecord::running("g1", "c1", engine.url())],
+        )
+        .unwrap();
+        let run = |cert_file: Option<&std::path::Path>| {
+            let mut command = std::process::Command::new(healthprobe_tests::healthprobe_binary());
+            command.args(["run", "--ticks", "1", "--failures-threshold", "1", "--probe-timeout", "500ms", "--runtime", runtime_flag, "--records"]).arg(&records);
+            command.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+            if let Some(file) = cert_file {
+                command.env("SSL_CERT_FILE", file);
+            }
+            let output = command.output().unwrap();
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        };
+        assert_eq!(run(Some(&bundle)), "", "trusted through SSL_CERT_FILE: no event");
+        let untrusted = run(None);
+        assert!(
+            untrusted.contains(r#""last_error":"tls: certificate signed by unknown authority""#),
+            "{untrusted}"
+        );
+    }
+}
