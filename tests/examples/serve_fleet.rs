@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -p healthprobe-tests --example serve_fleet -- RECORDS.json 1000 [HANGING]
 //! cargo run --release -p healthprobe-tests --example serve_fleet -- RECORDS.json spec 'SPEC;SPEC;…'
+//! cargo run --release -p healthprobe-tests --example serve_fleet -- --tls CA.pem RECORDS.json 1000
 //! ```
 //!
 //! Writes the records file (DESIGN.md's format), prints `ready` on stdout, and
@@ -12,11 +13,23 @@
 //! each `;`-separated item is one engine: `200`, `503` (any status), `hang`,
 //! `close`, `garbage`, or a script such as `500,500,200` (one step per
 //! request, the last repeating).
+//!
+//! With `--tls CA.pem` every engine serves HTTPS with a certificate for
+//! 127.0.0.1 from a CA made now, whose certificate is written to CA.pem
+//! (give it to `healthprobe run --ca-file` or the reference's
+//! `SSL_CERT_FILE`); the records' endpoints are `https://`. A spec may then
+//! also name whole-engine TLS faults, each answering 200 behind the fault:
+//! `tls-untrusted` (another CA), `tls-expired`, `tls-notyet`, `tls-wronghost`
+//! (a certificate for 127.0.0.2), `tls-stall` (the handshake never
+//! answered), `tls-plain` (plain HTTP behind `https://`), `tls-mtls` (a
+//! client certificate required).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use healthprobe_tests::{Behaviour, Fleet};
+use std::sync::Arc;
+
+use healthprobe_tests::{Behaviour, EngineTls, Fleet, FleetTls, TestCa, Validity};
 
 fn step(token: &str) -> Result<Behaviour, String> {
     match token.trim() {
@@ -38,15 +51,86 @@ fn engine(spec: &str) -> Result<Behaviour, String> {
     })
 }
 
+/// The TLS certificates of a `--tls` fleet.
+struct TlsFleet {
+    ca: TestCa,
+    good: Arc<rustls::ServerConfig>,
+}
+
+impl TlsFleet {
+    fn new() -> Self {
+        let ca = TestCa::new("serve_fleet CA");
+        let good = ca
+            .server_cert(&["127.0.0.1", "localhost"], Validity::Current)
+            .server_config();
+        Self { ca, good }
+    }
+
+    /// The engine for one spec item: a TLS fault, or a behaviour over good TLS.
+    fn engine(&self, spec: &str) -> Result<(Behaviour, FleetTls), String> {
+        let healthy = Behaviour::Status(200);
+        let serve = |config| FleetTls::Tls(EngineTls::Serve(config));
+        Ok(match spec.trim() {
+            "tls-untrusted" => {
+                let other = TestCa::new("untrusted CA");
+                let config = other
+                    .server_cert(&["127.0.0.1"], Validity::Current)
+                    .server_config();
+                (healthy, serve(config))
+            }
+            "tls-expired" => (healthy, serve(self.cert(Validity::Expired, "127.0.0.1"))),
+            "tls-notyet" => (
+                healthy,
+                serve(self.cert(Validity::NotYetValid, "127.0.0.1")),
+            ),
+            "tls-wronghost" => (healthy, serve(self.cert(Validity::Current, "127.0.0.2"))),
+            "tls-stall" => (healthy, FleetTls::Tls(EngineTls::StallHandshake)),
+            "tls-plain" => (healthy, FleetTls::PlainBehindHttps),
+            "tls-mtls" => {
+                let client_ca = TestCa::new("client CA");
+                let config = self
+                    .ca
+                    .server_cert(&["127.0.0.1"], Validity::Current)
+                    .server_config_requiring_client_cert(&client_ca);
+                (healthy, serve(config))
+            }
+            other => (engine(other)?, serve(Arc::clone(&self.good))),
+        })
+    }
+
+    fn cert(&self, validity: Validity, name: &str) -> Arc<rustls::ServerConfig> {
+        self.ca.server_cert(&[name], validity).server_config()
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let tls_ca = if args.peek().map(String::as_str) == Some("--tls") {
+        args.next();
+        Some(PathBuf::from(
+            args.next()
+                .ok_or("--tls needs a file for the CA certificate")?,
+        ))
+    } else {
+        None
+    };
     let records = PathBuf::from(args.next().unwrap_or_else(|| "records.json".into()));
     let count_or_spec = args.next().unwrap_or_else(|| "1000".into());
-    let behaviours: Vec<Behaviour> = if count_or_spec == "spec" {
-        let specs = args
-            .next()
-            .ok_or("spec needs a list, like '200;503;hang'")?;
-        specs.split(';').map(engine).collect::<Result<_, _>>()?
+    let specs: Option<String> = if count_or_spec == "spec" {
+        Some(
+            args.next()
+                .ok_or("spec needs a list, like '200;503;hang'")?,
+        )
+    } else {
+        None
+    };
+    let tls = tls_ca.as_ref().map(|_| TlsFleet::new());
+    let behaviours: Vec<Behaviour> = if let Some(specs) = &specs {
+        if tls.is_some() {
+            Vec::new()
+        } else {
+            specs.split(';').map(engine).collect::<Result<_, _>>()?
+        }
     } else {
         let count: usize = count_or_spec.parse()?;
         let hanging: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(0);
@@ -60,8 +144,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect()
     };
-    let count = behaviours.len();
-    let fleet = Fleet::start(behaviours)?;
+    let fleet = match (&tls, &tls_ca) {
+        (Some(tls), Some(ca_path)) => {
+            tls.ca.write_cert(ca_path)?;
+            let engines: Vec<(Behaviour, FleetTls)> = match &specs {
+                Some(specs) => specs
+                    .split(';')
+                    .map(|spec| tls.engine(spec))
+                    .collect::<Result<_, _>>()?,
+                None => behaviours
+                    .into_iter()
+                    .map(|behaviour| {
+                        (
+                            behaviour,
+                            FleetTls::Tls(EngineTls::Serve(Arc::clone(&tls.good))),
+                        )
+                    })
+                    .collect(),
+            };
+            Fleet::start_tls(engines)?
+        }
+        _ => Fleet::start(behaviours)?,
+    };
+    let count = fleet.len();
     fleet.write_records(&records)?;
     println!("ready {count} engines, records in {}", records.display());
     std::io::stdout().flush()?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use healthprobe_shell::ports::RuntimeRecord;
 
-use crate::engine::{Behaviour, HangGauge, TestEngine};
+use crate::engine::{Behaviour, EngineTls, HangGauge, TestEngine};
 use crate::records::write_records_file;
 
 /// N [`TestEngine`]s sharing one [`HangGauge`]; engine `i` belongs to game
@@ -22,7 +22,20 @@ use crate::records::write_records_file;
 #[derive(Debug)]
 pub struct Fleet {
     engines: Vec<TestEngine>,
+    /// Each engine's endpoint, without the trailing slash.
+    urls: Vec<String>,
     gauge: Arc<HangGauge>,
+}
+
+/// How one engine of a [`Fleet::start_tls`] fleet is reached.
+#[derive(Debug, Clone)]
+pub enum FleetTls {
+    /// Plain HTTP, `http://` endpoint.
+    Plain,
+    /// TLS as given, `https://` endpoint.
+    Tls(EngineTls),
+    /// A plain HTTP engine behind an `https://` endpoint (not TLS).
+    PlainBehindHttps,
 }
 
 impl Fleet {
@@ -33,7 +46,46 @@ impl Fleet {
             .into_iter()
             .map(|behaviour| TestEngine::start_with_gauge(behaviour, Arc::clone(&gauge)))
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Self { engines, gauge })
+        let urls = engines.iter().map(TestEngine::url).collect();
+        Ok(Self {
+            engines,
+            urls,
+            gauge,
+        })
+    }
+
+    /// One engine per `(behaviour, how it is reached)`, in order.
+    pub fn start_tls(engines: impl IntoIterator<Item = (Behaviour, FleetTls)>) -> io::Result<Self> {
+        let gauge = HangGauge::new();
+        let mut started = Vec::new();
+        let mut urls = Vec::new();
+        for (behaviour, tls) in engines {
+            let engine_gauge = Arc::clone(&gauge);
+            let (engine, url) = match tls {
+                FleetTls::Plain => {
+                    let engine = TestEngine::start_with_gauge(behaviour, engine_gauge)?;
+                    let url = engine.url();
+                    (engine, url)
+                }
+                FleetTls::PlainBehindHttps => {
+                    let engine = TestEngine::start_with_gauge(behaviour, engine_gauge)?;
+                    let url = format!("https://{}", engine.addr());
+                    (engine, url)
+                }
+                FleetTls::Tls(tls) => {
+                    let engine = TestEngine::start_tls_with_gauge(behaviour, tls, engine_gauge)?;
+                    let url = engine.url();
+                    (engine, url)
+                }
+            };
+            started.push(engine);
+            urls.push(url);
+        }
+        Ok(Self {
+            engines: started,
+            urls,
+            gauge,
+        })
     }
 
     /// `count` engines with the same behaviour.
@@ -88,7 +140,7 @@ impl Fleet {
         RuntimeRecord::running(
             Self::game_id(index),
             Self::container_id(index),
-            format!("{}/", self.engines[index].url()),
+            format!("{}/", self.urls[index]),
         )
     }
 

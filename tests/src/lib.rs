@@ -45,7 +45,7 @@ pub use engine::{
     Behaviour, ENGINE_THREAD_STACK, EngineTls, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, HangGauge,
     MAX_REQUEST_HEAD, RECENT_REQUESTS, SeenRequest, TRICKLE_PACE, TestEngine,
 };
-pub use fleet::Fleet;
+pub use fleet::{Fleet, FleetTls};
 pub use healthprobe_shell::config::Runtime;
 pub use healthprobe_shell::ports::RuntimeRecord;
 pub use postgres::TestPostgres;

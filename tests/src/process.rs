@@ -12,7 +12,7 @@ use crate::engine::lock;
 
 /// The environment variables `healthprobe run` reads settings from; removed
 /// from every child so that the caller's environment cannot change a test.
-pub const SETTINGS_ENV: [&str; 9] = [
+pub const SETTINGS_ENV: [&str; 12] = [
     "HEALTHPROBE_RECORDS",
     "HEALTHPROBE_RECORDS_PASSWORD_FILE",
     "HEALTHPROBE_EVENTS",
@@ -22,6 +22,9 @@ pub const SETTINGS_ENV: [&str; 9] = [
     "RTMANAGER_PROBE_FAILURES_THRESHOLD",
     "RTMANAGER_PROBE_RECOVERY_THRESHOLD",
     "RTMANAGER_PROBE_MAX_CONCURRENCY",
+    "HEALTHPROBE_CA_FILE",
+    "HEALTHPROBE_TLS_CLIENT_CERT",
+    "HEALTHPROBE_TLS_CLIENT_KEY",
 ];
 
 /// A `healthprobe` child process. Killed on drop if still running.

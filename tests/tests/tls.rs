@@ -324,3 +324,164 @@ both_runtimes! {
         );
     }
 }
+
+/// `healthprobe run` over a TLS fleet with `--ca-file`, `--ticks 2`,
+/// threshold 1: stdout's events.
+fn run_cli(
+    runtime: Runtime,
+    fleet: &healthprobe_tests::Fleet,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
+    let dir = ScratchDir::new("tls-cli").unwrap();
+    let records = dir.path().join("records.json");
+    fleet.write_records(&records).unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca().write_cert(&ca_file).unwrap();
+    let runtime_flag = match runtime {
+        Runtime::Threads => "threads",
+        Runtime::Async => "async",
+    };
+    let mut command = healthprobe_tests::HealthprobeProcess::command();
+    command
+        .args([
+            "run",
+            "--ticks",
+            "1",
+            "--failures-threshold",
+            "1",
+            "--probe-timeout",
+            "500ms",
+        ])
+        .args(["--runtime", runtime_flag, "--records"])
+        .arg(&records)
+        .arg("--ca-file")
+        .arg(&ca_file)
+        .args(extra)
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
+    let finished = healthprobe_tests::HealthprobeProcess::spawn_command(command)
+        .unwrap()
+        .wait(Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
+    finished
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+both_runtimes! {
+    /// The binary over a fleet with each TLS fault: one `probe_failed` per
+    /// faulty engine with status 0 and its `tls: …` reason, none for the
+    /// trusted engines, in that game's order.
+    fn tls_cli_run_reports_each_tls_fault_as_probe_failed(runtime) {
+        use healthprobe_tests::{Fleet, FleetTls};
+        let good = ca().server_cert(&["127.0.0.1"], Validity::Current).server_config();
+        let serve = |config| FleetTls::Tls(EngineTls::Serve(config));
+        let cert = |validity, name: &str| ca().server_cert(&[name], validity).server_config();
+        let fleet = Fleet::start_tls([
+            (Behaviour::Status(200), serve(good.clone())),
+            (Behaviour::Status(200), serve(TestCa::new("other").server_cert(&["127.0.0.1"], Validity::Current).server_config())),
+            (Behaviour::Status(200), serve(cert(Validity::Expired, "127.0.0.1"))),
+            (Behaviour::Status(200), serve(cert(Validity::Current, "127.0.0.2"))),
+            (Behaviour::Status(200), FleetTls::Tls(EngineTls::StallHandshake)),
+            (Behaviour::Status(200), FleetTls::PlainBehindHttps),
+            (Behaviour::Status(503), serve(good)),
+        ])
+        .unwrap();
+        let events = run_cli(runtime, &fleet, &[]);
+        let failures: Vec<(String, u64, String)> = events
+            .iter()
+            .map(|event| {
+                assert_eq!(event["event_type"], "probe_failed", "{event}");
+                (
+                    event["game_id"].as_str().unwrap().to_owned(),
+                    event["details"]["last_status"].as_u64().unwrap(),
+                    event["details"]["last_error"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let mut sorted = failures.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            [
+                ("g1".into(), 0, "tls: certificate signed by unknown authority".into()),
+                ("g2".into(), 0, "tls: certificate has expired (valid until 2000-12-31T00:00:00Z)".into()),
+                ("g3".into(), 0, "tls: certificate is valid for 127.0.0.2, not 127.0.0.1".into()),
+                ("g4".into(), 0, "tls: handshake timeout".into()),
+                (
+                    "g5".into(),
+                    0,
+                    "tls: the engine does not speak TLS (an http:// engine behind an https:// endpoint?)".into()
+                ),
+                ("g6".into(), 503, "unexpected status 503".into()),
+            ]
+        );
+    }
+}
+
+/// Bad TLS settings stop the run at start with exit 2, naming the flag and the file.
+#[test]
+fn tls_cli_bad_tls_files_exit_2_naming_the_flag_and_the_file() {
+    let engine = good_engine(Behaviour::Status(200));
+    let dir = ScratchDir::new("tls-cli-bad").unwrap();
+    let records = dir.path().join("records.json");
+    healthprobe_tests::write_records_file(
+        &records,
+        &[healthprobe_tests::RuntimeRecord::running(
+            "g1",
+            "c1",
+            engine.url(),
+        )],
+    )
+    .unwrap();
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let key = dir.path().join("client.key");
+    let cert = dir.path().join("client.pem");
+    // A key that is not the certificate's.
+    let issued = client_ca().client_cert("a");
+    std::fs::write(&cert, &issued.cert_pem).unwrap();
+    std::fs::write(&key, &client_ca().client_cert("b").key_pem).unwrap();
+    let records = records.to_str().unwrap();
+    let not_pem = not_pem.to_str().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let cases: [(&[&str], &str); 5] = [
+        (&["--ca-file", missing], "cannot read --ca-file"),
+        (&["--ca-file", not_pem], "holds no PEM certificate"),
+        (&["--tls-client-cert", cert], "--tls-client-key"),
+        (
+            &["--tls-client-cert", cert, "--tls-client-key", not_pem],
+            "no PEM private key",
+        ),
+        (
+            &["--tls-client-cert", cert, "--tls-client-key", key],
+            "cannot be used with the certificate",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["run", "--ticks", "1", "--records", records];
+        args.extend_from_slice(flags);
+        let finished = healthprobe_tests::HealthprobeProcess::spawn(&args)
+            .unwrap()
+            .wait(Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(
+            finished.status.code(),
+            Some(2),
+            "{flags:?}: {}",
+            finished.stderr
+        );
+        assert!(
+            finished.stderr.contains(expected),
+            "{flags:?}: {}",
+            finished.stderr
+        );
+        assert!(finished.stdout.is_empty(), "{flags:?}: {}", finished.stdout);
+        assert_eq!(engine.requests(), 0, "{flags:?}: nothing is probed");
+    }
+}

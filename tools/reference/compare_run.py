@@ -9,13 +9,21 @@ Transport-error texts are listed when they differ: healthprobe words them
 itself (`timeout`, `connection refused`, ...) where Go prints its net/http
 errors (`Get "URL": context deadline exceeded`, ...). Exit 1 on any difference.
 
-usage: compare_run.py SERVE_FLEET HEALTHPROBE REFRUN [threads|async]
+With --tls the fleet serves HTTPS (certificates from a CA made by
+serve_fleet, whose certificate healthprobe gets through --ca-file and the
+reference through SSL_CERT_FILE, as Go reads it): the same scripted engines
+over TLS, plus one engine per TLS fault (unknown authority, expired, not yet
+valid, another host's certificate, a stalled handshake, plain HTTP behind
+https://, a client certificate required).
+
+usage: compare_run.py SERVE_FLEET HEALTHPROBE REFRUN [threads|async] [--tls]
   SERVE_FLEET: target/release/examples/serve_fleet
                (cargo build --release -p healthprobe-tests --example serve_fleet)
   REFRUN:      target/reference/bin/refrun (tools/reference/build.sh)
 """
 import collections
 import json
+import os
 import subprocess
 import sys
 
@@ -23,16 +31,23 @@ SPEC = ";".join([
     "200", "503", "500,500,200", "hang", "close", "500,500,500,200,200,200", "404,200",
     "garbage", "200,503,503,503,200", "301", "502,502,502,502,502,200", "200,hang,hang,200",
 ])
+TLS_FAULTS = ";".join([
+    "tls-untrusted", "tls-expired", "tls-notyet", "tls-wronghost", "tls-stall", "tls-plain",
+    "tls-mtls",
+])
 TICKS, THRESHOLD, TIMEOUT = "8", "2", "500ms"
+CA_FILE = "/tmp/healthprobe-compare-ca.pem"
 
 
-def run_on_fresh_fleet(serve_fleet, command):
+def run_on_fresh_fleet(serve_fleet, command, tls, env=None):
     records = "/tmp/healthprobe-compare-records.json"
-    fleet = subprocess.Popen([serve_fleet, records, "spec", SPEC], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+    fleet_args = [serve_fleet] + (["--tls", CA_FILE] if tls else []) + [
+        records, "spec", SPEC + (";" + TLS_FAULTS if tls else "")]
+    fleet = subprocess.Popen(fleet_args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     fleet.stdout.readline()  # "ready ..."
     try:
-        out = subprocess.run(command(records), capture_output=True, text=True, timeout=120)
+        out = subprocess.run(command(records), capture_output=True, text=True, timeout=120,
+                             env=env)
     finally:
         fleet.stdin.close()
         fleet.wait()
@@ -50,14 +65,20 @@ def per_game(events):
 
 
 def main():
-    serve_fleet, healthprobe, refrun = sys.argv[1:4]
-    runtime = sys.argv[4] if len(sys.argv) > 4 else "threads"
+    args = [arg for arg in sys.argv[1:] if arg != "--tls"]
+    tls = "--tls" in sys.argv[1:]
+    serve_fleet, healthprobe, refrun = args[0:3]
+    runtime = args[3] if len(args) > 3 else "threads"
+    # Neither worker may trust anything else: the test CA only.
+    env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    ca_flag = ["--ca-file", CA_FILE] if tls else []
     ours = per_game(run_on_fresh_fleet(serve_fleet, lambda r: [
         healthprobe, "run", "--records", r, "--ticks", TICKS, "--failures-threshold", THRESHOLD,
-        "--probe-timeout", TIMEOUT, "--runtime", runtime]))
+        "--probe-timeout", TIMEOUT, "--runtime", runtime] + ca_flag, tls, env))
+    ref_env = dict(env, SSL_CERT_FILE=CA_FILE) if tls else env
     reference = per_game(run_on_fresh_fleet(serve_fleet, lambda r: [
         refrun, "--records", r, "--ticks", TICKS, "--failures-threshold", THRESHOLD,
-        "--probe-timeout", TIMEOUT]))
+        "--probe-timeout", TIMEOUT], tls, ref_env))
     games = sorted(set(ours) | set(reference), key=lambda g: int(g[1:]))
     different = 0
     for game in games:
@@ -70,7 +91,7 @@ def main():
               + ("" if a == b else f" vs reference {[k[0] for k in b]}")
               + (f"; error texts: {errors}" if errors else ""))
     events = sum(len(v) for v in ours.values())
-    print(f"compare_run ({runtime}): {len(games) - different}/{len(games)} games with identical events "
+    print(f"compare_run ({runtime}{', tls' if tls else ''}): {len(games) - different}/{len(games)} games with identical events "
           f"({events} events)")
     sys.exit(1 if different else 0)
 
