@@ -24,7 +24,7 @@ use std::time::Duration;
 use std::io::{Read, Write};
 
 use healthprobe_core::ProbeResult;
-use rustls::{ClientConnection, StreamOwned};
+use rustls::ClientConnection;
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
@@ -302,35 +302,109 @@ impl<In: Transport> Connector<In> for TlsConnector {
         let name = tls::server_name(host).map_err(tls_error)?;
         let mut connection = ClientConnection::new(self.tls.probe_config(), name)
             .map_err(|err| tls_error(tls::describe_tls(&err, Some(host))))?;
-        let mut socket = TransportAdapter::new(transport.boxed(), details.current_time.clone());
-        socket.set_timeout(details.timeout);
-        while connection.is_handshaking() {
-            if let Err(err) = connection.complete_io(&mut socket) {
-                return Err(match Error::from(err) {
-                    Error::Timeout(_) => tls_error(tls::handshake_timeout()),
-                    Error::Io(io) => match tls::handshake_failure(&io, host) {
-                        Some(text) => tls_error(text),
-                        None => Error::Io(io),
-                    },
-                    other => other,
-                });
-            }
-        }
+        let mut socket = Flights(TransportAdapter::new(
+            transport.boxed(),
+            details.current_time.clone(),
+        ));
+        socket.0.set_timeout(details.timeout);
+        handshake(&mut connection, &mut socket).map_err(|err| match err {
+            Handshake::Tls(err) => tls_error(tls::describe_tls(&err, Some(host))),
+            Handshake::Io(io) => match Error::from(io) {
+                Error::Timeout(_) => tls_error(tls::handshake_timeout()),
+                Error::Io(io) => match tls::handshake_failure(&io, host) {
+                    Some(text) => tls_error(text),
+                    None => Error::Io(io),
+                },
+                other => other,
+            },
+        })?;
         let buffers = LazyBuffers::new(
             details.config.input_buffer_size(),
             details.config.output_buffer_size(),
         );
         Ok(Some(Either::B(TlsTransport {
             buffers,
-            stream: StreamOwned::new(connection, socket),
+            connection,
+            socket,
         })))
+    }
+}
+
+/// Why a handshake failed.
+enum Handshake {
+    /// The engine's answer, as rustls judged it (a certificate, an alert, not TLS).
+    Tls(rustls::Error),
+    /// The connection (a timeout, an early close).
+    Io(io::Error),
+}
+
+/// Drive the client side of the handshake until it is complete, leaving
+/// the client's last flight (its `Finished`) queued: it leaves with the
+/// request, in one segment ([`TlsTransport::transmit_output`]).
+fn handshake(
+    connection: &mut ClientConnection,
+    socket: &mut Flights<TransportAdapter>,
+) -> Result<(), Handshake> {
+    while connection.is_handshaking() {
+        while connection.wants_write() {
+            connection.write_tls(socket).map_err(Handshake::Io)?;
+        }
+        if connection.read_tls(socket).map_err(Handshake::Io)? == 0 {
+            return Err(Handshake::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
+        if let Err(err) = connection.process_new_packets() {
+            // Tell the engine why (an alert), as far as it listens.
+            let _ = connection.write_tls(socket);
+            return Err(Handshake::Tls(err));
+        }
+    }
+    Ok(())
+}
+
+/// A writer that sends each flight of TLS records as one write (rustls
+/// hands a flight over as several buffers; a plain `write` would send each
+/// record in a segment of its own).
+struct Flights<W>(W);
+
+impl<W: Read> Read for Flights<W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<W: Write> Write for Flights<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let total: usize = bufs.iter().map(|buf| buf.len()).sum();
+        match bufs.iter().filter(|buf| !buf.is_empty()).count() {
+            0 => Ok(0),
+            1 => self
+                .0
+                .write(bufs.iter().find(|buf| !buf.is_empty()).expect("one")),
+            _ => {
+                let mut flight = Vec::with_capacity(total);
+                for buf in bufs {
+                    flight.extend_from_slice(buf);
+                }
+                self.0.write_all(&flight)?;
+                Ok(total)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
     }
 }
 
 /// An established TLS connection, as ureq's HTTP/1.1 code sees it.
 struct TlsTransport {
     buffers: LazyBuffers,
-    stream: StreamOwned<ClientConnection, TransportAdapter>,
+    connection: ClientConnection,
+    socket: Flights<TransportAdapter>,
 }
 
 impl std::fmt::Debug for TlsTransport {
@@ -345,23 +419,27 @@ impl Transport for TlsTransport {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
-        self.stream.get_mut().set_timeout(timeout);
+        self.socket.0.set_timeout(timeout);
         let output = &self.buffers.output()[..amount];
-        self.stream.write_all(output)?;
-        self.stream.flush()?;
+        // Encrypt into rustls' queue, behind the handshake's last flight,
+        // then send everything queued at once.
+        self.connection.writer().write_all(output)?;
+        while self.connection.wants_write() {
+            self.connection.write_tls(&mut self.socket)?;
+        }
         Ok(())
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
-        self.stream.get_mut().set_timeout(timeout);
+        self.socket.0.set_timeout(timeout);
         let input = self.buffers.input_append_buf();
-        let amount = self.stream.read(input)?;
+        let amount = rustls::Stream::new(&mut self.connection, &mut self.socket).read(input)?;
         self.buffers.input_appended(amount);
         Ok(amount > 0)
     }
 
     fn is_open(&mut self) -> bool {
-        self.stream.get_mut().get_mut().is_open()
+        self.socket.0.get_mut().is_open()
     }
 
     fn is_tls(&self) -> bool {
