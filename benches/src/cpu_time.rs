@@ -107,8 +107,9 @@ fn thread_cpu_time() -> Duration {
     )
 }
 
+/// User + system time of the child processes that ended and were waited for.
 #[allow(unsafe_code)]
-fn children_cpu_time() -> Duration {
+pub fn children_cpu_time() -> Duration {
     // SAFETY: `rusage` is plain old data; all zeroes is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid, writable rusage; RUSAGE_CHILDREN is a valid
