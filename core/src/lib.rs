@@ -71,6 +71,12 @@ pub use state::{GameState, HealthStates, SnapshotError};
 /// An instant in UTC; RFC 3339 in JSON (`2026-11-28T05:00:10.5Z`).
 pub use jiff::Timestamp;
 
+// The README's examples (step, prune, replay, the snapshot round trip) run
+// as doctests, so the page crates.io shows cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Fold one probe outcome into the state; the events it causes (none or one).
 ///
 /// Call once per outcome, in the order the outcomes were observed for each

@@ -214,9 +214,10 @@ pub enum Action {
     /// none started after shutdown; answer each with
     /// [`TickMachine::handle_outcome`], then [`TickMachine::handle_probes_done`].
     Probe(ProbeBatch),
-    /// Append this input to the journal; answer with [`TickMachine::handle_journaled`].
+    /// Append this input to the journal. Needs no answer once written; a line
+    /// that could not be written is answered with [`TickMachine::handle_journal_failed`].
     Journal(Input),
-    /// Make the journal's lines reach the file; answer with [`TickMachine::handle_journaled`].
+    /// Make the journal's lines reach the file; answer with [`TickMachine::handle_flushed`].
     FlushJournal,
     /// Publish this event (the oldest pending); answer with [`TickMachine::handle_published`].
     Publish(HealthEvent),

@@ -2,7 +2,8 @@
 //!
 //! `env!("CARGO_BIN_EXE_healthprobe")` exists only inside the shell
 //! package, so this crate builds the binary itself, once per test process:
-//! `cargo build -p healthprobe-shell --bin healthprobe --features postgres,redis` with the target
+//! `cargo build -p healthprobe-shell --bin healthprobe` (the default features, as
+//! users build it: `postgres` and `redis` included) with the target
 //! directory and profile of the running test executable
 //! (`<target>/<profile>/deps/<test>-<hash>`), then returns
 //! `<target>/<profile>/healthprobe`. Cargo releases its build lock before it
@@ -69,10 +70,6 @@ fn locate() -> Result<PathBuf, String> {
             "healthprobe-shell",
             "--bin",
             "healthprobe",
-            // As this crate builds the shell library: `--records postgres://…`
-            // and `--events redis://…` work.
-            "--features",
-            "postgres,redis",
         ])
         .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"))

@@ -21,6 +21,8 @@
 //!   and restarted on the same port, and the [`StreamEntry`]s it holds.
 //! - [`scrape_metrics`]: `GET /metrics` of a running `healthprobe`, parsed
 //!   with a Prometheus text parser ([`ScrapedMetrics`]).
+//! - [`servers`]: where PostgreSQL and `redis-server` are found (shared
+//!   with `cargo xtask test`, which installs them when missing).
 //! - [`wait_until`]: poll a condition with a deadline, the only way these
 //!   tests wait for something to happen.
 //!
@@ -35,6 +37,7 @@ mod process;
 mod records;
 mod redis;
 mod scrape;
+pub mod servers;
 mod test_worker;
 mod tls;
 

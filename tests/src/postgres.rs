@@ -15,7 +15,7 @@
 use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use postgres::{Client, NoTls};
 
 use crate::free_port;
 use crate::records::ScratchDir;
+use crate::servers;
 use crate::wait_until;
 
 /// How long a server may take to start or stop before the test fails.
@@ -48,7 +49,7 @@ impl TestPostgres {
     /// Panics with the reason (binaries missing, `initdb` or the server
     /// failing, with its log) if it cannot.
     pub fn start_fresh() -> Self {
-        let bin = find_bin_dir().unwrap_or_else(|| {
+        let bin = servers::postgres_bin_dir().unwrap_or_else(|| {
             panic!(
                 "PostgreSQL's initdb and postgres were not found on PATH nor under \
                  /usr/lib/postgresql/*/bin: install Debian's `postgresql` package \
@@ -56,7 +57,7 @@ impl TestPostgres {
             )
         });
         let run_as = if effective_uid() == 0 {
-            Some(system_user("postgres").unwrap_or_else(|| {
+            Some(servers::system_user("postgres").unwrap_or_else(|| {
                 panic!(
                     "running as root and there is no `postgres` user to run PostgreSQL as \
                      (PostgreSQL refuses root): install Debian's `postgresql` package, \
@@ -278,39 +279,6 @@ impl Drop for TestPostgres {
             }
         }
     }
-}
-
-/// The directory holding both `initdb` and `postgres`.
-fn find_bin_dir() -> Option<PathBuf> {
-    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&path).find(|dir| has_both(dir)) {
-            return Some(dir);
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse().ok()?;
-            Some((version, entry.path().join("bin")))
-        })
-        .filter(|(_, dir)| has_both(dir))
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, dir)| dir)
-}
-
-/// The uid and gid of `name` in /etc/passwd.
-fn system_user(name: &str) -> Option<(u32, u32)> {
-    let passwd = fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        if fields.first() != Some(&name) || fields.len() < 4 {
-            return None;
-        }
-        Some((fields[2].parse().ok()?, fields[3].parse().ok()?))
-    })
 }
 
 #[allow(unsafe_code)]

@@ -7,7 +7,6 @@
 //! with a deadline.
 
 use std::io;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -127,9 +126,7 @@ impl TestRedis {
         self.kill();
         self.starts += 1;
         let log = self.dir.join(&format!("redis-{}.log", self.starts));
-        let binary = std::env::var_os("REDIS_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("redis-server"));
+        let binary = crate::servers::redis_server_program();
         let server = Command::new(&binary)
             .arg("--port")
             .arg(self.port.to_string())

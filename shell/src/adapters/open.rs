@@ -12,7 +12,7 @@
 //! its first line is used when the URL has none, so it never shows in `ps`.
 //! Every error ([`OpenError`]) names the flag it is about and never shows a
 //! password (see [`crate::redact`]); a build without the needed feature is
-//! refused with the rebuild command and without repeating the URL.
+//! refused naming the feature (on by default) and without repeating the URL.
 //! [`OpenError::is_bad_input`] tells a setting that is wrong (the CLI exits
 //! 2) from one that is right but cannot be opened now (exit 1).
 
@@ -220,8 +220,9 @@ pub enum OpenError {
     },
     /// A URL this build cannot serve (bad input): the URL is not repeated.
     #[error(
-        "{flag}: {what} needs the `{feature}` feature, which this healthprobe was built \
-         without: rebuild with `cargo build --release -p healthprobe-shell --features {feature}`"
+        "{flag}: {what} needs the `{feature}` feature, which this build of healthprobe-shell \
+         leaves out (its default features were turned off): build it with its default \
+         features, or add `--features {feature}`"
     )]
     FeatureOff {
         /// `--records` or `--events`.
@@ -472,7 +473,7 @@ mod tests {
 
     #[cfg(not(feature = "postgres"))]
     #[test]
-    fn a_postgres_url_without_the_feature_is_refused_with_the_rebuild_command() {
+    fn a_postgres_url_without_the_feature_is_refused_naming_the_feature() {
         for url in ["postgres://alice:pw1234@db/fleet", "postgresql://db/fleet"] {
             let err = open_records(url, &RecordsOptions::default())
                 .err()
@@ -484,7 +485,7 @@ mod tests {
                 "{text}"
             );
             assert!(
-                text.contains("cargo build --release -p healthprobe-shell --features postgres"),
+                text.contains("default features, or add `--features postgres`"),
                 "{text}"
             );
             assert!(
@@ -496,13 +497,16 @@ mod tests {
 
     #[cfg(not(feature = "redis"))]
     #[test]
-    fn a_redis_url_without_the_feature_is_refused_with_the_rebuild_command() {
+    fn a_redis_url_without_the_feature_is_refused_naming_the_feature() {
         let err = open_events("redis://:pw1234@h/s", &EventsOptions::default())
             .err()
             .expect("no redis feature");
         assert!(err.is_bad_input());
         let text = err.to_string();
-        assert!(text.contains("--features redis"), "{text}");
+        assert!(
+            text.contains("default features, or add `--features redis`"),
+            "{text}"
+        );
         assert!(!text.contains("pw1234") && !text.contains("h/s"), "{text}");
     }
 
