@@ -264,7 +264,7 @@ impl Programs {
             healthprobe: try_healthprobe_binary()
                 .map(Path::to_path_buf)
                 .map_err(str::to_owned),
-            refrun: refrun_binary(),
+            refrun: healthprobe_benches::refrun_binary(),
         }
     }
 }
@@ -455,28 +455,6 @@ fn clone_command(command: &Command) -> Command {
     let mut clone = Command::new(command.get_program());
     clone.args(command.get_args());
     clone
-}
-
-/// `$HEALTHPROBE_REFERENCE_REFRUN`, else `target/reference/bin/refrun` of the workspace.
-fn refrun_binary() -> Result<PathBuf, String> {
-    let path = std::env::var_os("HEALTHPROBE_REFERENCE_REFRUN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/reference/bin/refrun"));
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} not found (build it with `bash tools/reference/build.sh`, \
-             or set HEALTHPROBE_REFERENCE_REFRUN)",
-            path.display()
-        ))
-    }
-}
-
-fn workspace() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("benches/ is inside the workspace")
 }
 
 fn load_average() -> String {

@@ -77,13 +77,7 @@ impl Setup {
         let healthprobe = try_healthprobe_binary()
             .map(Path::to_path_buf)
             .unwrap_or_else(|err| panic!("{err}"));
-        let refrun = std::env::var_os("HEALTHPROBE_REFERENCE_REFRUN")
-            .map(PathBuf::from)
-            .or_else(|| {
-                let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-                Some(workspace.join("target/reference/bin/refrun"))
-            })
-            .filter(|path| path.exists());
+        let refrun = healthprobe_benches::refrun_binary().ok();
         Self {
             _https: https,
             _http: http,

@@ -256,6 +256,28 @@ pub fn write_journal(out: &mut impl Write, workload: &Workload, outcomes: u64) -
     Ok(())
 }
 
+/// The reference worker's `refrun`: `$HEALTHPROBE_REFERENCE_REFRUN`, else
+/// `target/reference/bin/refrun` of the workspace (`bash tools/reference/build.sh`);
+/// why not, when it is missing.
+pub fn refrun_binary() -> Result<std::path::PathBuf, String> {
+    let path = std::env::var_os("HEALTHPROBE_REFERENCE_REFRUN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target/reference/bin/refrun")
+        });
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found (build it with `bash tools/reference/build.sh`, \
+             or set HEALTHPROBE_REFERENCE_REFRUN)",
+            path.display()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

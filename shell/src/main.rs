@@ -150,9 +150,8 @@ struct RunArgs {
     /// like `127.0.0.1:9464`. Without it nothing listens.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
-    /// PEM certificates to trust besides the system store (which honours
-    /// SSL_CERT_FILE and SSL_CERT_DIR), for https:// engines, PostgreSQL and
-    /// Redis: a private CA.
+    /// PEM certificates to trust for https:// engines besides the system
+    /// store (which honours SSL_CERT_FILE and SSL_CERT_DIR): a private CA.
     #[arg(long, env = "HEALTHPROBE_CA_FILE", value_name = "PEM")]
     ca_file: Option<PathBuf>,
     /// PEM certificate chain presented to https:// engines that ask for one

@@ -295,10 +295,7 @@ both_runtimes! {
         let dir = ScratchDir::new("tls-ssl-cert-file").unwrap();
         let bundle = dir.path().join("bundle.pem");
         ca().write_cert(&bundle).unwrap();
-        let runtime_flag = match runtime {
-            Runtime::Threads => "threads",
-            Runtime::Async => "async",
-        };
+        let runtime_flag = runtime.name();
         let records = dir.path().join("records.json");
         healthprobe_tests::write_records_file(
             &records,
@@ -337,10 +334,7 @@ fn run_cli(
     fleet.write_records(&records).unwrap();
     let ca_file = dir.path().join("ca.pem");
     ca().write_cert(&ca_file).unwrap();
-    let runtime_flag = match runtime {
-        Runtime::Threads => "threads",
-        Runtime::Async => "async",
-    };
+    let runtime_flag = runtime.name();
     let mut command = healthprobe_tests::HealthprobeProcess::command();
     command
         .args([

@@ -1,5 +1,4 @@
-//! TLS for `https://` engines (both runtimes), and the trust settings that
-//! PostgreSQL and Redis connections share: one place decides what is trusted.
+//! TLS for `https://` engines (both runtimes): one place decides what is trusted.
 //!
 //! - **Trust**: the system store as Go reads it on Linux — the file named by
 //!   `SSL_CERT_FILE` and the directories in `SSL_CERT_DIR`, or else the
@@ -19,8 +18,7 @@
 //!   timeout`, ...), always starting with [`TLS_ERROR_PREFIX`], which is how
 //!   a journal's text is classed [`ProbeClass::Tls`] again.
 //!
-//! The system store is read once, at the first `https://` probe or database
-//! connection, not at start-up: a fleet without TLS never pays for it. The
+//! The system store is read once, at the first `https://` probe, not at start-up: a fleet without TLS never pays for it. The
 //! files of `--ca-file` and the client certificate are read and checked at
 //! start-up ([`TlsClient::new`]), so a bad one stops the run at once, named.
 
@@ -92,7 +90,6 @@ struct Inner {
     extra_roots: Vec<CertificateDer<'static>>,
     ca_file: Option<PathBuf>,
     client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-    roots: OnceLock<Arc<RootCertStore>>,
     probe_config: OnceLock<Arc<ClientConfig>>,
 }
 
@@ -148,25 +145,12 @@ impl TlsClient {
                 extra_roots,
                 ca_file,
                 client_auth,
-                roots: OnceLock::new(),
                 probe_config: OnceLock::new(),
             }),
         }
     }
 
-    /// The certificates of `--ca-file` (empty without one).
-    pub fn extra_roots(&self) -> &[CertificateDer<'static>] {
-        &self.inner.extra_roots
-    }
-
-    /// Every trusted root: the system store, then `--ca-file`. Read once.
-    pub fn root_store(&self) -> Arc<RootCertStore> {
-        self.inner
-            .roots
-            .get_or_init(|| Arc::new(self.load_roots()))
-            .clone()
-    }
-
+    /// Every trusted root: the system store, then `--ca-file`.
     fn load_roots(&self) -> RootCertStore {
         let mut roots = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
@@ -192,40 +176,27 @@ impl TlsClient {
         roots
     }
 
-    /// The configuration every `https://` probe uses (both runtimes).
+    /// The configuration every `https://` probe uses (both runtimes),
+    /// built at the first call: the trust store is read then, once.
     pub fn probe_config(&self) -> Arc<ClientConfig> {
         self.inner
             .probe_config
             .get_or_init(|| {
-                let mut config = self.config_builder(self.inner.client_auth.as_ref());
+                let builder = ClientConfig::builder_with_provider(provider())
+                    .with_safe_default_protocol_versions()
+                    .expect("the ring provider supports TLS 1.2 and 1.3")
+                    .with_root_certificates(self.load_roots());
+                let mut config = match &self.inner.client_auth {
+                    Some((chain, key)) => builder
+                        .with_client_auth_cert(chain.clone(), key.clone_key())
+                        .expect("the client certificate was checked by TlsClient::new"),
+                    None => builder.with_no_client_auth(),
+                };
+                config.resumption = Resumption::disabled();
                 config.alpn_protocols = vec![b"http/1.1".to_vec()];
                 Arc::new(config)
             })
             .clone()
-    }
-
-    /// A configuration for a database connection (PostgreSQL, Redis): the
-    /// same trust, no client certificate, no ALPN, resumption off.
-    pub fn database_config(&self) -> ClientConfig {
-        self.config_builder(None)
-    }
-
-    fn config_builder(
-        &self,
-        client_auth: Option<&(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-    ) -> ClientConfig {
-        let builder = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("the ring provider supports TLS 1.2 and 1.3")
-            .with_root_certificates(self.root_store());
-        let mut config = match client_auth {
-            Some((chain, key)) => builder
-                .with_client_auth_cert(chain.clone(), key.clone_key())
-                .expect("the client certificate was checked by TlsClient::new"),
-            None => builder.with_no_client_auth(),
-        };
-        config.resumption = Resumption::disabled();
-        config
     }
 }
 
@@ -515,13 +486,19 @@ pub(crate) fn is_tls_error(text: &str) -> bool {
 
 /// The class and text of an I/O error that carries a TLS failure, if it does.
 pub(crate) fn describe_tls_io(err: &io::Error) -> Option<(ProbeClass, String)> {
+    carried_tls_failure(err, None).map(|text| (ProbeClass::Tls, text))
+}
+
+/// The text of the TLS failure `err` carries (a worded [`TlsFailure`] or a
+/// rustls error), if it carries one.
+fn carried_tls_failure(err: &io::Error, host: Option<&str>) -> Option<String> {
     let inner = err.get_ref()?;
     if let Some(failure) = inner.downcast_ref::<TlsFailure>() {
-        return Some((ProbeClass::Tls, failure.0.clone()));
+        return Some(failure.0.clone());
     }
     inner
         .downcast_ref::<rustls::Error>()
-        .map(|tls| (ProbeClass::Tls, describe_tls(tls, None)))
+        .map(|tls| describe_tls(tls, host))
 }
 
 #[cfg(test)]
