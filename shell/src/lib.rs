@@ -96,7 +96,7 @@ pub use driver::{ports, shutdown, worker};
 pub use durability::{durable, journal_file};
 #[cfg(feature = "async")]
 pub use probing::probe_async;
-pub use probing::{fanout, probe, tls};
+pub use probing::{fanout, probe, reuse, tls};
 
 // The API an embedder starts from.
 pub use config::{ConfigError, Runtime, WorkerConfig};

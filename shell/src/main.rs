@@ -24,6 +24,7 @@ use healthprobe_shell::open::{
 };
 use healthprobe_shell::ports::{ListError, RuntimeRecordStore, SystemClock};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
+use healthprobe_shell::reuse::ConnectionReuse;
 use healthprobe_shell::shard::{Shard, Sharded};
 use healthprobe_shell::tls::{TlsClient, TlsOptions};
 use healthprobe_shell::worker::{RunLimits, Shutdown, StopReason, Worker, probe_fanout};
@@ -171,6 +172,25 @@ struct RunArgs {
         requires = "tls_client_cert"
     )]
     tls_client_key: Option<PathBuf>,
+    /// Keep one idle connection per engine between ticks and probe over it
+    /// (http and https). Saves a connect (and a TLS handshake) per probe on
+    /// both sides, but a reused connection does not exercise the engine's
+    /// accept path or certificate. A kept connection the engine closed is
+    /// retried once on a fresh one, inside the probe timeout.
+    #[arg(long, env = "HEALTHPROBE_REUSE_CONNECTIONS")]
+    reuse_connections: bool,
+    /// Most idle connections kept with --reuse-connections, all engines
+    /// together; the least recently used is closed first. Each is an open
+    /// file: the open-file limit is raised to its hard limit at start, and
+    /// this is lowered to fit it.
+    #[arg(
+        long,
+        env = "HEALTHPROBE_MAX_IDLE_CONNECTIONS",
+        default_value_t = ConnectionReuse::DEFAULT_MAX_IDLE,
+        value_name = "N",
+        requires = "reuse_connections"
+    )]
+    max_idle_connections: usize,
 }
 
 /// `--runtime`, as the CLI spells it.
@@ -275,6 +295,12 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
             format_args!("invalid setting: --{}", dashed(&err.to_string())),
         );
     }
+    if args.reuse_connections && args.max_idle_connections == 0 {
+        return fail(
+            EXIT_BAD_INPUT,
+            format_args!("invalid setting: --max-idle-connections must be positive, got 0"),
+        );
+    }
     if !runtime.is_available() {
         return fail(
             EXIT_BAD_INPUT,
@@ -327,7 +353,10 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     let metrics = args
         .metrics_addr
         .map(|_| Arc::new(Metrics::new(config.interval)));
-    let fanout = match probe_fanout(runtime, &config, tls.clone()) {
+    let reuse = args
+        .reuse_connections
+        .then(|| fit_open_files(args.max_idle_connections, config.max_concurrency));
+    let fanout = match probe_fanout(runtime, &config, tls.clone(), reuse) {
         Ok(fanout) => fanout,
         Err(err) => return fail(EXIT_BAD_INPUT, format_args!("invalid settings: {err}")),
     };
@@ -564,6 +593,51 @@ fn replay(args: ReplayArgs) -> ExitCode {
 }
 
 /// `failures_threshold must…` → `failures-threshold must…`, the flag's spelling.
+/// Files the process needs besides its sockets: the state, journal and
+/// lock files, logs, the metrics listener, a database connection, ...
+const RESERVED_FILES: u64 = 64;
+
+/// The reuse settings for `--max-idle-connections max_idle`, made to fit
+/// the open-file limit: the soft limit is raised to the hard one (as Go's
+/// runtime does at start), and the idle bound lowered, with a warning, if
+/// the probes in flight and the idle connections would still not fit.
+fn fit_open_files(max_idle: usize, max_concurrency: usize) -> ConnectionReuse {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = match (limit.current, limit.maximum) {
+        (Some(current), Some(maximum)) if current < maximum => {
+            let raised = Rlimit {
+                current: Some(maximum),
+                maximum: Some(maximum),
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => Some(maximum),
+                Err(err) => {
+                    warn!(error = %err, "cannot raise the open-file limit");
+                    Some(current)
+                }
+            }
+        }
+        (current, _) => current,
+    };
+    let Some(soft) = soft else {
+        return ConnectionReuse { max_idle };
+    };
+    let room = soft.saturating_sub(max_concurrency as u64 + RESERVED_FILES);
+    let fits = usize::try_from(room).unwrap_or(usize::MAX);
+    if max_idle > fits {
+        warn!(
+            max_idle_connections = max_idle,
+            open_file_limit = soft,
+            max_concurrency,
+            kept = fits,
+            "--max-idle-connections does not fit the open-file limit; keeping fewer"
+        );
+        return ConnectionReuse { max_idle: fits };
+    }
+    ConnectionReuse { max_idle }
+}
+
 fn dashed(message: &str) -> String {
     match message.split_once(' ') {
         Some((field, rest)) => format!("{} {rest}", field.replace('_', "-")),

@@ -5,6 +5,7 @@
 //! cargo run --release -p healthprobe-tests --example serve_fleet -- RECORDS.json 1000 [HANGING]
 //! cargo run --release -p healthprobe-tests --example serve_fleet -- RECORDS.json spec 'SPEC;SPEC;…'
 //! cargo run --release -p healthprobe-tests --example serve_fleet -- --tls CA.pem RECORDS.json 1000
+//! cargo run --release -p healthprobe-tests --example serve_fleet -- --keep-alive on RECORDS.json 1000
 //! ```
 //!
 //! Writes the records file (DESIGN.md's format), prints `ready` on stdout, and
@@ -23,13 +24,39 @@
 //! (a certificate for 127.0.0.2), `tls-stall` (the handshake never
 //! answered), `tls-plain` (plain HTTP behind `https://`), `tls-mtls` (a
 //! client certificate required).
+//!
+//! With `--keep-alive MODE` (before `--tls`) the engines keep connections
+//! open after a status answer for clients that reuse them
+//! (`healthprobe run --reuse-connections`): `on` serves every later
+//! request on them; `close-on-next` and `reset-on-next` close or reset a
+//! kept connection when its next request arrives, unanswered and
+//! uncounted (an engine whose idle timeout fired just then); `mixed` gives
+//! engine `i` the mode `i % 4` of off, on, close-on-next, reset-on-next.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use std::sync::Arc;
 
-use healthprobe_tests::{Behaviour, EngineTls, Fleet, FleetTls, TestCa, Validity};
+use healthprobe_tests::{Behaviour, EngineTls, Fleet, FleetTls, KeepAlive, TestCa, Validity};
+
+/// The engines' keep-alive modes of `--keep-alive MODE`, engine `i` taking
+/// `modes[i % modes.len()]`.
+fn keep_alive_modes(mode: &str) -> Result<Vec<KeepAlive>, String> {
+    Ok(match mode {
+        "off" => vec![KeepAlive::Off],
+        "on" => vec![KeepAlive::On],
+        "close-on-next" => vec![KeepAlive::CloseOnNext],
+        "reset-on-next" => vec![KeepAlive::ResetOnNext],
+        "mixed" => vec![
+            KeepAlive::Off,
+            KeepAlive::On,
+            KeepAlive::CloseOnNext,
+            KeepAlive::ResetOnNext,
+        ],
+        other => return Err(format!("unknown --keep-alive mode {other:?}")),
+    })
+}
 
 fn step(token: &str) -> Result<Behaviour, String> {
     match token.trim() {
@@ -105,6 +132,12 @@ impl TlsFleet {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).peekable();
+    let keep_alive = if args.peek().map(String::as_str) == Some("--keep-alive") {
+        args.next();
+        keep_alive_modes(&args.next().ok_or("--keep-alive needs a mode")?)?
+    } else {
+        vec![KeepAlive::Off]
+    };
     let tls_ca = if args.peek().map(String::as_str) == Some("--tls") {
         args.next();
         Some(PathBuf::from(
@@ -166,6 +199,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => Fleet::start(behaviours)?,
     };
+    for (index, engine) in fleet.engines().iter().enumerate() {
+        engine.set_keep_alive(keep_alive[index % keep_alive.len()]);
+    }
     let count = fleet.len();
     fleet.write_records(&records)?;
     println!("ready {count} engines, records in {}", records.display());

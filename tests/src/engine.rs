@@ -10,8 +10,13 @@
 //! all: it is parked in a [`HangGauge`] and dropped once the client closes
 //! it (noticed at the next look) or the engine stops.
 //!
-//! Every engine answers `Connection: close`: one request per connection,
-//! which is what a prober with fresh connections sends.
+//! By default every engine answers `Connection: close`: one request per
+//! connection, which is what a prober with fresh connections sends.
+//! [`TestEngine::set_keep_alive`] makes it keep connections open after a
+//! status or redirect answer (unless the client asked to close), serving
+//! the next requests on them from a thread of their own — or drop them as
+//! engines do that close idle connections ([`KeepAlive`],
+//! [`TestEngine::drop_idle`]).
 //!
 //! [`TestEngine::start_tls`] serves the same behaviours over TLS (rustls,
 //! certificates from [`crate::TestCa`]), or stalls every handshake
@@ -108,6 +113,24 @@ impl Behaviour {
             Behaviour::RedirectLoop,
         ]
     }
+}
+
+/// What an engine does with a connection after a status or redirect answer
+/// to a client that did not send `Connection: close`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeepAlive {
+    /// Answer `Connection: close` and close, as always (the default).
+    #[default]
+    Off,
+    /// Answer `Connection: keep-alive` and serve the next requests on the
+    /// connection; [`TestEngine::drop_idle`] closes or resets it while idle.
+    On,
+    /// Answer keep-alive, then close the connection (FIN, no answer) when
+    /// the next request on it arrives, without counting that request: an
+    /// engine that closed an idle connection just as the probe came back.
+    CloseOnNext,
+    /// [`KeepAlive::CloseOnNext`] with a reset (RST) instead of a close.
+    ResetOnNext,
 }
 
 /// One request an engine received (its head, at most [`MAX_REQUEST_HEAD`]).
@@ -292,6 +315,7 @@ impl TestEngine {
             live: Mutex::new(Live::default()),
             gauge,
             tls,
+            keep_alive: Mutex::new(KeepAlive::Off),
         });
         let accept = {
             let shared = Arc::clone(&shared);
@@ -332,6 +356,33 @@ impl TestEngine {
             behaviour,
             position: 0,
         };
+    }
+
+    /// Keep connections open after an answer, or not ([`KeepAlive`]);
+    /// applies to answers from now on.
+    pub fn set_keep_alive(&self, keep_alive: KeepAlive) {
+        *lock(&self.shared.keep_alive) = keep_alive;
+    }
+
+    /// Close (FIN) every kept connection that waits for its next request,
+    /// or reset it (RST) if `reset`; returns how many.
+    pub fn drop_idle(&self, reset: bool) -> usize {
+        let idle = std::mem::take(&mut lock(&self.shared.live).idle);
+        for (_, stream) in &idle {
+            if reset {
+                set_linger_zero(stream);
+                // Wakes the serving thread, which closes the last descriptor: an RST.
+                let _ = stream.shutdown(Shutdown::Read);
+            } else {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+        idle.len()
+    }
+
+    /// Kept connections waiting for their next request now.
+    pub fn idle(&self) -> usize {
+        lock(&self.shared.live).idle.len()
     }
 
     /// The behaviour set now.
@@ -465,6 +516,7 @@ struct Shared {
     live: Mutex<Live>,
     gauge: Arc<HangGauge>,
     tls: Option<EngineTls>,
+    keep_alive: Mutex<KeepAlive>,
 }
 
 #[derive(Debug)]
@@ -486,6 +538,8 @@ struct Live {
     next_id: u64,
     streams: Vec<(u64, TcpStream)>,
     threads: Vec<JoinHandle<()>>,
+    /// Kept connections waiting for their next request (clones, by track id).
+    idle: Vec<(u64, TcpStream)>,
 }
 
 impl Shared {
@@ -523,6 +577,12 @@ impl Shared {
             shared: Arc::clone(self),
             id,
         })
+    }
+
+    /// Whether to keep the connection of `request` after a quick answer:
+    /// keep-alive is on and the client did not ask to close.
+    fn keeps(&self, request: &SeenRequest) -> bool {
+        *lock(&self.keep_alive) != KeepAlive::Off && !request.asks_close()
     }
 
     /// Log one request and choose what to do with it.
@@ -635,14 +695,17 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, buffer: &mut [u8]) {
     // Not HTTP (a TLS ClientHello starts 0x16): `400 Bad Request`, as web servers answer.
     let mut first = [0_u8; 1];
     if matches!(stream.peek(&mut first), Ok(1) if !first[0].is_ascii_alphabetic()) {
-        let _ = shared.send(&mut &stream, &status_response(400));
+        let _ = shared.send(&mut &stream, &status_response(400, false));
         return;
     }
     let Some(request) = read_head(&stream, buffer) else {
         return;
     };
+    let keep = shared.keeps(&request);
     let behaviour = shared.record(request);
-    respond(shared, stream, tracked, behaviour);
+    if let Some(stream) = respond(shared, stream, tracked, behaviour, keep) {
+        keep_serving(shared, stream);
+    }
 }
 
 /// [`serve`] over TLS: shake hands (or stall), read the head, then answer
@@ -670,20 +733,115 @@ fn serve_tls(shared: &Arc<Shared>, stream: TcpStream, tls: &EngineTls, buffer: &
     let Some(request) = read_head(&mut tls.0, buffer) else {
         return;
     };
+    let keep = shared.keeps(&request);
     let behaviour = shared.record(request);
-    respond(shared, tls, tracked, behaviour);
+    if let Some(kept) = respond(shared, tls, tracked, behaviour, keep) {
+        keep_serving(shared, kept);
+    }
+}
+
+/// A connection kept after an answer: its stream and its registration.
+struct Kept<C> {
+    stream: C,
+    tracked: Tracked,
+}
+
+/// Serve the next requests of a kept connection on a thread of its own,
+/// as [`KeepAlive`] says, until the client closes, the engine stops or
+/// drops it, or an answer ends it.
+fn keep_serving<C: Conn + Read>(shared: &Arc<Shared>, kept: Kept<C>) {
+    let engine = Arc::clone(shared);
+    shared.spawn(move || {
+        let Kept {
+            mut stream,
+            mut tracked,
+        } = kept;
+        let mut buffer = vec![0_u8; MAX_REQUEST_HEAD];
+        loop {
+            let Some(tcp) = stream.tcp().try_clone().ok() else {
+                return;
+            };
+            let _ = stream.tcp().set_read_timeout(Some(IDLE_TIMEOUT));
+            {
+                let mut live = lock(&engine.live);
+                if engine.is_stopping() {
+                    return;
+                }
+                live.idle.push((tracked.id, tcp));
+            }
+            let request = read_head(&mut stream, &mut buffer);
+            let dropped = {
+                let mut live = lock(&engine.live);
+                let before = live.idle.len();
+                live.idle.retain(|(id, _)| *id != tracked.id);
+                live.idle.len() == before
+            };
+            // Dropped while idle: never answer on it, even a request that
+            // got in first (a shut-down read side can still deliver one).
+            let (Some(request), false) = (request, dropped) else {
+                return;
+            };
+            let mode = *lock(&engine.keep_alive);
+            match mode {
+                KeepAlive::CloseOnNext => return,
+                KeepAlive::ResetOnNext => {
+                    set_linger_zero(stream.tcp());
+                    return;
+                }
+                KeepAlive::Off | KeepAlive::On => {}
+            }
+            let keep = engine.keeps(&request);
+            let behaviour = engine.record(request);
+            match respond(&engine, stream, tracked, behaviour, keep) {
+                Some(next) => {
+                    stream = next.stream;
+                    tracked = next.tracked;
+                }
+                None => return,
+            }
+        }
+    });
+}
+
+/// How long a kept connection waits for its next request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Make the last close of `stream` send a reset (RST) instead of a FIN.
+#[allow(unsafe_code)]
+fn set_linger_zero(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a `linger` of the size passed.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 /// A served connection: plain TCP or TLS over it.
-trait Conn: Write + Send + 'static {
+trait Conn: Write + Read + Send + 'static {
     /// The TCP connection under it (a hung connection is held as TCP).
     fn into_tcp(self) -> TcpStream;
+    /// The TCP connection under it, borrowed.
+    fn tcp(&self) -> &TcpStream;
     /// End the response: a TLS `close_notify`, nothing for TCP.
     fn finish(&mut self);
 }
 
 impl Conn for TcpStream {
     fn into_tcp(self) -> TcpStream {
+        self
+    }
+
+    fn tcp(&self) -> &TcpStream {
         self
     }
 
@@ -702,9 +860,19 @@ impl Write for TlsConn {
     }
 }
 
+impl Read for TlsConn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
 impl Conn for TlsConn {
     fn into_tcp(self) -> TcpStream {
         self.0.into_parts().1
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        self.0.get_ref()
     }
 
     fn finish(&mut self) {
@@ -713,12 +881,31 @@ impl Conn for TlsConn {
     }
 }
 
-/// Answer one request with `behaviour`.
-fn respond<C: Conn>(shared: &Arc<Shared>, mut stream: C, tracked: Tracked, behaviour: Behaviour) {
+/// Answer one request with `behaviour`; a status or redirect answered
+/// with `keep` (keep-alive) hands the connection back to be kept.
+fn respond<C: Conn>(
+    shared: &Arc<Shared>,
+    mut stream: C,
+    tracked: Tracked,
+    behaviour: Behaviour,
+    keep: bool,
+) -> Option<Kept<C>> {
     match behaviour {
+        Behaviour::Status(status) if keep => {
+            shared
+                .send(&mut stream, &status_response(status, true))
+                .ok()?;
+            return Some(Kept { stream, tracked });
+        }
         Behaviour::Status(status) => {
-            let _ = shared.send(&mut stream, &status_response(status));
+            let _ = shared.send(&mut stream, &status_response(status, false));
             stream.finish();
+        }
+        Behaviour::Redirect(location) if keep => {
+            shared
+                .send(&mut stream, &redirect_response(&location, true))
+                .ok()?;
+            return Some(Kept { stream, tracked });
         }
         Behaviour::Close => {}
         Behaviour::Garbage => {
@@ -726,12 +913,12 @@ fn respond<C: Conn>(shared: &Arc<Shared>, mut stream: C, tracked: Tracked, behav
             stream.finish();
         }
         Behaviour::Redirect(location) => {
-            let _ = shared.send(&mut stream, &redirect_response(&location));
+            let _ = shared.send(&mut stream, &redirect_response(&location, false));
             stream.finish();
         }
         Behaviour::RedirectLoop => {
             let location = format!("{}://{}/healthz", shared.scheme(), shared.addr);
-            let _ = shared.send(&mut stream, &redirect_response(&location));
+            let _ = shared.send(&mut stream, &redirect_response(&location, false));
             stream.finish();
         }
         Behaviour::Hang => {
@@ -743,7 +930,7 @@ fn respond<C: Conn>(shared: &Arc<Shared>, mut stream: C, tracked: Tracked, behav
             shared.spawn(move || {
                 let _tracked = tracked;
                 if !engine.pause_or_stop(delay) {
-                    let _ = engine.send(&mut stream, &status_response(status));
+                    let _ = engine.send(&mut stream, &status_response(status, false));
                     stream.finish();
                 }
             });
@@ -781,6 +968,7 @@ fn respond<C: Conn>(shared: &Arc<Shared>, mut stream: C, tracked: Tracked, behav
         // `pick` never returns a script; close, as an empty one does.
         Behaviour::Script(_) => {}
     }
+    None
 }
 
 /// Read until the blank line ending the head; `None` if the client closed,
@@ -849,7 +1037,23 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn status_response(status: u16) -> Vec<u8> {
+impl SeenRequest {
+    /// Whether the request carries `Connection: close`.
+    pub fn asks_close(&self) -> bool {
+        self.head.split("\r\n").skip(1).any(|line| {
+            line.split_once(':').is_some_and(|(name, value)| {
+                name.trim().eq_ignore_ascii_case("connection")
+                    && value.trim().eq_ignore_ascii_case("close")
+            })
+        })
+    }
+}
+
+fn connection_header(keep: bool) -> &'static str {
+    if keep { "keep-alive" } else { "close" }
+}
+
+fn status_response(status: u16, keep: bool) -> Vec<u8> {
     let body = if (100..200).contains(&status) || status == 204 || status == 304 {
         String::new()
     } else if status == 200 {
@@ -858,16 +1062,18 @@ fn status_response(status: u16) -> Vec<u8> {
         format!("{status} {}\n", reason(status))
     };
     format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{body}",
         reason(status),
-        body.len()
+        body.len(),
+        connection_header(keep)
     )
     .into_bytes()
 }
 
-fn redirect_response(location: &str) -> Vec<u8> {
+fn redirect_response(location: &str, keep: bool) -> Vec<u8> {
     format!(
-        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: {}\r\n\r\n",
+        connection_header(keep)
     )
     .into_bytes()
 }

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 pub use binary::{healthprobe_binary, try_healthprobe_binary};
 pub use engine::{
     Behaviour, ENGINE_THREAD_STACK, EngineTls, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, HangGauge,
-    MAX_REQUEST_HEAD, RECENT_REQUESTS, SeenRequest, TRICKLE_PACE, TestEngine,
+    KeepAlive, MAX_REQUEST_HEAD, RECENT_REQUESTS, SeenRequest, TRICKLE_PACE, TestEngine,
 };
 pub use fleet::{Fleet, FleetTls};
 pub use healthprobe_shell::config::Runtime;

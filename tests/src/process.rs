@@ -12,7 +12,7 @@ use crate::engine::lock;
 
 /// The environment variables `healthprobe run` reads settings from; removed
 /// from every child so that the caller's environment cannot change a test.
-pub const SETTINGS_ENV: [&str; 12] = [
+pub const SETTINGS_ENV: [&str; 14] = [
     "HEALTHPROBE_RECORDS",
     "HEALTHPROBE_RECORDS_PASSWORD_FILE",
     "HEALTHPROBE_EVENTS",
@@ -25,6 +25,8 @@ pub const SETTINGS_ENV: [&str; 12] = [
     "HEALTHPROBE_CA_FILE",
     "HEALTHPROBE_TLS_CLIENT_CERT",
     "HEALTHPROBE_TLS_CLIENT_KEY",
+    "HEALTHPROBE_REUSE_CONNECTIONS",
+    "HEALTHPROBE_MAX_IDLE_CONNECTIONS",
 ];
 
 /// A `healthprobe` child process. Killed on drop if still running.

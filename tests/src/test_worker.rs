@@ -10,7 +10,9 @@ use healthprobe_core::{
 use healthprobe_shell::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
 use healthprobe_shell::config::{Runtime, WorkerConfig};
 use healthprobe_shell::ports::RuntimeRecord;
-use healthprobe_shell::worker::{TickReport, Worker};
+use healthprobe_shell::reuse::ConnectionReuse;
+use healthprobe_shell::tls::TlsClient;
+use healthprobe_shell::worker::{TickReport, Worker, probe_fanout};
 
 use crate::{Behaviour, Fleet};
 
@@ -67,6 +69,38 @@ impl TestWorker {
         let worker = Worker::with_runtime(
             config,
             runtime,
+            store.clone(),
+            publisher.clone(),
+            telemetry.clone(),
+            clock.clone(),
+        )
+        .expect("a valid test config");
+        Self {
+            worker,
+            store,
+            publisher,
+            telemetry,
+            clock,
+        }
+    }
+
+    /// [`TestWorker::with_runtime`] whose probes keep idle connections
+    /// between ticks when `reuse` is given (`run --reuse-connections`).
+    pub fn with_reuse(
+        runtime: Runtime,
+        config: WorkerConfig,
+        records: Vec<RuntimeRecord>,
+        reuse: Option<ConnectionReuse>,
+    ) -> Self {
+        let store = MemoryStore::with_records(records);
+        let publisher = MemoryPublisher::new();
+        let telemetry = CountingTelemetry::new();
+        let clock = ManualClock::new(at(0));
+        let fanout = probe_fanout(runtime, &config, TlsClient::system(), reuse)
+            .expect("a valid test config");
+        let worker = Worker::with_fanout(
+            config,
+            fanout,
             store.clone(),
             publisher.clone(),
             telemetry.clone(),

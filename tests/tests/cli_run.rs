@@ -303,7 +303,7 @@ fn r11_invalid_flags_exit_2_naming_the_flag() {
     let dir = ScratchDir::new("run").unwrap();
     let records = dir.join("records.json");
     std::fs::write(&records, "[]").unwrap();
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["--interval", "0s"], "--interval"),
         (&["--probe-timeout", "0s"], "--probe-timeout"),
         (&["--failures-threshold", "0"], "--failures-threshold"),
@@ -316,6 +316,16 @@ fn r11_invalid_flags_exit_2_naming_the_flag() {
         (&["--recovery-threshold", "-2"], "--recovery-threshold"),
         (&["--max-concurrency", "-5"], "--max-concurrency"),
         (&["--ticks", "many"], "--ticks"),
+        (
+            &["--reuse-connections", "--max-idle-connections", "0"],
+            "--max-idle-connections",
+        ),
+        (
+            &["--reuse-connections", "--max-idle-connections", "many"],
+            "--max-idle-connections",
+        ),
+        // A bound on idle connections without reuse is a mistake, not a no-op.
+        (&["--max-idle-connections", "10"], "--reuse-connections"),
     ];
     for (flags, named) in cases {
         let mut args = vec!["run", "--records", path_str(&records)];

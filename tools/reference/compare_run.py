@@ -16,7 +16,12 @@ over TLS, plus one engine per TLS fault (unknown authority, expired, not yet
 valid, another host's certificate, a stalled handshake, plain HTTP behind
 https://, a client certificate required).
 
-usage: compare_run.py SERVE_FLEET HEALTHPROBE REFRUN [threads|async] [--tls]
+With --reuse, healthprobe runs with --reuse-connections and both workers
+probe engines that keep connections alive, one in four each: not at all,
+always, closing or resetting a kept connection as the next request comes
+(serve_fleet --keep-alive mixed): reuse must not change an event.
+
+usage: compare_run.py SERVE_FLEET HEALTHPROBE REFRUN [threads|async] [--tls] [--reuse]
   SERVE_FLEET: target/release/examples/serve_fleet
                (cargo build --release -p healthprobe-tests --example serve_fleet)
   REFRUN:      target/reference/bin/refrun (tools/reference/build.sh)
@@ -39,9 +44,10 @@ TICKS, THRESHOLD, TIMEOUT = "8", "2", "500ms"
 CA_FILE = "/tmp/healthprobe-compare-ca.pem"
 
 
-def run_on_fresh_fleet(serve_fleet, command, tls, env=None):
+def run_on_fresh_fleet(serve_fleet, command, tls, env=None, reuse=False):
     records = "/tmp/healthprobe-compare-records.json"
-    fleet_args = [serve_fleet] + (["--tls", CA_FILE] if tls else []) + [
+    fleet_args = [serve_fleet] + (["--keep-alive", "mixed"] if reuse else []) + (
+        ["--tls", CA_FILE] if tls else []) + [
         records, "spec", SPEC + (";" + TLS_FAULTS if tls else "")]
     fleet = subprocess.Popen(fleet_args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     fleet.stdout.readline()  # "ready ..."
@@ -65,8 +71,9 @@ def per_game(events):
 
 
 def main():
-    args = [arg for arg in sys.argv[1:] if arg != "--tls"]
+    args = [arg for arg in sys.argv[1:] if arg not in ("--tls", "--reuse")]
     tls = "--tls" in sys.argv[1:]
+    reuse = "--reuse" in sys.argv[1:]
     serve_fleet, healthprobe, refrun = args[0:3]
     runtime = args[3] if len(args) > 3 else "threads"
     # Neither worker may trust anything else: the test CA only.
@@ -74,11 +81,12 @@ def main():
     ca_flag = ["--ca-file", CA_FILE] if tls else []
     ours = per_game(run_on_fresh_fleet(serve_fleet, lambda r: [
         healthprobe, "run", "--records", r, "--ticks", TICKS, "--failures-threshold", THRESHOLD,
-        "--probe-timeout", TIMEOUT, "--runtime", runtime] + ca_flag, tls, env))
+        "--probe-timeout", TIMEOUT, "--runtime", runtime] + ca_flag
+        + (["--reuse-connections"] if reuse else []), tls, env, reuse))
     ref_env = dict(env, SSL_CERT_FILE=CA_FILE) if tls else env
     reference = per_game(run_on_fresh_fleet(serve_fleet, lambda r: [
         refrun, "--records", r, "--ticks", TICKS, "--failures-threshold", THRESHOLD,
-        "--probe-timeout", TIMEOUT], tls, ref_env))
+        "--probe-timeout", TIMEOUT], tls, ref_env, reuse))
     games = sorted(set(ours) | set(reference), key=lambda g: int(g[1:]))
     different = 0
     for game in games:
@@ -91,7 +99,7 @@ def main():
               + ("" if a == b else f" vs reference {[k[0] for k in b]}")
               + (f"; error texts: {errors}" if errors else ""))
     events = sum(len(v) for v in ours.values())
-    print(f"compare_run ({runtime}{', tls' if tls else ''}): {len(games) - different}/{len(games)} games with identical events "
+    print(f"compare_run ({runtime}{', tls' if tls else ''}{', reuse' if reuse else ''}): {len(games) - different}/{len(games)} games with identical events "
           f"({events} events)")
     sys.exit(1 if different else 0)
 

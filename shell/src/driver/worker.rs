@@ -55,6 +55,7 @@ use crate::ports::{
 use crate::probe::Prober;
 #[cfg(feature = "async")]
 use crate::probe_async::AsyncProber;
+use crate::reuse::ConnectionReuse;
 pub use crate::shutdown::Shutdown;
 use crate::tls::TlsClient;
 pub use healthprobe_core::tick::{ProbeClassCounts, RunReport, StopReason, TickReport};
@@ -130,25 +131,30 @@ impl std::fmt::Debug for Worker {
 }
 
 /// The fan-out of `runtime` for `config`, its `https://` probes made with
-/// `tls` (for [`Worker::with_fanout`]; [`Worker::with_runtime`] uses
-/// [`TlsClient::system`]).
+/// `tls`, keeping idle connections between ticks when `reuse` is given
+/// ([`crate::reuse`]) (for [`Worker::with_fanout`];
+/// [`Worker::with_runtime`] uses [`TlsClient::system`] and no reuse).
 pub fn probe_fanout(
     runtime: Runtime,
     config: &WorkerConfig,
     tls: TlsClient,
+    reuse: Option<ConnectionReuse>,
 ) -> Result<Box<dyn ProbeFanout>, ConfigError> {
     match runtime {
-        Runtime::Threads => Ok(Box::new(ThreadFanout::new(Prober::with_tls(
+        Runtime::Threads => Ok(Box::new(ThreadFanout::new(Prober::with_options(
             config.probe_timeout,
             tls,
+            reuse,
         )))),
         #[cfg(feature = "async")]
-        Runtime::Async => TaskFanout::new(AsyncProber::with_tls(config.probe_timeout, tls))
-            .map(|fanout| Box::new(fanout) as Box<dyn ProbeFanout>)
-            .map_err(|err| {
-                error!(error = %err, "cannot start the async runtime");
-                ConfigError::AsyncStart
-            }),
+        Runtime::Async => {
+            TaskFanout::new(AsyncProber::with_options(config.probe_timeout, tls, reuse))
+                .map(|fanout| Box::new(fanout) as Box<dyn ProbeFanout>)
+                .map_err(|err| {
+                    error!(error = %err, "cannot start the async runtime");
+                    ConfigError::AsyncStart
+                })
+        }
         #[cfg(not(feature = "async"))]
         Runtime::Async => Err(ConfigError::AsyncUnavailable),
     }
@@ -186,7 +192,7 @@ impl Worker {
         clock: impl Clock + 'static,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let fanout = probe_fanout(runtime, &config, TlsClient::system())?;
+        let fanout = probe_fanout(runtime, &config, TlsClient::system(), None)?;
         Ok(Self::assemble(
             config, fanout, store, publisher, telemetry, clock,
         ))

@@ -8,4 +8,5 @@ pub mod fanout;
 pub mod probe;
 #[cfg(feature = "async")]
 pub mod probe_async;
+pub mod reuse;
 pub mod tls;

@@ -17,9 +17,11 @@
 //!   error texts it recognises are the constants of [`reason`], which both
 //!   probers use to word their errors, so the two cannot drift apart.
 
+use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use std::io::{Read, Write};
 
@@ -34,6 +36,7 @@ use ureq::unversioned::transport::{
 };
 use ureq::{Agent, Error};
 
+use crate::reuse::{self, ConnectionReuse, DRAIN_LIMIT, IdlePool, closed_before_answer};
 use crate::tls::{self, TlsClient, TlsFailure};
 
 /// The path appended to every engine endpoint.
@@ -134,13 +137,16 @@ pub fn unexpected_status(status: u16) -> String {
 
 /// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) through one shared ureq [`Agent`].
 ///
-/// Cheap to share by reference across probe threads (`Sync`). Every probe
-/// opens a fresh connection, sends `Connection: close` and drops it after
-/// the response head: health checks go to many distinct hosts, where a
-/// connection pool only adds bookkeeping.
+/// Cheap to share by reference across probe threads (`Sync`). By default
+/// every probe opens a fresh connection, sends `Connection: close` and
+/// drops it after the response head, as the reference does. With
+/// [`Prober::with_options`] and a [`ConnectionReuse`], a probe reuses the
+/// engine's idle connection from the last one ([`crate::reuse`]).
 #[derive(Debug, Clone)]
 pub struct Prober {
     agent: Agent,
+    /// The probe timeout, when connections are reused (a retry gets what is left of it).
+    reuse: Option<Duration>,
 }
 
 impl Prober {
@@ -154,9 +160,20 @@ impl Prober {
 
     /// [`Prober::new`] with the trust and client certificate of `tls`.
     pub fn with_tls(probe_timeout: Duration, tls: TlsClient) -> Self {
+        Self::with_options(probe_timeout, tls, None)
+    }
+
+    /// [`Prober::with_tls`], keeping idle connections between probes when
+    /// `reuse` is given ([`crate::reuse`]).
+    pub fn with_options(
+        probe_timeout: Duration,
+        tls: TlsClient,
+        reuse: Option<ConnectionReuse>,
+    ) -> Self {
+        let probe_timeout = probe_timeout.min(MAX_PROBE_TIMEOUT);
         let config = Agent::config_builder()
             .proxy(None)
-            .timeout_global(Some(probe_timeout.min(MAX_PROBE_TIMEOUT)))
+            .timeout_global(Some(probe_timeout))
             .max_redirects(0)
             .http_status_as_error(false)
             .max_response_header_size(MAX_RESPONSE_HEADER_BYTES)
@@ -167,8 +184,24 @@ impl Prober {
             .user_agent(concat!("healthprobe/", env!("CARGO_PKG_VERSION")))
             .build();
         let connector = ().chain(TcpConnector::default()).chain(TlsConnector { tls });
-        let agent = Agent::with_parts(config, connector, LiteralResolver);
-        Self { agent }
+        match reuse {
+            None => Self {
+                agent: Agent::with_parts(config, connector, LiteralResolver),
+                reuse: None,
+            },
+            Some(reuse) => {
+                // ureq's own pool stays empty (its bookkeeping is quadratic
+                // in the idle connections); ours takes them back on drop.
+                let connector = ReuseConnector {
+                    inner: connector,
+                    pool: Arc::new(IdlePool::new(reuse.max_idle)),
+                };
+                Self {
+                    agent: Agent::with_parts(config, connector, LiteralResolver),
+                    reuse: Some(probe_timeout),
+                }
+            }
+        }
     }
 
     /// Probe one engine: `GET {engine_endpoint}/healthz` (R2), healthy iff status 200 (R1).
@@ -183,6 +216,9 @@ impl Prober {
     /// structure (ureq's error variant, the I/O error kind), not its text.
     pub fn probe_classified(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         let url = probe_url(engine_endpoint);
+        if let Some(probe_timeout) = self.reuse {
+            return self.probe_reusing(&url, probe_timeout);
+        }
         let response = self
             .agent
             .get(url.as_str())
@@ -201,6 +237,200 @@ impl Prober {
                 let (class, error) = describe(&err);
                 failed(class, error)
             }
+        }
+    }
+}
+
+impl Prober {
+    /// A probe that may go over the engine's idle connection: retried once
+    /// on a fresh connection when the engine had closed that one before
+    /// answering; the body read to its end (up to [`DRAIN_LIMIT`]) so the
+    /// connection can be kept.
+    fn probe_reusing(&self, url: &str, probe_timeout: Duration) -> (ProbeResult, ProbeClass) {
+        let started = Instant::now();
+        TRACE.set(Trace::default());
+        let mut response = self.agent.get(url).call();
+        let trace = TRACE.get();
+        if let Err(Error::Io(io)) = &response
+            && trace.reused
+            && !trace.answered
+            && closed_before_answer(io)
+        {
+            let left = probe_timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return failed(ProbeClass::Timeout, reason::TIMEOUT.to_owned());
+            }
+            TRACE.set(Trace {
+                fresh_only: true,
+                ..Trace::default()
+            });
+            response = self
+                .agent
+                .get(url)
+                .config()
+                .timeout_global(Some(left))
+                .build()
+                .call();
+            TRACE.set(Trace::default());
+        }
+        match response {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                // Read to the end (or fail and close): only a whole,
+                // small body leaves the connection reusable.
+                let _ = response
+                    .body_mut()
+                    .with_config()
+                    .limit(DRAIN_LIMIT)
+                    .read_to_vec();
+                match status {
+                    200 => (ProbeResult::Healthy, ProbeClass::Ok),
+                    status => (
+                        unhealthy(status, unexpected_status(status)),
+                        ProbeClass::BadStatus,
+                    ),
+                }
+            }
+            Err(err) => {
+                let (class, error) = describe(&err);
+                failed(class, error)
+            }
+        }
+    }
+}
+
+/// What the current probe on this thread did with its connection (ureq
+/// runs a call on the calling thread, connectors and transports included).
+#[derive(Debug, Clone, Copy, Default)]
+struct Trace {
+    /// The connection came from the pool.
+    reused: bool,
+    /// Some response byte arrived on it.
+    answered: bool,
+    /// This is the retry: do not take from the pool.
+    fresh_only: bool,
+}
+
+thread_local! {
+    static TRACE: Cell<Trace> = const {
+        Cell::new(Trace { reused: false, answered: false, fresh_only: false })
+    };
+}
+
+type Idle = IdlePool<Box<dyn Transport>>;
+
+/// Hands out the engine's idle connection when it has one that is still
+/// open, a fresh one from `inner` otherwise; either comes wrapped in a
+/// [`Reusable`] that goes back to the pool if ureq finds it reusable.
+#[derive(Debug)]
+struct ReuseConnector<C> {
+    inner: C,
+    pool: Arc<Idle>,
+}
+
+impl<C: Connector<()>> Connector<()> for ReuseConnector<C> {
+    type Out = Reusable;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails<'_>,
+        chained: Option<()>,
+    ) -> Result<Option<Self::Out>, Error> {
+        let uri = details.uri;
+        let key = reuse::pool_key(
+            uri.scheme_str().unwrap_or_default(),
+            uri.authority().map_or("", |authority| authority.as_str()),
+        );
+        if !TRACE.get().fresh_only
+            && let Some(mut idle) = self.pool.take(&key)
+            // A connection the engine closed (or wrote to) while idle is dropped.
+            && idle.is_open()
+        {
+            TRACE.set(Trace {
+                reused: true,
+                ..TRACE.get()
+            });
+            return Ok(Some(Reusable::new(idle, key, &self.pool)));
+        }
+        let Some(fresh) = self.inner.connect(details, chained)? else {
+            return Ok(None);
+        };
+        Ok(Some(Reusable::new(fresh.boxed(), key, &self.pool)))
+    }
+}
+
+/// A connection that returns to the pool when dropped, if ureq judged it
+/// reusable: ureq asks [`Transport::is_open`] only when the response was
+/// keep-alive and its body was read to the end with nothing left over.
+struct Reusable {
+    inner: Option<Box<dyn Transport>>,
+    key: String,
+    pool: Weak<Idle>,
+    keep: bool,
+}
+
+impl Reusable {
+    fn new(inner: Box<dyn Transport>, key: String, pool: &Arc<Idle>) -> Self {
+        Self {
+            inner: Some(inner),
+            key,
+            pool: Arc::downgrade(pool),
+            keep: false,
+        }
+    }
+
+    fn transport(&mut self) -> &mut Box<dyn Transport> {
+        self.inner.as_mut().expect("a transport until dropped")
+    }
+}
+
+impl std::fmt::Debug for Reusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reusable")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport for Reusable {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.transport().buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
+        self.transport().transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
+        let more = self.transport().await_input(timeout)?;
+        if more {
+            TRACE.set(Trace {
+                answered: true,
+                ..TRACE.get()
+            });
+        }
+        Ok(more)
+    }
+
+    fn is_open(&mut self) -> bool {
+        let open = self.transport().is_open();
+        self.keep = open;
+        open
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.as_ref().is_some_and(|inner| inner.is_tls())
+    }
+}
+
+impl Drop for Reusable {
+    fn drop(&mut self) {
+        if !self.keep {
+            return;
+        }
+        if let (Some(inner), Some(pool)) = (self.inner.take(), self.pool.upgrade()) {
+            let key = std::mem::take(&mut self.key);
+            drop(pool.put(key, inner));
         }
     }
 }

@@ -30,16 +30,19 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use healthprobe_core::ProbeResult;
-use http_body_util::Empty;
-use hyper::Request;
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Uri;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper::header::{CONNECTION, HOST, USER_AGENT};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -48,17 +51,20 @@ use crate::probe::{
     MAX_RESPONSE_HEADER_BYTES, ProbeClass, cannot_resolve, describe_io, failed, head_too_large,
     literal_addrs, probe_url, reason, unexpected_status, unhealthy,
 };
+use crate::reuse::{self, ConnectionReuse, DRAIN_LIMIT, IdlePool, closed_before_answer};
 use crate::tls::{self, TlsClient};
 
 /// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) with hyper on the
 /// current tokio runtime.
 ///
-/// Stateless but for the timeout and the shared TLS client: cheap to clone
-/// into every probe task.
+/// Stateless but for the timeout, the shared TLS client and (with
+/// [`AsyncProber::with_options`]) the shared pool of idle connections:
+/// cheap to clone into every probe task.
 #[derive(Debug, Clone)]
 pub struct AsyncProber {
     probe_timeout: Duration,
     tls: TlsClient,
+    pool: Option<Arc<IdlePool<Kept>>>,
 }
 
 impl AsyncProber {
@@ -70,7 +76,22 @@ impl AsyncProber {
 
     /// [`AsyncProber::new`] with the trust and client certificate of `tls`.
     pub fn with_tls(probe_timeout: Duration, tls: TlsClient) -> Self {
-        Self { probe_timeout, tls }
+        Self::with_options(probe_timeout, tls, None)
+    }
+
+    /// [`AsyncProber::with_tls`], keeping idle connections between probes
+    /// when `reuse` is given ([`crate::reuse`]). The kept connections belong
+    /// to the tokio runtime that made them: probe on one runtime only.
+    pub fn with_options(
+        probe_timeout: Duration,
+        tls: TlsClient,
+        reuse: Option<ConnectionReuse>,
+    ) -> Self {
+        Self {
+            probe_timeout,
+            tls,
+            pool: reuse.map(|reuse| Arc::new(IdlePool::new(reuse.max_idle))),
+        }
     }
 
     /// Probe one engine: `GET {engine_endpoint}/healthz` (R2), healthy iff status 200 (R1).
@@ -86,6 +107,9 @@ impl AsyncProber {
     /// error's structure (hyper's error, the I/O error kind), not its text.
     pub async fn probe_classified(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         let url = probe_url(engine_endpoint);
+        if let Some(pool) = &self.pool {
+            return self.probe_reusing(&url, pool).await;
+        }
         let in_handshake = AtomicBool::new(false);
         let fetch = fetch_status(&url, &self.tls, &in_handshake);
         match tokio::time::timeout(self.probe_timeout, fetch).await {
@@ -103,39 +127,271 @@ impl AsyncProber {
     }
 }
 
-/// Resolve, connect (and shake hands over TLS for `https://`), send `GET`,
-/// read the response head: its status, or a readable error. `in_handshake`
-/// is set while the TLS handshake runs, so a timeout then is worded as one.
-async fn fetch_status(
+impl AsyncProber {
+    /// A probe that may go over the engine's idle connection: retried once
+    /// on a fresh connection when the engine had closed that one before
+    /// answering; the body then read to its end (up to [`DRAIN_LIMIT`],
+    /// within what is left of the probe timeout) so the connection can be kept.
+    async fn probe_reusing(&self, url: &str, pool: &IdlePool<Kept>) -> (ProbeResult, ProbeClass) {
+        let deadline = tokio::time::Instant::now() + self.probe_timeout;
+        let in_handshake = AtomicBool::new(false);
+        let fetch = fetch_reusing(url, &self.tls, &in_handshake, pool);
+        let (status, kept) = match tokio::time::timeout_at(deadline, fetch).await {
+            Err(_elapsed) if in_handshake.load(Ordering::Relaxed) => {
+                return failed(ProbeClass::Tls, tls::handshake_timeout());
+            }
+            Err(_elapsed) => return failed(ProbeClass::Timeout, reason::TIMEOUT.to_owned()),
+            Ok(Err((class, error))) => return failed(class, error),
+            Ok(Ok(answered)) => answered,
+        };
+        // The outcome is known: what follows only decides whether the
+        // connection is kept, and never changes it.
+        if let Some((key, kept, response)) = kept
+            && let Ok(Some(kept)) = tokio::time::timeout_at(deadline, kept.finish(response)).await
+        {
+            drop(pool.put(key, kept));
+        }
+        match status {
+            200 => (ProbeResult::Healthy, ProbeClass::Ok),
+            status => (
+                unhealthy(status, unexpected_status(status)),
+                ProbeClass::BadStatus,
+            ),
+        }
+    }
+}
+
+/// Any stream a kept connection runs over: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io for S {}
+
+/// hyper's half of a [`Kept`] connection: it does the reading and writing.
+type KeptConnection = Connection<TokioIo<HeadCap<Box<dyn Io>>>, Empty<Bytes>>;
+
+/// An open HTTP/1.1 connection that can carry more requests: hyper's two
+/// halves, and the byte budget of the [`HeadCap`] under it.
+pub(crate) struct Kept {
+    sender: SendRequest<Empty<Bytes>>,
+    connection: Pin<Box<KeptConnection>>,
+    budget: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept").finish_non_exhaustive()
+    }
+}
+
+/// A failed request on a [`Kept`] connection.
+struct Failed {
+    /// The failure, worded as always.
+    failure: (ProbeClass, String),
+    /// The engine had closed the connection before any byte of an answer.
+    closed_before_answer: bool,
+}
+
+impl Kept {
+    /// Open HTTP/1.1 over `stream`.
+    async fn open(stream: Box<dyn Io>) -> Result<Self, (ProbeClass, String)> {
+        let budget = Arc::new(AtomicUsize::new(MAX_RESPONSE_HEADER_BYTES));
+        let capped = HeadCap::with_budget(stream, Arc::clone(&budget));
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(MAX_RESPONSE_HEADER_BYTES + 1)
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(capped))
+            .await
+            .map_err(|err| describe(&err))?;
+        Ok(Self {
+            sender,
+            connection: Box::pin(connection),
+            budget,
+        })
+    }
+
+    /// Whether the connection still looks usable: hyper has not seen it
+    /// close, and one look at the socket finds no close (or stray bytes) now.
+    fn is_open(&mut self) -> bool {
+        if self.sender.is_closed() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.connection.as_mut().poll(&mut cx).is_pending() && !self.sender.is_closed()
+    }
+
+    /// Send `GET path` (keep-alive) and read the response head.
+    async fn request(
+        &mut self,
+        authority: &hyper::http::uri::Authority,
+        path: &str,
+    ) -> Result<Response<Incoming>, Failed> {
+        let failed = |err: &hyper::Error, budget: &AtomicUsize| Failed {
+            failure: describe(err),
+            closed_before_answer: budget.load(Ordering::Relaxed) == MAX_RESPONSE_HEADER_BYTES
+                && closed_early(err),
+        };
+        self.budget
+            .store(MAX_RESPONSE_HEADER_BYTES, Ordering::Relaxed);
+        let request = Request::get(path)
+            .header(HOST, authority.as_str())
+            .header(
+                USER_AGENT,
+                concat!("healthprobe/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Empty::new())
+            .map_err(|err| Failed {
+                failure: (ProbeClass::Other, format!("bad engine endpoint: {err}")),
+                closed_before_answer: false,
+            })?;
+        let mut response = pin!(self.sender.send_request(request));
+        let response = tokio::select! {
+            biased;
+            response = &mut response => response,
+            ended = &mut self.connection => match ended {
+                Err(err) => Err(err),
+                Ok(()) => response.await,
+            },
+        };
+        response.map_err(|err| failed(&err, &self.budget))
+    }
+
+    /// Read the body of `response` to its end, at most [`DRAIN_LIMIT`]
+    /// bytes, and wait until the connection can carry the next request:
+    /// the connection if it can, `None` if it closed or the body did not fit.
+    async fn finish(mut self, response: Response<Incoming>) -> Option<Self> {
+        self.budget.store(DRAIN_LIMIT as usize, Ordering::Relaxed);
+        let drained = tokio::select! {
+            biased;
+            body = Limited::new(response.into_body(), DRAIN_LIMIT as usize).collect() => body.is_ok(),
+            _ended = &mut self.connection => false,
+        };
+        if !drained {
+            return None;
+        }
+        let ready = tokio::select! {
+            biased;
+            ready = self.sender.ready() => ready.is_ok(),
+            _ended = &mut self.connection => false,
+        };
+        ready.then_some(self)
+    }
+}
+
+/// Whether hyper's error is an early close: the connection ended before a
+/// response, or its I/O failed as a close does ([`closed_before_answer`]).
+fn closed_early(err: &hyper::Error) -> bool {
+    if err.is_incomplete_message() || err.is_canceled() || err.is_closed() {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            return closed_before_answer(io);
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// What a reusing probe got: the status, and the connection with its
+/// response still to finish, when it may be kept.
+type Answered = (u16, Option<(String, Kept, Response<Incoming>)>);
+
+/// [`fetch_status`] over the engine's idle connection if it has one, else a
+/// fresh one; a kept connection the engine closed before answering is
+/// retried once on a fresh connection.
+async fn fetch_reusing(
     url: &str,
     tls: &TlsClient,
     in_handshake: &AtomicBool,
-) -> Result<u16, (ProbeClass, String)> {
-    let bad = |text: String| (ProbeClass::Other, text);
-    let uri: Uri = url
-        .parse()
-        .map_err(|err| bad(format!("bad engine endpoint: {err}")))?;
-    let https = match uri.scheme_str() {
-        Some(scheme) if scheme.eq_ignore_ascii_case("http") => false,
-        Some(scheme) if scheme.eq_ignore_ascii_case("https") => true,
-        Some(scheme) => {
-            return Err(bad(format!(
-                "bad engine endpoint: unsupported scheme {scheme}"
-            )));
+    pool: &IdlePool<Kept>,
+) -> Result<Answered, (ProbeClass, String)> {
+    let target = Target::parse(url)?;
+    let key = reuse::pool_key(
+        if target.https { "https" } else { "http" },
+        target.authority.as_str(),
+    );
+    if let Some(mut kept) = pool.take(&key)
+        && kept.is_open()
+    {
+        match kept.request(&target.authority, &target.path).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                return Ok((status, Some((key, kept, response))));
+            }
+            Err(failed) if failed.closed_before_answer => {}
+            Err(failed) => return Err(failed.failure),
         }
-        None => return Err(bad("bad engine endpoint: no scheme".to_owned())),
-    };
-    let authority = uri
-        .authority()
-        .ok_or_else(|| bad("bad engine endpoint: no host".to_owned()))?
-        .clone();
-    let path = uri
-        .path_and_query()
-        .map_or("/", hyper::http::uri::PathAndQuery::as_str);
-    let stream = connect(&authority, if https { 443 } else { 80 }).await?;
-    if !https {
-        return exchange(HeadCap::new(stream), &authority, path).await;
     }
+    let stream = target.connect(tls, in_handshake).await?;
+    let mut kept = Kept::open(stream).await?;
+    let response = kept
+        .request(&target.authority, &target.path)
+        .await
+        .map_err(|failed| failed.failure)?;
+    let status = response.status().as_u16();
+    Ok((status, Some((key, kept, response))))
+}
+
+/// A probe URL, parsed.
+struct Target {
+    https: bool,
+    authority: hyper::http::uri::Authority,
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, (ProbeClass, String)> {
+        let bad = |text: String| (ProbeClass::Other, text);
+        let uri: Uri = url
+            .parse()
+            .map_err(|err| bad(format!("bad engine endpoint: {err}")))?;
+        let https = match uri.scheme_str() {
+            Some(scheme) if scheme.eq_ignore_ascii_case("http") => false,
+            Some(scheme) if scheme.eq_ignore_ascii_case("https") => true,
+            Some(scheme) => {
+                return Err(bad(format!(
+                    "bad engine endpoint: unsupported scheme {scheme}"
+                )));
+            }
+            None => return Err(bad("bad engine endpoint: no scheme".to_owned())),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| bad("bad engine endpoint: no host".to_owned()))?
+            .clone();
+        let path = uri
+            .path_and_query()
+            .map_or("/", hyper::http::uri::PathAndQuery::as_str)
+            .to_owned();
+        Ok(Self {
+            https,
+            authority,
+            path,
+        })
+    }
+
+    /// Connect, and shake hands over TLS for `https://`.
+    async fn connect(
+        &self,
+        tls: &TlsClient,
+        in_handshake: &AtomicBool,
+    ) -> Result<Box<dyn Io>, (ProbeClass, String)> {
+        let stream = connect(&self.authority, if self.https { 443 } else { 80 }).await?;
+        if !self.https {
+            return Ok(Box::new(stream));
+        }
+        let stream = handshake(stream, &self.authority, tls, in_handshake).await?;
+        Ok(Box::new(stream))
+    }
+}
+
+/// The TLS handshake of an `https://` probe, `in_handshake` set while it runs.
+async fn handshake(
+    stream: TcpStream,
+    authority: &hyper::http::uri::Authority,
+    tls: &TlsClient,
+    in_handshake: &AtomicBool,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, (ProbeClass, String)> {
     let host = authority.host();
     let name = tls::server_name(host).map_err(|text| (ProbeClass::Tls, text))?;
     in_handshake.store(true, Ordering::Relaxed);
@@ -147,7 +403,24 @@ async fn fetch_status(
             None => describe_io(&err),
         })?;
     in_handshake.store(false, Ordering::Relaxed);
-    exchange(HeadCap::new(stream), &authority, path).await
+    Ok(stream)
+}
+
+/// Resolve, connect (and shake hands over TLS for `https://`), send `GET`,
+/// read the response head: its status, or a readable error. `in_handshake`
+/// is set while the TLS handshake runs, so a timeout then is worded as one.
+async fn fetch_status(
+    url: &str,
+    tls: &TlsClient,
+    in_handshake: &AtomicBool,
+) -> Result<u16, (ProbeClass, String)> {
+    let target = Target::parse(url)?;
+    let stream = connect(&target.authority, if target.https { 443 } else { 80 }).await?;
+    if !target.https {
+        return exchange(HeadCap::new(stream), &target.authority, &target.path).await;
+    }
+    let stream = handshake(stream, &target.authority, tls, in_handshake).await?;
+    exchange(HeadCap::new(stream), &target.authority, &target.path).await
 }
 
 /// Send `GET path` over an open connection and read the response head.
@@ -282,18 +555,23 @@ impl std::error::Error for HeadTooLarge {}
 /// A stream that yields at most [`MAX_RESPONSE_HEADER_BYTES`] bytes, then
 /// fails with [`HeadTooLarge`]: a head that fits is whole within them, a
 /// longer one never is. The body is never read, so it never reaches the cap.
+///
+/// A kept connection shares its budget with its [`Kept`], which sets it
+/// again before each request (and before draining a body): an untouched
+/// budget also tells that no byte of an answer arrived.
 #[derive(Debug)]
 struct HeadCap<S> {
     inner: S,
-    remaining: usize,
+    remaining: Arc<AtomicUsize>,
 }
 
 impl<S> HeadCap<S> {
     fn new(inner: S) -> Self {
-        Self {
-            inner,
-            remaining: MAX_RESPONSE_HEADER_BYTES,
-        }
+        Self::with_budget(inner, Arc::new(AtomicUsize::new(MAX_RESPONSE_HEADER_BYTES)))
+    }
+
+    fn with_budget(inner: S, remaining: Arc<AtomicUsize>) -> Self {
+        Self { inner, remaining }
     }
 }
 
@@ -306,15 +584,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadCap<S> {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        if self.remaining == 0 {
+        let remaining = self.remaining.load(Ordering::Relaxed);
+        if remaining == 0 {
             return Poll::Ready(Err(io::Error::other(HeadTooLarge)));
         }
-        let limit = buf.remaining().min(self.remaining);
+        let limit = buf.remaining().min(remaining);
         let mut limited = ReadBuf::new(buf.initialize_unfilled_to(limit));
         ready!(Pin::new(&mut self.inner).poll_read(cx, &mut limited))?;
         let read = limited.filled().len();
         buf.advance(read);
-        self.remaining -= read;
+        self.remaining.store(remaining - read, Ordering::Relaxed);
         Poll::Ready(Ok(()))
     }
 }

@@ -1,0 +1,435 @@
+//! Connection reuse (issue 14, `run --reuse-connections`) on both runtimes,
+//! against real engines on loopback that keep connections alive, close or
+//! reset them while idle, or close them just as the next request arrives:
+//! a probe over a kept connection gives the same outcome a fresh one
+//! gives, a connection the engine closed before answering is retried once
+//! on a fresh one (and that retry is not a second request to the engine),
+//! any other failure is the outcome, and only a cleanly finished small
+//! response leaves a connection to reuse.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use healthprobe_core::ProbeResult;
+use healthprobe_shell::probe::{ProbeClass, Prober};
+use healthprobe_shell::probe_async::AsyncProber;
+use healthprobe_shell::reuse::ConnectionReuse;
+use healthprobe_shell::tls::{TlsClient, TlsOptions};
+use healthprobe_tests::{
+    Behaviour, EngineTls, Fleet, HUGE_BODY_BYTES, HealthprobeProcess, KeepAlive, Runtime,
+    RuntimeRecord, ScratchDir, TestCa, TestEngine, TestWorker, Validity, both_runtimes,
+    test_config, write_records_file,
+};
+
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Slack for wall time on a busy two-core machine.
+const MARGIN: Duration = Duration::from_millis(1500);
+
+/// A prober of either runtime, reusing connections or not.
+enum AnyProber {
+    Threads(Prober),
+    Async(AsyncProber, tokio::runtime::Runtime),
+}
+
+impl AnyProber {
+    fn new(runtime: Runtime, reuse: Option<ConnectionReuse>, tls: TlsClient) -> Self {
+        match runtime {
+            Runtime::Threads => Self::Threads(Prober::with_options(PROBE_TIMEOUT, tls, reuse)),
+            Runtime::Async => Self::Async(
+                AsyncProber::with_options(PROBE_TIMEOUT, tls, reuse),
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap(),
+            ),
+        }
+    }
+
+    fn reusing(runtime: Runtime) -> Self {
+        Self::new(
+            runtime,
+            Some(ConnectionReuse::default()),
+            TlsClient::system(),
+        )
+    }
+
+    fn probe(&self, url: &str) -> (ProbeResult, ProbeClass) {
+        match self {
+            Self::Threads(prober) => prober.probe_classified(url),
+            Self::Async(prober, runtime) => runtime.block_on(prober.probe_classified(url)),
+        }
+    }
+}
+
+fn keeping(behaviour: Behaviour, keep_alive: KeepAlive) -> TestEngine {
+    let engine = TestEngine::start(behaviour).unwrap();
+    engine.set_keep_alive(keep_alive);
+    engine
+}
+
+fn healthy() -> (ProbeResult, ProbeClass) {
+    (ProbeResult::Healthy, ProbeClass::Ok)
+}
+
+/// The CA of the TLS engines, made once per test binary.
+fn ca() -> &'static TestCa {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    CA.get_or_init(|| TestCa::new("healthprobe reuse test CA"))
+}
+
+both_runtimes! {
+    fn d14_a_kept_connection_serves_every_later_probe(runtime) {
+        {
+            let engine = keeping(Behaviour::Status(200), KeepAlive::On);
+            let prober = AnyProber::reusing(runtime);
+            for _ in 0..5 {
+                assert_eq!(prober.probe(&engine.url()), healthy(), "{runtime:?}");
+            }
+            assert_eq!(engine.requests(), 5, "{runtime:?}");
+            assert_eq!(engine.connections(), 1, "{runtime:?}: one connection reused");
+            assert!(
+                engine.seen().iter().all(|request| !request.asks_close()),
+                "{runtime:?}: a reusing prober does not ask to close"
+            );
+        }
+    }
+
+    fn d14_without_reuse_every_probe_opens_and_closes_its_own(runtime) {
+        {
+            let engine = keeping(Behaviour::Status(200), KeepAlive::On);
+            let prober = AnyProber::new(runtime, None, TlsClient::system());
+            for _ in 0..3 {
+                assert_eq!(prober.probe(&engine.url()), healthy(), "{runtime:?}");
+            }
+            assert_eq!(engine.connections(), 3, "{runtime:?}");
+            assert!(engine.seen().iter().all(|request| request.asks_close()));
+        }
+    }
+
+    fn d14_a_bad_status_is_the_outcome_and_keeps_the_connection(runtime) {
+        {
+            let engine = keeping(Behaviour::Status(503), KeepAlive::On);
+            let prober = AnyProber::reusing(runtime);
+            for _ in 0..3 {
+                assert_eq!(
+                    prober.probe(&engine.url()),
+                    (
+                        ProbeResult::Unhealthy {
+                            status: 503,
+                            error: "unexpected status 503".into()
+                        },
+                        ProbeClass::BadStatus
+                    ),
+                    "{runtime:?}"
+                );
+            }
+            assert_eq!(engine.connections(), 1, "{runtime:?}");
+        }
+    }
+
+    fn d14_a_connection_closed_before_the_answer_is_retried_once_on_a_fresh_one(runtime) {
+        for keep_alive in [KeepAlive::CloseOnNext, KeepAlive::ResetOnNext] {
+            {
+                let engine = keeping(
+                    Behaviour::Script(vec![
+                        Behaviour::Status(200),
+                        Behaviour::Status(503),
+                        Behaviour::Status(200),
+                    ]),
+                    keep_alive,
+                );
+                let prober = AnyProber::reusing(runtime);
+                let outcomes: Vec<_> = (0..3).map(|_| prober.probe(&engine.url()).0).collect();
+                // The script advanced once per probe: the dropped request was never answered.
+                assert_eq!(
+                    outcomes,
+                    [
+                        ProbeResult::Healthy,
+                        ProbeResult::Unhealthy {
+                            status: 503,
+                            error: "unexpected status 503".into()
+                        },
+                        ProbeResult::Healthy,
+                    ],
+                    "{runtime:?} {keep_alive:?}"
+                );
+                assert_eq!(engine.requests(), 3, "{runtime:?} {keep_alive:?}");
+                assert_eq!(
+                    engine.connections(),
+                    3,
+                    "{runtime:?} {keep_alive:?}: each later probe retried on a fresh connection"
+                );
+            }
+        }
+    }
+
+    fn d14_connections_the_engine_closed_or_reset_while_idle_are_not_used(runtime) {
+        for reset in [false, true] {
+            {
+                let engine = keeping(Behaviour::Status(200), KeepAlive::On);
+                let prober = AnyProber::reusing(runtime);
+                assert_eq!(prober.probe(&engine.url()), healthy());
+                for round in 1..4 {
+                    // The kept connection is idle in the engine once the probe returns.
+                    let deadline = Instant::now() + MARGIN;
+                    while engine.idle() == 0 && Instant::now() < deadline {
+                        std::thread::yield_now();
+                    }
+                    assert_eq!(engine.drop_idle(reset), 1, "{runtime:?} reset={reset}");
+                    assert_eq!(
+                        prober.probe(&engine.url()),
+                        healthy(),
+                        "{runtime:?} reset={reset}"
+                    );
+                    assert_eq!(engine.connections(), round + 1, "{runtime:?} reset={reset}");
+                }
+                assert_eq!(engine.requests(), 4);
+            }
+        }
+    }
+
+    fn d14_a_hang_on_a_kept_connection_is_a_timeout_not_a_retry(runtime) {
+        {
+            let engine = keeping(
+                Behaviour::Script(vec![Behaviour::Status(200), Behaviour::Hang]),
+                KeepAlive::On,
+            );
+            let prober = AnyProber::reusing(runtime);
+            assert_eq!(prober.probe(&engine.url()), healthy());
+            let started = Instant::now();
+            assert_eq!(
+                prober.probe(&engine.url()),
+                (
+                    ProbeResult::Unhealthy {
+                        status: 0,
+                        error: "timeout".into()
+                    },
+                    ProbeClass::Timeout
+                ),
+                "{runtime:?}"
+            );
+            assert!(started.elapsed() < PROBE_TIMEOUT + MARGIN, "{runtime:?}");
+            assert_eq!(engine.connections(), 1, "{runtime:?}: no retry after a timeout");
+        }
+    }
+
+    fn d14_a_big_body_is_not_read_and_closes_the_connection(runtime) {
+        {
+            let engine = keeping(
+                Behaviour::Script(vec![Behaviour::HugeBody, Behaviour::Status(200)]),
+                KeepAlive::On,
+            );
+            let prober = AnyProber::reusing(runtime);
+            assert_eq!(prober.probe(&engine.url()), healthy(), "{runtime:?}");
+            assert_eq!(prober.probe(&engine.url()), healthy(), "{runtime:?}");
+            assert_eq!(engine.connections(), 2, "{runtime:?}: the body closed the first");
+            assert!(
+                engine.bytes_sent() < HUGE_BODY_BYTES / 16,
+                "{runtime:?}: {} bytes sent",
+                engine.bytes_sent()
+            );
+        }
+    }
+
+    fn d14_the_least_recently_used_idle_connection_is_closed_first(runtime) {
+        {
+            let engines: Vec<_> = (0..3)
+                .map(|_| keeping(Behaviour::Status(200), KeepAlive::On))
+                .collect();
+            let prober = AnyProber::new(
+                runtime,
+                Some(ConnectionReuse { max_idle: 2 }),
+                TlsClient::system(),
+            );
+            for engine in &engines {
+                assert_eq!(prober.probe(&engine.url()), healthy());
+            }
+            // Engine 0 was the least recently used when engine 2's connection came in.
+            assert_eq!(prober.probe(&engines[2].url()), healthy());
+            assert_eq!(prober.probe(&engines[1].url()), healthy());
+            assert_eq!(prober.probe(&engines[0].url()), healthy());
+            let connections: Vec<_> = engines.iter().map(TestEngine::connections).collect();
+            assert_eq!(connections, [2, 1, 1], "{runtime:?}");
+        }
+    }
+
+    fn d14_https_connections_are_reused_and_retried_alike(runtime) {
+        let dir = ScratchDir::new("reuse-tls").unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        ca().write_cert(&ca_file).unwrap();
+        let tls = TlsClient::new(&TlsOptions {
+            ca_file: Some(ca_file),
+            ..TlsOptions::default()
+        })
+        .unwrap();
+        for keep_alive in [KeepAlive::On, KeepAlive::CloseOnNext, KeepAlive::ResetOnNext] {
+            {
+                let config = ca()
+                    .server_cert(&["127.0.0.1"], Validity::Current)
+                    .server_config();
+                let engine =
+                    TestEngine::start_tls(Behaviour::Status(200), EngineTls::Serve(config)).unwrap();
+                engine.set_keep_alive(keep_alive);
+                let prober = AnyProber::new(runtime, Some(ConnectionReuse::default()), tls.clone());
+                for _ in 0..3 {
+                    assert_eq!(
+                        prober.probe(&engine.url()),
+                        healthy(),
+                        "{runtime:?} {keep_alive:?}"
+                    );
+                }
+                let expected = if keep_alive == KeepAlive::On { 1 } else { 3 };
+                assert_eq!(engine.connections(), expected, "{runtime:?} {keep_alive:?}");
+                assert_eq!(engine.requests(), 3, "{runtime:?} {keep_alive:?}");
+            }
+        }
+    }
+}
+
+/// One engine of the fleet the with/without comparison runs: what it
+/// answers at each tick (set before the tick, so that a retried probe
+/// meets the same engine, as it would in life), what it does with kept
+/// connections, and what it does to idle ones after each tick
+/// (`Some(reset)`: close them, or reset them).
+struct Scripted {
+    ticks: Vec<Behaviour>,
+    keep_alive: KeepAlive,
+    drop_idle: Option<bool>,
+}
+
+fn comparison_fleet() -> Vec<Scripted> {
+    let flapping: Vec<_> = [200, 200, 500, 503, 500, 200, 200, 200, 500, 200, 200, 200]
+        .into_iter()
+        .map(Behaviour::Status)
+        .collect();
+    let hostile = vec![
+        Behaviour::Status(200),
+        Behaviour::Close,
+        Behaviour::Garbage,
+        Behaviour::Status(200),
+        Behaviour::HugeBody,
+        Behaviour::Status(503),
+        Behaviour::Status(503),
+        Behaviour::Redirect("http://127.0.0.1:1/healthz".into()),
+        Behaviour::Status(200),
+        Behaviour::HugeHeader,
+        Behaviour::Trickle,
+        Behaviour::Status(200),
+    ];
+    let engine = |ticks: &Vec<Behaviour>, keep_alive, drop_idle| Scripted {
+        ticks: ticks.clone(),
+        keep_alive,
+        drop_idle,
+    };
+    vec![
+        engine(&flapping, KeepAlive::On, None),
+        engine(&flapping, KeepAlive::CloseOnNext, None),
+        engine(&flapping, KeepAlive::ResetOnNext, None),
+        engine(&flapping, KeepAlive::On, Some(false)),
+        engine(&flapping, KeepAlive::On, Some(true)),
+        engine(&flapping, KeepAlive::Off, None),
+        engine(&hostile, KeepAlive::On, None),
+        engine(&hostile, KeepAlive::ResetOnNext, None),
+        engine(&hostile, KeepAlive::On, Some(true)),
+    ]
+}
+
+/// The events of [`comparison_fleet`] over its ticks, tick by tick.
+fn fleet_events(
+    runtime: Runtime,
+    reuse: Option<ConnectionReuse>,
+) -> Vec<Vec<healthprobe_core::HealthEvent>> {
+    let scripted = comparison_fleet();
+    let fleet = Fleet::start(scripted.iter().map(|engine| engine.ticks[0].clone())).unwrap();
+    for (engine, scripted) in fleet.engines().iter().zip(&scripted) {
+        engine.set_keep_alive(scripted.keep_alive);
+    }
+    let mut worker = TestWorker::with_reuse(runtime, test_config(2, 2), fleet.records(), reuse);
+    (0..scripted[0].ticks.len())
+        .map(|tick| {
+            for (engine, scripted) in fleet.engines().iter().zip(&scripted) {
+                engine.set(scripted.ticks[tick].clone());
+            }
+            let (_, events) = worker.tick();
+            for (engine, scripted) in fleet.engines().iter().zip(&scripted) {
+                if let Some(reset) = scripted.drop_idle {
+                    engine.drop_idle(reset);
+                }
+            }
+            events
+        })
+        .collect()
+}
+
+both_runtimes! {
+    /// Issue 14's contract: reuse changes how a probe travels, never what
+    /// it finds. Engines that keep, close, reset or drop their connections,
+    /// scripted healthy, failing and hostile, give the same events tick by
+    /// tick with and without `--reuse-connections`.
+    fn d14_events_are_the_same_with_and_without_reuse(runtime) {
+        let fresh = fleet_events(runtime, None);
+        let reused = fleet_events(runtime, Some(ConnectionReuse::default()));
+        assert!(
+            fresh.iter().flatten().count() >= 8,
+            "the scripts fail and recover: {fresh:?}"
+        );
+        assert_eq!(fresh, reused);
+    }
+}
+
+both_runtimes! {
+    /// `healthprobe run --reuse-connections`: three ticks over a keep-alive
+    /// engine use one connection, and fail and recover as without reuse;
+    /// the default run opens one per tick.
+    fn d14_run_reuse_connections_keeps_one_connection_per_engine(runtime) {
+        for reuse in [false, true] {
+            let engine = keeping(
+                Behaviour::Script(vec![
+                    Behaviour::Status(503),
+                    Behaviour::Status(200),
+                    Behaviour::Status(200),
+                ]),
+                KeepAlive::On,
+            );
+            let dir = ScratchDir::new("reuse-cli").unwrap();
+            let records = dir.join("records.json");
+            write_records_file(&records, &[RuntimeRecord::running("g0", "c0", engine.url())])
+                .unwrap();
+            let mut args = vec![
+                "run",
+                "--records",
+                records.to_str().unwrap(),
+                "--ticks",
+                "3",
+                "--interval",
+                "10ms",
+                "--failures-threshold",
+                "1",
+                "--recovery-threshold",
+                "1",
+                "--runtime",
+                runtime.name(),
+            ];
+            if reuse {
+                args.push("--reuse-connections");
+            }
+            let finished = HealthprobeProcess::spawn(&args)
+                .unwrap()
+                .wait(Duration::from_secs(20))
+                .unwrap();
+            assert!(finished.status.success(), "{}", finished.stderr);
+            let kinds: Vec<_> = finished
+                .stdout
+                .lines()
+                .map(|line| {
+                    let event: serde_json::Value = serde_json::from_str(line).unwrap();
+                    event["event_type"].as_str().unwrap().to_owned()
+                })
+                .collect();
+            assert_eq!(kinds, ["probe_failed", "probe_recovered"], "reuse={reuse}");
+            assert_eq!(engine.requests(), 3, "reuse={reuse}");
+            assert_eq!(engine.connections(), if reuse { 1 } else { 3 }, "reuse={reuse}");
+        }
+    }
+}
