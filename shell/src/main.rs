@@ -61,7 +61,9 @@ enum Command {
 struct RunArgs {
     /// The records JSON file, re-read every tick; only `running` rows are probed.
     /// Or a `postgres://` (`postgresql://`) URL: its `runtime_records` table
-    /// (shell/sql/runtime_records.sql), in builds with the `postgres` feature.
+    /// (shell/sql/runtime_records.sql), in builds with the `postgres` feature;
+    /// its `sslmode` (disable, prefer, require, verify-ca, verify-full) says
+    /// whether TLS is used and what is verified.
     /// Prefer the environment variable for a URL (`ps` shows arguments).
     #[arg(
         long,
@@ -76,7 +78,8 @@ struct RunArgs {
     records_password_file: Option<PathBuf>,
     /// Where events go: a file (JSON lines, appended to), `-` for stdout, or
     /// `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM` (one XADD per event;
-    /// needs a build with the `redis` feature). A Redis that is down keeps
+    /// needs a build with the `redis` feature; `rediss://` for TLS, the
+    /// certificate verified as --ca-file says). A Redis that is down keeps
     /// events pending.
     #[arg(
         long,
@@ -151,12 +154,13 @@ struct RunArgs {
     /// like `127.0.0.1:9464`. Without it nothing listens.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
-    /// PEM certificates to trust for https:// engines besides the system
-    /// store (which honours SSL_CERT_FILE and SSL_CERT_DIR): a private CA.
+    /// PEM certificates to trust besides the system store (which honours
+    /// SSL_CERT_FILE and SSL_CERT_DIR), a private CA: for https:// engines,
+    /// PostgreSQL with sslmode=verify-ca or verify-full, and rediss://.
     #[arg(long, env = "HEALTHPROBE_CA_FILE", value_name = "PEM")]
     ca_file: Option<PathBuf>,
     /// PEM certificate chain presented to https:// engines that ask for one
-    /// (mTLS); with --tls-client-key.
+    /// (mTLS; never to PostgreSQL or Redis); with --tls-client-key.
     #[arg(
         long,
         env = "HEALTHPROBE_TLS_CLIENT_CERT",
@@ -325,6 +329,7 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     // only skips its tick (R9).
     let records_options = RecordsOptions {
         password_file: args.records_password_file.clone(),
+        tls: tls.clone(),
     };
     let mut records = match open_records(&args.records, &records_options) {
         Ok(records) => records,
@@ -341,6 +346,7 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     let events_options = EventsOptions {
         redis_maxlen: args.redis_maxlen,
         password_file: args.events_password_file.clone(),
+        tls: tls.clone(),
     };
     let publisher = match open_events(&args.events, &events_options) {
         Ok(publisher) => publisher,

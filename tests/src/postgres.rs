@@ -7,6 +7,11 @@
 //! then under `/usr/lib/postgresql/<version>/bin` (Debian's `postgresql`
 //! package, newest version first); without them the test fails saying so.
 //!
+//! [`TestPostgres::start_fresh_with_tls`] starts it with `ssl=on` and a
+//! given certificate (the key file 0600 and owned by the server's user, as
+//! PostgreSQL demands); [`TestPostgres::replace_certificate`] restarts it
+//! with another. Plain connections are still accepted then.
+//!
 //! PostgreSQL refuses to run as root. When the tests run as root (as in CI),
 //! `initdb` and `postgres` run as the `postgres` system user (which Debian's
 //! package creates): the data directory is chowned to it and its parents
@@ -26,6 +31,7 @@ use postgres::{Client, NoTls};
 use crate::free_port;
 use crate::records::ScratchDir;
 use crate::servers;
+use crate::tls::CertifiedKey;
 use crate::wait_until;
 
 /// How long a server may take to start or stop before the test fails.
@@ -40,6 +46,10 @@ pub struct TestPostgres {
     bin: PathBuf,
     port: u16,
     run_as: Option<(u32, u32)>,
+    /// `ssl=on` with `server.crt` / `server.key` of the scratch directory.
+    tls: bool,
+    /// More `-c name=value` settings for the server.
+    settings: Vec<String>,
     server: Option<Child>,
 }
 
@@ -49,6 +59,21 @@ impl TestPostgres {
     /// Panics with the reason (binaries missing, `initdb` or the server
     /// failing, with its log) if it cannot.
     pub fn start_fresh() -> Self {
+        Self::start_with(None, &[])
+    }
+
+    /// [`TestPostgres::start_fresh`] with `ssl=on`, presenting `cert`.
+    pub fn start_fresh_with_tls(cert: &CertifiedKey) -> Self {
+        Self::start_with(Some(cert), &[])
+    }
+
+    /// [`TestPostgres::start_fresh_with_tls`] with more server settings
+    /// (`name=value`, as `postgres -c` takes them).
+    pub fn start_fresh_with_tls_settings(cert: &CertifiedKey, settings: &[&str]) -> Self {
+        Self::start_with(Some(cert), settings)
+    }
+
+    fn start_with(cert: Option<&CertifiedKey>, settings: &[&str]) -> Self {
         let bin = servers::postgres_bin_dir().unwrap_or_else(|| {
             panic!(
                 "PostgreSQL's initdb and postgres were not found on PATH nor under \
@@ -88,8 +113,17 @@ impl TestPostgres {
             data,
             bin,
             run_as,
+            tls: false,
+            settings: settings
+                .iter()
+                .map(|setting| (*setting).to_owned())
+                .collect(),
             server: None,
         };
+        if let Some(cert) = cert {
+            postgres.write_certificate(cert);
+            postgres.tls = true;
+        }
         postgres.initdb();
         postgres.start();
         postgres.execute(PostgresRecords::SCHEMA_SQL);
@@ -105,6 +139,33 @@ impl TestPostgres {
     /// [`TestPostgres::start`]).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Stop the server, present `cert` from now on (with `ssl=on`), and
+    /// start it again on the same port and data.
+    pub fn replace_certificate(&mut self, cert: &CertifiedKey) {
+        self.stop();
+        self.write_certificate(cert);
+        self.tls = true;
+        self.start();
+    }
+
+    fn write_certificate(&self, cert: &CertifiedKey) {
+        let (cert_path, key_path) = (self.dir.join("server.crt"), self.dir.join("server.key"));
+        let _ = fs::remove_file(&key_path);
+        let written = (|| {
+            cert.write(&cert_path, &key_path)?;
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(&key_path, Some(uid), Some(gid))?;
+            }
+            Ok::<_, std::io::Error>(())
+        })();
+        if let Err(err) = written {
+            panic!(
+                "cannot write the server certificate to {}: {err}",
+                self.dir.path().display()
+            );
+        }
     }
 
     /// Whether the server is running (started and not stopped).
@@ -202,7 +263,25 @@ impl TestPostgres {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "unix_socket_directories="])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=20"])
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=20"]);
+        if self.tls {
+            command
+                .args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!(
+                    "ssl_cert_file={}",
+                    self.dir.join("server.crt").display()
+                ))
+                .arg("-c")
+                .arg(format!(
+                    "ssl_key_file={}",
+                    self.dir.join("server.key").display()
+                ));
+        }
+        for setting in &self.settings {
+            command.arg("-c").arg(setting);
+        }
+        command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("PostgreSQL log file"))
             .stderr(log);

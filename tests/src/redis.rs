@@ -5,14 +5,19 @@
 //! directory; it can be stopped and started again on the same port (an
 //! outage), and it is stopped on drop. Readiness is a `PING` answered, polled
 //! with a deadline.
+//!
+//! [`TestRedis::start_tls`] listens with TLS only (`--tls-port`, `--port
+//! 0`), presenting a given certificate and asking no client certificate;
+//! the test's own connections then trust the CA given with it.
 
 use std::io;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use healthprobe_core::HealthEvent;
-use redis::{ConnectionAddr, Value};
+use redis::{ConnectionAddr, TlsCertificates, Value};
 
+use crate::tls::{CertifiedKey, TestCa};
 use crate::{ScratchDir, free_port, wait_until};
 
 /// Bound on a start: the server binding its port and answering `PING`.
@@ -23,6 +28,9 @@ const READY_WITHIN: Duration = Duration::from_secs(10);
 pub struct TestRedis {
     port: u16,
     dir: ScratchDir,
+    /// Over TLS only: the PEM of the CA the test's connections trust, and
+    /// the name they connect as (the certificate must be valid for it).
+    tls_ca: Option<(String, String)>,
     server: Option<Child>,
     starts: u32,
 }
@@ -80,15 +88,45 @@ impl TestRedis {
 
     /// [`TestRedis::start`], or why it could not start.
     pub fn try_start() -> Result<Self, String> {
+        Self::try_start_with(None)
+    }
+
+    /// A server listening with TLS only, presenting `cert` (whose
+    /// `ca` the test's own connections trust), asking no client
+    /// certificate. Panics with the reason if it cannot start.
+    /// The test's own connections go to `127.0.0.1`, which `cert` must name.
+    pub fn start_tls(cert: &CertifiedKey, ca: &TestCa) -> Self {
+        Self::start_tls_as(cert, ca, "127.0.0.1")
+    }
+
+    /// [`TestRedis::start_tls`] with the test's own connections made to
+    /// `host` (which must resolve to 127.0.0.1 and be named by `cert`):
+    /// for a certificate that does not name 127.0.0.1.
+    pub fn start_tls_as(cert: &CertifiedKey, ca: &TestCa, host: &str) -> Self {
+        match Self::try_start_with(Some((cert, ca, host))) {
+            Ok(redis) => redis,
+            Err(reason) => panic!("cannot start redis-server with TLS: {reason}"),
+        }
+    }
+
+    fn try_start_with(tls: Option<(&CertifiedKey, &TestCa, &str)>) -> Result<Self, String> {
         let mut last = String::new();
         // A free port can be taken between finding it and the server binding it.
         for _ in 0..3 {
             let mut redis = Self {
                 port: free_port(),
                 dir: ScratchDir::new("redis").map_err(|err| format!("scratch directory: {err}"))?,
+                tls_ca: None,
                 server: None,
                 starts: 0,
             };
+            if let Some((cert, ca, host)) = tls {
+                let written = cert
+                    .write(&redis.dir.join("server.crt"), &redis.dir.join("server.key"))
+                    .and_then(|()| ca.write_cert(&redis.dir.join("ca.crt")));
+                written.map_err(|err| format!("cannot write the certificates: {err}"))?;
+                redis.tls_ca = Some((ca.cert_pem().to_owned(), host.to_owned()));
+            }
             match redis.restart() {
                 Ok(()) => return Ok(redis),
                 Err(reason) if reason.contains("not found: install") => return Err(reason),
@@ -103,9 +141,14 @@ impl TestRedis {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT/STREAM`, for `--events`.
+    /// `redis://127.0.0.1:PORT/STREAM` (`rediss://` over TLS), for `--events`.
     pub fn url(&self, stream: &str) -> String {
-        format!("redis://127.0.0.1:{}/{stream}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/{stream}", self.port)
     }
 
     /// Whether the server process is running.
@@ -127,9 +170,22 @@ impl TestRedis {
         self.starts += 1;
         let log = self.dir.join(&format!("redis-{}.log", self.starts));
         let binary = crate::servers::redis_server_program();
-        let server = Command::new(&binary)
-            .arg("--port")
-            .arg(self.port.to_string())
+        let mut command = Command::new(&binary);
+        if self.tls_ca.is_some() {
+            command
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(self.dir.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(self.dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(self.dir.join("ca.crt"))
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            command.arg("--port").arg(self.port.to_string());
+        }
+        let server = command
             .args(["--bind", "127.0.0.1", "--protected-mode", "yes"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--loglevel", "notice"])
@@ -152,6 +208,7 @@ impl TestRedis {
             })?;
         self.server = Some(server);
         let port = self.port;
+        let tls_ca = self.tls_ca.clone();
         let mut exited = None;
         let ready = wait_until(READY_WITHIN, || {
             match self.server.as_mut().map(Child::try_wait) {
@@ -162,7 +219,7 @@ impl TestRedis {
                 Some(Err(_)) | None => return true,
                 Some(Ok(None)) => {}
             }
-            ping(port)
+            ping(port, tls_ca.as_ref())
         });
         let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
         if let Some(status) = exited {
@@ -191,7 +248,7 @@ impl TestRedis {
 
     /// A new connection to the server (timeouts of a few seconds).
     pub fn client(&self) -> redis::Connection {
-        connect(self.port, Duration::from_secs(5))
+        connect(self.port, self.tls_ca.as_ref(), Duration::from_secs(5))
             .unwrap_or_else(|err| panic!("cannot connect to redis on port {}: {err}", self.port))
     }
 
@@ -235,8 +292,28 @@ impl Drop for TestRedis {
     }
 }
 
-fn connect(port: u16, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let client = redis::Client::open(ConnectionAddr::Tcp("127.0.0.1".to_owned(), port))?;
+/// A connection to `127.0.0.1:port`, or over TLS to `host:port` trusting
+/// `ca` (PEM) if `tls_ca` is `(ca, host)`.
+fn connect(
+    port: u16,
+    tls_ca: Option<&(String, String)>,
+    timeout: Duration,
+) -> redis::RedisResult<redis::Connection> {
+    let client = match tls_ca {
+        None => redis::Client::open(ConnectionAddr::Tcp("127.0.0.1".to_owned(), port))?,
+        Some((ca, host)) => redis::Client::build_with_tls(
+            ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port,
+                insecure: false,
+                tls_params: None,
+            },
+            TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.as_bytes().to_vec()),
+            },
+        )?,
+    };
     let connection = client.get_connection_with_timeout(timeout)?;
     connection.set_read_timeout(Some(timeout))?;
     connection.set_write_timeout(Some(timeout))?;
@@ -244,8 +321,8 @@ fn connect(port: u16, timeout: Duration) -> redis::RedisResult<redis::Connection
 }
 
 /// Whether a server on `port` answers `PING` within a short bound.
-fn ping(port: u16) -> bool {
-    connect(port, Duration::from_millis(500))
+fn ping(port: u16, tls_ca: Option<&(String, String)>) -> bool {
+    connect(port, tls_ca, Duration::from_millis(500))
         .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
         .is_ok_and(|pong| pong == "PONG")
 }

@@ -21,7 +21,7 @@ mod redis_streams;
 pub mod shard;
 
 #[cfg(feature = "postgres")]
-pub use self::postgres::{InvalidUrl, PostgresRecords, redact_url};
+pub use self::postgres::{InvalidUrl, PostgresRecords, SslMode, redact_url};
 pub use jsonl::JsonlPublisher;
 pub use memory::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
 pub(crate) use records_file::strip_position;

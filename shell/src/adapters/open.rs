@@ -4,8 +4,12 @@
 //! - [`open_records`]: a records file (any path), or a `postgres://` /
 //!   `postgresql://` URL (the `runtime_records` table, cargo feature `postgres`).
 //! - [`open_events`]: `-` (standard output), a file (JSON lines, appended
-//!   to), or `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM` (cargo feature
-//!   `redis`).
+//!   to), or `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM` (`rediss://`
+//!   over TLS; cargo feature `redis`).
+//!
+//! Both databases check TLS certificates against [`RecordsOptions::tls`] /
+//! [`EventsOptions::tls`]: give them the run's [`TlsClient`] so that
+//! `--ca-file` applies to them as to the probes.
 //!
 //! A password can come from a file instead of the URL
 //! ([`RecordsOptions::password_file`], [`EventsOptions::password_file`]):
@@ -27,6 +31,7 @@ use tracing::{info, warn};
 use crate::adapters::{JsonlPublisher, RecordsFile};
 use crate::ports::{HealthEventPublisher, PublishError, RuntimeRecordStore};
 use crate::redact::redact_url;
+use crate::tls::TlsClient;
 
 /// What `--records` names.
 #[derive(Clone, PartialEq, Eq)]
@@ -92,17 +97,17 @@ pub enum EventsSpec {
     Stdout,
     /// A file of JSON lines, appended to (created if missing).
     File(PathBuf),
-    /// A `redis://` URL: one `XADD` per event.
+    /// A `redis://` or `rediss://` (TLS) URL: one `XADD` per event.
     Redis(String),
 }
 
 impl EventsSpec {
-    /// `spec` as `--events` reads it: `-`, a `redis://` URL, or a file.
+    /// `spec` as `--events` reads it: `-`, a `redis://` or `rediss://` URL, or a file.
     pub fn parse(spec: impl AsRef<OsStr>) -> Self {
         let spec = spec.as_ref();
         match spec.to_str() {
             Some("-") => Self::Stdout,
-            Some(text) if text.starts_with("redis://") => Self::Redis(text.to_owned()),
+            Some(text) if is_redis_url(text) => Self::Redis(text.to_owned()),
             _ => Self::File(PathBuf::from(spec)),
         }
     }
@@ -166,15 +171,19 @@ impl fmt::Debug for EventsSpec {
 }
 
 /// How [`open_records`] opens a store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct RecordsOptions {
     /// A file whose first line is the PostgreSQL password, used when the URL
     /// has none (`--records-password-file`, `HEALTHPROBE_RECORDS_PASSWORD_FILE`).
     pub password_file: Option<PathBuf>,
+    /// The trust a PostgreSQL connection's certificate is checked against
+    /// (`sslmode=verify-ca` / `verify-full`): the system store and
+    /// `--ca-file`, the same [`TlsClient`] as the probes'.
+    pub tls: TlsClient,
 }
 
 /// How [`open_events`] opens a publisher.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct EventsOptions {
     /// With a Redis stream: trim it to about N entries (`XADD MAXLEN ~ N`;
     /// 0 never trims); `None` is the publisher's default. Refused with any
@@ -183,6 +192,9 @@ pub struct EventsOptions {
     /// A file whose first line is the Redis password, used when the URL has
     /// none (`--events-password-file`, `HEALTHPROBE_EVENTS_PASSWORD_FILE`).
     pub password_file: Option<PathBuf>,
+    /// The trust a `rediss://` server's certificate is checked against: the
+    /// system store and `--ca-file`, the same [`TlsClient`] as the probes'.
+    pub tls: TlsClient,
 }
 
 /// The store `spec` names (see [`RecordsSpec::parse`] and [`RecordsSpec::open`]).
@@ -283,6 +295,10 @@ impl OpenError {
     }
 }
 
+fn is_redis_url(text: &str) -> bool {
+    text.starts_with("redis://") || text.starts_with("rediss://")
+}
+
 fn is_postgres_url(text: &str) -> bool {
     text.starts_with("postgres://") || text.starts_with("postgresql://")
 }
@@ -319,10 +335,12 @@ fn open_postgres(
     options: &RecordsOptions,
 ) -> Result<Box<dyn RuntimeRecordStore>, OpenError> {
     use crate::adapters::PostgresRecords;
-    let mut table = PostgresRecords::new(url).map_err(|err| OpenError::InvalidUrl {
-        flag: "--records",
-        reason: err.to_string(),
-    })?;
+    let mut table = PostgresRecords::new(url)
+        .map_err(|err| OpenError::InvalidUrl {
+            flag: "--records",
+            reason: err.to_string(),
+        })?
+        .with_tls(options.tls.clone());
     if let Some(path) = &options.password_file {
         let password = read_password(RECORDS_PASSWORD_FILE, path)?;
         if table.has_password() {
@@ -375,7 +393,9 @@ fn open_redis(
     let maxlen = options
         .redis_maxlen
         .unwrap_or(RedisStreamPublisher::DEFAULT_MAXLEN);
-    let mut publisher = RedisStreamPublisher::new(target, maxlen).map_err(OpenError::Publisher)?;
+    let mut publisher = RedisStreamPublisher::new(target, maxlen)
+        .and_then(|publisher| publisher.with_tls(options.tls.clone()))
+        .map_err(OpenError::Publisher)?;
     match publisher.ping() {
         Ok(()) => info!(
             destination = publisher.destination(),
@@ -437,6 +457,9 @@ mod tests {
         assert!(matches!(spec, RecordsSpec::Postgres(_)));
         assert_eq!(spec.to_string(), "postgresql://alice:***@db/fleet");
         assert!(!format!("{spec:?}").contains("pw1234"));
+        let spec = EventsSpec::parse("rediss://:pw1234@h/s");
+        assert!(matches!(spec, EventsSpec::Redis(_)));
+        assert_eq!(spec.to_string(), "rediss://:***@h/s");
         let spec = EventsSpec::parse("redis://:pw1234@h/s");
         assert!(matches!(spec, EventsSpec::Redis(_)));
         assert_eq!(spec.to_string(), "redis://:***@h/s");
@@ -540,6 +563,7 @@ mod tests {
         );
         let options = RecordsOptions {
             password_file: Some("pw".into()),
+            ..RecordsOptions::default()
         };
         let err = open_records("records.json", &options)
             .err()
@@ -610,6 +634,7 @@ mod tests {
     fn a_bad_password_file_is_named_even_without_the_feature() {
         let options = RecordsOptions {
             password_file: Some("/nonexistent/healthprobe-pw".into()),
+            ..RecordsOptions::default()
         };
         let err = open_records("postgres://db/fleet", &options)
             .err()

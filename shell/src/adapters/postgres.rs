@@ -1,8 +1,9 @@
 //! A PostgreSQL table as the [`RuntimeRecordStore`] (cargo feature `postgres`).
 //!
 //! [`PostgresRecords`] reads the `runtime_records` table of
-//! `shell/sql/runtime_records.sql` with the sync rust-postgres client, without
-//! TLS.
+//! `shell/sql/runtime_records.sql` with the sync rust-postgres client, over
+//! TLS as the URL's `sslmode` says ([`SslMode`]; rustls through
+//! tokio-postgres-rustls, with the trust of [`TlsClient`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,12 +11,14 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::thread;
 use std::time::Duration;
 
-use postgres::config::Host;
+use postgres::config::{Host, SslMode as ClientSslMode};
 use postgres::{Client, Config, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::warn;
 
 use crate::ports::{ListError, RuntimeRecord, RuntimeRecordStore};
 use crate::redact::Redactor;
+use crate::tls::{ServerVerification, TLS_ERROR_PREFIX, TlsClient, database_tls_failure};
 
 /// The running records of a PostgreSQL table `runtime_records`, read every tick.
 ///
@@ -36,6 +39,11 @@ use crate::redact::Redactor;
 ///   naming the game and the column, every tick it stays that way; the rest
 ///   of the listing succeeds. Left out, it is treated like a game no longer
 ///   listed: its hysteresis state is pruned (R8).
+/// - **TLS**: as the URL's `sslmode` says ([`SslMode`]: `disable`,
+///   `prefer` (the default), `require`, `verify-ca`, `verify-full`), the
+///   certificate checked against the trust of [`PostgresRecords::with_tls`]
+///   (the system store unless given). A TLS failure reads
+///   `tls: <reason> (sslmode=…)`.
 /// - **Errors** name the server as `postgres://user@host:port/dbname`,
 ///   never with the password: [`ListError::Unavailable`]`("postgres
 ///   postgres://…: <reason>")`.
@@ -43,6 +51,8 @@ pub struct PostgresRecords {
     config: Config,
     server: String,
     password: Option<String>,
+    ssl_mode: SslMode,
+    tls: TlsClient,
     timeout: Duration,
     client: Option<Client>,
     /// A request that outlived its listing's bound, still running.
@@ -51,6 +61,78 @@ pub struct PostgresRecords {
 
 /// What the helper thread hands back: the client, if still usable, and the rows.
 type Answer = (Option<Client>, Result<Vec<RuntimeRecord>, String>);
+
+/// The `sslmode` of a PostgreSQL URL: whether the connection is encrypted,
+/// and what is checked of the server's certificate.
+///
+/// As libpq, except that a root certificate file never turns `require`
+/// into `verify-ca` (there is no `sslrootcert`: trust is the system store
+/// plus `--ca-file`, and asking for verification is spelled `verify-ca` or
+/// `verify-full`). `allow` is not supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// `disable`: no TLS.
+    Disable,
+    /// `prefer` (the default): TLS when the server offers it, with no
+    /// certificate check ([`ServerVerification::EncryptOnly`]); without TLS
+    /// when the server declines it, or when the handshake fails (libpq
+    /// retries without TLS then too).
+    Prefer,
+    /// `require`: TLS or no connection, with no certificate check
+    /// ([`ServerVerification::EncryptOnly`]): encryption against a passive
+    /// eavesdropper, not a man in the middle.
+    Require,
+    /// `verify-ca`: TLS, the certificate chained to a trusted root, the
+    /// host name not checked ([`ServerVerification::Chain`]).
+    VerifyCa,
+    /// `verify-full`: TLS, the certificate chained to a trusted root and
+    /// valid for the host ([`ServerVerification::Full`]).
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The value as a URL spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "disable" => Self::Disable,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    /// What the certificate check is, when TLS is used at all.
+    pub fn verification(self) -> Option<ServerVerification> {
+        match self {
+            Self::Disable => None,
+            Self::Prefer | Self::Require => Some(ServerVerification::EncryptOnly),
+            Self::VerifyCa => Some(ServerVerification::Chain),
+            Self::VerifyFull => Some(ServerVerification::Full),
+        }
+    }
+
+    /// What rust-postgres, which knows `disable`, `prefer` and `require`
+    /// only, is told: the verifying modes require TLS.
+    fn client_mode(self) -> ClientSslMode {
+        match self {
+            Self::Disable => ClientSslMode::Disable,
+            Self::Prefer => ClientSslMode::Prefer,
+            Self::Require | Self::VerifyCa | Self::VerifyFull => ClientSslMode::Require,
+        }
+    }
+}
 
 /// Why a PostgreSQL URL was refused.
 #[derive(Debug, thiserror::Error)]
@@ -94,13 +176,18 @@ impl PostgresRecords {
     /// timeout is added to them.
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, InvalidUrl> {
         let timeout = timeout.max(Duration::from_millis(1));
-        let mut config = Config::from_str(url).map_err(|err| {
+        let invalid = |reason: &str| {
             let redactor = Redactor::from_url(url);
             InvalidUrl {
-                reason: redactor.redact(&with_causes(&err)),
+                reason: redactor.redact(reason),
                 url: redactor.redact_url(url),
             }
-        })?;
+        };
+        let (client_url, ssl_mode) = take_ssl_mode(url).map_err(|reason| invalid(&reason))?;
+        let mut config =
+            Config::from_str(&client_url).map_err(|err| invalid(&with_causes(&err)))?;
+        let ssl_mode = ssl_mode.unwrap_or(SslMode::Prefer);
+        config.ssl_mode(ssl_mode.client_mode());
         let password = config
             .get_password()
             .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
@@ -127,10 +214,25 @@ impl PostgresRecords {
             config,
             server,
             password,
+            ssl_mode,
+            tls: TlsClient::system(),
             timeout,
             client: None,
             unanswered: None,
         })
+    }
+
+    /// Check the server's certificate against the trust of `tls` (the
+    /// system store and `--ca-file`) rather than the system store alone.
+    /// Its client certificate is not used: it is for engines.
+    pub fn with_tls(mut self, tls: TlsClient) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The URL's `sslmode` ([`SslMode::Prefer`] when it has none).
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
     }
 
     /// Authenticate with `password` when the URL gives none (a password
@@ -176,6 +278,7 @@ impl fmt::Debug for PostgresRecords {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresRecords")
             .field("server", &self.server)
+            .field("ssl_mode", &self.ssl_mode)
             .field("timeout", &self.timeout)
             .field("connected", &self.client.is_some())
             .field("unanswered", &self.unanswered.is_some())
@@ -201,11 +304,15 @@ impl RuntimeRecordStore for PostgresRecords {
         }
         let (sender, receiver) = mpsc::sync_channel::<Answer>(1);
         let client = self.client.take();
-        let config = self.config.clone();
+        let connect = Connect {
+            config: self.config.clone(),
+            ssl_mode: self.ssl_mode,
+            tls: self.tls.clone(),
+        };
         let spawned = thread::Builder::new()
             .name("healthprobe-postgres".to_owned())
             .spawn(move || {
-                let _ = sender.send(list_on(client, &config));
+                let _ = sender.send(list_on(client, &connect));
             });
         if let Err(err) = spawned {
             return Err(self.unavailable(&format!("cannot start the request thread: {err}")));
@@ -230,13 +337,70 @@ impl RuntimeRecordStore for PostgresRecords {
     }
 }
 
+/// What a new connection needs.
+struct Connect {
+    config: Config,
+    ssl_mode: SslMode,
+    tls: TlsClient,
+}
+
+impl Connect {
+    /// A new connection, over TLS as the mode says.
+    fn connect(&self) -> Result<Client, String> {
+        let Some(verification) = self.ssl_mode.verification() else {
+            return self.config.connect(NoTls).map_err(|err| error_text(&err));
+        };
+        let tls = MakeRustlsConnect::new((*self.tls.database_config(verification)).clone());
+        match self.config.connect(tls) {
+            Ok(client) => Ok(client),
+            Err(err) => {
+                let failure = self.tls_failure(&err);
+                match (failure, self.ssl_mode) {
+                    // libpq's `prefer` tries again without TLS when the handshake fails.
+                    (Some(failure), SslMode::Prefer) => {
+                        warn!(
+                            reason = %failure,
+                            "PostgreSQL: the TLS handshake failed; connecting without TLS, \
+                             as sslmode=prefer allows"
+                        );
+                        self.config.connect(NoTls).map_err(|err| error_text(&err))
+                    }
+                    (Some(failure), mode) => Err(format!("{failure} (sslmode={})", mode.as_str())),
+                    (None, _) => Err(error_text(&err)),
+                }
+            }
+        }
+    }
+
+    /// The words for a TLS failure of `err`, if it is one.
+    fn tls_failure(&self, err: &postgres::Error) -> Option<String> {
+        let host = self.config.get_hosts().iter().find_map(|host| match host {
+            Host::Tcp(name) => Some(name.as_str()),
+            Host::Unix(_) => None,
+        });
+        if let Some(text) = database_tls_failure(err, host) {
+            return Some(text);
+        }
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            if cause.to_string() == "server does not support TLS" {
+                return Some(format!(
+                    "{TLS_ERROR_PREFIX}the server does not accept TLS connections (ssl = off?)"
+                ));
+            }
+            source = cause.source();
+        }
+        None
+    }
+}
+
 /// Connect if needed and list; the client comes back only if it is still usable.
-fn list_on(client: Option<Client>, config: &Config) -> Answer {
+fn list_on(client: Option<Client>, connect: &Connect) -> Answer {
     let mut client = match client {
         Some(client) => client,
-        None => match config.connect(NoTls) {
+        None => match connect.connect() {
             Ok(client) => client,
-            Err(err) => return (None, Err(error_text(&err))),
+            Err(reason) => return (None, Err(reason)),
         },
     };
     match client.query(PostgresRecords::LIST_RUNNING_SQL, &[]) {
@@ -305,6 +469,176 @@ fn with_causes(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `url` with every `sslmode` rust-postgres does not know (`verify-ca`,
+/// `verify-full`) rewritten to `require`, and the `sslmode` it asks for
+/// (the last one given, as the client reads them), if any.
+///
+/// The parameters are found as rust-postgres finds them, in a URL
+/// (`?sslmode=…&…`, percent-decoded) and in a key=value string
+/// (`sslmode=…`, `sslmode = '…'`), so that what is rewritten is exactly
+/// what the client would read. A value that is not one of [`SslMode`]'s is
+/// refused here, naming the values that are.
+fn take_ssl_mode(url: &str) -> Result<(String, Option<SslMode>), String> {
+    let params = match url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        Some(rest) => url_params(url, url.len() - rest.len()),
+        None => key_value_params(url),
+    };
+    let mut rewritten = String::with_capacity(url.len());
+    let mut copied = 0;
+    let mut mode = None;
+    for (key, range, value) in params {
+        if key != "sslmode" {
+            continue;
+        }
+        let parsed = SslMode::parse(&value).ok_or_else(|| {
+            format!(
+                "sslmode `{value}` is not supported: use disable, prefer, require, verify-ca \
+                 or verify-full"
+            )
+        })?;
+        if matches!(parsed, SslMode::VerifyCa | SslMode::VerifyFull) {
+            rewritten.push_str(&url[copied..range.start]);
+            rewritten.push_str("require");
+            copied = range.end;
+        }
+        mode = Some(parsed);
+    }
+    rewritten.push_str(&url[copied..]);
+    Ok((rewritten, mode))
+}
+
+/// A parameter as the client reads it: its key and value (decoded), and
+/// where the value is in the text.
+type Param = (String, std::ops::Range<usize>, String);
+
+/// The `?key=value&…` parameters of a URL, found as rust-postgres's URL
+/// parser finds them: the credentials end at the first `@`, the host at
+/// the next `/` or `?`, the database name at the next `?`.
+fn url_params(url: &str, start: usize) -> Vec<Param> {
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let mut pos = start;
+    if let Some(at) = url[pos..].find('@') {
+        pos += at + 1;
+    }
+    match url[pos..].find(['/', '?']) {
+        Some(end) => pos += end,
+        None => return Vec::new(),
+    }
+    if url[pos..].starts_with('/') {
+        match url[pos..].find('?') {
+            Some(end) => pos += end,
+            None => return Vec::new(),
+        }
+    }
+    pos += 1; // the `?`
+    let mut params = Vec::new();
+    while pos < url.len() {
+        let Some(equals) = url[pos..].find('=') else {
+            break; // the client refuses this: "unterminated parameter"
+        };
+        let key = decode(&url[pos..pos + equals]);
+        let value_start = pos + equals + 1;
+        let value_end = url[value_start..]
+            .find('&')
+            .map_or(url.len(), |amp| value_start + amp);
+        params.push((
+            key,
+            value_start..value_end,
+            decode(&url[value_start..value_end]),
+        ));
+        pos = (value_end + 1).min(url.len());
+        if value_end == url.len() {
+            break;
+        }
+    }
+    params
+}
+
+/// The `key=value` parameters of a connection string, found as
+/// rust-postgres's parser finds them: whitespace around `=`, values quoted
+/// (`'…'`) or not, `\` escaping the next character in either.
+fn key_value_params(text: &str) -> Vec<Param> {
+    let bytes: Vec<(usize, char)> = text.char_indices().collect();
+    let at = |i: usize| bytes.get(i).map(|(_, c)| *c);
+    let offset = |i: usize| bytes.get(i).map_or(text.len(), |(offset, _)| *offset);
+    let mut i = 0;
+    let mut params = Vec::new();
+    loop {
+        while at(i).is_some_and(char::is_whitespace) {
+            i += 1;
+        }
+        let key_start = i;
+        while at(i).is_some_and(|c| !c.is_whitespace() && c != '=') {
+            i += 1;
+        }
+        if i == key_start {
+            return params;
+        }
+        let key = text[offset(key_start)..offset(i)].to_owned();
+        while at(i).is_some_and(char::is_whitespace) {
+            i += 1;
+        }
+        if at(i) != Some('=') {
+            return params; // the client refuses this
+        }
+        i += 1;
+        while at(i).is_some_and(char::is_whitespace) {
+            i += 1;
+        }
+        let value_start = i;
+        let mut value = String::new();
+        if at(i) == Some('\'') {
+            i += 1;
+            loop {
+                match at(i) {
+                    None => return params, // unterminated: the client refuses it
+                    Some('\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some('\\') => {
+                        i += 1;
+                        if let Some(c) = at(i) {
+                            value.push(c);
+                            i += 1;
+                        }
+                    }
+                    Some(c) => {
+                        value.push(c);
+                        i += 1;
+                    }
+                }
+            }
+        } else {
+            while let Some(c) = at(i) {
+                if c.is_whitespace() {
+                    break;
+                }
+                i += 1;
+                if c == '\\' {
+                    if let Some(next) = at(i) {
+                        value.push(next);
+                        i += 1;
+                    }
+                } else {
+                    value.push(c);
+                }
+            }
+            if value.is_empty() {
+                return params; // the client refuses an empty value
+            }
+        }
+        params.push((key, offset(value_start)..offset(i), value));
+    }
 }
 
 /// `postgres://user@host:port/dbname`, from what the client will use.
@@ -452,6 +786,102 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
+    fn r12_sslmode_is_read_in_both_forms_and_the_verifying_modes_rewritten_for_the_client() {
+        let cases = [
+            ("postgres://h/db", "postgres://h/db", None),
+            (
+                "postgres://h/db?sslmode=disable",
+                "postgres://h/db?sslmode=disable",
+                Some(SslMode::Disable),
+            ),
+            (
+                "postgres://u:p@h/db?sslmode=verify-full",
+                "postgres://u:p@h/db?sslmode=require",
+                Some(SslMode::VerifyFull),
+            ),
+            (
+                "postgresql://h:5432/db?application_name=x&sslmode=verify-ca&connect_timeout=3",
+                "postgresql://h:5432/db?application_name=x&sslmode=require&connect_timeout=3",
+                Some(SslMode::VerifyCa),
+            ),
+            (
+                "postgres://h?ssl%6Dode=verify%2Dfull",
+                "postgres://h?ssl%6Dode=require",
+                Some(SslMode::VerifyFull),
+            ),
+            // The last one wins, as the client reads them.
+            (
+                "postgres://h/db?sslmode=verify-full&sslmode=disable",
+                "postgres://h/db?sslmode=require&sslmode=disable",
+                Some(SslMode::Disable),
+            ),
+            // A `?sslmode=` inside the credentials is the password's.
+            (
+                "postgres://u:a?sslmode=verify-ca@h/db",
+                "postgres://u:a?sslmode=verify-ca@h/db",
+                None,
+            ),
+            (
+                "host=h sslmode=verify-full dbname=db",
+                "host=h sslmode=require dbname=db",
+                Some(SslMode::VerifyFull),
+            ),
+            (
+                "host=h sslmode = 'verify-ca' password='a b'",
+                "host=h sslmode = require password='a b'",
+                Some(SslMode::VerifyCa),
+            ),
+            (
+                "password='sslmode=verify-ca' host=h",
+                "password='sslmode=verify-ca' host=h",
+                None,
+            ),
+            (
+                "host=h sslmode=verify\\-full",
+                "host=h sslmode=require",
+                Some(SslMode::VerifyFull),
+            ),
+        ];
+        for (url, rewritten, mode) in cases {
+            let (text, found) = take_ssl_mode(url).expect(url);
+            assert_eq!((text.as_str(), found), (rewritten, mode), "{url}");
+            Config::from_str(&text).unwrap_or_else(|err| panic!("{url}: {text}: {err}"));
+        }
+        let store = PostgresRecords::new("host=h user=u sslmode=verify-full").expect("valid");
+        assert_eq!(store.ssl_mode(), SslMode::VerifyFull);
+        assert_eq!(store.config.get_ssl_mode(), ClientSslMode::Require);
+        let store = PostgresRecords::new("postgres://h/db").expect("valid");
+        assert_eq!(store.ssl_mode(), SslMode::Prefer);
+        assert_eq!(store.config.get_ssl_mode(), ClientSslMode::Prefer);
+        let store = PostgresRecords::new("postgres://h/db?sslmode=disable").expect("valid");
+        assert_eq!(store.config.get_ssl_mode(), ClientSslMode::Disable);
+    }
+
+    #[test]
+    fn r12_an_unknown_sslmode_is_refused_naming_the_supported_ones_without_the_password() {
+        for url in [
+            "postgres://alice:s3cret@h/db?sslmode=allow",
+            "postgres://h/db?password=s3cret&sslmode=verify",
+            "host=h password=s3cret sslmode=VERIFY-FULL",
+        ] {
+            let err = PostgresRecords::new(url).expect_err(url);
+            let text = err.to_string();
+            assert!(text.starts_with("invalid PostgreSQL URL "), "{text}");
+            assert!(
+                text.ends_with(
+                    "is not supported: use disable, prefer, require, verify-ca or verify-full"
+                ),
+                "{text}"
+            );
+            assert!(!text.contains("s3cret"), "{url}: {text}");
+        }
+        // A password given as the sslmode is hidden too.
+        let err = PostgresRecords::new("postgres://h/db?sslmode=s3cret&password=s3cret")
+            .expect_err("not a mode");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]

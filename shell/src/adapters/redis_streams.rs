@@ -31,28 +31,50 @@
 //! newest entries by other writers before the retry, a command still queued
 //! inside Redis when the retry looks, and a crash of healthprobe between
 //! the `XADD` and recording the delivery in the state file.
+//!
+//! # TLS
+//!
+//! `rediss://` connects over TLS (rustls) and verifies the server's
+//! certificate in full, chain and host name (an IP address against the IP
+//! SANs), against the trust of [`RedisStreamPublisher::with_tls`]: the
+//! system store and `--ca-file`. There is no way to turn that off
+//! (redis-rs's `#insecure` is refused), and no client certificate is sent.
+//! The handshake is inside the connect bound. redis-rs reports a failed
+//! handshake only as text, so on such a failure one more handshake is made
+//! with the same trust, to word the reason (`tls: certificate signed by
+//! unknown authority`).
 
 use std::fmt;
-use std::time::Duration;
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use healthprobe_core::HealthEvent;
 use redis::{
-    ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError, Value,
+    ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError,
+    TlsCertificates, Value,
 };
 
 use crate::ports::{HealthEventPublisher, PublishError};
 use crate::redact::Redactor;
+use crate::tls::{
+    ServerVerification, TLS_ERROR_PREFIX, TlsClient, describe_database_tls, provider,
+};
 use crate::wire::to_writer_go;
 
 /// How many of the stream's newest entries are searched for an event whose
 /// previous `XADD` may have been applied.
 pub const IN_DOUBT_LOOKBACK: usize = 32;
 
-/// Where events go: `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`.
+/// Where events go: `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`, or
+/// `rediss://…` over TLS.
 ///
 /// Its `Debug` and `Display` never show the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisTarget {
+    /// Whether the connection is over TLS (`rediss://`).
+    pub tls: bool,
     /// The server's host name or IP address (without brackets for IPv6).
     pub host: String,
     /// The server's port (6379 unless the URL names one).
@@ -68,6 +90,7 @@ pub struct RedisTarget {
 impl fmt::Debug for RedisTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisTarget")
+            .field("tls", &self.tls)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("stream", &self.stream)
@@ -81,12 +104,13 @@ impl RedisTarget {
     /// The port when the URL names none.
     pub const DEFAULT_PORT: u16 = 6379;
 
-    /// Whether `text` is meant as a Redis URL (starts with `redis://`).
+    /// Whether `text` is meant as a Redis URL (starts with `redis://` or `rediss://`).
     pub fn is_redis_url(text: &str) -> bool {
-        text.starts_with("redis://")
+        text.starts_with("redis://") || text.starts_with("rediss://")
     }
 
-    /// Parse `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`.
+    /// Parse `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`, or `rediss://…`
+    /// for TLS (the same port default: name the TLS port).
     ///
     /// The host may be a name, an IPv4 address or a bracketed IPv6 address;
     /// the stream is everything after the first `/` and must not be empty.
@@ -114,15 +138,27 @@ impl RedisTarget {
             url: redactor.redact_url(url),
             reason: redactor.redact(reason),
         };
-        let rest = url
-            .strip_prefix("redis://")
-            .ok_or_else(|| invalid("expected redis://HOST[:PORT]/STREAM"))?;
+        let (tls, rest) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => {
+                return Err(invalid(
+                    "expected redis://HOST[:PORT]/STREAM (or rediss:// for TLS)",
+                ));
+            }
+        };
         let (authority, stream) = rest
             .split_once('/')
             .ok_or_else(|| invalid("no stream name: expected redis://HOST[:PORT]/STREAM"))?;
         if stream.is_empty() {
             return Err(invalid(
                 "empty stream name: expected redis://HOST[:PORT]/STREAM",
+            ));
+        }
+        if stream.ends_with("#insecure") {
+            return Err(invalid(
+                "#insecure is not supported: the server's certificate is always verified \
+                 (trust a private CA with --ca-file)",
             ));
         }
         if stream.contains(['?', '#']) {
@@ -197,6 +233,7 @@ impl RedisTarget {
             },
         };
         Ok(Self {
+            tls,
             host: host.to_owned(),
             port,
             stream: stream.to_owned(),
@@ -207,12 +244,13 @@ impl RedisTarget {
 }
 
 impl fmt::Display for RedisTarget {
-    /// `redis HOST:PORT/STREAM`, as errors name the destination.
+    /// `redis HOST:PORT/STREAM` (`rediss …` over TLS), as errors name the destination.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "rediss" } else { "redis" };
         if self.host.contains(':') {
-            write!(f, "redis [{}]:{}/{}", self.host, self.port, self.stream)
+            write!(f, "{scheme} [{}]:{}/{}", self.host, self.port, self.stream)
         } else {
-            write!(f, "redis {}:{}/{}", self.host, self.port, self.stream)
+            write!(f, "{scheme} {}:{}/{}", self.host, self.port, self.stream)
         }
     }
 }
@@ -236,6 +274,7 @@ pub struct RedisStreamPublisher {
     destination: String,
     maxlen: u64,
     timeout: Duration,
+    tls: TlsClient,
     client: redis::Client,
     connection: Option<redis::Connection>,
     /// An event whose last `XADD` got no reply: Redis may hold it already.
@@ -265,9 +304,40 @@ impl RedisStreamPublisher {
     /// entries (`MAXLEN ~`; 0 never trims).
     ///
     /// Does not connect: the first publish does, so a Redis that is down at
-    /// start only keeps events pending.
+    /// start only keeps events pending. A `rediss://` target trusts the
+    /// system store; [`Self::with_tls`] adds `--ca-file`.
     pub fn new(target: RedisTarget, maxlen: u64) -> Result<Self, PublishError> {
         let destination = target.to_string();
+        let tls = TlsClient::system();
+        let client = Self::client(&target, &tls)
+            .map_err(|err| PublishError::Unavailable(format!("{destination}: {err}")))?;
+        Ok(Self {
+            target,
+            destination,
+            maxlen,
+            timeout: Self::DEFAULT_TIMEOUT,
+            tls,
+            client,
+            connection: None,
+            in_doubt: None,
+        })
+    }
+
+    /// The same, a `rediss://` server's certificate checked against the
+    /// trust of `tls` (the system store and `--ca-file`, the probes' own)
+    /// rather than the system store alone. Its client certificate is not
+    /// used: it is for engines. Reads the system store now, for TLS only.
+    pub fn with_tls(mut self, tls: TlsClient) -> Result<Self, PublishError> {
+        if self.target.tls {
+            self.client = Self::client(&self.target, &tls)
+                .map_err(|err| PublishError::Unavailable(format!("{}: {err}", self.destination)))?;
+            self.connection = None;
+        }
+        self.tls = tls;
+        Ok(self)
+    }
+
+    fn client(target: &RedisTarget, tls: &TlsClient) -> redis::RedisResult<redis::Client> {
         let mut settings = RedisConnectionInfo::default();
         if let Some(username) = &target.username {
             settings = settings.set_username(username);
@@ -275,20 +345,32 @@ impl RedisStreamPublisher {
         if let Some(password) = &target.password {
             settings = settings.set_password(password);
         }
-        let client = ConnectionAddr::Tcp(target.host.clone(), target.port)
-            .into_connection_info()
-            .map(|info| info.set_redis_settings(settings))
-            .and_then(redis::Client::open)
-            .map_err(|err| PublishError::Unavailable(format!("{destination}: {err}")))?;
-        Ok(Self {
-            target,
-            destination,
-            maxlen,
-            timeout: Self::DEFAULT_TIMEOUT,
-            client,
-            connection: None,
-            in_doubt: None,
-        })
+        if !target.tls {
+            let info = ConnectionAddr::Tcp(target.host.clone(), target.port)
+                .into_connection_info()?
+                .set_redis_settings(settings);
+            return redis::Client::open(info);
+        }
+        // redis-rs builds its rustls configuration on the process's default
+        // provider: make that ring, as everywhere else here, unless the
+        // embedding program chose one already.
+        let _ = rustls::crypto::CryptoProvider::install_default((*provider()).clone());
+        let info = ConnectionAddr::TcpTls {
+            host: target.host.clone(),
+            port: target.port,
+            insecure: false,
+            tls_params: None,
+        }
+        .into_connection_info()?
+        .set_redis_settings(settings);
+        // Its `root_cert` replaces the system store: give it the whole trust.
+        redis::Client::build_with_tls(
+            info,
+            TlsCertificates {
+                client_tls: None,
+                root_cert: Some(tls.trusted_roots_pem().into_bytes()),
+            },
+        )
     }
 
     /// The same with another bound on connecting and on each read and write.
@@ -314,9 +396,11 @@ impl RedisStreamPublisher {
 
     /// Check that Redis answers `PING` now (connecting if needed).
     pub fn ping(&mut self) -> Result<(), PublishError> {
-        let result = self
-            .connection()
-            .and_then(|connection| redis::cmd("PING").query::<Value>(connection));
+        let connection = match self.connection() {
+            Ok(connection) => connection,
+            Err(err) => return Err(self.fail_connect(&err)),
+        };
+        let result = redis::cmd("PING").query::<Value>(connection);
         result.map(drop).map_err(|err| self.fail(&err))
     }
 
@@ -332,16 +416,71 @@ impl RedisStreamPublisher {
 
     /// Drop the connection and name the destination in the error.
     fn fail(&mut self, err: &RedisError) -> PublishError {
+        let reason = describe(err);
+        self.fail_with(&reason)
+    }
+
+    /// [`Self::fail`] for a connection that could not be made: over TLS,
+    /// the handshake's failure is worded (see the [module docs](self)).
+    fn fail_connect(&mut self, err: &RedisError) -> PublishError {
+        let reason = if !self.target.tls || err.is_connection_refusal() {
+            describe(err)
+        } else if err.is_timeout() {
+            format!(
+                "no answer within {} (connecting, TLS handshake included)",
+                humantime::format_duration(self.timeout)
+            )
+        } else if err.kind() == ErrorKind::Io {
+            match self.handshake_failure() {
+                Some(failure) => failure,
+                None => describe(err),
+            }
+        } else {
+            describe(err)
+        };
+        self.fail_with(&reason)
+    }
+
+    fn fail_with(&mut self, reason: &str) -> PublishError {
         self.connection = None;
         let mut redactor = Redactor::default();
         if let Some(password) = &self.target.password {
             redactor.add(password);
         }
-        PublishError::Unavailable(format!(
-            "{}: {}",
-            self.destination,
-            redactor.redact(&describe(err))
-        ))
+        PublishError::Unavailable(format!("{}: {}", self.destination, redactor.redact(reason)))
+    }
+
+    /// Why a TLS handshake with the target fails, from one more handshake
+    /// with the same trust, within the connect bound; `None` if it does not
+    /// fail (or fails before TLS).
+    fn handshake_failure(&self) -> Option<String> {
+        let deadline = Instant::now() + self.timeout;
+        let address = (self.target.host.as_str(), self.target.port)
+            .to_socket_addrs()
+            .ok()?
+            .next()?;
+        let mut tcp = TcpStream::connect_timeout(&address, self.timeout).ok()?;
+        let name = rustls::pki_types::ServerName::try_from(self.target.host.clone()).ok()?;
+        let config = self.tls.database_config(ServerVerification::Full);
+        let mut tls = rustls::ClientConnection::new(Arc::clone(&config), name).ok()?;
+        while tls.is_handshaking() {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            if left.is_zero() {
+                return None;
+            }
+            tcp.set_read_timeout(Some(left)).ok()?;
+            tcp.set_write_timeout(Some(left)).ok()?;
+            match tls.complete_io(&mut tcp) {
+                Ok((0, 0)) if tls.is_handshaking() && !tls.wants_write() => {
+                    return Some(format!(
+                        "{TLS_ERROR_PREFIX}the server closed the connection during the handshake"
+                    ));
+                }
+                Ok(_) => {}
+                Err(err) => return tls_io_failure(&err, &self.target.host),
+            }
+        }
+        None
     }
 
     /// One attempt: the in-doubt check if needed, then `XADD`.
@@ -403,7 +542,7 @@ impl HealthEventPublisher for RedisStreamPublisher {
                     self.in_doubt = None;
                     return Ok(());
                 }
-                Err(Attempt::NotSent(err)) => return Err(self.fail(&err)),
+                Err(Attempt::NotSent(err)) => return Err(self.fail_connect(&err)),
                 Err(Attempt::Failed { err, reused }) => {
                     if !redis_answered(&err) {
                         self.in_doubt = Some(fields.clone());
@@ -420,6 +559,25 @@ impl HealthEventPublisher for RedisStreamPublisher {
                 }
             }
         }
+    }
+}
+
+/// The words for an I/O error of a TLS handshake with `host`, if it is a TLS failure.
+fn tls_io_failure(err: &io::Error, host: &str) -> Option<String> {
+    if let Some(tls) = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return Some(describe_database_tls(tls, Some(host)));
+    }
+    match err.kind() {
+        io::ErrorKind::UnexpectedEof => Some(format!(
+            "{TLS_ERROR_PREFIX}the server closed the connection during the handshake"
+        )),
+        io::ErrorKind::ConnectionReset => Some(format!(
+            "{TLS_ERROR_PREFIX}the server reset the connection during the handshake"
+        )),
+        _ => None,
     }
 }
 
@@ -493,6 +651,7 @@ mod tests {
 
     fn target(host: &str, port: u16, stream: &str) -> RedisTarget {
         RedisTarget {
+            tls: false,
             host: host.into(),
             port,
             stream: stream.into(),
@@ -534,6 +693,8 @@ mod tests {
             ("redis://h/s?db=1", "query or fragment"),
             ("redis://[::1/s", "unclosed"),
             ("http://h/s", "expected redis://"),
+            ("rediss://h/s#insecure", "#insecure is not supported"),
+            ("rediss://h:6380", "no stream name"),
         ];
         for (url, reason) in cases {
             let err = RedisTarget::parse(url).expect_err(url);

@@ -18,9 +18,20 @@
 //!   timeout`, ...), always starting with [`TLS_ERROR_PREFIX`], which is how
 //!   a journal's text is classed [`ProbeClass::Tls`] again.
 //!
-//! The system store is read once, at the first `https://` probe, not at start-up: a fleet without TLS never pays for it. The
-//! files of `--ca-file` and the client certificate are read and checked at
-//! start-up ([`TlsClient::new`]), so a bad one stops the run at once, named.
+//! The system store is read once, at the first `https://` probe or verified
+//! database connection, not at start-up: a fleet without TLS never pays for
+//! it. The files of `--ca-file` and the client certificate are read and
+//! checked at start-up ([`TlsClient::new`]), so a bad one stops the run at
+//! once, named.
+//!
+//! # Databases
+//!
+//! PostgreSQL and Redis connections use the same trust (the system store
+//! plus `--ca-file`) through [`TlsClient::database_config`], with what
+//! [`ServerVerification`] says is checked of the server's certificate
+//! (PostgreSQL's `sslmode`; Redis always verifies in full), no ALPN and no
+//! client certificate: `--tls-client-cert` is an identity for engines and is
+//! not shown to databases. [`describe_database_tls`] words their failures.
 
 use std::fmt;
 use std::io;
@@ -28,9 +39,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::Resumption;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{AlertDescription, CertificateError, ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore,
+    SignatureScheme,
+};
 
 use crate::probe::ProbeClass;
 
@@ -90,7 +107,49 @@ struct Inner {
     extra_roots: Vec<CertificateDer<'static>>,
     ca_file: Option<PathBuf>,
     client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    trust: OnceLock<Arc<Trust>>,
     probe_config: OnceLock<Arc<ClientConfig>>,
+    /// One per [`ServerVerification`], in its order.
+    database_configs: [OnceLock<Arc<ClientConfig>>; 3],
+}
+
+/// The trusted roots, read once: the store and the certificates it was made of.
+struct Trust {
+    store: Arc<RootCertStore>,
+    /// Every certificate the store accepted as a trust anchor (system
+    /// first), for [`TlsClient::trusted_roots_pem`].
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    certs: Vec<CertificateDer<'static>>,
+}
+
+/// What a database connection checks of the server's certificate.
+///
+/// The handshake's signatures are checked in every case (the server must
+/// hold the key of the certificate it presents); what differs is whether
+/// that certificate must chain to a trusted root and name the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerVerification {
+    /// Encryption only: any certificate is accepted. PostgreSQL's
+    /// `sslmode=prefer` and `sslmode=require`, as libpq without a root
+    /// certificate file: safe against a passive eavesdropper, not against
+    /// an active man in the middle.
+    EncryptOnly,
+    /// The chain up to a trusted root (validity dates and purpose
+    /// included), but not the host name: `sslmode=verify-ca`.
+    Chain,
+    /// The chain and the host name (or IP address, against the IP SANs):
+    /// `sslmode=verify-full`, and every `rediss://` connection.
+    Full,
+}
+
+impl ServerVerification {
+    fn index(self) -> usize {
+        match self {
+            Self::EncryptOnly => 0,
+            Self::Chain => 1,
+            Self::Full => 2,
+        }
+    }
 }
 
 impl fmt::Debug for TlsClient {
@@ -145,21 +204,45 @@ impl TlsClient {
                 extra_roots,
                 ca_file,
                 client_auth,
+                trust: OnceLock::new(),
                 probe_config: OnceLock::new(),
+                database_configs: Default::default(),
             }),
         }
     }
 
-    /// Every trusted root: the system store, then `--ca-file`.
-    fn load_roots(&self) -> RootCertStore {
+    /// Every trusted root: the system store, then `--ca-file`; read at the
+    /// first call, once for probes and databases alike.
+    fn trust(&self) -> Arc<Trust> {
+        self.inner
+            .trust
+            .get_or_init(|| Arc::new(self.load_trust()))
+            .clone()
+    }
+
+    fn load_trust(&self) -> Trust {
         let mut roots = RootCertStore::empty();
+        let mut certs = Vec::new();
         let native = rustls_native_certs::load_native_certs();
         for error in &native.errors {
             tracing::warn!(%error, "a certificate of the system trust store cannot be read");
         }
-        let (added, ignored) = roots.add_parsable_certificates(native.certs);
-        let (extra, extra_ignored) =
-            roots.add_parsable_certificates(self.inner.extra_roots.iter().cloned());
+        // As `RootCertStore::add_parsable_certificates`, keeping what was accepted.
+        let mut add_all = |from: Vec<CertificateDer<'static>>| {
+            let (mut added, mut ignored) = (0usize, 0usize);
+            for cert in from {
+                match roots.add(cert.clone()) {
+                    Ok(()) => {
+                        certs.push(cert);
+                        added += 1;
+                    }
+                    Err(_) => ignored += 1,
+                }
+            }
+            (added, ignored)
+        };
+        let (added, ignored) = add_all(native.certs);
+        let (extra, extra_ignored) = add_all(self.inner.extra_roots.clone());
         tracing::debug!(
             system = added,
             system_ignored = ignored,
@@ -173,7 +256,10 @@ impl TlsClient {
                  given, so every https probe fails as signed by unknown authority"
             );
         }
-        roots
+        Trust {
+            store: Arc::new(roots),
+            certs,
+        }
     }
 
     /// The configuration every `https://` probe uses (both runtimes),
@@ -185,7 +271,7 @@ impl TlsClient {
                 let builder = ClientConfig::builder_with_provider(provider())
                     .with_safe_default_protocol_versions()
                     .expect("the ring provider supports TLS 1.2 and 1.3")
-                    .with_root_certificates(self.load_roots());
+                    .with_root_certificates(Arc::clone(&self.trust().store));
                 let mut config = match &self.inner.client_auth {
                     Some((chain, key)) => builder
                         .with_client_auth_cert(chain.clone(), key.clone_key())
@@ -197,6 +283,170 @@ impl TlsClient {
                 Arc::new(config)
             })
             .clone()
+    }
+
+    /// The configuration of a database connection (PostgreSQL, Redis) that
+    /// checks what `verification` says, built at the first call for each.
+    ///
+    /// The same trust as the probes (the system store and `--ca-file`, read
+    /// only when a verifying mode is first used), no ALPN, no client
+    /// certificate (`--tls-client-cert` is for engines), TLS 1.2 and 1.3.
+    pub fn database_config(&self, verification: ServerVerification) -> Arc<ClientConfig> {
+        self.inner.database_configs[verification.index()]
+            .get_or_init(|| {
+                let builder = ClientConfig::builder_with_provider(provider())
+                    .with_safe_default_protocol_versions()
+                    .expect("the ring provider supports TLS 1.2 and 1.3");
+                let config = match verification {
+                    ServerVerification::Full => builder
+                        .with_root_certificates(Arc::clone(&self.trust().store))
+                        .with_no_client_auth(),
+                    ServerVerification::Chain => builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(ChainOnly::new(Arc::clone(
+                            &self.trust().store,
+                        ))))
+                        .with_no_client_auth(),
+                    ServerVerification::EncryptOnly => builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(EncryptOnly {
+                            algorithms: provider().signature_verification_algorithms,
+                        }))
+                        .with_no_client_auth(),
+                };
+                Arc::new(config)
+            })
+            .clone()
+    }
+
+    /// Every trusted certificate (the system store's that rustls accepts,
+    /// then `--ca-file`'s) as one PEM bundle: for clients that take their
+    /// roots as PEM only (redis-rs's `TlsCertificates::root_cert`, which
+    /// replaces the system store rather than adding to it).
+    #[cfg(feature = "redis")]
+    pub fn trusted_roots_pem(&self) -> String {
+        use base64::Engine as _;
+        let trust = self.trust();
+        let mut pem = String::new();
+        for cert in &trust.certs {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+            pem.push_str("-----BEGIN CERTIFICATE-----\n");
+            for line in encoded.as_bytes().chunks(64) {
+                pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+                pem.push('\n');
+            }
+            pem.push_str("-----END CERTIFICATE-----\n");
+        }
+        pem
+    }
+}
+
+/// Accepts any certificate chain, but still checks the handshake's
+/// signatures with it ([`ServerVerification::EncryptOnly`]).
+#[derive(Debug)]
+struct EncryptOnly {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// WebPKI verification without the name check ([`ServerVerification::Chain`]).
+///
+/// rustls checks the name last, once the chain, dates and purpose passed,
+/// so ignoring only the name mismatch keeps every other check.
+#[derive(Debug)]
+struct ChainOnly {
+    /// `None` when nothing is trusted (rustls refuses a verifier without roots).
+    inner: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ChainOnly {
+    fn new(roots: Arc<RootCertStore>) -> Self {
+        Self {
+            inner: WebPkiServerVerifier::builder_with_provider(roots, provider())
+                .build()
+                .ok(),
+            algorithms: provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(inner) = &self.inner else {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            ));
+        };
+        match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
     }
 }
 
@@ -393,6 +643,55 @@ pub fn describe_tls(err: &rustls::Error, host: Option<&str>) -> String {
     format!("{TLS_ERROR_PREFIX}{text}")
 }
 
+/// [`describe_tls`] for a database connection (PostgreSQL, Redis): the same
+/// certificate texts, the rest worded for a server rather than an engine.
+/// `host` is the name the certificate was checked against.
+pub fn describe_database_tls(err: &rustls::Error, host: Option<&str>) -> String {
+    use rustls::Error as E;
+    use rustls::InvalidMessage as M;
+    let text = match err {
+        E::InvalidCertificate(CertificateError::NotValidForName) if host.is_none() => {
+            "certificate is not valid for the server's host".to_owned()
+        }
+        E::InvalidCertificate(cert) => describe_certificate(cert, host),
+        E::InvalidMessage(M::InvalidContentType | M::UnknownProtocolVersion) => {
+            "the server does not speak TLS".to_owned()
+        }
+        E::AlertReceived(AlertDescription::CertificateRequired) => {
+            "the server requires a client certificate (none is sent to databases)".to_owned()
+        }
+        E::AlertReceived(alert) => {
+            format!("the server refused the handshake ({})", alert_name(*alert))
+        }
+        E::PeerIncompatible(why) => format!("no common TLS parameters with the server ({why:?})"),
+        other => other.to_string(),
+    };
+    format!("{TLS_ERROR_PREFIX}{text}")
+}
+
+/// The TLS failure somewhere in `err`'s chain of sources (a rustls error,
+/// or an I/O error carrying one), worded by [`describe_database_tls`].
+pub fn database_tls_failure(
+    err: &(dyn std::error::Error + 'static),
+    host: Option<&str>,
+) -> Option<String> {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(describe_database_tls(tls, host));
+        }
+        if let Some(tls) = err
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(describe_database_tls(tls, host));
+        }
+        current = err.source();
+    }
+    None
+}
+
 fn describe_certificate(err: &CertificateError, host: Option<&str>) -> String {
     use CertificateError as C;
     match err {
@@ -543,6 +842,43 @@ mod tests {
             assert!(is_tls_error(&described));
         }
         assert!(is_tls_error(&handshake_timeout()));
+    }
+
+    #[test]
+    fn r12_database_tls_failures_are_worded_for_a_server_not_an_engine() {
+        let cases = [
+            (
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                "tls: certificate signed by unknown authority",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
+                "tls: certificate is not valid for db.test",
+            ),
+            (
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+                "tls: the server does not speak TLS",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::CertificateRequired),
+                "tls: the server requires a client certificate (none is sent to databases)",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::ProtocolVersion),
+                "tls: the server refused the handshake (protocol version)",
+            ),
+        ];
+        for (err, text) in cases {
+            assert_eq!(describe_database_tls(&err, Some("db.test")), text);
+            // Found inside an I/O error too, as the clients carry it.
+            let io = io::Error::new(io::ErrorKind::InvalidData, err);
+            assert_eq!(
+                database_tls_failure(&io, Some("db.test")).as_deref(),
+                Some(text)
+            );
+        }
+        let plain = io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(database_tls_failure(&plain, None), None);
     }
 
     #[test]
