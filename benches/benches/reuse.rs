@@ -4,12 +4,15 @@
 //! against a keep-alive request loop — the machine's limit for a client
 //! that reuses connections — all measured in one run.
 //!
-//! The engines (this process) keep connections alive for clients that do
-//! not ask to close ([`KeepAlive::On`]); the reference (`refrun`, Go's
-//! `http.Client`, which closes a connection whose body it did not read)
-//! and healthprobe without reuse open one per probe. healthprobe with reuse
-//! runs with `--max-idle-connections 1000`, so every engine's connection is
-//! kept. Over TLS the engines serve TLS 1.3 with an ECDSA P-256
+//! Two fleets of each kind, in this process: engines that keep connections
+//! alive for clients that do not ask to close ([`KeepAlive::On`]), probed
+//! with reuse and by the limit loop; and engines that answer `Connection:
+//! close`, probed without reuse and by the reference (`refrun`: Go's
+//! `http.Client` sends no `Connection: close` but closes a connection
+//! whose body it did not read, so a keep-alive test engine would start a
+//! thread for each of its connections, a cost no real server has).
+//! healthprobe with reuse runs with `--max-idle-connections 1000`, so every
+//! engine's connection is kept. Over TLS the engines serve TLS 1.3 with an ECDSA P-256
 //! certificate from a CA made at start (healthprobe: `--ca-file`; the
 //! reference: `SSL_CERT_FILE`).
 //!
@@ -43,11 +46,10 @@ const LIMIT_RECORDS_ENV: &str = "HEALTHPROBE_REUSE_LIMIT_RECORDS";
 const LIMIT_THREADS: usize = 16;
 
 struct Setup {
-    _http: Fleet,
-    _https: Fleet,
+    _fleets: Vec<Fleet>,
     dir: PathBuf,
-    http_records: PathBuf,
-    https_records: PathBuf,
+    /// Records of the four fleets, by (https, keep-alive).
+    records: [[PathBuf; 2]; 2],
     ca_file: PathBuf,
     healthprobe: PathBuf,
     refrun: Option<PathBuf>,
@@ -71,35 +73,48 @@ impl Setup {
             .server_cert(&["127.0.0.1"], Validity::Current)
             .server_config();
         let started = Instant::now();
-        let http = Fleet::uniform(ENGINES, Behaviour::Status(200)).expect("start the http engines");
-        let https = Fleet::start_tls((0..ENGINES).map(|_| {
-            (
-                Behaviour::Status(200),
-                FleetTls::Tls(EngineTls::Serve(config.clone())),
-            )
-        }))
-        .expect("start the https engines");
-        for engine in http.engines().iter().chain(https.engines()) {
-            engine.set_keep_alive(KeepAlive::On);
+        let mut fleets = Vec::new();
+        let mut records: [[PathBuf; 2]; 2] = Default::default();
+        for https in [false, true] {
+            for keep in [false, true] {
+                let fleet = if https {
+                    Fleet::start_tls((0..ENGINES).map(|_| {
+                        (
+                            Behaviour::Status(200),
+                            FleetTls::Tls(EngineTls::Serve(config.clone())),
+                        )
+                    }))
+                } else {
+                    Fleet::uniform(ENGINES, Behaviour::Status(200))
+                }
+                .expect("start the engines");
+                if keep {
+                    for engine in fleet.engines() {
+                        engine.set_keep_alive(KeepAlive::On);
+                    }
+                }
+                let path = dir.join(format!(
+                    "{}{}.json",
+                    if https { "https" } else { "http" },
+                    if keep { "-keep-alive" } else { "" }
+                ));
+                fleet.write_records(&path).expect("records");
+                records[usize::from(https)][usize::from(keep)] = path;
+                fleets.push(fleet);
+            }
         }
         println!(
-            "reuse: started 2 × {ENGINES} keep-alive engines in {:.2?}",
+            "reuse: started 4 × {ENGINES} engines in {:.2?}",
             started.elapsed()
         );
-        let http_records = dir.join("http.json");
-        let https_records = dir.join("https.json");
-        http.write_records(&http_records).expect("records");
-        https.write_records(&https_records).expect("records");
         let healthprobe = try_healthprobe_binary()
             .map(Path::to_path_buf)
             .unwrap_or_else(|err| panic!("{err}"));
         let refrun = healthprobe_benches::refrun_binary().ok();
         Self {
-            _http: http,
-            _https: https,
+            _fleets: fleets,
             dir,
-            http_records,
-            https_records,
+            records,
             ca_file,
             healthprobe,
             refrun,
@@ -110,7 +125,7 @@ impl Setup {
         let mut command = Command::new(&self.healthprobe);
         command
             .args(["run", "--runtime", runtime, "--records"])
-            .arg(self.records(https))
+            .arg(self.records(https, reuse))
             .args(["--ticks", &TICKS.to_string(), "--probe-timeout", "2s"])
             .args(["--events", "/dev/null", "--ca-file"])
             .arg(&self.ca_file);
@@ -127,7 +142,7 @@ impl Setup {
         let mut command = Command::new(self.refrun.as_ref()?);
         command
             .arg("--records")
-            .arg(self.records(https))
+            .arg(self.records(https, false))
             .args(["--ticks", &TICKS.to_string(), "--probe-timeout", "2s"]);
         let mut command = quiet(command);
         command
@@ -138,30 +153,39 @@ impl Setup {
 
     fn limit(&self) -> Command {
         let mut command = Command::new(std::env::current_exe().expect("this bench's path"));
-        command.env(LIMIT_RECORDS_ENV, &self.http_records);
+        command.env(LIMIT_RECORDS_ENV, self.records(false, true));
         quiet(command)
     }
 
-    fn records(&self, https: bool) -> &Path {
-        if https {
-            &self.https_records
-        } else {
-            &self.http_records
-        }
+    /// The records of the https or http fleet, keeping connections alive or not.
+    fn records(&self, https: bool, keep_alive: bool) -> &Path {
+        &self.records[usize::from(https)][usize::from(keep_alive)]
     }
 
     fn cases(&self) -> Vec<Case> {
         let case = |name, command| Case { name, command };
         vec![
-            case("threads_reuse_http", Some(self.ours("threads", false, true))),
+            case(
+                "threads_reuse_http",
+                Some(self.ours("threads", false, true)),
+            ),
             case("async_reuse_http", Some(self.ours("async", false, true))),
-            case("threads_fresh_http", Some(self.ours("threads", false, false))),
+            case(
+                "threads_fresh_http",
+                Some(self.ours("threads", false, false)),
+            ),
             case("async_fresh_http", Some(self.ours("async", false, false))),
             case("refrun_http", self.reference(false)),
             case("keep_alive_loop_http", Some(self.limit())),
-            case("threads_reuse_https", Some(self.ours("threads", true, true))),
+            case(
+                "threads_reuse_https",
+                Some(self.ours("threads", true, true)),
+            ),
             case("async_reuse_https", Some(self.ours("async", true, true))),
-            case("threads_fresh_https", Some(self.ours("threads", true, false))),
+            case(
+                "threads_fresh_https",
+                Some(self.ours("threads", true, false)),
+            ),
             case("refrun_https", self.reference(true)),
         ]
     }

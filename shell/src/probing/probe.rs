@@ -361,7 +361,8 @@ impl<C: Connector<()>> Connector<()> for ReuseConnector<C> {
 
 /// A connection that returns to the pool when dropped, if ureq judged it
 /// reusable: ureq asks [`Transport::is_open`] only when the response was
-/// keep-alive and its body was read to the end with nothing left over.
+/// keep-alive and its body was read to the end with nothing left over in
+/// its buffer.
 struct Reusable {
     inner: Option<Box<dyn Transport>>,
     key: String,
@@ -412,10 +413,14 @@ impl Transport for Reusable {
         Ok(more)
     }
 
+    /// Asked by ureq only as it returns a connection to its pool: keep
+    /// it. Whether the engine closed it (or sent stray bytes) is looked at
+    /// when it is next taken ([`ReuseConnector`]), which covers the time
+    /// since this call too; looking now as well would cost three system
+    /// calls a probe.
     fn is_open(&mut self) -> bool {
-        let open = self.transport().is_open();
-        self.keep = open;
-        open
+        self.keep = true;
+        true
     }
 
     fn is_tls(&self) -> bool {
