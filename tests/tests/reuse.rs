@@ -433,3 +433,64 @@ both_runtimes! {
         }
     }
 }
+
+both_runtimes! {
+    /// An engine that goes away (stopped, its port closed) while its
+    /// connection is kept: the kept connection is dropped or retried, and
+    /// the probe finds what a fresh one finds — nothing listening.
+    fn d14_an_engine_gone_while_its_connection_is_kept_is_refused_as_without_reuse(runtime) {
+        let engine = keeping(Behaviour::Status(200), KeepAlive::On);
+        let url = engine.url();
+        let reusing = AnyProber::reusing(runtime);
+        let fresh = AnyProber::new(runtime, None, TlsClient::system());
+        assert_eq!(reusing.probe(&url), healthy());
+        engine.stop();
+        let refused = (
+            ProbeResult::Unhealthy {
+                status: 0,
+                error: "connection refused".into(),
+            },
+            ProbeClass::ConnectError,
+        );
+        assert_eq!(fresh.probe(&url), refused);
+        assert_eq!(reusing.probe(&url), refused, "{runtime:?}");
+    }
+
+    /// A pool smaller than the fleet is a misconfiguration a sweep defeats:
+    /// the run says so, once, naming both numbers.
+    fn d14_a_pool_smaller_than_the_fleet_is_warned_about_once(runtime) {
+        let fleet = Fleet::start([Behaviour::Status(200), Behaviour::Status(200)]).unwrap();
+        let dir = ScratchDir::new("reuse-small-pool").unwrap();
+        let records = dir.join("records.json");
+        fleet.write_records(&records).unwrap();
+        let finished = HealthprobeProcess::spawn(&[
+            "run",
+            "--records",
+            records.to_str().unwrap(),
+            "--ticks",
+            "3",
+            "--interval",
+            "10ms",
+            "--runtime",
+            runtime.name(),
+            "--reuse-connections",
+            "--max-idle-connections",
+            "1",
+        ])
+        .unwrap()
+        .wait(Duration::from_secs(20))
+        .unwrap();
+        assert!(finished.status.success(), "{}", finished.stderr);
+        let warnings: Vec<_> = finished
+            .stderr
+            .lines()
+            .filter(|line| line.contains("more games than --max-idle-connections"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{}", finished.stderr);
+        assert!(
+            warnings[0].contains("max_idle_connections=1") && warnings[0].contains("games=2"),
+            "{}",
+            warnings[0]
+        );
+    }
+}

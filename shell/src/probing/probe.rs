@@ -147,6 +147,8 @@ pub struct Prober {
     agent: Agent,
     /// The probe timeout, when connections are reused (a retry gets what is left of it).
     reuse: Option<Duration>,
+    /// The most idle connections kept, when they are.
+    max_idle: Option<usize>,
 }
 
 impl Prober {
@@ -188,6 +190,7 @@ impl Prober {
             None => Self {
                 agent: Agent::with_parts(config, connector, LiteralResolver),
                 reuse: None,
+                max_idle: None,
             },
             Some(reuse) => {
                 // ureq's own pool stays empty (its bookkeeping is quadratic
@@ -199,9 +202,15 @@ impl Prober {
                 Self {
                     agent: Agent::with_parts(config, connector, LiteralResolver),
                     reuse: Some(probe_timeout),
+                    max_idle: Some(reuse.max_idle),
                 }
             }
         }
+    }
+
+    /// The most idle connections kept between probes, when they are.
+    pub fn max_idle_connections(&self) -> Option<usize> {
+        self.max_idle
     }
 
     /// Probe one engine: `GET {engine_endpoint}/healthz` (R2), healthy iff status 200 (R1).
