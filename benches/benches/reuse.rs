@@ -31,10 +31,11 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
+use healthprobe_benches::process::{median, quiet, run};
 use healthprobe_tests::{
     Behaviour, EngineTls, Fleet, FleetTls, KeepAlive, TestCa, Validity, try_healthprobe_binary,
 };
@@ -195,33 +196,6 @@ impl Drop for Setup {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn quiet(mut command: Command) -> Command {
-    command
-        .env_remove("SSL_CERT_FILE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    command
-}
-
-/// Run `command` to the end: (wall, child CPU).
-fn run(command: &mut Command) -> (Duration, Duration) {
-    let cpu_before = healthprobe_benches::cpu_time::children_cpu_time();
-    let started = Instant::now();
-    let status = command.status().expect("start the command");
-    let wall = started.elapsed();
-    assert!(status.success(), "{command:?}: {status}");
-    (
-        wall,
-        healthprobe_benches::cpu_time::children_cpu_time() - cpu_before,
-    )
-}
-
-fn median(values: &mut [Duration]) -> Duration {
-    values.sort();
-    values[values.len() / 2]
 }
 
 /// The keep-alive request loop, when this executable is run as it.

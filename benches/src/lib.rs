@@ -13,11 +13,13 @@
 //! - [`PruneWorkload`]: 100,000 tracked games (one failure each) pruned to half.
 //! - [`ReplayJournal`]: the `step_mixed` workload written as a JSONL journal.
 //!
+//! [`process`] runs whole processes for the `tls` and `reuse` benches.
 //! [`cpu_time`] holds the CPU-time measurement the benches switch to with
 //! `HEALTHPROBE_BENCH_TIME=cpu` on a machine shared with other work.
 #![warn(missing_docs)]
 
 pub mod cpu_time;
+pub mod process;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};

@@ -62,26 +62,7 @@ impl TestWorker {
         config: WorkerConfig,
         records: Vec<RuntimeRecord>,
     ) -> Self {
-        let store = MemoryStore::with_records(records);
-        let publisher = MemoryPublisher::new();
-        let telemetry = CountingTelemetry::new();
-        let clock = ManualClock::new(at(0));
-        let worker = Worker::with_runtime(
-            config,
-            runtime,
-            store.clone(),
-            publisher.clone(),
-            telemetry.clone(),
-            clock.clone(),
-        )
-        .expect("a valid test config");
-        Self {
-            worker,
-            store,
-            publisher,
-            telemetry,
-            clock,
-        }
+        Self::with_reuse(runtime, config, records, None)
     }
 
     /// [`TestWorker::with_runtime`] whose probes keep idle connections

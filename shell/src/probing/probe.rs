@@ -235,13 +235,7 @@ impl Prober {
             .call();
         match response {
             // The body is dropped unread: the connection closes with it.
-            Ok(response) => match response.status().as_u16() {
-                200 => (ProbeResult::Healthy, ProbeClass::Ok),
-                status => (
-                    unhealthy(status, unexpected_status(status)),
-                    ProbeClass::BadStatus,
-                ),
-            },
+            Ok(response) => answered(response.status().as_u16()),
             Err(err) => {
                 let (class, error) = describe(&err);
                 failed(class, error)
@@ -292,13 +286,7 @@ impl Prober {
                     .with_config()
                     .limit(DRAIN_LIMIT)
                     .read_to_vec();
-                match status {
-                    200 => (ProbeResult::Healthy, ProbeClass::Ok),
-                    status => (
-                        unhealthy(status, unexpected_status(status)),
-                        ProbeClass::BadStatus,
-                    ),
-                }
+                answered(status)
             }
             Err(err) => {
                 let (class, error) = describe(&err);
@@ -446,6 +434,17 @@ impl Drop for Reusable {
             let key = std::mem::take(&mut self.key);
             drop(pool.put(key, inner));
         }
+    }
+}
+
+/// The outcome of an answer with `status` (R1): healthy iff 200.
+pub(crate) fn answered(status: u16) -> (ProbeResult, ProbeClass) {
+    match status {
+        200 => (ProbeResult::Healthy, ProbeClass::Ok),
+        status => (
+            unhealthy(status, unexpected_status(status)),
+            ProbeClass::BadStatus,
+        ),
     }
 }
 

@@ -48,8 +48,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::probe::{
-    MAX_RESPONSE_HEADER_BYTES, ProbeClass, cannot_resolve, describe_io, failed, head_too_large,
-    literal_addrs, probe_url, reason, unexpected_status, unhealthy,
+    MAX_RESPONSE_HEADER_BYTES, ProbeClass, answered, cannot_resolve, describe_io, failed,
+    head_too_large, literal_addrs, probe_url, reason,
 };
 use crate::reuse::{self, ConnectionReuse, DRAIN_LIMIT, IdlePool, closed_before_answer};
 use crate::tls::{self, TlsClient};
@@ -125,11 +125,7 @@ impl AsyncProber {
             }
             Err(_elapsed) => failed(ProbeClass::Timeout, reason::TIMEOUT.to_owned()),
             Ok(Err((class, error))) => failed(class, error),
-            Ok(Ok(200)) => (ProbeResult::Healthy, ProbeClass::Ok),
-            Ok(Ok(status)) => (
-                unhealthy(status, unexpected_status(status)),
-                ProbeClass::BadStatus,
-            ),
+            Ok(Ok(status)) => answered(status),
         }
     }
 }
@@ -158,13 +154,7 @@ impl AsyncProber {
         {
             drop(pool.put(key, kept));
         }
-        match status {
-            200 => (ProbeResult::Healthy, ProbeClass::Ok),
-            status => (
-                unhealthy(status, unexpected_status(status)),
-                ProbeClass::BadStatus,
-            ),
-        }
+        answered(status)
     }
 }
 
@@ -626,6 +616,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadCap<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::unhealthy;
 
     fn probe(endpoint: &str) -> ProbeResult {
         let runtime = tokio::runtime::Builder::new_current_thread()
