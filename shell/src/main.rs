@@ -377,18 +377,9 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         Ok(worker) => worker,
         Err(err) => return fail(EXIT_BAD_INPUT, format_args!("invalid settings: {err}")),
     };
-    // A state file that cannot be read, parsed or written is refused before
-    // the first probe, and left as it was.
-    if let Some(path) = &args.state {
-        if let Err(err) = worker.restore(StateFile::new(path)) {
-            let code = if err.is_bad_contents() {
-                EXIT_BAD_INPUT
-            } else {
-                1
-            };
-            return fail(code, format_args!("{err}"));
-        }
-    }
+    // The journal first: the state file's first write (at restore, which must
+    // succeed) then records the journal's length, so a crash before any later
+    // snapshot cuts back what the journal holds beyond it.
     let mut journal_flusher = None;
     if let Some(path) = &args.journal {
         match JournalFile::append(path) {
@@ -402,6 +393,18 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
                     format_args!("{}: cannot open journal: {err}", path.display()),
                 );
             }
+        }
+    }
+    // A state file that cannot be read, parsed or written is refused before
+    // the first probe, and left as it was.
+    if let Some(path) = &args.state {
+        if let Err(err) = worker.restore(StateFile::new(path)) {
+            let code = if err.is_bad_contents() {
+                EXIT_BAD_INPUT
+            } else {
+                1
+            };
+            return fail(code, format_args!("{err}"));
         }
     }
     if let Some(metrics) = &metrics {

@@ -718,6 +718,10 @@ fn simulate(scenario: &Scenario, shared: &Shared, totals: &mut Totals) -> Result
             SimClock(shared.clone()),
         )
         .map_err(|err| format!("config: {err}"))?;
+        // As the CLI: the journal first, so the restore's write records its length.
+        if scenario.journal {
+            worker.set_journal(SimJournal(shared.clone()));
+        }
         if scenario.durable {
             match worker.restore(SimState(shared.clone())) {
                 Ok(_) => {}
@@ -740,9 +744,6 @@ fn simulate(scenario: &Scenario, shared: &Shared, totals: &mut Totals) -> Result
                     expected
                 ));
             }
-        }
-        if scenario.journal {
-            worker.set_journal(SimJournal(shared.clone()));
         }
         let shutdown = Shutdown::new();
         let mut this_life = 0;

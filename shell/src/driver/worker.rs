@@ -355,6 +355,12 @@ impl Worker {
     /// snapshot does not hold (flushed, then the process died or the
     /// snapshot write failed), which this run probes again, so the journal
     /// keeps replaying to the events delivered.
+    ///
+    /// Set it before [`Worker::restore`], as the CLI does: the restore's own
+    /// write, which must succeed, then records the journal's length. Set
+    /// after, the length is recorded by a write made here; if that write
+    /// fails, journaling is turned off for the run (logged), since a crash
+    /// before the next successful write could not cut the journal back.
     pub fn set_journal(&mut self, journal: impl JournalSink + 'static) {
         self.io.journal = Some(Box::new(journal));
         self.io.machine.set_journal(true);
@@ -362,7 +368,20 @@ impl Worker {
         if self.io.state.is_some() {
             // Record the journal's length now, so a crash before the first
             // tick's snapshot still cuts back what that tick journals.
-            self.io.persist();
+            if matches!(self.io.persist(), Persisted::Failed) {
+                // Unrecorded, a crash before the next successful snapshot
+                // would leave the lines journaled since in the journal while
+                // the restored state does not hold them: replay would fold
+                // those ticks twice (found by simulation seed 204122610).
+                // Journal nothing rather than lines replay folds wrong.
+                if let Some(journal) = self.io.journal.take() {
+                    error!(
+                        journal = %journal.name(),
+                        "cannot record the journal's length in the state file; journaling off for this run"
+                    );
+                }
+                self.io.machine.set_journal(false);
+            }
         }
     }
 
@@ -1201,6 +1220,36 @@ mod tests {
             .expect("valid")
             .expect("exists");
         assert_eq!(&snapshot.states, rig.worker.states());
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn d6_a_journal_set_after_restore_whose_length_cannot_be_recorded_is_turned_off() {
+        // Seed 204122610 of the simulation: journal set after the restore,
+        // the write recording its length failed, a tick journaled, a crash:
+        // the restart could not cut the journal back, and replay folded
+        // that tick twice.
+        let dir = scratch("journal-unrecorded");
+        let state_dir = dir.join("state");
+        std::fs::create_dir_all(&state_dir).expect("state dir");
+        let journal = dir.join("journal.jsonl");
+        let mut rig = rig(1);
+        let endpoint = rig.endpoint.clone();
+        rig.store
+            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        rig.worker
+            .restore(StateFile::new(state_dir.join("state.json")))
+            .expect("fresh");
+        std::fs::remove_dir_all(&state_dir).expect("the state's directory goes away");
+        rig.worker
+            .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
+        let report = rig.worker.tick();
+        assert_eq!((report.events, report.published), (1, 1), "probing goes on");
+        assert_eq!(
+            std::fs::read(&journal).expect("journal"),
+            b"",
+            "nothing journaled that a restart could not cut back"
+        );
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
