@@ -31,8 +31,8 @@ use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector,
-    Transport, TransportAdapter,
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, ShutdownHandle,
+    TcpConnector, Transport, TransportAdapter,
 };
 use ureq::{Agent, Error};
 
@@ -195,10 +195,8 @@ impl Prober {
             Some(reuse) => {
                 // ureq's own pool stays empty (its bookkeeping is quadratic
                 // in the idle connections); ours takes them back on drop.
-                let connector = ReuseConnector {
-                    inner: connector,
-                    pool: Arc::new(IdlePool::new(reuse.max_idle)),
-                };
+                let connector =
+                    ReuseConnector::new(connector, Arc::new(IdlePool::new(reuse.max_idle)));
                 Self {
                     agent: Agent::with_parts(config, connector, LiteralResolver),
                     reuse: Some(probe_timeout),
@@ -319,10 +317,37 @@ type Idle = IdlePool<Box<dyn Transport>>;
 /// Hands out the engine's idle connection when it has one that is still
 /// open, a fresh one from `inner` otherwise; either comes wrapped in a
 /// [`Reusable`] that goes back to the pool if ureq finds it reusable.
-#[derive(Debug)]
+///
+/// Fresh connections are made without registering a shutdown handle with
+/// the agent: ureq keeps one per live connection and walks them all on
+/// every call, which with hundreds of kept connections was 6.5% of a run's
+/// samples (perf, 1,000 engines); this prober never calls
+/// `Agent::shutdown`, which is all they are for.
 struct ReuseConnector<C> {
     inner: C,
     pool: Arc<Idle>,
+    no_shutdown_handles: Arc<NoShutdownHandles>,
+}
+
+type NoShutdownHandles =
+    dyn Fn(Weak<dyn ShutdownHandle>) -> Result<(), Error> + Send + Sync + 'static;
+
+impl<C> ReuseConnector<C> {
+    fn new(inner: C, pool: Arc<Idle>) -> Self {
+        Self {
+            inner,
+            pool,
+            no_shutdown_handles: Arc::new(|_| Ok(())),
+        }
+    }
+}
+
+impl<C: std::fmt::Debug> std::fmt::Debug for ReuseConnector<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReuseConnector")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<C: Connector<()>> Connector<()> for ReuseConnector<C> {
@@ -349,7 +374,19 @@ impl<C: Connector<()>> Connector<()> for ReuseConnector<C> {
             });
             return Ok(Some(Reusable::new(idle, key, &self.pool)));
         }
-        let Some(fresh) = self.inner.connect(details, chained)? else {
+        let details = ConnectionDetails {
+            uri: details.uri,
+            addrs: details.addrs.clone(),
+            config: details.config,
+            request_level: details.request_level,
+            resolver: details.resolver,
+            now: details.now,
+            timeout: details.timeout,
+            current_time: Arc::clone(&details.current_time),
+            run_connector: Arc::clone(&details.run_connector),
+            register_shutdown: Arc::clone(&self.no_shutdown_handles),
+        };
+        let Some(fresh) = self.inner.connect(&details, chained)? else {
             return Ok(None);
         };
         Ok(Some(Reusable::new(fresh.boxed(), key, &self.pool)))
