@@ -218,17 +218,22 @@ fn limit_main() -> Option<()> {
         for share in 0..LIMIT_THREADS {
             let addrs = &addrs;
             scope.spawn(move || {
-                let mine: Vec<SocketAddr> = addrs
+                // Each engine's request, made once, as a client's would be.
+                let mine: Vec<(SocketAddr, Vec<u8>)> = addrs
                     .iter()
                     .skip(share)
                     .step_by(LIMIT_THREADS)
-                    .copied()
+                    .map(|&addr| {
+                        let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+                        (addr, request.into_bytes())
+                    })
                     .collect();
                 let mut connections: Vec<Option<TcpStream>> = mine.iter().map(|_| None).collect();
                 let mut buffer = vec![0_u8; 4096];
                 for _ in 0..TICKS {
-                    for (addr, connection) in mine.iter().zip(connections.iter_mut()) {
-                        keep_alive_get(*addr, connection, &mut buffer).expect("a keep-alive GET");
+                    for ((addr, request), connection) in mine.iter().zip(connections.iter_mut()) {
+                        keep_alive_get(*addr, request, connection, &mut buffer)
+                            .expect("a keep-alive GET");
                     }
                 }
             });
@@ -241,6 +246,7 @@ fn limit_main() -> Option<()> {
 /// response head and its `Content-Length` body.
 fn keep_alive_get(
     addr: SocketAddr,
+    request: &[u8],
     connection: &mut Option<TcpStream>,
     buffer: &mut [u8],
 ) -> io::Result<()> {
@@ -250,8 +256,7 @@ fn keep_alive_get(
         *connection = Some(stream);
     }
     let stream = connection.as_mut().expect("connected");
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-    stream.write_all(request.as_bytes())?;
+    stream.write_all(request)?;
     let mut filled = 0;
     loop {
         let read = stream.read(&mut buffer[filled..])?;

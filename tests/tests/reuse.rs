@@ -378,6 +378,33 @@ both_runtimes! {
     }
 }
 
+/// `healthprobe run` over `records`: three ticks 10 ms apart on `runtime`,
+/// with `extra` flags; it must succeed.
+fn run_three_ticks(
+    records: &std::path::Path,
+    runtime: Runtime,
+    extra: &[&str],
+) -> healthprobe_tests::Finished {
+    let mut args = vec![
+        "run",
+        "--records",
+        records.to_str().unwrap(),
+        "--ticks",
+        "3",
+        "--interval",
+        "10ms",
+        "--runtime",
+        runtime.name(),
+    ];
+    args.extend_from_slice(extra);
+    let finished = HealthprobeProcess::spawn(&args)
+        .unwrap()
+        .wait(Duration::from_secs(20))
+        .unwrap();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    finished
+}
+
 both_runtimes! {
     /// `healthprobe run --reuse-connections`: three ticks over a keep-alive
     /// engine use one connection, and fail and recover as without reuse;
@@ -396,29 +423,11 @@ both_runtimes! {
             let records = dir.join("records.json");
             write_records_file(&records, &[RuntimeRecord::running("g0", "c0", engine.url())])
                 .unwrap();
-            let mut args = vec![
-                "run",
-                "--records",
-                records.to_str().unwrap(),
-                "--ticks",
-                "3",
-                "--interval",
-                "10ms",
-                "--failures-threshold",
-                "1",
-                "--recovery-threshold",
-                "1",
-                "--runtime",
-                runtime.name(),
-            ];
+            let mut args = vec!["--failures-threshold", "1", "--recovery-threshold", "1"];
             if reuse {
                 args.push("--reuse-connections");
             }
-            let finished = HealthprobeProcess::spawn(&args)
-                .unwrap()
-                .wait(Duration::from_secs(20))
-                .unwrap();
-            assert!(finished.status.success(), "{}", finished.stderr);
+            let finished = run_three_ticks(&records, runtime, &args);
             let kinds: Vec<_> = finished
                 .stdout
                 .lines()
@@ -463,24 +472,11 @@ both_runtimes! {
         let dir = ScratchDir::new("reuse-small-pool").unwrap();
         let records = dir.join("records.json");
         fleet.write_records(&records).unwrap();
-        let finished = HealthprobeProcess::spawn(&[
-            "run",
-            "--records",
-            records.to_str().unwrap(),
-            "--ticks",
-            "3",
-            "--interval",
-            "10ms",
-            "--runtime",
-            runtime.name(),
-            "--reuse-connections",
-            "--max-idle-connections",
-            "1",
-        ])
-        .unwrap()
-        .wait(Duration::from_secs(20))
-        .unwrap();
-        assert!(finished.status.success(), "{}", finished.stderr);
+        let finished = run_three_ticks(
+            &records,
+            runtime,
+            &["--reuse-connections", "--max-idle-connections", "1"],
+        );
         let warnings: Vec<_> = finished
             .stderr
             .lines()

@@ -145,10 +145,9 @@ pub fn unexpected_status(status: u16) -> String {
 #[derive(Debug, Clone)]
 pub struct Prober {
     agent: Agent,
-    /// The probe timeout, when connections are reused (a retry gets what is left of it).
-    reuse: Option<Duration>,
-    /// The most idle connections kept, when they are.
-    max_idle: Option<usize>,
+    /// When connections are reused: the probe timeout (a retry gets what
+    /// is left of it) and the bound on idle connections.
+    reuse: Option<(Duration, ConnectionReuse)>,
 }
 
 impl Prober {
@@ -190,7 +189,6 @@ impl Prober {
             None => Self {
                 agent: Agent::with_parts(config, connector, LiteralResolver),
                 reuse: None,
-                max_idle: None,
             },
             Some(reuse) => {
                 // ureq's own pool stays empty (its bookkeeping is quadratic
@@ -199,8 +197,7 @@ impl Prober {
                     ReuseConnector::new(connector, Arc::new(IdlePool::new(reuse.max_idle)));
                 Self {
                     agent: Agent::with_parts(config, connector, LiteralResolver),
-                    reuse: Some(probe_timeout),
-                    max_idle: Some(reuse.max_idle),
+                    reuse: Some((probe_timeout, reuse)),
                 }
             }
         }
@@ -208,7 +205,7 @@ impl Prober {
 
     /// The most idle connections kept between probes, when they are.
     pub fn max_idle_connections(&self) -> Option<usize> {
-        self.max_idle
+        self.reuse.map(|(_, reuse)| reuse.max_idle)
     }
 
     /// Probe one engine: `GET {engine_endpoint}/healthz` (R2), healthy iff status 200 (R1).
@@ -223,7 +220,7 @@ impl Prober {
     /// structure (ureq's error variant, the I/O error kind), not its text.
     pub fn probe_classified(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         let url = probe_url(engine_endpoint);
-        if let Some(probe_timeout) = self.reuse {
+        if let Some((probe_timeout, _)) = self.reuse {
             return self.probe_reusing(&url, probe_timeout);
         }
         let response = self

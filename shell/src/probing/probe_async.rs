@@ -65,7 +65,6 @@ pub struct AsyncProber {
     probe_timeout: Duration,
     tls: TlsClient,
     pool: Option<Arc<IdlePool<Kept>>>,
-    max_idle: Option<usize>,
 }
 
 impl AsyncProber {
@@ -92,13 +91,12 @@ impl AsyncProber {
             probe_timeout,
             tls,
             pool: reuse.map(|reuse| Arc::new(IdlePool::new(reuse.max_idle))),
-            max_idle: reuse.map(|reuse| reuse.max_idle),
         }
     }
 
     /// The most idle connections kept between probes, when they are.
     pub fn max_idle_connections(&self) -> Option<usize> {
-        self.max_idle
+        self.pool.as_ref().map(|pool| pool.capacity())
     }
 
     /// Probe one engine: `GET {engine_endpoint}/healthz` (R2), healthy iff status 200 (R1).

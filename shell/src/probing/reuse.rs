@@ -145,6 +145,14 @@ impl<T> IdlePool<T> {
         closed
     }
 
+    /// The most idle connections it holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .capacity
+    }
+
     /// Idle connections held now.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
