@@ -9,4 +9,5 @@ pub mod probe;
 #[cfg(feature = "async")]
 pub mod probe_async;
 pub mod reuse;
+pub mod signatures;
 pub mod tls;

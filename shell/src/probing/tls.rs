@@ -12,7 +12,11 @@
 //! - **Every probe verifies**: session resumption is off, so each probe is a
 //!   full handshake that checks the engine's certificate as it is now (Go's
 //!   `http.Client` does not resume either, without a session cache). ALPN
-//!   offers `http/1.1` only: the probers speak HTTP/1.1.
+//!   offers `http/1.1` only: the probers speak HTTP/1.1. The certificate
+//!   signatures of a chain that verified are remembered
+//!   ([`crate::probing::signatures`]): the same chain on the next probe costs
+//!   no signature check, but its path, dates, purpose and name are checked
+//!   again, and so is the handshake's own signature.
 //! - **Errors a person understands**: [`describe_tls`] words each rustls
 //!   failure (`tls: certificate signed by unknown authority`, `tls: handshake
 //!   timeout`, ...), always starting with [`TLS_ERROR_PREFIX`], which is how
@@ -50,6 +54,7 @@ use rustls::{
 };
 
 use crate::probe::ProbeClass;
+use crate::probing::signatures;
 
 /// The start of every TLS failure's text.
 pub const TLS_ERROR_PREFIX: &str = "tls: ";
@@ -271,7 +276,11 @@ impl TlsClient {
                 let builder = ClientConfig::builder_with_provider(provider())
                     .with_safe_default_protocol_versions()
                     .expect("the ring provider supports TLS 1.2 and 1.3")
-                    .with_root_certificates(Arc::clone(&self.trust().store));
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(WebPki::new(
+                        Arc::clone(&self.trust().store),
+                        true,
+                    )));
                 let mut config = match &self.inner.client_auth {
                     Some((chain, key)) => builder
                         .with_client_auth_cert(chain.clone(), key.clone_key())
@@ -298,14 +307,12 @@ impl TlsClient {
                     .with_safe_default_protocol_versions()
                     .expect("the ring provider supports TLS 1.2 and 1.3");
                 let config = match verification {
-                    ServerVerification::Full => builder
-                        .with_root_certificates(Arc::clone(&self.trust().store))
-                        .with_no_client_auth(),
-                    ServerVerification::Chain => builder
+                    ServerVerification::Full | ServerVerification::Chain => builder
                         .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(ChainOnly::new(Arc::clone(
-                            &self.trust().store,
-                        ))))
+                        .with_custom_certificate_verifier(Arc::new(WebPki::new(
+                            Arc::clone(&self.trust().store),
+                            verification == ServerVerification::Full,
+                        )))
                         .with_no_client_auth(),
                     ServerVerification::EncryptOnly => builder
                         .dangerous()
@@ -383,29 +390,46 @@ impl ServerCertVerifier for EncryptOnly {
     }
 }
 
-/// WebPKI verification without the name check ([`ServerVerification::Chain`]).
+/// WebPKI verification of the server's chain (with or without its name)
+/// and of the handshake's signatures: probes and verifying database
+/// connections.
 ///
-/// rustls checks the name last, once the chain, dates and purpose passed,
-/// so ignoring only the name mismatch keeps every other check.
+/// The chain's certificate signatures are remembered once verified
+/// ([`signatures`]): an engine presents the same chain on every probe.
+/// The path, the dates (against the probe's time), the purpose and the
+/// name are checked in full every time, and so is the handshake's
+/// signature, with the provider's algorithms as they are.
 #[derive(Debug)]
-struct ChainOnly {
+struct WebPki {
     /// `None` when nothing is trusted (rustls refuses a verifier without roots).
     inner: Option<Arc<WebPkiServerVerifier>>,
+    /// Whether the certificate must name the host ([`ServerVerification::Full`]).
+    /// rustls checks the name last, once the chain, dates and purpose
+    /// passed, so ignoring only the name mismatch keeps every other check.
+    names: bool,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ChainOnly {
-    fn new(roots: Arc<RootCertStore>) -> Self {
+impl WebPki {
+    fn new(roots: Arc<RootCertStore>, names: bool) -> Self {
+        let plain = provider();
+        let chains = Arc::new(rustls::crypto::CryptoProvider {
+            signature_verification_algorithms: signatures::remembering(
+                plain.signature_verification_algorithms,
+            ),
+            ..(*plain).clone()
+        });
         Self {
-            inner: WebPkiServerVerifier::builder_with_provider(roots, provider())
+            inner: WebPkiServerVerifier::builder_with_provider(roots, chains)
                 .build()
                 .ok(),
-            algorithms: provider().signature_verification_algorithms,
+            names,
+            algorithms: plain.signature_verification_algorithms,
         }
     }
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WebPki {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -422,7 +446,7 @@ impl ServerCertVerifier for ChainOnly {
         match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.names => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -824,6 +848,90 @@ fn carried_tls_failure(err: &io::Error, host: Option<&str>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A CA named `name` and a certificate for 127.0.0.1 it signed, valid in 2020–2030.
+    fn chain(name: &str) -> (Arc<RootCertStore>, CertificateDer<'static>) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("no names");
+        ca.distinguished_name.push(DnType::CommonName, name);
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().expect("a key");
+        let ca_cert = ca.self_signed(&ca_key).expect("a CA");
+        let issuer = Issuer::new(ca, ca_key);
+        let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("a name");
+        leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(2030, 1, 1);
+        let leaf = leaf
+            .signed_by(&KeyPair::generate().expect("a key"), &issuer)
+            .expect("a leaf");
+        let mut roots = RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).expect("a root");
+        (Arc::new(roots), leaf.der().clone())
+    }
+
+    fn at_year(year: u64) -> UnixTime {
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs((year - 1970) * 31_557_600))
+    }
+
+    fn verdict(verifier: &WebPki, leaf: &CertificateDer<'_>, host: &str, now: UnixTime) -> String {
+        let name = server_name(host).expect("a name");
+        match verifier.verify_server_cert(leaf, &[], &name, &[], now) {
+            Ok(_) => "ok".to_owned(),
+            Err(err) => describe_tls(&err, Some(host)),
+        }
+    }
+
+    #[test]
+    fn a_remembered_chain_signature_skips_no_other_check() {
+        let (roots, leaf) = chain("test CA");
+        let verifier = WebPki::new(Arc::clone(&roots), true);
+        let host = "127.0.0.1";
+        // Verified, then remembered: the same verdicts as the first time.
+        for _ in 0..2 {
+            assert_eq!(verdict(&verifier, &leaf, host, at_year(2025)), "ok");
+        }
+        // The dates are checked against each handshake's time.
+        assert!(
+            verdict(&verifier, &leaf, host, at_year(2031)).contains("certificate has expired"),
+            "{}",
+            verdict(&verifier, &leaf, host, at_year(2031))
+        );
+        assert!(verdict(&verifier, &leaf, host, at_year(2019)).contains("not valid yet"));
+        // The name, unless only the chain is asked for (`sslmode=verify-ca`).
+        assert!(
+            verdict(&verifier, &leaf, "127.0.0.2", at_year(2025))
+                .contains("is valid for 127.0.0.1, not 127.0.0.2")
+        );
+        let chain_only = WebPki::new(roots, false);
+        assert_eq!(
+            verdict(&chain_only, &leaf, "127.0.0.2", at_year(2025)),
+            "ok"
+        );
+        // The same certificate with its signature altered.
+        let mut forged = leaf.to_vec();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        let forged = CertificateDer::from(forged);
+        assert_eq!(
+            verdict(&verifier, &forged, host, at_year(2025)),
+            "tls: certificate has a bad signature"
+        );
+        // Another CA's roots.
+        let (other_roots, _) = chain("another CA");
+        assert_eq!(
+            verdict(&WebPki::new(other_roots, true), &leaf, host, at_year(2025)),
+            "tls: certificate signed by unknown authority"
+        );
+        assert_eq!(
+            verdict(
+                &WebPki::new(Arc::new(RootCertStore::empty()), true),
+                &leaf,
+                host,
+                at_year(2025)
+            ),
+            "tls: certificate signed by unknown authority"
+        );
+    }
 
     #[test]
     fn the_cipher_suites_are_offered_in_gos_order_aes_128_first() {
