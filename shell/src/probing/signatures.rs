@@ -209,63 +209,35 @@ mod tests {
         (inner, Remembering::new(inner, verified))
     }
 
+    fn verifies(algorithm: &Remembering, key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+        algorithm.verify_signature(key, message, signature).is_ok()
+    }
+
     #[test]
     fn a_signature_that_verified_is_not_checked_again() {
         let (inner, remembering) = counting();
-        for _ in 0..3 {
-            assert!(
-                remembering
-                    .verify_signature(b"pk", b"cert", b"good")
-                    .is_ok()
-            );
-        }
+        assert!((0..3).all(|_| verifies(&remembering, b"pk", b"cert", b"good")));
         assert_eq!(inner.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]
     fn a_signature_that_failed_is_checked_again_and_fails_again() {
         let (inner, remembering) = counting();
-        for _ in 0..2 {
-            assert!(
-                remembering
-                    .verify_signature(b"pk", b"cert", b"bad")
-                    .is_err()
-            );
-        }
+        assert!((0..2).all(|_| !verifies(&remembering, b"pk", b"cert", b"bad")));
         assert_eq!(inner.0.load(Ordering::SeqCst), 2);
     }
 
     #[test]
     fn each_input_is_part_of_what_is_remembered() {
         let (inner, remembering) = counting();
-        assert!(
-            remembering
-                .verify_signature(b"pk", b"cert", b"good")
-                .is_ok()
-        );
+        assert!(verifies(&remembering, b"pk", b"cert", b"good"));
         // Another key, another message, or the same bytes split otherwise: checked.
-        assert!(
-            remembering
-                .verify_signature(b"pk2", b"cert", b"good")
-                .is_ok()
-        );
-        assert!(
-            remembering
-                .verify_signature(b"pk", b"cert2", b"good")
-                .is_ok()
-        );
-        assert!(
-            remembering
-                .verify_signature(b"pkc", b"ert", b"good")
-                .is_ok()
-        );
+        assert!(verifies(&remembering, b"pk2", b"cert", b"good"));
+        assert!(verifies(&remembering, b"pk", b"cert2", b"good"));
+        assert!(verifies(&remembering, b"pkc", b"ert", b"good"));
         assert_eq!(inner.0.load(Ordering::SeqCst), 4);
         // And a bad signature over a message whose good one is remembered fails.
-        assert!(
-            remembering
-                .verify_signature(b"pk", b"cert", b"bad")
-                .is_err()
-        );
+        assert!(!verifies(&remembering, b"pk", b"cert", b"bad"));
     }
 
     #[test]
