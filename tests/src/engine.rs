@@ -314,7 +314,7 @@ impl TestEngine {
             stop_changed: Condvar::new(),
             live: Mutex::new(Live::default()),
             gauge,
-            tls,
+            tls: tls.map(Mutex::new),
             keep_alive: Mutex::new(KeepAlive::Off),
         });
         let accept = {
@@ -356,6 +356,16 @@ impl TestEngine {
             behaviour,
             position: 0,
         };
+    }
+
+    /// Meet later connections as `tls` says (a renewed or replaced
+    /// certificate); connections already made keep theirs.
+    ///
+    /// # Panics
+    /// On a plain engine ([`TestEngine::start`]).
+    pub fn set_tls(&self, tls: EngineTls) {
+        let current = self.shared.tls.as_ref().expect("set_tls on a TLS engine");
+        *lock(current) = tls;
     }
 
     /// Keep connections open after an answer, or not ([`KeepAlive`]);
@@ -515,7 +525,8 @@ struct Shared {
     stop_changed: Condvar,
     live: Mutex<Live>,
     gauge: Arc<HangGauge>,
-    tls: Option<EngineTls>,
+    /// `None` for a plain engine; swapped by [`TestEngine::set_tls`].
+    tls: Option<Mutex<EngineTls>>,
     keep_alive: Mutex<KeepAlive>,
 }
 
@@ -679,7 +690,10 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
         shared.connections.fetch_add(1, Ordering::SeqCst);
         match &shared.tls {
             None => serve(shared, stream, &mut buffer),
-            Some(tls) => serve_tls(shared, stream, tls, &mut buffer),
+            Some(tls) => {
+                let tls = lock(tls).clone();
+                serve_tls(shared, stream, &tls, &mut buffer);
+            }
         }
     }
 }

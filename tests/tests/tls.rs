@@ -5,7 +5,8 @@
 //! refused — is a failure with status 0, a readable `tls: …` error and
 //! [`ProbeClass::Tls`], within the probe timeout; the head cap and "body
 //! never read" hold over TLS; trust comes from the system store as Go reads
-//! it (`SSL_CERT_FILE`) or `--ca-file`.
+//! it (`SSL_CERT_FILE`) or `--ca-file`; a certificate replaced between probes
+//! is verified afresh (remembered signatures never bless another one).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -127,6 +128,45 @@ both_runtimes! {
         // The same certificate does not cover the IP literal.
         let (outcome, took) = probe(runtime, &tls, &engine.url());
         assert_tls_failure(&outcome, took, "tls: certificate is valid for localhost, not 127.0.0.1");
+    }
+
+    /// Certificate signatures that verified are remembered
+    /// (`probing/signatures.rs`), never the verdict: an engine whose
+    /// certificate is replaced between probes — by one from a CA not
+    /// trusted, by an expired one, by one for another host — fails the next
+    /// probe as a fresh prober would, and is healthy again once a good
+    /// certificate is back.
+    fn tls_a_certificate_replaced_between_probes_is_verified_afresh(runtime) {
+        let engine = good_engine(Behaviour::Status(200));
+        let good = EngineTls::Serve(
+            ca().server_cert(&["127.0.0.1"], Validity::Current).server_config(),
+        );
+        engine.set_tls(good.clone());
+        let (_dir, tls) = trusting(None);
+        let healthy = (ProbeResult::Healthy, ProbeClass::Ok);
+        assert_eq!(probe(runtime, &tls, &engine.url()).0, healthy);
+        assert_eq!(probe(runtime, &tls, &engine.url()).0, healthy);
+        let untrusted = TestCa::new("healthprobe untrusted CA");
+        for (certificate, expected) in [
+            (
+                untrusted.server_cert(&["127.0.0.1"], Validity::Current),
+                "tls: certificate signed by unknown authority".to_owned(),
+            ),
+            (
+                ca().server_cert(&["127.0.0.1"], Validity::Expired),
+                "tls: certificate has expired (valid until 2000-12-31T00:00:00Z)".to_owned(),
+            ),
+            (
+                ca().server_cert(&["127.0.0.2"], Validity::Current),
+                "tls: certificate is valid for 127.0.0.2, not 127.0.0.1".to_owned(),
+            ),
+        ] {
+            engine.set_tls(EngineTls::Serve(certificate.server_config()));
+            let (outcome, took) = probe(runtime, &tls, &engine.url());
+            assert_tls_failure(&outcome, took, &expected);
+            engine.set_tls(good.clone());
+            assert_eq!(probe(runtime, &tls, &engine.url()).0, healthy);
+        }
     }
 
     /// R1 over TLS: a status other than 200 is `unexpected status N`, not a TLS failure.
