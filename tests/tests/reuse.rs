@@ -72,6 +72,74 @@ fn healthy() -> (ProbeResult, ProbeClass) {
     (ProbeResult::Healthy, ProbeClass::Ok)
 }
 
+/// [`d14_an_answer_sent_ahead_is_never_the_next_probes_answer`]'s engine:
+/// a raw keep-alive HTTP server on loopback whose first request gets
+/// `200 OK` followed by a second, unrequested `200 OK` (in the same write,
+/// or `later`, 50 ms after), and every later request `503` (closing).
+struct AnswersAhead {
+    url: String,
+    extra_sent: std::sync::mpsc::Receiver<()>,
+    _server: std::thread::JoinHandle<()>,
+}
+
+impl AnswersAhead {
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+    const UNAVAILABLE: &[u8] =
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+    fn start(later: bool) -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (sent, extra_sent) = std::sync::mpsc::channel();
+        let server = std::thread::spawn(move || {
+            let mut first = true;
+            let mut kept = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut head = Vec::new();
+                let mut byte = [0_u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                if !head.ends_with(b"\r\n\r\n") {
+                    continue;
+                }
+                if !first {
+                    let _ = stream.write_all(Self::UNAVAILABLE);
+                    continue;
+                }
+                first = false;
+                if later {
+                    let _ = stream.write_all(Self::OK);
+                    std::thread::sleep(Duration::from_millis(50));
+                    let _ = stream.write_all(Self::OK);
+                } else {
+                    let _ = stream.write_all(&[Self::OK, Self::OK].concat());
+                }
+                let _ = sent.send(());
+                // Keep the connection open; a later request on it would
+                // read the stale answer, which is what must not happen.
+                kept.push(stream);
+            }
+        });
+        Self {
+            url,
+            extra_sent,
+            _server: server,
+        }
+    }
+
+    fn wait_for_the_extra_answer(&self) {
+        self.extra_sent
+            .recv_timeout(MARGIN)
+            .expect("the engine sent its extra answer");
+    }
+}
+
 /// The CA of the TLS engines, made once per test binary.
 fn ca() -> &'static TestCa {
     static CA: OnceLock<TestCa> = OnceLock::new();
@@ -228,6 +296,41 @@ both_runtimes! {
                 engine.bytes_sent() < HUGE_BODY_BYTES / 16,
                 "{runtime:?}: {} bytes sent",
                 engine.bytes_sent()
+            );
+        }
+    }
+
+    /// A hostile engine that answers ahead: its first answer on a
+    /// connection carries a second `200 OK` nobody asked for, right
+    /// behind it or a moment later, and every later request gets `503`.
+    /// The stale `200` is never taken for the next probe's answer: the
+    /// connection is not reused, and the next probe finds the 503, as
+    /// without reuse.
+    fn d14_an_answer_sent_ahead_is_never_the_next_probes_answer(runtime) {
+        for (reuse, later) in [(false, false), (false, true), (true, false), (true, true)] {
+            let engine = AnswersAhead::start(later);
+            let prober = AnyProber::new(
+                runtime,
+                reuse.then(ConnectionReuse::default),
+                TlsClient::system(),
+            );
+            // What followed the answer does not change it.
+            assert_eq!(
+                prober.probe(&engine.url),
+                healthy(),
+                "{runtime:?} reuse={reuse} later={later}"
+            );
+            engine.wait_for_the_extra_answer();
+            assert_eq!(
+                prober.probe(&engine.url),
+                (
+                    ProbeResult::Unhealthy {
+                        status: 503,
+                        error: "unexpected status 503".into()
+                    },
+                    ProbeClass::BadStatus
+                ),
+                "{runtime:?} reuse={reuse} later={later}"
             );
         }
     }

@@ -205,20 +205,29 @@ impl Kept {
 
     /// Whether the connection still looks usable: hyper has not seen it
     /// close, and one look at the socket finds no close (or stray bytes) now.
-    fn is_open(&mut self) -> bool {
+    ///
+    /// The look goes through tokio, which reads a socket only once its
+    /// reactor has seen it become readable: yielding first lets the reactor
+    /// take in what the engine sent while the connection sat idle (a close,
+    /// or an answer nobody asked for, which would otherwise be read as the
+    /// answer to the next request).
+    async fn is_open(&mut self) -> bool {
         if self.sender.is_closed() {
             return false;
         }
+        tokio::task::yield_now().await;
         let mut cx = Context::from_waker(std::task::Waker::noop());
         self.connection.as_mut().poll(&mut cx).is_pending() && !self.sender.is_closed()
     }
 
-    /// Send `GET path` (keep-alive) and read the response head.
+    /// Send `GET path` (keep-alive) and read the response head; with it,
+    /// whether the connection can still carry another request (hyper may
+    /// end it right behind the answer: bytes the engine sent after it).
     async fn request(
         &mut self,
         authority: &hyper::http::uri::Authority,
         path: &str,
-    ) -> Result<Response<Incoming>, Failed> {
+    ) -> Result<(Response<Incoming>, bool), Failed> {
         let failed = |err: &hyper::Error, budget: &AtomicUsize| Failed {
             failure: describe(err),
             closed_before_answer: budget.load(Ordering::Relaxed) == MAX_RESPONSE_HEADER_BYTES
@@ -238,15 +247,21 @@ impl Kept {
                 closed_before_answer: false,
             })?;
         let mut response = pin!(self.sender.send_request(request));
+        let mut open = true;
         let response = tokio::select! {
             biased;
             response = &mut response => response,
-            ended = &mut self.connection => match ended {
-                Err(err) => Err(err),
-                Ok(()) => response.await,
-            },
+            ended = &mut self.connection => {
+                open = false;
+                match ended {
+                    Err(err) => delivered(response.as_mut()).ok_or(err),
+                    Ok(()) => response.await,
+                }
+            }
         };
-        response.map_err(|err| failed(&err, &self.budget))
+        response
+            .map(|response| (response, open))
+            .map_err(|err| failed(&err, &self.budget))
     }
 
     /// Read the body of `response` to its end, at most [`DRAIN_LIMIT`]
@@ -306,12 +321,12 @@ async fn fetch_reusing(
         target.authority.as_str(),
     );
     if let Some(mut kept) = pool.take(&key)
-        && kept.is_open()
+        && kept.is_open().await
     {
         match kept.request(&target.authority, &target.path).await {
-            Ok(response) => {
+            Ok((response, open)) => {
                 let status = response.status().as_u16();
-                return Ok((status, Some((key, kept, response))));
+                return Ok((status, open.then_some((key, kept, response))));
             }
             Err(failed) if failed.closed_before_answer => {}
             Err(failed) => return Err(failed.failure),
@@ -319,12 +334,26 @@ async fn fetch_reusing(
     }
     let stream = target.connect(tls, in_handshake).await?;
     let mut kept = Kept::open(stream).await?;
-    let response = kept
+    let (response, open) = kept
         .request(&target.authority, &target.path)
         .await
         .map_err(|failed| failed.failure)?;
     let status = response.status().as_u16();
-    Ok((status, Some((key, kept, response))))
+    Ok((status, open.then_some((key, kept, response))))
+}
+
+/// The response hyper delivered before its connection failed, if it did:
+/// the failure was in what the engine sent after the answer, which
+/// changes neither the answer nor, without reuse, the outcome.
+fn delivered<F>(response: Pin<&mut F>) -> Option<Response<Incoming>>
+where
+    F: Future<Output = Result<Response<Incoming>, hyper::Error>>,
+{
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match response.poll(&mut cx) {
+        Poll::Ready(Ok(response)) => Some(response),
+        Poll::Ready(Err(_)) | Poll::Pending => None,
+    }
 }
 
 /// A probe URL, parsed.
