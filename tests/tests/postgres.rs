@@ -14,7 +14,7 @@ use healthprobe_shell::ports::{ListError, RuntimeRecordStore};
 use healthprobe_shell::worker::{TickReport, Worker};
 use healthprobe_tests::{
     Behaviour, Fleet, HealthprobeProcess, RuntimeRecord, TestPostgres, at, free_port, metrics_addr,
-    probe_failed, probe_recovered, scrape_metrics, test_config,
+    probe_failed, probe_recovered, scrape_metrics, test_config, wait_until,
 };
 
 /// Bound on any wait in these tests; reached only when something is broken.
@@ -270,7 +270,11 @@ fn r9_cli_warns_while_postgres_is_down_and_events_resume_after_restart_then_exit
         process.stderr()
     );
     assert!(process.is_running(), "an outage must not stop the worker");
-    // The metrics count the skipped ticks, and the game's state is kept.
+    // The metrics count the skipped ticks (at each tick's end, after its
+    // warning: wait for the second), and the game's state is kept.
+    wait_until(PATIENCE, || {
+        scrape_metrics(metrics).value("healthprobe_ticks_skipped_total") >= 2.0
+    });
     let scraped = scrape_metrics(metrics);
     assert!(
         scraped.value("healthprobe_ticks_skipped_total") >= 2.0,
