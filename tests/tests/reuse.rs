@@ -333,6 +333,30 @@ both_runtimes! {
                 "{runtime:?} reuse={reuse} later={later}"
             );
         }
+        // The same through the run's own fan-out (the async runtime's two
+        // worker threads, as in production, whose reactor also runs while
+        // the connection is idle, so there the stale answer was a race;
+        // the single-threaded runtime above, as an embedder may drive
+        // `AsyncProber`, lost it every time): the second tick's 503 fails
+        // the game.
+        let engine = AnswersAhead::start(true);
+        let mut worker = TestWorker::with_reuse(
+            runtime,
+            test_config(1, 1),
+            vec![RuntimeRecord::running("g1", "c1", engine.url.clone())],
+            Some(ConnectionReuse::default()),
+        );
+        assert!(worker.tick().1.is_empty(), "{runtime:?}: healthy first");
+        engine.wait_for_the_extra_answer();
+        let (_, events) = worker.tick();
+        assert_eq!(events.len(), 1, "{runtime:?}: {events:?}");
+        assert!(
+            matches!(
+                events[0].details,
+                healthprobe_core::EventDetails::ProbeFailed { last_status: 503, .. }
+            ),
+            "{runtime:?}: {events:?}"
+        );
     }
 
     fn d14_the_least_recently_used_idle_connection_is_closed_first(runtime) {
