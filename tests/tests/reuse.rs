@@ -7,7 +7,8 @@
 //! any other failure is the outcome, and only a cleanly finished small
 //! response leaves a connection to reuse.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use healthprobe_core::ProbeResult;
@@ -34,10 +35,19 @@ enum AnyProber {
 
 impl AnyProber {
     fn new(runtime: Runtime, reuse: Option<ConnectionReuse>, tls: TlsClient) -> Self {
+        Self::with_timeout(runtime, reuse, tls, PROBE_TIMEOUT)
+    }
+
+    fn with_timeout(
+        runtime: Runtime,
+        reuse: Option<ConnectionReuse>,
+        tls: TlsClient,
+        timeout: Duration,
+    ) -> Self {
         match runtime {
-            Runtime::Threads => Self::Threads(Prober::with_options(PROBE_TIMEOUT, tls, reuse)),
+            Runtime::Threads => Self::Threads(Prober::with_options(timeout, tls, reuse)),
             Runtime::Async => Self::Async(
-                AsyncProber::with_options(PROBE_TIMEOUT, tls, reuse),
+                AsyncProber::with_options(timeout, tls, reuse),
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -72,31 +82,36 @@ fn healthy() -> (ProbeResult, ProbeClass) {
     (ProbeResult::Healthy, ProbeClass::Ok)
 }
 
-/// [`d14_an_answer_sent_ahead_is_never_the_next_probes_answer`]'s engine:
-/// a raw keep-alive HTTP server on loopback whose first request gets
-/// `200 OK` followed by a second, unrequested `200 OK` (in the same write,
-/// or `later`, 50 ms after), and every later request `503` (closing).
-struct AnswersAhead {
+/// A raw keep-alive HTTP server on loopback for the hostile cases the
+/// test engines do not script: the first request is answered by `first`
+/// (which writes what it likes and signals when done), and the connection
+/// is then held open; every later request, on any connection, gets `503`
+/// (closing).
+struct RawEngine {
     url: String,
-    extra_sent: std::sync::mpsc::Receiver<()>,
+    first_done: std::sync::mpsc::Receiver<()>,
+    connections: Arc<AtomicUsize>,
     _server: std::thread::JoinHandle<()>,
 }
 
-impl AnswersAhead {
+impl RawEngine {
     const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
     const UNAVAILABLE: &[u8] =
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-    fn start(later: bool) -> Self {
+    fn start(first: fn(&mut std::net::TcpStream)) -> Self {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let (sent, extra_sent) = std::sync::mpsc::channel();
+        let (done, first_done) = std::sync::mpsc::channel();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         let server = std::thread::spawn(move || {
-            let mut first = true;
-            let mut kept = Vec::new();
+            let mut answered_first = false;
+            let mut held = Vec::new();
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let mut head = Vec::new();
                 let mut byte = [0_u8; 1];
                 while !head.ends_with(b"\r\n\r\n") {
@@ -108,35 +123,51 @@ impl AnswersAhead {
                 if !head.ends_with(b"\r\n\r\n") {
                     continue;
                 }
-                if !first {
+                if answered_first {
                     let _ = stream.write_all(Self::UNAVAILABLE);
                     continue;
                 }
-                first = false;
-                if later {
-                    let _ = stream.write_all(Self::OK);
-                    std::thread::sleep(Duration::from_millis(50));
-                    let _ = stream.write_all(Self::OK);
-                } else {
-                    let _ = stream.write_all(&[Self::OK, Self::OK].concat());
-                }
-                let _ = sent.send(());
-                // Keep the connection open; a later request on it would
-                // read the stale answer, which is what must not happen.
-                kept.push(stream);
+                answered_first = true;
+                first(&mut stream);
+                let _ = done.send(());
+                // Held open: a later request on it would read what `first`
+                // left behind, which is what must not happen.
+                held.push(stream);
             }
         });
         Self {
             url,
-            extra_sent,
+            first_done,
+            connections,
             _server: server,
         }
     }
 
-    fn wait_for_the_extra_answer(&self) {
-        self.extra_sent
+    /// An engine that answers ahead: its first answer is followed by a
+    /// second `200 OK` nobody asked for, in the same write or `later`.
+    fn answering_ahead(later: bool) -> Self {
+        use std::io::Write;
+        if later {
+            Self::start(|stream| {
+                let _ = stream.write_all(Self::OK);
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = stream.write_all(Self::OK);
+            })
+        } else {
+            Self::start(|stream| {
+                let _ = stream.write_all(&[Self::OK, Self::OK].concat());
+            })
+        }
+    }
+
+    fn wait_for_the_first_answer(&self) {
+        self.first_done
             .recv_timeout(MARGIN)
-            .expect("the engine sent its extra answer");
+            .expect("the engine sent its first answer");
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -308,7 +339,7 @@ both_runtimes! {
     /// without reuse.
     fn d14_an_answer_sent_ahead_is_never_the_next_probes_answer(runtime) {
         for (reuse, later) in [(false, false), (false, true), (true, false), (true, true)] {
-            let engine = AnswersAhead::start(later);
+            let engine = RawEngine::answering_ahead(later);
             let prober = AnyProber::new(
                 runtime,
                 reuse.then(ConnectionReuse::default),
@@ -320,7 +351,7 @@ both_runtimes! {
                 healthy(),
                 "{runtime:?} reuse={reuse} later={later}"
             );
-            engine.wait_for_the_extra_answer();
+            engine.wait_for_the_first_answer();
             assert_eq!(
                 prober.probe(&engine.url),
                 (
@@ -339,7 +370,7 @@ both_runtimes! {
         // the single-threaded runtime above, as an embedder may drive
         // `AsyncProber`, lost it every time): the second tick's 503 fails
         // the game.
-        let engine = AnswersAhead::start(true);
+        let engine = RawEngine::answering_ahead(true);
         let mut worker = TestWorker::with_reuse(
             runtime,
             test_config(1, 1),
@@ -347,7 +378,7 @@ both_runtimes! {
             Some(ConnectionReuse::default()),
         );
         assert!(worker.tick().1.is_empty(), "{runtime:?}: healthy first");
-        engine.wait_for_the_extra_answer();
+        engine.wait_for_the_first_answer();
         let (_, events) = worker.tick();
         assert_eq!(events.len(), 1, "{runtime:?}: {events:?}");
         assert!(
@@ -357,6 +388,39 @@ both_runtimes! {
             ),
             "{runtime:?}: {events:?}"
         );
+    }
+
+    /// A body that comes slower than `DRAIN_WAIT` after the head: the
+    /// outcome is the status, at once, and the connection is not kept.
+    /// Reuse never makes a probe wait for a body it does not need (without
+    /// reuse the body is never read), so a hostile engine cannot hold a
+    /// probe slot for a whole probe timeout by trickling one.
+    fn d14_a_slow_body_neither_holds_the_probe_nor_keeps_the_connection(runtime) {
+        let engine = RawEngine::start(|stream| {
+            use std::io::Write;
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok");
+        });
+        let timeout = Duration::from_secs(5);
+        let prober = AnyProber::with_timeout(
+            runtime,
+            Some(ConnectionReuse::default()),
+            TlsClient::system(),
+            timeout,
+        );
+        let started = Instant::now();
+        assert_eq!(prober.probe(&engine.url), healthy(), "{runtime:?}");
+        let took = started.elapsed();
+        assert!(took < timeout / 2, "{runtime:?}: the probe waited {took:?} for the body");
+        // Not kept: the next probe connects afresh, and finds that 503.
+        assert_eq!(
+            prober.probe(&engine.url).0,
+            ProbeResult::Unhealthy {
+                status: 503,
+                error: "unexpected status 503".into()
+            },
+            "{runtime:?}"
+        );
+        assert_eq!(engine.connections(), 2, "{runtime:?}");
     }
 
     fn d14_the_least_recently_used_idle_connection_is_closed_first(runtime) {

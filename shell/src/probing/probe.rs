@@ -36,7 +36,9 @@ use ureq::unversioned::transport::{
 };
 use ureq::{Agent, Error};
 
-use crate::reuse::{self, ConnectionReuse, DRAIN_LIMIT, IdlePool, closed_before_answer};
+use crate::reuse::{
+    self, ConnectionReuse, DRAIN_LIMIT, DRAIN_WAIT, IdlePool, closed_before_answer,
+};
 use crate::tls::{self, TlsClient, TlsFailure};
 
 /// The path appended to every engine endpoint.
@@ -182,15 +184,17 @@ impl Prober {
             .output_buffer_size(OUTPUT_BUFFER_BYTES)
             .max_idle_connections(0)
             .max_idle_connections_per_host(0)
-            .user_agent(concat!("healthprobe/", env!("CARGO_PKG_VERSION")))
-            .build();
+            .user_agent(concat!("healthprobe/", env!("CARGO_PKG_VERSION")));
         let connector = ().chain(TcpConnector::default()).chain(TlsConnector { tls });
         match reuse {
             None => Self {
-                agent: Agent::with_parts(config, connector, LiteralResolver),
+                agent: Agent::with_parts(config.build(), connector, LiteralResolver),
                 reuse: None,
             },
             Some(reuse) => {
+                // A body slower than DRAIN_WAIT is not waited for (the
+                // outcome is known): the connection is just not kept.
+                let config = config.timeout_recv_body(Some(DRAIN_WAIT)).build();
                 // ureq's own pool stays empty (its bookkeeping is quadratic
                 // in the idle connections); ours takes them back on drop.
                 let connector =

@@ -51,7 +51,9 @@ use crate::probe::{
     MAX_RESPONSE_HEADER_BYTES, ProbeClass, answered, cannot_resolve, describe_io, failed,
     head_too_large, literal_addrs, probe_url, reason,
 };
-use crate::reuse::{self, ConnectionReuse, DRAIN_LIMIT, IdlePool, closed_before_answer};
+use crate::reuse::{
+    self, ConnectionReuse, DRAIN_LIMIT, DRAIN_WAIT, IdlePool, closed_before_answer,
+};
 use crate::tls::{self, TlsClient};
 
 /// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) with hyper on the
@@ -147,8 +149,9 @@ impl AsyncProber {
         };
         // The outcome is known: what follows only decides whether the
         // connection is kept, and never changes it.
+        let drained_by = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
         if let Some((key, kept, response)) = kept
-            && let Ok(Some(kept)) = tokio::time::timeout_at(deadline, kept.finish(response)).await
+            && let Ok(Some(kept)) = tokio::time::timeout_at(drained_by, kept.finish(response)).await
         {
             drop(pool.put(key, kept));
         }

@@ -8,8 +8,8 @@
 //! - A connection goes back to the pool only when its response was cleanly
 //!   reusable: a keep-alive response (no `Connection: close`, not
 //!   HTTP/1.0 without keep-alive) whose body was read to its end within
-//!   [`DRAIN_LIMIT`] bytes and the probe timeout. Anything else — an error,
-//!   a bigger or unfinished body, a close — closes it.
+//!   [`DRAIN_LIMIT`] bytes, [`DRAIN_WAIT`] and the probe timeout. Anything
+//!   else — an error, a bigger, slower or unfinished body, a close — closes it.
 //! - A probe over a reused connection that the engine had closed (end of
 //!   stream or a reset before any response byte, see [`closed_before_answer`])
 //!   is retried once, on a fresh connection, inside what is left of the same
@@ -23,11 +23,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 /// Largest response body read (and discarded) so that the connection can be
 /// reused; a bigger one closes the connection instead. Health bodies are a
 /// few bytes (`ok`).
 pub const DRAIN_LIMIT: u64 = 4 * 1024;
+
+/// Longest a probe waits, once its status is known, for the rest of the
+/// body (up to [`DRAIN_LIMIT`]): a body slower than that closes the
+/// connection instead of holding the probe (and its slot) until the probe
+/// timeout. Health bodies come with the head.
+pub const DRAIN_WAIT: Duration = Duration::from_millis(100);
 
 /// How reused connections are kept (`run --reuse-connections`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
