@@ -99,10 +99,25 @@ impl RawEngine {
     const UNAVAILABLE: &[u8] =
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-    fn start(first: fn(&mut std::net::TcpStream)) -> Self {
+    fn start(first: fn(&mut dyn std::io::Write)) -> Self {
+        Self::serve(None, first)
+    }
+
+    /// [`RawEngine::start`] over TLS, with a certificate for 127.0.0.1 from [`ca`].
+    fn start_tls(first: fn(&mut dyn std::io::Write)) -> Self {
+        let config = ca()
+            .server_cert(&["127.0.0.1"], Validity::Current)
+            .server_config();
+        Self::serve(Some(config), first)
+    }
+
+    fn serve(tls: Option<Arc<rustls::ServerConfig>>, first: fn(&mut dyn std::io::Write)) -> Self {
         use std::io::{Read, Write};
+        trait Conn: Read + Write + Send {}
+        impl<T: Read + Write + Send> Conn for T {}
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (done, first_done) = std::sync::mpsc::channel();
         let connections = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::clone(&connections);
@@ -110,8 +125,18 @@ impl RawEngine {
             let mut answered_first = false;
             let mut held = Vec::new();
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
+                let Ok(stream) = stream else { return };
                 accepted.fetch_add(1, Ordering::SeqCst);
+                let mut stream: Box<dyn Conn> = match &tls {
+                    None => Box::new(stream),
+                    Some(config) => {
+                        let Ok(connection) = rustls::ServerConnection::new(Arc::clone(config))
+                        else {
+                            continue;
+                        };
+                        Box::new(rustls::StreamOwned::new(connection, stream))
+                    }
+                };
                 let mut head = Vec::new();
                 let mut byte = [0_u8; 1];
                 while !head.ends_with(b"\r\n\r\n") {
@@ -128,7 +153,7 @@ impl RawEngine {
                     continue;
                 }
                 answered_first = true;
-                first(&mut stream);
+                first(&mut *stream);
                 let _ = done.send(());
                 // Held open: a later request on it would read what `first`
                 // left behind, which is what must not happen.
@@ -145,18 +170,23 @@ impl RawEngine {
 
     /// An engine that answers ahead: its first answer is followed by a
     /// second `200 OK` nobody asked for, in the same write or `later`.
-    fn answering_ahead(later: bool) -> Self {
-        use std::io::Write;
-        if later {
-            Self::start(|stream| {
+    /// Over TLS when `tls` (each write one record).
+    fn answering_ahead(later: bool, tls: bool) -> Self {
+        let first: fn(&mut dyn std::io::Write) = if later {
+            |stream| {
                 let _ = stream.write_all(Self::OK);
                 std::thread::sleep(Duration::from_millis(50));
                 let _ = stream.write_all(Self::OK);
-            })
+            }
         } else {
-            Self::start(|stream| {
+            |stream| {
                 let _ = stream.write_all(&[Self::OK, Self::OK].concat());
-            })
+            }
+        };
+        if tls {
+            Self::start_tls(first)
+        } else {
+            Self::start(first)
         }
     }
 
@@ -169,6 +199,20 @@ impl RawEngine {
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+}
+
+/// A TLS client trusting [`ca`] (through `--ca-file`), and the scratch
+/// directory holding that file.
+fn trusting_ca() -> (ScratchDir, TlsClient) {
+    let dir = ScratchDir::new("reuse-tls").unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca().write_cert(&ca_file).unwrap();
+    let tls = TlsClient::new(&TlsOptions {
+        ca_file: Some(ca_file),
+        ..TlsOptions::default()
+    })
+    .unwrap();
+    (dir, tls)
 }
 
 /// The CA of the TLS engines, made once per test binary.
@@ -336,20 +380,26 @@ both_runtimes! {
     /// behind it or a moment later, and every later request gets `503`.
     /// The stale `200` is never taken for the next probe's answer: the
     /// connection is not reused, and the next probe finds the 503, as
-    /// without reuse.
+    /// without reuse; over plain HTTP and over TLS (where the extra answer
+    /// is in the same record, or in a record of its own).
     fn d14_an_answer_sent_ahead_is_never_the_next_probes_answer(runtime) {
-        for (reuse, later) in [(false, false), (false, true), (true, false), (true, true)] {
-            let engine = RawEngine::answering_ahead(later);
+        let (_dir, trusting) = trusting_ca();
+        let cases = [false, true].into_iter().flat_map(|tls| {
+            [(false, false), (false, true), (true, false), (true, true)]
+                .map(|(reuse, later)| (tls, reuse, later))
+        });
+        for (tls, reuse, later) in cases {
+            let engine = RawEngine::answering_ahead(later, tls);
             let prober = AnyProber::new(
                 runtime,
                 reuse.then(ConnectionReuse::default),
-                TlsClient::system(),
+                trusting.clone(),
             );
             // What followed the answer does not change it.
             assert_eq!(
                 prober.probe(&engine.url),
                 healthy(),
-                "{runtime:?} reuse={reuse} later={later}"
+                "{runtime:?} tls={tls} reuse={reuse} later={later}"
             );
             engine.wait_for_the_first_answer();
             assert_eq!(
@@ -361,7 +411,7 @@ both_runtimes! {
                     },
                     ProbeClass::BadStatus
                 ),
-                "{runtime:?} reuse={reuse} later={later}"
+                "{runtime:?} tls={tls} reuse={reuse} later={later}"
             );
         }
         // The same through the run's own fan-out (the async runtime's two
@@ -370,7 +420,7 @@ both_runtimes! {
         // the single-threaded runtime above, as an embedder may drive
         // `AsyncProber`, lost it every time): the second tick's 503 fails
         // the game.
-        let engine = RawEngine::answering_ahead(true);
+        let engine = RawEngine::answering_ahead(true, false);
         let mut worker = TestWorker::with_reuse(
             runtime,
             test_config(1, 1),
@@ -397,7 +447,6 @@ both_runtimes! {
     /// probe slot for a whole probe timeout by trickling one.
     fn d14_a_slow_body_neither_holds_the_probe_nor_keeps_the_connection(runtime) {
         let engine = RawEngine::start(|stream| {
-            use std::io::Write;
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok");
         });
         let timeout = Duration::from_secs(5);
@@ -446,14 +495,7 @@ both_runtimes! {
     }
 
     fn d14_https_connections_are_reused_and_retried_alike(runtime) {
-        let dir = ScratchDir::new("reuse-tls").unwrap();
-        let ca_file = dir.path().join("ca.pem");
-        ca().write_cert(&ca_file).unwrap();
-        let tls = TlsClient::new(&TlsOptions {
-            ca_file: Some(ca_file),
-            ..TlsOptions::default()
-        })
-        .unwrap();
+        let (_dir, tls) = trusting_ca();
         for keep_alive in [KeepAlive::On, KeepAlive::CloseOnNext, KeepAlive::ResetOnNext] {
             {
                 let config = ca()
