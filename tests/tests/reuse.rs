@@ -1,6 +1,7 @@
 //! Connection reuse (issue 14, `run --reuse-connections`) on both runtimes,
 //! against real engines on loopback that keep connections alive, close or
-//! reset them while idle, or close them just as the next request arrives:
+//! reset them while idle, or close them just as the next request arrives,
+//! and raw hostile ones ([`RawEngine`]) that answer ahead or trickle a body:
 //! a probe over a kept connection gives the same outcome a fresh one
 //! gives, a connection the engine closed before answering is retried once
 //! on a fresh one (and that retry is not a second request to the engine),
