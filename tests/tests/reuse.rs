@@ -473,6 +473,22 @@ both_runtimes! {
         assert_eq!(engine.connections(), 2, "{runtime:?}");
     }
 
+    /// A status followed, in the same write, by a body that cannot be
+    /// parsed: the outcome is the status, as the head decides it, on both
+    /// runtimes and with or without reuse (the blocking prober never reads
+    /// a body it does not need).
+    fn d14_a_broken_body_behind_the_head_does_not_change_the_outcome(runtime) {
+        for reuse in [false, true] {
+            let engine = RawEngine::start(|stream| {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+            });
+            let prober =
+                AnyProber::new(runtime, reuse.then(ConnectionReuse::default), TlsClient::system());
+            assert_eq!(prober.probe(&engine.url), healthy(), "{runtime:?} reuse={reuse}");
+        }
+    }
+
     fn d14_the_least_recently_used_idle_connection_is_closed_first(runtime) {
         {
             let engines: Vec<_> = (0..3)

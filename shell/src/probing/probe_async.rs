@@ -249,19 +249,8 @@ impl Kept {
                 failure: (ProbeClass::Other, format!("bad engine endpoint: {err}")),
                 closed_before_answer: false,
             })?;
-        let mut response = pin!(self.sender.send_request(request));
-        let mut open = true;
-        let response = tokio::select! {
-            biased;
-            response = &mut response => response,
-            ended = &mut self.connection => {
-                open = false;
-                match ended {
-                    Err(err) => delivered(response.as_mut()).ok_or(err),
-                    Ok(()) => response.await,
-                }
-            }
-        };
+        let response = pin!(self.sender.send_request(request));
+        let (response, open) = answer(self.connection.as_mut(), response).await;
         response
             .map(|response| (response, open))
             .map_err(|err| failed(&err, &self.budget))
@@ -345,17 +334,34 @@ async fn fetch_reusing(
     Ok((status, open.then_some((key, kept, response))))
 }
 
-/// The response hyper delivered before its connection failed, if it did:
-/// the failure was in what the engine sent after the answer, which
-/// changes neither the answer nor, without reuse, the outcome.
-fn delivered<F>(response: Pin<&mut F>) -> Option<Response<Incoming>>
+/// Drive `connection` (hyper's half that reads and writes) until
+/// `response` (the head of the answer) arrives: the answer, and whether
+/// the connection lives on to carry another request.
+///
+/// hyper may end the connection right behind the answer (bytes the engine
+/// sent after it): an answer it delivered before that is still the answer,
+/// and changes neither the outcome nor, without reuse, anything else.
+async fn answer<C, R>(
+    mut connection: Pin<&mut C>,
+    mut response: Pin<&mut R>,
+) -> (Result<Response<Incoming>, hyper::Error>, bool)
 where
-    F: Future<Output = Result<Response<Incoming>, hyper::Error>>,
+    C: Future<Output = Result<(), hyper::Error>>,
+    R: Future<Output = Result<Response<Incoming>, hyper::Error>>,
 {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match response.poll(&mut cx) {
-        Poll::Ready(Ok(response)) => Some(response),
-        Poll::Ready(Err(_)) | Poll::Pending => None,
+    tokio::select! {
+        biased;
+        answered = &mut response => (answered, true),
+        ended = &mut connection => match ended {
+            Err(err) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                match response.as_mut().poll(&mut cx) {
+                    Poll::Ready(Ok(delivered)) => (Ok(delivered), false),
+                    Poll::Ready(Err(_)) | Poll::Pending => (Err(err), false),
+                }
+            }
+            Ok(()) => (response.await, false),
+        },
     }
 }
 
@@ -477,16 +483,7 @@ where
         .map_err(|err| bad(format!("bad engine endpoint: {err}")))?;
     // Drive the connection here until the response head arrives; dropping
     // both then closes the socket without reading the body.
-    let mut connection = pin!(connection);
-    let mut response = pin!(sender.send_request(request));
-    let response = tokio::select! {
-        biased;
-        response = &mut response => response,
-        ended = &mut connection => match ended {
-            Err(err) => Err(err),
-            Ok(()) => response.await,
-        },
-    };
+    let (response, _) = answer(pin!(connection), pin!(sender.send_request(request))).await;
     response
         .map(|response| response.status().as_u16())
         .map_err(|err| describe(&err))
