@@ -139,15 +139,16 @@ fn key(
     key
 }
 
-/// `algorithms`, each remembering what verified in one process-wide
-/// [`Verified`]: for checking certificate chains only (a handshake's
-/// signature is new every time, and remembering it would only crowd out
-/// the chains). Built once per process.
-pub fn remembering(algorithms: WebPkiSupportedAlgorithms) -> WebPkiSupportedAlgorithms {
-    static VERIFIED: OnceLock<Verified> = OnceLock::new();
+/// The provider's signature algorithms ([`crate::tls::provider`]), each
+/// remembering what verified in one process-wide [`Verified`]: for
+/// checking certificate chains only (a handshake's signature is new every
+/// time, and remembering it would only crowd out the chains). Built once
+/// per process.
+pub fn remembering() -> WebPkiSupportedAlgorithms {
     static REMEMBERING: OnceLock<WebPkiSupportedAlgorithms> = OnceLock::new();
     *REMEMBERING.get_or_init(|| {
-        let verified = VERIFIED.get_or_init(Verified::default);
+        let algorithms = crate::tls::provider().signature_verification_algorithms;
+        let verified: &'static Verified = Box::leak(Box::default());
         let wrap = |inner: &&'static dyn SignatureVerificationAlgorithm| {
             let wrapped: &'static dyn SignatureVerificationAlgorithm =
                 Box::leak(Box::new(Remembering::new(*inner, verified)));

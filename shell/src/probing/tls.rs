@@ -414,9 +414,7 @@ impl WebPki {
     fn new(roots: Arc<RootCertStore>, names: bool) -> Self {
         let plain = provider();
         let chains = Arc::new(rustls::crypto::CryptoProvider {
-            signature_verification_algorithms: signatures::remembering(
-                plain.signature_verification_algorithms,
-            ),
+            signature_verification_algorithms: signatures::remembering(),
             ..(*plain).clone()
         });
         Self {
