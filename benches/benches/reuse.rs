@@ -4,13 +4,20 @@
 //! against a keep-alive request loop — the machine's limit for a client
 //! that reuses connections — all measured in one run.
 //!
-//! Two fleets of each kind, in this process: engines that keep connections
-//! alive for clients that do not ask to close ([`KeepAlive::On`]), probed
-//! with reuse and by the limit loop; and engines that answer `Connection:
-//! close`, probed without reuse and by the reference (`refrun`: Go's
-//! `http.Client` sends no `Connection: close` but closes a connection
-//! whose body it did not read, so a keep-alive test engine would start a
-//! thread for each of its connections, a cost no real server has).
+//! The engines run in this process. By default one fleet of event-loop
+//! engines per scheme (`healthprobe_tests::EventFleet`, one small tokio
+//! runtime): every command probes the same engines, which keep a
+//! connection alive unless the client asks to close, as event-loop servers
+//! do. With `HEALTHPROBE_BENCH_ENGINES=threads`, thread engines
+//! (`Fleet`) instead, two fleets of each scheme: engines that keep
+//! connections alive ([`KeepAlive::On`]), probed with reuse and by the
+//! limit loop, and engines that answer `Connection: close`, probed without
+//! reuse and by the reference (`refrun`: Go's `http.Client` sends no
+//! `Connection: close` but closes a connection whose body it did not read,
+//! so a keep-alive thread engine would start a thread for each of its
+//! connections). A thread engine wakes a thread for every request, which
+//! costs these two cores more than a whole keep-alive request loop does:
+//! with them, the loop itself is at about 0.35× the reference.
 //! healthprobe with reuse runs with `--max-idle-connections 1000`, so every
 //! engine's connection is kept. Over TLS the engines serve TLS 1.3 with an ECDSA P-256
 //! certificate from a CA made at start (healthprobe: `--ca-file`; the
@@ -37,7 +44,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, SamplingMode, Throughput};
 use healthprobe_benches::process::{median, quiet, run};
 use healthprobe_tests::{
-    Behaviour, EngineTls, Fleet, FleetTls, KeepAlive, TestCa, Validity, try_healthprobe_binary,
+    Behaviour, EngineTls, EventFleet, Fleet, FleetTls, KeepAlive, TestCa, Validity,
+    try_healthprobe_binary,
 };
 
 const ENGINES: usize = 1000;
@@ -46,8 +54,16 @@ const ALTERNATIONS: usize = 5;
 const LIMIT_RECORDS_ENV: &str = "HEALTHPROBE_REUSE_LIMIT_RECORDS";
 const LIMIT_THREADS: usize = 16;
 
+/// A fleet of either kind ([`healthprobe_benches::thread_engines`]), kept
+/// while the bench runs.
+#[allow(dead_code)]
+enum Engines {
+    Events(EventFleet),
+    Threads(Fleet),
+}
+
 struct Setup {
-    _fleets: Vec<Fleet>,
+    _fleets: Vec<Engines>,
     dir: PathBuf,
     /// Records of the four fleets, by (https, keep-alive).
     records: [[PathBuf; 2]; 2],
@@ -76,7 +92,20 @@ impl Setup {
         let started = Instant::now();
         let mut fleets = Vec::new();
         let mut records: [[PathBuf; 2]; 2] = Default::default();
+        let thread_engines = healthprobe_benches::thread_engines();
         for https in [false, true] {
+            let scheme = if https { "https" } else { "http" };
+            if !thread_engines {
+                // One fleet serves every command: it keeps connections
+                // alive unless the client asks to close.
+                let fleet = EventFleet::start(ENGINES, https.then(|| config.clone()))
+                    .expect("start the engines");
+                let path = dir.join(format!("{scheme}.json"));
+                fleet.write_records(&path).expect("records");
+                records[usize::from(https)] = [path.clone(), path];
+                fleets.push(Engines::Events(fleet));
+                continue;
+            }
             for keep in [false, true] {
                 let fleet = if https {
                     Fleet::start_tls((0..ENGINES).map(|_| {
@@ -95,17 +124,22 @@ impl Setup {
                     }
                 }
                 let path = dir.join(format!(
-                    "{}{}.json",
-                    if https { "https" } else { "http" },
+                    "{scheme}{}.json",
                     if keep { "-keep-alive" } else { "" }
                 ));
                 fleet.write_records(&path).expect("records");
                 records[usize::from(https)][usize::from(keep)] = path;
-                fleets.push(fleet);
+                fleets.push(Engines::Threads(fleet));
             }
         }
         println!(
-            "reuse: started 4 × {ENGINES} engines in {:.2?}",
+            "reuse: started {} fleets of {ENGINES} {} engines in {:.2?}",
+            fleets.len(),
+            if thread_engines {
+                "thread"
+            } else {
+                "event-loop"
+            },
             started.elapsed()
         );
         let healthprobe = try_healthprobe_binary()

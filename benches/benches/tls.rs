@@ -2,8 +2,9 @@
 //! (both runtimes) against the reference worker, and against the same
 //! engines over plain HTTP (the cost of TLS per probe), measured in one run.
 //!
-//! The engines (this process) serve TLS 1.3 with an ECDSA P-256 certificate
-//! for 127.0.0.1 from a CA made at start; healthprobe trusts it through
+//! The engines (this process; event-loop engines, `healthprobe_tests::EventFleet`,
+//! or with `HEALTHPROBE_BENCH_ENGINES=threads` thread engines, `Fleet`) serve
+//! TLS 1.3 with an ECDSA P-256 certificate for 127.0.0.1 from a CA made at start; healthprobe trusts it through
 //! `--ca-file`, the reference (`refrun`, Go's `http.Client`) through
 //! `SSL_CERT_FILE`. Every probe is a fresh connection and a full handshake
 //! for both (neither resumes sessions).
@@ -29,16 +30,32 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, SamplingMode, Throughput};
 use healthprobe_benches::process::{median, quiet, run};
 use healthprobe_tests::{
-    Behaviour, EngineTls, Fleet, FleetTls, TestCa, Validity, try_healthprobe_binary,
+    Behaviour, EngineTls, EventFleet, Fleet, FleetTls, TestCa, Validity, try_healthprobe_binary,
 };
 
 const ENGINES: usize = 1000;
 const TICKS: u64 = 10;
 const ALTERNATIONS: usize = 5;
 
+/// A fleet of either kind ([`healthprobe_benches::thread_engines`]).
+enum Engines {
+    Events(EventFleet),
+    Threads(Fleet),
+}
+
+impl Engines {
+    fn write_records(&self, path: &Path) {
+        match self {
+            Self::Events(fleet) => fleet.write_records(path),
+            Self::Threads(fleet) => fleet.write_records(path),
+        }
+        .expect("records");
+    }
+}
+
 struct Setup {
-    _https: Fleet,
-    _http: Fleet,
+    _https: Engines,
+    _http: Engines,
     dir: PathBuf,
     https_records: PathBuf,
     http_records: PathBuf,
@@ -59,22 +76,36 @@ impl Setup {
             .server_cert(&["127.0.0.1"], Validity::Current)
             .server_config();
         let started = Instant::now();
-        let https = Fleet::start_tls((0..ENGINES).map(|_| {
-            (
-                Behaviour::Status(200),
-                FleetTls::Tls(EngineTls::Serve(config.clone())),
-            )
-        }))
-        .expect("start the https engines");
-        let http = Fleet::uniform(ENGINES, Behaviour::Status(200)).expect("start the http engines");
+        let thread_engines = healthprobe_benches::thread_engines();
+        let (https, http) = if thread_engines {
+            let https = Fleet::start_tls((0..ENGINES).map(|_| {
+                (
+                    Behaviour::Status(200),
+                    FleetTls::Tls(EngineTls::Serve(config.clone())),
+                )
+            }))
+            .expect("start the https engines");
+            let http =
+                Fleet::uniform(ENGINES, Behaviour::Status(200)).expect("start the http engines");
+            (Engines::Threads(https), Engines::Threads(http))
+        } else {
+            let https = EventFleet::start(ENGINES, Some(config)).expect("start the https engines");
+            let http = EventFleet::start(ENGINES, None).expect("start the http engines");
+            (Engines::Events(https), Engines::Events(http))
+        };
         println!(
-            "tls: started 2 × {ENGINES} engines in {:.2?}",
+            "tls: started 2 × {ENGINES} {} engines in {:.2?}",
+            if thread_engines {
+                "thread"
+            } else {
+                "event-loop"
+            },
             started.elapsed()
         );
         let https_records = dir.join("https.json");
         let http_records = dir.join("http.json");
-        https.write_records(&https_records).expect("records");
-        http.write_records(&http_records).expect("records");
+        https.write_records(&https_records);
+        http.write_records(&http_records);
         let healthprobe = try_healthprobe_binary()
             .map(Path::to_path_buf)
             .unwrap_or_else(|err| panic!("{err}"));

@@ -280,6 +280,19 @@ pub fn refrun_binary() -> Result<std::path::PathBuf, String> {
     }
 }
 
+/// Whether the process benches (`tls`, `reuse`) probe thread engines
+/// (`HEALTHPROBE_BENCH_ENGINES=threads`: `healthprobe_tests::Fleet`, a
+/// thread per engine and per kept connection) rather than event-loop
+/// engines (the default: `healthprobe_tests::EventFleet`). Panics on any
+/// other value, naming it.
+pub fn thread_engines() -> bool {
+    match std::env::var("HEALTHPROBE_BENCH_ENGINES").as_deref() {
+        Err(_) | Ok("events") => false,
+        Ok("threads") => true,
+        Ok(other) => panic!("HEALTHPROBE_BENCH_ENGINES={other:?}: expected events or threads"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

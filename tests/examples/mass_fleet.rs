@@ -15,21 +15,20 @@
 //! descriptor, and each open connection another: where the hard limit of
 //! open files is 20,000 (`ulimit -Hn`), a fleet of 100,000 is six of these
 //! processes of about 16,700 engines, each with its own FIRST_HOST, their
-//! records files joined. Every request gets `200 OK` with a body
-//! `ok\n`, and the connection stays open for the next request unless the
-//! client sent `Connection: close`. Writes the records file (DESIGN.md's
+//! records files joined. Every engine is `healthprobe_tests::serve_engine`:
+//! every request gets `200 OK` with a body `ok\n`, and the connection stays
+//! open for the next request unless the client sent `Connection: close`. Writes the records file (DESIGN.md's
 //! format) and prints `ready N engines` on stdout.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use healthprobe_tests::serve_engine;
+use tokio::net::TcpListener;
 
 const ENGINES_PER_ADDRESS: usize = 20_000;
 /// The first port tried on each address; ports in use are skipped.
 const FIRST_PORT: u16 = 10_000;
-const MAX_HEAD: usize = 16 * 1024;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -61,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             port += 1;
             addrs.push(listener.local_addr()?);
-            tokio::spawn(serve(listener));
+            tokio::spawn(serve_engine(listener, None));
         }
         Ok::<_, std::io::Error>(addrs)
     })?;
@@ -83,51 +82,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut sink = Vec::new();
     std::io::stdin().read_to_end(&mut sink)?;
     Ok(())
-}
-
-async fn serve(listener: TcpListener) {
-    loop {
-        let Ok((stream, _)): Result<(TcpStream, SocketAddr), _> = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(answer(stream));
-    }
-}
-
-/// Answer every request on `stream` with `200 OK` until the client closes
-/// or asks to.
-async fn answer(mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let mut buffer = vec![0_u8; MAX_HEAD];
-    let mut filled = 0;
-    loop {
-        let Ok(read) = stream.read(&mut buffer[filled..]).await else {
-            return;
-        };
-        if read == 0 {
-            return;
-        }
-        filled += read;
-        let Some(end) = buffer[..filled]
-            .windows(4)
-            .position(|window| window == b"\r\n\r\n")
-        else {
-            if filled == buffer.len() {
-                return;
-            }
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-        let close = head.contains("\r\nconnection: close");
-        let response: &[u8] = if close {
-            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
-        } else {
-            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
-        };
-        if stream.write_all(response).await.is_err() || close {
-            return;
-        }
-        buffer.copy_within(end + 4..filled, 0);
-        filled -= end + 4;
-    }
 }

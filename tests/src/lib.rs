@@ -7,6 +7,8 @@
 //!   receives.
 //! - [`Fleet`]: N engines sharing one [`HangGauge`], with the records that
 //!   point at them ([`Fleet::records`], [`Fleet::write_records`]).
+//! - [`EventFleet`]: N healthy engines on one small tokio runtime, keeping
+//!   connections alive as event-loop servers do (the benches' fleets).
 //! - [`TestWorker`]: a worker on in-memory adapters and a manual clock,
 //!   and [`probe_failed`] / [`probe_recovered`] to spell the expected events.
 //! - [`both_runtimes!`]: one test body, run once per [`Runtime`].
@@ -31,6 +33,7 @@
 
 mod binary;
 mod engine;
+mod event_fleet;
 mod fleet;
 mod postgres;
 mod process;
@@ -48,6 +51,7 @@ pub use engine::{
     Behaviour, ENGINE_THREAD_STACK, EngineTls, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, HangGauge,
     KeepAlive, MAX_REQUEST_HEAD, RECENT_REQUESTS, SeenRequest, TRICKLE_PACE, TestEngine,
 };
+pub use event_fleet::{EventFleet, serve_engine};
 pub use fleet::{Fleet, FleetTls};
 pub use healthprobe_shell::config::Runtime;
 pub use healthprobe_shell::ports::RuntimeRecord;

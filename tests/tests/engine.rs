@@ -6,8 +6,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use healthprobe_tests::{
-    Behaviour, Fleet, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, MAX_REQUEST_HEAD, RuntimeRecord,
-    ScratchDir, TestEngine, wait_until,
+    Behaviour, EventFleet, Fleet, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, MAX_REQUEST_HEAD,
+    RuntimeRecord, ScratchDir, TestEngine, wait_until,
 };
 
 /// Generous bound for anything that should happen "at once" on loopback.
@@ -472,5 +472,65 @@ fn a_fleet_of_a_thousand_engines_starts_serves_and_stops() {
     let addr = fleet.engine(999).addr();
     drop(fleet);
     let refused = TcpStream::connect(addr).expect_err("the port is closed");
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+}
+
+/// An event-loop engine's address, from its record.
+fn event_engine_addr(fleet: &EventFleet, index: usize) -> SocketAddr {
+    let endpoint = fleet.records()[index].engine_endpoint.clone();
+    endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("http://IP:PORT/")
+}
+
+#[test]
+fn event_engines_keep_a_connection_for_the_next_request_and_close_when_asked() {
+    let fleet = EventFleet::start(3, None).expect("start the engines");
+    assert_eq!(fleet.len(), 3);
+    let mut stream = connect(event_engine_addr(&fleet, 2));
+    for _ in 0..3 {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: probe.test\r\n\r\n")
+            .expect("send a keep-alive request");
+        let head = text(&read_head(&mut stream, 1024));
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(header(&head, "connection"), None, "{head}");
+        let mut body = [0_u8; 3];
+        stream.read_exact(&mut body).expect("the body");
+        assert_eq!(&body, b"ok\n");
+    }
+    send_get(&mut stream, "/healthz");
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("read to the close");
+    let rest = text(&rest);
+    assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
+    assert_eq!(
+        header(&rest, "connection").as_deref(),
+        Some("close"),
+        "{rest}"
+    );
+    assert!(rest.ends_with("\r\n\r\nok\n"), "{rest}");
+}
+
+#[test]
+fn event_engines_stop_on_drop() {
+    let fleet = EventFleet::start(1, None).expect("start the engines");
+    let addr = event_engine_addr(&fleet, 0);
+    let mut kept = connect(addr);
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: probe.test\r\n\r\n")
+        .expect("send a keep-alive request");
+    assert!(text(&read_head(&mut kept, 1024)).starts_with("HTTP/1.1 200 OK\r\n"));
+    let mut body = [0_u8; 3];
+    kept.read_exact(&mut body).expect("the body");
+    drop(fleet);
+    let mut rest = Vec::new();
+    assert_eq!(
+        kept.read_to_end(&mut rest).map(|_| rest.len()).ok(),
+        Some(0),
+        "closed, not reset or hung"
+    );
+    let refused = TcpStream::connect_timeout(&addr, SOON).expect_err("nothing listens");
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
 }
