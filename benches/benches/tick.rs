@@ -14,7 +14,7 @@
 //! - `tick/threads_5000_with_50_hanging`: `Worker::tick` over 5,000 engines,
 //!   every 100th one hanging, `probe_timeout` 1 s: the tick time.
 //! - `tick/async_1000_healthy` and `tick/async_5000_with_50_hanging`: the
-//!   same two ticks with `Runtime::Async` (tokio + hyper) and its default
+//!   same two ticks with `Runtime::Async` (tokio) and its default
 //!   cap (`Runtime::default_max_concurrency`, 512 probes in flight).
 //! - `tick/healthprobe_run_10_ticks_1000_healthy` and
 //!   `tick/refrun_10_ticks_1000_healthy`: the release `healthprobe run

@@ -82,7 +82,7 @@ pub enum Runtime {
     /// reference's behaviour and cost profile.
     #[default]
     Threads,
-    /// Probes as tokio tasks (hyper) on a runtime the worker owns, at most
+    /// Probes as tokio tasks on a runtime the worker owns, at most
     /// `max_concurrency` in flight; a hung engine holds a task, not a thread.
     /// Needs the `async` cargo feature (on by default).
     Async,

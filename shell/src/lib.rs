@@ -60,7 +60,7 @@
 //!
 //! - [`driver`]: [`Worker`] (the driver), [`driver::ports`] (the traits it
 //!   performs actions through), [`Shutdown`].
-//! - [`probing`]: one `GET /healthz` with ureq ([`probe`]) or hyper
+//! - [`probing`]: one `GET /healthz` with ureq ([`probe`]) or ureq-proto on tokio
 //!   (`probe_async`, cargo feature `async`), and the [`fanout`]s that run
 //!   a batch on threads or tasks; [`tls`]: rustls for `https://` engines
 //!   (and the trust PostgreSQL and Redis connections share).

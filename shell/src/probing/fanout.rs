@@ -14,11 +14,12 @@
 //! # Tasks ([`TaskFanout`], cargo feature `async`)
 //!
 //! The fan-out owns a small tokio runtime (two worker threads). Per batch,
-//! one driver task walks the jobs suspects first
-//! ([`ProbeBatch::suspects_first`]), takes a slot of a
-//! [`tokio::sync::Semaphore`] of `max_concurrency` permits for each (R10),
-//! checks the shutdown signal, and spawns the probe into a `JoinSet`. Each
-//! result goes over a std channel to the caller, which folds it. The ports
+//! it starts `min(max_concurrency, jobs)` worker tasks (R10); each checks
+//! the shutdown signal, takes the next job, suspects first
+//! ([`ProbeBatch::suspects_first`]), from a shared atomic index, and
+//! probes it. The results go back over a tokio channel to the batch's
+//! driver task, which hands on what has arrived in batches over a std
+//! channel to the caller, which folds them. The ports
 //! therefore stay synchronous and are only called from the caller's thread,
 //! never from async code: no task can block the runtime on a slow publisher
 //! or an fsync. A hung engine holds a task and a socket, not a thread.
@@ -304,7 +305,7 @@ impl<P: AsyncProbe> ProbeFanout for TaskFanout<P> {
     ) {
         self.pool_warning
             .check(self.prober.max_idle_connections(), batch.jobs().len());
-        let (sender, receiver) = mpsc::channel::<Probed>();
+        let (sender, receiver) = mpsc::channel::<Vec<Probed>>();
         self.runtime.spawn(drive_probe_tasks(
             self.prober.clone(),
             batch.clone(),
@@ -314,15 +315,26 @@ impl<P: AsyncProbe> ProbeFanout for TaskFanout<P> {
             sender,
         ));
         // The driver task holds the sender until its last probe has sent.
-        for probed in receiver {
-            fold(probed);
+        for results in receiver {
+            for probed in results {
+                fold(probed);
+            }
         }
     }
 }
 
-/// Spawn one probe task per job, suspects first, at most `max_concurrency`
-/// in flight, none once `shutdown` is triggered; send each result, a
-/// panicking probe's as a failure.
+/// Probe every job of `batch` with `max_concurrency` worker tasks (R10),
+/// each taking the next job, suspects first, until none is left or
+/// `shutdown` is triggered; send the results (a panicking probe's as a
+/// failure) on to the caller as they come.
+///
+/// Workers rather than a task per job: one spawn per worker and batch, not
+/// per probe, and no bookkeeping of which task holds which job (a panic is
+/// caught around the probe itself, where the job is known). The workers'
+/// results reach this task over a tokio channel, and it hands on whatever
+/// has arrived by the time it runs as one batch: the caller's thread is
+/// woken once per batch rather than once per probe (10,000 probes over
+/// kept connections made 3.4 futex calls a probe before).
 #[cfg(feature = "async")]
 async fn drive_probe_tasks<P: AsyncProbe>(
     prober: P,
@@ -330,64 +342,99 @@ async fn drive_probe_tasks<P: AsyncProbe>(
     max_concurrency: usize,
     clock: Arc<dyn Clock>,
     shutdown: Shutdown,
-    sender: mpsc::Sender<Probed>,
+    sender: mpsc::Sender<Vec<Probed>>,
 ) {
-    use std::collections::HashMap;
-
-    use tokio::sync::Semaphore;
-    use tokio::task::JoinSet;
-
-    let jobs = Arc::clone(batch.jobs());
-    let permits = max_concurrency.min(jobs.len()).min(Semaphore::MAX_PERMITS);
-    let slots = Arc::new(Semaphore::new(permits));
-    let mut tasks = JoinSet::new();
-    let mut job_of = HashMap::new();
-    let collect = |joined: Result<(tokio::task::Id, Probed), tokio::task::JoinError>,
-                   job_of: &mut HashMap<tokio::task::Id, usize>| {
-        match joined {
-            Ok((id, probed)) => {
-                job_of.remove(&id);
-                Some(probed)
-            }
-            Err(err) => {
-                let job = job_of.remove(&err.id())?;
-                let payload: Box<dyn Any + Send> = match err.try_into_panic() {
-                    Ok(payload) => payload,
-                    Err(_) => Box::new("the probe task was cancelled"),
-                };
-                let (result, class) = panicked(&jobs[job], &*payload);
-                Some(Probed::new(job, clock.now(), result, class))
-            }
-        }
-    };
-    for &job in batch.suspects_first().iter() {
-        // The semaphore is never closed, so acquiring only waits.
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            break;
-        };
-        if shutdown.is_triggered() {
-            break;
-        }
-        // Hand over what finished meanwhile, so results flow as they come.
-        while let Some(joined) = tasks.try_join_next_with_id() {
-            if let Some(probed) = collect(joined, &mut job_of) {
-                let _ = sender.send(probed);
-            }
-        }
-        let jobs = Arc::clone(&jobs);
-        let clock = Arc::clone(&clock);
-        let prober = prober.clone();
-        let handle = tasks.spawn(async move {
-            let (result, class) = prober.probe(&jobs[job].engine_endpoint).await;
-            let observed_at = clock.now();
-            drop(slot);
-            Probed::new(job, observed_at, result, class)
-        });
-        job_of.insert(handle.id(), job);
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers = max_concurrency.min(batch.len());
+    let (results, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        tasks.spawn(probe_worker(
+            prober.clone(),
+            batch.clone(),
+            Arc::clone(&next),
+            Arc::clone(&clock),
+            shutdown.clone(),
+            results.clone(),
+        ));
     }
-    while let Some(joined) = tasks.join_next_with_id().await {
-        if let Some(probed) = collect(joined, &mut job_of) {
-            let _ = sender.send(probed);
+    drop(results);
+    loop {
+        let mut ready = Vec::new();
+        // 0 once every worker has ended (and dropped its sender).
+        if arrived.recv_many(&mut ready, batch.len().max(1)).await == 0 {
+            break;
+        }
+        if sender.send(ready).is_err() {
+            break;
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(err) = joined {
+            // A probe's panic is caught in the worker: this is a bug of the
+            // worker's own. The jobs it had not taken went to the others.
+            error!(error = %err, "a probe worker task failed");
+        }
+    }
+}
+
+/// One worker of [`drive_probe_tasks`]: probe the next job until none is
+/// left, `shutdown` is triggered or the results are no longer wanted.
+#[cfg(feature = "async")]
+async fn probe_worker<P: AsyncProbe>(
+    prober: P,
+    batch: ProbeBatch,
+    next: Arc<AtomicUsize>,
+    clock: Arc<dyn Clock>,
+    shutdown: Shutdown,
+    results: tokio::sync::mpsc::UnboundedSender<Probed>,
+) {
+    let jobs = batch.jobs();
+    loop {
+        if shutdown.is_triggered() {
+            return;
+        }
+        let Some(&job) = batch
+            .suspects_first()
+            .get(next.fetch_add(1, Ordering::Relaxed))
+        else {
+            return;
+        };
+        let record = &jobs[job];
+        let probe = CatchUnwind(Box::pin(async {
+            let (result, class) = prober.probe(&record.engine_endpoint).await;
+            (result, class, clock.now())
+        }));
+        let (result, class, observed_at) = probe.await.unwrap_or_else(|payload| {
+            let (result, class) = panicked(record, &*payload);
+            (result, class, clock.now())
+        });
+        if results
+            .send(Probed::new(job, observed_at, result, class))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A future whose panic is caught: `Err` with the panic's payload.
+#[cfg(feature = "async")]
+struct CatchUnwind<F>(F);
+
+#[cfg(feature = "async")]
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        match panic::catch_unwind(AssertUnwindSafe(|| std::pin::Pin::new(inner).poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Err(payload) => std::task::Poll::Ready(Err(payload)),
         }
     }
 }

@@ -51,8 +51,12 @@ pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024;
 /// head, so that a bigger head fills it and is refused as too large.
 const INPUT_BUFFER_BYTES: usize = MAX_RESPONSE_HEADER_BYTES + 1;
 
-/// Per-connection output buffer: holds the request head (`GET`, long URLs included).
-const OUTPUT_BUFFER_BYTES: usize = 8 * 1024;
+/// Per-connection output buffer: holds the request head (`GET`, long URLs
+/// included); the longest request line either prober can send.
+pub(crate) const OUTPUT_BUFFER_BYTES: usize = 8 * 1024;
+
+/// The `user-agent` both probers send.
+pub(crate) const USER_AGENT: &str = concat!("healthprobe/", env!("CARGO_PKG_VERSION"));
 
 /// Longest probe timeout handed to ureq, which panics on an instant past the clock's range.
 pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -184,7 +188,7 @@ impl Prober {
             .output_buffer_size(OUTPUT_BUFFER_BYTES)
             .max_idle_connections(0)
             .max_idle_connections_per_host(0)
-            .user_agent(concat!("healthprobe/", env!("CARGO_PKG_VERSION")));
+            .user_agent(USER_AGENT);
         let connector = ().chain(TcpConnector::default()).chain(TlsConnector { tls });
         match reuse {
             None => Self {

@@ -1,22 +1,20 @@
-//! One probe on tokio: `GET {engine_endpoint}/healthz` with hyper's HTTP/1
-//! client, with the same rules and error texts as the blocking [`Prober`].
+//! One probe on tokio: `GET {engine_endpoint}/healthz` over HTTP/1.1, with
+//! the same rules and error texts as the blocking [`Prober`].
 //!
 //! - R1, R2, D2 as in [`crate::probe`]: healthy only for 200, the same URL,
 //!   no redirect followed (a 3xx is `unexpected status 3xx`).
 //! - R10: the whole call — resolve, connect, handshake, request, response
 //!   head — runs inside one [`tokio::time::timeout`] of the probe timeout.
-//! - A fresh connection per probe (`hyper::client::conn::http1` over a
-//!   [`tokio::net::TcpStream`], `Connection: close`): health checks go to
-//!   many distinct hosts, where a pool only adds bookkeeping, and a fresh
-//!   connection per probe is what the blocking prober does too. The
-//!   connection is driven inside the probe's own future, not spawned, so
-//!   dropping the response closes the socket at once and no body byte is
-//!   read by anyone.
-//! - The response head is capped at [`MAX_RESPONSE_HEADER_BYTES`], exactly
-//!   as the blocking prober: the socket hands hyper at most that many bytes,
-//!   so a head that fits is parsed and a longer one fails with
-//!   `response header larger than 16384 bytes`. (hyper's own
-//!   `max_buf_size` is set just above the cap, so it never decides first.)
+//! - HTTP/1.1 is [`ureq_proto`]'s: the sans-IO protocol the blocking
+//!   prober's ureq is built on, driven here over tokio sockets. Both probers
+//!   therefore send the same request (`host`, `connection: close` unless
+//!   reusing, `user-agent`, `accept`), parse answers alike (1xx skipped,
+//!   at most 128 headers) and word a malformed one alike
+//!   (`malformed response: http parse fail: …`).
+//! - The response head is capped at [`MAX_RESPONSE_HEADER_BYTES`] as ureq
+//!   caps it: an answer whose head does not fit fails with `response header
+//!   larger than 16384 bytes`; the body is never read (without reuse) and
+//!   the socket closes when the probe ends.
 //! - IP literals and `localhost` are resolved in place; other names go to
 //!   [`tokio::net::lookup_host`] (tokio's blocking pool).
 //! - `https://` endpoints: tokio-rustls with the run's [`TlsClient`], the
@@ -24,40 +22,39 @@
 //!   handshake runs inside the probe timeout (one that runs out during the
 //!   handshake is `tls: handshake timeout`), and the head cap counts
 //!   decrypted bytes.
+//! - With reuse ([`crate::reuse`]) a probe sends no `connection: close`,
+//!   reads a small body to its end (at most [`DRAIN_LIMIT`] bytes within
+//!   [`DRAIN_WAIT`]) and keeps the connection (`Kept`) when ureq's rules
+//!   say it can carry another request and nothing was left over.
 //!
 //! [`Prober`]: crate::probe::Prober
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll, ready};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use healthprobe_core::ProbeResult;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::Uri;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{Connection, SendRequest};
-use hyper::header::{CONNECTION, HOST, USER_AGENT};
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use ureq_proto::client::state::{RecvBody, RecvResponse};
+use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestResult};
+use ureq_proto::http::{self, Request, Uri, header};
 
 use crate::probe::{
-    MAX_RESPONSE_HEADER_BYTES, ProbeClass, answered, cannot_resolve, describe_io, failed,
-    head_too_large, literal_addrs, probe_url, reason,
+    MAX_RESPONSE_HEADER_BYTES, OUTPUT_BUFFER_BYTES, ProbeClass, USER_AGENT, answered,
+    cannot_resolve, describe_io, failed, head_too_large, literal_addrs, probe_url, reason,
 };
 use crate::reuse::{
     self, ConnectionReuse, DRAIN_LIMIT, DRAIN_WAIT, IdlePool, closed_before_answer,
 };
 use crate::tls::{self, TlsClient};
 
-/// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) with hyper on the
-/// current tokio runtime.
+/// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) on the current
+/// tokio runtime.
 ///
 /// Stateless but for the timeout, the shared TLS client and (with
 /// [`AsyncProber::with_options`]) the shared pool of idle connections:
@@ -104,14 +101,15 @@ impl AsyncProber {
     /// Probe one engine: `GET {engine_endpoint}/healthz` (R2), healthy iff status 200 (R1).
     ///
     /// Must run inside a tokio runtime with the time and I/O drivers
-    /// enabled. Never panics and never reads the response body; completes
+    /// enabled. Never panics and never reads the response body (but, when
+    /// reusing connections, a small one to keep the connection); completes
     /// within the probe timeout (plus scheduling noise).
     pub async fn probe(&self, engine_endpoint: &str) -> ProbeResult {
         self.probe_classified(engine_endpoint).await.0
     }
 
     /// [`AsyncProber::probe`], with the kind of outcome decided from the
-    /// error's structure (hyper's error, the I/O error kind), not its text.
+    /// error's structure (the I/O error kind, the protocol error), not its text.
     pub async fn probe_classified(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         let url = probe_url(engine_endpoint);
         if let Some(pool) = &self.pool {
@@ -128,13 +126,12 @@ impl AsyncProber {
             Ok(Ok(status)) => answered(status),
         }
     }
-}
 
-impl AsyncProber {
     /// A probe that may go over the engine's idle connection: retried once
     /// on a fresh connection when the engine had closed that one before
     /// answering; the body then read to its end (up to [`DRAIN_LIMIT`],
-    /// within what is left of the probe timeout) so the connection can be kept.
+    /// within [`DRAIN_WAIT`] and what is left of the probe timeout) so the
+    /// connection can be kept.
     async fn probe_reusing(&self, url: &str, pool: &IdlePool<Kept>) -> (ProbeResult, ProbeClass) {
         let deadline = tokio::time::Instant::now() + self.probe_timeout;
         let in_handshake = AtomicBool::new(false);
@@ -149,231 +146,27 @@ impl AsyncProber {
         };
         // The outcome is known: what follows only decides whether the
         // connection is kept, and never changes it.
-        let drained_by = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
-        if let Some((key, kept, response)) = kept
-            && let Ok(Some(kept)) = tokio::time::timeout_at(drained_by, kept.finish(response)).await
-        {
-            drop(pool.put(key, kept));
+        if let Some((key, mut kept, next)) = kept {
+            let drained_by = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
+            if let Ok(true) = tokio::time::timeout_at(drained_by, kept.finish(next)).await {
+                drop(pool.put(key, kept));
+            }
         }
         answered(status)
     }
 }
 
-/// Any stream a kept connection runs over: TCP, or TLS over TCP.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io for S {}
-
-/// hyper's half of a [`Kept`] connection: it does the reading and writing.
-type KeptConnection = Connection<TokioIo<HeadCap<Box<dyn Io>>>, Empty<Bytes>>;
-
-/// An open HTTP/1.1 connection that can carry more requests: hyper's two
-/// halves, and the byte budget of the [`HeadCap`] under it.
-pub(crate) struct Kept {
-    sender: SendRequest<Empty<Bytes>>,
-    connection: Pin<Box<KeptConnection>>,
-    budget: Arc<AtomicUsize>,
-}
-
-impl std::fmt::Debug for Kept {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kept").finish_non_exhaustive()
-    }
-}
-
-/// A failed request on a [`Kept`] connection.
-struct Failed {
-    /// The failure, worded as always.
-    failure: (ProbeClass, String),
-    /// The engine had closed the connection before any byte of an answer.
-    closed_before_answer: bool,
-}
-
-impl Kept {
-    /// Open HTTP/1.1 over `stream`.
-    async fn open(stream: Box<dyn Io>) -> Result<Self, (ProbeClass, String)> {
-        let budget = Arc::new(AtomicUsize::new(MAX_RESPONSE_HEADER_BYTES));
-        let capped = HeadCap::with_budget(stream, Arc::clone(&budget));
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
-            .max_buf_size(MAX_RESPONSE_HEADER_BYTES + 1)
-            .handshake::<_, Empty<Bytes>>(TokioIo::new(capped))
-            .await
-            .map_err(|err| describe(&err))?;
-        Ok(Self {
-            sender,
-            connection: Box::pin(connection),
-            budget,
-        })
-    }
-
-    /// Whether the connection still looks usable: hyper has not seen it
-    /// close, and one look at the socket finds no close (or stray bytes) now.
-    ///
-    /// The look goes through tokio, which reads a socket only once its
-    /// reactor has seen it become readable: yielding first lets the reactor
-    /// take in what the engine sent while the connection sat idle (a close,
-    /// or an answer nobody asked for, which would otherwise be read as the
-    /// answer to the next request).
-    async fn is_open(&mut self) -> bool {
-        if self.sender.is_closed() {
-            return false;
-        }
-        tokio::task::yield_now().await;
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        self.connection.as_mut().poll(&mut cx).is_pending() && !self.sender.is_closed()
-    }
-
-    /// Send `GET path` (keep-alive) and read the response head; with it,
-    /// whether the connection can still carry another request (hyper may
-    /// end it right behind the answer: bytes the engine sent after it).
-    async fn request(
-        &mut self,
-        authority: &hyper::http::uri::Authority,
-        path: &str,
-    ) -> Result<(Response<Incoming>, bool), Failed> {
-        let failed = |err: &hyper::Error, budget: &AtomicUsize| Failed {
-            failure: describe(err),
-            closed_before_answer: budget.load(Ordering::Relaxed) == MAX_RESPONSE_HEADER_BYTES
-                && closed_early(err),
-        };
-        self.budget
-            .store(MAX_RESPONSE_HEADER_BYTES, Ordering::Relaxed);
-        let request = Request::get(path)
-            .header(HOST, authority.as_str())
-            .header(
-                USER_AGENT,
-                concat!("healthprobe/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::new())
-            .map_err(|err| Failed {
-                failure: (ProbeClass::Other, format!("bad engine endpoint: {err}")),
-                closed_before_answer: false,
-            })?;
-        let response = pin!(self.sender.send_request(request));
-        let (response, open) = answer(self.connection.as_mut(), response).await;
-        response
-            .map(|response| (response, open))
-            .map_err(|err| failed(&err, &self.budget))
-    }
-
-    /// Read the body of `response` to its end, at most [`DRAIN_LIMIT`]
-    /// bytes, and wait until the connection can carry the next request:
-    /// the connection if it can, `None` if it closed or the body did not fit.
-    async fn finish(mut self, response: Response<Incoming>) -> Option<Self> {
-        self.budget.store(DRAIN_LIMIT as usize, Ordering::Relaxed);
-        let drained = tokio::select! {
-            biased;
-            body = Limited::new(response.into_body(), DRAIN_LIMIT as usize).collect() => body.is_ok(),
-            _ended = &mut self.connection => false,
-        };
-        if !drained {
-            return None;
-        }
-        let ready = tokio::select! {
-            biased;
-            ready = self.sender.ready() => ready.is_ok(),
-            _ended = &mut self.connection => false,
-        };
-        ready.then_some(self)
-    }
-}
-
-/// Whether hyper's error is an early close: the connection ended before a
-/// response, or its I/O failed as a close does ([`closed_before_answer`]).
-fn closed_early(err: &hyper::Error) -> bool {
-    if err.is_incomplete_message() || err.is_canceled() || err.is_closed() {
-        return true;
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<io::Error>() {
-            return closed_before_answer(io);
-        }
-        source = cause.source();
-    }
-    false
-}
-
-/// What a reusing probe got: the status, and the connection with its
-/// response still to finish, when it may be kept.
-type Answered = (u16, Option<(String, Kept, Response<Incoming>)>);
-
-/// [`fetch_status`] over the engine's idle connection if it has one, else a
-/// fresh one; a kept connection the engine closed before answering is
-/// retried once on a fresh connection.
-async fn fetch_reusing(
-    url: &str,
-    tls: &TlsClient,
-    in_handshake: &AtomicBool,
-    pool: &IdlePool<Kept>,
-) -> Result<Answered, (ProbeClass, String)> {
-    let target = Target::parse(url)?;
-    let key = reuse::pool_key(
-        if target.https { "https" } else { "http" },
-        target.authority.as_str(),
-    );
-    if let Some(mut kept) = pool.take(&key)
-        && kept.is_open().await
-    {
-        match kept.request(&target.authority, &target.path).await {
-            Ok((response, open)) => {
-                let status = response.status().as_u16();
-                return Ok((status, open.then_some((key, kept, response))));
-            }
-            Err(failed) if failed.closed_before_answer => {}
-            Err(failed) => return Err(failed.failure),
-        }
-    }
-    let stream = target.connect(tls, in_handshake).await?;
-    let mut kept = Kept::open(stream).await?;
-    let (response, open) = kept
-        .request(&target.authority, &target.path)
-        .await
-        .map_err(|failed| failed.failure)?;
-    let status = response.status().as_u16();
-    Ok((status, open.then_some((key, kept, response))))
-}
-
-/// Drive `connection` (hyper's half that reads and writes) until
-/// `response` (the head of the answer) arrives: the answer, and whether
-/// the connection lives on to carry another request.
-///
-/// hyper may end the connection right behind the answer (bytes the engine
-/// sent after it): an answer it delivered before that is still the answer,
-/// and changes neither the outcome nor, without reuse, anything else.
-async fn answer<C, R>(
-    mut connection: Pin<&mut C>,
-    mut response: Pin<&mut R>,
-) -> (Result<Response<Incoming>, hyper::Error>, bool)
-where
-    C: Future<Output = Result<(), hyper::Error>>,
-    R: Future<Output = Result<Response<Incoming>, hyper::Error>>,
-{
-    tokio::select! {
-        biased;
-        answered = &mut response => (answered, true),
-        ended = &mut connection => match ended {
-            Err(err) => {
-                let mut cx = Context::from_waker(std::task::Waker::noop());
-                match response.as_mut().poll(&mut cx) {
-                    Poll::Ready(Ok(delivered)) => (Ok(delivered), false),
-                    Poll::Ready(Err(_)) | Poll::Pending => (Err(err), false),
-                }
-            }
-            Ok(()) => (response.await, false),
-        },
-    }
-}
+/// A probe failure, worded: its class and text.
+type Failure = (ProbeClass, String);
 
 /// A probe URL, parsed.
 struct Target {
+    uri: Uri,
     https: bool,
-    authority: hyper::http::uri::Authority,
-    path: String,
 }
 
 impl Target {
-    fn parse(url: &str) -> Result<Self, (ProbeClass, String)> {
+    fn parse(url: &str) -> Result<Self, Failure> {
         let bad = |text: String| (ProbeClass::Other, text);
         let uri: Uri = url
             .parse()
@@ -388,43 +181,83 @@ impl Target {
             }
             None => return Err(bad("bad engine endpoint: no scheme".to_owned())),
         };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| bad("bad engine endpoint: no host".to_owned()))?
-            .clone();
-        let path = uri
-            .path_and_query()
-            .map_or("/", hyper::http::uri::PathAndQuery::as_str)
-            .to_owned();
-        Ok(Self {
-            https,
-            authority,
-            path,
+        if uri.authority().is_none() {
+            return Err(bad("bad engine endpoint: no host".to_owned()));
+        }
+        Ok(Self { uri, https })
+    }
+
+    fn authority(&self) -> &http::uri::Authority {
+        self.uri.authority().expect("checked by parse")
+    }
+
+    /// The engine's key in the pool of idle connections.
+    fn pool_key(&self) -> String {
+        reuse::pool_key(
+            if self.https { "https" } else { "http" },
+            self.authority().as_str(),
+        )
+    }
+
+    /// Connect, and shake hands over TLS for `https://`: a connection with
+    /// nothing read yet.
+    async fn connect(&self, tls: &TlsClient, in_handshake: &AtomicBool) -> Result<Kept, Failure> {
+        let authority = self.authority();
+        let stream = connect(authority, if self.https { 443 } else { 80 }).await?;
+        let stream = if self.https {
+            Stream::Tls(Box::new(
+                handshake(stream, authority, tls, in_handshake).await?,
+            ))
+        } else {
+            Stream::Plain(stream)
+        };
+        Ok(Kept {
+            stream,
+            input: Vec::new(),
         })
     }
 
-    /// Connect, and shake hands over TLS for `https://`.
-    async fn connect(
-        &self,
-        tls: &TlsClient,
-        in_handshake: &AtomicBool,
-    ) -> Result<Box<dyn Io>, (ProbeClass, String)> {
-        let stream = connect(&self.authority, if self.https { 443 } else { 80 }).await?;
-        if !self.https {
-            return Ok(Box::new(stream));
+    /// `GET` this URL as both probers send it, asking to close the
+    /// connection unless `keep_alive`: the request's bytes, and the call
+    /// that reads the answer.
+    fn request(&self, keep_alive: bool) -> Result<(Vec<u8>, Call<RecvResponse>), Failure> {
+        let bad = |err: &dyn std::fmt::Display| {
+            (ProbeClass::Other, format!("bad engine endpoint: {err}"))
+        };
+        let mut request = Request::get(self.uri.clone());
+        if !keep_alive {
+            request = request.header(header::CONNECTION, "close");
         }
-        let stream = handshake(stream, &self.authority, tls, in_handshake).await?;
-        Ok(Box::new(stream))
+        let request = request
+            .header(header::USER_AGENT, USER_AGENT)
+            .header(header::ACCEPT, "*/*")
+            .body(())
+            .map_err(|err| bad(&err))?;
+        let mut call = Call::new(request).map_err(|err| bad(&err))?.proceed();
+        let mut bytes = Vec::new();
+        let mut output = [0_u8; OUTPUT_BUFFER_BYTES];
+        while !call.can_proceed() {
+            let written = call.write(&mut output).map_err(|err| protocol(&err))?;
+            if written == 0 {
+                return Err(protocol(&ureq_proto::Error::OutputOverflow));
+            }
+            bytes.extend_from_slice(&output[..written]);
+        }
+        match call.proceed() {
+            Ok(Some(SendRequestResult::RecvResponse(call))) => Ok((bytes, call)),
+            Ok(_) => Err((ProbeClass::Other, "a GET with a body".to_owned())),
+            Err(err) => Err(protocol(&err)),
+        }
     }
 }
 
 /// The TLS handshake of an `https://` probe, `in_handshake` set while it runs.
 async fn handshake(
     stream: TcpStream,
-    authority: &hyper::http::uri::Authority,
+    authority: &http::uri::Authority,
     tls: &TlsClient,
     in_handshake: &AtomicBool,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, (ProbeClass, String)> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
     let host = authority.host();
     let name = tls::server_name(host).map_err(|text| (ProbeClass::Tls, text))?;
     in_handshake.store(true, Ordering::Relaxed);
@@ -439,61 +272,312 @@ async fn handshake(
     Ok(stream)
 }
 
-/// Resolve, connect (and shake hands over TLS for `https://`), send `GET`,
-/// read the response head: its status, or a readable error. `in_handshake`
-/// is set while the TLS handshake runs, so a timeout then is worded as one.
+/// Resolve, connect (and shake hands over TLS for `https://`), send `GET`
+/// asking to close, read the response head: its status, or a readable
+/// error. `in_handshake` is set while the TLS handshake runs, so a timeout
+/// then is worded as one.
 async fn fetch_status(
     url: &str,
     tls: &TlsClient,
     in_handshake: &AtomicBool,
-) -> Result<u16, (ProbeClass, String)> {
+) -> Result<u16, Failure> {
     let target = Target::parse(url)?;
-    let stream = connect(&target.authority, if target.https { 443 } else { 80 }).await?;
-    if !target.https {
-        return exchange(HeadCap::new(stream), &target.authority, &target.path).await;
-    }
-    let stream = handshake(stream, &target.authority, tls, in_handshake).await?;
-    exchange(HeadCap::new(stream), &target.authority, &target.path).await
+    let (request, call) = target.request(false)?;
+    let mut connection = target.connect(tls, in_handshake).await?;
+    let answer = connection.exchange(&request, call).await;
+    answer
+        .map(|(status, _)| status)
+        .map_err(|failed| failed.failure)
 }
 
-/// Send `GET path` over an open connection and read the response head.
-async fn exchange<S>(
-    stream: HeadCap<S>,
-    authority: &hyper::http::uri::Authority,
-    path: &str,
-) -> Result<u16, (ProbeClass, String)>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let bad = |text: String| (ProbeClass::Other, text);
-    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
-        // Above the cap: `HeadCap` decides, with the blocking prober's semantics.
-        .max_buf_size(MAX_RESPONSE_HEADER_BYTES + 1)
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+/// What a reusing probe got: the status, and the connection with the rest
+/// of its answer still to read, when it may be kept.
+type Answered = (u16, Option<(String, Kept, RecvResponseResult)>);
+
+/// [`fetch_status`] over the engine's idle connection if it has one (that
+/// is still open), else a fresh one, without asking to close; a kept
+/// connection the engine closed before answering is retried once on a
+/// fresh connection.
+async fn fetch_reusing(
+    url: &str,
+    tls: &TlsClient,
+    in_handshake: &AtomicBool,
+    pool: &IdlePool<Kept>,
+) -> Result<Answered, Failure> {
+    let target = Target::parse(url)?;
+    let key = target.pool_key();
+    let (request, call) = target.request(true)?;
+    let mut call = Some(call);
+    if let Some(mut kept) = pool.take(&key)
+        && kept.is_open()
+    {
+        match kept
+            .exchange(&request, call.take().expect("not used yet"))
+            .await
+        {
+            Ok((status, next)) => return Ok((status, Some((key, kept, next)))),
+            Err(failed) if failed.closed_before_answer => {}
+            Err(failed) => return Err(failed.failure),
+        }
+    }
+    let call = match call {
+        Some(call) => call,
+        // The kept connection was refused: a fresh call for the retry.
+        None => target.request(true)?.1,
+    };
+    let mut kept = target.connect(tls, in_handshake).await?;
+    let (status, next) = kept
+        .exchange(&request, call)
         .await
-        .map_err(|err| describe(&err))?;
-    let request = Request::get(path)
-        .header(HOST, authority.as_str())
-        .header(
-            USER_AGENT,
-            concat!("healthprobe/", env!("CARGO_PKG_VERSION")),
+        .map_err(|failed| failed.failure)?;
+    Ok((status, Some((key, kept, next))))
+}
+
+/// A failed request on a connection.
+struct Failed {
+    /// The failure, worded as always.
+    failure: Failure,
+    /// No byte of an answer arrived: the request was refused as a closed
+    /// connection refuses it ([`closed_before_answer`]).
+    closed_before_answer: bool,
+}
+
+impl Failed {
+    fn io(err: &io::Error, answered: bool) -> Self {
+        Self {
+            failure: describe_io(err),
+            closed_before_answer: !answered && closed_before_answer(err),
+        }
+    }
+
+    fn worded(failure: Failure) -> Self {
+        Self {
+            failure,
+            closed_before_answer: false,
+        }
+    }
+}
+
+/// An open connection to an engine, plain or TLS, and what was read from
+/// it but not yet used: what a probe drives, and what the pool keeps
+/// between probes when reusing.
+pub(crate) struct Kept {
+    stream: Stream,
+    /// Bytes read and not yet consumed by the protocol.
+    input: Vec<u8>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("tls", &matches!(self.stream, Stream::Tls(_)))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kept {
+    /// Whether an idle connection can carry the next request: nothing is
+    /// left of an earlier answer, and one look at the socket (a
+    /// non-blocking peek, a real system call) finds neither a close nor
+    /// bytes the engine sent unasked (an answer ahead of its request, an
+    /// alert) — either would be read as the next request's answer.
+    fn is_open(&mut self) -> bool {
+        if !self.input.is_empty() {
+            return false;
+        }
+        if let Stream::Tls(stream) = &mut self.stream {
+            match stream.get_mut().1.process_new_packets() {
+                Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {}
+                _ => return false,
+            }
+        }
+        let mut byte = [0_u8; 1];
+        matches!(
+            rustix::net::recv(
+                self.stream.tcp(),
+                &mut byte,
+                rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+            ),
+            Err(rustix::io::Errno::AGAIN)
         )
-        .header(CONNECTION, "close")
-        .body(Empty::new())
-        .map_err(|err| bad(format!("bad engine endpoint: {err}")))?;
-    // Drive the connection here until the response head arrives; dropping
-    // both then closes the socket without reading the body.
-    let (response, _) = answer(pin!(connection), pin!(sender.send_request(request))).await;
-    response
-        .map(|response| response.status().as_u16())
-        .map_err(|err| describe(&err))
+    }
+
+    /// Send `request` and read the answer's head through `call`: the
+    /// status, and the state to finish the answer in (its body).
+    async fn exchange(
+        &mut self,
+        request: &[u8],
+        mut call: Call<RecvResponse>,
+    ) -> Result<(u16, RecvResponseResult), Failed> {
+        if let Err(err) = self.send(request).await {
+            return Err(Failed::io(&err, false));
+        }
+        let mut answered = false;
+        loop {
+            if !self.input.is_empty() {
+                let (used, response) = call
+                    .try_response(&self.input, false)
+                    .map_err(|err| Failed::worded(protocol(&err)))?;
+                // As ureq: a parsed head must fit the cap, and so must
+                // the input of one that is not whole yet.
+                let size = if response.is_some() {
+                    used
+                } else {
+                    self.input.len()
+                };
+                if size > MAX_RESPONSE_HEADER_BYTES {
+                    return Err(Failed::worded((
+                        ProbeClass::Other,
+                        head_too_large(MAX_RESPONSE_HEADER_BYTES),
+                    )));
+                }
+                self.input.drain(..used);
+                if let Some(response) = response {
+                    let next = call.proceed().expect("a whole head can proceed");
+                    return Ok((response.status().as_u16(), next));
+                }
+            }
+            match self.receive().await {
+                Ok(0) => {
+                    let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+                    return Err(Failed::io(&eof, answered));
+                }
+                Ok(_) => answered = true,
+                Err(err) => return Err(Failed::io(&err, answered)),
+            }
+        }
+    }
+
+    /// Read the rest of the answer (`next`): whether the connection can
+    /// carry another request — the body read to its end within
+    /// [`DRAIN_LIMIT`] bytes, nothing left over, and neither side asking
+    /// to close (ureq's rules for keeping a connection).
+    async fn finish(&mut self, next: RecvResponseResult) -> bool {
+        let cleanup = match next {
+            RecvResponseResult::Cleanup(cleanup) => cleanup,
+            RecvResponseResult::Redirect(redirect) => redirect.proceed(),
+            RecvResponseResult::RecvBody(mut body) => {
+                let mut drained = 0;
+                while !body.can_proceed() {
+                    match self.drain(&mut body, &mut drained) {
+                        Some(true) => continue,
+                        Some(false) => return false,
+                        None => {}
+                    }
+                    if !matches!(self.receive().await, Ok(1..)) {
+                        return false;
+                    }
+                }
+                match body.proceed() {
+                    Some(RecvBodyResult::Cleanup(cleanup)) => cleanup,
+                    Some(RecvBodyResult::Redirect(redirect)) => redirect.proceed(),
+                    None => return false,
+                }
+            }
+        };
+        !cleanup.must_close_connection() && self.input.is_empty()
+    }
+
+    /// Consume what `self.input` holds of the body, counting it in
+    /// `drained`: `Some(true)` if some was, `Some(false)` if the body is
+    /// broken or over [`DRAIN_LIMIT`], `None` if more must be read.
+    fn drain(&mut self, body: &mut Call<RecvBody>, drained: &mut u64) -> Option<bool> {
+        if self.input.is_empty() {
+            return None;
+        }
+        let mut discard = [0_u8; 1024];
+        let Ok((used, produced)) = body.read(&self.input, &mut discard) else {
+            return Some(false);
+        };
+        self.input.drain(..used);
+        *drained += produced as u64;
+        if *drained > DRAIN_LIMIT {
+            return Some(false);
+        }
+        if used == 0 && produced == 0 {
+            // Not enough input for the next piece (a chunk's size line).
+            return None;
+        }
+        Some(true)
+    }
+
+    /// Send all of `bytes`.
+    async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// Read what the engine sent next into `self.input`: how many bytes (0
+    /// at the end of the stream).
+    async fn receive(&mut self) -> io::Result<usize> {
+        if self.input.capacity() - self.input.len() < 512 {
+            self.input.reserve(self.input.len().max(1024));
+        }
+        self.stream.read_buf(&mut self.input).await
+    }
+}
+
+/// A connection's stream.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket under it.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(stream) => stream,
+            Self::Tls(stream) => stream.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// Connect to the first address of `authority` that accepts; the last error otherwise.
 async fn connect(
-    authority: &hyper::http::uri::Authority,
+    authority: &http::uri::Authority,
     default_port: u16,
-) -> Result<TcpStream, (ProbeClass, String)> {
+) -> Result<TcpStream, Failure> {
     let port = authority.port_u16().unwrap_or(default_port);
     let host = authority.host();
     let addrs: Vec<SocketAddr> = match literal_addrs(host, port) {
@@ -522,122 +606,10 @@ async fn connect(
     Err(last_error)
 }
 
-/// The kind and a readable one-line reason, worded as the blocking prober words it.
-fn describe(err: &hyper::Error) -> (ProbeClass, String) {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<io::Error>() {
-            if io.get_ref().is_some_and(|inner| inner.is::<HeadTooLarge>()) {
-                return (ProbeClass::Other, head_too_large(MAX_RESPONSE_HEADER_BYTES));
-            }
-            return describe_io(io);
-        }
-        source = cause.source();
-    }
-    if err.is_incomplete_message() {
-        (
-            ProbeClass::Other,
-            "connection closed before a complete response".to_owned(),
-        )
-    } else if err.is_parse() || err.is_parse_status() {
-        (ProbeClass::Other, malformed(&err.to_string()))
-    } else if err.is_timeout() {
-        (ProbeClass::Timeout, reason::TIMEOUT.to_owned())
-    } else {
-        (ProbeClass::Other, err.to_string())
-    }
-}
-
-/// hyper's parse error worded as ureq words httparse's (both parse with
-/// httparse): `malformed response: http parse fail: invalid HTTP version`.
-/// A bad header is only `invalid HTTP header` here (hyper does not say
-/// which part), where ureq names the part (`invalid header name`, ...).
-fn malformed(hyper_text: &str) -> String {
-    let reason = match hyper_text {
-        "invalid HTTP version parsed" => "invalid HTTP version",
-        "invalid HTTP status-code parsed" => "invalid response status",
-        other => other.strip_suffix(" parsed").unwrap_or(other),
-    };
-    format!("malformed response: http parse fail: {reason}")
-}
-
-/// The marker error of a response head longer than the cap.
-#[derive(Debug)]
-struct HeadTooLarge;
-
-impl std::fmt::Display for HeadTooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "response header larger than {MAX_RESPONSE_HEADER_BYTES} bytes"
-        )
-    }
-}
-
-impl std::error::Error for HeadTooLarge {}
-
-/// A stream that yields at most [`MAX_RESPONSE_HEADER_BYTES`] bytes, then
-/// fails with [`HeadTooLarge`]: a head that fits is whole within them, a
-/// longer one never is. The body is never read, so it never reaches the cap.
-///
-/// A kept connection shares its budget with its [`Kept`], which sets it
-/// again before each request (and before draining a body): an untouched
-/// budget also tells that no byte of an answer arrived.
-#[derive(Debug)]
-struct HeadCap<S> {
-    inner: S,
-    remaining: Arc<AtomicUsize>,
-}
-
-impl<S> HeadCap<S> {
-    fn new(inner: S) -> Self {
-        Self::with_budget(inner, Arc::new(AtomicUsize::new(MAX_RESPONSE_HEADER_BYTES)))
-    }
-
-    fn with_budget(inner: S, remaining: Arc<AtomicUsize>) -> Self {
-        Self { inner, remaining }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for HeadCap<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if buf.remaining() == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        let remaining = self.remaining.load(Ordering::Relaxed);
-        if remaining == 0 {
-            return Poll::Ready(Err(io::Error::other(HeadTooLarge)));
-        }
-        let limit = buf.remaining().min(remaining);
-        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(limit));
-        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut limited))?;
-        let read = limited.filled().len();
-        buf.advance(read);
-        self.remaining.store(remaining - read, Ordering::Relaxed);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for HeadCap<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+/// A protocol error worded as the blocking prober words ureq's
+/// (`Error::Protocol`, the same [`ureq_proto::Error`]).
+fn protocol(err: &ureq_proto::Error) -> Failure {
+    (ProbeClass::Other, format!("malformed response: {err}"))
 }
 
 #[cfg(test)]
@@ -671,5 +643,20 @@ mod tests {
                 other => panic!("{endpoint:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_request_is_the_blocking_probers() {
+        let target = Target::parse("http://127.0.0.1:8080/healthz").expect("a URL");
+        let (closing, _) = target.request(false).expect("a request");
+        assert_eq!(
+            String::from_utf8_lossy(&closing),
+            format!(
+                "GET /healthz HTTP/1.1\r\nhost: 127.0.0.1:8080\r\nconnection: close\r\n\
+                 user-agent: {USER_AGENT}\r\naccept: */*\r\n\r\n"
+            )
+        );
+        let (keeping, _) = target.request(true).expect("a request");
+        assert!(!String::from_utf8_lossy(&keeping).contains("connection"));
     }
 }

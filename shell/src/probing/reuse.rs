@@ -11,7 +11,7 @@
 //!   [`DRAIN_LIMIT`] bytes, [`DRAIN_WAIT`] and the probe timeout. Anything
 //!   else — an error, a bigger, slower or unfinished body, a close — closes it.
 //! - A probe over a reused connection that the engine had closed (end of
-//!   stream or a reset before any response byte, see [`closed_before_answer`])
+//!   stream or a reset before any response byte, see `closed_before_answer`)
 //!   is retried once, on a fresh connection, inside what is left of the same
 //!   probe timeout, as Go's transport retries an idempotent request. Any
 //!   other failure is the probe's outcome.

@@ -31,7 +31,7 @@ use rustls::pki_types::{AlgorithmIdentifier, InvalidSignature, SignatureVerifica
 /// At most this many verified signatures are remembered (about 3 MiB).
 pub const REMEMBERED: usize = 65_536;
 
-/// The signatures that verified, by [`key`].
+/// The signatures that verified, by `key`.
 #[derive(Debug, Default)]
 pub struct Verified {
     seen: Mutex<HashSet<[u8; 32]>>,
