@@ -42,7 +42,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
-use healthprobe_benches::process::{median, quiet, run};
+use healthprobe_benches::process::{expect_all_healthy, median, quiet, run};
 use healthprobe_tests::{
     Behaviour, EngineTls, EventFleet, Fleet, FleetTls, KeepAlive, TestCa, Validity,
     try_healthprobe_binary,
@@ -162,7 +162,7 @@ impl Setup {
             .args(["run", "--runtime", runtime, "--records"])
             .arg(self.records(https, reuse))
             .args(["--ticks", &TICKS.to_string(), "--probe-timeout", "2s"])
-            .args(["--events", "/dev/null", "--ca-file"])
+            .arg("--ca-file")
             .arg(&self.ca_file);
         if runtime == "threads" {
             command.args(["--max-concurrency", "16"]);
@@ -330,6 +330,7 @@ fn main() {
         for case in setup.cases() {
             match case.command {
                 Some(mut command) => {
+                    expect_all_healthy(&mut command);
                     group.bench_function(case.name, |b| b.iter(|| run(&mut command)));
                 }
                 None => println!(

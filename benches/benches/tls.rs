@@ -28,7 +28,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
-use healthprobe_benches::process::{median, quiet, run};
+use healthprobe_benches::process::{expect_all_healthy, median, quiet, run};
 use healthprobe_tests::{
     Behaviour, EngineTls, EventFleet, Fleet, FleetTls, TestCa, Validity, try_healthprobe_binary,
 };
@@ -128,7 +128,7 @@ impl Setup {
             .args(["run", "--runtime", runtime, "--records"])
             .arg(records)
             .args(["--ticks", &TICKS.to_string(), "--probe-timeout", "2s"])
-            .args(["--events", "/dev/null", "--ca-file"])
+            .arg("--ca-file")
             .arg(&self.ca_file);
         if runtime == "threads" {
             command.args(["--max-concurrency", "16"]);
@@ -138,13 +138,19 @@ impl Setup {
 
     fn reference(&self) -> Option<Command> {
         let mut command = Command::new(self.refrun.as_ref()?);
+        command.arg("--records").arg(&self.https_records).args([
+            "--ticks",
+            &TICKS.to_string(),
+            "--probe-timeout",
+            "2s",
+        ]);
+        // After `quiet`, which removes any inherited SSL_CERT_FILE: before,
+        // this trust was removed with it and every reference probe failed.
+        let mut command = quiet(command);
         command
-            .arg("--records")
-            .arg(&self.https_records)
-            .args(["--ticks", &TICKS.to_string(), "--probe-timeout", "2s"])
             .env("SSL_CERT_FILE", &self.ca_file)
             .env_remove("SSL_CERT_DIR");
-        Some(quiet(command))
+        Some(command)
     }
 }
 
@@ -179,10 +185,12 @@ fn main() {
             ),
         ];
         for (name, mut command) in cases {
+            expect_all_healthy(&mut command);
             group.bench_function(name, |b| b.iter(|| run(&mut command)));
         }
         match setup.reference() {
             Some(mut command) => {
+                expect_all_healthy(&mut command);
                 group.bench_function("refrun_10_ticks_1000_https", |b| {
                     b.iter(|| run(&mut command))
                 });

@@ -26,6 +26,27 @@ pub fn run(command: &mut Command) -> (Duration, Duration) {
     (wall, crate::cpu_time::children_cpu_time() - cpu_before)
 }
 
+/// Run `command` once with its standard output captured and panic unless
+/// it succeeds without a `probe_failed` event there (both `healthprobe run`
+/// and the reference print their events on standard output): a bench of
+/// a healthy fleet that is not all healthy (trust not handed over, an
+/// engine not up) would time failures instead. Standard output is thrown
+/// away again afterwards.
+pub fn expect_all_healthy(command: &mut Command) {
+    let output = command
+        .stdout(Stdio::piped())
+        .output()
+        .expect("start the command");
+    command.stdout(Stdio::null());
+    assert!(output.status.success(), "{command:?}: {}", output.status);
+    let events = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !events.contains("probe_failed"),
+        "{command:?} found engines failing on a healthy fleet:\n{}",
+        events.lines().take(3).collect::<Vec<_>>().join("\n")
+    );
+}
+
 /// The median of `values` (sorts them).
 pub fn median(values: &mut [Duration]) -> Duration {
     values.sort();

@@ -6,6 +6,7 @@
 //! cargo run --release -p healthprobe-tests --example serve_fleet -- RECORDS.json spec 'SPEC;SPEC;…'
 //! cargo run --release -p healthprobe-tests --example serve_fleet -- --tls CA.pem RECORDS.json 1000
 //! cargo run --release -p healthprobe-tests --example serve_fleet -- --keep-alive on RECORDS.json 1000
+//! cargo run --release -p healthprobe-tests --example serve_fleet -- --event-loop [--tls CA.pem] RECORDS.json 1000
 //! ```
 //!
 //! Writes the records file (DESIGN.md's format), prints `ready` on stdout, and
@@ -32,13 +33,20 @@
 //! kept connection when its next request arrives, unanswered and
 //! uncounted (an engine whose idle timeout fired just then); `mixed` gives
 //! engine `i` the mode `i % 4` of off, on, close-on-next, reset-on-next.
+//!
+//! With `--event-loop` (first, then optionally `--tls CA.pem`) the engines are
+//! healthy event-loop engines (`EventFleet`: one small tokio runtime, keeping
+//! connections alive unless asked to close), as the `tls` and `reuse`
+//! benches probe them.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use std::sync::Arc;
 
-use healthprobe_tests::{Behaviour, EngineTls, Fleet, FleetTls, KeepAlive, TestCa, Validity};
+use healthprobe_tests::{
+    Behaviour, EngineTls, EventFleet, Fleet, FleetTls, KeepAlive, TestCa, Validity,
+};
 
 /// The engines' keep-alive modes of `--keep-alive MODE`, engine `i` taking
 /// `modes[i % modes.len()]`.
@@ -132,6 +140,10 @@ impl TlsFleet {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("--event-loop") {
+        args.next();
+        return serve_event_loop(args);
+    }
     let keep_alive = if args.peek().map(String::as_str) == Some("--keep-alive") {
         args.next();
         keep_alive_modes(&args.next().ok_or("--keep-alive needs a mode")?)?
@@ -206,8 +218,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fleet.write_records(&records)?;
     println!("ready {count} engines, records in {}", records.display());
     std::io::stdout().flush()?;
+    wait_for_stdin_to_close()?;
+    drop(fleet);
+    Ok(())
+}
+
+/// `--event-loop [--tls CA.pem] RECORDS.json COUNT`: healthy event-loop engines.
+fn serve_event_loop(
+    mut args: impl Iterator<Item = String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut next = args.next();
+    let tls = if next.as_deref() == Some("--tls") {
+        let ca_path = PathBuf::from(
+            args.next()
+                .ok_or("--tls needs a file for the CA certificate")?,
+        );
+        let tls = TlsFleet::new();
+        tls.ca.write_cert(&ca_path)?;
+        next = args.next();
+        Some(tls.good)
+    } else {
+        None
+    };
+    let records = PathBuf::from(next.unwrap_or_else(|| "records.json".into()));
+    let count: usize = args.next().map_or(Ok(1000), |count| count.parse())?;
+    let fleet = EventFleet::start(count, tls)?;
+    fleet.write_records(&records)?;
+    println!("ready {count} engines, records in {}", records.display());
+    std::io::stdout().flush()?;
+    wait_for_stdin_to_close()?;
+    drop(fleet);
+    Ok(())
+}
+
+fn wait_for_stdin_to_close() -> std::io::Result<()> {
     let mut sink = Vec::new();
     std::io::stdin().read_to_end(&mut sink)?;
-    drop(fleet);
     Ok(())
 }

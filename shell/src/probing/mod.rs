@@ -11,3 +11,4 @@ pub mod probe_async;
 pub mod reuse;
 pub mod signatures;
 pub mod tls;
+mod x25519;
