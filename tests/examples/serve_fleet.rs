@@ -214,11 +214,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (index, engine) in fleet.engines().iter().enumerate() {
         engine.set_keep_alive(keep_alive[index % keep_alive.len()]);
     }
-    let count = fleet.len();
     fleet.write_records(&records)?;
-    println!("ready {count} engines, records in {}", records.display());
-    std::io::stdout().flush()?;
-    wait_for_stdin_to_close()?;
+    serve_until_stdin_closes(fleet.len(), &records)?;
     drop(fleet);
     Ok(())
 }
@@ -244,14 +241,16 @@ fn serve_event_loop(
     let count: usize = args.next().map_or(Ok(1000), |count| count.parse())?;
     let fleet = EventFleet::start(count, tls)?;
     fleet.write_records(&records)?;
-    println!("ready {count} engines, records in {}", records.display());
-    std::io::stdout().flush()?;
-    wait_for_stdin_to_close()?;
+    serve_until_stdin_closes(count, &records)?;
     drop(fleet);
     Ok(())
 }
 
-fn wait_for_stdin_to_close() -> std::io::Result<()> {
+/// Say the fleet of `count` engines is ready (its records in `records`),
+/// then wait for standard input to reach its end.
+fn serve_until_stdin_closes(count: usize, records: &std::path::Path) -> std::io::Result<()> {
+    println!("ready {count} engines, records in {}", records.display());
+    std::io::stdout().flush()?;
     let mut sink = Vec::new();
     std::io::stdin().read_to_end(&mut sink)?;
     Ok(())

@@ -345,7 +345,8 @@ async fn drive_probe_tasks<P: AsyncProbe>(
     sender: mpsc::Sender<Vec<Probed>>,
 ) {
     let next = Arc::new(AtomicUsize::new(0));
-    let workers = max_concurrency.min(batch.len());
+    // At least one, as the threads fan-out always probes on the caller.
+    let workers = max_concurrency.max(1).min(batch.len());
     let (results, mut arrived) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
@@ -526,6 +527,31 @@ mod tests {
                 results.push(probed)
             });
         check_panicked(results, "the async prober has a bug");
+    }
+
+    #[cfg(feature = "async")]
+    #[test]
+    fn a_cap_of_zero_still_probes_every_job_on_tasks_as_on_threads() {
+        let batch = batch(&["http://a/", "http://b/", "http://c/"]);
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
+        let mut on_tasks = Vec::new();
+        TaskFanout::new(PanicsOnAsync("none"))
+            .expect("a runtime")
+            .probe_batch(&batch, 0, &clock, &Shutdown::new(), &mut |probed| {
+                on_tasks.push(probed.job)
+            });
+        let mut on_threads = Vec::new();
+        ThreadFanout::new(PanicsOn("none")).probe_batch(
+            &batch,
+            0,
+            &clock,
+            &Shutdown::new(),
+            &mut |probed| on_threads.push(probed.job),
+        );
+        on_tasks.sort_unstable();
+        on_threads.sort_unstable();
+        assert_eq!(on_tasks, [0, 1, 2]);
+        assert_eq!(on_threads, [0, 1, 2]);
     }
 
     #[test]
