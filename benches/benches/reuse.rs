@@ -54,16 +54,10 @@ const ALTERNATIONS: usize = 5;
 const LIMIT_RECORDS_ENV: &str = "HEALTHPROBE_REUSE_LIMIT_RECORDS";
 const LIMIT_THREADS: usize = 16;
 
-/// A fleet of either kind ([`healthprobe_benches::thread_engines`]), kept
-/// while the bench runs.
-#[allow(dead_code)]
-enum Engines {
-    Events(EventFleet),
-    Threads(Fleet),
-}
-
 struct Setup {
-    _fleets: Vec<Engines>,
+    /// The fleets, of either kind ([`healthprobe_benches::thread_engines`]),
+    /// kept running while the bench runs.
+    _fleets: Vec<Box<dyn std::any::Any>>,
     dir: PathBuf,
     /// Records of the four fleets, by (https, keep-alive).
     records: [[PathBuf; 2]; 2],
@@ -90,7 +84,7 @@ impl Setup {
             .server_cert(&["127.0.0.1"], Validity::Current)
             .server_config();
         let started = Instant::now();
-        let mut fleets = Vec::new();
+        let mut fleets: Vec<Box<dyn std::any::Any>> = Vec::new();
         let mut records: [[PathBuf; 2]; 2] = Default::default();
         let thread_engines = healthprobe_benches::thread_engines();
         for https in [false, true] {
@@ -103,7 +97,7 @@ impl Setup {
                 let path = dir.join(format!("{scheme}.json"));
                 fleet.write_records(&path).expect("records");
                 records[usize::from(https)] = [path.clone(), path];
-                fleets.push(Engines::Events(fleet));
+                fleets.push(Box::new(fleet));
                 continue;
             }
             for keep in [false, true] {
@@ -129,7 +123,7 @@ impl Setup {
                 ));
                 fleet.write_records(&path).expect("records");
                 records[usize::from(https)][usize::from(keep)] = path;
-                fleets.push(Engines::Threads(fleet));
+                fleets.push(Box::new(fleet));
             }
         }
         println!(

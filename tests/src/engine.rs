@@ -1007,7 +1007,7 @@ fn read_head(mut stream: impl Read, buffer: &mut [u8]) -> Option<SeenRequest> {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|window| window == needle)
@@ -1054,13 +1054,24 @@ fn reason(status: u16) -> &'static str {
 impl SeenRequest {
     /// Whether the request carries `Connection: close`.
     pub fn asks_close(&self) -> bool {
-        self.head.split("\r\n").skip(1).any(|line| {
-            line.split_once(':').is_some_and(|(name, value)| {
-                name.trim().eq_ignore_ascii_case("connection")
-                    && value.trim().eq_ignore_ascii_case("close")
-            })
-        })
+        asks_close(self.head.as_bytes())
     }
+}
+
+/// Whether a request head has a `Connection` header with the token `close`.
+pub(crate) fn asks_close(head: &[u8]) -> bool {
+    head.split(|&byte| byte == b'\n').skip(1).any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&byte| byte == b':') else {
+            return false;
+        };
+        line[..colon]
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"connection")
+            && line[colon + 1..]
+                .split(|&byte| byte == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
 }
 
 fn connection_header(keep: bool) -> &'static str {

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Fleet;
+use crate::engine::{asks_close, find};
 use crate::records::write_records_file;
 
 /// The longest request head an engine reads; a longer one closes the connection.
@@ -179,24 +180,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
 
 /// Where the request head in `bytes` ends (after its blank line), if it does.
 fn head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .map(|at| at + 4)
-}
-
-/// Whether a request head has a `Connection: close` header.
-fn asks_close(head: &[u8]) -> bool {
-    head.split(|&byte| byte == b'\n').any(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&byte| byte == b':') else {
-            return false;
-        };
-        line[..colon].eq_ignore_ascii_case(b"connection")
-            && line[colon + 1..]
-                .split(|&byte| byte == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+    find(bytes, b"\r\n\r\n").map(|at| at + 4)
 }
 
 #[cfg(test)]

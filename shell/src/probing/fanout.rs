@@ -402,11 +402,11 @@ async fn probe_worker<P: AsyncProbe>(
             return;
         };
         let record = &jobs[job];
-        let probe = CatchUnwind(Box::pin(async {
+        let probe = std::pin::pin!(async {
             let (result, class) = prober.probe(&record.engine_endpoint).await;
             (result, class, clock.now())
-        }));
-        let (result, class, observed_at) = probe.await.unwrap_or_else(|payload| {
+        });
+        let (result, class, observed_at) = CatchUnwind(probe).await.unwrap_or_else(|payload| {
             let (result, class) = panicked(record, &*payload);
             (result, class, clock.now())
         });
@@ -501,8 +501,7 @@ mod tests {
         }
     }
 
-    fn check_panicked(mut results: Vec<Probed>, bug: &str) {
-        results.sort_by_key(|probed| probed.job);
+    fn check_panicked(results: Vec<Probed>, bug: &str) {
         assert_eq!(results.len(), 3);
         assert_eq!(results[1].class, ProbeClass::Other);
         match &results[1].result {
@@ -515,57 +514,53 @@ mod tests {
         assert!(results[0].result.is_healthy() && results[2].result.is_healthy());
     }
 
+    /// Every result of probing `endpoints` through `fanout` with a cap of
+    /// `max_concurrency`, in job order.
+    fn fold_all(
+        fanout: &mut impl ProbeFanout,
+        endpoints: &[&str],
+        max_concurrency: usize,
+    ) -> Vec<Probed> {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
+        let mut results = Vec::new();
+        fanout.probe_batch(
+            &batch(endpoints),
+            max_concurrency,
+            &clock,
+            &Shutdown::new(),
+            &mut |probed| results.push(probed),
+        );
+        results.sort_by_key(|probed| probed.job);
+        results
+    }
+
+    const WITH_BOOM: [&str; 3] = ["http://a/", "http://boom/", "http://c/"];
+
     #[cfg(feature = "async")]
     #[test]
     fn a_panicking_probe_task_is_folded_as_a_failure() {
-        let batch = batch(&["http://a/", "http://boom/", "http://c/"]);
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
-        let mut results = Vec::new();
-        TaskFanout::new(PanicsOnAsync("http://boom/"))
-            .expect("a runtime")
-            .probe_batch(&batch, 2, &clock, &Shutdown::new(), &mut |probed| {
-                results.push(probed)
-            });
-        check_panicked(results, "the async prober has a bug");
+        let mut fanout = TaskFanout::new(PanicsOnAsync("http://boom/")).expect("a runtime");
+        check_panicked(
+            fold_all(&mut fanout, &WITH_BOOM, 2),
+            "the async prober has a bug",
+        );
     }
 
     #[cfg(feature = "async")]
     #[test]
     fn a_cap_of_zero_still_probes_every_job_on_tasks_as_on_threads() {
-        let batch = batch(&["http://a/", "http://b/", "http://c/"]);
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
-        let mut on_tasks = Vec::new();
-        TaskFanout::new(PanicsOnAsync("none"))
-            .expect("a runtime")
-            .probe_batch(&batch, 0, &clock, &Shutdown::new(), &mut |probed| {
-                on_tasks.push(probed.job)
-            });
-        let mut on_threads = Vec::new();
-        ThreadFanout::new(PanicsOn("none")).probe_batch(
-            &batch,
-            0,
-            &clock,
-            &Shutdown::new(),
-            &mut |probed| on_threads.push(probed.job),
-        );
-        on_tasks.sort_unstable();
-        on_threads.sort_unstable();
-        assert_eq!(on_tasks, [0, 1, 2]);
-        assert_eq!(on_threads, [0, 1, 2]);
+        let endpoints = ["http://a/", "http://b/", "http://c/"];
+        let jobs =
+            |results: Vec<Probed>| results.iter().map(|probed| probed.job).collect::<Vec<_>>();
+        let mut on_tasks = TaskFanout::new(PanicsOnAsync("none")).expect("a runtime");
+        assert_eq!(jobs(fold_all(&mut on_tasks, &endpoints, 0)), [0, 1, 2]);
+        let mut on_threads = ThreadFanout::new(PanicsOn("none"));
+        assert_eq!(jobs(fold_all(&mut on_threads, &endpoints, 0)), [0, 1, 2]);
     }
 
     #[test]
     fn a_panicking_probe_on_threads_is_folded_as_a_failure() {
-        let batch = batch(&["http://a/", "http://boom/", "http://c/"]);
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
-        let mut results = Vec::new();
-        ThreadFanout::new(PanicsOn("http://boom/")).probe_batch(
-            &batch,
-            2,
-            &clock,
-            &Shutdown::new(),
-            &mut |probed| results.push(probed),
-        );
-        check_panicked(results, "the prober has a bug");
+        let mut fanout = ThreadFanout::new(PanicsOn("http://boom/"));
+        check_panicked(fold_all(&mut fanout, &WITH_BOOM, 2), "the prober has a bug");
     }
 }

@@ -136,7 +136,7 @@ impl AsyncProber {
         let deadline = tokio::time::Instant::now() + self.probe_timeout;
         let in_handshake = AtomicBool::new(false);
         let fetch = fetch_reusing(url, &self.tls, &in_handshake, pool);
-        let (status, kept) = match tokio::time::timeout_at(deadline, fetch).await {
+        let (status, key, mut kept, next) = match tokio::time::timeout_at(deadline, fetch).await {
             Err(_elapsed) if in_handshake.load(Ordering::Relaxed) => {
                 return failed(ProbeClass::Tls, tls::handshake_timeout());
             }
@@ -146,11 +146,9 @@ impl AsyncProber {
         };
         // The outcome is known: what follows only decides whether the
         // connection is kept, and never changes it.
-        if let Some((key, mut kept, next)) = kept {
-            let drained_by = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
-            if let Ok(true) = tokio::time::timeout_at(drained_by, kept.finish(next)).await {
-                drop(pool.put(key, kept));
-            }
+        let drained_by = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
+        if let Ok(true) = tokio::time::timeout_at(drained_by, kept.finish(next)).await {
+            drop(pool.put(key, kept));
         }
         answered(status)
     }
@@ -290,9 +288,9 @@ async fn fetch_status(
         .map_err(|failed| failed.failure)
 }
 
-/// What a reusing probe got: the status, and the connection with the rest
-/// of its answer still to read, when it may be kept.
-type Answered = (u16, Option<(String, Kept, RecvResponseResult)>);
+/// What a reusing probe got: the status, the engine's pool key, and the
+/// connection with the rest of its answer still to read.
+type Answered = (u16, String, Kept, RecvResponseResult);
 
 /// [`fetch_status`] over the engine's idle connection if it has one (that
 /// is still open), else a fresh one, without asking to close; a kept
@@ -306,31 +304,24 @@ async fn fetch_reusing(
 ) -> Result<Answered, Failure> {
     let target = Target::parse(url)?;
     let key = target.pool_key();
-    let (request, call) = target.request(true)?;
-    let mut call = Some(call);
+    let (request, mut call) = target.request(true)?;
     if let Some(mut kept) = pool.take(&key)
         && kept.is_open()
     {
-        match kept
-            .exchange(&request, call.take().expect("not used yet"))
-            .await
-        {
-            Ok((status, next)) => return Ok((status, Some((key, kept, next)))),
+        match kept.exchange(&request, call).await {
+            Ok((status, next)) => return Ok((status, key, kept, next)),
             Err(failed) if failed.closed_before_answer => {}
             Err(failed) => return Err(failed.failure),
         }
-    }
-    let call = match call {
-        Some(call) => call,
         // The kept connection was refused: a fresh call for the retry.
-        None => target.request(true)?.1,
-    };
+        call = target.request(true)?.1;
+    }
     let mut kept = target.connect(tls, in_handshake).await?;
     let (status, next) = kept
         .exchange(&request, call)
         .await
         .map_err(|failed| failed.failure)?;
-    Ok((status, Some((key, kept, next))))
+    Ok((status, key, kept, next))
 }
 
 /// A failed request on a connection.
