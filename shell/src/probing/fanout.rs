@@ -63,8 +63,9 @@ const ASYNC_WORKER_THREADS: usize = 2;
 /// went on in ones and twos: 10 ticks over 1,000 kept connections made 1.9
 /// futex calls a probe (the caller's thread woken, the channel's lock
 /// contended); with it 0.15, and the run takes 0.88x the wall time and
-/// 0.85x the CPU (`farm-bench`, 15 pairs). An outcome waits at most about this long (tokio's
-/// timers tick in milliseconds) to be folded and its event published.
+/// 0.85x the CPU (`farm-bench`, 15 pairs). An outcome waits at most about
+/// this long (tokio's timers tick in milliseconds) to be folded and its
+/// event published.
 #[cfg(feature = "async")]
 const HAND_ON_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -371,25 +372,17 @@ async fn drive_probe_tasks<P: AsyncProbe>(
     }
     drop(results);
     let limit = batch.len().max(1);
-    let mut open = true;
-    while open {
+    loop {
         let mut ready = Vec::new();
         // 0 once every worker has ended (and dropped its sender).
         if arrived.recv_many(&mut ready, limit).await == 0 {
             break;
         }
+        // More for the window, unless every worker ends first.
         let until = tokio::time::Instant::now() + HAND_ON_WINDOW;
-        while ready.len() < limit {
-            let room = limit - ready.len();
-            match tokio::time::timeout_at(until, arrived.recv_many(&mut ready, room)).await {
-                Ok(0) => {
-                    open = false;
-                    break;
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
+        while let Ok(1..) =
+            tokio::time::timeout_at(until, arrived.recv_many(&mut ready, limit)).await
+        {}
         if sender.send(ready).is_err() {
             break;
         }
