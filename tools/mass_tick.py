@@ -5,7 +5,8 @@ Starts the fleet as several `mass_fleet` processes (tokio, listeners below
 the ephemeral port range, one loopback address each), joins their records
 files, then runs either `healthprobe run` as SHARDS processes side by side
 (`--shard I/SHARDS`, each with the extra arguments given after `--`), or the
-reference (`--refrun REFRUN`), for TICKS ticks at a 5 s interval. Prints
+reference (`--refrun REFRUN`), for TICKS ticks back to back (`--ticks` does
+not wait for the `--interval 5s` it is given: a tick under 5 s fits it). Prints
 each worker's tick durations in order (from its own `tick finished` log
 lines; the reference prints only its total), its CPU time and peak RSS.
 
