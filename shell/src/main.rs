@@ -313,6 +313,15 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
             ),
         );
     }
+    // Before any thread starts (the logger's, the probers', the signal
+    // handler's): the open-file limit and the descriptor table.
+    let raised = args.reuse_connections.then(raise_open_file_limit);
+    let idle = if args.reuse_connections {
+        args.max_idle_connections as u64
+    } else {
+        0
+    };
+    reserve_descriptor_table(config.max_concurrency as u64 + idle + RESERVED_FILES);
     if let Err(err) = logging::init(log_format, "info") {
         return fail(EXIT_BAD_INPUT, format_args!("{err}"));
     }
@@ -359,9 +368,8 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     let metrics = args
         .metrics_addr
         .map(|_| Arc::new(Metrics::new(config.interval)));
-    let reuse = args
-        .reuse_connections
-        .then(|| fit_open_files(args.max_idle_connections, config.max_concurrency));
+    let reuse = raised
+        .map(|raised| fit_open_files(raised, args.max_idle_connections, config.max_concurrency));
     let fanout = match probe_fanout(runtime, &config, tls.clone(), reuse) {
         Ok(fanout) => fanout,
         Err(err) => return fail(EXIT_BAD_INPUT, format_args!("invalid settings: {err}")),
@@ -601,35 +609,87 @@ fn replay(args: ReplayArgs) -> ExitCode {
     }
 }
 
-/// `failures_threshold must…` → `failures-threshold must…`, the flag's spelling.
 /// Files the process needs besides its sockets: the state, journal and
 /// lock files, logs, the metrics listener, a database connection, ...
 const RESERVED_FILES: u64 = 64;
 
-/// The reuse settings for `--max-idle-connections max_idle`, made to fit
-/// the open-file limit: the soft limit is raised to the hard one (as Go's
-/// runtime does at start), and the idle bound lowered, with a warning, if
-/// the probes in flight and the idle connections would still not fit.
-fn fit_open_files(max_idle: usize, max_concurrency: usize) -> ConnectionReuse {
+/// The open-file limit after [`raise_open_file_limit`].
+struct OpenFileLimit {
+    /// The soft limit now (`None`: unlimited).
+    soft: Option<u64>,
+    /// Why it could not be raised to the hard limit, if it could not.
+    refused: Option<rustix::io::Errno>,
+}
+
+/// Raise the open-file soft limit to the hard one, as Go's runtime does at
+/// start. Called before the logger starts, so it only reports.
+fn raise_open_file_limit() -> OpenFileLimit {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    let soft = match (limit.current, limit.maximum) {
+    match (limit.current, limit.maximum) {
         (Some(current), Some(maximum)) if current < maximum => {
             let raised = Rlimit {
                 current: Some(maximum),
                 maximum: Some(maximum),
             };
             match setrlimit(Resource::Nofile, raised) {
-                Ok(()) => Some(maximum),
-                Err(err) => {
-                    warn!(error = %err, "cannot raise the open-file limit");
-                    Some(current)
-                }
+                Ok(()) => OpenFileLimit {
+                    soft: Some(maximum),
+                    refused: None,
+                },
+                Err(err) => OpenFileLimit {
+                    soft: Some(current),
+                    refused: Some(err),
+                },
             }
         }
-        (current, _) => current,
+        (current, _) => OpenFileLimit {
+            soft: current,
+            refused: None,
+        },
+    }
+}
+
+/// Grow this process's descriptor table to hold `files` descriptors (at
+/// most the open-file soft limit), while it has one thread. Linux grows the
+/// table by doubling as descriptors are opened, and in a process of several
+/// threads each growth waits for an RCU grace period (`expand_fdtable`'s
+/// `synchronize_rcu`): the async prober's first tick, opening up to 512
+/// sockets at once, waited 11–15 ms at its 256th and again at its 512th
+/// (`strace -T`), every run. Done here, with one thread, there is no wait;
+/// the table costs 8 bytes a descriptor of kernel memory. Best effort: a
+/// failure only leaves the table to grow as before.
+fn reserve_descriptor_table(files: u64) {
+    use rustix::fs::{Mode, OFlags, open};
+    use rustix::process::{Resource, getrlimit};
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    let Ok(highest) = i32::try_from(files.min(soft).saturating_sub(1)) else {
+        return;
     };
-    let Some(soft) = soft else {
+    // A table holds at least 64 descriptors (more if the parent's did).
+    if highest < 64 {
+        return;
+    }
+    let Ok(root) = open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) else {
+        return;
+    };
+    // A copy at `highest` or above, closed at once: the table stays grown.
+    drop(rustix::io::fcntl_dupfd_cloexec(&root, highest));
+}
+
+/// The reuse settings for `--max-idle-connections max_idle`, made to fit
+/// the open-file limit `raised` by [`raise_open_file_limit`]: the idle
+/// bound is lowered, with a warning, if the probes in flight and the idle
+/// connections would still not fit.
+fn fit_open_files(
+    raised: OpenFileLimit,
+    max_idle: usize,
+    max_concurrency: usize,
+) -> ConnectionReuse {
+    if let Some(err) = raised.refused {
+        warn!(error = %err, "cannot raise the open-file limit");
+    }
+    let Some(soft) = raised.soft else {
         return ConnectionReuse { max_idle };
     };
     let room = soft.saturating_sub(max_concurrency as u64 + RESERVED_FILES);
@@ -647,6 +707,7 @@ fn fit_open_files(max_idle: usize, max_concurrency: usize) -> ConnectionReuse {
     ConnectionReuse { max_idle }
 }
 
+/// `failures_threshold must…` → `failures-threshold must…`, the flag's spelling.
 fn dashed(message: &str) -> String {
     match message.split_once(' ') {
         Some((field, rest)) => format!("{} {rest}", field.replace('_', "-")),

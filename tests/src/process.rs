@@ -158,15 +158,22 @@ impl HealthprobeProcess {
 
     /// Peak resident set size so far (`VmHWM`), in KiB; `None` once it exited.
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        self.status_kib("VmHWM:")
+        self.status_number("VmHWM:")
     }
 
     /// Resident set size now (`VmRSS`), in KiB; `None` once it exited.
     pub fn rss_kib(&self) -> Option<u64> {
-        self.status_kib("VmRSS:")
+        self.status_number("VmRSS:")
     }
 
-    fn status_kib(&self, field: &str) -> Option<u64> {
+    /// Descriptors its descriptor table holds now (`FDSize`: the table's
+    /// size, not the descriptors open); `None` once it exited.
+    pub fn descriptor_table_size(&self) -> Option<u64> {
+        self.status_number("FDSize:")
+    }
+
+    /// A number field of `/proc/PID/status`, without its `kB`.
+    fn status_number(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         status
             .lines()
