@@ -650,6 +650,9 @@ fn raise_open_file_limit() -> OpenFileLimit {
     }
 }
 
+/// Most descriptors [`reserve_descriptor_table`] makes room for: 512 KiB of table.
+const MOST_RESERVED_FILES: u64 = 1 << 16;
+
 /// Grow this process's descriptor table to hold `files` descriptors (at
 /// most the open-file soft limit), while it has one thread. Linux grows the
 /// table by doubling as descriptors are opened, and in a process of several
@@ -657,13 +660,16 @@ fn raise_open_file_limit() -> OpenFileLimit {
 /// `synchronize_rcu`): the async prober's first tick, opening up to 512
 /// sockets at once, waited 11–15 ms at its 256th and again at its 512th
 /// (`strace -T`), every run. Done here, with one thread, there is no wait;
-/// the table costs 8 bytes a descriptor of kernel memory. Best effort: a
-/// failure only leaves the table to grow as before.
+/// the table costs 8 bytes a descriptor of kernel memory, so at most
+/// [`MOST_RESERVED_FILES`] are reserved (a huge `--max-concurrency` over a
+/// small fleet would never use them). Best effort: a failure only leaves the
+/// table to grow as before.
 fn reserve_descriptor_table(files: u64) {
     use rustix::fs::{Mode, OFlags, open};
     use rustix::process::{Resource, getrlimit};
     let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
-    let Ok(highest) = i32::try_from(files.min(soft).saturating_sub(1)) else {
+    let files = files.min(soft).min(MOST_RESERVED_FILES);
+    let Ok(highest) = i32::try_from(files.saturating_sub(1)) else {
         return;
     };
     // A table holds at least 64 descriptors (more if the parent's did).
