@@ -313,18 +313,19 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
             ),
         );
     }
-    // Before any thread starts (the logger's, the probers', the signal
-    // handler's): the open-file limit and the descriptor table.
-    let raised = args.reuse_connections.then(raise_open_file_limit);
-    let idle = if args.reuse_connections {
-        args.max_idle_connections as u64
-    } else {
-        0
-    };
-    reserve_descriptor_table(config.max_concurrency as u64 + idle + RESERVED_FILES);
     if let Err(err) = logging::init(log_format, "info") {
         return fail(EXIT_BAD_INPUT, format_args!("{err}"));
     }
+    // Before any thread starts (the probers', a database client's, the
+    // signal handler's; the logger has none): the open-file limit and the
+    // descriptor table.
+    let reuse = args
+        .reuse_connections
+        .then(|| fit_open_files(args.max_idle_connections, config.max_concurrency));
+    let idle = reuse.as_ref().map_or(0, |reuse| reuse.max_idle);
+    reserve_descriptor_table(
+        (config.max_concurrency.saturating_add(idle) as u64).saturating_add(RESERVED_FILES),
+    );
     let tls = match TlsClient::new(&TlsOptions {
         ca_file: args.ca_file.clone(),
         client_cert: args.tls_client_cert.clone(),
@@ -368,8 +369,6 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     let metrics = args
         .metrics_addr
         .map(|_| Arc::new(Metrics::new(config.interval)));
-    let reuse = raised
-        .map(|raised| fit_open_files(raised, args.max_idle_connections, config.max_concurrency));
     let fanout = match probe_fanout(runtime, &config, tls.clone(), reuse) {
         Ok(fanout) => fanout,
         Err(err) => return fail(EXIT_BAD_INPUT, format_args!("invalid settings: {err}")),
@@ -613,41 +612,45 @@ fn replay(args: ReplayArgs) -> ExitCode {
 /// lock files, logs, the metrics listener, a database connection, ...
 const RESERVED_FILES: u64 = 64;
 
-/// The open-file limit after [`raise_open_file_limit`].
-struct OpenFileLimit {
-    /// The soft limit now (`None`: unlimited).
-    soft: Option<u64>,
-    /// Why it could not be raised to the hard limit, if it could not.
-    refused: Option<rustix::io::Errno>,
-}
-
-/// Raise the open-file soft limit to the hard one, as Go's runtime does at
-/// start. Called before the logger starts, so it only reports.
-fn raise_open_file_limit() -> OpenFileLimit {
+/// The reuse settings for `--max-idle-connections max_idle`, made to fit
+/// the open-file limit: the soft limit is raised to the hard one (as Go's
+/// runtime does at start), and the idle bound lowered, with a warning, if
+/// the probes in flight and the idle connections would still not fit.
+fn fit_open_files(max_idle: usize, max_concurrency: usize) -> ConnectionReuse {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    match (limit.current, limit.maximum) {
+    let soft = match (limit.current, limit.maximum) {
         (Some(current), Some(maximum)) if current < maximum => {
             let raised = Rlimit {
                 current: Some(maximum),
                 maximum: Some(maximum),
             };
             match setrlimit(Resource::Nofile, raised) {
-                Ok(()) => OpenFileLimit {
-                    soft: Some(maximum),
-                    refused: None,
-                },
-                Err(err) => OpenFileLimit {
-                    soft: Some(current),
-                    refused: Some(err),
-                },
+                Ok(()) => Some(maximum),
+                Err(err) => {
+                    warn!(error = %err, "cannot raise the open-file limit");
+                    Some(current)
+                }
             }
         }
-        (current, _) => OpenFileLimit {
-            soft: current,
-            refused: None,
-        },
+        (current, _) => current,
+    };
+    let Some(soft) = soft else {
+        return ConnectionReuse { max_idle };
+    };
+    let room = soft.saturating_sub(max_concurrency as u64 + RESERVED_FILES);
+    let fits = usize::try_from(room).unwrap_or(usize::MAX);
+    if max_idle > fits {
+        warn!(
+            max_idle_connections = max_idle,
+            open_file_limit = soft,
+            max_concurrency,
+            kept = fits,
+            "--max-idle-connections does not fit the open-file limit; keeping fewer"
+        );
+        return ConnectionReuse { max_idle: fits };
     }
+    ConnectionReuse { max_idle }
 }
 
 /// Most descriptors [`reserve_descriptor_table`] makes room for: 512 KiB of table.
@@ -681,36 +684,6 @@ fn reserve_descriptor_table(files: u64) {
     };
     // A copy at `highest` or above, closed at once: the table stays grown.
     drop(rustix::io::fcntl_dupfd_cloexec(&root, highest));
-}
-
-/// The reuse settings for `--max-idle-connections max_idle`, made to fit
-/// the open-file limit `raised` by [`raise_open_file_limit`]: the idle
-/// bound is lowered, with a warning, if the probes in flight and the idle
-/// connections would still not fit.
-fn fit_open_files(
-    raised: OpenFileLimit,
-    max_idle: usize,
-    max_concurrency: usize,
-) -> ConnectionReuse {
-    if let Some(err) = raised.refused {
-        warn!(error = %err, "cannot raise the open-file limit");
-    }
-    let Some(soft) = raised.soft else {
-        return ConnectionReuse { max_idle };
-    };
-    let room = soft.saturating_sub(max_concurrency as u64 + RESERVED_FILES);
-    let fits = usize::try_from(room).unwrap_or(usize::MAX);
-    if max_idle > fits {
-        warn!(
-            max_idle_connections = max_idle,
-            open_file_limit = soft,
-            max_concurrency,
-            kept = fits,
-            "--max-idle-connections does not fit the open-file limit; keeping fewer"
-        );
-        return ConnectionReuse { max_idle: fits };
-    }
-    ConnectionReuse { max_idle }
 }
 
 /// `failures_threshold must…` → `failures-threshold must…`, the flag's spelling.
