@@ -28,7 +28,7 @@ use healthprobe_shell::reuse::ConnectionReuse;
 use healthprobe_shell::shard::{Shard, Sharded};
 use healthprobe_shell::tls::{TlsClient, TlsOptions};
 use healthprobe_shell::worker::{RunLimits, Shutdown, StopReason, Worker, probe_fanout};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Active HTTP health probing with hysteresis.
 #[derive(Debug, Parser)]
@@ -442,12 +442,14 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         &args,
     );
     match ran {
-        Ok((pending, Some(StopReason::OutputClosed))) => fail(
+        Ok((pending, kept, Some(StopReason::OutputClosed))) => fail(
             1,
             format_args!(
                 "the events output was closed (broken pipe): stopped with {pending} undelivered event(s){}",
-                if args.state.is_some() {
+                if kept {
                     ", kept in the state file for the next run"
+                } else if args.state.is_some() {
+                    ", lost: the state file's last write failed"
                 } else {
                     ""
                 }
@@ -469,7 +471,8 @@ fn fail_open(err: &OpenError) -> ExitCode {
 }
 
 /// Run the worker until `--ticks`, `shutdown` or a closed events output;
-/// the events left undelivered and why it stopped.
+/// the events left undelivered, whether the state file holds them, and why
+/// it stopped.
 fn run_worker(
     mut worker: Worker,
     shutdown: &Shutdown,
@@ -477,7 +480,7 @@ fn run_worker(
     telemetry: &CountingTelemetry,
     metrics: Option<&Metrics>,
     args: &RunArgs,
-) -> anyhow::Result<(usize, Option<StopReason>)> {
+) -> anyhow::Result<(usize, bool, Option<StopReason>)> {
     let observe = |tick: &_| {
         if let Some(metrics) = metrics {
             metrics.observe_tick(tick);
@@ -498,11 +501,17 @@ fn run_worker(
         pending,
         "done"
     );
+    let kept = worker.state_is_saved();
     if pending > 0 {
-        if args.state.is_some() {
+        if kept {
             info!(
                 pending,
                 "undelivered events are kept in the state file for the next run"
+            );
+        } else if args.state.is_some() {
+            error!(
+                pending,
+                "undelivered events are lost at exit: the state file's last write failed, so it holds an older snapshot without them"
             );
         } else {
             warn!(
@@ -511,7 +520,7 @@ fn run_worker(
             );
         }
     }
-    Ok((pending, report.stopped))
+    Ok((pending, kept, report.stopped))
 }
 
 fn run_demo(args: DemoArgs, log_format: LogFormat) -> ExitCode {

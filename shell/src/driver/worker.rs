@@ -80,6 +80,8 @@ struct Io {
     /// The journal length the restored snapshot recorded: a journal set
     /// now or later is cut back to it.
     restored_journal_len: Option<u64>,
+    /// The last write of the state file failed: it holds an older snapshot.
+    state_behind: bool,
 }
 
 /// What [`Worker::restore`] found.
@@ -240,6 +242,7 @@ impl Worker {
                 state: None,
                 journal: None,
                 restored_journal_len: None,
+                state_behind: false,
             },
         }
     }
@@ -276,6 +279,13 @@ impl Worker {
     /// How many events are pending (see [`Worker::pending`]).
     pub fn pending_len(&self) -> usize {
         self.io.machine.pending_len()
+    }
+
+    /// Whether a state file holds the latest snapshot, pending events
+    /// included: false without one ([`Worker::restore`]), and while its
+    /// last write has failed (it then holds an older snapshot).
+    pub fn state_is_saved(&self) -> bool {
+        self.io.state.is_some() && !self.io.state_behind
     }
 
     /// Make the state durable (D5): restore it from `store`, write it back at
@@ -700,7 +710,9 @@ impl Io {
         let pending: Vec<HealthEvent> = self.machine.pending().cloned().collect();
         // Every line of the folds in this snapshot was flushed before it.
         let journal_len = self.journal.as_ref().map(|journal| journal.flushed_len());
-        match state.save(self.machine.states(), &pending, journal_len) {
+        let saved = state.save(self.machine.states(), &pending, journal_len);
+        self.state_behind = saved.is_err();
+        match saved {
             Ok(crate::durable::Saved::Written) => Persisted::Written,
             Ok(crate::durable::Saved::Unchanged) => Persisted::Unchanged,
             Err(err) => {
@@ -1220,6 +1232,29 @@ mod tests {
             .expect("valid")
             .expect("exists");
         assert_eq!(&snapshot.states, rig.worker.states());
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn d5_after_a_failed_snapshot_write_the_worker_says_its_state_file_is_behind() {
+        let dir = scratch("state-behind");
+        let path = dir.join("state.json");
+        let mut rig = rig(1);
+        let endpoint = rig.endpoint.clone();
+        rig.store
+            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        assert!(!rig.worker.state_is_saved(), "no state file yet");
+        rig.worker.restore(StateFile::new(&path)).expect("fresh");
+        assert!(rig.worker.state_is_saved());
+        std::fs::remove_dir_all(&dir).expect("the directory goes away");
+        assert_eq!(rig.worker.tick().snapshot_failures, 2);
+        assert!(
+            !rig.worker.state_is_saved(),
+            "the file no longer holds what the worker knows"
+        );
+        std::fs::create_dir_all(&dir).expect("the directory comes back");
+        assert_eq!(rig.worker.tick().snapshots_written, 1);
+        assert!(rig.worker.state_is_saved());
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
