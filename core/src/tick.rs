@@ -51,12 +51,11 @@
 //!   ticks). With a tick limit ticks run back to back, but a skipped tick
 //!   still waits out its interval. Shutdown stops after the tick in flight.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Timestamp;
-use crate::hash::GameIdHash;
 use crate::{
     HealthEvent, HealthStates, Input, OutcomeRef, ProbeOutcome, ProbeResult, RuntimeRecord,
 };
@@ -617,13 +616,13 @@ impl TickMachine {
                 observed_at,
                 result,
             };
-            let event = self.states.apply_ref(outcome.as_ref());
+            let event = self.states.apply(outcome.as_ref());
             // D6: the line goes out before any effect of the fold.
             self.actions
                 .push_back(Action::Journal(Input::Outcome(outcome)));
             event
         } else {
-            self.states.apply_ref(OutcomeRef {
+            self.states.apply(OutcomeRef {
                 game_id: &record.game_id,
                 container_id: &record.current_container_id,
                 observed_at,
@@ -927,8 +926,7 @@ impl TickMachine {
 /// The records to probe this tick: one per game, the first listed (D3).
 pub fn probe_jobs(records: Vec<RuntimeRecord>) -> Vec<RuntimeRecord> {
     let keep: Vec<bool> = {
-        let mut seen: HashSet<&str, GameIdHash> = HashSet::default();
-        seen.reserve(records.len());
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
         records
             .iter()
             .map(|record| seen.insert(record.game_id.as_str()))

@@ -240,7 +240,7 @@ impl Scenario {
                     observed_at: Self::observed_at(tick, game),
                     result,
                 };
-                events.extend(states.apply(outcome));
+                events.extend(states.apply(outcome.as_ref()));
             }
         }
         (states, events)
