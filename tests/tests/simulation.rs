@@ -45,7 +45,9 @@
 //!   game once, with its first record's container, and nothing unlisted; a
 //!   tick cut short by a crash or a shutdown probes a subset; every probe
 //!   started in a life that did not crash is folded; after a shutdown no
-//!   probe starts and no new tick begins; the run stops only when asked or
+//!   probe starts and no new tick begins; a life's first tick starts at
+//!   once, each next one an interval after the last one started, or at once
+//!   after an overrun (no catch-up burst); the run stops only when asked or
 //!   when its output is closed;
 //! - **R10**: the simulated fan-out starts probes in the slots the worker
 //!   gives it and the peak in flight never exceeds the scenario's cap;

@@ -14,11 +14,12 @@
 //! on its own, from nothing.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use healthprobe_core::{HealthEvent, HealthStates, Input, ProbeOutcome, RuntimeRecord};
 
 use crate::go_model::{NaiveModel, observed};
-use crate::scenario::{game_index, wall};
+use crate::scenario::{INTERVAL, game_index, wall};
 use crate::world::{Commit, End, PublishFate, What, World, describe, key};
 
 /// What a scenario that passed did, for the totals.
@@ -265,11 +266,13 @@ fn describe_all<'a>(events: impl Iterator<Item = &'a HealthEvent>) -> String {
 /// with its first record's container (D3), and nothing unlisted; a tick
 /// neither crashed nor shut down before its batch ended probed every one;
 /// every probe started in a life that did not crash was folded; after a
-/// shutdown, no probe started and no new tick began (R13).
+/// shutdown, no probe started and no new tick began; a life's first tick
+/// started at once, and each next one an interval after the last one
+/// started, or at once when that one overran (R13: no catch-up burst).
 fn check_ticks(world: &World) -> Result<(), String> {
     #[derive(Debug, Default)]
     struct Tick<'a> {
-        at: std::time::Duration,
+        at: Duration,
         records: &'a [RuntimeRecord],
         started: Vec<&'a str>,
         folded: Vec<&'a str>,
@@ -303,6 +306,10 @@ fn check_ticks(world: &World) -> Result<(), String> {
     let mut shutdown = false;
     let mut no_new_tick = false;
     let mut life = 0;
+    // When the next tick must start (port calls take no virtual time, so a
+    // tick starts when it lists), and when the current one started.
+    let mut next_start: Option<Duration> = None;
+    let mut started_at = Duration::ZERO;
     for entry in &world.log {
         let new_tick = |no_new_tick: bool| {
             if no_new_tick {
@@ -314,16 +321,26 @@ fn check_ticks(world: &World) -> Result<(), String> {
                 Ok(())
             }
         };
+        let paced = |next_start: Option<Duration>| match next_start {
+            Some(due) if due != entry.at => Err(format!(
+                "R13: life {}: a tick started at {:?}, but it was due at {due:?}",
+                entry.life, entry.at
+            )),
+            _ => Ok(()),
+        };
         match &entry.what {
             What::LifeStarted { .. } => {
                 close(tick.take(), life)?;
                 life = entry.life;
                 shutdown = false;
                 no_new_tick = false;
+                next_start = Some(entry.at);
             }
             What::Listed { records } => {
                 close(tick.take(), life)?;
                 new_tick(no_new_tick)?;
+                paced(next_start.take())?;
+                started_at = entry.at;
                 tick = Some(Tick {
                     at: entry.at,
                     records,
@@ -334,6 +351,8 @@ fn check_ticks(world: &World) -> Result<(), String> {
             What::ListFailed => {
                 close(tick.take(), life)?;
                 new_tick(no_new_tick)?;
+                paced(next_start.take())?;
+                started_at = entry.at;
             }
             What::BatchStarted { .. } if tick.is_none() => {
                 return Err(format!(
@@ -406,8 +425,10 @@ fn check_ticks(world: &World) -> Result<(), String> {
             }
             What::TickDone => {
                 no_new_tick |= shutdown;
+                next_start = Some((started_at + INTERVAL).max(entry.at));
             }
             What::Crashed { .. } => {
+                next_start = None;
                 if let Some(tick) = tick.as_mut() {
                     tick.crashed = true;
                     tick.interrupted |= !tick.batch_ended;
