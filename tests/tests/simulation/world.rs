@@ -374,14 +374,6 @@ impl World {
         self.alive = false;
         self.stats.crashes += 1;
         self.record(What::Crashed { during });
-        // Written but not synced: the bytes reach the output (the process
-        // died, the kernel did not) or not (the machine lost power).
-        let unsynced = std::mem::take(&mut self.unsynced);
-        if self.rng.random_bool(0.5) {
-            for id in unsynced {
-                self.land(id);
-            }
-        }
         // The process is gone: let the worker object wind down.
         self.shutdown.trigger();
     }
@@ -430,24 +422,23 @@ impl World {
             self.gaps[gap] = true;
         }
         self.synced_unrecorded.clear();
-        // What the worker never saw accepted (a lost reply) it need not
-        // sync: the output has it, or not. What it saw accepted it must
-        // have synced before it stopped.
-        let (accepted, lost): (Vec<usize>, Vec<usize>) = std::mem::take(&mut self.unsynced)
-            .into_iter()
-            .partition(|&id| self.publishes[id].fate == PublishFate::Accepted);
-        if self.rng.random_bool(0.5) {
-            for id in lost {
-                self.land(id);
-            }
-        }
-        if !accepted.is_empty() {
+        // A process that stopped must have synced what it saw accepted.
+        let accepted: Vec<usize> = self
+            .unsynced
+            .iter()
+            .copied()
+            .filter(|&id| self.publishes[id].fate == PublishFate::Accepted)
+            .collect();
+        if how == End::Stopped && !accepted.is_empty() {
             self.violate(format!(
                 "{} event(s) accepted but never synced when the process stopped: {}",
                 accepted.len(),
                 describe_calls(&self.publishes, &accepted)
             ));
         }
+        // Written, never synced (a crash, or a lost reply the worker never
+        // saw accepted): the output keeps some of it, in order.
+        self.settle_unsynced();
         let life = self.current();
         let (telemetry, accepted) = (life.telemetry, life.accepted);
         if telemetry != accepted {
@@ -482,6 +473,18 @@ impl World {
     /// Whether the last snapshot write failed (the state file is behind).
     pub fn behind(&self) -> bool {
         self.behind.is_some()
+    }
+
+    /// Of the copies written since the last sync, the output keeps the
+    /// first few, or none, or all: it is append-only (a file, a stream), so
+    /// a later copy never survives an earlier one.
+    fn settle_unsynced(&mut self) -> usize {
+        let ids = std::mem::take(&mut self.unsynced);
+        let kept = self.rng.random_range(0..=ids.len());
+        for &id in &ids[..kept] {
+            self.land(id);
+        }
+        kept
     }
 
     /// One copy of publish call `id`'s event reaches the output.
@@ -675,10 +678,9 @@ impl HealthEventPublisher for SimPublisher {
         };
         world.publishes.push(call);
         let (fate, result) = if fate == Fate::DiesNow {
-            // The bytes went out before the process died, or not.
-            if world.rng.random_bool(0.5) {
-                world.land(id);
-            }
+            // The bytes went out before the process died, or not: settled
+            // with the rest when the life ends.
+            world.unsynced.push(id);
             (PublishFate::Died, Err(refused("dead")))
         } else if world.scenario.broker_down(world.mono) {
             (PublishFate::Refused, Err(refused("simulated broker down")))
@@ -730,15 +732,20 @@ impl HealthEventPublisher for SimPublisher {
         if world.call("sync") != Fate::Alive {
             return Err(refused("dead"));
         }
-        let ids = std::mem::take(&mut world.unsynced);
+        let ids = world.unsynced.clone();
         let failed = world.fault(|scenario| scenario.sync_fault);
-        // A failed sync may have made the events durable, or not.
-        let lands = !failed || world.rng.random_bool(0.5);
-        let durable = world.scenario.durable;
-        for &id in &ids {
-            if lands {
+        // A failed sync may have made some of them durable, or none.
+        let landed = if failed {
+            world.settle_unsynced()
+        } else {
+            for &id in &ids {
                 world.land(id);
             }
+            world.unsynced.clear();
+            ids.len()
+        };
+        let durable = world.scenario.durable;
+        for &id in &ids {
             if world.publishes[id].fate != PublishFate::Accepted {
                 continue;
             }
@@ -753,7 +760,6 @@ impl HealthEventPublisher for SimPublisher {
                 deliveries.recorded = true;
             }
         }
-        let landed = if lands { ids.len() } else { 0 };
         world.record(What::Synced {
             ok: !failed,
             landed,
