@@ -273,6 +273,8 @@ struct Totals {
     capped_batches: u64,
     events: u64,
     lost_without_state: u64,
+    gap_by_crash: u64,
+    gap_anomalies: u64,
     /// Per scenario with any: the seed and its repeats, and its D5-gap deliveries.
     repeats: Vec<(u64, Vec<String>)>,
     gap_deliveries: Vec<(u64, Vec<String>)>,
@@ -300,6 +302,8 @@ impl Totals {
         self.capped_batches += stats.capped_batches;
         self.events += verdict.events as u64;
         self.lost_without_state += verdict.lost_without_state as u64;
+        self.gap_by_crash += verdict.gap_by_crash as u64;
+        self.gap_anomalies += verdict.gap_anomalies as u64;
         if !verdict.repeats.is_empty() {
             self.repeats.push((seed, verdict.repeats));
         }
@@ -323,6 +327,8 @@ impl Totals {
         self.capped_batches += other.capped_batches;
         self.events += other.events;
         self.lost_without_state += other.lost_without_state;
+        self.gap_by_crash += other.gap_by_crash;
+        self.gap_anomalies += other.gap_anomalies;
         self.repeats.extend(other.repeats);
         self.gap_deliveries.extend(other.gap_deliveries);
     }
@@ -408,7 +414,7 @@ fn d3_d4_d5_d6_r8_to_r10_r12_r13_the_simulated_worker_keeps_the_rules_through_fa
     let detail = count == 1;
     let _ = writeln!(
         io::stderr(),
-        "simulated {} scenarios (seeds {base}..{}): {} process lives, {} crashes, {} shutdowns, {} closed outputs, {} refused starts, {} faults, {} journal faults, {} lives with the journal kept off at start, {} probes in {} batches ({} at the cap), {} events, {} lost by lives without a state file\nrepeats: {}\nD5-gap deliveries: {}",
+        "simulated {} scenarios (seeds {base}..{}): {} process lives, {} crashes, {} shutdowns, {} closed outputs, {} refused starts, {} faults, {} journal faults, {} lives with the journal kept off at start, {} probes in {} batches ({} at the cap), {} events, {} lost by lives without a state file\nrepeats: {}\nD5-gap deliveries ({} abandoned by a crash, the rest by a graceful exit; {} events of one type back to back for a consumer, beyond the model's): {}",
         totals.scenarios,
         base.wrapping_add(count),
         totals.lives,
@@ -425,6 +431,8 @@ fn d3_d4_d5_d6_r8_to_r10_r12_r13_the_simulated_worker_keeps_the_rules_through_fa
         totals.events,
         totals.lost_without_state,
         by_seed(&mut totals.repeats, detail),
+        totals.gap_by_crash,
+        totals.gap_anomalies,
         by_seed(&mut totals.gap_deliveries, detail),
     );
     assert_eq!(totals.scenarios, count);

@@ -226,8 +226,9 @@ pub struct World {
     committed_pending: Vec<HealthEvent>,
     /// A snapshot write failed and none has succeeded since: a D5 gap, by index.
     behind: Option<usize>,
-    /// Per D5 gap: whether it was abandoned (the life ended before a good write).
-    pub gaps: Vec<bool>,
+    /// Per D5 gap: how the life ended if it ended before a good write (the
+    /// gap was abandoned); `None` while open, or closed by a good write.
+    pub gaps: Vec<Option<End>>,
     /// Durable: the journal's bytes; its length after the last good flush;
     /// the lines recorded since.
     pub journal: Vec<u8>,
@@ -419,7 +420,7 @@ impl World {
         if let Some(gap) = self.behind.take() {
             // Ended before a good write: the gap's deliveries are of a
             // lineage the next life does not restore.
-            self.gaps[gap] = true;
+            self.gaps[gap] = Some(how);
         }
         self.synced_unrecorded.clear();
         // A process that stopped must have synced what it saw accepted.
@@ -838,7 +839,7 @@ impl StateStore for SimState {
                 world.failed_saves += 1;
                 if world.behind.is_none() {
                     world.behind = Some(world.gaps.len());
-                    world.gaps.push(false);
+                    world.gaps.push(None);
                 }
             }
             return Err(write_error("simulated write failure"));
