@@ -1363,6 +1363,14 @@ mod tests {
         }
     }
 
+    /// A rig whose store lists one game, `g1`, on an engine that refuses.
+    fn rig_listing_g1() -> Rig {
+        let rig = rig(1);
+        rig.store
+            .set(vec![RuntimeRecord::running("g1", "c1", &rig.endpoint)]);
+        rig
+    }
+
     #[test]
     fn d6_a_journal_that_stopped_stays_stopped_across_restarts() {
         // A journal fault, then ticks folded that the journal lacks, all
@@ -1372,11 +1380,7 @@ mod tests {
         for journal_first in [true, false] {
             let _ = std::fs::remove_file(&state);
             let _ = std::fs::remove_file(&journal);
-            let mut first = rig(1);
-            let endpoint = first.endpoint.clone();
-            first
-                .store
-                .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+            let mut first = rig_listing_g1();
             let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
             first.worker.set_journal(FailingJournal {
                 inner: crate::journal_file::JournalFile::append(&journal).expect("open"),
@@ -1395,10 +1399,7 @@ mod tests {
                 "one tick"
             );
 
-            let mut second = rig(1);
-            second
-                .store
-                .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+            let mut second = rig_listing_g1();
             let open = || crate::journal_file::JournalFile::append(&journal).expect("open");
             if journal_first {
                 second.worker.set_journal(open());
@@ -1433,11 +1434,7 @@ mod tests {
         let dir = scratch("journal-moved-aside");
         let (state, journal) = (dir.join("state.json"), dir.join("journal.jsonl"));
         // A run with a state file and no journal: its snapshots record none.
-        let mut first = rig(1);
-        let endpoint = first.endpoint.clone();
-        first
-            .store
-            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        let mut first = rig_listing_g1();
         first.worker.restore(StateFile::new(&state)).expect("fresh");
         first.worker.tick();
         drop(first);
@@ -1455,10 +1452,7 @@ mod tests {
         drop(second);
         // Moved aside: a new, empty journal starts with this run.
         std::fs::remove_file(&journal).expect("moved aside");
-        let mut third = rig(1);
-        third
-            .store
-            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+        let mut third = rig_listing_g1();
         third
             .worker
             .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
