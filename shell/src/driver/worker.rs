@@ -769,7 +769,7 @@ impl Io {
             Err(err) => {
                 error!(
                     error = %err,
-                    "cannot persist the state; events are published anyway, and a crash before the next successful write loses what happened since the last one"
+                    "cannot persist the state; events wait (pending) until a snapshot holding them is written, tried again every tick"
                 );
                 Persisted::Failed
             }
@@ -1259,7 +1259,7 @@ mod tests {
     }
 
     #[test]
-    fn d5_a_failing_snapshot_write_is_reported_and_events_are_published_anyway() {
+    fn d5_while_snapshot_writes_fail_nothing_is_published_and_the_next_good_write_releases_it() {
         let dir = scratch("write-fails");
         let path = dir.join("state.json");
         let mut rig = rig(1);
@@ -1272,24 +1272,41 @@ mod tests {
         std::fs::remove_dir_all(&dir).expect("the directory goes away");
         let report = rig.worker.tick();
         assert_eq!(
-            (report.events, report.published, report.snapshot_failures),
-            (1, 1, 2),
-            "the writes before and after delivery both fail"
+            (
+                report.events,
+                report.published,
+                report.pending,
+                report.snapshot_failures
+            ),
+            (1, 0, 1, 1),
+            "the tick's write fails: its event waits"
         );
-        assert_eq!(rig.publisher.events().len(), 1);
+        assert!(rig.publisher.events().is_empty());
         assert!(
             !rig.worker.state_is_saved(),
             "the file no longer holds what the worker knows"
         );
+        let report = rig.worker.tick();
+        assert_eq!(
+            (report.published, report.pending, report.snapshot_failures),
+            (0, 1, 2),
+            "still failing: the catch-up write and the tick's write, nothing published"
+        );
         std::fs::create_dir_all(&dir).expect("the directory comes back");
         let report = rig.worker.tick();
-        assert_eq!((report.snapshots_written, report.snapshot_failures), (1, 0));
+        assert_eq!(
+            (report.published, report.pending, report.snapshot_failures),
+            (1, 0, 0),
+            "the catch-up write succeeds and releases the event"
+        );
+        assert_eq!(rig.publisher.events().len(), 1);
         assert!(rig.worker.state_is_saved());
         let snapshot = StateFile::new(&path)
             .load()
             .expect("valid")
             .expect("exists");
         assert_eq!(&snapshot.states, rig.worker.states());
+        assert!(snapshot.pending.is_empty(), "the delivery is recorded");
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
@@ -1314,7 +1331,11 @@ mod tests {
         rig.worker
             .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
         let report = rig.worker.tick();
-        assert_eq!((report.events, report.published), (1, 1), "probing goes on");
+        assert_eq!(
+            (report.events, report.pending),
+            (1, 1),
+            "probing goes on; the event waits for the state file (D5)"
+        );
         assert_eq!(
             std::fs::read(&journal).expect("journal"),
             b"",

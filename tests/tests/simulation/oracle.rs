@@ -29,15 +29,6 @@ pub struct Verdict {
     pub events: usize,
     /// Copies of an event beyond its first (each one allowed).
     pub repeats: Vec<String>,
-    /// Deliveries made in a D5 gap that the final lineage does not hold.
-    pub gap_deliveries: Vec<String>,
-    /// Of those, the ones whose gap a crash abandoned (the rest: a graceful exit).
-    pub gap_by_crash: usize,
-    /// Per game, events of one type delivered back to back (a second
-    /// `probe_failed` with no `probe_recovered` between), beyond those the
-    /// model's own events hold (a prune forgets a published failure): what
-    /// D5-gap deliveries cost a consumer.
-    pub gap_anomalies: usize,
     /// Events of a life without a state file that ended before delivering them.
     pub lost_without_state: usize,
 }
@@ -188,9 +179,7 @@ fn lineage_len(world: &World, commit: Option<Commit>) -> usize {
 }
 
 /// Per game, the delivered stream, repeats removed, equals the model's
-/// events in order. Deliveries made in a D5 gap that was abandoned (the
-/// life ended before a good snapshot write) may be missing from the
-/// model's lineage, and only those. `life`: without a state file, only the
+/// events in order. `life`: without a state file, only the
 /// events of that life's publish calls, and `Some((_, true))` for a life
 /// that may have ended before delivering all (a prefix then suffices).
 fn check_deliveries(
@@ -214,7 +203,6 @@ fn check_deliveries(
             .map(Vec::as_slice)
             .unwrap_or_default();
         let mut got: Vec<&HealthEvent> = Vec::new();
-        let mut gap_here = false;
         for &id in world
             .first_delivered
             .get(game)
@@ -227,13 +215,9 @@ fn check_deliveries(
             }
             if want.iter().any(|event| key(event) == key(&call.event)) {
                 got.push(&call.event);
-            } else if let Some(how) = call.behind.and_then(|gap| world.gaps[gap]) {
-                verdict.gap_deliveries.push(describe(&call.event));
-                verdict.gap_by_crash += usize::from(how == End::Crashed);
-                gap_here = true;
             } else {
                 return Err(format!(
-                    "{game}: {} was delivered, but the model's lineage never emits it (and it was not delivered in an abandoned D5 gap)\n delivered {}\n expected  {}",
+                    "{game}: {} was delivered, but the model's lineage never emits it\n delivered {}\n expected  {}",
                     describe(&call.event),
                     describe_all(
                         world.first_delivered[game]
@@ -252,7 +236,7 @@ fn check_deliveries(
         };
         if !matches {
             return Err(format!(
-                "{game}: the delivered events (repeats and abandoned D5-gap deliveries removed) differ from the model's{}\n delivered {}\n expected  {}",
+                "{game}: the delivered events (repeats removed) differ from the model's{}\n delivered {}\n expected  {}",
                 if may_stop_short {
                     " (a prefix of them, this life having no state file)"
                 } else {
@@ -263,21 +247,8 @@ fn check_deliveries(
             ));
         }
         verdict.lost_without_state += want.len() - got.len();
-        if gap_here {
-            let delivered = world.first_delivered[game]
-                .iter()
-                .map(|&id| &world.publishes[id].event);
-            verdict.gap_anomalies +=
-                back_to_back(delivered).saturating_sub(back_to_back(want.iter().copied()));
-        }
     }
     Ok(())
-}
-
-/// Events of one type right after one of the same type.
-fn back_to_back<'a>(events: impl Iterator<Item = &'a HealthEvent>) -> usize {
-    let types: Vec<_> = events.map(HealthEvent::event_type).collect();
-    types.windows(2).filter(|pair| pair[0] == pair[1]).count()
 }
 
 fn describe_all<'a>(events: impl Iterator<Item = &'a HealthEvent>) -> String {

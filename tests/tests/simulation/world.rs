@@ -147,8 +147,6 @@ pub struct PublishCall {
     /// Why a copy of this call may not be a repeat (`Err`): the event's
     /// delivery was not in doubt when the worker sent it again.
     pub repeat: Result<(), String>,
-    /// The D5 gap this call was made in: the last snapshot write had failed.
-    pub behind: Option<usize>,
 }
 
 /// What the world knows of one event's deliveries.
@@ -204,6 +202,8 @@ pub struct Stats {
     pub batches: u64,
     /// Batches with more jobs than the cap whose peak in flight reached it.
     pub capped_batches: u64,
+    /// Failed snapshot writes with events pending (which D5 then holds back).
+    pub held_by_failed_writes: u64,
 }
 
 /// Everything outside the simulated process.
@@ -224,11 +224,8 @@ pub struct World {
     snapshot: Option<Vec<u8>>,
     pub commit: Option<Commit>,
     committed_pending: Vec<HealthEvent>,
-    /// A snapshot write failed and none has succeeded since: a D5 gap, by index.
-    behind: Option<usize>,
-    /// Per D5 gap: how the life ended if it ended before a good write (the
-    /// gap was abandoned); `None` while open, or closed by a good write.
-    pub gaps: Vec<Option<End>>,
+    /// A snapshot write failed and none has succeeded since.
+    behind: bool,
     /// Durable: the journal's bytes; its length after the last good flush;
     /// the lines recorded since.
     pub journal: Vec<u8>,
@@ -279,8 +276,7 @@ impl World {
             snapshot: None,
             commit: None,
             committed_pending: Vec::new(),
-            behind: None,
-            gaps: Vec::new(),
+            behind: false,
             journal: Vec::new(),
             journal_flushed: 0,
             journal_buffer: Vec::new(),
@@ -417,11 +413,7 @@ impl World {
     pub fn end_life(&mut self, how: End) {
         self.alive = false;
         self.record(What::Ended { how });
-        if let Some(gap) = self.behind.take() {
-            // Ended before a good write: the gap's deliveries are of a
-            // lineage the next life does not restore.
-            self.gaps[gap] = Some(how);
-        }
+        self.behind = false;
         self.synced_unrecorded.clear();
         // A process that stopped must have synced what it saw accepted.
         let accepted: Vec<usize> = self
@@ -473,7 +465,7 @@ impl World {
 
     /// Whether the last snapshot write failed (the state file is behind).
     pub fn behind(&self) -> bool {
-        self.behind.is_some()
+        self.behind
     }
 
     /// Of the copies written since the last sync, the output keeps the
@@ -659,10 +651,8 @@ impl HealthEventPublisher for SimPublisher {
         if fate == Fate::Dead {
             return Err(refused("dead"));
         }
-        if world.scenario.durable
-            && world.behind.is_none()
-            && !world.committed_pending.contains(event)
-        {
+        // Even while the last write failed: only what the file on disk holds.
+        if world.scenario.durable && !world.committed_pending.contains(event) {
             let text = format!(
                 "D5: {} published before a snapshot holding it was written",
                 describe(event)
@@ -675,7 +665,6 @@ impl HealthEventPublisher for SimPublisher {
             event: event.clone(),
             fate: PublishFate::Refused,
             repeat: world.may_repeat(event),
-            behind: world.behind,
         };
         world.publishes.push(call);
         let (fate, result) = if fate == Fate::DiesNow {
@@ -837,10 +826,8 @@ impl StateStore for SimState {
             });
             if fate == Fate::Alive {
                 world.failed_saves += 1;
-                if world.behind.is_none() {
-                    world.behind = Some(world.gaps.len());
-                    world.gaps.push(None);
-                }
+                world.behind = true;
+                world.stats.held_by_failed_writes += u64::from(!pending.is_empty());
             }
             return Err(write_error("simulated write failure"));
         }
@@ -856,7 +843,7 @@ impl StateStore for SimState {
         let inputs = world.lives[life].inputs.len();
         world.commit = Some(Commit { life, inputs });
         world.committed_pending = pending.to_vec();
-        world.behind = None;
+        world.behind = false;
         for key in std::mem::take(&mut world.synced_unrecorded) {
             world.deliveries.entry(key).or_default().recorded = true;
         }
