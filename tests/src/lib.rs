@@ -27,11 +27,14 @@
 //!   with `cargo xtask test`, which installs them when missing).
 //! - [`wait_until`]: poll a condition with a deadline, the only way these
 //!   tests wait for something to happen.
+//! - [`missing_capability`]: a test that needs what this machine lacks fails
+//!   saying what to install, unless `HEALTHPROBE_TEST_ALLOW_SKIP=1`.
 //!
 //! Every server binds 127.0.0.1 only and stops, freeing its port, on drop.
 #![warn(missing_docs)]
 
 mod binary;
+mod capability;
 mod engine;
 mod event_fleet;
 mod fleet;
@@ -47,6 +50,7 @@ mod tls;
 use std::time::{Duration, Instant};
 
 pub use binary::{healthprobe_binary, try_healthprobe_binary};
+pub use capability::{ALLOW_SKIP_ENV, missing_capability};
 pub use engine::{
     Behaviour, ENGINE_THREAD_STACK, EngineTls, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, HangGauge,
     KeepAlive, MAX_REQUEST_HEAD, RECENT_REQUESTS, SeenRequest, TRICKLE_PACE, TestEngine,
