@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 pub use binary::{healthprobe_binary, try_healthprobe_binary};
 pub use capability::{ALLOW_SKIP_ENV, missing_capability};
 pub use engine::{
-    Behaviour, ENGINE_THREAD_STACK, EngineTls, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, HangGauge,
+    Behaviour, ENGINE_THREAD_STACK, EngineTls, Gate, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, HangGauge,
     KeepAlive, MAX_REQUEST_HEAD, RECENT_REQUESTS, SeenRequest, TRICKLE_PACE, TestEngine,
 };
 pub use event_fleet::{EventFleet, serve_engine};

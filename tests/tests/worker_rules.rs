@@ -9,7 +9,7 @@ use healthprobe_core::{EventType, HealthEvent};
 use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::worker::{Shutdown, TickReport, Worker};
 use healthprobe_tests::{
-    Behaviour, Fleet, Runtime, RuntimeRecord, TestEngine, TestWorker, at, both_runtimes,
+    Behaviour, Fleet, Gate, Runtime, RuntimeRecord, TestEngine, TestWorker, at, both_runtimes,
     probe_failed, probe_recovered, test_config,
 };
 
@@ -391,13 +391,18 @@ both_runtimes! {
     // tests/virtual_time.rs; here, shutdown against real engines.
 
     fn r13_shutdown_mid_tick_returns_after_the_probes_in_flight(runtime) {
-        let delayed = Behaviour::Delayed {
-            delay: Duration::from_millis(400),
+        // Every answer waits for the gate: the first probe is in flight
+        // when the shutdown comes, however slow this machine is.
+        let gate = Gate::new();
+        let gated = Behaviour::Gated {
+            gate: gate.clone(),
             status: 503,
         };
-        let fleet = Fleet::uniform(4, delayed).unwrap();
+        let fleet = Fleet::uniform(4, gated).unwrap();
         let config = WorkerConfig {
             interval: Duration::from_secs(3600),
+            // Never reached: the probe ends when the gate opens.
+            probe_timeout: Duration::from_secs(60),
             max_concurrency: 1,
             ..test_config(1, 1)
         };
@@ -416,6 +421,7 @@ both_runtimes! {
         };
         assert!(fleet.engine(0).wait_for_requests(1, SOON));
         shutdown.trigger();
+        gate.open();
         let (run, ticks) = running.join().expect("run returns");
 
         // The probe in flight finished and its event was published before `run` returned.
