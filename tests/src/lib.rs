@@ -145,6 +145,14 @@ pub fn refused_endpoint() -> String {
     format!("http://127.0.0.1:{}/", free_port())
 }
 
+/// A bound on the wall time of one probe, tick or publish that only guards
+/// against a hang: 15 s, ten times the slowest such step seen on the loaded
+/// two-core machine (1.49 s at a load of 9: a tick of four waves of 300 ms
+/// timeouts). Timing rules themselves are asserted on a virtual clock
+/// (`tests/virtual_time.rs`) or by their mechanism: the timeout error, the
+/// outcome, what the engines saw.
+pub const HANG_GUARD: Duration = Duration::from_secs(15);
+
 /// Poll `condition` every few milliseconds until it holds (true) or
 /// `timeout` passes (false).
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {

@@ -33,7 +33,7 @@ both_runtimes! {
             ProbeClass::ConnectError,
         ];
         let mut config = test_config(1, 1);
-        config.probe_timeout = Duration::from_millis(300);
+        config.probe_timeout = Duration::from_secs(1);
         let mut worker = TestWorker::with_runtime(runtime, config, records);
         let (report, events) = worker.tick();
 

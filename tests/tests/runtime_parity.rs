@@ -76,7 +76,9 @@ fn run(runtime: Runtime, refused: &str, dir: &ScratchDir) -> Ticks {
     let mut records = fleet.records();
     records.push(RuntimeRecord::running("g-refused", "c-refused", refused));
     let config = WorkerConfig {
-        probe_timeout: Duration::from_millis(300),
+        // Twenty times the delayed engine's 50 ms, so that a loaded machine
+        // cannot turn its answer into a timeout on one runtime only.
+        probe_timeout: Duration::from_secs(1),
         ..test_config(2, 1)
     };
     let mut worker = TestWorker::with_runtime(runtime, config, records);
