@@ -727,10 +727,20 @@ fn d6_a_second_signal_flushes_the_journal_before_exiting() {
         "60s",
         "--interval",
         "1h",
+        // One probe at a time, in listing order: g0 is folded before g1's
+        // probe starts. (With more, the threads runtime's calling thread may
+        // take g1 and fold g0's outcome, probed by another thread, only when
+        // its own probe ends: 60 s later.)
+        "--max-concurrency",
+        "1",
     ])
     .expect("start healthprobe");
     // g0's outcome is folded and its event published; g1 hangs for 60 s.
-    assert!(run.wait_for_stdout(PATIENCE, |out| out.contains("probe_failed")));
+    assert!(
+        run.wait_for_stdout(PATIENCE, |out| out.contains("probe_failed")),
+        "{}",
+        run.stderr()
+    );
     run.interrupt().expect("first signal");
     assert!(run.wait_for_stderr(PATIENCE, |err| err.contains("stopping after the probes")));
     run.interrupt().expect("second signal");
