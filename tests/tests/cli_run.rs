@@ -408,6 +408,26 @@ fn r12_json_logs_name_game_container_and_event_type() {
     );
 }
 
+/// SIGINT while `engine`'s first probe is held at `gate`; once the run says
+/// it stops after the probes in flight, the answer goes out. How it ended.
+fn interrupt_mid_probe(process: HealthprobeProcess, engine: &TestEngine, gate: &Gate) -> Finished {
+    assert!(
+        engine.wait_for_requests(1, PATIENCE),
+        "{}",
+        process.stderr()
+    );
+    process.interrupt().unwrap();
+    assert!(
+        process.wait_for_stderr(PATIENCE, |stderr| {
+            stderr.contains("stopping after the probes in flight")
+        }),
+        "{}",
+        process.stderr()
+    );
+    gate.open();
+    process.wait(PATIENCE).unwrap()
+}
+
 both_runtimes! {
     fn r13_sigint_during_a_tick_exits_0_after_the_probe_in_flight(runtime) {
         // The answer waits for the gate: the probe is in flight when the
@@ -433,20 +453,8 @@ both_runtimes! {
             "1",
         ])
         .unwrap();
-        assert!(
-            engine.wait_for_requests(1, PATIENCE),
-            "{}",
-            process.stderr()
-        );
-        process.interrupt().unwrap();
-        assert!(
-            process.wait_for_stderr(PATIENCE, |stderr| stderr.contains("stopping after the probes in flight")),
-            "{}",
-            process.stderr()
-        );
-        gate.open();
         // Exits once the probe is answered, not after the 1 h interval.
-        let finished = process.wait(PATIENCE).unwrap();
+        let finished = interrupt_mid_probe(process, &engine, &gate);
 
         assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
         let events = json_lines(&finished.stdout);
@@ -487,19 +495,7 @@ both_runtimes! {
             "5",
         ])
         .unwrap();
-        assert!(
-            engine.wait_for_requests(1, PATIENCE),
-            "{}",
-            process.stderr()
-        );
-        process.interrupt().unwrap();
-        assert!(
-            process.wait_for_stderr(PATIENCE, |stderr| stderr.contains("stopping after the probes in flight")),
-            "{}",
-            process.stderr()
-        );
-        gate.open();
-        let finished = process.wait(PATIENCE).unwrap();
+        let finished = interrupt_mid_probe(process, &engine, &gate);
         assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
         assert_eq!(engine.requests(), 1, "no tick after the signal");
         assert!(finished.stderr.contains("ticks=1"), "{}", finished.stderr);
