@@ -25,6 +25,7 @@ pub fn missing_capability(missing: &str, remedy: &str) {
 }
 
 fn message(missing: &str, remedy: &str) -> String {
+    let missing = missing.trim_end().trim_end_matches('.');
     format!("this test cannot run here: {missing}. {remedy}")
 }
 
@@ -48,7 +49,7 @@ mod tests {
     #[test]
     fn the_failure_names_what_is_missing_and_the_remedy() {
         let text = message(
-            "systemd-analyze is not installed",
+            "systemd-analyze is not installed.\n",
             "Install Debian's `systemd` package",
         );
         assert_eq!(
