@@ -81,8 +81,9 @@ pub fn free_port() -> u16 {
 
 /// A port on 127.0.0.1 that refuses every connection for as long as this
 /// value lives: a socket is bound to it but never listens, so nothing else
-/// can take the port meanwhile (unlike [`refused_endpoint`], whose port may
-/// be given to another test's server).
+/// can take the port meanwhile (a port merely found free may be given to
+/// another server, here or in another test run on the machine, before the
+/// probe: it then answers instead of refusing).
 #[derive(Debug)]
 pub struct RefusedPort {
     _socket: std::os::fd::OwnedFd,
@@ -138,11 +139,6 @@ impl Default for RefusedPort {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// An engine endpoint on loopback where nothing listens: every probe is refused at once.
-pub fn refused_endpoint() -> String {
-    format!("http://127.0.0.1:{}/", free_port())
 }
 
 /// A bound on the wall time of one probe, tick or publish that only guards

@@ -266,11 +266,12 @@ fn a_state_file_in_use_by_a_running_worker_is_refused_naming_its_pid() {
 fn a_run_with_a_closed_stdout_is_refused_at_start() {
     let dir = ScratchDir::new("closed-stdout").expect("scratch");
     let records = dir.join("records.json");
+    let refused = healthprobe_tests::RefusedPort::new();
     std::fs::write(
         &records,
         format!(
             r#"[{{"game_id":"g1","current_container_id":"c1","engine_endpoint":"{}","status":"running"}}]"#,
-            healthprobe_tests::refused_endpoint()
+            refused.url()
         ),
     )
     .expect("records");
