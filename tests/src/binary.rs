@@ -75,6 +75,25 @@ fn locate() -> Result<PathBuf, String> {
         .arg(workspace.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
+    // What cargo sets for this test process, not for a build: a build script
+    // that watches one (ring's, through cc, watches CARGO_MANIFEST_DIR) would
+    // otherwise run again, and rebuild ring, rustls and the shell, each time
+    // this build and a plain `cargo build` take turns.
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .contains(&name)
+        {
+            command.env_remove(name);
+        }
+    }
     // `debug` is the dev profile's directory; any other is named after its profile.
     if profile != "debug" {
         command.args(["--profile", profile]);

@@ -68,6 +68,15 @@ pub enum Behaviour {
         /// The status then answered.
         status: u16,
     },
+    /// Answer `status` once the test opens `gate` (a thread waits; the
+    /// engine stopping ends the wait without an answer): a probe that is in
+    /// flight for exactly as long as the test needs, however slow the machine.
+    Gated {
+        /// Opened by the test.
+        gate: Gate,
+        /// The status then answered.
+        status: u16,
+    },
     /// Never answer. The connection stays open, holding no thread, until the
     /// client closes it or the engine stops; [`HangGauge`] counts it.
     Hang,
@@ -114,6 +123,42 @@ impl Behaviour {
         ]
     }
 }
+
+/// Holds back the answers of [`Behaviour::Gated`] engines until [`Gate::open`].
+/// Clones share one gate; two gates are equal when they are the same gate.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Let every answer waiting on this gate, and every later one, go out.
+    pub fn open(&self) {
+        let (open, changed) = &*self.0;
+        *lock(open) = true;
+        changed.notify_all();
+    }
+
+    /// Wait until the gate is open, at most `timeout`; whether it is.
+    fn wait_open(&self, timeout: Duration) -> bool {
+        let (open, changed) = &*self.0;
+        let (open, _) = changed
+            .wait_timeout_while(lock(open), timeout, |open| !*open)
+            .unwrap_or_else(PoisonError::into_inner);
+        *open
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 /// What an engine does with a connection after a status or redirect answer
 /// to a client that did not send `Connection: close`.
@@ -947,6 +992,20 @@ fn respond<C: Conn>(
                     let _ = engine.send(&mut stream, &status_response(status, false));
                     stream.finish();
                 }
+            });
+        }
+        Behaviour::Gated { gate, status } => {
+            let engine = Arc::clone(shared);
+            shared.spawn(move || {
+                let _tracked = tracked;
+                // Looks up every few milliseconds to see whether the engine stops.
+                while !gate.wait_open(Duration::from_millis(5)) {
+                    if engine.is_stopping() {
+                        return;
+                    }
+                }
+                let _ = engine.send(&mut stream, &status_response(status, false));
+                stream.finish();
             });
         }
         Behaviour::HugeHeader => {

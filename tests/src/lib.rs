@@ -27,11 +27,14 @@
 //!   with `cargo xtask test`, which installs them when missing).
 //! - [`wait_until`]: poll a condition with a deadline, the only way these
 //!   tests wait for something to happen.
+//! - [`missing_capability`]: a test that needs what this machine lacks fails
+//!   saying what to install, unless `HEALTHPROBE_TEST_ALLOW_SKIP=1`.
 //!
 //! Every server binds 127.0.0.1 only and stops, freeing its port, on drop.
 #![warn(missing_docs)]
 
 mod binary;
+mod capability;
 mod engine;
 mod event_fleet;
 mod fleet;
@@ -47,8 +50,9 @@ mod tls;
 use std::time::{Duration, Instant};
 
 pub use binary::{healthprobe_binary, try_healthprobe_binary};
+pub use capability::{ALLOW_SKIP_ENV, missing_capability};
 pub use engine::{
-    Behaviour, ENGINE_THREAD_STACK, EngineTls, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, HangGauge,
+    Behaviour, ENGINE_THREAD_STACK, EngineTls, Gate, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, HangGauge,
     KeepAlive, MAX_REQUEST_HEAD, RECENT_REQUESTS, SeenRequest, TRICKLE_PACE, TestEngine,
 };
 pub use event_fleet::{EventFleet, serve_engine};
@@ -77,8 +81,9 @@ pub fn free_port() -> u16 {
 
 /// A port on 127.0.0.1 that refuses every connection for as long as this
 /// value lives: a socket is bound to it but never listens, so nothing else
-/// can take the port meanwhile (unlike [`refused_endpoint`], whose port may
-/// be given to another test's server).
+/// can take the port meanwhile (a port merely found free may be given to
+/// another server, here or in another test run on the machine, before the
+/// probe: it then answers instead of refusing).
 #[derive(Debug)]
 pub struct RefusedPort {
     _socket: std::os::fd::OwnedFd,
@@ -136,10 +141,13 @@ impl Default for RefusedPort {
     }
 }
 
-/// An engine endpoint on loopback where nothing listens: every probe is refused at once.
-pub fn refused_endpoint() -> String {
-    format!("http://127.0.0.1:{}/", free_port())
-}
+/// A bound on the wall time of one probe, tick or publish that only guards
+/// against a hang: 15 s, ten times the slowest such step seen on the loaded
+/// two-core machine (1.49 s at a load of 9: a tick of four waves of 300 ms
+/// timeouts). Timing rules themselves are asserted on a virtual clock
+/// (`tests/virtual_time.rs`) or by their mechanism: the timeout error, the
+/// outcome, what the engines saw.
+pub const HANG_GUARD: Duration = Duration::from_secs(15);
 
 /// Poll `condition` every few milliseconds until it holds (true) or
 /// `timeout` passes (false).

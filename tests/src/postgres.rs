@@ -366,12 +366,7 @@ fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-#[allow(unsafe_code)]
 fn signal(child: &Child, signal: libc::c_int) {
-    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
-        return;
-    };
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours;
-    // the pid is our own child's, not yet reaped (we hold its `Child`).
-    let _ = unsafe { libc::kill(pid, signal) };
+    // A server that already exited needs no signal.
+    let _ = crate::process::signal_child(child, signal);
 }

@@ -142,18 +142,8 @@ impl HealthprobeProcess {
         self.signal(libc::SIGKILL)
     }
 
-    #[allow(unsafe_code)]
     fn signal(&self, signal: libc::c_int) -> io::Result<()> {
-        let pid = libc::pid_t::try_from(self.child.id())
-            .map_err(|_| io::Error::other("pid out of range"))?;
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours;
-        // the pid is our own child's, not yet reaped (we hold its `Child`).
-        let result = unsafe { libc::kill(pid, signal) };
-        if result == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        signal_child(&self.child, signal)
     }
 
     /// Peak resident set size so far (`VmHWM`), in KiB; `None` once it exited.
@@ -269,4 +259,19 @@ fn collect(pipe: impl Read + Send + 'static, into: Arc<Collected>) -> io::Result
                 }
             }
         })
+}
+
+/// Send `signal` to `child` (a test's own server or `healthprobe`).
+#[allow(unsafe_code)]
+pub(crate) fn signal_child(child: &Child, signal: libc::c_int) -> io::Result<()> {
+    let pid =
+        libc::pid_t::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours;
+    // the pid is our own child's, not yet reaped (we hold its `Child`).
+    let result = unsafe { libc::kill(pid, signal) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

@@ -164,6 +164,26 @@ impl TestRedis {
         self.kill();
     }
 
+    /// Freeze the server (SIGSTOP) until [`TestRedis::resume`]: its
+    /// connections stay open and the kernel still accepts and buffers, but
+    /// nothing is answered — a server that stalls for exactly as long as the
+    /// test needs.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Let a [`TestRedis::pause`]d server go on (SIGCONT): it reads what
+    /// was sent meanwhile and answers it.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let server = self.server.as_ref().expect("redis-server is running");
+        crate::process::signal_child(server, signal)
+            .unwrap_or_else(|err| panic!("signal {signal} to redis-server: {err}"));
+    }
+
     /// Start the server again on the same port and wait until it answers.
     pub fn restart(&mut self) -> Result<(), String> {
         self.kill();
@@ -189,7 +209,6 @@ impl TestRedis {
             .args(["--bind", "127.0.0.1", "--protected-mode", "yes"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--loglevel", "notice"])
-            .args(["--enable-debug-command", "local"])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")

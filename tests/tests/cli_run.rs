@@ -3,11 +3,11 @@
 //! environment variables and signals.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use healthprobe_core::Timestamp;
 use healthprobe_tests::{
-    Behaviour, Finished, Fleet, HealthprobeProcess, RuntimeRecord, ScratchDir, TestEngine,
+    Behaviour, Finished, Fleet, Gate, HealthprobeProcess, RuntimeRecord, ScratchDir, TestEngine,
     both_runtimes, wait_until, write_atomically, write_records_file,
 };
 use serde_json::{Value, json};
@@ -408,10 +408,33 @@ fn r12_json_logs_name_game_container_and_event_type() {
     );
 }
 
+/// SIGINT while `engine`'s first probe is held at `gate`; once the run says
+/// it stops after the probes in flight, the answer goes out. How it ended.
+fn interrupt_mid_probe(process: HealthprobeProcess, engine: &TestEngine, gate: &Gate) -> Finished {
+    assert!(
+        engine.wait_for_requests(1, PATIENCE),
+        "{}",
+        process.stderr()
+    );
+    process.interrupt().unwrap();
+    assert!(
+        process.wait_for_stderr(PATIENCE, |stderr| {
+            stderr.contains("stopping after the probes in flight")
+        }),
+        "{}",
+        process.stderr()
+    );
+    gate.open();
+    process.wait(PATIENCE).unwrap()
+}
+
 both_runtimes! {
     fn r13_sigint_during_a_tick_exits_0_after_the_probe_in_flight(runtime) {
-        let engine = TestEngine::start(Behaviour::Delayed {
-            delay: Duration::from_millis(600),
+        // The answer waits for the gate: the probe is in flight when the
+        // signal comes, however slow this machine is.
+        let gate = Gate::new();
+        let engine = TestEngine::start(Behaviour::Gated {
+            gate: gate.clone(),
             status: 503,
         })
         .unwrap();
@@ -424,19 +447,14 @@ both_runtimes! {
             path_str(&records),
             "--interval",
             "1h",
+            "--probe-timeout",
+            "1h",
             "--failures-threshold",
             "1",
         ])
         .unwrap();
-        assert!(
-            engine.wait_for_requests(1, PATIENCE),
-            "{}",
-            process.stderr()
-        );
-        let interrupted = Instant::now();
-        process.interrupt().unwrap();
-        let finished = process.wait(PATIENCE).unwrap();
-        let took = interrupted.elapsed();
+        // Exits once the probe is answered, not after the 1 h interval.
+        let finished = interrupt_mid_probe(process, &engine, &gate);
 
         assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
         let events = json_lines(&finished.stdout);
@@ -446,7 +464,6 @@ both_runtimes! {
             "the probe in flight was folded: {events:?}"
         );
         assert_eq!(events[0]["details"]["last_status"], 503);
-        assert!(took < Duration::from_secs(5), "exit took {took:?}");
         assert_eq!(engine.requests(), 1);
         // Without --max-concurrency, each runtime's own default applies.
         let started = format!(
@@ -459,24 +476,26 @@ both_runtimes! {
 
 both_runtimes! {
     fn r13_sigint_with_ticks_finishes_the_tick_and_runs_no_more(runtime) {
-        let engine = TestEngine::start(Behaviour::Delayed {
-            delay: Duration::from_millis(500),
+        let gate = Gate::new();
+        let engine = TestEngine::start(Behaviour::Gated {
+            gate: gate.clone(),
             status: 200,
         })
         .unwrap();
         let (_dir, records) = one_game_records(&engine);
-        let process =
-            HealthprobeProcess::spawn(&["run",
-    "--runtime",
-    runtime.name(), "--records", path_str(&records), "--ticks", "5"])
-                .unwrap();
-        assert!(
-            engine.wait_for_requests(1, PATIENCE),
-            "{}",
-            process.stderr()
-        );
-        process.interrupt().unwrap();
-        let finished = process.wait(PATIENCE).unwrap();
+        let process = HealthprobeProcess::spawn(&[
+            "run",
+            "--runtime",
+            runtime.name(),
+            "--records",
+            path_str(&records),
+            "--probe-timeout",
+            "1h",
+            "--ticks",
+            "5",
+        ])
+        .unwrap();
+        let finished = interrupt_mid_probe(process, &engine, &gate);
         assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
         assert_eq!(engine.requests(), 1, "no tick after the signal");
         assert!(finished.stderr.contains("ticks=1"), "{}", finished.stderr);
@@ -495,12 +514,10 @@ fn r13_sigterm_between_ticks_exits_0_at_once() {
         "{}",
         process.stderr()
     );
-    let signalled = Instant::now();
     process.terminate().unwrap();
+    // At once: within the wait's patience, not after the 1 h interval.
     let finished = process.wait(PATIENCE).unwrap();
     assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
-    let took = signalled.elapsed();
-    assert!(took < Duration::from_secs(5), "exit took {took:?}");
     assert_eq!(engine.requests(), 1);
 }
 
@@ -638,12 +655,10 @@ fn demo_stops_cleanly_on_sigint() {
         "{}",
         process.stderr()
     );
-    let interrupted = Instant::now();
     process.interrupt().unwrap();
+    // The demo runs until stopped: exiting within the wait's patience is the check.
     let finished = process.wait(PATIENCE).unwrap();
     assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
-    let took = interrupted.elapsed();
-    assert!(took < Duration::from_secs(5), "exit took {took:?}");
     assert!(!finished.stderr.contains("panicked"), "{}", finished.stderr);
     json_lines(&finished.stdout);
 }

@@ -13,7 +13,7 @@ use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::worker::TickReport;
 use healthprobe_tests::{
     Behaviour, Finished, Fleet, HealthprobeProcess, ScratchDir, TestWorker, both_runtimes, by_game,
-    expected_events, script, test_config, wait_until,
+    expected_events, missing_capability, script, test_config, wait_until,
 };
 use serde_json::Value;
 
@@ -590,36 +590,90 @@ fn d5_bad_state_files_are_refused_by_name_and_left_untouched() {
     assert_eq!(events[0]["details"]["consecutive_failures"], 3);
 }
 
+/// A directory no process of this test can write into, root included:
+/// `0555` for another user; for root, who writes through permissions, the
+/// immutable attribute (`chattr +i`), taken off again on drop.
+struct ReadOnlyDir {
+    path: std::path::PathBuf,
+    immutable: bool,
+}
+
+impl ReadOnlyDir {
+    /// `None` when this machine cannot make one (the test has then failed,
+    /// or skipped where `HEALTHPROBE_TEST_ALLOW_SKIP=1`).
+    #[allow(unsafe_code)]
+    fn new(path: std::path::PathBuf) -> Option<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir(&path).expect("dir");
+        // SAFETY: geteuid(2) takes no arguments and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+            return Some(Self {
+                path,
+                immutable: false,
+            });
+        }
+        match std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(&path)
+            .output()
+        {
+            Ok(out) if out.status.success() => Some(Self {
+                path,
+                immutable: true,
+            }),
+            failed => {
+                let why = match failed {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                    Err(err) => format!("cannot run chattr: {err}"),
+                };
+                missing_capability(
+                    &format!(
+                        "root cannot make {} read-only: chattr +i: {why}",
+                        path.display()
+                    ),
+                    "Run the tests on a file system with the immutable attribute \
+                     (ext4, xfs, btrfs) with e2fsprogs' chattr, or as a user other than root",
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        if self.immutable {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&self.path)
+                .status();
+        }
+    }
+}
+
 #[test]
-#[allow(unsafe_code)]
 fn d5_an_unwritable_or_unreadable_state_path_is_refused_before_probing() {
     let fleet = Fleet::uniform(1, Behaviour::Status(500)).expect("start fleet");
     let dir = ScratchDir::new("unwritable").expect("scratch dir");
     let records = dir.join("records.json");
     fleet.write_records(&records).expect("records");
-    // procfs refuses to create files even for root; a 0555 directory does
-    // too, but only for other users (root writes through it).
+    let Some(read_only) = ReadOnlyDir::new(dir.join("read-only")) else {
+        return;
+    };
+    // procfs refuses to create files even for root.
     let proc_state = format!("/proc/healthprobe-test-{}.json", std::process::id());
-    let mut cases = vec![
-        (proc_state.clone(), "cannot write the state file (via"),
+    let cases = [
+        (proc_state, "cannot write the state file (via"),
         (
             "/dev/null/state.json".to_owned(),
             "cannot read the state file: Not a directory",
         ),
-    ];
-    // SAFETY: geteuid(2) takes no arguments and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let read_only = dir.join("read-only");
-    if !root {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir(&read_only).expect("dir");
-        std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555))
-            .expect("chmod");
-        cases.push((
-            path_str(&read_only.join("state.json")).to_owned(),
+        (
+            path_str(&read_only.path.join("state.json")).to_owned(),
             "cannot write the state file (via",
-        ));
-    }
+        ),
+    ];
     for (state, problem) in cases {
         let finished = run_to_end(&[
             "run",
@@ -673,10 +727,20 @@ fn d6_a_second_signal_flushes_the_journal_before_exiting() {
         "60s",
         "--interval",
         "1h",
+        // One probe at a time, in listing order: g0 is folded before g1's
+        // probe starts. (With more, the threads runtime's calling thread may
+        // take g1 and fold g0's outcome, probed by another thread, only when
+        // its own probe ends: 60 s later.)
+        "--max-concurrency",
+        "1",
     ])
     .expect("start healthprobe");
     // g0's outcome is folded and its event published; g1 hangs for 60 s.
-    assert!(run.wait_for_stdout(PATIENCE, |out| out.contains("probe_failed")));
+    assert!(
+        run.wait_for_stdout(PATIENCE, |out| out.contains("probe_failed")),
+        "{}",
+        run.stderr()
+    );
     run.interrupt().expect("first signal");
     assert!(run.wait_for_stderr(PATIENCE, |err| err.contains("stopping after the probes")));
     run.interrupt().expect("second signal");

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use healthprobe_tests::{
-    Behaviour, EventFleet, Fleet, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, MAX_REQUEST_HEAD,
+    Behaviour, EventFleet, Fleet, Gate, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, MAX_REQUEST_HEAD,
     RuntimeRecord, ScratchDir, TestEngine, wait_until,
 };
 
@@ -533,4 +533,45 @@ fn event_engines_stop_on_drop() {
     );
     let refused = TcpStream::connect_timeout(&addr, SOON).expect_err("nothing listens");
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn gated_answers_only_once_the_gate_opens_and_a_stop_ends_the_wait() {
+    let gate = Gate::new();
+    let engine = TestEngine::start(Behaviour::Gated {
+        gate: gate.clone(),
+        status: 503,
+    })
+    .unwrap();
+    let mut client = connect(engine.addr());
+    send_get(&mut client, "/healthz");
+    assert!(engine.wait_for_requests(1, SOON));
+    // The gate is shut: nothing can have been sent, so nothing is there to read.
+    client.set_nonblocking(true).unwrap();
+    let mut byte = [0_u8; 1];
+    let early = client.read(&mut byte);
+    assert_eq!(
+        early.map_err(|err| err.kind()),
+        Err(ErrorKind::WouldBlock),
+        "an answer before the gate opened"
+    );
+    client.set_nonblocking(false).unwrap();
+    gate.open();
+    let mut response = Vec::new();
+    client.read_to_end(&mut response).unwrap();
+    assert!(status_line(&response).starts_with("HTTP/1.1 503 "));
+
+    // A stop does not wait for a gate nobody opens.
+    let engine = TestEngine::start(Behaviour::Gated {
+        gate: Gate::new(),
+        status: 200,
+    })
+    .unwrap();
+    let mut waiting = connect(engine.addr());
+    send_get(&mut waiting, "/healthz");
+    assert!(wait_until(SOON, || engine.serving() == 1));
+    engine.stop();
+    let mut rest = Vec::new();
+    let _ = waiting.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no answer after a stop");
 }

@@ -1,6 +1,7 @@
 //! Faults on the files themselves (issue 11): a full disk under the events
 //! file, a state file shared by two processes.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use healthprobe_core::{EventDetails, HealthEvent, Timestamp};
 use healthprobe_shell::adapters::JsonlPublisher;
 use healthprobe_shell::durable::{StateFile, StateFileError};
 use healthprobe_shell::ports::HealthEventPublisher;
-use healthprobe_tests::{Behaviour, Fleet, ScratchDir, healthprobe_binary};
+use healthprobe_tests::{Behaviour, Fleet, ScratchDir, healthprobe_binary, missing_capability};
 
 fn event(index: u32) -> HealthEvent {
     HealthEvent {
@@ -32,10 +33,121 @@ impl Drop for Mount {
     }
 }
 
-/// Events to an 8 KiB tmpfs until it is full, then the disk grows: no torn
-/// or concatenated line, and the file holds exactly the accepted events, in order.
+/// `healthprobe` whose writes stop at `bytes` into any file (`RLIMIT_FSIZE`):
+/// a write that crosses the limit is cut short, the next fails with `EFBIG`
+/// (`SIGXFSZ`, which would kill the process, is ignored). A disk that fills
+/// mid-write, without root or a mount.
+#[allow(unsafe_code)]
+fn with_file_size_limit(mut command: Command, bytes: u64) -> Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the closure only calls setrlimit(2) and
+    // signal(2), which are async-signal-safe, and allocates nothing
+    // (`last_os_error` reads errno into a plain value).
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0
+                || libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+/// The `game_id` of each line of an events file, each line parsed whole.
+fn event_games(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("read the events file")
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|err| panic!("a torn or concatenated line {line:?}: {err}"));
+            value["game_id"].as_str().expect("game_id").to_owned()
+        })
+        .collect()
+}
+
+/// D4: the events file reaches its size limit in the middle of a line. The
+/// run cuts the partial line back, keeps the events pending (in its state
+/// file at exit), and the next run, with room again, writes each of them
+/// once, after everything the file already held.
 #[test]
-fn a_full_disk_leaves_no_torn_line_and_the_retry_writes_each_event_once() {
+fn d4_a_write_cut_short_by_a_full_file_leaves_no_torn_line_and_the_next_run_writes_each_event_once()
+{
+    let fleet = Fleet::uniform(3, Behaviour::Status(503)).expect("fleet");
+    let dir = ScratchDir::new("file-size-limit").expect("scratch");
+    let records = dir.join("records.json");
+    fleet.write_records(&records).expect("records");
+    let state = dir.join("state.json");
+    let events = dir.join("events.jsonl");
+    // Events of an earlier run fill the file to 64 bytes short of the
+    // limit, less than one line: the next line is cut mid-write.
+    let mut earlier = JsonlPublisher::append(&events).expect("open");
+    for index in 0..20 {
+        earlier.publish(&event(index)).expect("written");
+    }
+    drop(earlier);
+    let held = std::fs::read(&events).expect("read");
+    let limit = held.len() as u64 + 64;
+    let run = |command: Command| {
+        let mut command = command;
+        let out = command
+            .arg("run")
+            .arg("--records")
+            .arg(&records)
+            .arg("--state")
+            .arg(&state)
+            .arg("--events")
+            .arg(&events)
+            // One probe at a time: the events come in listing order.
+            .args(["--failures-threshold", "1", "--max-concurrency", "1"])
+            .args(["--ticks", "2"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run healthprobe");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (status, stderr) = run(with_file_size_limit(
+        Command::new(healthprobe_binary()),
+        limit,
+    ));
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("File too large"),
+        "the write failed: {stderr}"
+    );
+    assert!(
+        stderr.contains("undelivered events are kept in the state file"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&events).expect("read"),
+        held,
+        "the partial line was not cut back"
+    );
+
+    let (status, stderr) = run(Command::new(healthprobe_binary()));
+    assert!(status.success(), "{status}: {stderr}");
+    let mut expected: Vec<String> = (0..20).map(|index| format!("game-{index:04}")).collect();
+    expected.extend((0..3).map(Fleet::game_id));
+    assert_eq!(event_games(&events), expected);
+}
+
+/// D4 on a real full disk (`ENOSPC`): events to an 8 KiB tmpfs until it is
+/// full, then the disk grows: no torn or concatenated line, and the file
+/// holds exactly the accepted events, in order. Mounting needs root.
+#[test]
+fn d4_a_full_disk_leaves_no_torn_line_and_the_retry_writes_each_event_once() {
     let dir = ScratchDir::new("full-disk").expect("scratch");
     let mount_point = dir.join("tmpfs");
     std::fs::create_dir(&mount_point).expect("mount point");
@@ -44,19 +156,16 @@ fn a_full_disk_leaves_no_torn_line_and_the_retry_writes_each_event_once() {
         .arg(&mount_point)
         .stderr(Stdio::piped())
         .output();
-    match mounted {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            println!(
-                "skipped: cannot mount a tmpfs (needs root): {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return;
-        }
-        Err(err) => {
-            println!("skipped: cannot run mount: {err}");
-            return;
-        }
+    let why = match mounted {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        Err(err) => Some(format!("cannot run mount: {err}")),
+    };
+    if let Some(why) = why {
+        return missing_capability(
+            &format!("cannot mount a tmpfs: {why}"),
+            "Run the tests as root (CAP_SYS_ADMIN), as CI does",
+        );
     }
     let _mount = Mount(mount_point.clone());
     let path = mount_point.join("events.jsonl");
@@ -91,14 +200,7 @@ fn a_full_disk_leaves_no_torn_line_and_the_retry_writes_each_event_once() {
         accepted.push(index);
     }
     publisher.sync().expect("synced");
-    let text = std::fs::read_to_string(&path).expect("read");
-    let games: Vec<String> = text
-        .lines()
-        .map(|line| {
-            let value: serde_json::Value = serde_json::from_str(line).expect("whole line");
-            value["game_id"].as_str().expect("game_id").to_owned()
-        })
-        .collect();
+    let games = event_games(&path);
     let expected: Vec<String> = accepted
         .iter()
         .map(|index| format!("game-{index:04}"))
@@ -164,11 +266,12 @@ fn a_state_file_in_use_by_a_running_worker_is_refused_naming_its_pid() {
 fn a_run_with_a_closed_stdout_is_refused_at_start() {
     let dir = ScratchDir::new("closed-stdout").expect("scratch");
     let records = dir.join("records.json");
+    let refused = healthprobe_tests::RefusedPort::new();
     std::fs::write(
         &records,
         format!(
             r#"[{{"game_id":"g1","current_container_id":"c1","engine_endpoint":"{}","status":"running"}}]"#,
-            healthprobe_tests::refused_endpoint()
+            refused.url()
         ),
     )
     .expect("records");

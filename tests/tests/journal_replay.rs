@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use healthprobe_tests::{
-    Behaviour, Fleet, HealthprobeProcess, ScratchDir, both_runtimes, write_records_file,
+    Behaviour, Fleet, HealthprobeProcess, ScratchDir, both_runtimes, wait_until, write_records_file,
 };
 use serde_json::Value;
 
@@ -27,6 +27,26 @@ fn flapping(cycle: &[u16]) -> Behaviour {
             .map(|&status| Behaviour::Status(status))
             .collect(),
     )
+}
+
+/// The whole lines of a file another process is appending to (a line
+/// still being written is left out).
+fn whole_lines(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.split_inclusive('\n')
+        .filter_map(|line| line.strip_suffix('\n'))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{line:?}: {err}")))
+        .collect()
+}
+
+/// Whether `events` holds `kind` for `game` at least `times` times.
+fn emitted(events: &Path, game: &str, kind: &str, times: usize) -> bool {
+    let lines = whole_lines(events);
+    let count = lines
+        .iter()
+        .filter(|e| e["game_id"] == game && e["event_type"] == kind)
+        .count();
+    count >= times
 }
 
 fn json_lines(text: &str) -> Vec<Value> {
@@ -79,18 +99,29 @@ both_runtimes! {
             "20ms",
         ])
         .expect("start healthprobe");
-        let ticks_done = |count: usize| {
-            process.wait_for_stderr(PATIENCE, |stderr| {
-                stderr.matches("tick finished").count() >= count
-            })
+        // Each phase lasts until what it is for has happened, in the events
+        // and the journal (each flushed at its tick's end).
+        let waited = |what: &str, condition: &dyn Fn() -> bool| {
+            assert!(
+                wait_until(PATIENCE, condition),
+                "{what}: {}",
+                process.stderr()
+            );
         };
-        // The records change between ticks; exactly when does not matter, as
-        // the journal records each listing as it was pruned.
-        assert!(ticks_done(5), "{}", process.stderr());
+        waited("g0 failed and g1 recovered", &|| {
+            emitted(&events, "g0", "probe_failed", 1)
+                && emitted(&events, "g1", "probe_recovered", 1)
+        });
         write_records_file(&records, &without).expect("records");
-        assert!(ticks_done(10), "{}", process.stderr());
+        waited("a tick pruned g0 and g2", &|| {
+            whole_lines(&journal).iter().any(|input| {
+                let running = input["running"].as_array();
+                input["type"] == "prune"
+                    && running.is_some_and(|running| !running.contains(&Value::from("g0")))
+            })
+        });
         write_records_file(&records, &all).expect("records");
-        assert!(ticks_done(16), "{}", process.stderr());
+        waited("g0 failed again", &|| emitted(&events, "g0", "probe_failed", 2));
         process.interrupt().expect("SIGINT");
         let finished = process.wait(PATIENCE).expect("stops");
         assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);

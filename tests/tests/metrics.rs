@@ -6,8 +6,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use healthprobe_tests::{
-    Behaviour, Fleet, HealthprobeProcess, RuntimeRecord, ScratchDir, both_runtimes, http_get,
-    metrics_addr, refused_endpoint, scrape_metrics, wait_until, write_records_file,
+    Behaviour, Fleet, HealthprobeProcess, RefusedPort, RuntimeRecord, ScratchDir, both_runtimes,
+    http_get, metrics_addr, scrape_metrics, wait_until, write_records_file,
 };
 
 /// Bound on any wait in these tests; reached only when something is broken.
@@ -32,7 +32,8 @@ both_runtimes! {
         let records = dir.join("records.json");
         let events = dir.join("events.jsonl");
         let mut listed = fleet.records();
-        listed.push(RuntimeRecord::running("g4", "c4", refused_endpoint()));
+        let refused = RefusedPort::new();
+        listed.push(RuntimeRecord::running("g4", "c4", refused.url()));
         write_records_file(&records, &listed).expect("records file");
         let runtime_arg = match runtime {
             healthprobe_tests::Runtime::Threads => "threads",

@@ -9,7 +9,7 @@ use std::time::Duration;
 use healthprobe_core::{EventDetails, ProbeResult};
 use healthprobe_shell::probe::{ProbeClass, classify};
 use healthprobe_tests::{
-    Behaviour, Fleet, RuntimeRecord, TestWorker, both_runtimes, refused_endpoint, test_config,
+    Behaviour, Fleet, RefusedPort, RuntimeRecord, TestWorker, both_runtimes, test_config,
 };
 
 both_runtimes! {
@@ -23,7 +23,8 @@ both_runtimes! {
         ])
         .expect("start engines");
         let mut records = fleet.records();
-        records.push(RuntimeRecord::running("g5", "c5", refused_endpoint()));
+        let refused = RefusedPort::new();
+        records.push(RuntimeRecord::running("g5", "c5", refused.url()));
         let expected = [
             ProbeClass::Ok,
             ProbeClass::BadStatus,
@@ -33,7 +34,7 @@ both_runtimes! {
             ProbeClass::ConnectError,
         ];
         let mut config = test_config(1, 1);
-        config.probe_timeout = Duration::from_millis(300);
+        config.probe_timeout = Duration::from_secs(1);
         let mut worker = TestWorker::with_runtime(runtime, config, records);
         let (report, events) = worker.tick();
 

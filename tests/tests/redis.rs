@@ -253,36 +253,19 @@ fn d4_an_xadd_whose_reply_was_lost_is_not_added_twice() {
     let mut publisher = publisher(&redis, STREAM, 0).with_timeout(Duration::from_millis(300));
     publisher.publish(&recovered_at(0)).expect("Redis is up");
 
-    // Redis stops answering for 2 s; the XADD sent meanwhile waits in its
-    // socket, is applied when Redis wakes up, and its reply goes nowhere.
-    let port = redis.port();
-    let sleeper = std::thread::spawn(move || {
-        let client = redis::Client::open(("127.0.0.1", port)).expect("client");
-        let mut connection = client
-            .get_connection_with_timeout(Duration::from_secs(5))
-            .expect("connect");
-        connection
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        redis::cmd("DEBUG")
-            .arg("SLEEP")
-            .arg(2)
-            .query::<redis::Value>(&mut connection)
-            .expect("DEBUG SLEEP");
-    });
-    let asleep = wait_until(PATIENCE, || {
-        let mut probe = publisher_probe(port);
-        probe.ping().is_err()
-    });
-    assert!(asleep, "Redis never stopped answering");
+    // Redis stops answering (SIGSTOP) until the test lets it go on: the
+    // XADD sent meanwhile waits in its socket, is applied when Redis goes
+    // on, and its reply goes nowhere.
+    redis.pause();
     let err = publisher
         .publish(&recovered_at(5))
-        .expect_err("no reply while Redis sleeps");
+        .expect_err("no reply while Redis is stopped");
+    let port = redis.port();
     assert_eq!(
         err.to_string(),
         format!("redis 127.0.0.1:{port}/{STREAM}: timed out")
     );
-    sleeper.join().expect("sleeper");
+    redis.resume();
     assert!(
         wait_until(PATIENCE, || redis.len(STREAM) == 2),
         "the XADD without a reply was applied"
@@ -295,14 +278,6 @@ fn d4_an_xadd_whose_reply_was_lost_is_not_added_twice() {
         redis.events(STREAM),
         [recovered_at(0), recovered_at(5), recovered_at(10)]
     );
-}
-
-/// A publisher on `port` with a short timeout, to see whether Redis answers.
-fn publisher_probe(port: u16) -> RedisStreamPublisher {
-    let target = RedisTarget::parse(&format!("redis://127.0.0.1:{port}/probe")).expect("valid");
-    RedisStreamPublisher::new(target, 0)
-        .expect("client")
-        .with_timeout(Duration::from_millis(200))
 }
 
 #[test]

@@ -16,14 +16,13 @@ use healthprobe_shell::probe::{ProbeClass, Prober, classify};
 use healthprobe_shell::probe_async::AsyncProber;
 use healthprobe_shell::tls::{TlsClient, TlsOptions};
 use healthprobe_tests::{
-    Behaviour, EngineTls, HUGE_BODY_BYTES, Runtime, ScratchDir, TestCa, TestEngine, Validity,
-    both_runtimes,
+    Behaviour, EngineTls, HANG_GUARD, HUGE_BODY_BYTES, Runtime, ScratchDir, TestCa, TestEngine,
+    Validity, both_runtimes,
 };
 
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Slack for wall time on a busy two-core machine.
-const MARGIN: Duration = Duration::from_millis(1500);
+/// Seven times the slowest successful handshake and probe seen on the
+/// loaded two-core machine (286 ms in a debug build at a load of 10).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The CA the engines' good certificates come from, made once per test binary.
 fn ca() -> &'static TestCa {
@@ -100,7 +99,7 @@ fn assert_tls_failure(outcome: &(ProbeResult, ProbeClass), took: Duration, expec
     assert_eq!(*class, ProbeClass::Tls, "{result:?}");
     // A journal's text is classed the same again.
     assert_eq!(classify(result), ProbeClass::Tls, "{result:?}");
-    assert!(took < PROBE_TIMEOUT + MARGIN, "the probe took {took:?}");
+    assert!(took < HANG_GUARD, "the probe took {took:?}");
 }
 
 both_runtimes! {
@@ -254,7 +253,7 @@ both_runtimes! {
                 ProbeClass::Timeout
             )
         );
-        assert!(took < PROBE_TIMEOUT + MARGIN, "the probe took {took:?}");
+        assert!(took < HANG_GUARD, "the probe took {took:?}");
     }
 
     /// An `https://` endpoint on a plain HTTP engine, which answers the
@@ -311,7 +310,7 @@ both_runtimes! {
                 ProbeClass::Other
             )
         );
-        assert!(took < PROBE_TIMEOUT + MARGIN, "the probe took {took:?}");
+        assert!(took < HANG_GUARD, "the probe took {took:?}");
     }
 
     /// A 200 with a 1 GiB body is healthy and the body is not read.
@@ -320,7 +319,7 @@ both_runtimes! {
         let (_dir, tls) = trusting(None);
         let (outcome, took) = probe(runtime, &tls, &engine.url());
         assert_eq!(outcome, (ProbeResult::Healthy, ProbeClass::Ok));
-        assert!(took < PROBE_TIMEOUT + MARGIN, "the probe took {took:?}");
+        assert!(took < HANG_GUARD, "the probe took {took:?}");
         // The engine stops writing once the client is gone: what it wrote
         // is bounded by socket buffers, far below the body's size.
         healthprobe_tests::wait_until(Duration::from_secs(5), || engine.serving() == 0);
@@ -344,7 +343,7 @@ both_runtimes! {
         .unwrap();
         let run = |cert_file: Option<&std::path::Path>| {
             let mut command = std::process::Command::new(healthprobe_tests::healthprobe_binary());
-            command.args(["run", "--ticks", "1", "--failures-threshold", "1", "--probe-timeout", "500ms", "--runtime", runtime_flag, "--records"]).arg(&records);
+            command.args(["run", "--ticks", "1", "--failures-threshold", "1", "--probe-timeout", "2s", "--runtime", runtime_flag, "--records"]).arg(&records);
             command.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
             if let Some(file) = cert_file {
                 command.env("SSL_CERT_FILE", file);
@@ -384,7 +383,7 @@ fn run_cli(
             "--failures-threshold",
             "1",
             "--probe-timeout",
-            "500ms",
+            "2s",
         ])
         .args(["--runtime", runtime_flag, "--records"])
         .arg(&records)

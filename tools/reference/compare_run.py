@@ -7,7 +7,8 @@ ticks back to back, the same threshold and probe timeout. Compared per game:
 the sequence of (event_type, container_id, details without last_error).
 Transport-error texts are listed when they differ: healthprobe words them
 itself (`timeout`, `connection refused`, ...) where Go prints its net/http
-errors (`Get "URL": context deadline exceeded`, ...). Exit 1 on any difference.
+errors (`Get "URL": context deadline exceeded`, ...). Exit 1 on any difference,
+if either worker or the fleet fails, or if neither worker emitted an event.
 
 With --tls the fleet serves HTTPS (certificates from a CA made by
 serve_fleet, whose certificate healthprobe gets through --ca-file and the
@@ -26,11 +27,14 @@ usage: compare_run.py SERVE_FLEET HEALTHPROBE REFRUN [threads|async] [--tls] [--
                (cargo build --release -p healthprobe-tests --example serve_fleet)
   REFRUN:      target/reference/bin/refrun (tools/reference/build.sh)
 """
+import atexit
 import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 SPEC = ";".join([
     "200", "503", "500,500,200", "hang", "close", "500,500,500,200,200,200", "404,200",
@@ -41,22 +45,29 @@ TLS_FAULTS = ";".join([
     "tls-mtls",
 ])
 TICKS, THRESHOLD, TIMEOUT = "8", "2", "500ms"
-CA_FILE = "/tmp/healthprobe-compare-ca.pem"
+# The records file and the fleet's CA certificate, private to this run.
+SCRATCH = tempfile.mkdtemp(prefix="healthprobe-compare-")
+CA_FILE = os.path.join(SCRATCH, "ca.pem")
+atexit.register(shutil.rmtree, SCRATCH, True)
 
 
 def run_on_fresh_fleet(serve_fleet, command, tls, env=None, reuse=False):
-    records = "/tmp/healthprobe-compare-records.json"
+    records = os.path.join(SCRATCH, "records.json")
     fleet_args = [serve_fleet] + (["--keep-alive", "mixed"] if reuse else []) + (
         ["--tls", CA_FILE] if tls else []) + [
         records, "spec", SPEC + (";" + TLS_FAULTS if tls else "")]
     fleet = subprocess.Popen(fleet_args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    fleet.stdout.readline()  # "ready ..."
+    ready = fleet.stdout.readline()
     try:
+        if not ready.startswith("ready"):
+            sys.exit(f"compare_run: {serve_fleet} did not start its fleet (said {ready!r})")
         out = subprocess.run(command(records), capture_output=True, text=True, timeout=120,
                              env=env)
     finally:
         fleet.stdin.close()
         fleet.wait()
+    if out.returncode != 0:
+        sys.exit(f"compare_run: {command(records)[0]} exited {out.returncode}:\n{out.stderr[-2000:]}")
     return [json.loads(line) for line in out.stdout.split("\n") if line]
 
 
@@ -101,6 +112,8 @@ def main():
     events = sum(len(v) for v in ours.values())
     print(f"compare_run ({runtime}{', tls' if tls else ''}{', reuse' if reuse else ''}): {len(games) - different}/{len(games)} games with identical events "
           f"({events} events)")
+    if not games:
+        sys.exit("compare_run: neither worker emitted an event: nothing was compared")
     sys.exit(1 if different else 0)
 
 

@@ -5,8 +5,10 @@ reference Go worker's bookkeeping (tools/reference/build.sh), event by event.
 Random thresholds 1-6, up to 8 games, prunes (with duplicates), container
 changes, statuses incl. 0 and odd codes, odd error strings (unicode, quotes,
 HTML, control characters, U+2028), timestamps with fractions and offsets.
-Compares the parsed events (order, fields, details, occurred_at) and counts
-byte-identical outputs. Exit 1 on any difference.
+Requires byte-identical output (the README's promise: JSON lines escaped as
+Go's encoding/json escapes them), and says for each difference whether the
+parsed events differ too or only their bytes. Exit 1 on any difference, or
+if the journals gave no event at all (nothing would have been compared).
 
 usage: differential.py HEALTHPROBE REFREPLAY [JOURNALS]
 """
@@ -57,29 +59,41 @@ def events(stdout):
     return [json.loads(line) for line in stdout.decode().split("\n") if line]
 
 
+def first_difference(ours, reference):
+    """The first line (1-based) where two outputs differ, and both lines."""
+    a, b = ours.split(b"\n"), reference.split(b"\n")
+    for number, (x, y) in enumerate(zip(a, b), 1):
+        if x != y:
+            return number, x, y
+    number = min(len(a), len(b)) + 1
+    return number, b"\n".join(a[number - 1:]), b"\n".join(b[number - 1:])
+
+
 def main():
     ours, reference = sys.argv[1], sys.argv[2]
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 300
-    different = identical_bytes = total_events = 0
+    different = total_events = 0
     for run in range(runs):
         rng = random.Random(run)
         threshold = str(rng.randint(1, 6))
         data = journal(rng)
         a = subprocess.run([ours, "replay", "--failures-threshold", threshold, "-"], input=data, capture_output=True)
         b = subprocess.run([reference, "--failures-threshold", threshold], input=data, capture_output=True)
-        ea, eb = events(a.stdout), events(b.stdout)
-        total_events += len(eb)
-        if a.returncode or b.returncode or ea != eb:
-            different += 1
-            print(f"journal {run}: exit {a.returncode}/{b.returncode}; {len(ea)} vs {len(eb)} events", file=sys.stderr)
-            print(a.stderr.decode()[:300], b.stderr.decode()[:300], file=sys.stderr)
-            for x, y in zip(ea, eb):
-                if x != y:
-                    print(f"  healthprobe: {x}\n  reference:   {y}", file=sys.stderr)
-                    break
-        identical_bytes += a.stdout == b.stdout
-    print(f"differential: {runs - different}/{runs} journals give equal events ({total_events} events); "
-          f"{identical_bytes}/{runs} byte-identical")
+        total_events += b.stdout.count(b"\n")
+        if a.returncode == 0 and b.returncode == 0 and a.stdout == b.stdout:
+            continue
+        different += 1
+        print(f"journal {run} (threshold {threshold}): exit {a.returncode}/{b.returncode}", file=sys.stderr)
+        if a.returncode or b.returncode:
+            print(a.stderr.decode(errors="replace")[:300], b.stderr.decode(errors="replace")[:300], file=sys.stderr)
+            continue
+        parsed = "equal events, different bytes" if events(a.stdout) == events(b.stdout) else "different events"
+        line, x, y = first_difference(a.stdout, b.stdout)
+        print(f"  {parsed}; first at line {line}:\n  healthprobe: {x!r}\n  reference:   {y!r}", file=sys.stderr)
+    print(f"differential: {runs - different}/{runs} journals give byte-identical output ({total_events} events)")
+    if total_events == 0:
+        print("differential: no journal gave an event: nothing was compared", file=sys.stderr)
+        sys.exit(1)
     sys.exit(1 if different else 0)
 
 

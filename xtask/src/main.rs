@@ -1,12 +1,13 @@
 //! `cargo xtask test`: the README's one test command.
 //!
 //! The suite starts real PostgreSQL and Redis servers of its own on
-//! 127.0.0.1 (`tests/src/postgres.rs`, `tests/src/redis.rs`). This finds
+//! 127.0.0.1 (`tests/src/postgres.rs`, `tests/src/redis.rs`), and checks the
+//! systemd unit with `systemd-analyze` (`tests/tests/deploy.rs`). This finds
 //! them exactly where those tests look (it compiles the tests' own
 //! `tests/src/servers.rs`); when one is missing and this is Debian or
 //! Ubuntu (`apt-get` exists) run as root or with passwordless `sudo`, it
-//! installs Debian's `postgresql` and `redis-server` packages; otherwise it
-//! says exactly what to install and exits 1. Then it runs
+//! installs Debian's `postgresql`, `redis-server` and `systemd` packages;
+//! otherwise it says exactly what to install and exits 1. Then it runs
 //! `cargo test --workspace --no-fail-fast`, with any further arguments
 //! passed on, and exits with its status.
 //!
@@ -24,16 +25,20 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test [ARGS...]  find PostgreSQL and redis-server (installing Debian's packages
-                  when root or passwordless sudo allows), then run
-                  `cargo test --workspace --no-fail-fast ARGS...`
-  servers         only find or install the servers, and say where they are
+  test [ARGS...]  find PostgreSQL, redis-server and systemd-analyze (installing
+                  Debian's packages when root or passwordless sudo allows),
+                  then run `cargo test --workspace --no-fail-fast ARGS...`
+  servers         only find or install them, and say where they are
   help            this text
 ";
 
-/// The Debian packages the suite's servers come from.
+/// The Debian packages the suite's servers and programs come from.
 const POSTGRES_PACKAGE: &str = "postgresql";
 const REDIS_PACKAGE: &str = "redis-server";
+const SYSTEMD_PACKAGE: &str = "systemd";
+
+/// What checks the systemd unit (`tests/tests/deploy.rs` runs it from `PATH`).
+const SYSTEMD_ANALYZE: &str = "systemd-analyze";
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
@@ -74,6 +79,8 @@ struct Found {
     postgres_user: bool,
     /// The `redis-server` program.
     redis: Option<PathBuf>,
+    /// The `systemd-analyze` program.
+    systemd_analyze: Option<PathBuf>,
 }
 
 impl Found {
@@ -82,6 +89,10 @@ impl Found {
             postgres: servers::postgres_bin_dir(),
             postgres_user: servers::system_user("postgres").is_some(),
             redis: servers::redis_server_path(),
+            systemd_analyze: servers::resolve_program(
+                Path::new(SYSTEMD_ANALYZE),
+                std::env::var_os("PATH"),
+            ),
         }
     }
 
@@ -94,6 +105,9 @@ impl Found {
         if self.redis.is_none() {
             packages.push(REDIS_PACKAGE);
         }
+        if self.systemd_analyze.is_none() {
+            packages.push(SYSTEMD_PACKAGE);
+        }
         packages
     }
 
@@ -101,7 +115,7 @@ impl Found {
     /// this cannot install it.
     fn what_to_install(&self, root: bool, why_not: &str) -> String {
         let mut text = String::from(
-            "the PostgreSQL and Redis tests need servers this machine does not have:\n",
+            "the PostgreSQL, Redis and deploy tests need programs this machine does not have:\n",
         );
         if self.postgres.is_none() {
             let _ = writeln!(
@@ -122,13 +136,17 @@ impl Found {
                 servers::redis_server_program().display()
             );
         }
+        if self.systemd_analyze.is_none() {
+            let _ = writeln!(text, "  - {SYSTEMD_ANALYZE}: not on PATH");
+        }
         let packages = self.missing_packages(root).join(" ");
         let _ = write!(
             text,
             "{why_not}, so install them and run `cargo xtask test` again:\n  \
              on Debian or Ubuntu: sudo apt-get install {packages}\n  \
              elsewhere: PostgreSQL's server programs `initdb` and `postgres` on PATH, \
-             and `redis-server` on PATH (or REDIS_SERVER=/path/to/redis-server)"
+             `redis-server` on PATH (or REDIS_SERVER=/path/to/redis-server), \
+             and systemd's `{SYSTEMD_ANALYZE}` on PATH"
         );
         text
     }
@@ -174,7 +192,7 @@ fn ensure_servers() -> Result<(), String> {
         Err(why_not) => return Err(found.what_to_install(root, &why_not)),
     };
     eprintln!(
-        "xtask: installing Debian's {} for the PostgreSQL and Redis tests",
+        "xtask: installing Debian's {} for the PostgreSQL, Redis and deploy tests",
         missing.join(" ")
     );
     for command in installer.commands(&missing) {
@@ -196,16 +214,17 @@ fn ensure_servers() -> Result<(), String> {
     Ok(())
 }
 
-/// Say where the servers are.
+/// Say where the servers and programs are.
 fn report(found: &Found) {
     let shown = |path: &Option<PathBuf>| {
         path.as_deref()
             .map_or_else(|| "(missing)".into(), |p| p.display().to_string())
     };
     eprintln!(
-        "xtask: PostgreSQL in {}, redis-server at {}",
+        "xtask: PostgreSQL in {}, redis-server at {}, {SYSTEMD_ANALYZE} at {}",
         shown(&found.postgres),
-        shown(&found.redis)
+        shown(&found.redis),
+        shown(&found.systemd_analyze)
     );
 }
 
@@ -290,6 +309,7 @@ mod tests {
 
     fn found(postgres: bool, postgres_user: bool, redis: bool) -> Found {
         Found {
+            systemd_analyze: Some(PathBuf::from("/usr/bin/systemd-analyze")),
             postgres: postgres.then(|| PathBuf::from("/usr/lib/postgresql/15/bin")),
             postgres_user,
             redis: redis.then(|| PathBuf::from("/usr/bin/redis-server")),
@@ -339,6 +359,22 @@ mod tests {
         assert!(text.contains("the `postgres` system user"), "{text}");
         assert!(!text.contains("redis-server:"), "{text}");
         assert!(text.contains("sudo apt-get install postgresql\n"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_systemd_analyze_is_installed_from_systemd() {
+        let without = Found {
+            systemd_analyze: None,
+            ..found(true, true, true)
+        };
+        assert_eq!(without.missing_packages(true), ["systemd"]);
+        let text = without.what_to_install(true, "why");
+        assert!(
+            text.contains("  - systemd-analyze: not on PATH\n"),
+            "{text}"
+        );
+        assert!(text.contains("sudo apt-get install systemd\n"), "{text}");
+        assert!(!text.contains("redis-server:"), "{text}");
     }
 
     #[test]

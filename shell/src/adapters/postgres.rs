@@ -958,15 +958,11 @@ mod tests {
             err.to_string().ends_with(": no answer within 200ms"),
             "{err}"
         );
-        // The stuck request is not doubled: the next listing fails at once.
-        let started = std::time::Instant::now();
+        // The stuck request is not doubled: the next listing fails at once,
+        // saying so, instead of sending another and waiting out the bound.
         let err = store.list_running().expect_err("still unanswered");
-        assert!(
-            started.elapsed() < Duration::from_millis(150),
-            "{:?}",
-            started.elapsed()
-        );
         assert!(err.to_string().contains("still unanswered"), "{err}");
+        assert!(!err.to_string().contains("no answer within"), "{err}");
         // Once the server goes away the stuck request ends, and the next
         // listing tries again (and fails on the closed port).
         drop(silent);

@@ -153,6 +153,7 @@ impl<T> IdlePool<T> {
     }
 
     /// The most idle connections it holds.
+    #[cfg(feature = "async")]
     pub(crate) fn capacity(&self) -> usize {
         self.inner
             .lock()
