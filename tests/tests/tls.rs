@@ -6,7 +6,7 @@
 //! [`ProbeClass::Tls`], within the probe timeout; the head cap and "body
 //! never read" hold over TLS; trust comes from the system store as Go reads
 //! it (`SSL_CERT_FILE`) or `--ca-file`; a certificate replaced between probes
-//! is verified afresh (remembered signatures never bless another one).
+//! is verified afresh.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -130,12 +130,9 @@ both_runtimes! {
         assert_tls_failure(&outcome, took, "tls: certificate is valid for localhost, not 127.0.0.1");
     }
 
-    /// Certificate signatures that verified are remembered
-    /// (`probing/signatures.rs`), never the verdict: an engine whose
-    /// certificate is replaced between probes — by one from a CA not
-    /// trusted, by an expired one, by one for another host — fails the next
-    /// probe as a fresh prober would, and is healthy again once a good
-    /// certificate is back.
+    /// An engine whose certificate is replaced between probes — by one from
+    /// a CA not trusted, by an expired one, by one for another host — fails
+    /// the next probe, and is healthy again once a good certificate is back.
     fn tls_a_certificate_replaced_between_probes_is_verified_afresh(runtime) {
         let engine = good_engine(Behaviour::Status(200));
         let good = EngineTls::Serve(

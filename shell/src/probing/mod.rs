@@ -9,6 +9,4 @@ pub mod probe;
 #[cfg(feature = "async")]
 pub mod probe_async;
 pub mod reuse;
-pub mod signatures;
 pub mod tls;
-mod x25519;
