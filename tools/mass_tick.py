@@ -14,8 +14,8 @@ Each engine takes a file descriptor in its fleet process, and each kept
 connection one more there and one in the worker: where the hard limit of
 open files is 20,000 (`ulimit -Hn`), 100,000 engines are six fleet
 processes of 16,667 without reuse, and twelve of 8,334 with
-`--reuse-connections` (then six shards, each keeping its 16,700
-connections: `--max-idle-connections 17000`).
+`--connections keep` (then six shards, each keeping its 16,700
+connections, which its open-file limit leaves room for).
 
     cargo build --release -p healthprobe-shell -p healthprobe-tests --examples
     python3 tools/mass_tick.py target/release/examples/mass_fleet \\
@@ -23,7 +23,7 @@ connections: `--max-idle-connections 17000`).
     # one worker, fresh connections:
     #   ... mass_fleet healthprobe 100002 16667 1 3
     # six shards with reuse:
-    #   ... mass_fleet healthprobe 100008 8334 6 10 -- --reuse-connections --max-idle-connections 17000
+    #   ... mass_fleet healthprobe 100008 8334 6 10 -- --connections keep
     # the reference on the same fleet:
     #   ... mass_fleet healthprobe 100002 16667 1 3 --refrun target/reference/bin/refrun
 """

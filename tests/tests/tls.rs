@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use healthprobe_core::ProbeResult;
+use healthprobe_shell::connections::{ConnectionPolicy, Connections};
 use healthprobe_shell::probe::{ProbeClass, Prober, classify};
 use healthprobe_shell::probe_async::AsyncProber;
 use healthprobe_shell::tls::{TlsClient, TlsOptions};
@@ -68,13 +69,15 @@ fn good_engine(behaviour: Behaviour) -> TestEngine {
     engine_with(&["127.0.0.1", "localhost"], Validity::Current, behaviour)
 }
 
-/// One probe of `url` on `runtime`, with how long it took.
+/// One probe of `url` on `runtime` by a new prober (its connections as by
+/// default: kept for `https://`), with how long it took.
 fn probe(runtime: Runtime, tls: &TlsClient, url: &str) -> ((ProbeResult, ProbeClass), Duration) {
+    let policy = ConnectionPolicy::new(Connections::Auto, Duration::from_secs(1), 16);
     let started = Instant::now();
     let outcome = match runtime {
-        Runtime::Threads => Prober::with_tls(PROBE_TIMEOUT, tls.clone()).probe_classified(url),
+        Runtime::Threads => Prober::new(PROBE_TIMEOUT, tls.clone(), policy).probe_classified(url),
         Runtime::Async => tokio_runtime()
-            .block_on(AsyncProber::with_tls(PROBE_TIMEOUT, tls.clone()).probe_classified(url)),
+            .block_on(AsyncProber::new(PROBE_TIMEOUT, tls.clone(), policy).probe_classified(url)),
     };
     (outcome, started.elapsed())
 }

@@ -99,62 +99,24 @@ pub fn panicked(record: &RuntimeRecord, payload: &(dyn Any + Send)) -> (ProbeRes
 #[derive(Debug, Clone)]
 pub struct ThreadFanout<P = Prober> {
     prober: P,
-    pool_warning: PoolWarning,
 }
 
 /// A blocking probe: what [`ThreadFanout`] runs on its threads.
 pub trait BlockingProbe: Send + Sync + std::fmt::Debug {
     /// Probe one engine endpoint; the result and its kind.
     fn probe(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass);
-
-    /// The most idle connections kept between batches, if any are.
-    fn max_idle_connections(&self) -> Option<usize> {
-        None
-    }
 }
 
 impl BlockingProbe for Prober {
     fn probe(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         self.probe_classified(engine_endpoint)
     }
-
-    fn max_idle_connections(&self) -> Option<usize> {
-        Prober::max_idle_connections(self)
-    }
-}
-
-/// Warns, once per fan-out, when connections are reused but the pool is
-/// smaller than a batch: a sweep then evicts each kept connection (least
-/// recently used first) before its engine comes round again.
-#[derive(Debug, Clone, Default)]
-struct PoolWarning {
-    warned: bool,
-}
-
-impl PoolWarning {
-    fn check(&mut self, max_idle: Option<usize>, games: usize) {
-        let Some(max_idle) = max_idle else {
-            return;
-        };
-        if games > max_idle && !self.warned {
-            self.warned = true;
-            warn!(
-                max_idle_connections = max_idle,
-                games,
-                "more games than --max-idle-connections: each tick evicts kept connections \
-                 before their engines come round again, so few or none are reused"
-            );
-        }
-    }
 }
 
 impl<P: BlockingProbe> ThreadFanout<P> {
     /// Probe with `prober` on threads.
     pub fn new(prober: P) -> Self {
-        Self {
-            prober,
-            pool_warning: PoolWarning::default(),
-        }
+        Self { prober }
     }
 }
 
@@ -172,8 +134,6 @@ impl<P: BlockingProbe> ProbeFanout for ThreadFanout<P> {
         fold: &mut dyn FnMut(Probed),
     ) {
         let jobs: &[RuntimeRecord] = batch.jobs();
-        self.pool_warning
-            .check(self.prober.max_idle_connections(), jobs.len());
         let threads = max_concurrency.min(jobs.len());
         let next_job = AtomicUsize::new(0);
         let (sender, receiver) = mpsc::channel::<Probed>();
@@ -251,11 +211,6 @@ pub trait AsyncProbe: Clone + Send + Sync + std::fmt::Debug + 'static {
         &self,
         engine_endpoint: &str,
     ) -> impl std::future::Future<Output = (ProbeResult, ProbeClass)> + Send;
-
-    /// The most idle connections kept between batches, if any are.
-    fn max_idle_connections(&self) -> Option<usize> {
-        None
-    }
 }
 
 #[cfg(feature = "async")]
@@ -266,10 +221,6 @@ impl AsyncProbe for AsyncProber {
     ) -> impl std::future::Future<Output = (ProbeResult, ProbeClass)> + Send {
         self.probe_classified(engine_endpoint)
     }
-
-    fn max_idle_connections(&self) -> Option<usize> {
-        AsyncProber::max_idle_connections(self)
-    }
 }
 
 /// Probe tasks on the fan-out's own tokio runtime ([`Runtime::Async`]).
@@ -278,7 +229,6 @@ impl AsyncProbe for AsyncProber {
 pub struct TaskFanout<P = AsyncProber> {
     runtime: tokio::runtime::Runtime,
     prober: P,
-    pool_warning: PoolWarning,
 }
 
 #[cfg(feature = "async")]
@@ -292,11 +242,7 @@ impl<P: AsyncProbe> TaskFanout<P> {
             .enable_io()
             .enable_time()
             .build()?;
-        Ok(Self {
-            runtime,
-            prober,
-            pool_warning: PoolWarning::default(),
-        })
+        Ok(Self { runtime, prober })
     }
 }
 
@@ -314,8 +260,6 @@ impl<P: AsyncProbe> ProbeFanout for TaskFanout<P> {
         shutdown: &Shutdown,
         fold: &mut dyn FnMut(Probed),
     ) {
-        self.pool_warning
-            .check(self.prober.max_idle_connections(), batch.jobs().len());
         let (sender, receiver) = mpsc::channel::<Vec<Probed>>();
         self.runtime.spawn(drive_probe_tasks(
             self.prober.clone(),
