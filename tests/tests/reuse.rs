@@ -30,11 +30,12 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const MARGIN: Duration = Duration::from_millis(1500);
 
 /// A prober of either runtime, keeping connections or not. The async one
-/// runs on a runtime of its own that keeps running between probes, as the
-/// worker's does: hyper watches idle connections from their own tasks.
+/// probes in tasks of a runtime of its own that keeps running between
+/// probes, as the worker's fan-out does: hyper watches idle connections,
+/// and returns kept ones to its pool, from tasks of their own.
 enum AnyProber {
     Threads(Prober),
-    Async(AsyncProber, tokio::runtime::Runtime),
+    Async(Box<(AsyncProber, tokio::runtime::Runtime)>),
 }
 
 impl AnyProber {
@@ -45,14 +46,14 @@ impl AnyProber {
     fn with(runtime: Runtime, policy: ConnectionPolicy, tls: TlsClient, timeout: Duration) -> Self {
         match runtime {
             Runtime::Threads => Self::Threads(Prober::new(timeout, tls, policy)),
-            Runtime::Async => Self::Async(
+            Runtime::Async => Self::Async(Box::new((
                 AsyncProber::new(timeout, tls, policy),
                 tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .enable_all()
                     .build()
                     .unwrap(),
-            ),
+            ))),
         }
     }
 
@@ -63,7 +64,13 @@ impl AnyProber {
     fn probe(&self, url: &str) -> (ProbeResult, ProbeClass) {
         match self {
             Self::Threads(prober) => prober.probe_classified(url),
-            Self::Async(prober, runtime) => runtime.block_on(prober.probe_classified(url)),
+            Self::Async(parts) => {
+                let (prober, runtime) = &**parts;
+                let (prober, url) = (prober.clone(), url.to_owned());
+                runtime
+                    .block_on(runtime.spawn(async move { prober.probe_classified(&url).await }))
+                    .unwrap()
+            }
         }
     }
 }

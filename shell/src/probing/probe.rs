@@ -22,12 +22,14 @@
 //!   probers use to word their errors, so the two cannot drift apart.
 
 use std::cell::Cell;
+use std::hash::{DefaultHasher, Hasher};
 use std::io::{self, Read, Write};
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use healthprobe_core::ProbeResult;
-use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use rustls::{ClientConnection, StreamOwned};
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
@@ -144,8 +146,8 @@ pub fn unexpected_status(status: u16) -> String {
     format!("unexpected status {status}")
 }
 
-/// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) through one shared
-/// ureq [`Agent`] and its connection pool.
+/// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) through ureq
+/// [`Agent`]s as they ship, and their connection pools.
 ///
 /// Cheap to share by reference across probe threads (`Sync`). A probe
 /// whose connection is fresh ([`Connections::keeps`]) sends `Connection:
@@ -154,9 +156,53 @@ pub fn unexpected_status(status: u16) -> String {
 /// reads the (small) body to its end so that ureq pools the connection.
 #[derive(Debug, Clone)]
 pub struct Prober {
-    agent: Agent,
+    agents: Arc<Agents>,
     probe_timeout: Duration,
     connections: Connections,
+}
+
+/// Kept connections per agent, about: ureq's pool walks all its idle
+/// connections, comparing their addresses pairwise, on every connect and
+/// every return, so a pool must stay small (one agent over 1,000 kept
+/// connections spent minutes of CPU on a tick; benches/README.md).
+const KEPT_PER_AGENT: usize = 4;
+
+/// Most agents a prober spreads its engines over.
+const MOST_AGENTS: usize = 16_384;
+
+/// ureq agents of one configuration, TLS client and [`KeptBudget`], made
+/// as first needed: an engine's probes always go through the agent its
+/// address hashes to, whose pool keeps its connection.
+#[derive(Debug)]
+struct Agents {
+    config: Config,
+    tls: TlsClient,
+    budget: Arc<KeptBudget>,
+    shards: Box<[OnceLock<Agent>]>,
+}
+
+impl Agents {
+    /// The agent of the engine `url` names.
+    fn of(&self, url: &str) -> &Agent {
+        let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = authority.split('/').next().unwrap_or_default();
+        let mut hasher = DefaultHasher::new();
+        for byte in authority.bytes() {
+            hasher.write_u8(byte.to_ascii_lowercase());
+        }
+        let shard = (hasher.finish() % self.shards.len() as u64) as usize;
+        self.shards[shard].get_or_init(|| {
+            let connector = ()
+                .chain(TcpConnector::default())
+                .chain(TlsConnector {
+                    tls: self.tls.clone(),
+                })
+                .chain(KeepingConnector {
+                    budget: Arc::clone(&self.budget),
+                });
+            Agent::with_parts(self.config.clone(), connector, ClassifyingResolver)
+        })
+    }
 }
 
 impl Prober {
@@ -183,16 +229,14 @@ impl Prober {
             .max_idle_age(policy.idle_timeout)
             .user_agent(USER_AGENT)
             .build();
-        let connector = ()
-            .chain(TcpConnector::default())
-            .chain(TlsConnector {
-                config: tls.probe_config(),
-            })
-            .chain(KeepingConnector {
-                budget: KeptBudget::new(policy.max_idle),
-            });
+        let shards = (policy.max_idle / KEPT_PER_AGENT).clamp(1, MOST_AGENTS);
         Self {
-            agent: Agent::with_parts(config, connector, ClassifyingResolver),
+            agents: Arc::new(Agents {
+                config,
+                tls,
+                budget: KeptBudget::new(policy.max_idle),
+                shards: (0..shards).map(|_| OnceLock::new()).collect(),
+            }),
             probe_timeout,
             connections: policy.connections,
         }
@@ -212,8 +256,9 @@ impl Prober {
         let https = url
             .get(..8)
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        let agent = self.agents.of(&url);
         if !self.connections.keeps(https) {
-            return match self.agent.get(&url).header("connection", "close").call() {
+            return match agent.get(&url).header("connection", "close").call() {
                 // The body is dropped unread: the connection closes with it.
                 Ok(response) => answered(response.status().as_u16()),
                 Err(err) => failed_with(&err),
@@ -221,7 +266,7 @@ impl Prober {
         }
         let started = Instant::now();
         CALL.set(Call::keeping());
-        let mut response = self.agent.get(&url).call();
+        let mut response = agent.get(&url).call();
         let call = CALL.get();
         if let Err(Error::Io(io)) = &response
             && !call.connected
@@ -235,8 +280,7 @@ impl Prober {
                 CALL.set(Call::default());
                 return failed(ProbeClass::Timeout, reason::TIMEOUT.to_owned());
             }
-            response = self
-                .agent
+            response = agent
                 .get(&url)
                 .config()
                 .timeout_global(Some(left))
@@ -437,12 +481,12 @@ pub(crate) fn describe_io(err: &io::Error) -> (ProbeClass, String) {
 }
 
 /// TLS for `https://` probes: ureq's own rustls connector, but with the
-/// run's [`ClientConfig`] ([`TlsClient::probe_config`]: our trust, the
+/// run's [`rustls::ClientConfig`] ([`TlsClient::probe_config`]: our trust, the
 /// client certificate, resumption off), which ureq's `TlsConfig` cannot
 /// express; a failed handshake is a [`TlsFailure`] worded for the host.
 #[derive(Debug)]
 struct TlsConnector {
-    config: Arc<ClientConfig>,
+    tls: TlsClient,
 }
 
 impl<In: Transport> Connector<In> for TlsConnector {
@@ -466,7 +510,7 @@ impl<In: Transport> Connector<In> for TlsConnector {
             .unwrap_or_default();
         let tls_error = |text: String| Error::Io(TlsFailure(text).into_io());
         let name = tls::server_name(host).map_err(tls_error)?;
-        let mut conn = ClientConnection::new(Arc::clone(&self.config), name)
+        let mut conn = ClientConnection::new(self.tls.probe_config(), name)
             .map_err(|err| tls_error(tls::describe_tls(&err, Some(host))))?;
         let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
         sock.set_timeout(details.timeout);
@@ -551,7 +595,10 @@ pub(crate) fn cannot_resolve(host: &str, why: &dyn std::fmt::Display) -> String 
 }
 
 /// ureq's resolver, its failures carried as [`ResolveFailed`] so that a
-/// failed lookup is classed [`ProbeClass::ConnectError`] by its type.
+/// failed lookup is classed [`ProbeClass::ConnectError`] by its type, and
+/// an IP address taken as it is: ureq's resolver starts a thread for every
+/// lookup bounded by a timeout, even of an IP address, which cost most of
+/// a fresh probe's CPU (benches/README.md).
 #[derive(Debug)]
 struct ClassifyingResolver;
 
@@ -562,6 +609,16 @@ impl Resolver for ClassifyingResolver {
         config: &Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, Error> {
+        let host = uri.host().unwrap_or_default();
+        let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+        if let (Ok(ip), Some(port)) = (
+            bare.unwrap_or(host).parse::<IpAddr>(),
+            uri.port_u16().or_else(|| default_port(uri)),
+        ) {
+            let mut addrs = self.empty();
+            addrs.push(SocketAddr::new(ip, port));
+            return Ok(addrs);
+        }
         DefaultResolver::default()
             .resolve(uri, config, timeout)
             .map_err(|err| match err {
@@ -572,6 +629,15 @@ impl Resolver for ClassifyingResolver {
                 }
                 other => other,
             })
+    }
+}
+
+/// The port of a URL without one: 80 for `http`, 443 for `https`.
+fn default_port(uri: &Uri) -> Option<u16> {
+    match uri.scheme_str() {
+        Some(scheme) if scheme.eq_ignore_ascii_case("http") => Some(80),
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => Some(443),
+        _ => None,
     }
 }
 
@@ -753,5 +819,40 @@ pub(crate) mod tests {
                 other => panic!("{endpoint:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn ip_addresses_resolve_in_place_with_their_scheme_s_port() {
+        let resolve = |url: &str| {
+            let uri: Uri = url.parse().expect("test uri");
+            let timeout = NextTimeout {
+                after: ureq::unversioned::transport::time::Duration::Exact(Duration::from_secs(1)),
+                ..NextTimeout::default()
+            };
+            ClassifyingResolver
+                .resolve(&uri, &Config::default(), timeout)
+                .map(|addrs| addrs.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(|err| describe(&err).0)
+        };
+        assert_eq!(
+            resolve("http://127.0.0.1:8080/healthz"),
+            Ok(vec!["127.0.0.1:8080".to_owned()])
+        );
+        assert_eq!(
+            resolve("http://[::1]:9/healthz"),
+            Ok(vec!["[::1]:9".to_owned()])
+        );
+        assert_eq!(
+            resolve("http://10.1.2.3/healthz"),
+            Ok(vec!["10.1.2.3:80".to_owned()])
+        );
+        assert_eq!(
+            resolve("https://10.1.2.3/healthz"),
+            Ok(vec!["10.1.2.3:443".to_owned()])
+        );
+        assert_eq!(
+            resolve("http://engine.invalid:7/healthz"),
+            Err(ProbeClass::ConnectError)
+        );
     }
 }

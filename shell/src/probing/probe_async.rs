@@ -15,14 +15,17 @@
 //! - Connections are kept or fresh as [`ConnectionPolicy`] says
 //!   ([`crate::connections`]); a fresh one is asked to close and its body is
 //!   never read. The thin adapter here ([`KeepingConnector`]) marks each new
-//!   connection: whether it may be kept ([`KeptBudget`]), and for the probe
-//!   that made it, when the TCP connection was up (so a timeout after it, and
-//!   before the connection was handed to hyper, was the TLS handshake's) and
-//!   that it is fresh (so a failure on it is never retried).
+//!   connection: whether it may be kept ([`KeptBudget`]); whether it has
+//!   served a whole exchange ([`Served`], so that a failure on it is
+//!   retried once, and so that before it serves again one look at its
+//!   socket finds no close and no answer the engine sent unasked, which
+//!   would otherwise be read as the next request's answer); and, for the
+//!   probe that made it, when the TCP connection was up (so a timeout after
+//!   it, and before the connection was handed to hyper, was the TLS
+//!   handshake's).
 //! - Probe on a runtime that keeps running between probes (the worker's
-//!   does): hyper watches idle connections from their own tasks, which is
-//!   how an engine's close, or an answer it sent unasked, is seen before the
-//!   connection is used again.
+//!   does): hyper watches idle connections from their own tasks and puts a
+//!   kept connection back in its pool from one.
 //!
 //! [`Prober`]: crate::probe::Prober
 
@@ -33,6 +36,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -69,8 +73,8 @@ pub struct AsyncProber {
     connections: Connections,
 }
 
-/// What a probe asked of its connection and what became of it, for the
-/// connector it runs (a task-local: hyper-util connects inside the
+/// What a probe asked of its connection and how far a new one got, for
+/// the connector it runs (a task-local: hyper-util connects inside the
 /// request's own future).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Call {
@@ -78,6 +82,26 @@ struct Call {
     keep: bool,
     /// How far a new connection got; `None` while none was made.
     connection: Option<Made>,
+}
+
+/// Whether a connection has served a whole exchange: it is kept, and the
+/// next request on it goes over a connection the engine may have closed.
+/// Shared by the connection ([`Keeping`]) and its pool entry (an extra of
+/// its [`Connected`], which hyper-util hands back with each response and error).
+#[derive(Debug, Clone, Default)]
+struct Served(Arc<AtomicBool>);
+
+impl Served {
+    /// The flag of the connection `connected` describes, if it has one.
+    fn of(connected: Option<&Connected>) -> Option<Self> {
+        let mut extensions = hyper::http::Extensions::new();
+        connected?.get_extras(&mut extensions);
+        extensions.remove::<Self>()
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// How far a new connection got.
@@ -187,7 +211,8 @@ impl AsyncProber {
                     let (class, error) = describe(&err, host, made);
                     // A kept connection the engine had closed: once more,
                     // on a fresh one (the pool holds none for it now).
-                    let retry = keep && made.is_none() && closed_early(&err);
+                    let reused = Served::of(err.connect_info()).is_some_and(|served| served.get());
+                    let retry = reused && closed_early(&err);
                     return Err(Failed {
                         class,
                         error,
@@ -201,9 +226,14 @@ impl AsyncProber {
                 // Read to the end (or fail and close): only a whole, small
                 // body leaves the connection to the pool. The outcome is
                 // known: this never changes it.
+                let served = response.extensions().get::<Served>().cloned();
                 let drained_by = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
                 let body = Limited::new(response.into_body(), DRAIN_LIMIT as usize).collect();
-                let _ = tokio::time::timeout_at(drained_by, body).await;
+                if let (Ok(Ok(_)), Some(served)) =
+                    (tokio::time::timeout_at(drained_by, body).await, served)
+                {
+                    served.0.store(true, Ordering::Release);
+                }
             }
             // Else the body is dropped unread and the connection with it.
             Ok(status)
@@ -369,18 +399,23 @@ impl tower_service::Service<Uri> for KeepingConnector {
                 })
                 .unwrap_or(false);
             let place = if keep { budget.admit() } else { None };
-            Ok(Keeping { stream, place })
+            Ok(Keeping {
+                stream,
+                place,
+                served: Served::default(),
+            })
         })
     }
 }
 
-/// A new connection, and its place among the kept ones if it has one:
-/// without one, hyper's pool is told not to keep it (a poisoned
-/// [`Connected`]).
+/// A new connection, its place among the kept ones if it has one (without
+/// one, hyper's pool is told not to keep it: a poisoned [`Connected`]), and
+/// whether it has [`Served`].
 #[derive(Debug)]
 pub struct Keeping {
     stream: TokioIo<TcpStream>,
     place: Option<KeptPlace>,
+    served: Served,
 }
 
 impl Connection for Keeping {
@@ -391,11 +426,33 @@ impl Connection for Keeping {
                 ..call.get()
             });
         });
-        let connected = self.stream.connected();
+        let connected = self.stream.connected().extra(self.served.clone());
         if self.place.is_none() {
             connected.poison();
         }
         connected
+    }
+}
+
+impl Keeping {
+    /// Whether a connection about to serve again has anything to read: the
+    /// engine's close, or bytes it sent unasked (an answer ahead of its
+    /// request, which would be read as this request's answer). One
+    /// non-blocking look at the socket: hyper's own watch over an idle
+    /// connection runs in another task, and can be a moment late.
+    fn spoiled(&self) -> bool {
+        if !self.served.get() {
+            return false;
+        }
+        let mut byte = [0_u8; 1];
+        !matches!(
+            rustix::net::recv(
+                self.stream.inner(),
+                &mut byte,
+                rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+            ),
+            Err(rustix::io::Errno::AGAIN)
+        )
     }
 }
 
@@ -415,6 +472,11 @@ impl Write for Keeping {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.spoiled() {
+            // As if the engine had closed it: the request goes again on a
+            // fresh connection.
+            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
