@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use healthprobe_core::{EventType, Policy};
 use healthprobe_shell::adapters::CountingTelemetry;
 use healthprobe_shell::config::{Runtime, WorkerConfig, parse_duration};
-use healthprobe_shell::connections::{ConnectionPolicy, Connections, RESERVED_FILES};
+use healthprobe_shell::connections::{ConnectionPolicy, Connections};
 use healthprobe_shell::demo;
 use healthprobe_shell::durable::StateFile;
 use healthprobe_shell::journal_file::{JournalFile, JournalFlusher};
@@ -328,21 +328,11 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     if let Err(err) = logging::init(log_format, "info") {
         return fail(EXIT_BAD_INPUT, format_args!("{err}"));
     }
-    // Before any thread starts (the probers', a database client's, the
-    // signal handler's; the logger has none): the open-file limit and the
-    // descriptor table.
     raise_open_file_limit();
     let connections = ConnectionPolicy::new(
         args.connections.into(),
         config.interval,
         config.max_concurrency,
-    );
-    let idle = match connections.connections {
-        Connections::Fresh => 0,
-        Connections::Auto | Connections::Keep => connections.max_idle,
-    };
-    reserve_descriptor_table(
-        (config.max_concurrency.saturating_add(idle) as u64).saturating_add(RESERVED_FILES),
     );
     let tls = match TlsClient::new(&TlsOptions {
         ca_file: args.ca_file.clone(),
@@ -651,39 +641,6 @@ fn raise_open_file_limit() {
             warn!(error = %err, "cannot raise the open-file limit");
         }
     }
-}
-
-/// Most descriptors [`reserve_descriptor_table`] makes room for: 512 KiB of table.
-const MOST_RESERVED_FILES: u64 = 1 << 16;
-
-/// Grow this process's descriptor table to hold `files` descriptors (at
-/// most the open-file soft limit), while it has one thread. Linux grows the
-/// table by doubling as descriptors are opened, and in a process of several
-/// threads each growth waits for an RCU grace period (`expand_fdtable`'s
-/// `synchronize_rcu`): the async prober's first tick, opening up to 512
-/// sockets at once, waited 11–15 ms at its 256th and again at its 512th
-/// (`strace -T`), every run. Done here, with one thread, there is no wait;
-/// the table costs 8 bytes a descriptor of kernel memory, so at most
-/// [`MOST_RESERVED_FILES`] are reserved (a huge `--max-concurrency` over a
-/// small fleet would never use them). Best effort: a failure only leaves the
-/// table to grow as before.
-fn reserve_descriptor_table(files: u64) {
-    use rustix::fs::{Mode, OFlags, open};
-    use rustix::process::{Resource, getrlimit};
-    let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
-    let files = files.min(soft).min(MOST_RESERVED_FILES);
-    let Ok(highest) = i32::try_from(files.saturating_sub(1)) else {
-        return;
-    };
-    // A table holds at least 64 descriptors (more if the parent's did).
-    if highest < 64 {
-        return;
-    }
-    let Ok(root) = open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) else {
-        return;
-    };
-    // A copy at `highest` or above, closed at once: the table stays grown.
-    drop(rustix::io::fcntl_dupfd_cloexec(&root, highest));
 }
 
 /// `failures_threshold must…` → `failures-threshold must…`, the flag's spelling.
