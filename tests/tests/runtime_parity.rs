@@ -17,7 +17,7 @@ use healthprobe_shell::journal_file::JournalFile;
 use healthprobe_shell::probe::MAX_RESPONSE_HEADER_BYTES;
 use healthprobe_shell::wire::write_event_line;
 use healthprobe_tests::{
-    Behaviour, Fleet, Runtime, RuntimeRecord, ScratchDir, TestWorker, refused_endpoint, test_config,
+    Behaviour, Fleet, RefusedPort, Runtime, RuntimeRecord, ScratchDir, TestWorker, test_config,
 };
 
 const TICKS: usize = 6;
@@ -134,9 +134,10 @@ fn jsonl(events: &[HealthEvent]) -> Vec<String> {
 #[test]
 fn both_runtimes_give_identical_outcomes_and_events_on_the_same_fleet() {
     let dir = ScratchDir::new("parity").expect("scratch dir");
-    let refused = refused_endpoint();
-    let threads = run(Runtime::Threads, &refused, &dir);
-    let tasks = run(Runtime::Async, &refused, &dir);
+    // Held for both runs, so no engine of either fleet can take its port.
+    let refused = RefusedPort::new();
+    let threads = run(Runtime::Threads, &refused.url(), &dir);
+    let tasks = run(Runtime::Async, &refused.url(), &dir);
     for (tick, (threads, tasks)) in threads.iter().zip(&tasks).enumerate() {
         assert_eq!(threads.0, tasks.0, "tick {tick}: journal, threads vs async");
         assert_eq!(threads.1, tasks.1, "tick {tick}: events, threads vs async");

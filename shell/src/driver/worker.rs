@@ -180,8 +180,8 @@ impl Worker {
     /// [`Worker::new`] with the probes fanned out by `runtime`.
     ///
     /// Same state, events, outbox, state file and journal behaviour for
-    /// both. [`Runtime::Async`] starts the worker's tokio runtime now (two
-    /// scheduler threads) and is refused with
+    /// both. [`Runtime::Async`] starts the worker's tokio runtime now (one
+    /// scheduler thread) and is refused with
     /// [`ConfigError::AsyncUnavailable`] by a build without the `async`
     /// feature.
     pub fn with_runtime(

@@ -13,7 +13,7 @@
 //!
 //! # Tasks ([`TaskFanout`], cargo feature `async`)
 //!
-//! The fan-out owns a small tokio runtime (two worker threads). Per batch,
+//! The fan-out owns a small tokio runtime (one worker thread). Per batch,
 //! it starts `min(max_concurrency, jobs)` worker tasks (R10); each checks
 //! the shutdown signal, takes the next job, suspects first
 //! ([`ProbeBatch::suspects_first`]), from a shared atomic index, and
@@ -48,24 +48,19 @@ use crate::probe::Prober;
 use crate::probe_async::AsyncProber;
 use crate::shutdown::Shutdown;
 
-/// Stack size of a probe thread: it only runs ureq's blocking calls.
-const PROBE_THREAD_STACK_BYTES: usize = 256 * 1024;
-
-/// Worker threads of the async runtime's scheduler. Two, measured on two
-/// cores: 10 ticks over 1,000 healthy engines took 25–30% less wall time
-/// than with one (the probes' syscalls then use both cores), while a hung
-/// engine costs a task either way.
+/// Worker threads of the async runtime's scheduler: one. A probe's task,
+/// its connection and its timers then share a thread; on two cores shared
+/// with engines, a second worker cost CPU and bought no wall time
+/// (benches/README.md).
 #[cfg(feature = "async")]
-const ASYNC_WORKER_THREADS: usize = 2;
+const ASYNC_WORKER_THREADS: usize = 1;
 
 /// How long the async driver gathers results before handing them on to
-/// the caller's thread, from the first one it sees. Without it, results
-/// went on in ones and twos: 10 ticks over 1,000 kept connections made 1.9
-/// futex calls a probe (the caller's thread woken, the channel's lock
-/// contended); with it 0.15, and the run takes 0.88x the wall time and
-/// 0.85x the CPU (`farm-bench`, 15 pairs). An outcome waits at most about
-/// this long (tokio's timers tick in milliseconds) to be folded and its
-/// event published.
+/// the caller's thread, from the first one it sees: the caller is woken
+/// about once a millisecond, not once a probe or two (0.89x the CPU at a 1 s
+/// interval over 1,000 engines; benches/README.md). An outcome waits at
+/// most about this long (tokio's timers tick in milliseconds) to be folded
+/// and its event published.
 #[cfg(feature = "async")]
 const HAND_ON_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -150,7 +145,6 @@ impl<P: BlockingProbe> ProbeFanout for ThreadFanout<P> {
                 let pool = &pool;
                 let spawn = thread::Builder::new()
                     .name(format!("probe-{index}"))
-                    .stack_size(PROBE_THREAD_STACK_BYTES)
                     .spawn_scoped(scope, move || {
                         while let Some(probed) = pool.probe_next() {
                             if sender.send(probed).is_err() {
@@ -233,7 +227,7 @@ pub struct TaskFanout<P = AsyncProber> {
 
 #[cfg(feature = "async")]
 impl<P: AsyncProbe> TaskFanout<P> {
-    /// Start the runtime (two scheduler threads) for `prober`.
+    /// Start the runtime (one scheduler thread) for `prober`.
     pub fn new(prober: P) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(ASYNC_WORKER_THREADS)
@@ -288,8 +282,7 @@ impl<P: AsyncProbe> ProbeFanout for TaskFanout<P> {
 /// caught around the probe itself, where the job is known). The workers'
 /// results reach this task over a tokio channel. From the first result it
 /// sees, it gathers for [`HAND_ON_WINDOW`] (or until every job's result is
-/// in), then hands them on as one batch: the caller's thread is woken about
-/// once a millisecond rather than once per probe or two.
+/// in), then hands them on as one batch.
 #[cfg(feature = "async")]
 async fn drive_probe_tasks<P: AsyncProbe>(
     prober: P,

@@ -69,6 +69,7 @@ use crate::tls::{self, TlsClient};
 #[derive(Debug, Clone)]
 pub struct AsyncProber {
     client: Client<HttpsConnector<KeepingConnector>, Empty<Bytes>>,
+    client_connector: HttpsConnector<KeepingConnector>,
     probe_timeout: Duration,
     connections: Connections,
 }
@@ -131,14 +132,16 @@ impl AsyncProber {
             http,
             budget: KeptBudget::new(policy.max_idle),
         };
+        let connector = HttpsConnector::from((connector, tls.probe_config()));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(policy.idle_timeout)
             .pool_max_idle_per_host(1)
             .http1_max_buf_size(MAX_RESPONSE_HEADER_BYTES)
-            .build(HttpsConnector::from((connector, tls.probe_config())));
+            .build(connector.clone());
         Self {
             client,
+            client_connector: connector,
             probe_timeout,
             connections: policy.connections,
         }
@@ -181,64 +184,131 @@ impl AsyncProber {
         keep: bool,
         deadline: tokio::time::Instant,
     ) -> Result<u16, Failed> {
-        let mut request = Request::get(uri.clone())
-            .header(header::USER_AGENT, USER_AGENT)
-            .header(header::ACCEPT, "*/*");
-        if !keep {
-            request = request.header(header::CONNECTION, "close");
-        }
-        let request = request.body(Empty::new()).map_err(|err| Failed {
-            class: ProbeClass::Other,
-            error: format!("bad engine endpoint: {err}"),
-            retry: false,
-        })?;
         let host = uri.host().unwrap_or_default();
         let call = Cell::new(Call {
             keep,
             connection: None,
         });
         CALL.scope(call, async {
-            let sent = tokio::time::timeout_at(deadline, self.client.request(request)).await;
+            let exchanged = if keep {
+                tokio::time::timeout_at(deadline, self.exchange_kept(uri, deadline)).await
+            } else {
+                tokio::time::timeout_at(deadline, self.exchange_fresh(uri)).await
+            };
             let made = CALL.with(|call| call.get().connection);
-            let response = match sent {
+            match exchanged {
                 Err(_elapsed) if made == Some(Made::Tcp) && uri.scheme_str() == Some("https") => {
-                    return Err(Failed::new(ProbeClass::Tls, tls::handshake_timeout()));
+                    Err(Failed::new(ProbeClass::Tls, tls::handshake_timeout()))
                 }
-                Err(_elapsed) => {
-                    return Err(Failed::new(ProbeClass::Timeout, reason::TIMEOUT.to_owned()));
-                }
-                Ok(Err(err)) => {
-                    let (class, error) = describe(&err, host, made);
+                Err(_elapsed) => Err(Failed::new(ProbeClass::Timeout, reason::TIMEOUT.to_owned())),
+                Ok(Err(Exchange { error, reused })) => {
+                    let (class, text) = describe(&*error, host, made);
                     // A kept connection the engine had closed: once more,
                     // on a fresh one (the pool holds none for it now).
-                    let reused = Served::of(err.connect_info()).is_some_and(|served| served.get());
-                    let retry = reused && closed_early(&err);
-                    return Err(Failed {
+                    let retry = reused && closed_early(&*error);
+                    Err(Failed {
                         class,
-                        error,
+                        error: text,
                         retry,
-                    });
+                    })
                 }
-                Ok(Ok(response)) => response,
-            };
-            let status = response.status().as_u16();
-            if keep {
-                // Read to the end (or fail and close): only a whole, small
-                // body leaves the connection to the pool. The outcome is
-                // known: this never changes it.
-                let served = response.extensions().get::<Served>().cloned();
-                let drained_by = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
-                let body = Limited::new(response.into_body(), DRAIN_LIMIT as usize).collect();
-                if let (Ok(Ok(_)), Some(served)) =
-                    (tokio::time::timeout_at(drained_by, body).await, served)
-                {
-                    served.0.store(true, Ordering::Release);
-                }
+                Ok(Ok(status)) => Ok(status),
             }
-            // Else the body is dropped unread and the connection with it.
-            Ok(status)
         })
         .await
+    }
+
+    /// A request over the engine's kept connection, or a new one the pool
+    /// keeps: hyper-util's client. The body is read to its end (or the
+    /// connection closed): only a whole, small body leaves the connection
+    /// to the pool. The outcome is the status either way.
+    async fn exchange_kept(
+        &self,
+        uri: &Uri,
+        deadline: tokio::time::Instant,
+    ) -> Result<u16, Exchange> {
+        let request = Request::get(uri.clone())
+            .header(header::USER_AGENT, USER_AGENT)
+            .header(header::ACCEPT, "*/*")
+            .body(Empty::new())
+            .map_err(Exchange::fresh)?;
+        let response = self.client.request(request).await.map_err(|err| {
+            let reused = Served::of(err.connect_info()).is_some_and(|served| served.get());
+            Exchange {
+                error: err.into(),
+                reused,
+            }
+        })?;
+        let status = response.status().as_u16();
+        let served = response.extensions().get::<Served>().cloned();
+        let drained_by = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
+        let body = Limited::new(response.into_body(), DRAIN_LIMIT as usize).collect();
+        if let (Ok(Ok(_)), Some(served)) = (tokio::time::timeout_at(drained_by, body).await, served)
+        {
+            served.0.store(true, Ordering::Release);
+        }
+        Ok(status)
+    }
+
+    /// A request over a fresh connection asked to close: hyper's HTTP/1
+    /// client on a connection from the same connector, driven in this
+    /// task (a connection the pool never sees needs neither the pool nor a
+    /// task of its own). The body is never read.
+    async fn exchange_fresh(&self, uri: &Uri) -> Result<u16, Exchange> {
+        let host = match (uri.host(), uri.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (host, _) => host.unwrap_or_default().to_owned(),
+        };
+        let path = uri.path_and_query().map_or("/", |path| path.as_str());
+        let request = Request::get(path)
+            .header(header::HOST, host)
+            .header(header::USER_AGENT, USER_AGENT)
+            .header(header::ACCEPT, "*/*")
+            .header(header::CONNECTION, "close")
+            .body(Empty::<Bytes>::new())
+            .map_err(Exchange::fresh)?;
+        let mut connector = self.client_connector.clone();
+        let io = tower_service::Service::call(&mut connector, uri.clone())
+            .await
+            .map_err(Exchange::fresh)?;
+        let _ = CALL.try_with(|call| {
+            call.set(Call {
+                connection: Some(Made::Ready),
+                ..call.get()
+            });
+        });
+        let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(MAX_RESPONSE_HEADER_BYTES)
+            .handshake(io)
+            .await
+            .map_err(Exchange::fresh)?;
+        let mut connection = std::pin::pin!(connection);
+        let mut response = std::pin::pin!(sender.send_request(request));
+        let response = tokio::select! {
+            biased;
+            response = &mut response => response,
+            ended = &mut connection => match ended {
+                Err(err) => Err(err),
+                // The engine closed after its answer: the answer stands.
+                Ok(()) => response.await,
+            },
+        };
+        Ok(response.map_err(Exchange::fresh)?.status().as_u16())
+    }
+}
+
+/// Why an exchange failed, and whether it went over a kept connection.
+struct Exchange {
+    error: BoxError,
+    reused: bool,
+}
+
+impl Exchange {
+    fn fresh(error: impl Into<BoxError>) -> Self {
+        Self {
+            error: error.into(),
+            reused: false,
+        }
     }
 }
 
@@ -285,7 +355,7 @@ fn target(url: &str) -> Result<(Uri, bool), (ProbeClass, String)> {
 /// errors, then the innermost I/O error — a TLS failure if the connection
 /// was still in its handshake (`made` is [`Made::Tcp`]).
 fn describe(
-    err: &hyper_util::client::legacy::Error,
+    err: &(dyn StdError + 'static),
     host: &str,
     made: Option<Made>,
 ) -> (ProbeClass, String) {
@@ -345,7 +415,7 @@ fn malformed(err: &hyper::Error) -> String {
 
 /// Whether a request failed because the engine closed its connection
 /// before a complete answer (end of stream, a reset, a broken pipe).
-fn closed_early(err: &hyper_util::client::legacy::Error) -> bool {
+fn closed_early(err: &(dyn StdError + 'static)) -> bool {
     let mut next: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(current) = next {
         if current
