@@ -2,9 +2,10 @@
 //!
 //! - `core/step_healthy`, `core/step_mixed`: `step` over 1,000 games, one
 //!   iteration = one period of 10 rounds (10,000 outcomes);
-//! - `core/apply_ref_healthy`, `core/apply_ref_mixed`: the same workloads
-//!   through `HealthStates::apply_ref`, the borrowing fold, which copies ids
-//!   only into an emitted event (the caller keeps and frees its outcomes);
+//! - `core/apply_healthy`, `core/apply_mixed`: the same workloads through
+//!   `HealthStates::apply`, the in-place fold on a borrowed outcome, which
+//!   copies ids only into an emitted event (the caller keeps and frees its
+//!   outcomes, as the tick machine does with its records);
 //! - `core/drop_outcomes_healthy`, `core/drop_outcomes_mixed`: freeing the
 //!   same outcomes without the core, the floor under any `step` that takes
 //!   owned outcomes (`step` minus this is the core's own share);
@@ -70,12 +71,12 @@ fn step_benches<M: Measurement>(c: &mut Criterion<M>, time: BenchTime) {
             );
         });
 
-        // The borrowing fold (`HealthStates::apply_ref`), as a worker or a
+        // The in-place fold (`HealthStates::apply`), as a worker or a
         // simulator that keeps its ids calls it: the same transitions, with
         // the outcomes left to the caller (freed outside the timed region).
         let mut borrowed = workload.warm_state(WARM_PERIODS);
         let mut next_borrowed_period = WARM_PERIODS;
-        group.bench_function(format!("apply_ref_{kind}"), |b| {
+        group.bench_function(format!("apply_{kind}"), |b| {
             b.iter_batched(
                 || {
                     let first = next_borrowed_period * PERIOD_ROUNDS;
@@ -85,7 +86,7 @@ fn step_benches<M: Measurement>(c: &mut Criterion<M>, time: BenchTime) {
                 |outcomes: Vec<ProbeOutcome>| {
                     let mut events = 0;
                     for outcome in &outcomes {
-                        events += usize::from(borrowed.apply_ref(outcome.as_ref()).is_some());
+                        events += usize::from(borrowed.apply(outcome.as_ref()).is_some());
                     }
                     (outcomes, events)
                 },

@@ -169,7 +169,7 @@ impl Workload {
     pub fn warm_state(&self, periods: u64) -> HealthStates {
         let mut state = HealthStates::new(self.policy());
         for outcome in self.outcomes(0..periods * PERIOD_ROUNDS) {
-            state.apply(outcome);
+            state.apply(outcome.as_ref());
         }
         state
     }
@@ -194,7 +194,7 @@ impl PruneWorkload {
         let workload = Workload::new(games, 1);
         let mut state = HealthStates::new(workload.policy());
         for outcome in workload.outcomes(0..1) {
-            state.apply(outcome);
+            state.apply(outcome.as_ref());
         }
         let running = (0..games).step_by(2).map(game_id).collect();
         Self { state, running }

@@ -53,7 +53,6 @@
 #![warn(missing_docs)]
 
 mod event;
-mod hash;
 mod input;
 mod outcome;
 mod policy;
@@ -83,7 +82,7 @@ struct ReadmeDoctests;
 /// game. The result depends only on `state` and `outcome`. The path that
 /// emits nothing does not allocate.
 pub fn step(mut state: HealthStates, outcome: ProbeOutcome) -> (HealthStates, Vec<HealthEvent>) {
-    let events = match state.apply(outcome) {
+    let events = match state.apply(outcome.as_ref()) {
         Some(event) => vec![event],
         None => Vec::new(),
     };

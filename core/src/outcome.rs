@@ -15,13 +15,29 @@ pub struct ProbeOutcome {
     /// The container the game's record named when it was probed.
     pub container_id: String,
     /// When the result was observed (UTC).
+    #[serde(deserialize_with = "observed_at")]
     pub observed_at: Timestamp,
     /// Healthy (status 200) or not.
     pub result: ProbeResult,
 }
 
+/// An RFC 3339 `observed_at`; a bad one is named with its value.
+fn observed_at<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+    let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+    text.parse().map_err(|err| {
+        serde::de::Error::custom(format_args!("invalid observed_at {text:?}: {err}"))
+    })
+}
+
+/// [`observed_at`] for a field that may be absent.
+pub(crate) fn some_observed_at<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Timestamp>, D::Error> {
+    observed_at(deserializer).map(Some)
+}
+
 impl ProbeOutcome {
-    /// A borrowed view, for [`crate::HealthStates::apply_ref`].
+    /// A borrowed view, for [`crate::HealthStates::apply`].
     pub fn as_ref(&self) -> OutcomeRef<'_> {
         OutcomeRef {
             game_id: &self.game_id,
@@ -34,7 +50,7 @@ impl ProbeOutcome {
 
 /// A [`ProbeOutcome`] whose strings are borrowed from the caller.
 ///
-/// Folded with [`crate::HealthStates::apply_ref`], which copies the strings
+/// Folded with [`crate::HealthStates::apply`], which copies the strings
 /// only into an emitted event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutcomeRef<'a> {
@@ -46,28 +62,6 @@ pub struct OutcomeRef<'a> {
     pub observed_at: Timestamp,
     /// Healthy (status 200) or not.
     pub result: &'a ProbeResult,
-}
-
-/// A string the fold either owns (moved into an event) or borrows (copied into one).
-pub(crate) enum Text<'a> {
-    Owned(String),
-    Borrowed(&'a str),
-}
-
-impl Text<'_> {
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            Self::Owned(text) => text,
-            Self::Borrowed(text) => text,
-        }
-    }
-
-    pub(crate) fn into_string(self) -> String {
-        match self {
-            Self::Owned(text) => text,
-            Self::Borrowed(text) => text.to_owned(),
-        }
-    }
 }
 
 /// Success or failure of one probe (R1: success is HTTP status exactly 200).

@@ -1,16 +1,11 @@
 //! Per-game hysteresis counters and the transitions on them.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use crate::hash::GameIdHash;
-use crate::outcome::Text;
-use crate::{
-    EventDetails, HealthEvent, Input, OutcomeRef, Policy, ProbeOutcome, ProbeResult, Timestamp,
-};
+use crate::{EventDetails, HealthEvent, Input, OutcomeRef, Policy, ProbeResult};
 
 /// The whole hysteresis state: the policy and one counter set per game that
 /// has failed since it last recovered.
@@ -19,15 +14,15 @@ use crate::{
 /// Serializes as a snapshot (`{"policy":…,"games":{…}}`, games sorted by id);
 /// a snapshot plus the inputs after it replays to the same state and events
 /// as the whole input log.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawStates")]
 pub struct HealthStates {
     policy: Policy,
-    games: HashMap<String, GameState, GameIdHash>,
+    games: BTreeMap<String, GameState>,
 }
 
 /// The counters of one game that has failed since it last recovered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GameState {
     consecutive_failures: u64,
@@ -61,7 +56,7 @@ impl HealthStates {
     pub fn new(policy: Policy) -> Self {
         Self {
             policy,
-            games: HashMap::default(),
+            games: BTreeMap::new(),
         }
     }
 
@@ -83,7 +78,7 @@ impl HealthStates {
         self.games.get(game_id)
     }
 
-    /// Every game holding counters, in no particular order.
+    /// Every game holding counters, by game id.
     pub fn games(&self) -> impl ExactSizeIterator<Item = (&str, &GameState)> {
         self.games.iter().map(|(id, game)| (id.as_str(), game))
     }
@@ -100,61 +95,23 @@ impl HealthStates {
 
     /// Fold one outcome in place; the event it causes, if any.
     ///
-    /// The in-place form of [`crate::step`]. Does not allocate unless the
-    /// game enters the map (its first failure) or an event is emitted; an
-    /// event takes the outcome's strings.
-    pub fn apply(&mut self, outcome: ProbeOutcome) -> Option<HealthEvent> {
-        let ProbeOutcome {
-            game_id,
-            container_id,
-            observed_at,
-            result,
-        } = outcome;
-        let failure = match result {
-            ProbeResult::Healthy => None,
-            ProbeResult::Unhealthy { status, error } => Some((status, Text::Owned(error))),
+    /// The in-place form of [`crate::step`], on a borrowed outcome: the
+    /// strings are copied only into an emitted event, so an outcome that
+    /// emits nothing allocates nothing (a caller such as a worker keeps its
+    /// records' ids).
+    pub fn apply(&mut self, outcome: OutcomeRef<'_>) -> Option<HealthEvent> {
+        let event = |details| HealthEvent {
+            game_id: outcome.game_id.to_owned(),
+            container_id: outcome.container_id.to_owned(),
+            occurred_at: outcome.observed_at,
+            details,
         };
-        self.fold(
-            Text::Owned(game_id),
-            Text::Owned(container_id),
-            observed_at,
-            failure,
-        )
-    }
-
-    /// Fold one outcome given by reference; the event it causes, if any.
-    ///
-    /// Same transitions as [`HealthStates::apply`], for callers that keep
-    /// their ids (a worker's records, a simulator's fleet): the strings are
-    /// copied only into an emitted event, so an outcome that emits nothing
-    /// costs no allocation and no free.
-    pub fn apply_ref(&mut self, outcome: OutcomeRef<'_>) -> Option<HealthEvent> {
-        let failure = match outcome.result {
-            ProbeResult::Healthy => None,
-            ProbeResult::Unhealthy { status, error } => Some((*status, Text::Borrowed(error))),
-        };
-        self.fold(
-            Text::Borrowed(outcome.game_id),
-            Text::Borrowed(outcome.container_id),
-            outcome.observed_at,
-            failure,
-        )
-    }
-
-    /// The transitions, shared by the owning and the borrowing forms.
-    fn fold(
-        &mut self,
-        game_id: Text<'_>,
-        container_id: Text<'_>,
-        observed_at: Timestamp,
-        failure: Option<(u16, Text<'_>)>,
-    ) -> Option<HealthEvent> {
-        let Some((status, error)) = failure else {
+        let ProbeResult::Unhealthy { status, error } = outcome.result else {
             // R6: a success with no state emits nothing.
-            let game = self.games.get_mut(game_id.as_str())?;
+            let game = self.games.get_mut(outcome.game_id)?;
             if !game.failure_published {
                 // R6: reset; D7: a reset game holds no state.
-                self.games.remove(game_id.as_str());
+                self.games.remove(outcome.game_id);
                 return None;
             }
             // D1: count successes while published; R7 when the threshold is 1.
@@ -163,53 +120,31 @@ impl HealthStates {
                 return None;
             }
             let prior_failure_count = game.consecutive_failures;
-            self.games.remove(game_id.as_str());
-            return Some(HealthEvent {
-                game_id: game_id.into_string(),
-                container_id: container_id.into_string(),
-                occurred_at: observed_at,
-                details: EventDetails::ProbeRecovered {
-                    prior_failure_count,
-                },
-            });
+            self.games.remove(outcome.game_id);
+            return Some(event(EventDetails::ProbeRecovered {
+                prior_failure_count,
+            }));
         };
         let threshold = u64::from(self.policy.failures_threshold());
-        let count = if let Some(game) = self.games.get_mut(game_id.as_str()) {
-            // R3; D1: a failure breaks the success streak.
-            game.consecutive_failures = game.consecutive_failures.saturating_add(1);
-            game.consecutive_successes = 0;
-            if game.failure_published || game.consecutive_failures < threshold {
-                return None; // R5: keep counting, emit nothing.
-            }
-            game.failure_published = true;
-            game.consecutive_failures
-        } else {
+        if !self.games.contains_key(outcome.game_id) {
             // R3: the first failure creates the state.
-            let publish = threshold <= 1;
-            let game = GameState {
-                consecutive_failures: 1,
-                failure_published: publish,
-                consecutive_successes: 0,
-                running: false,
-            };
-            if !publish {
-                self.games.insert(game_id.into_string(), game);
-                return None;
-            }
-            self.games.insert(game_id.as_str().to_owned(), game);
-            1
-        };
+            self.games
+                .insert(outcome.game_id.to_owned(), GameState::default());
+        }
+        let game = self.games.get_mut(outcome.game_id)?;
+        // R3; D1: a failure breaks the success streak.
+        game.consecutive_failures = game.consecutive_failures.saturating_add(1);
+        game.consecutive_successes = 0;
+        if game.failure_published || game.consecutive_failures < threshold {
+            return None; // R5: keep counting, emit nothing.
+        }
         // R4: the threshold is reached and nothing was published yet.
-        Some(HealthEvent {
-            game_id: game_id.into_string(),
-            container_id: container_id.into_string(),
-            occurred_at: observed_at,
-            details: EventDetails::ProbeFailed {
-                consecutive_failures: count,
-                last_status: status,
-                last_error: error.into_string(),
-            },
-        })
+        game.failure_published = true;
+        Some(event(EventDetails::ProbeFailed {
+            consecutive_failures: game.consecutive_failures,
+            last_status: *status,
+            last_error: error.clone(),
+        }))
     }
 
     /// Drop the counters of every game not in `running`, in place (R8).
@@ -232,7 +167,7 @@ impl HealthStates {
     /// Apply one journal input in place; the event it causes, if any.
     pub fn apply_input(&mut self, input: Input) -> Option<HealthEvent> {
         match input {
-            Input::Outcome(outcome) => self.apply(outcome),
+            Input::Outcome(outcome) => self.apply(outcome.as_ref()),
             Input::Prune { running } => {
                 self.prune(running.iter().map(String::as_str));
                 None
@@ -241,36 +176,11 @@ impl HealthStates {
     }
 }
 
-impl Serialize for HealthStates {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut snapshot = serializer.serialize_struct("HealthStates", 2)?;
-        snapshot.serialize_field("policy", &self.policy)?;
-        snapshot.serialize_field("games", &SortedGames(&self.games))?;
-        snapshot.end()
-    }
-}
-
-/// Serializes the map sorted by game id, so equal states give equal snapshots.
-struct SortedGames<'a>(&'a HashMap<String, GameState, GameIdHash>);
-
-impl Serialize for SortedGames<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut entries: Vec<(&String, &GameState)> = self.0.iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut map = serializer.serialize_map(Some(entries.len()))?;
-        for (game_id, game) in entries {
-            map.serialize_entry(game_id, game)?;
-        }
-        map.end()
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStates {
     policy: Policy,
-    games: HashMap<String, GameState, GameIdHash>,
+    games: BTreeMap<String, GameState>,
 }
 
 /// A snapshot's game entry cannot have come from `step`.

@@ -36,7 +36,8 @@
 //!   call per tick). A permanent refusal (a closed output) stops the run
 //!   after the tick, the event still pending.
 //! - **D5** With a state store, nothing is published before a snapshot that
-//!   holds it is persisted; deliveries are synced by the publisher
+//!   holds it is persisted, and nothing at all while the last write failed
+//!   (the outbox waits; each tick writes again first); deliveries are synced by the publisher
 //!   ([`Action::SyncPublisher`]) before a snapshot records them, and a failed
 //!   sync puts the unsynced events back at the front of the outbox. A crash
 //!   can repeat an event, never lose one.
@@ -51,12 +52,11 @@
 //!   ticks). With a tick limit ticks run back to back, but a skipped tick
 //!   still waits out its interval. Shutdown stops after the tick in flight.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Timestamp;
-use crate::hash::GameIdHash;
 use crate::{
     HealthEvent, HealthStates, Input, OutcomeRef, ProbeOutcome, ProbeResult, RuntimeRecord,
 };
@@ -270,7 +270,8 @@ pub enum Persisted {
     Written,
     /// Identical to the last snapshot written, so not rewritten.
     Unchanged,
-    /// The write failed: events are published anyway (logged by the driver).
+    /// The write failed: nothing is published until a later write succeeds
+    /// (retried at the next delivery round); the events stay pending.
     Failed,
 }
 
@@ -304,7 +305,7 @@ pub struct TickReport {
     pub tracked_games: usize,
     /// Snapshots written this tick (D5; an unchanged snapshot is not rewritten).
     pub snapshots_written: usize,
-    /// Snapshot writes that failed this tick (logged; events published anyway).
+    /// Snapshot writes that failed this tick (logged; events wait until one succeeds).
     pub snapshot_failures: usize,
     /// The journal failed this tick and stopped (D6).
     pub journal_stopped: bool,
@@ -381,10 +382,12 @@ enum Phase {
     Stopped,
 }
 
-/// The steps of one delivery round: publish until refused or empty, sync
-/// what was accepted, persist (with a state store) what was delivered.
+/// The steps of one delivery round: with a state store whose last write
+/// failed, write it again first; publish until refused or empty, sync what
+/// was accepted, persist (with a state store) what was delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Delivery {
+    CatchingUp,
     Publishing,
     Syncing,
     Persisting,
@@ -420,6 +423,9 @@ pub struct TickMachine {
     refused: bool,
     /// Deliveries in the current delivery round.
     delivered_in_round: usize,
+    /// With a state store: its last write failed, so it may lack events the
+    /// outbox holds. Nothing is published until a write succeeds (D5).
+    behind: bool,
     journaling: bool,
     report: TickReport,
     run: RunReport,
@@ -444,6 +450,7 @@ impl TickMachine {
             probes_done: false,
             refused: false,
             delivered_in_round: 0,
+            behind: false,
             report: TickReport::default(),
             run: RunReport::default(),
             tick_started: Duration::ZERO,
@@ -538,7 +545,7 @@ impl TickMachine {
         self.refused = false;
         self.probes_done = false;
         self.jobs = None;
-        self.begin_round(Phase::Begin);
+        self.begin_round(Phase::Begin, Delivery::CatchingUp);
         self.advance(now);
     }
 
@@ -617,13 +624,13 @@ impl TickMachine {
                 observed_at,
                 result,
             };
-            let event = self.states.apply_ref(outcome.as_ref());
+            let event = self.states.apply(outcome.as_ref());
             // D6: the line goes out before any effect of the fold.
             self.actions
                 .push_back(Action::Journal(Input::Outcome(outcome)));
             event
         } else {
-            self.states.apply_ref(OutcomeRef {
+            self.states.apply(OutcomeRef {
                 game_id: &record.game_id,
                 container_id: &record.current_container_id,
                 observed_at,
@@ -730,6 +737,7 @@ impl TickMachine {
             Persisted::Unchanged => {}
             Persisted::Failed => self.report.snapshot_failures += 1,
         }
+        self.behind = result == Persisted::Failed;
         self.advance(now);
     }
 
@@ -777,9 +785,9 @@ impl TickMachine {
         self.awaiting = Some(awaiting);
     }
 
-    fn begin_round(&mut self, phase: fn(Delivery) -> Phase) {
+    fn begin_round(&mut self, phase: fn(Delivery) -> Phase, first: Delivery) {
         self.delivered_in_round = 0;
-        self.phase = phase(Delivery::Publishing);
+        self.phase = phase(first);
     }
 
     /// Move through the tick until an answer is needed or the tick is over.
@@ -819,7 +827,8 @@ impl TickMachine {
                     self.phase = Phase::PersistTick;
                 }
                 Phase::PersistTick => {
-                    self.begin_round(Phase::End);
+                    // The tick's own write just went first: no catching up.
+                    self.begin_round(Phase::End, Delivery::Publishing);
                     if self.config.durable {
                         // D5: the tick's state and events are on disk before
                         // any of them is published.
@@ -841,8 +850,17 @@ impl TickMachine {
     /// One step of a delivery round; true while an answer is awaited.
     fn delivery_round(&mut self, step: Delivery, phase: fn(Delivery) -> Phase) -> bool {
         match step {
+            Delivery::CatchingUp => {
+                self.phase = phase(Delivery::Publishing);
+                if self.config.durable && self.behind && !self.outbox.is_empty() {
+                    self.ask(Action::Persist, Awaiting::Persist);
+                    return true;
+                }
+                self.delivery_round(Delivery::Publishing, phase)
+            }
             Delivery::Publishing => {
-                if !self.refused && !self.outbox.is_empty() {
+                let held = self.config.durable && self.behind;
+                if !self.refused && !held && !self.outbox.is_empty() {
                     self.publish_oldest();
                     return true;
                 }
@@ -927,8 +945,7 @@ impl TickMachine {
 /// The records to probe this tick: one per game, the first listed (D3).
 pub fn probe_jobs(records: Vec<RuntimeRecord>) -> Vec<RuntimeRecord> {
     let keep: Vec<bool> = {
-        let mut seen: HashSet<&str, GameIdHash> = HashSet::default();
-        seen.reserve(records.len());
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
         records
             .iter()
             .map(|record| seen.insert(record.game_id.as_str()))

@@ -463,20 +463,6 @@ proptest! {
         let by_hand = fold_by_hand(HealthStates::new(script.policy), inputs.clone());
         prop_assert_eq!(replay(script.policy, inputs), by_hand);
     }
-
-    #[test]
-    fn apply_ref_folds_exactly_like_apply(script in script(false)) {
-        let inputs = script.inputs();
-        let mut borrowed = HealthStates::new(script.policy);
-        let mut events = Vec::new();
-        for input in &inputs {
-            match input {
-                Input::Outcome(outcome) => events.extend(borrowed.apply_ref(outcome.as_ref())),
-                Input::Prune { running } => borrowed.prune(running.iter().map(String::as_str)),
-            }
-        }
-        prop_assert_eq!((borrowed, events), replay(script.policy, inputs));
-    }
 }
 
 proptest! {

@@ -55,6 +55,16 @@ fn name(action: &Action) -> String {
 /// Drive one tick where every game fails and every port succeeds, except
 /// as `publish` says; the actions in order.
 fn tick(machine: &mut TickMachine, games: &[&str], publish: Published) -> Vec<String> {
+    tick_with(machine, games, publish, Persisted::Written)
+}
+
+/// [`tick`], with every snapshot write answered by `persisted`.
+fn tick_with(
+    machine: &mut TickMachine,
+    games: &[&str],
+    publish: Published,
+    persisted: Persisted,
+) -> Vec<String> {
     let now = Duration::ZERO;
     let at = Timestamp::from_second(1_800_000_000).expect("valid");
     let mut seen = Vec::new();
@@ -81,7 +91,7 @@ fn tick(machine: &mut TickMachine, games: &[&str], publish: Published) -> Vec<St
             Action::FlushJournal => machine.handle_flushed(now, Ok(())),
             Action::Publish(_) => machine.handle_published(now, publish),
             Action::SyncPublisher => machine.handle_synced(now, Ok(())),
-            Action::Persist => machine.handle_persisted(now, Persisted::Written),
+            Action::Persist => machine.handle_persisted(now, persisted),
             Action::Journal(_) | Action::Interrupt | Action::TickDone(_) => {}
             Action::Wait { .. } | Action::Stop(_) => break,
         }
@@ -133,6 +143,39 @@ fn d5_with_a_state_store_nothing_is_published_before_the_tick_is_persisted() {
             "wait 5",
         ]
     );
+}
+
+#[test]
+fn d5_while_snapshot_writes_fail_nothing_is_published_and_each_tick_writes_again_first() {
+    let mut machine = machine(true, false);
+    let failing = Persisted::Failed;
+    let seen = tick_with(&mut machine, &["g1", "g2"], Published::Accepted, failing);
+    assert_eq!(seen, ["list", "probe 2", "persist", "done", "wait 5"]);
+    assert_eq!(machine.pending_len(), 2, "both events wait");
+    let seen = tick_with(&mut machine, &["g1", "g2"], Published::Accepted, failing);
+    assert_eq!(
+        seen,
+        ["persist", "list", "probe 2", "persist", "done", "wait 5"],
+        "the catch-up write fails too: still nothing published"
+    );
+    let seen = tick(&mut machine, &["g1", "g2"], Published::Accepted);
+    assert_eq!(
+        seen,
+        [
+            "persist",
+            "publish g1",
+            "publish g2",
+            "sync",
+            "persist",
+            "list",
+            "probe 2",
+            "persist",
+            "done",
+            "wait 5",
+        ],
+        "a good write releases the events, oldest first"
+    );
+    assert_eq!(machine.pending_len(), 0);
 }
 
 #[test]

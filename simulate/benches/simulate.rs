@@ -5,11 +5,8 @@
 //!   throughput counts outcomes folded (probes × policies).
 //! - `fleet/1_policy`: the same fleet under one policy; throughput counts
 //!   probes, so generation is a larger share.
-//! - `apply/*`: the core's `HealthStates::apply` alone over a 1%-flaky stream,
-//!   with the empty ids the simulator uses and, for comparison, with a real
-//!   game id and container id cloned into every outcome (the cost a caller
-//!   pays today to fold many games through one state, since `apply` takes
-//!   the ids by value).
+//! - `apply/borrowed_ids`: the core's `HealthStates::apply` alone over a
+//!   1%-flaky stream of one game (ids borrowed, copied only into an event).
 //!
 //! Run: `cargo bench -p healthprobe-simulate --bench simulate`.
 
@@ -17,7 +14,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use healthprobe_core::{HealthStates, Policy, ProbeOutcome, ProbeResult, Timestamp};
+use healthprobe_core::{HealthStates, OutcomeRef, Policy, ProbeResult, Timestamp};
 use healthprobe_simulate::{OutagePlan, Scenario, simulate};
 
 fn scenario() -> Scenario {
@@ -71,39 +68,26 @@ fn apply(c: &mut Criterion) {
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(3));
     group.throughput(Throughput::Elements(results.len() as u64));
-    let outcome = |game_id: String, container_id: String, i: usize, failed: bool| ProbeOutcome {
-        game_id,
-        container_id,
-        observed_at: Timestamp::from_second(i as i64).unwrap_or(Timestamp::UNIX_EPOCH),
-        result: if failed {
-            ProbeResult::Unhealthy {
-                status: 503,
-                error: String::new(),
-            }
-        } else {
-            ProbeResult::Healthy
-        },
+    let failure = ProbeResult::Unhealthy {
+        status: 503,
+        error: String::new(),
     };
-    group.bench_function("empty_ids", |b| {
+    group.bench_function("borrowed_ids", |b| {
         let mut state = HealthStates::new(Policy::default());
         b.iter(|| {
             let mut events = 0u32;
             for (i, &failed) in results.iter().enumerate() {
-                let o = outcome(String::new(), String::new(), i, failed);
-                events += u32::from(state.apply(black_box(o)).is_some());
-            }
-            events
-        });
-    });
-    group.bench_function("cloned_ids", |b| {
-        let mut state = HealthStates::new(Policy::default());
-        let game_id = "game-000042".to_owned();
-        let container_id = "container-7f3a9c".to_owned();
-        b.iter(|| {
-            let mut events = 0u32;
-            for (i, &failed) in results.iter().enumerate() {
-                let o = outcome(game_id.clone(), container_id.clone(), i, failed);
-                events += u32::from(state.apply(black_box(o)).is_some());
+                let outcome = OutcomeRef {
+                    game_id: "game-000042",
+                    container_id: "container-7f3a9c",
+                    observed_at: Timestamp::from_second(i as i64).unwrap_or(Timestamp::UNIX_EPOCH),
+                    result: if failed {
+                        &failure
+                    } else {
+                        &ProbeResult::Healthy
+                    },
+                };
+                events += u32::from(state.apply(black_box(outcome)).is_some());
             }
             events
         });

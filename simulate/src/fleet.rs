@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use healthprobe_core::{EventDetails, HealthStates, Policy, ProbeOutcome, ProbeResult, Timestamp};
+use healthprobe_core::{EventDetails, HealthStates, OutcomeRef, Policy, ProbeResult, Timestamp};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -572,23 +572,10 @@ fn set_bits(words: &mut [u64; CHUNK_WORDS], from: u64, to: u64) {
     }
 }
 
-/// A healthy probe of an engine with an empty id, at the epoch.
-const HEALTHY: ProbeOutcome = ProbeOutcome {
-    game_id: String::new(),
-    container_id: String::new(),
-    observed_at: Timestamp::UNIX_EPOCH,
-    result: ProbeResult::Healthy,
-};
-
-/// A failed probe of an engine with an empty id, at the epoch.
-const FAILED: ProbeOutcome = ProbeOutcome {
-    game_id: String::new(),
-    container_id: String::new(),
-    observed_at: Timestamp::UNIX_EPOCH,
-    result: ProbeResult::Unhealthy {
-        status: FAILED_STATUS,
-        error: String::new(),
-    },
+/// A failed probe's result (its error text left empty: the tally reads only the counts).
+const FAILED: ProbeResult = ProbeResult::Unhealthy {
+    status: FAILED_STATUS,
+    error: String::new(),
 };
 
 /// One chunk of one engine's outcomes, to fold through each policy's state.
@@ -616,10 +603,17 @@ impl Fold<'_> {
             let tick = self.first + bit as u64;
             let failed = (self.failed[bit / 64] >> (bit % 64)) & 1 == 1;
             // Empty ids: the state holds one engine at a time, and an empty
-            // String costs no allocation when `apply` consumes it. Copying a
-            // constant template also lets the copy use wide stores.
-            let mut outcome = if failed { FAILED } else { HEALTHY };
-            outcome.observed_at = time;
+            // id costs no allocation when an event copies it.
+            let outcome = OutcomeRef {
+                game_id: "",
+                container_id: "",
+                observed_at: time,
+                result: if failed {
+                    &FAILED
+                } else {
+                    &ProbeResult::Healthy
+                },
+            };
             if let Some(event) = state.apply(outcome) {
                 match event.details {
                     EventDetails::ProbeFailed {

@@ -107,12 +107,12 @@ fn main() -> std::io::Result<()> {
             },
         })
         .collect();
-    for outcome in outcomes.iter().cloned() {
-        failing.apply(outcome);
+    for outcome in &outcomes {
+        failing.apply(outcome.as_ref());
     }
     let mut failing_more = failing.clone();
-    for outcome in outcomes.iter().cloned() {
-        failing_more.apply(outcome);
+    for outcome in &outcomes {
+        failing_more.apply(outcome.as_ref());
     }
     let mut file = StateFile::new(dir.join("alone.json"));
     let mut writes = Vec::new();

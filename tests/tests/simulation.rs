@@ -1,697 +1,138 @@
 //! Deterministic simulation of the whole worker: the real driver
-//! ([`Worker`]) and tick machine over simulated engines, a virtual clock,
-//! and ports that fail on purpose, with a crash possible after any action.
+//! ([`Worker`]) and tick machine over a simulated world, with a virtual
+//! clock, ports that fail on purpose, crashes at any port call, and
+//! graceful shutdowns triggered from inside any port call.
 //!
-//! Each scenario comes from a seed. Engines answer by a script that is a
-//! pure function of (seed, logical tick, game): healthy, a bad status, a
-//! refused connection, or a hang that costs the whole probe timeout. Each
-//! outcome is stamped with the logical time of its tick, so a tick redone
-//! after a crash yields byte-identical events, and the whole run can be
-//! compared with the core folding the same script without any fault.
+//! **The world moves on** (`simulation/scenario.rs`): each scenario, drawn
+//! from a seed, scripts every engine over virtual time (healthy, a bad
+//! status, refused, hanging for the whole probe timeout, flapping by hashed
+//! time windows), the listings (games leave and come back, containers are
+//! replaced, one game is listed twice with different container ids) and
+//! the store's and broker's outages. Nothing is keyed by the worker's tick
+//! count: a restart costs a delay drawn from the scenario, and the world
+//! has moved on when the new process ticks.
 //!
-//! Faults: the publisher refuses, errors, loses its reply (delivered, but
-//! `Err`), or reports the output closed; the publisher's sync fails; the
-//! listing fails; snapshot writes fail; journal writes fail or are cut
-//! short. A crash after any port call kills the simulated process: what it
-//! had made durable (the snapshot, the flushed journal, synced events)
-//! survives, nothing else does, and a new process starts from it.
+//! **The world keeps a log** (`simulation/world.rs`) of what it observed:
+//! each listing, each probe started and folded, each publish call and its
+//! fate, each sync, each snapshot committed, the journal's bytes, each
+//! shutdown and crash, and per process life the deliveries its telemetry
+//! counted.
 //!
-//! After every scenario:
-//! - **at least once, in order**: per game, the first delivery of each
-//!   event, in delivery order, is exactly the fault-free fold of the script
-//!   (nothing lost, nothing reordered, nothing invented or altered);
-//! - **repeats are redeliveries**: any other delivery is byte-identical to
-//!   an event already delivered (one not yet recorded as delivered when a
-//!   crash, a lost reply or a failed sync hit), and without such faults
-//!   there is none;
-//! - **restored counters**: each restart restores exactly the fault-free
-//!   fold of the ticks its snapshot had committed, and the final state
-//!   equals the fault-free run's;
-//! - **the journal**: without journal faults, replaying the journal (across
-//!   every restart) gives the fault-free events;
-//! - **nothing stays pending** once faults stop and the publisher accepts.
+//! **A plain model computes the expectation** (`simulation/oracle.rs`) from
+//! that log alone: the Go worker's hysteresis (`core/tests/support/go_model.rs`),
+//! D3's first record, each engine's script at the instant its probe began,
+//! folded over the lineage that survives (what the committed snapshots hold,
+//! then the last life; without a state file, each life from nothing).
+//!
+//! Checked in every scenario:
+//! - **delivery** (D4, D5): per game, the delivered stream with repeats
+//!   removed equals the model's events, in order. A repeat is allowed only
+//!   for an event whose delivery was in doubt (a publish that crashed or
+//!   lost its reply, a failed sync, or a delivery not yet recorded by a
+//!   snapshot when the process crashed), and never after a newer event of
+//!   the game was acknowledged. Without a state file, a life that ended
+//!   before delivering everything delivered a prefix of its events.
+//!   Nothing is published before a snapshot holding it is written, nor
+//!   while the last snapshot write has failed;
+//! - **restarts** (D5): each restore holds the model's counters for the
+//!   snapshot it restored; after a graceful stop with the state saved, the
+//!   next life restores exactly the state and pending events the last one
+//!   stopped with; `state_is_saved` says whether the last write failed;
+//! - **ticks** (D3, R8, R9, R13): each tick probes every distinct listed
+//!   game once, with its first record's container, and nothing unlisted; a
+//!   tick cut short by a crash or a shutdown probes a subset; every probe
+//!   started in a life that did not crash is folded; after a shutdown no
+//!   probe starts and no new tick begins; a life's first tick starts at
+//!   once, each next one an interval after the last one started, or at once
+//!   after an overrun (no catch-up burst); the run stops only when asked or
+//!   when its output is closed;
+//! - **R10**: the simulated fan-out starts probes in the slots the worker
+//!   gives it and the peak in flight never exceeds the scenario's cap;
+//! - **R12**: per life, telemetry counted exactly the publish calls the
+//!   world accepted, by event type;
+//! - **D6**: the journal is the lineage's inputs without a hole: whole
+//!   without a fault, a prefix after one (it stops, it never skips, across
+//!   restarts too);
+//! - at the end nothing is pending and the counters equal the model's.
 //!
 //! `HEALTHPROBE_SIM_SEED` (default 20261201) and `HEALTHPROBE_SIM_SCENARIOS`
-//! (default 10,000) select the scenarios; a failure prints the seed, a
-//! minimal trace and the command that re-runs it.
+//! (default 3,000) select the scenarios; a failure prints the seed, what
+//! broke, the scenario, the last observations and the command that re-runs
+//! it alone, which prints every observation.
 
-use std::collections::HashMap;
+#[allow(dead_code)] // Shared with the core's property tests and the fuzz targets, which use the rest.
+#[path = "../../core/tests/support/go_model.rs"]
+mod go_model;
+#[path = "simulation/oracle.rs"]
+mod oracle;
+#[path = "simulation/scenario.rs"]
+mod scenario;
+#[path = "simulation/world.rs"]
+mod world;
+
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use healthprobe_core::tick::{ProbeBatch, ProbeClass, StopReason};
-use healthprobe_core::{
-    EventType, HealthEvent, HealthStates, Input, Policy, ProbeOutcome, ProbeResult, RuntimeRecord,
-    Timestamp,
-};
-use healthprobe_shell::adapters::CountingTelemetry;
-use healthprobe_shell::config::{Runtime, WorkerConfig};
-use healthprobe_shell::durable::{
-    Saved, Snapshot, StateFileError, encode_snapshot_with_journal, parse_snapshot,
-};
-use healthprobe_shell::journal::write_input;
-use healthprobe_shell::ports::{
-    Clock, HealthEventPublisher, JournalSink, ListError, ProbeFanout, Probed, PublishError,
-    RuntimeRecordStore, StateStore,
-};
+use healthprobe_core::tick::StopReason;
+use healthprobe_core::{HealthEvent, HealthStates};
+use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::worker::{RunLimits, Shutdown, Worker};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+
+use oracle::Verdict;
+use scenario::{INTERVAL, JournalAttach, PROBE_TIMEOUT, Scenario};
+use world::{
+    End, PublishFate, Shared, SimClock, SimFanout, SimJournal, SimPublisher, SimState, SimStore,
+    SimTelemetry, Stats, World,
+};
 
 const DEFAULT_SEED: u64 = 20_261_201;
-const DEFAULT_SCENARIOS: u64 = 10_000;
-const INTERVAL: Duration = Duration::from_secs(5);
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Ticks of the final, fault-free phase in which everything pending must go out.
-const DRAIN_TICKS: u64 = 3;
+const DEFAULT_SCENARIOS: u64 = 3_000;
+/// A scenario whose process restarts more often than this never got through.
+const MAX_LIVES: usize = 1_000;
 
-/// How one simulated engine behaves over the run.
-#[derive(Debug, Clone, Copy)]
-enum Engine {
-    /// Always 200.
-    Healthy,
-    /// Fails with probability `percent`, each kind of failure in turn.
-    Flapping { percent: u32 },
-    /// Down (hangs past the timeout) from tick `from` for `ticks` ticks, healthy otherwise.
-    Outage { from: u64, ticks: u64 },
-}
-
-/// A scenario drawn from a seed.
-#[derive(Debug, Clone)]
-struct Scenario {
-    seed: u64,
-    policy: Policy,
-    engines: Vec<Engine>,
-    ticks: u64,
-    durable: bool,
-    journal: bool,
-    max_concurrency: usize,
-    /// Per-mille chance of a fault at each port call, by kind.
-    publish_fault: u32,
-    sync_fault: u32,
-    list_fault: u32,
-    save_fault: u32,
-    journal_fault: u32,
-    /// Per-mille chance that a process life ends in a crash.
-    crash: u32,
-}
-
-impl Scenario {
-    fn from_seed(seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let games = rng.random_range(1..=6);
-        let engines = (0..games)
-            .map(|_| match rng.random_range(0..4) {
-                0 => Engine::Healthy,
-                1 => Engine::Outage {
-                    from: rng.random_range(0..10),
-                    ticks: rng.random_range(1..12),
-                },
-                _ => Engine::Flapping {
-                    percent: rng.random_range(10..90),
-                },
-            })
-            .collect();
-        let durable = rng.random_bool(0.8);
-        let policy = Policy::new(rng.random_range(1..=4), rng.random_range(1..=3)).expect("valid");
-        Self {
-            seed,
-            policy,
-            engines,
-            ticks: rng.random_range(5..30),
-            durable,
-            journal: rng.random_bool(0.7),
-            max_concurrency: rng.random_range(1..=4),
-            publish_fault: rng.random_range(0..300),
-            sync_fault: rng.random_range(0..100),
-            list_fault: rng.random_range(0..150),
-            save_fault: rng.random_range(0..100),
-            journal_fault: if rng.random_bool(0.2) { 20 } else { 0 },
-            crash: if durable { rng.random_range(0..700) } else { 0 },
-        }
-    }
-
-    fn game_id(game: usize) -> String {
-        format!("g{game}")
-    }
-
-    /// The engine index of a `gN` game id.
-    fn game_index(game_id: &str) -> usize {
-        game_id[1..].parse().expect("a gN game id")
-    }
-
-    /// The running records at logical tick `tick`: odd games leave for a
-    /// while now and then (so prunes happen, R8); g0 is always listed; g1
-    /// is listed twice (D3).
-    fn listing(&self, tick: u64) -> Vec<RuntimeRecord> {
-        let mut records = Vec::new();
-        for game in 0..self.engines.len() {
-            let away = game % 2 == 1 && (tick + game as u64 * 7) % 11 < 2;
-            if !away {
-                records.push(RuntimeRecord::running(
-                    Self::game_id(game),
-                    format!("c{game}-{}", tick / 10),
-                    format!("sim://{game}"),
-                ));
-            }
-        }
-        if records.len() > 1 && records[1].game_id == "g1" {
-            records.push(records[1].clone());
-        }
-        records
-    }
-
-    /// What engine `game` answers at logical tick `tick`, and how long it takes.
-    fn answer(&self, tick: u64, game: usize) -> (ProbeResult, ProbeClass, Duration) {
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            self.seed ^ tick.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (game as u64).rotate_left(32),
-        );
-        let latency = Duration::from_millis(rng.random_range(1..50));
-        let hang = || {
-            (
-                ProbeResult::Unhealthy {
-                    status: 0,
-                    error: "timeout".into(),
-                },
-                ProbeClass::Timeout,
-                PROBE_TIMEOUT,
-            )
-        };
-        let fail = |rng: &mut ChaCha8Rng| match rng.random_range(0..3) {
-            0 => hang(),
-            1 => (
-                ProbeResult::Unhealthy {
-                    status: 503,
-                    error: "unexpected status 503".into(),
-                },
-                ProbeClass::BadStatus,
-                latency,
-            ),
-            _ => (
-                ProbeResult::Unhealthy {
-                    status: 0,
-                    error: "connection refused".into(),
-                },
-                ProbeClass::ConnectError,
-                latency,
-            ),
-        };
-        match self.engines[game] {
-            Engine::Healthy => (ProbeResult::Healthy, ProbeClass::Ok, latency),
-            Engine::Flapping { percent } => {
-                if rng.random_range(0..100) < percent {
-                    fail(&mut rng)
-                } else {
-                    (ProbeResult::Healthy, ProbeClass::Ok, latency)
-                }
-            }
-            Engine::Outage { from, ticks } if (from..from + ticks).contains(&tick) => hang(),
-            Engine::Outage { .. } => (ProbeResult::Healthy, ProbeClass::Ok, latency),
-        }
-    }
-
-    /// The logical time of game `game`'s outcome at tick `tick`.
-    fn observed_at(tick: u64, game: usize) -> Timestamp {
-        let second = 1_800_000_000 + i64::try_from(tick).expect("small") * 5;
-        Timestamp::new(second, i32::try_from(game).expect("small") * 1_000_000).expect("valid")
-    }
-
-    /// The fault-free run: the core folding the script for the ticks of
-    /// `folded` (the games each tick folded, in order: all of them, unless
-    /// a closed output interrupted the tick).
-    fn reference(&self, folded: &[Vec<usize>]) -> (HealthStates, Vec<HealthEvent>) {
-        let mut states = HealthStates::new(self.policy);
-        let mut events = Vec::new();
-        for (tick, games) in (0..).zip(folded) {
-            let listing = self.listing(tick);
-            states.prune(listing.iter().map(|r| r.game_id.as_str()));
-            let jobs = healthprobe_core::tick::probe_jobs(listing);
-            for &game in games {
-                let record = jobs
-                    .iter()
-                    .find(|record| record.game_id == Self::game_id(game))
-                    .expect("a listed game")
-                    .clone();
-                let (result, _, _) = self.answer(tick, game);
-                let outcome = ProbeOutcome {
-                    game_id: record.game_id,
-                    container_id: record.current_container_id,
-                    observed_at: Self::observed_at(tick, game),
-                    result,
-                };
-                events.extend(states.apply(outcome));
-            }
-        }
-        (states, events)
-    }
-}
-
-/// Everything outside the simulated process, and what it has made durable.
+/// What one scenario that passed did.
 #[derive(Debug)]
-struct World {
-    scenario: Scenario,
-    rng: ChaCha8Rng,
-    faults_on: bool,
-    alive: bool,
-    calls: u64,
-    crash_at: Option<u64>,
-    /// Durable: the last snapshot written.
-    snapshot: Option<Vec<u8>>,
-    /// Durable: the journal's bytes; and the process's unflushed buffer.
-    journal: Vec<u8>,
-    journal_buffer: Vec<u8>,
-    journal_faulted: bool,
-    /// Durable: events synced to the output; and written but not yet synced.
-    delivered: Vec<HealthEvent>,
-    unsynced: Vec<HealthEvent>,
-    /// Logical ticks probed by the current lineage, and those a durable snapshot holds.
-    batches: u64,
-    committed: u64,
-    /// The games each logical tick folded, in order.
-    folded: Vec<Vec<usize>>,
-    /// Virtual monotonic time.
-    mono: Duration,
-    crashes: u64,
-    faults: u64,
-    /// Faults after which a repeat is allowed: lost replies, failed syncs,
-    /// failed snapshot writes, crashes.
-    repeat_causes: u64,
-    trace: Vec<String>,
+struct Summary {
+    stats: Stats,
+    lives: usize,
+    journal_off_at_start: u64,
+    verdict: Verdict,
 }
 
-/// What a port call finds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    Alive,
-    /// The process dies during this call.
-    DiesNow,
-    Dead,
-}
-
-impl World {
-    fn new(scenario: Scenario) -> Self {
-        Self {
-            rng: ChaCha8Rng::seed_from_u64(scenario.seed.wrapping_add(1)),
-            scenario,
-            faults_on: true,
-            alive: true,
-            calls: 0,
-            crash_at: None,
-            snapshot: None,
-            journal: Vec::new(),
-            journal_buffer: Vec::new(),
-            journal_faulted: false,
-            delivered: Vec::new(),
-            unsynced: Vec::new(),
-            batches: 0,
-            committed: 0,
-            folded: Vec::new(),
-            mono: Duration::ZERO,
-            crashes: 0,
-            faults: 0,
-            repeat_causes: 0,
-            trace: Vec::new(),
-        }
-    }
-
-    fn call(&mut self, what: &str) -> Fate {
-        if !self.alive {
-            return Fate::Dead;
-        }
-        self.calls += 1;
-        if self.faults_on && self.crash_at == Some(self.calls) {
-            self.alive = false;
-            self.crashes += 1;
-            self.repeat_causes += 1;
-            self.trace.push(format!("#{} {what}: CRASH", self.calls));
-            return Fate::DiesNow;
-        }
-        self.trace.push(format!("#{} {what}", self.calls));
-        Fate::Alive
-    }
-
-    /// Whether a fault of per-mille chance `rate` strikes now.
-    fn fault(&mut self, rate: u32, what: &str) -> bool {
-        if !self.faults_on || rate == 0 || self.rng.random_range(0..1000) >= rate {
-            return false;
-        }
-        self.faults += 1;
-        self.trace.push(format!("   fault: {what}"));
-        true
-    }
-
-    /// A new process starts: what was not durable is gone, a torn journal
-    /// tail is cut back, and this life may end in a crash.
-    fn start_process(&mut self) {
-        self.alive = true;
-        self.unsynced.clear();
-        self.journal_buffer.clear();
-        let whole = self
-            .journal
-            .iter()
-            .rposition(|&byte| byte == b'\n')
-            .map_or(0, |last| last + 1);
-        self.journal.truncate(whole);
-        self.batches = self.committed;
-        self.folded
-            .truncate(usize::try_from(self.committed).expect("small"));
-        self.crash_at = (self.faults_on && self.rng.random_range(0..1000) < self.scenario.crash)
-            .then(|| self.calls + self.rng.random_range(1..120));
-        self.trace
-            .push(format!("-- process starts at tick {}", self.committed));
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Shared(Arc<Mutex<World>>);
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, World> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-#[derive(Debug)]
-struct SimStore(Shared);
-
-impl RuntimeRecordStore for SimStore {
-    fn list_running(&mut self) -> Result<Vec<RuntimeRecord>, ListError> {
-        let mut world = self.0.lock();
-        if world.call("list") != Fate::Alive {
-            return Err(ListError::Unavailable("the process is dead".into()));
-        }
-        let rate = world.scenario.list_fault;
-        if world.fault(rate, "listing fails") {
-            return Err(ListError::Unavailable("simulated store down".into()));
-        }
-        Ok(world.scenario.listing(world.batches))
-    }
-}
-
-#[derive(Debug)]
-struct SimPublisher(Shared);
-
-fn refused(text: &str) -> PublishError {
-    PublishError::Unavailable(text.to_owned())
-}
-
-impl HealthEventPublisher for SimPublisher {
-    fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
-        let mut world = self.0.lock();
-        match world.call("publish") {
-            Fate::Dead => return Err(refused("dead")),
-            Fate::DiesNow => {
-                if world.rng.random_bool(0.5) {
-                    world.unsynced.push(event.clone());
-                }
-                return Err(refused("dead"));
-            }
-            Fate::Alive => {}
-        }
-        let rate = world.scenario.publish_fault;
-        if world.fault(rate, "publish fails") {
-            return match world.rng.random_range(0..10) {
-                0..=3 => Err(refused("simulated broker refuses")),
-                4..=5 => Err(refused("simulated broker times out")),
-                6..=8 if world.scenario.durable => {
-                    // Delivered, but the reply is lost.
-                    world.unsynced.push(event.clone());
-                    world.repeat_causes += 1;
-                    Err(refused("simulated reply lost"))
-                }
-                6..=8 => Err(refused("simulated broker refuses")),
-                _ if !world.scenario.durable => Err(refused("simulated broker refuses")),
-                _ => Err(PublishError::Write {
-                    destination: "<sim>".into(),
-                    source: io::Error::from(io::ErrorKind::BrokenPipe),
-                }),
-            };
-        }
-        world.unsynced.push(event.clone());
-        let line = format!("   delivered {} {}", event.game_id, event.event_type());
-        world.trace.push(line);
-        Ok(())
-    }
-
-    fn sync(&mut self) -> Result<(), PublishError> {
-        let mut world = self.0.lock();
-        if world.call("sync") != Fate::Alive {
-            return Err(refused("dead"));
-        }
-        let rate = world.scenario.sync_fault;
-        if world.fault(rate, "sync fails") {
-            world.repeat_causes += 1;
-            return Err(refused("simulated fsync error"));
-        }
-        let synced = std::mem::take(&mut world.unsynced);
-        world.delivered.extend(synced);
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct SimState(Shared);
-
-fn write_error(text: &str) -> StateFileError {
-    StateFileError::Write {
-        path: "<sim state>".into(),
-        temporary: "<sim state>.tmp".into(),
-        source: io::Error::other(text.to_owned()),
-    }
-}
-
-impl StateStore for SimState {
-    fn load(&mut self) -> Result<Option<Snapshot>, StateFileError> {
-        let world = self.0.lock();
-        world
-            .snapshot
-            .as_deref()
-            .map(|bytes| parse_snapshot(bytes, "<sim state>"))
-            .transpose()
-    }
-
-    fn save(
-        &mut self,
-        states: &HealthStates,
-        pending: &[HealthEvent],
-        journal_len: Option<u64>,
-    ) -> Result<Saved, StateFileError> {
-        let mut world = self.0.lock();
-        let fate = world.call("persist");
-        let applied = match fate {
-            Fate::Dead => false,
-            // The rename happened, or it did not: both are atomic.
-            Fate::DiesNow => world.rng.random_bool(0.5),
-            Fate::Alive => {
-                let rate = world.scenario.save_fault;
-                let failed = world.fault(rate, "snapshot write fails");
-                // Events are published anyway (D5's documented gap): a
-                // restart before the next write publishes them again.
-                world.repeat_causes += u64::from(failed);
-                !failed
-            }
-        };
-        if !applied {
-            return Err(write_error("simulated write failure"));
-        }
-        let mut bytes = Vec::new();
-        encode_snapshot_with_journal(&mut bytes, states, pending, journal_len);
-        world.snapshot = Some(bytes);
-        world.committed = world.batches;
-        if fate == Fate::DiesNow {
-            return Err(write_error("dead"));
-        }
-        Ok(Saved::Written)
-    }
-
-    fn name(&self) -> String {
-        "<sim state>".into()
-    }
-}
-
-#[derive(Debug)]
-struct SimJournal(Shared);
-
-impl JournalSink for SimJournal {
-    fn record(&mut self, input: &Input) -> io::Result<()> {
-        let mut world = self.0.lock();
-        if world.call("journal") != Fate::Alive {
-            return Err(io::Error::other("dead"));
-        }
-        let rate = world.scenario.journal_fault;
-        if world.fault(rate, "journal write fails") {
-            world.journal_faulted = true;
-            return Err(io::Error::other("simulated journal error"));
-        }
-        let mut line = Vec::new();
-        write_input(&mut line, input)?;
-        world.journal_buffer.extend(line);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        let mut world = self.0.lock();
-        let fate = world.call("flush journal");
-        let cut = match fate {
-            Fate::Dead => return Err(io::Error::other("dead")),
-            Fate::DiesNow => true,
-            Fate::Alive => {
-                let rate = world.scenario.journal_fault;
-                let cut = world.fault(rate, "journal flush cut short");
-                world.journal_faulted |= cut;
-                cut
-            }
-        };
-        let buffer = std::mem::take(&mut world.journal_buffer);
-        if cut {
-            let keep = world.rng.random_range(0..=buffer.len());
-            world.journal.extend_from_slice(&buffer[..keep]);
-            return Err(io::Error::other("simulated short write"));
-        }
-        world.journal.extend(buffer);
-        Ok(())
-    }
-
-    fn flushed_len(&self) -> u64 {
-        self.0.lock().journal.len() as u64
-    }
-
-    fn truncate(&mut self, len: u64) -> io::Result<()> {
-        let mut world = self.0.lock();
-        world.journal.truncate(usize::try_from(len).expect("small"));
-        world.journal_buffer.clear();
-        Ok(())
-    }
-
-    fn name(&self) -> String {
-        "<sim journal>".into()
-    }
-}
-
-#[derive(Debug)]
-struct SimClock(Shared);
-
-impl Clock for SimClock {
-    fn now(&self) -> Timestamp {
-        let mono = self.0.lock().mono;
-        let seconds = i64::try_from(mono.as_secs()).expect("small");
-        Timestamp::from_second(1_800_000_000 + seconds).expect("valid")
-    }
-
-    fn monotonic(&self) -> Duration {
-        self.0.lock().mono
-    }
-
-    fn sleep_until(&self, deadline: Duration, shutdown: &Shutdown) -> bool {
-        let mut world = self.0.lock();
-        if shutdown.is_triggered() || !world.alive {
-            return true;
-        }
-        world.mono = world.mono.max(deadline);
-        false
-    }
-}
-
-/// Probes the script, `max_concurrency` slots at a time in virtual time.
-#[derive(Debug)]
-struct SimFanout(Shared);
-
-impl ProbeFanout for SimFanout {
-    fn runtime(&self) -> Runtime {
-        Runtime::Threads
-    }
-
-    fn probe_batch(
-        &mut self,
-        batch: &ProbeBatch,
-        max_concurrency: usize,
-        _clock: &Arc<dyn Clock>,
-        shutdown: &Shutdown,
-        fold: &mut dyn FnMut(Probed),
-    ) {
-        let mut finished = {
-            let mut world = self.0.lock();
-            if !world.alive {
-                return;
-            }
-            let tick = world.batches;
-            world.batches += 1;
-            world.folded.push(Vec::new());
-            let mut slots = vec![world.mono; max_concurrency.max(1)];
-            let mut finished = Vec::new();
-            for &job in batch.suspects_first().iter() {
-                let game = Scenario::game_index(&batch.jobs()[job].game_id);
-                let (result, class, latency) = world.scenario.answer(tick, game);
-                let slot = (0..slots.len()).min_by_key(|&i| slots[i]).expect("a slot");
-                slots[slot] += latency;
-                let observed_at = Scenario::observed_at(tick, game);
-                finished.push((slots[slot], Probed::new(job, observed_at, result, class)));
-            }
-            finished
-        };
-        finished.sort_by_key(|(at, probed)| (*at, probed.job));
-        for (at, probed) in finished {
-            {
-                let mut world = self.0.lock();
-                if !world.alive || shutdown.is_triggered() {
-                    return;
-                }
-                world.mono = world.mono.max(at);
-                let game = Scenario::game_index(&batch.jobs()[probed.job].game_id);
-                world.folded.last_mut().expect("this tick").push(game);
-            }
-            fold(probed);
-        }
-    }
-}
-
-/// Per game, the first delivery of each event, in delivery order; and how
-/// many deliveries were byte-identical repeats of an event already delivered
-/// (a redelivery: the event, or a batch of them, was not yet recorded as
-/// delivered when a crash, a lost reply or a failed sync hit).
-fn first_deliveries(events: &[HealthEvent]) -> (HashMap<String, Vec<HealthEvent>>, usize) {
-    let mut by_game: HashMap<String, Vec<HealthEvent>> = HashMap::new();
-    let mut repeats = 0;
-    for event in events {
-        let game = by_game.entry(event.game_id.clone()).or_default();
-        // Events of one game have distinct `occurred_at`s: equality is identity.
-        if game.contains(event) {
-            repeats += 1;
-        } else {
-            game.push(event.clone());
-        }
-    }
-    (by_game, repeats)
-}
-
-/// Counts over all scenarios.
-#[derive(Debug, Default)]
-struct Totals {
-    scenarios: u64,
-    crashes: u64,
-    faults: u64,
-    restarts: u64,
-    redeliveries: u64,
-    events: u64,
-}
-
-/// Run one scenario; `Err` names the broken invariant, with the scenario
-/// and the last port calls before it was found.
-fn run_scenario(seed: u64, totals: &mut Totals) -> Result<(), String> {
+/// Run one scenario; `Err` says what broke, with the scenario and the last
+/// observations before it (`whole_trace`: all of them).
+fn run_scenario(seed: u64, whole_trace: bool) -> Result<Summary, String> {
     let scenario = Scenario::from_seed(seed);
-    let shared = Shared(Arc::new(Mutex::new(World::new(scenario.clone()))));
-    simulate(&scenario, &shared, totals).map_err(|broken| {
+    let shared = Shared::new(World::new(scenario.clone()));
+    let result =
+        catch_unwind(AssertUnwindSafe(|| simulate(&scenario, &shared))).unwrap_or_else(|panic| {
+            let text = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+                .unwrap_or_default();
+            Err(format!("panicked: {text}"))
+        });
+    result.map_err(|broken| {
         let world = shared.lock();
-        let from = world.trace.len().saturating_sub(40);
+        let from = if whole_trace {
+            0
+        } else {
+            world.log.len().saturating_sub(40)
+        };
+        let trace: Vec<String> = world.log[from..]
+            .iter()
+            .map(|entry| format!("  {entry}"))
+            .collect();
         format!(
-            "{broken}\n{scenario:?}\nthe last port calls:\n{}",
-            world.trace[from..].join("\n")
+            "{broken}\n{}\nthe last observations:\n{}",
+            scenario.summary(),
+            trace.join("\n")
         )
     })
 }
 
-fn simulate(scenario: &Scenario, shared: &Shared, totals: &mut Totals) -> Result<(), String> {
+fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
     let config = WorkerConfig {
         interval: INTERVAL,
         probe_timeout: PROBE_TIMEOUT,
@@ -699,165 +140,210 @@ fn simulate(scenario: &Scenario, shared: &Shared, totals: &mut Totals) -> Result
         recovery_threshold: scenario.policy.recovery_threshold(),
         max_concurrency: scenario.max_concurrency,
     };
-    let total = scenario.ticks + DRAIN_TICKS;
-    let mut ticks_done = 0;
-    let mut lives = 0;
-    let final_states;
-    loop {
-        lives += 1;
-        if lives > 200 {
-            return Err("the process never got through its ticks".into());
-        }
-        shared.lock().start_process();
+    // What a graceful stop left with its state saved: the next restore must give it back.
+    let mut stopped_with: Option<(HealthStates, Vec<HealthEvent>)> = None;
+    let mut journal_off_at_start = 0;
+    for lives in 1..=MAX_LIVES {
+        let shutdown = Shutdown::new();
+        shared.lock().start_life(shutdown.clone());
         let mut worker = Worker::with_fanout(
             config,
             Box::new(SimFanout(shared.clone())),
             SimStore(shared.clone()),
             SimPublisher(shared.clone()),
-            CountingTelemetry::new(),
+            SimTelemetry(shared.clone()),
             SimClock(shared.clone()),
         )
         .map_err(|err| format!("config: {err}"))?;
-        // As the CLI: the journal first, so the restore's write records its length.
-        if scenario.journal {
+        if scenario.journal == Some(JournalAttach::BeforeRestore) {
             worker.set_journal(SimJournal(shared.clone()));
         }
         if scenario.durable {
-            match worker.restore(SimState(shared.clone())) {
-                Ok(_) => {}
-                Err(_) if !shared.lock().alive => continue,
-                Err(err) => {
-                    // A failed first write: the process refuses to start; the operator retries.
-                    shared.lock().trace.push(format!("-- start refused: {err}"));
-                    continue;
+            if worker.restore(SimState(shared.clone())).is_err() {
+                // Died in it, or its write failed: the start is refused and
+                // the operator (or systemd) starts it again.
+                let mut world = shared.lock();
+                let how = if world.alive() {
+                    End::StartRefused
+                } else {
+                    End::Crashed
+                };
+                world.end_life(how);
+                continue;
+            }
+            oracle::check_restored(&shared.lock(), worker.states())?;
+            if let Some((states, pending)) = stopped_with.take() {
+                if worker.states() != &states || worker.pending() != pending {
+                    return Err(format!(
+                        "D5: after a graceful stop with the state saved, the restart restored other state or pending events\n stopped with {states:?}, pending {pending:?}\n restored     {:?}, pending {:?}",
+                        worker.states(),
+                        worker.pending()
+                    ));
                 }
             }
-            let (committed, folded) = {
-                let world = shared.lock();
-                (world.committed, world.folded.clone())
-            };
-            let (expected, _) = scenario.reference(&folded);
-            if worker.states() != &expected {
+        }
+        if scenario.journal == Some(JournalAttach::AfterRestore) {
+            let failed = shared.lock().failed_saves;
+            worker.set_journal(SimJournal(shared.clone()));
+            let mut world = shared.lock();
+            // The write recording its length failed: it is off for this life.
+            world.journal_interrupted |= world.failed_saves > failed;
+        }
+        if scenario.journal.is_some() && !worker.machine().is_journaling() {
+            journal_off_at_start += 1;
+        }
+        let report = worker.run_with(&shutdown, RunLimits::forever(), |_| {
+            shared.lock().tick_done();
+        });
+        let mut world = shared.lock();
+        if !world.alive() {
+            world.end_life(End::Crashed);
+            continue;
+        }
+        let life = world.lives.len() - 1;
+        let asked = world.lives[life].shutdown_entry.is_some();
+        let closed = world
+            .publishes
+            .iter()
+            .rev()
+            .take_while(|call| call.life == life)
+            .any(|call| call.fate == PublishFate::Closed);
+        match report.stopped {
+            Some(StopReason::Shutdown) if asked => {}
+            Some(StopReason::OutputClosed) if closed => {}
+            other => {
                 return Err(format!(
-                    "restored counters after {committed} committed ticks differ from the fault-free run:\n restored {:?}\n expected {:?}",
-                    worker.states(),
-                    expected
+                    "the run stopped ({other:?}) without a shutdown or a closed output"
                 ));
             }
         }
-        let shutdown = Shutdown::new();
-        let mut this_life = 0;
-        let report = worker.run_with(&shutdown, RunLimits::ticks(total - ticks_done), |_| {
-            this_life += 1;
-            let mut world = shared.lock();
-            if ticks_done + this_life >= scenario.ticks {
-                // The drain: no fault, no crash from here on.
-                world.faults_on = false;
+        let saved = worker.state_is_saved();
+        if scenario.durable && saved == world.behind() {
+            return Err(format!(
+                "state_is_saved() is {saved}, but the last snapshot write {}",
+                if world.behind() {
+                    "failed"
+                } else {
+                    "succeeded"
+                }
+            ));
+        }
+        world.end_life(End::Stopped);
+        if world.finished {
+            if worker.pending_len() != 0 {
+                return Err(format!(
+                    "{} event(s) still pending after the drain: {:?}",
+                    worker.pending_len(),
+                    worker.pending()
+                ));
             }
-            if !world.alive {
-                shutdown.trigger();
-            }
-        });
-        let alive = shared.lock().alive;
-        if !alive {
-            totals.restarts += 1;
-            continue;
+            let verdict = oracle::check(&world, worker.states())?;
+            return Ok(Summary {
+                stats: world.stats,
+                lives,
+                journal_off_at_start,
+                verdict,
+            });
         }
-        ticks_done += this_life;
-        if report.stopped == Some(StopReason::OutputClosed) {
-            // The operator restarts a run whose output was closed.
-            totals.restarts += 1;
-            continue;
-        }
-        if ticks_done < total {
-            return Err(format!(
-                "the run stopped after {ticks_done} of {total} ticks: {:?}",
-                report.stopped
-            ));
-        }
-        if worker.pending_len() != 0 {
-            return Err(format!(
-                "{} event(s) still pending after {DRAIN_TICKS} fault-free ticks",
-                worker.pending_len()
-            ));
-        }
-        final_states = worker.states().clone();
-        break;
+        stopped_with =
+            (scenario.durable && saved).then(|| (worker.states().clone(), worker.pending()));
     }
-    let world = shared.lock();
-    let (expected_states, expected) = scenario.reference(&world.folded);
-    if !world.unsynced.is_empty() {
-        return Err("events written but never synced at the end".into());
-    }
-    let (delivered, repeats) = first_deliveries(&world.delivered);
-    let (expected_by_game, unique) = first_deliveries(&expected);
-    if unique != 0 {
-        return Err("the fault-free run emitted one event twice".into());
-    }
-    for game in 0..scenario.engines.len() {
-        let id = Scenario::game_id(game);
-        let got = delivered.get(&id).map(Vec::as_slice).unwrap_or_default();
-        let want = expected_by_game
-            .get(&id)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        if got != want {
-            return Err(format!(
-                "{id}: delivered events differ from the fault-free run\n delivered {}\n expected  {}",
-                describe(got),
-                describe(want)
-            ));
-        }
-    }
-    if final_states != expected_states {
-        return Err(format!(
-            "final counters differ from the fault-free run:\n got      {final_states:?}\n expected {expected_states:?}"
-        ));
-    }
-    // Across restarts too: a restore cuts the journal back to the length its
-    // snapshot recorded (seed 20265383 found the tick folded twice before).
-    if scenario.journal && !world.journal_faulted {
-        let text = String::from_utf8(world.journal.clone()).map_err(|err| err.to_string())?;
-        let inputs: Vec<Input> = text
-            .lines()
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()
-            .map_err(|err| format!("journal line: {err}"))?;
-        let (_, replayed) = healthprobe_core::replay(scenario.policy, inputs);
-        if replayed != expected {
-            let first = replayed.iter().zip(&expected).find(|(a, b)| a != b);
-            return Err(format!(
-                "the journal replays to other events\n replayed {}\n expected {}\n first difference {first:#?}",
-                describe(&replayed),
-                describe(&expected)
-            ));
-        }
-    }
-    if repeats > 0 && world.repeat_causes == 0 {
-        return Err(format!(
-            "{repeats} event(s) delivered twice without a crash, a lost reply, a failed sync or a failed snapshot write"
-        ));
-    }
-    totals.scenarios += 1;
-    totals.crashes += world.crashes;
-    totals.faults += world.faults;
-    totals.redeliveries += repeats as u64;
-    totals.events += expected.len() as u64;
-    Ok(())
+    Err(format!(
+        "the process restarted {MAX_LIVES} times without getting through"
+    ))
 }
 
-fn describe(events: &[HealthEvent]) -> String {
-    let parts: Vec<String> = events
+/// Counts over all scenarios.
+#[derive(Debug, Default)]
+struct Totals {
+    scenarios: u64,
+    lives: u64,
+    crashes: u64,
+    shutdowns: u64,
+    closed_outputs: u64,
+    refused_starts: u64,
+    faults: u64,
+    journal_faults: u64,
+    journal_off_at_start: u64,
+    probes: u64,
+    batches: u64,
+    capped_batches: u64,
+    events: u64,
+    lost_without_state: u64,
+    held_by_failed_writes: u64,
+    /// Per scenario with any: the seed and its repeats.
+    repeats: Vec<(u64, Vec<String>)>,
+}
+
+impl Totals {
+    fn add(&mut self, seed: u64, summary: Summary) {
+        let Summary {
+            stats,
+            lives,
+            journal_off_at_start,
+            verdict,
+        } = summary;
+        self.scenarios += 1;
+        self.lives += lives as u64;
+        self.crashes += stats.crashes;
+        self.shutdowns += stats.shutdowns;
+        self.closed_outputs += stats.closed_outputs;
+        self.refused_starts += stats.refused_starts;
+        self.faults += stats.faults;
+        self.journal_faults += stats.journal_faults;
+        self.journal_off_at_start += journal_off_at_start;
+        self.probes += stats.probes;
+        self.batches += stats.batches;
+        self.capped_batches += stats.capped_batches;
+        self.events += verdict.events as u64;
+        self.lost_without_state += verdict.lost_without_state as u64;
+        self.held_by_failed_writes += stats.held_by_failed_writes;
+        if !verdict.repeats.is_empty() {
+            self.repeats.push((seed, verdict.repeats));
+        }
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.scenarios += other.scenarios;
+        self.lives += other.lives;
+        self.crashes += other.crashes;
+        self.shutdowns += other.shutdowns;
+        self.closed_outputs += other.closed_outputs;
+        self.refused_starts += other.refused_starts;
+        self.faults += other.faults;
+        self.journal_faults += other.journal_faults;
+        self.journal_off_at_start += other.journal_off_at_start;
+        self.probes += other.probes;
+        self.batches += other.batches;
+        self.capped_batches += other.capped_batches;
+        self.events += other.events;
+        self.lost_without_state += other.lost_without_state;
+        self.held_by_failed_writes += other.held_by_failed_writes;
+        self.repeats.extend(other.repeats);
+    }
+}
+
+/// `total` counted over the scenarios of `by_seed`, and the first seeds with their counts.
+fn by_seed(by_seed: &mut [(u64, Vec<String>)], detail: bool) -> String {
+    by_seed.sort_by_key(|(seed, _)| *seed);
+    let total: usize = by_seed.iter().map(|(_, items)| items.len()).sum();
+    let seeds: Vec<String> = by_seed
         .iter()
-        .map(|event| {
-            let kind = match event.event_type() {
-                EventType::ProbeFailed => "failed",
-                EventType::ProbeRecovered => "recovered",
-            };
-            format!("{}:{kind}@{}", event.game_id, event.occurred_at)
+        .take(if detail { usize::MAX } else { 8 })
+        .map(|(seed, items)| {
+            if detail {
+                format!("seed {seed}: {}", items.join(", "))
+            } else {
+                format!("{seed} ×{}", items.len())
+            }
         })
         .collect();
-    format!("[{}]", parts.join(", "))
+    format!(
+        "{total} in {} scenario(s){}{}",
+        by_seed.len(),
+        if seeds.is_empty() { "" } else { ": " },
+        seeds.join(if detail { "\n  " } else { ", " })
+    )
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -870,7 +356,8 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 #[test]
-fn d4_d5_d6_r8_r9_r13_the_simulated_worker_loses_nothing_under_faults_and_crashes() {
+fn d3_d4_d5_d6_r8_to_r10_r12_r13_the_simulated_worker_keeps_the_rules_through_faults_crashes_and_restarts()
+ {
     let base = env_u64("HEALTHPROBE_SIM_SEED", DEFAULT_SEED);
     let count = env_u64("HEALTHPROBE_SIM_SCENARIOS", DEFAULT_SCENARIOS);
     // Scenarios are independent: split them over the cores, report the
@@ -883,8 +370,9 @@ fn d4_d5_d6_r8_r9_r13_the_simulated_worker_loses_nothing_under_faults_and_crashe
                     let mut totals = Totals::default();
                     for index in (part..count).step_by(threads as usize) {
                         let seed = base.wrapping_add(index);
-                        if let Err(broken) = run_scenario(seed, &mut totals) {
-                            return (totals, Some((seed, broken)));
+                        match run_scenario(seed, count == 1) {
+                            Ok(summary) => totals.add(seed, summary),
+                            Err(broken) => return (totals, Some((seed, broken))),
                         }
                     }
                     (totals, None)
@@ -899,12 +387,7 @@ fn d4_d5_d6_r8_r9_r13_the_simulated_worker_loses_nothing_under_faults_and_crashe
     let mut totals = Totals::default();
     let mut failure: Option<(u64, String)> = None;
     for (part, failed) in results {
-        totals.scenarios += part.scenarios;
-        totals.crashes += part.crashes;
-        totals.faults += part.faults;
-        totals.restarts += part.restarts;
-        totals.redeliveries += part.redeliveries;
-        totals.events += part.events;
+        totals.merge(part);
         if let Some((seed, broken)) = failed {
             if failure.as_ref().is_none_or(|(first, _)| seed < *first) {
                 failure = Some((seed, broken));
@@ -917,22 +400,57 @@ fn d4_d5_d6_r8_r9_r13_the_simulated_worker_loses_nothing_under_faults_and_crashe
         );
     }
     // Straight to stderr, past the test harness's capture: CI's log shows it.
+    let detail = count == 1;
     let _ = writeln!(
         io::stderr(),
-        "simulated {} scenarios (seeds {base}..{}): {} crashes, {} restarts, {} faults, {} events, {} redeliveries",
+        "simulated {} scenarios (seeds {base}..{}): {} process lives, {} crashes, {} shutdowns, {} closed outputs, {} refused starts, {} faults, {} journal faults, {} lives with the journal kept off at start, {} probes in {} batches ({} at the cap), {} events, {} lost by lives without a state file, {} failed snapshot writes holding events back\nrepeats: {}",
         totals.scenarios,
         base.wrapping_add(count),
+        totals.lives,
         totals.crashes,
-        totals.restarts,
+        totals.shutdowns,
+        totals.closed_outputs,
+        totals.refused_starts,
         totals.faults,
+        totals.journal_faults,
+        totals.journal_off_at_start,
+        totals.probes,
+        totals.batches,
+        totals.capped_batches,
         totals.events,
-        totals.redeliveries
+        totals.lost_without_state,
+        totals.held_by_failed_writes,
+        by_seed(&mut totals.repeats, detail),
     );
     assert_eq!(totals.scenarios, count);
     if count >= 1_000 {
-        // The scenarios must actually exercise what they claim to.
-        assert!(totals.crashes > count / 10, "{totals:?}");
-        assert!(totals.redeliveries > 0, "{totals:?}");
-        assert!(totals.events > count, "{totals:?}");
+        // The scenarios must exercise what they claim to: about half what
+        // the default seeds show, per thousand scenarios.
+        let floor = |what: &str, got: u64, per_thousand: u64| {
+            assert!(
+                got * 1_000 >= count * per_thousand,
+                "only {got} {what} in {count} scenarios (at least {per_thousand} per thousand expected)"
+            );
+        };
+        floor("crashes", totals.crashes, 200);
+        floor("graceful shutdowns", totals.shutdowns, 120);
+        floor("journal faults", totals.journal_faults, 60);
+        floor(
+            "lives with the journal kept off",
+            totals.journal_off_at_start,
+            20,
+        );
+        floor("batches at the cap", totals.capped_batches, 5_000);
+        floor("events", totals.events, 4_000);
+        floor(
+            "repeats",
+            totals.repeats.iter().map(|(_, r)| r.len() as u64).sum(),
+            200,
+        );
+        floor(
+            "failed snapshot writes holding events back",
+            totals.held_by_failed_writes,
+            20,
+        );
     }
 }

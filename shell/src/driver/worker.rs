@@ -77,11 +77,36 @@ struct Io {
     clock: Arc<dyn Clock>,
     state: Option<Box<dyn StateStore>>,
     journal: Option<Box<dyn JournalSink>>,
-    /// The journal length the restored snapshot recorded: a journal set
-    /// now or later is cut back to it.
-    restored_journal_len: Option<u64>,
+    /// What the restored snapshot says of the journal: a journal set now
+    /// or later is cut back to its length, or kept off.
+    restored_journal: RestoredJournal,
     /// The last write of the state file failed: it holds an older snapshot.
     state_behind: bool,
+}
+
+/// What a restored snapshot says of the journal (D6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RestoredJournal {
+    /// No snapshot was restored: nothing to reconcile.
+    Fresh,
+    /// The journal's first `len` bytes hold exactly the snapshot's folds.
+    At(u64),
+    /// The snapshot holds folds no journal recorded: its run's journal had
+    /// stopped, or it had none. A journal that already has lines cannot go
+    /// on without a hole; an empty one starts afresh.
+    Unrecorded,
+}
+
+impl RestoredJournal {
+    /// The length to record for a journal whose flushed length is
+    /// `found`: `None` when it must stay off.
+    fn kept_len(self, found: u64) -> Option<u64> {
+        match self {
+            Self::Fresh => Some(found),
+            Self::At(len) => Some(found.min(len)),
+            Self::Unrecorded => (found == 0).then_some(0),
+        }
+    }
 }
 
 /// What [`Worker::restore`] found.
@@ -242,7 +267,7 @@ impl Worker {
                 clock: Arc::new(clock),
                 state: None,
                 journal: None,
-                restored_journal_len: None,
+                restored_journal: RestoredJournal::Fresh,
                 state_behind: false,
             },
         }
@@ -316,11 +341,16 @@ impl Worker {
         };
         let replaced_policy = (states.policy() != configured).then(|| states.policy());
         states.set_policy(configured);
-        // With a journal already set, record the length it is about to be cut back to.
-        let record_len = match (&self.io.journal, journal_len) {
-            (Some(journal), Some(len)) => Some(journal.flushed_len().min(len)),
-            (Some(journal), None) => Some(journal.flushed_len()),
-            (None, len) => len,
+        let restored_journal = match (existed, journal_len) {
+            (false, _) => RestoredJournal::Fresh,
+            (true, Some(len)) => RestoredJournal::At(len),
+            (true, None) => RestoredJournal::Unrecorded,
+        };
+        // With a journal already set, record the length it is about to be
+        // cut back to, or none if it is about to stay off.
+        let record_len = match &self.io.journal {
+            Some(journal) => restored_journal.kept_len(journal.flushed_len()),
+            None => journal_len,
         };
         store.save(&states, &pending, record_len)?;
         let restored = Restored {
@@ -353,8 +383,8 @@ impl Worker {
         self.io.machine.restore(states, pending);
         self.io.machine.set_durable(true);
         self.io.state = Some(Box::new(store));
-        self.io.restored_journal_len = journal_len;
-        self.io.cut_journal_back();
+        self.io.restored_journal = restored_journal;
+        self.io.reconcile_journal();
         Ok(restored)
     }
 
@@ -365,7 +395,11 @@ impl Worker {
     /// journal is first cut back to it: its last lines belong to a tick the
     /// snapshot does not hold (flushed, then the process died or the
     /// snapshot write failed), which this run probes again, so the journal
-    /// keeps replaying to the events delivered.
+    /// keeps replaying to the events delivered. A snapshot that recorded no
+    /// length (taken after the journal had stopped, or by a run without
+    /// one) holds folds no journal has: a journal that already has lines
+    /// then stays off for this run (logged), since appending would leave a
+    /// hole in it, and an empty one (the old one moved aside) starts afresh.
     ///
     /// Set it before [`Worker::restore`], as the CLI does: the restore's own
     /// write, which must succeed, then records the journal's length. Set
@@ -375,7 +409,7 @@ impl Worker {
     pub fn set_journal(&mut self, journal: impl JournalSink + 'static) {
         self.io.journal = Some(Box::new(journal));
         self.io.machine.set_journal(true);
-        self.io.cut_journal_back();
+        self.io.reconcile_journal();
         if self.io.state.is_some() {
             // Record the journal's length now, so a crash before the first
             // tick's snapshot still cuts back what that tick journals.
@@ -576,10 +610,27 @@ enum Control {
 }
 
 impl Io {
-    /// Cut the journal back to the restored snapshot's journal length.
-    fn cut_journal_back(&mut self) {
-        let (Some(journal), Some(len)) = (&mut self.journal, self.restored_journal_len) else {
+    /// Make the journal agree with the restored snapshot (D6): cut it back
+    /// to the length the snapshot recorded, or turn it off when the
+    /// snapshot holds folds it lacks and it already has lines.
+    fn reconcile_journal(&mut self) {
+        let Some(journal) = &mut self.journal else {
             return;
+        };
+        let len = match self.restored_journal {
+            RestoredJournal::Fresh => return,
+            RestoredJournal::At(len) => len,
+            RestoredJournal::Unrecorded => {
+                if journal.flushed_len() > 0 {
+                    error!(
+                        journal = %journal.name(),
+                        "the restored state holds probes this journal lacks (it stopped in an earlier run, or that run had no journal): appending would leave a hole, so journaling stays off; move the journal aside to start a new one"
+                    );
+                    self.journal = None;
+                    self.machine.set_journal(false);
+                }
+                return;
+            }
         };
         let found = journal.flushed_len();
         if found > len {
@@ -719,7 +770,7 @@ impl Io {
             Err(err) => {
                 error!(
                     error = %err,
-                    "cannot persist the state; events are published anyway, and a crash before the next successful write loses what happened since the last one"
+                    "cannot persist the state; events wait (pending) until a snapshot holding them is written, tried again every tick"
                 );
                 Persisted::Failed
             }
@@ -1213,7 +1264,7 @@ mod tests {
     }
 
     #[test]
-    fn d5_a_failing_snapshot_write_is_reported_and_events_are_published_anyway() {
+    fn d5_while_snapshot_writes_fail_nothing_is_published_and_the_next_good_write_releases_it() {
         let dir = scratch("write-fails");
         let path = dir.join("state.json");
         let mut rig = rig(1);
@@ -1226,24 +1277,41 @@ mod tests {
         std::fs::remove_dir_all(&dir).expect("the directory goes away");
         let report = rig.worker.tick();
         assert_eq!(
-            (report.events, report.published, report.snapshot_failures),
-            (1, 1, 2),
-            "the writes before and after delivery both fail"
+            (
+                report.events,
+                report.published,
+                report.pending,
+                report.snapshot_failures
+            ),
+            (1, 0, 1, 1),
+            "the tick's write fails: its event waits"
         );
-        assert_eq!(rig.publisher.events().len(), 1);
+        assert!(rig.publisher.events().is_empty());
         assert!(
             !rig.worker.state_is_saved(),
             "the file no longer holds what the worker knows"
         );
+        let report = rig.worker.tick();
+        assert_eq!(
+            (report.published, report.pending, report.snapshot_failures),
+            (0, 1, 2),
+            "still failing: the catch-up write and the tick's write, nothing published"
+        );
         std::fs::create_dir_all(&dir).expect("the directory comes back");
         let report = rig.worker.tick();
-        assert_eq!((report.snapshots_written, report.snapshot_failures), (1, 0));
+        assert_eq!(
+            (report.published, report.pending, report.snapshot_failures),
+            (1, 0, 0),
+            "the catch-up write succeeds and releases the event"
+        );
+        assert_eq!(rig.publisher.events().len(), 1);
         assert!(rig.worker.state_is_saved());
         let snapshot = StateFile::new(&path)
             .load()
             .expect("valid")
             .expect("exists");
         assert_eq!(&snapshot.states, rig.worker.states());
+        assert!(snapshot.pending.is_empty(), "the delivery is recorded");
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
@@ -1268,12 +1336,158 @@ mod tests {
         rig.worker
             .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
         let report = rig.worker.tick();
-        assert_eq!((report.events, report.published), (1, 1), "probing goes on");
+        assert_eq!(
+            (report.events, report.pending),
+            (1, 1),
+            "probing goes on; the event waits for the state file (D5)"
+        );
         assert_eq!(
             std::fs::read(&journal).expect("journal"),
             b"",
             "nothing journaled that a restart could not cut back"
         );
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    /// A journal file whose writes can be made to fail.
+    #[derive(Debug)]
+    struct FailingJournal {
+        inner: crate::journal_file::JournalFile,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FailingJournal {
+        fn check(&self) -> std::io::Result<()> {
+            if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(std::io::Error::other("no space left on device"));
+            }
+            Ok(())
+        }
+    }
+
+    impl JournalSink for FailingJournal {
+        fn record(&mut self, input: &healthprobe_core::Input) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.record(input)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.flush()
+        }
+
+        fn flushed_len(&self) -> u64 {
+            self.inner.flushed_len()
+        }
+
+        fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+            self.inner.truncate(len)
+        }
+
+        fn name(&self) -> String {
+            self.inner.name()
+        }
+    }
+
+    /// A rig whose store lists one game, `g1`, on an engine that refuses.
+    fn rig_listing_g1() -> Rig {
+        let rig = rig(1);
+        rig.store
+            .set(vec![RuntimeRecord::running("g1", "c1", &rig.endpoint)]);
+        rig
+    }
+
+    #[test]
+    fn d6_a_journal_that_stopped_stays_stopped_across_restarts() {
+        // A journal fault, then ticks folded that the journal lacks, all
+        // in snapshots; the next run must not append after that hole.
+        let dir = scratch("journal-stays-stopped");
+        let (state, journal) = (dir.join("state.json"), dir.join("journal.jsonl"));
+        for journal_first in [true, false] {
+            let _ = std::fs::remove_file(&state);
+            let _ = std::fs::remove_file(&journal);
+            let mut first = rig_listing_g1();
+            let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            first.worker.set_journal(FailingJournal {
+                inner: crate::journal_file::JournalFile::append(&journal).expect("open"),
+                fail: Arc::clone(&fail),
+            });
+            first.worker.restore(StateFile::new(&state)).expect("fresh");
+            first.worker.tick();
+            fail.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(first.worker.tick().journal_stopped);
+            first.worker.tick();
+            drop(first);
+            let stopped = std::fs::read(&journal).expect("journal");
+            assert_eq!(
+                stopped.iter().filter(|&&b| b == b'\n').count(),
+                2,
+                "one tick"
+            );
+
+            let mut second = rig_listing_g1();
+            let open = || crate::journal_file::JournalFile::append(&journal).expect("open");
+            if journal_first {
+                second.worker.set_journal(open());
+            }
+            second
+                .worker
+                .restore(StateFile::new(&state))
+                .expect("valid");
+            if !journal_first {
+                second.worker.set_journal(open());
+            }
+            assert!(!second.worker.machine().is_journaling(), "{journal_first}");
+            second.worker.tick();
+            drop(second);
+            assert_eq!(
+                std::fs::read(&journal).expect("journal"),
+                stopped,
+                "nothing appended after the hole (journal set first: {journal_first})"
+            );
+            // And it stays so: the snapshots of the run without a journal
+            // record no journal length either.
+            let mut third = rig(1);
+            third.worker.set_journal(open());
+            third.worker.restore(StateFile::new(&state)).expect("valid");
+            assert!(!third.worker.machine().is_journaling());
+        }
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn d6_a_new_journal_starts_after_a_stopped_one_is_moved_aside() {
+        let dir = scratch("journal-moved-aside");
+        let (state, journal) = (dir.join("state.json"), dir.join("journal.jsonl"));
+        // A run with a state file and no journal: its snapshots record none.
+        let mut first = rig_listing_g1();
+        first.worker.restore(StateFile::new(&state)).expect("fresh");
+        first.worker.tick();
+        drop(first);
+        // An old journal with lines: continuing it would leave a hole.
+        std::fs::write(&journal, "{\"type\":\"prune\",\"running\":[]}\n").expect("old journal");
+        let mut second = rig(1);
+        second
+            .worker
+            .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
+        second
+            .worker
+            .restore(StateFile::new(&state))
+            .expect("valid");
+        assert!(!second.worker.machine().is_journaling());
+        drop(second);
+        // Moved aside: a new, empty journal starts with this run.
+        std::fs::remove_file(&journal).expect("moved aside");
+        let mut third = rig_listing_g1();
+        third
+            .worker
+            .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
+        third.worker.restore(StateFile::new(&state)).expect("valid");
+        assert!(third.worker.machine().is_journaling());
+        third.worker.tick();
+        drop(third);
+        let lines = std::fs::read_to_string(&journal).expect("journal");
+        assert_eq!(lines.lines().count(), 2, "{lines}");
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 

@@ -479,15 +479,18 @@ mod tests {
     fn failing_states() -> (HealthStates, Vec<HealthEvent>) {
         let mut states = HealthStates::new(Policy::new(1, 1).expect("valid"));
         let event = states
-            .apply(ProbeOutcome {
-                game_id: "g1".into(),
-                container_id: "c1".into(),
-                observed_at: "2026-11-28T05:00:10.5Z".parse().expect("valid"),
-                result: ProbeResult::Unhealthy {
-                    status: 503,
-                    error: "unexpected status 503".into(),
-                },
-            })
+            .apply(
+                ProbeOutcome {
+                    game_id: "g1".into(),
+                    container_id: "c1".into(),
+                    observed_at: "2026-11-28T05:00:10.5Z".parse().expect("valid"),
+                    result: ProbeResult::Unhealthy {
+                        status: 503,
+                        error: "unexpected status 503".into(),
+                    },
+                }
+                .as_ref(),
+            )
             .expect("threshold 1 publishes");
         (states, vec![event])
     }
