@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use healthprobe_tests::{
     Behaviour, Fleet, HealthprobeProcess, RuntimeRecord, ScratchDir, both_runtimes, http_get,
-    metrics_addr, refused_endpoint, scrape_metrics, wait_until, write_records_file,
+    metrics_addr, scrape_metrics, wait_until, write_records_file,
 };
 
 /// Bound on any wait in these tests; reached only when something is broken.
@@ -32,7 +32,9 @@ both_runtimes! {
         let records = dir.join("records.json");
         let events = dir.join("events.jsonl");
         let mut listed = fleet.records();
-        listed.push(RuntimeRecord::running("g4", "c4", refused_endpoint()));
+        // Held for the whole test, so no engine can take its port.
+        let refused = healthprobe_tests::RefusedPort::new();
+        listed.push(RuntimeRecord::running("g4", "c4", refused.url()));
         write_records_file(&records, &listed).expect("records file");
         let runtime_arg = match runtime {
             healthprobe_tests::Runtime::Threads => "threads",

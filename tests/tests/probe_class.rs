@@ -9,7 +9,7 @@ use std::time::Duration;
 use healthprobe_core::{EventDetails, ProbeResult};
 use healthprobe_shell::probe::{ProbeClass, classify};
 use healthprobe_tests::{
-    Behaviour, Fleet, RuntimeRecord, TestWorker, both_runtimes, refused_endpoint, test_config,
+    Behaviour, Fleet, RefusedPort, RuntimeRecord, TestWorker, both_runtimes, test_config,
 };
 
 both_runtimes! {
@@ -23,7 +23,9 @@ both_runtimes! {
         ])
         .expect("start engines");
         let mut records = fleet.records();
-        records.push(RuntimeRecord::running("g5", "c5", refused_endpoint()));
+        // Held for the whole test, so no engine can take its port.
+        let refused = RefusedPort::new();
+        records.push(RuntimeRecord::running("g5", "c5", refused.url()));
         let expected = [
             ProbeClass::Ok,
             ProbeClass::BadStatus,
