@@ -2,7 +2,9 @@
 """A tick over a fleet too big for one process: 100,000 healthy engines.
 
 Starts the fleet as several `mass_fleet` processes (tokio, listeners below
-the ephemeral port range, one loopback address each), joins their records
+the ephemeral port range, one loopback address each) or, with `--go`, as
+several processes of `tools/reference/fleet` (Go's net/http, the server the
+reference talks to; built by `tools/reference/build.sh`), joins their records
 files, then runs either `healthprobe run` as SHARDS processes side by side
 (`--shard I/SHARDS`, each with the extra arguments given after `--`), or the
 reference (`--refrun REFRUN`), for TICKS ticks back to back (`--ticks` does
@@ -14,8 +16,8 @@ Each engine takes a file descriptor in its fleet process, and each kept
 connection one more there and one in the worker: where the hard limit of
 open files is 20,000 (`ulimit -Hn`), 100,000 engines are six fleet
 processes of 16,667 without reuse, and twelve of 8,334 with
-`--reuse-connections` (then six shards, each keeping its 16,700
-connections: `--max-idle-connections 17000`).
+`--connections keep` (then six shards, each keeping its 16,700
+connections, which its open-file limit leaves room for).
 
     cargo build --release -p healthprobe-shell -p healthprobe-tests --examples
     python3 tools/mass_tick.py target/release/examples/mass_fleet \\
@@ -23,9 +25,11 @@ connections: `--max-idle-connections 17000`).
     # one worker, fresh connections:
     #   ... mass_fleet healthprobe 100002 16667 1 3
     # six shards with reuse:
-    #   ... mass_fleet healthprobe 100008 8334 6 10 -- --reuse-connections --max-idle-connections 17000
+    #   ... mass_fleet healthprobe 100008 8334 6 10 -- --connections keep
     # the reference on the same fleet:
     #   ... mass_fleet healthprobe 100002 16667 1 3 --refrun target/reference/bin/refrun
+    # Go engines instead (addresses 127.0.0.11 and up):
+    #   ... --go target/reference/bin/fleet healthprobe 100002 16667 1 1
 """
 
 import json
@@ -39,14 +43,16 @@ from pathlib import Path
 ENGINES_PER_ADDRESS = 20_000
 
 
-def start_fleet(mass_fleet, scratch, engines, per_process):
+def start_fleet(mass_fleet, scratch, engines, per_process, go):
     fleets, files = [], []
-    host = 1
+    host = 11 if go else 1
     for index in range((engines + per_process - 1) // per_process):
         count = min(per_process, engines - index * per_process)
         records = str(Path(scratch) / f"fleet{index}.json")
-        fleet = subprocess.Popen([mass_fleet, records, str(count), str(host)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        command = [mass_fleet, "-addr", f"127.0.0.{host}", "-port", "10000", records,
+                   str(count)] if go else [mass_fleet, records, str(count), str(host)]
+        fleet = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)
         fleets.append(fleet)
         files.append(records)
         host += (count + ENGINES_PER_ADDRESS - 1) // ENGINES_PER_ADDRESS
@@ -75,6 +81,9 @@ def main():
     if "--" in args:
         extra = args[args.index("--") + 1:]
         args = args[:args.index("--")]
+    go = "--go" in args
+    if go:
+        args.remove("--go")
     refrun = None
     if "--refrun" in args:
         at = args.index("--refrun")
@@ -85,7 +94,7 @@ def main():
     mass_fleet, healthprobe = args[0], args[1]
     engines, per_process, shards, ticks = (int(arg) for arg in args[2:])
     with tempfile.TemporaryDirectory() as scratch:
-        fleets, records, count = start_fleet(mass_fleet, scratch, engines, per_process)
+        fleets, records, count = start_fleet(mass_fleet, scratch, engines, per_process, go)
         print(f"{count:,} engines in {len(fleets)} fleet processes", flush=True)
         try:
             if refrun:
@@ -94,6 +103,8 @@ def main():
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 cpu, rss = wait_measured(run)
                 wall = time.monotonic() - started
+                if run.returncode != 0:
+                    print(f"reference: exit {run.returncode}")
                 print(f"reference: {ticks} ticks in {wall:.2f} s ({wall / ticks:.2f} s a tick), "
                       f"CPU {cpu:.2f} s, peak RSS {rss:.0f} MiB")
                 return

@@ -1,6 +1,6 @@
 //! `reuse`: 10 ticks over 1,000 healthy keep-alive engines on loopback, over
-//! plain HTTP and over TLS, healthprobe (both runtimes) with and without
-//! `--reuse-connections` against the reference worker, and (plain HTTP)
+//! plain HTTP and over TLS, healthprobe (both runtimes) with `--connections
+//! keep` and `fresh` against the reference worker, and (plain HTTP)
 //! against a keep-alive request loop — the machine's limit for a client
 //! that reuses connections — all measured in one run.
 //!
@@ -18,8 +18,8 @@
 //! connections). A thread engine wakes a thread for every request, which
 //! costs these two cores more than a whole keep-alive request loop does:
 //! with them, the loop itself is at about 0.35× the reference.
-//! healthprobe with reuse runs with `--max-idle-connections 1000`, so every
-//! engine's connection is kept. Over TLS the engines serve TLS 1.3 with an ECDSA P-256
+//! healthprobe with reuse runs with `--connections keep`: the open-file
+//! limit leaves room for every engine's connection. Over TLS the engines serve TLS 1.3 with an ECDSA P-256
 //! certificate from a CA made at start (healthprobe: `--ca-file`; the
 //! reference: `SSL_CERT_FILE`).
 //!
@@ -161,9 +161,7 @@ impl Setup {
         if runtime == "threads" {
             command.args(["--max-concurrency", "16"]);
         }
-        if reuse {
-            command.args(["--reuse-connections", "--max-idle-connections", "1000"]);
-        }
+        command.args(["--connections", if reuse { "keep" } else { "fresh" }]);
         quiet(command)
     }
 

@@ -6,8 +6,10 @@
 //! or with `HEALTHPROBE_BENCH_ENGINES=threads` thread engines, `Fleet`) serve
 //! TLS 1.3 with an ECDSA P-256 certificate for 127.0.0.1 from a CA made at start; healthprobe trusts it through
 //! `--ca-file`, the reference (`refrun`, Go's `http.Client`) through
-//! `SSL_CERT_FILE`. Every probe is a fresh connection and a full handshake
-//! for both (neither resumes sessions).
+//! `SSL_CERT_FILE`. healthprobe runs with `--connections fresh`, so that
+//! every probe is a fresh connection and a full handshake (no session is
+//! resumed); the reference keeps its connections (HTTP/2), as healthprobe
+//! does by default (tools/floors.py measures that default).
 //!
 //! Criterion benches (group `tls`, wall time, `SamplingMode::Flat`, 10
 //! samples of one process each):
@@ -129,7 +131,8 @@ impl Setup {
             .arg(records)
             .args(["--ticks", &TICKS.to_string(), "--probe-timeout", "2s"])
             .arg("--ca-file")
-            .arg(&self.ca_file);
+            .arg(&self.ca_file)
+            .args(["--connections", "fresh"]);
         if runtime == "threads" {
             command.args(["--max-concurrency", "16"]);
         }

@@ -60,8 +60,9 @@
 //!
 //! - [`driver`]: [`Worker`] (the driver), [`driver::ports`] (the traits it
 //!   performs actions through), [`Shutdown`].
-//! - [`probing`]: one `GET /healthz` with ureq ([`probe`]) or ureq-proto on tokio
-//!   (`probe_async`, cargo feature `async`), and the [`fanout`]s that run
+//! - [`probing`]: one `GET /healthz` with ureq ([`probe`]) or hyper-util's
+//!   client on tokio (`probe_async`, cargo feature `async`), which
+//!   connections they keep ([`connections`]), and the [`fanout`]s that run
 //!   a batch on threads or tasks; [`tls`]: rustls for `https://` engines
 //!   (and the trust PostgreSQL and Redis connections share).
 //! - [`durability`]: the state file ([`durable`], D5) and the journal file
@@ -96,7 +97,7 @@ pub use driver::{ports, shutdown, worker};
 pub use durability::{durable, journal_file};
 #[cfg(feature = "async")]
 pub use probing::probe_async;
-pub use probing::{fanout, probe, reuse, tls};
+pub use probing::{connections, fanout, probe, tls};
 
 // The API an embedder starts from.
 pub use config::{ConfigError, Runtime, WorkerConfig};

@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use healthprobe_core::{EventType, Policy};
 use healthprobe_shell::adapters::CountingTelemetry;
 use healthprobe_shell::config::{Runtime, WorkerConfig, parse_duration};
+use healthprobe_shell::connections::{ConnectionPolicy, Connections};
 use healthprobe_shell::demo;
 use healthprobe_shell::durable::StateFile;
 use healthprobe_shell::journal_file::{JournalFile, JournalFlusher};
@@ -24,7 +25,6 @@ use healthprobe_shell::open::{
 };
 use healthprobe_shell::ports::{ListError, RuntimeRecordStore, SystemClock};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
-use healthprobe_shell::reuse::ConnectionReuse;
 use healthprobe_shell::shard::{Shard, Sharded};
 use healthprobe_shell::tls::{TlsClient, TlsOptions};
 use healthprobe_shell::worker::{RunLimits, Shutdown, StopReason, Worker, probe_fanout};
@@ -176,25 +176,43 @@ struct RunArgs {
         requires = "tls_client_cert"
     )]
     tls_client_key: Option<PathBuf>,
-    /// Keep one idle connection per engine between ticks and probe over it
-    /// (http and https). Saves a connect (and a TLS handshake) per probe on
-    /// both sides, but a reused connection does not exercise the engine's
-    /// accept path or certificate. A kept connection the engine closed is
-    /// retried once on a fresh one, inside the probe timeout.
-    #[arg(long, env = "HEALTHPROBE_REUSE_CONNECTIONS")]
-    reuse_connections: bool,
-    /// Most idle connections kept with --reuse-connections, all engines
-    /// together; the least recently used is closed first. Each is an open
-    /// file: the open-file limit is raised to its hard limit at start, and
-    /// this is lowered to fit it.
+    /// Which connections are kept between ticks: `auto` keeps those to
+    /// https:// engines (a handshake per engine, not per probe, as the
+    /// reference does) and opens a fresh one for every probe of an http://
+    /// engine (which also checks that it still accepts connections, as the
+    /// reference does); `keep` or `fresh` for every engine. At most one
+    /// idle connection per engine, and as many in all as the open-file
+    /// limit allows (raised to its hard limit at start); a kept connection
+    /// the engine closed is retried once on a fresh one.
     #[arg(
         long,
-        env = "HEALTHPROBE_MAX_IDLE_CONNECTIONS",
-        default_value_t = ConnectionReuse::DEFAULT_MAX_IDLE,
-        value_name = "N",
-        requires = "reuse_connections"
+        env = "HEALTHPROBE_CONNECTIONS",
+        value_enum,
+        default_value_t = ConnectionsArg::Auto,
+        value_name = "POLICY"
     )]
-    max_idle_connections: usize,
+    connections: ConnectionsArg,
+}
+
+/// `--connections`, as the CLI spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ConnectionsArg {
+    /// Keep connections to https:// engines, fresh ones for http:// engines.
+    Auto,
+    /// A fresh connection for every probe.
+    Fresh,
+    /// Keep connections to every engine.
+    Keep,
+}
+
+impl From<ConnectionsArg> for Connections {
+    fn from(arg: ConnectionsArg) -> Self {
+        match arg {
+            ConnectionsArg::Auto => Connections::Auto,
+            ConnectionsArg::Fresh => Connections::Fresh,
+            ConnectionsArg::Keep => Connections::Keep,
+        }
+    }
 }
 
 /// `--runtime`, as the CLI spells it.
@@ -299,12 +317,6 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
             format_args!("invalid setting: --{}", dashed(&err.to_string())),
         );
     }
-    if args.reuse_connections && args.max_idle_connections == 0 {
-        return fail(
-            EXIT_BAD_INPUT,
-            format_args!("invalid setting: --max-idle-connections must be positive, got 0"),
-        );
-    }
     if !runtime.is_available() {
         return fail(
             EXIT_BAD_INPUT,
@@ -316,15 +328,11 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     if let Err(err) = logging::init(log_format, "info") {
         return fail(EXIT_BAD_INPUT, format_args!("{err}"));
     }
-    // Before any thread starts (the probers', a database client's, the
-    // signal handler's; the logger has none): the open-file limit and the
-    // descriptor table.
-    let reuse = args
-        .reuse_connections
-        .then(|| fit_open_files(args.max_idle_connections, config.max_concurrency));
-    let idle = reuse.as_ref().map_or(0, |reuse| reuse.max_idle);
-    reserve_descriptor_table(
-        (config.max_concurrency.saturating_add(idle) as u64).saturating_add(RESERVED_FILES),
+    raise_open_file_limit();
+    let connections = ConnectionPolicy::new(
+        args.connections.into(),
+        config.interval,
+        config.max_concurrency,
     );
     let tls = match TlsClient::new(&TlsOptions {
         ca_file: args.ca_file.clone(),
@@ -369,7 +377,7 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     let metrics = args
         .metrics_addr
         .map(|_| Arc::new(Metrics::new(config.interval)));
-    let fanout = match probe_fanout(runtime, &config, tls.clone(), reuse) {
+    let fanout = match probe_fanout(runtime, &config, tls.clone(), connections) {
         Ok(fanout) => fanout,
         Err(err) => return fail(EXIT_BAD_INPUT, format_args!("invalid settings: {err}")),
     };
@@ -617,82 +625,22 @@ fn replay(args: ReplayArgs) -> ExitCode {
     }
 }
 
-/// Files the process needs besides its sockets: the state, journal and
-/// lock files, logs, the metrics listener, a database connection, ...
-const RESERVED_FILES: u64 = 64;
-
-/// The reuse settings for `--max-idle-connections max_idle`, made to fit
-/// the open-file limit: the soft limit is raised to the hard one (as Go's
-/// runtime does at start), and the idle bound lowered, with a warning, if
-/// the probes in flight and the idle connections would still not fit.
-fn fit_open_files(max_idle: usize, max_concurrency: usize) -> ConnectionReuse {
+/// Raise the open-file soft limit to the hard one, as Go's runtime does at
+/// start: kept connections are bounded by it ([`ConnectionPolicy::new`]).
+fn raise_open_file_limit() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    let soft = match (limit.current, limit.maximum) {
-        (Some(current), Some(maximum)) if current < maximum => {
-            let raised = Rlimit {
-                current: Some(maximum),
-                maximum: Some(maximum),
-            };
-            match setrlimit(Resource::Nofile, raised) {
-                Ok(()) => Some(maximum),
-                Err(err) => {
-                    warn!(error = %err, "cannot raise the open-file limit");
-                    Some(current)
-                }
-            }
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        let raised = Rlimit {
+            current: Some(maximum),
+            maximum: Some(maximum),
+        };
+        if let Err(err) = setrlimit(Resource::Nofile, raised) {
+            warn!(error = %err, "cannot raise the open-file limit");
         }
-        (current, _) => current,
-    };
-    let Some(soft) = soft else {
-        return ConnectionReuse { max_idle };
-    };
-    let room = soft.saturating_sub(max_concurrency as u64 + RESERVED_FILES);
-    let fits = usize::try_from(room).unwrap_or(usize::MAX);
-    if max_idle > fits {
-        warn!(
-            max_idle_connections = max_idle,
-            open_file_limit = soft,
-            max_concurrency,
-            kept = fits,
-            "--max-idle-connections does not fit the open-file limit; keeping fewer"
-        );
-        return ConnectionReuse { max_idle: fits };
     }
-    ConnectionReuse { max_idle }
-}
-
-/// Most descriptors [`reserve_descriptor_table`] makes room for: 512 KiB of table.
-const MOST_RESERVED_FILES: u64 = 1 << 16;
-
-/// Grow this process's descriptor table to hold `files` descriptors (at
-/// most the open-file soft limit), while it has one thread. Linux grows the
-/// table by doubling as descriptors are opened, and in a process of several
-/// threads each growth waits for an RCU grace period (`expand_fdtable`'s
-/// `synchronize_rcu`): the async prober's first tick, opening up to 512
-/// sockets at once, waited 11–15 ms at its 256th and again at its 512th
-/// (`strace -T`), every run. Done here, with one thread, there is no wait;
-/// the table costs 8 bytes a descriptor of kernel memory, so at most
-/// [`MOST_RESERVED_FILES`] are reserved (a huge `--max-concurrency` over a
-/// small fleet would never use them). Best effort: a failure only leaves the
-/// table to grow as before.
-fn reserve_descriptor_table(files: u64) {
-    use rustix::fs::{Mode, OFlags, open};
-    use rustix::process::{Resource, getrlimit};
-    let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
-    let files = files.min(soft).min(MOST_RESERVED_FILES);
-    let Ok(highest) = i32::try_from(files.saturating_sub(1)) else {
-        return;
-    };
-    // A table holds at least 64 descriptors (more if the parent's did).
-    if highest < 64 {
-        return;
-    }
-    let Ok(root) = open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) else {
-        return;
-    };
-    // A copy at `highest` or above, closed at once: the table stays grown.
-    drop(rustix::io::fcntl_dupfd_cloexec(&root, highest));
 }
 
 /// `failures_threshold must…` → `failures-threshold must…`, the flag's spelling.

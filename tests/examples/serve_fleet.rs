@@ -28,7 +28,7 @@
 //!
 //! With `--keep-alive MODE` (before `--tls`) the engines keep connections
 //! open after a status answer for clients that reuse them
-//! (`healthprobe run --reuse-connections`): `on` serves every later
+//! (`healthprobe run --connections keep`): `on` serves every later
 //! request on them; `close-on-next` and `reset-on-next` close or reset a
 //! kept connection when its next request arrives, unanswered and
 //! uncounted (an engine whose idle timeout fired just then); `mixed` gives

@@ -156,12 +156,6 @@ impl HealthprobeProcess {
         self.status_number("VmRSS:")
     }
 
-    /// Descriptors its descriptor table holds now (`FDSize`: the table's
-    /// size, not the descriptors open); `None` once it exited.
-    pub fn descriptor_table_size(&self) -> Option<u64> {
-        self.status_number("FDSize:")
-    }
-
     /// A number field of `/proc/PID/status`, without its `kB`.
     fn status_number(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;

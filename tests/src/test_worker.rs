@@ -9,8 +9,8 @@ use healthprobe_core::{
 };
 use healthprobe_shell::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
 use healthprobe_shell::config::{Runtime, WorkerConfig};
+use healthprobe_shell::connections::{ConnectionPolicy, Connections};
 use healthprobe_shell::ports::RuntimeRecord;
-use healthprobe_shell::reuse::ConnectionReuse;
 use healthprobe_shell::tls::TlsClient;
 use healthprobe_shell::worker::{TickReport, Worker, probe_fanout};
 
@@ -55,29 +55,31 @@ impl TestWorker {
         Self::with_runtime(Runtime::Threads, config, records)
     }
 
-    /// A worker fanning out on `runtime`, with `config` over `records`.
-    /// Panics if `config` is invalid or the runtime cannot start.
+    /// A worker fanning out on `runtime`, with `config` over `records`,
+    /// its connections as by default (`run --connections auto`). Panics if
+    /// `config` is invalid or the runtime cannot start.
     pub fn with_runtime(
         runtime: Runtime,
         config: WorkerConfig,
         records: Vec<RuntimeRecord>,
     ) -> Self {
-        Self::with_reuse(runtime, config, records, None)
+        Self::with_connections(runtime, config, records, Connections::Auto)
     }
 
-    /// [`TestWorker::with_runtime`] whose probes keep idle connections
-    /// between ticks when `reuse` is given (`run --reuse-connections`).
-    pub fn with_reuse(
+    /// [`TestWorker::with_runtime`] keeping connections between ticks as
+    /// `connections` says (`run --connections`).
+    pub fn with_connections(
         runtime: Runtime,
         config: WorkerConfig,
         records: Vec<RuntimeRecord>,
-        reuse: Option<ConnectionReuse>,
+        connections: Connections,
     ) -> Self {
         let store = MemoryStore::with_records(records);
         let publisher = MemoryPublisher::new();
         let telemetry = CountingTelemetry::new();
         let clock = ManualClock::new(at(0));
-        let fanout = probe_fanout(runtime, &config, TlsClient::system(), reuse)
+        let policy = ConnectionPolicy::new(connections, config.interval, config.max_concurrency);
+        let fanout = probe_fanout(runtime, &config, TlsClient::system(), policy)
             .expect("a valid test config");
         let worker = Worker::with_fanout(
             config,

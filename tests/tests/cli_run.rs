@@ -303,7 +303,7 @@ fn r11_invalid_flags_exit_2_naming_the_flag() {
     let dir = ScratchDir::new("run").unwrap();
     let records = dir.join("records.json");
     std::fs::write(&records, "[]").unwrap();
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["--interval", "0s"], "--interval"),
         (&["--probe-timeout", "0s"], "--probe-timeout"),
         (&["--failures-threshold", "0"], "--failures-threshold"),
@@ -316,16 +316,7 @@ fn r11_invalid_flags_exit_2_naming_the_flag() {
         (&["--recovery-threshold", "-2"], "--recovery-threshold"),
         (&["--max-concurrency", "-5"], "--max-concurrency"),
         (&["--ticks", "many"], "--ticks"),
-        (
-            &["--reuse-connections", "--max-idle-connections", "0"],
-            "--max-idle-connections",
-        ),
-        (
-            &["--reuse-connections", "--max-idle-connections", "many"],
-            "--max-idle-connections",
-        ),
-        // A bound on idle connections without reuse is a mistake, not a no-op.
-        (&["--max-idle-connections", "10"], "--reuse-connections"),
+        (&["--connections", "sometimes"], "--connections"),
     ];
     for (flags, named) in cases {
         let mut args = vec!["run", "--records", path_str(&records)];
@@ -519,54 +510,6 @@ fn r13_sigterm_between_ticks_exits_0_at_once() {
     let finished = process.wait(PATIENCE).unwrap();
     assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
     assert_eq!(engine.requests(), 1);
-}
-
-/// Linux grows a descriptor table by doubling, and in a process of several
-/// threads each growth waits for an RCU grace period (11–15 ms each here,
-/// twice in the async prober's first tick): `run` grows it once at start,
-/// before any thread, to hold the probes in flight and the idle connections.
-#[test]
-fn the_descriptor_table_is_grown_at_start_for_the_probes_in_flight_and_the_kept_connections() {
-    let engine = TestEngine::start(Behaviour::Status(200)).unwrap();
-    let (_dir, records) = one_game_records(&engine);
-    // The async default of 512 in flight; threads' 16 and 900 kept; each
-    // with 64 more for the process's own files.
-    let cases: [(&[&str], u64); 2] = [
-        (&["--runtime", "async"], 512 + 64),
-        (
-            &[
-                "--runtime",
-                "threads",
-                "--reuse-connections",
-                "--max-idle-connections",
-                "900",
-            ],
-            16 + 900 + 64,
-        ),
-    ];
-    for (settings, at_least) in cases {
-        let mut args = vec!["run", "--records", path_str(&records), "--interval", "1h"];
-        args.extend_from_slice(settings);
-        let process = HealthprobeProcess::spawn(&args).unwrap();
-        assert!(
-            process.wait_for_stderr(PATIENCE, |stderr| stderr.contains("tick finished")),
-            "{settings:?}: {}",
-            process.stderr()
-        );
-        let size = process
-            .descriptor_table_size()
-            .expect("the process is running");
-        process.terminate().unwrap();
-        let finished = process.wait(PATIENCE).unwrap();
-        assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
-        // One probe opened one socket: without the growth the table stays
-        // the size it started with (64, or as large as its parent's: 256
-        // under `cargo test` here, which this test failed with).
-        assert!(
-            size >= at_least,
-            "{settings:?}: a descriptor table of {size}, not grown to {at_least} at start"
-        );
-    }
 }
 
 #[test]

@@ -1,21 +1,22 @@
-//! Connection reuse (issue 14, `run --reuse-connections`) on both runtimes,
+//! Kept connections (issues 14 and 23, `run --connections`) on both runtimes,
 //! against real engines on loopback that keep connections alive, close or
 //! reset them while idle, or close them just as the next request arrives,
 //! and raw hostile ones ([`RawEngine`]) that answer ahead or trickle a body:
 //! a probe over a kept connection gives the same outcome a fresh one
 //! gives, a connection the engine closed before answering is retried once
 //! on a fresh one (and that retry is not a second request to the engine),
-//! any other failure is the outcome, and only a cleanly finished small
-//! response leaves a connection to reuse.
+//! any other failure is the outcome, only a cleanly finished small
+//! response leaves a connection to reuse, and a fleet larger than the
+//! bound on kept connections keeps what fits.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use healthprobe_core::ProbeResult;
+use healthprobe_shell::connections::{ConnectionPolicy, Connections};
 use healthprobe_shell::probe::{ProbeClass, Prober};
 use healthprobe_shell::probe_async::AsyncProber;
-use healthprobe_shell::reuse::ConnectionReuse;
 use healthprobe_shell::tls::{TlsClient, TlsOptions};
 use healthprobe_tests::{
     Behaviour, EngineTls, Fleet, HANG_GUARD, HUGE_BODY_BYTES, HealthprobeProcess, KeepAlive,
@@ -27,49 +28,55 @@ use healthprobe_tests::{
 /// two-core machine (286 ms in a debug build at a load of 10).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A prober of either runtime, reusing connections or not.
+/// A prober of either runtime, keeping connections or not. The async one
+/// probes in tasks of a runtime of its own that keeps running between
+/// probes, as the worker's fan-out does: hyper watches idle connections,
+/// and returns kept ones to its pool, from tasks of their own.
 enum AnyProber {
     Threads(Prober),
-    Async(AsyncProber, tokio::runtime::Runtime),
+    Async(Box<(AsyncProber, tokio::runtime::Runtime)>),
 }
 
 impl AnyProber {
-    fn new(runtime: Runtime, reuse: Option<ConnectionReuse>, tls: TlsClient) -> Self {
-        Self::with_timeout(runtime, reuse, tls, PROBE_TIMEOUT)
+    fn new(runtime: Runtime, connections: Connections, tls: TlsClient) -> Self {
+        Self::with(runtime, policy(connections), tls, PROBE_TIMEOUT)
     }
 
-    fn with_timeout(
-        runtime: Runtime,
-        reuse: Option<ConnectionReuse>,
-        tls: TlsClient,
-        timeout: Duration,
-    ) -> Self {
+    fn with(runtime: Runtime, policy: ConnectionPolicy, tls: TlsClient, timeout: Duration) -> Self {
         match runtime {
-            Runtime::Threads => Self::Threads(Prober::with_options(timeout, tls, reuse)),
-            Runtime::Async => Self::Async(
-                AsyncProber::with_options(timeout, tls, reuse),
-                tokio::runtime::Builder::new_current_thread()
+            Runtime::Threads => Self::Threads(Prober::new(timeout, tls, policy)),
+            Runtime::Async => Self::Async(Box::new((
+                AsyncProber::new(timeout, tls, policy),
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
                     .enable_all()
                     .build()
                     .unwrap(),
-            ),
+            ))),
         }
     }
 
     fn reusing(runtime: Runtime) -> Self {
-        Self::new(
-            runtime,
-            Some(ConnectionReuse::default()),
-            TlsClient::system(),
-        )
+        Self::new(runtime, Connections::Keep, TlsClient::system())
     }
 
     fn probe(&self, url: &str) -> (ProbeResult, ProbeClass) {
         match self {
             Self::Threads(prober) => prober.probe_classified(url),
-            Self::Async(prober, runtime) => runtime.block_on(prober.probe_classified(url)),
+            Self::Async(parts) => {
+                let (prober, runtime) = &**parts;
+                let (prober, url) = (prober.clone(), url.to_owned());
+                runtime
+                    .block_on(runtime.spawn(async move { prober.probe_classified(&url).await }))
+                    .unwrap()
+            }
         }
     }
+}
+
+/// `connections` with the default bound and idle timeout.
+fn policy(connections: Connections) -> ConnectionPolicy {
+    ConnectionPolicy::new(connections, Duration::from_secs(1), 16)
 }
 
 fn keeping(behaviour: Behaviour, keep_alive: KeepAlive) -> TestEngine {
@@ -241,7 +248,7 @@ both_runtimes! {
     fn d14_without_reuse_every_probe_opens_and_closes_its_own(runtime) {
         {
             let engine = keeping(Behaviour::Status(200), KeepAlive::On);
-            let prober = AnyProber::new(runtime, None, TlsClient::system());
+            let prober = AnyProber::new(runtime, Connections::Fresh, TlsClient::system());
             for _ in 0..3 {
                 assert_eq!(prober.probe(&engine.url()), healthy(), "{runtime:?}");
             }
@@ -391,11 +398,8 @@ both_runtimes! {
         });
         for (tls, reuse, later) in cases {
             let engine = RawEngine::answering_ahead(later, tls);
-            let prober = AnyProber::new(
-                runtime,
-                reuse.then(ConnectionReuse::default),
-                trusting.clone(),
-            );
+            let connections = if reuse { Connections::Keep } else { Connections::Fresh };
+            let prober = AnyProber::new(runtime, connections, trusting.clone());
             // What followed the answer does not change it.
             assert_eq!(
                 prober.probe(&engine.url),
@@ -422,11 +426,11 @@ both_runtimes! {
         // `AsyncProber`, lost it every time): the second tick's 503 fails
         // the game.
         let engine = RawEngine::answering_ahead(true, false);
-        let mut worker = TestWorker::with_reuse(
+        let mut worker = TestWorker::with_connections(
             runtime,
             test_config(1, 1),
             vec![RuntimeRecord::running("g1", "c1", engine.url.clone())],
-            Some(ConnectionReuse::default()),
+            Connections::Keep,
         );
         assert!(worker.tick().1.is_empty(), "{runtime:?}: healthy first");
         engine.wait_for_the_first_answer();
@@ -451,12 +455,7 @@ both_runtimes! {
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok");
         });
         let timeout = Duration::from_secs(5);
-        let prober = AnyProber::with_timeout(
-            runtime,
-            Some(ConnectionReuse::default()),
-            TlsClient::system(),
-            timeout,
-        );
+        let prober = AnyProber::with(runtime, policy(Connections::Keep), TlsClient::system(), timeout);
         let started = Instant::now();
         assert_eq!(prober.probe(&engine.url), healthy(), "{runtime:?}");
         let took = started.elapsed();
@@ -483,31 +482,35 @@ both_runtimes! {
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
             });
-            let prober =
-                AnyProber::new(runtime, reuse.then(ConnectionReuse::default), TlsClient::system());
+            let connections = if reuse { Connections::Keep } else { Connections::Fresh };
+            let prober = AnyProber::new(runtime, connections, TlsClient::system());
             assert_eq!(prober.probe(&engine.url), healthy(), "{runtime:?} reuse={reuse}");
         }
     }
 
-    fn d14_the_least_recently_used_idle_connection_is_closed_first(runtime) {
+    /// More engines than the bound on kept connections: the connections
+    /// kept first stay kept, and the other engines are probed on fresh
+    /// ones, probe after probe, however the probes are ordered (a pool
+    /// that closed its least recently used connection to make room would
+    /// keep none of them in a sweep).
+    fn i23_a_fleet_larger_than_the_bound_keeps_what_fits(runtime) {
         {
             let engines: Vec<_> = (0..3)
                 .map(|_| keeping(Behaviour::Status(200), KeepAlive::On))
                 .collect();
-            let prober = AnyProber::new(
+            let prober = AnyProber::with(
                 runtime,
-                Some(ConnectionReuse { max_idle: 2 }),
+                ConnectionPolicy { max_idle: 2, ..policy(Connections::Keep) },
                 TlsClient::system(),
+                PROBE_TIMEOUT,
             );
-            for engine in &engines {
-                assert_eq!(prober.probe(&engine.url()), healthy());
+            for _ in 0..3 {
+                for engine in &engines {
+                    assert_eq!(prober.probe(&engine.url()), healthy());
+                }
             }
-            // Engine 0 was the least recently used when engine 2's connection came in.
-            assert_eq!(prober.probe(&engines[2].url()), healthy());
-            assert_eq!(prober.probe(&engines[1].url()), healthy());
-            assert_eq!(prober.probe(&engines[0].url()), healthy());
             let connections: Vec<_> = engines.iter().map(TestEngine::connections).collect();
-            assert_eq!(connections, [2, 1, 1], "{runtime:?}");
+            assert_eq!(connections, [1, 1, 3], "{runtime:?}");
         }
     }
 
@@ -521,7 +524,7 @@ both_runtimes! {
                 let engine =
                     TestEngine::start_tls(Behaviour::Status(200), EngineTls::Serve(config)).unwrap();
                 engine.set_keep_alive(keep_alive);
-                let prober = AnyProber::new(runtime, Some(ConnectionReuse::default()), tls.clone());
+                let prober = AnyProber::new(runtime, Connections::Keep, tls.clone());
                 for _ in 0..3 {
                     assert_eq!(
                         prober.probe(&engine.url()),
@@ -588,14 +591,15 @@ fn comparison_fleet() -> Vec<Scripted> {
 /// The events of [`comparison_fleet`] over its ticks, tick by tick.
 fn fleet_events(
     runtime: Runtime,
-    reuse: Option<ConnectionReuse>,
+    connections: Connections,
 ) -> Vec<Vec<healthprobe_core::HealthEvent>> {
     let scripted = comparison_fleet();
     let fleet = Fleet::start(scripted.iter().map(|engine| engine.ticks[0].clone())).unwrap();
     for (engine, scripted) in fleet.engines().iter().zip(&scripted) {
         engine.set_keep_alive(scripted.keep_alive);
     }
-    let mut worker = TestWorker::with_reuse(runtime, test_config(2, 2), fleet.records(), reuse);
+    let mut worker =
+        TestWorker::with_connections(runtime, test_config(2, 2), fleet.records(), connections);
     (0..scripted[0].ticks.len())
         .map(|tick| {
             for (engine, scripted) in fleet.engines().iter().zip(&scripted) {
@@ -616,10 +620,10 @@ both_runtimes! {
     /// Issue 14's contract: reuse changes how a probe travels, never what
     /// it finds. Engines that keep, close, reset or drop their connections,
     /// scripted healthy, failing and hostile, give the same events tick by
-    /// tick with and without `--reuse-connections`.
+    /// tick with `--connections fresh` and `--connections keep`.
     fn d14_events_are_the_same_with_and_without_reuse(runtime) {
-        let fresh = fleet_events(runtime, None);
-        let reused = fleet_events(runtime, Some(ConnectionReuse::default()));
+        let fresh = fleet_events(runtime, Connections::Fresh);
+        let reused = fleet_events(runtime, Connections::Keep);
         assert!(
             fresh.iter().flatten().count() >= 8,
             "the scripts fail and recover: {fresh:?}"
@@ -656,9 +660,9 @@ fn run_three_ticks(
 }
 
 both_runtimes! {
-    /// `healthprobe run --reuse-connections`: three ticks over a keep-alive
-    /// engine use one connection, and fail and recover as without reuse;
-    /// the default run opens one per tick.
+    /// `healthprobe run --connections keep`: three ticks over a keep-alive
+    /// `http://` engine use one connection, and fail and recover as without
+    /// reuse; the default run opens one per tick for an `http://` engine.
     fn d14_run_reuse_connections_keeps_one_connection_per_engine(runtime) {
         for reuse in [false, true] {
             let engine = keeping(
@@ -675,7 +679,7 @@ both_runtimes! {
                 .unwrap();
             let mut args = vec!["--failures-threshold", "1", "--recovery-threshold", "1"];
             if reuse {
-                args.push("--reuse-connections");
+                args.extend(["--connections", "keep"]);
             }
             let finished = run_three_ticks(&records, runtime, &args);
             let kinds: Vec<_> = finished
@@ -701,7 +705,7 @@ both_runtimes! {
         let engine = keeping(Behaviour::Status(200), KeepAlive::On);
         let url = engine.url();
         let reusing = AnyProber::reusing(runtime);
-        let fresh = AnyProber::new(runtime, None, TlsClient::system());
+        let fresh = AnyProber::new(runtime, Connections::Fresh, TlsClient::system());
         assert_eq!(reusing.probe(&url), healthy());
         engine.stop();
         let refused = (
@@ -715,28 +719,39 @@ both_runtimes! {
         assert_eq!(reusing.probe(&url), refused, "{runtime:?}");
     }
 
-    /// A pool smaller than the fleet is a misconfiguration a sweep defeats:
-    /// the run says so, once, naming both numbers.
-    fn d14_a_pool_smaller_than_the_fleet_is_warned_about_once(runtime) {
-        let fleet = Fleet::start([Behaviour::Status(200), Behaviour::Status(200)]).unwrap();
-        let dir = ScratchDir::new("reuse-small-pool").unwrap();
+    /// A fleet larger than the open-file limit leaves connections for: the
+    /// run keeps what fits, probes the rest afresh, and says so, once.
+    fn i23_a_fleet_larger_than_the_open_file_limit_allows_is_warned_about_once(runtime) {
+        let fleet = Fleet::start((0..8).map(|_| Behaviour::Status(200))).unwrap();
+        for engine in fleet.engines() {
+            engine.set_keep_alive(KeepAlive::On);
+        }
+        let dir = ScratchDir::new("reuse-small-limit").unwrap();
         let records = dir.join("records.json");
         fleet.write_records(&records).unwrap();
-        let finished = run_three_ticks(
-            &records,
-            runtime,
-            &["--reuse-connections", "--max-idle-connections", "1"],
-        );
+        // 70 open files: 64 for the process's own, 1 probe in flight, 5 kept.
+        let mut command = std::process::Command::new("prlimit");
+        command
+            .arg("--nofile=70:70")
+            .arg(healthprobe_tests::healthprobe_binary())
+            .args(["run", "--records"])
+            .arg(&records)
+            .args(["--ticks", "3", "--interval", "10ms", "--runtime", runtime.name()])
+            .args(["--connections", "keep", "--max-concurrency", "1"]);
+        let finished = HealthprobeProcess::spawn_command(command)
+            .unwrap()
+            .wait(Duration::from_secs(20))
+            .unwrap();
+        assert!(finished.status.success(), "{}", finished.stderr);
         let warnings: Vec<_> = finished
             .stderr
             .lines()
-            .filter(|line| line.contains("more games than --max-idle-connections"))
+            .filter(|line| line.contains("more engines than the open-file limit"))
             .collect();
         assert_eq!(warnings.len(), 1, "{}", finished.stderr);
-        assert!(
-            warnings[0].contains("max_idle_connections=1") && warnings[0].contains("games=2"),
-            "{}",
-            warnings[0]
-        );
+        assert!(warnings[0].contains("kept_connections=5"), "{}", warnings[0]);
+        let mut connections: Vec<_> = fleet.engines().iter().map(TestEngine::connections).collect();
+        connections.sort_unstable();
+        assert_eq!(connections, [1, 1, 1, 1, 1, 3, 3, 3], "{runtime:?}");
     }
 }

@@ -6,12 +6,13 @@
 //! [`ProbeClass::Tls`], within the probe timeout; the head cap and "body
 //! never read" hold over TLS; trust comes from the system store as Go reads
 //! it (`SSL_CERT_FILE`) or `--ca-file`; a certificate replaced between probes
-//! is verified afresh (remembered signatures never bless another one).
+//! is verified afresh.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use healthprobe_core::ProbeResult;
+use healthprobe_shell::connections::{ConnectionPolicy, Connections};
 use healthprobe_shell::probe::{ProbeClass, Prober, classify};
 use healthprobe_shell::probe_async::AsyncProber;
 use healthprobe_shell::tls::{TlsClient, TlsOptions};
@@ -67,13 +68,15 @@ fn good_engine(behaviour: Behaviour) -> TestEngine {
     engine_with(&["127.0.0.1", "localhost"], Validity::Current, behaviour)
 }
 
-/// One probe of `url` on `runtime`, with how long it took.
+/// One probe of `url` on `runtime` by a new prober (its connections as by
+/// default: kept for `https://`), with how long it took.
 fn probe(runtime: Runtime, tls: &TlsClient, url: &str) -> ((ProbeResult, ProbeClass), Duration) {
+    let policy = ConnectionPolicy::new(Connections::Auto, Duration::from_secs(1), 16);
     let started = Instant::now();
     let outcome = match runtime {
-        Runtime::Threads => Prober::with_tls(PROBE_TIMEOUT, tls.clone()).probe_classified(url),
+        Runtime::Threads => Prober::new(PROBE_TIMEOUT, tls.clone(), policy).probe_classified(url),
         Runtime::Async => tokio_runtime()
-            .block_on(AsyncProber::with_tls(PROBE_TIMEOUT, tls.clone()).probe_classified(url)),
+            .block_on(AsyncProber::new(PROBE_TIMEOUT, tls.clone(), policy).probe_classified(url)),
     };
     (outcome, started.elapsed())
 }
@@ -129,12 +132,9 @@ both_runtimes! {
         assert_tls_failure(&outcome, took, "tls: certificate is valid for localhost, not 127.0.0.1");
     }
 
-    /// Certificate signatures that verified are remembered
-    /// (`probing/signatures.rs`), never the verdict: an engine whose
-    /// certificate is replaced between probes — by one from a CA not
-    /// trusted, by an expired one, by one for another host — fails the next
-    /// probe as a fresh prober would, and is healthy again once a good
-    /// certificate is back.
+    /// An engine whose certificate is replaced between probes — by one from
+    /// a CA not trusted, by an expired one, by one for another host — fails
+    /// the next probe, and is healthy again once a good certificate is back.
     fn tls_a_certificate_replaced_between_probes_is_verified_afresh(runtime) {
         let engine = good_engine(Behaviour::Status(200));
         let good = EngineTls::Serve(

@@ -4,8 +4,9 @@
 # stand-ins for its rtmanager packages, plus two drivers:
 #   refreplay  folds a healthprobe journal through the reference's own
 #              recordFailure / recordSuccess / pruneStates;
-#   refrun     runs the reference's real Tick N times over a records file.
-# Output: target/reference/bin/{refreplay,refrun}. Needs Go >= 1.19.
+#   refrun     runs the reference's real Tick N times over a records file;
+# and fleet (fleet/main.go), health engines served by Go's net/http.
+# Output: target/reference/bin/{refreplay,refrun,fleet}. Needs Go >= 1.19.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -26,4 +27,6 @@ cp -r "$here/cmd/refreplay" "$here/cmd/refrun" "$mod/rtmanager/cmd/"
 cd "$mod"
 GOFLAGS=-mod=mod GOPROXY=off GOCACHE=${GOCACHE:-$out/gocache} "$go" build -o "$out/bin/refreplay" ./rtmanager/cmd/refreplay
 GOFLAGS=-mod=mod GOPROXY=off GOCACHE=${GOCACHE:-$out/gocache} "$go" build -o "$out/bin/refrun" ./rtmanager/cmd/refrun
-echo "built $out/bin/refreplay and $out/bin/refrun from $source_go"
+mkdir -p "$mod/fleet" && cp "$here/fleet/main.go" "$mod/fleet/"
+GOFLAGS=-mod=mod GOPROXY=off GOCACHE=${GOCACHE:-$out/gocache} "$go" build -o "$out/bin/fleet" ./fleet
+echo "built $out/bin/refreplay, $out/bin/refrun and $out/bin/fleet from $source_go"

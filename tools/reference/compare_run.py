@@ -17,7 +17,7 @@ over TLS, plus one engine per TLS fault (unknown authority, expired, not yet
 valid, another host's certificate, a stalled handshake, plain HTTP behind
 https://, a client certificate required).
 
-With --reuse, healthprobe runs with --reuse-connections and both workers
+With --reuse, healthprobe runs with --connections keep and both workers
 probe engines that keep connections alive, one in four each: not at all,
 always, closing or resetting a kept connection as the next request comes
 (serve_fleet --keep-alive mixed): reuse must not change an event.
@@ -93,7 +93,7 @@ def main():
     ours = per_game(run_on_fresh_fleet(serve_fleet, lambda r: [
         healthprobe, "run", "--records", r, "--ticks", TICKS, "--failures-threshold", THRESHOLD,
         "--probe-timeout", TIMEOUT, "--runtime", runtime] + ca_flag
-        + (["--reuse-connections"] if reuse else []), tls, env, reuse))
+        + (["--connections", "keep"] if reuse else []), tls, env, reuse))
     ref_env = dict(env, SSL_CERT_FILE=CA_FILE) if tls else env
     reference = per_game(run_on_fresh_fleet(serve_fleet, lambda r: [
         refrun, "--records", r, "--ticks", TICKS, "--failures-threshold", THRESHOLD,

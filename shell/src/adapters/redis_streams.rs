@@ -352,8 +352,8 @@ impl RedisStreamPublisher {
             return redis::Client::open(info);
         }
         // redis-rs builds its rustls configuration on the process's default
-        // provider: make that ring, as everywhere else here, unless the
-        // embedding program chose one already.
+        // provider: make that the one every other connection uses, unless
+        // the embedding program chose one already.
         let _ = rustls::crypto::CryptoProvider::install_default((*provider()).clone());
         let info = ConnectionAddr::TcpTls {
             host: target.host.clone(),

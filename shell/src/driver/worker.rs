@@ -45,6 +45,7 @@ use healthprobe_core::{HealthEvent, HealthStates, Policy};
 use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, Runtime, WorkerConfig};
+use crate::connections::{ConnectionPolicy, Connections};
 #[cfg(feature = "async")]
 use crate::fanout::TaskFanout;
 use crate::fanout::ThreadFanout;
@@ -55,7 +56,6 @@ use crate::ports::{
 use crate::probe::Prober;
 #[cfg(feature = "async")]
 use crate::probe_async::AsyncProber;
-use crate::reuse::ConnectionReuse;
 pub use crate::shutdown::Shutdown;
 use crate::tls::TlsClient;
 pub use healthprobe_core::tick::{ProbeClassCounts, RunReport, StopReason, TickReport};
@@ -158,30 +158,29 @@ impl std::fmt::Debug for Worker {
 }
 
 /// The fan-out of `runtime` for `config`, its `https://` probes made with
-/// `tls`, keeping idle connections between ticks when `reuse` is given
-/// ([`crate::reuse`]) (for [`Worker::with_fanout`];
-/// [`Worker::with_runtime`] uses [`TlsClient::system`] and no reuse).
+/// `tls`, its connections kept or fresh as `connections` says
+/// ([`crate::connections`]) (for [`Worker::with_fanout`];
+/// [`Worker::with_runtime`] uses [`TlsClient::system`] and the default
+/// policy).
 pub fn probe_fanout(
     runtime: Runtime,
     config: &WorkerConfig,
     tls: TlsClient,
-    reuse: Option<ConnectionReuse>,
+    connections: ConnectionPolicy,
 ) -> Result<Box<dyn ProbeFanout>, ConfigError> {
     match runtime {
-        Runtime::Threads => Ok(Box::new(ThreadFanout::new(Prober::with_options(
+        Runtime::Threads => Ok(Box::new(ThreadFanout::new(Prober::new(
             config.probe_timeout,
             tls,
-            reuse,
+            connections,
         )))),
         #[cfg(feature = "async")]
-        Runtime::Async => {
-            TaskFanout::new(AsyncProber::with_options(config.probe_timeout, tls, reuse))
-                .map(|fanout| Box::new(fanout) as Box<dyn ProbeFanout>)
-                .map_err(|err| {
-                    error!(error = %err, "cannot start the async runtime");
-                    ConfigError::AsyncStart
-                })
-        }
+        Runtime::Async => TaskFanout::new(AsyncProber::new(config.probe_timeout, tls, connections))
+            .map(|fanout| Box::new(fanout) as Box<dyn ProbeFanout>)
+            .map_err(|err| {
+                error!(error = %err, "cannot start the async runtime");
+                ConfigError::AsyncStart
+            }),
         #[cfg(not(feature = "async"))]
         Runtime::Async => Err(ConfigError::AsyncUnavailable),
     }
@@ -206,8 +205,8 @@ impl Worker {
     /// [`Worker::new`] with the probes fanned out by `runtime`.
     ///
     /// Same state, events, outbox, state file and journal behaviour for
-    /// both. [`Runtime::Async`] starts the worker's tokio runtime now (two
-    /// scheduler threads) and is refused with
+    /// both. [`Runtime::Async`] starts the worker's tokio runtime now (one
+    /// scheduler thread) and is refused with
     /// [`ConfigError::AsyncUnavailable`] by a build without the `async`
     /// feature.
     pub fn with_runtime(
@@ -219,7 +218,9 @@ impl Worker {
         clock: impl Clock + 'static,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let fanout = probe_fanout(runtime, &config, TlsClient::system(), None)?;
+        let connections =
+            ConnectionPolicy::new(Connections::Auto, config.interval, config.max_concurrency);
+        let fanout = probe_fanout(runtime, &config, TlsClient::system(), connections)?;
         Ok(Self::assemble(
             config, fanout, store, publisher, telemetry, clock,
         ))
@@ -935,7 +936,11 @@ mod tests {
         ] {
             let err = Worker::with_fanout(
                 config,
-                Box::new(ThreadFanout::new(Prober::new(Duration::from_secs(1)))),
+                Box::new(ThreadFanout::new(Prober::new(
+                    Duration::from_secs(1),
+                    TlsClient::system(),
+                    ConnectionPolicy::fresh(),
+                ))),
                 MemoryStore::new(),
                 MemoryPublisher::new(),
                 CountingTelemetry::new(),

@@ -13,7 +13,7 @@
 //!
 //! # Tasks ([`TaskFanout`], cargo feature `async`)
 //!
-//! The fan-out owns a small tokio runtime (two worker threads). Per batch,
+//! The fan-out owns a small tokio runtime (one worker thread). Per batch,
 //! it starts `min(max_concurrency, jobs)` worker tasks (R10); each checks
 //! the shutdown signal, takes the next job, suspects first
 //! ([`ProbeBatch::suspects_first`]), from a shared atomic index, and
@@ -48,24 +48,19 @@ use crate::probe::Prober;
 use crate::probe_async::AsyncProber;
 use crate::shutdown::Shutdown;
 
-/// Stack size of a probe thread: it only runs ureq's blocking calls.
-const PROBE_THREAD_STACK_BYTES: usize = 256 * 1024;
-
-/// Worker threads of the async runtime's scheduler. Two, measured on two
-/// cores: 10 ticks over 1,000 healthy engines took 25–30% less wall time
-/// than with one (the probes' syscalls then use both cores), while a hung
-/// engine costs a task either way.
+/// Worker threads of the async runtime's scheduler: one. A probe's task,
+/// its connection and its timers then share a thread; on two cores shared
+/// with engines, a second worker cost CPU and bought no wall time
+/// (benches/README.md).
 #[cfg(feature = "async")]
-const ASYNC_WORKER_THREADS: usize = 2;
+const ASYNC_WORKER_THREADS: usize = 1;
 
 /// How long the async driver gathers results before handing them on to
-/// the caller's thread, from the first one it sees. Without it, results
-/// went on in ones and twos: 10 ticks over 1,000 kept connections made 1.9
-/// futex calls a probe (the caller's thread woken, the channel's lock
-/// contended); with it 0.15, and the run takes 0.88x the wall time and
-/// 0.85x the CPU (`farm-bench`, 15 pairs). An outcome waits at most about
-/// this long (tokio's timers tick in milliseconds) to be folded and its
-/// event published.
+/// the caller's thread, from the first one it sees: the caller is woken
+/// about once a millisecond, not once a probe or two (0.89x the CPU at a 1 s
+/// interval over 1,000 engines; benches/README.md). An outcome waits at
+/// most about this long (tokio's timers tick in milliseconds) to be folded
+/// and its event published.
 #[cfg(feature = "async")]
 const HAND_ON_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -99,62 +94,24 @@ pub fn panicked(record: &RuntimeRecord, payload: &(dyn Any + Send)) -> (ProbeRes
 #[derive(Debug, Clone)]
 pub struct ThreadFanout<P = Prober> {
     prober: P,
-    pool_warning: PoolWarning,
 }
 
 /// A blocking probe: what [`ThreadFanout`] runs on its threads.
 pub trait BlockingProbe: Send + Sync + std::fmt::Debug {
     /// Probe one engine endpoint; the result and its kind.
     fn probe(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass);
-
-    /// The most idle connections kept between batches, if any are.
-    fn max_idle_connections(&self) -> Option<usize> {
-        None
-    }
 }
 
 impl BlockingProbe for Prober {
     fn probe(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         self.probe_classified(engine_endpoint)
     }
-
-    fn max_idle_connections(&self) -> Option<usize> {
-        Prober::max_idle_connections(self)
-    }
-}
-
-/// Warns, once per fan-out, when connections are reused but the pool is
-/// smaller than a batch: a sweep then evicts each kept connection (least
-/// recently used first) before its engine comes round again.
-#[derive(Debug, Clone, Default)]
-struct PoolWarning {
-    warned: bool,
-}
-
-impl PoolWarning {
-    fn check(&mut self, max_idle: Option<usize>, games: usize) {
-        let Some(max_idle) = max_idle else {
-            return;
-        };
-        if games > max_idle && !self.warned {
-            self.warned = true;
-            warn!(
-                max_idle_connections = max_idle,
-                games,
-                "more games than --max-idle-connections: each tick evicts kept connections \
-                 before their engines come round again, so few or none are reused"
-            );
-        }
-    }
 }
 
 impl<P: BlockingProbe> ThreadFanout<P> {
     /// Probe with `prober` on threads.
     pub fn new(prober: P) -> Self {
-        Self {
-            prober,
-            pool_warning: PoolWarning::default(),
-        }
+        Self { prober }
     }
 }
 
@@ -172,8 +129,6 @@ impl<P: BlockingProbe> ProbeFanout for ThreadFanout<P> {
         fold: &mut dyn FnMut(Probed),
     ) {
         let jobs: &[RuntimeRecord] = batch.jobs();
-        self.pool_warning
-            .check(self.prober.max_idle_connections(), jobs.len());
         let threads = max_concurrency.min(jobs.len());
         let next_job = AtomicUsize::new(0);
         let (sender, receiver) = mpsc::channel::<Probed>();
@@ -190,7 +145,6 @@ impl<P: BlockingProbe> ProbeFanout for ThreadFanout<P> {
                 let pool = &pool;
                 let spawn = thread::Builder::new()
                     .name(format!("probe-{index}"))
-                    .stack_size(PROBE_THREAD_STACK_BYTES)
                     .spawn_scoped(scope, move || {
                         while let Some(probed) = pool.probe_next() {
                             if sender.send(probed).is_err() {
@@ -251,11 +205,6 @@ pub trait AsyncProbe: Clone + Send + Sync + std::fmt::Debug + 'static {
         &self,
         engine_endpoint: &str,
     ) -> impl std::future::Future<Output = (ProbeResult, ProbeClass)> + Send;
-
-    /// The most idle connections kept between batches, if any are.
-    fn max_idle_connections(&self) -> Option<usize> {
-        None
-    }
 }
 
 #[cfg(feature = "async")]
@@ -266,10 +215,6 @@ impl AsyncProbe for AsyncProber {
     ) -> impl std::future::Future<Output = (ProbeResult, ProbeClass)> + Send {
         self.probe_classified(engine_endpoint)
     }
-
-    fn max_idle_connections(&self) -> Option<usize> {
-        AsyncProber::max_idle_connections(self)
-    }
 }
 
 /// Probe tasks on the fan-out's own tokio runtime ([`Runtime::Async`]).
@@ -278,12 +223,11 @@ impl AsyncProbe for AsyncProber {
 pub struct TaskFanout<P = AsyncProber> {
     runtime: tokio::runtime::Runtime,
     prober: P,
-    pool_warning: PoolWarning,
 }
 
 #[cfg(feature = "async")]
 impl<P: AsyncProbe> TaskFanout<P> {
-    /// Start the runtime (two scheduler threads) for `prober`.
+    /// Start the runtime (one scheduler thread) for `prober`.
     pub fn new(prober: P) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(ASYNC_WORKER_THREADS)
@@ -292,11 +236,7 @@ impl<P: AsyncProbe> TaskFanout<P> {
             .enable_io()
             .enable_time()
             .build()?;
-        Ok(Self {
-            runtime,
-            prober,
-            pool_warning: PoolWarning::default(),
-        })
+        Ok(Self { runtime, prober })
     }
 }
 
@@ -314,8 +254,6 @@ impl<P: AsyncProbe> ProbeFanout for TaskFanout<P> {
         shutdown: &Shutdown,
         fold: &mut dyn FnMut(Probed),
     ) {
-        self.pool_warning
-            .check(self.prober.max_idle_connections(), batch.jobs().len());
         let (sender, receiver) = mpsc::channel::<Vec<Probed>>();
         self.runtime.spawn(drive_probe_tasks(
             self.prober.clone(),
@@ -344,8 +282,7 @@ impl<P: AsyncProbe> ProbeFanout for TaskFanout<P> {
 /// caught around the probe itself, where the job is known). The workers'
 /// results reach this task over a tokio channel. From the first result it
 /// sees, it gathers for [`HAND_ON_WINDOW`] (or until every job's result is
-/// in), then hands them on as one batch: the caller's thread is woken about
-/// once a millisecond rather than once per probe or two.
+/// in), then hands them on as one batch.
 #[cfg(feature = "async")]
 async fn drive_probe_tasks<P: AsyncProbe>(
     prober: P,

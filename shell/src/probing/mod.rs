@@ -4,11 +4,9 @@
 //! ([`healthprobe_core::tick::ProbeClass`]), decided from the error's
 //! structure; what a result means is the core's business.
 
+pub mod connections;
 pub mod fanout;
 pub mod probe;
 #[cfg(feature = "async")]
 pub mod probe_async;
-pub mod reuse;
-pub mod signatures;
 pub mod tls;
-mod x25519;

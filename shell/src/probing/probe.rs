@@ -7,37 +7,41 @@
 //! - R10: the whole call (resolve, connect, send, response headers) is bounded
 //!   by the probe timeout.
 //! - D2: redirects are not followed; a 3xx is `unexpected status 3xx`.
-//! - The body is never read; response headers are capped at
-//!   [`MAX_RESPONSE_HEADER_BYTES`]; proxy settings from the environment are ignored.
+//! - Response heads are capped at [`MAX_RESPONSE_HEADER_BYTES`]; proxy
+//!   settings from the environment are ignored. A body is read only to keep
+//!   its connection ([`crate::connections`]): at most
+//!   [`DRAIN_LIMIT`](crate::connections::DRAIN_LIMIT) bytes.
 //! - `https://` endpoints are probed over TLS ([`crate::tls`]): the
 //!   handshake is part of the probe and of its timeout, a TLS failure is
 //!   status 0 with a `tls: …` error and [`ProbeClass::Tls`], and the 16 KiB
 //!   head cap counts decrypted bytes.
+//! - Connections are kept or fresh as [`ConnectionPolicy`] says, in ureq's
+//!   own pool.
 //! - [`classify`] sorts a result into a [`ProbeClass`] for metrics. The
 //!   error texts it recognises are the constants of [`reason`], which both
 //!   probers use to word their errors, so the two cannot drift apart.
 
 use std::cell::Cell;
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Weak};
+use std::hash::{DefaultHasher, Hasher};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use std::io::{Read, Write};
-
 use healthprobe_core::ProbeResult;
-use rustls::ClientConnection;
+use rustls::{ClientConnection, StreamOwned};
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, ShutdownHandle,
-    TcpConnector, Transport, TransportAdapter,
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector,
+    Transport, TransportAdapter,
 };
 use ureq::{Agent, Error};
 
-use crate::reuse::{
-    self, ConnectionReuse, DRAIN_LIMIT, DRAIN_WAIT, IdlePool, closed_before_answer,
+use crate::connections::{
+    ConnectionPolicy, Connections, DRAIN_LIMIT, DRAIN_WAIT, KeptBudget, KeptPlace,
+    closed_before_answer,
 };
 use crate::tls::{self, TlsClient, TlsFailure};
 
@@ -47,13 +51,14 @@ pub const HEALTHZ_PATH: &str = "/healthz";
 /// Largest response head (status line and headers) accepted; a bigger one is a failure.
 pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024;
 
-/// Per-connection input buffer: one byte more than the largest accepted response
-/// head, so that a bigger head fills it and is refused as too large.
+/// Per-connection input buffer (ureq's default is 128 KiB): one byte more
+/// than the largest accepted response head, so that a bigger head fills it
+/// and is refused as too large rather than stalling.
 const INPUT_BUFFER_BYTES: usize = MAX_RESPONSE_HEADER_BYTES + 1;
 
-/// Per-connection output buffer: holds the request head (`GET`, long URLs
-/// included); the longest request line either prober can send.
-pub(crate) const OUTPUT_BUFFER_BYTES: usize = 8 * 1024;
+/// Per-connection output buffer (ureq's default is 128 KiB): holds the
+/// request head, long URLs included.
+const OUTPUT_BUFFER_BYTES: usize = 8 * 1024;
 
 /// The `user-agent` both probers send.
 pub(crate) const USER_AGENT: &str = concat!("healthprobe/", env!("CARGO_PKG_VERSION"));
@@ -141,85 +146,105 @@ pub fn unexpected_status(status: u16) -> String {
     format!("unexpected status {status}")
 }
 
-/// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) through one shared ureq [`Agent`].
+/// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) through ureq
+/// [`Agent`]s as they ship, and their connection pools.
 ///
-/// Cheap to share by reference across probe threads (`Sync`). By default
-/// every probe opens a fresh connection, sends `Connection: close` and
-/// drops it after the response head, as the reference does. With
-/// [`Prober::with_options`] and a [`ConnectionReuse`], a probe reuses the
-/// engine's idle connection from the last one ([`crate::reuse`]).
+/// Cheap to share by reference across probe threads (`Sync`). A probe
+/// whose connection is fresh ([`Connections::keeps`]) sends `Connection:
+/// close` and drops the connection after the response head, as the
+/// reference does for `http://` engines; one whose connection is kept
+/// reads the (small) body to its end so that ureq pools the connection.
 #[derive(Debug, Clone)]
 pub struct Prober {
-    agent: Agent,
-    /// When connections are reused: the probe timeout (a retry gets what
-    /// is left of it) and the bound on idle connections.
-    reuse: Option<(Duration, ConnectionReuse)>,
+    agents: Arc<Agents>,
+    probe_timeout: Duration,
+    connections: Connections,
+}
+
+/// Kept connections per agent, about: ureq's pool walks all its idle
+/// connections, comparing their addresses pairwise, on every connect and
+/// every return, so a pool must stay small (one agent over 1,000 kept
+/// connections spent minutes of CPU on a tick; benches/README.md).
+const KEPT_PER_AGENT: usize = 4;
+
+/// Most agents a prober spreads its engines over.
+const MOST_AGENTS: usize = 16_384;
+
+/// ureq agents of one configuration, TLS client and [`KeptBudget`], made
+/// as first needed: an engine's probes always go through the agent its
+/// address hashes to, whose pool keeps its connection.
+#[derive(Debug)]
+struct Agents {
+    config: Config,
+    tls: TlsClient,
+    budget: Arc<KeptBudget>,
+    shards: Box<[OnceLock<Agent>]>,
+}
+
+impl Agents {
+    /// The agent of the engine `url` names.
+    fn of(&self, url: &str) -> &Agent {
+        let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = authority.split('/').next().unwrap_or_default();
+        let mut hasher = DefaultHasher::new();
+        for byte in authority.bytes() {
+            hasher.write_u8(byte.to_ascii_lowercase());
+        }
+        let shard = (hasher.finish() % self.shards.len() as u64) as usize;
+        self.shards[shard].get_or_init(|| {
+            let connector = ()
+                .chain(TcpConnector::default())
+                .chain(TlsConnector {
+                    tls: self.tls.clone(),
+                })
+                .chain(KeepingConnector {
+                    budget: Arc::clone(&self.budget),
+                });
+            Agent::with_parts(self.config.clone(), connector, ClassifyingResolver)
+        })
+    }
 }
 
 impl Prober {
     /// A prober whose every probe is bounded by `probe_timeout`, start to
-    /// end, trusting the system store for `https://` engines.
+    /// end, with the trust and client certificate of `tls` and the
+    /// connections of `policy`.
     ///
     /// A timeout above [`MAX_PROBE_TIMEOUT`] (a year) is treated as a year.
-    pub fn new(probe_timeout: Duration) -> Self {
-        Self::with_tls(probe_timeout, TlsClient::system())
-    }
-
-    /// [`Prober::new`] with the trust and client certificate of `tls`.
-    pub fn with_tls(probe_timeout: Duration, tls: TlsClient) -> Self {
-        Self::with_options(probe_timeout, tls, None)
-    }
-
-    /// [`Prober::with_tls`], keeping idle connections between probes when
-    /// `reuse` is given ([`crate::reuse`]).
-    pub fn with_options(
-        probe_timeout: Duration,
-        tls: TlsClient,
-        reuse: Option<ConnectionReuse>,
-    ) -> Self {
+    pub fn new(probe_timeout: Duration, tls: TlsClient, policy: ConnectionPolicy) -> Self {
         let probe_timeout = probe_timeout.min(MAX_PROBE_TIMEOUT);
         let config = Agent::config_builder()
             .proxy(None)
             .timeout_global(Some(probe_timeout))
+            // A body slower than this is not waited for (the outcome is
+            // known): its connection is just not kept.
+            .timeout_recv_body(Some(DRAIN_WAIT))
             .max_redirects(0)
             .http_status_as_error(false)
             .max_response_header_size(MAX_RESPONSE_HEADER_BYTES)
             .input_buffer_size(INPUT_BUFFER_BYTES)
             .output_buffer_size(OUTPUT_BUFFER_BYTES)
-            .max_idle_connections(0)
-            .max_idle_connections_per_host(0)
-            .user_agent(USER_AGENT);
-        let connector = ().chain(TcpConnector::default()).chain(TlsConnector { tls });
-        match reuse {
-            None => Self {
-                agent: Agent::with_parts(config.build(), connector, LiteralResolver),
-                reuse: None,
-            },
-            Some(reuse) => {
-                // A body slower than DRAIN_WAIT is not waited for (the
-                // outcome is known): the connection is just not kept.
-                let config = config.timeout_recv_body(Some(DRAIN_WAIT)).build();
-                // ureq's own pool stays empty (its bookkeeping is quadratic
-                // in the idle connections); ours takes them back on drop.
-                let connector =
-                    ReuseConnector::new(connector, Arc::new(IdlePool::new(reuse.max_idle)));
-                Self {
-                    agent: Agent::with_parts(config, connector, LiteralResolver),
-                    reuse: Some((probe_timeout, reuse)),
-                }
-            }
+            .max_idle_connections(policy.max_idle)
+            .max_idle_connections_per_host(1)
+            .max_idle_age(policy.idle_timeout)
+            .user_agent(USER_AGENT)
+            .build();
+        let shards = (policy.max_idle / KEPT_PER_AGENT).clamp(1, MOST_AGENTS);
+        Self {
+            agents: Arc::new(Agents {
+                config,
+                tls,
+                budget: KeptBudget::new(policy.max_idle),
+                shards: (0..shards).map(|_| OnceLock::new()).collect(),
+            }),
+            probe_timeout,
+            connections: policy.connections,
         }
-    }
-
-    /// The most idle connections kept between probes, when they are.
-    pub fn max_idle_connections(&self) -> Option<usize> {
-        self.reuse.map(|(_, reuse)| reuse.max_idle)
     }
 
     /// Probe one engine: `GET {engine_endpoint}/healthz` (R2), healthy iff status 200 (R1).
     ///
-    /// Never panics and never reads the response body; returns within the
-    /// probe timeout (plus scheduling noise).
+    /// Never panics; returns within the probe timeout (plus scheduling noise).
     pub fn probe(&self, engine_endpoint: &str) -> ProbeResult {
         self.probe_classified(engine_endpoint).0
     }
@@ -228,62 +253,46 @@ impl Prober {
     /// structure (ureq's error variant, the I/O error kind), not its text.
     pub fn probe_classified(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         let url = probe_url(engine_endpoint);
-        if let Some((probe_timeout, _)) = self.reuse {
-            return self.probe_reusing(&url, probe_timeout);
+        let https = url
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        let agent = self.agents.of(&url);
+        if !self.connections.keeps(https) {
+            return match agent.get(&url).header("connection", "close").call() {
+                // The body is dropped unread: the connection closes with it.
+                Ok(response) => answered(response.status().as_u16()),
+                Err(err) => failed_with(&err),
+            };
         }
-        let response = self
-            .agent
-            .get(url.as_str())
-            .header("connection", "close")
-            .call();
-        match response {
-            // The body is dropped unread: the connection closes with it.
-            Ok(response) => answered(response.status().as_u16()),
-            Err(err) => {
-                let (class, error) = describe(&err);
-                failed(class, error)
-            }
-        }
-    }
-}
-
-impl Prober {
-    /// A probe that may go over the engine's idle connection: retried once
-    /// on a fresh connection when the engine had closed that one before
-    /// answering; the body read to its end (up to [`DRAIN_LIMIT`]) so the
-    /// connection can be kept.
-    fn probe_reusing(&self, url: &str, probe_timeout: Duration) -> (ProbeResult, ProbeClass) {
         let started = Instant::now();
-        TRACE.set(Trace::default());
-        let mut response = self.agent.get(url).call();
-        let trace = TRACE.get();
+        CALL.set(Call::keeping());
+        let mut response = agent.get(&url).call();
+        let call = CALL.get();
         if let Err(Error::Io(io)) = &response
-            && trace.reused
-            && !trace.answered
+            && !call.connected
+            && !call.answered
             && closed_before_answer(io)
         {
-            let left = probe_timeout.saturating_sub(started.elapsed());
+            // The engine had closed the pooled connection: once more, on a
+            // fresh one (the pool holds none for this engine now).
+            let left = self.probe_timeout.saturating_sub(started.elapsed());
             if left.is_zero() {
+                CALL.set(Call::default());
                 return failed(ProbeClass::Timeout, reason::TIMEOUT.to_owned());
             }
-            TRACE.set(Trace {
-                fresh_only: true,
-                ..Trace::default()
-            });
-            response = self
-                .agent
-                .get(url)
+            response = agent
+                .get(&url)
                 .config()
                 .timeout_global(Some(left))
                 .build()
                 .call();
-            TRACE.set(Trace::default());
         }
+        CALL.set(Call::default());
         match response {
             Ok(mut response) => {
                 let status = response.status().as_u16();
-                // Read to the end (or fail and close): only a whole,
-                // small body leaves the connection reusable.
+                // Read to the end (or fail and close): only a whole, small
+                // body leaves the connection to ureq's pool.
                 let _ = response
                     .body_mut()
                     .with_config()
@@ -291,191 +300,100 @@ impl Prober {
                     .read_to_vec();
                 answered(status)
             }
-            Err(err) => {
-                let (class, error) = describe(&err);
-                failed(class, error)
-            }
+            Err(err) => failed_with(&err),
         }
     }
 }
 
-/// What the current probe on this thread did with its connection (ureq
-/// runs a call on the calling thread, connectors and transports included).
+/// What the probe running on this thread asked of its connection and got
+/// (ureq runs a call, connectors and transports included, on the caller's
+/// thread).
 #[derive(Debug, Clone, Copy, Default)]
-struct Trace {
-    /// The connection came from the pool.
-    reused: bool,
-    /// Some response byte arrived on it.
+struct Call {
+    /// The probe may keep its connection.
+    keep: bool,
+    /// A fresh connection was made (none came from the pool).
+    connected: bool,
+    /// Some byte of an answer arrived.
     answered: bool,
-    /// This is the retry: do not take from the pool.
-    fresh_only: bool,
+}
+
+impl Call {
+    fn keeping() -> Self {
+        Self {
+            keep: true,
+            ..Self::default()
+        }
+    }
 }
 
 thread_local! {
-    static TRACE: Cell<Trace> = const {
-        Cell::new(Trace { reused: false, answered: false, fresh_only: false })
+    static CALL: Cell<Call> = const {
+        Cell::new(Call { keep: false, connected: false, answered: false })
     };
 }
 
-type Idle = IdlePool<Box<dyn Transport>>;
-
-/// Hands out the engine's idle connection when it has one that is still
-/// open, a fresh one from `inner` otherwise; either comes wrapped in a
-/// [`Reusable`] that goes back to the pool if ureq finds it reusable.
-///
-/// Fresh connections are made without registering a shutdown handle with
-/// the agent: ureq keeps one per live connection and walks them all on
-/// every call, which with hundreds of kept connections was 6.5% of a run's
-/// samples (perf, 1,000 engines); this prober never calls
-/// `Agent::shutdown`, which is all they are for.
-struct ReuseConnector<C> {
-    inner: C,
-    pool: Arc<Idle>,
-    no_shutdown_handles: Arc<NoShutdownHandles>,
+/// The last link of the connector chain: a fresh connection of a keeping
+/// probe takes a place in the [`KeptBudget`] if one is left, and only a
+/// connection holding one tells ureq it can be pooled.
+#[derive(Debug)]
+struct KeepingConnector {
+    budget: Arc<KeptBudget>,
 }
 
-type NoShutdownHandles =
-    dyn Fn(Weak<dyn ShutdownHandle>) -> Result<(), Error> + Send + Sync + 'static;
-
-impl<C> ReuseConnector<C> {
-    fn new(inner: C, pool: Arc<Idle>) -> Self {
-        Self {
-            inner,
-            pool,
-            no_shutdown_handles: Arc::new(|_| Ok(())),
-        }
-    }
-}
-
-impl<C: std::fmt::Debug> std::fmt::Debug for ReuseConnector<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReuseConnector")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<C: Connector<()>> Connector<()> for ReuseConnector<C> {
-    type Out = Reusable;
+impl<In: Transport> Connector<In> for KeepingConnector {
+    type Out = Keeping<In>;
 
     fn connect(
         &self,
-        details: &ConnectionDetails<'_>,
-        chained: Option<()>,
+        _details: &ConnectionDetails<'_>,
+        chained: Option<In>,
     ) -> Result<Option<Self::Out>, Error> {
-        let uri = details.uri;
-        let key = reuse::pool_key(
-            uri.scheme_str().unwrap_or_default(),
-            uri.authority().map_or("", |authority| authority.as_str()),
-        );
-        if !TRACE.get().fresh_only
-            && let Some(mut idle) = self.pool.take(&key)
-            // A connection the engine closed (or wrote to) while idle is dropped.
-            && idle.is_open()
-        {
-            TRACE.set(Trace {
-                reused: true,
-                ..TRACE.get()
-            });
-            return Ok(Some(Reusable::new(idle, key, &self.pool)));
-        }
-        let details = ConnectionDetails {
-            uri: details.uri,
-            addrs: details.addrs.clone(),
-            config: details.config,
-            request_level: details.request_level,
-            resolver: details.resolver,
-            now: details.now,
-            timeout: details.timeout,
-            current_time: Arc::clone(&details.current_time),
-            run_connector: Arc::clone(&details.run_connector),
-            register_shutdown: Arc::clone(&self.no_shutdown_handles),
-        };
-        let Some(fresh) = self.inner.connect(&details, chained)? else {
-            return Ok(None);
-        };
-        Ok(Some(Reusable::new(fresh.boxed(), key, &self.pool)))
+        let call = CALL.get();
+        CALL.set(Call {
+            connected: true,
+            ..call
+        });
+        let place = if call.keep { self.budget.admit() } else { None };
+        Ok(chained.map(|inner| Keeping { inner, place }))
     }
 }
 
-/// A connection that returns to the pool when dropped, if ureq judged it
-/// reusable: ureq asks [`Transport::is_open`] only when the response was
-/// keep-alive and its body was read to the end with nothing left over in
-/// its buffer.
-struct Reusable {
-    inner: Option<Box<dyn Transport>>,
-    key: String,
-    pool: Weak<Idle>,
-    keep: bool,
+/// A connection, and its place among the kept ones if it has one.
+#[derive(Debug)]
+struct Keeping<T> {
+    inner: T,
+    place: Option<KeptPlace>,
 }
 
-impl Reusable {
-    fn new(inner: Box<dyn Transport>, key: String, pool: &Arc<Idle>) -> Self {
-        Self {
-            inner: Some(inner),
-            key,
-            pool: Arc::downgrade(pool),
-            keep: false,
-        }
-    }
-
-    fn transport(&mut self) -> &mut Box<dyn Transport> {
-        self.inner.as_mut().expect("a transport until dropped")
-    }
-}
-
-impl std::fmt::Debug for Reusable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reusable")
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Transport for Reusable {
+impl<T: Transport> Transport for Keeping<T> {
     fn buffers(&mut self) -> &mut dyn Buffers {
-        self.transport().buffers()
+        self.inner.buffers()
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
-        self.transport().transmit_output(amount, timeout)
+        self.inner.transmit_output(amount, timeout)
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
-        let more = self.transport().await_input(timeout)?;
+        let more = self.inner.await_input(timeout)?;
         if more {
-            TRACE.set(Trace {
+            CALL.set(Call {
                 answered: true,
-                ..TRACE.get()
+                ..CALL.get()
             });
         }
         Ok(more)
     }
 
-    /// Asked by ureq only as it returns a connection to its pool: keep
-    /// it. Whether the engine closed it (or sent stray bytes) is looked at
-    /// when it is next taken ([`ReuseConnector`]), which covers the time
-    /// since this call too; looking now as well would cost three system
-    /// calls a probe.
+    /// Asked by ureq as it returns a connection to its pool and as it takes
+    /// one out: only a connection with a place may be kept.
     fn is_open(&mut self) -> bool {
-        self.keep = true;
-        true
+        self.place.is_some() && self.inner.is_open()
     }
 
     fn is_tls(&self) -> bool {
-        self.inner.as_ref().is_some_and(|inner| inner.is_tls())
-    }
-}
-
-impl Drop for Reusable {
-    fn drop(&mut self) {
-        if !self.keep {
-            return;
-        }
-        if let (Some(inner), Some(pool)) = (self.inner.take(), self.pool.upgrade()) {
-            let key = std::mem::take(&mut self.key);
-            drop(pool.put(key, inner));
-        }
+        self.inner.is_tls()
     }
 }
 
@@ -502,6 +420,12 @@ pub(crate) fn unhealthy(status: u16, error: String) -> ProbeResult {
 /// A failure with no response (status 0) of `class`.
 pub(crate) fn failed(class: ProbeClass, error: String) -> (ProbeResult, ProbeClass) {
     (unhealthy(0, error), class)
+}
+
+/// The failure of a probe that got no usable response.
+fn failed_with(err: &Error) -> (ProbeResult, ProbeClass) {
+    let (class, error) = describe(err);
+    failed(class, error)
 }
 
 /// The kind and a readable one-line reason for a probe that got no usable response.
@@ -556,9 +480,10 @@ pub(crate) fn describe_io(err: &io::Error) -> (ProbeClass, String) {
     (class, reason.to_owned())
 }
 
-/// Wraps the TCP connection of an `https://` probe in TLS ([`crate::tls`]):
-/// the handshake runs inside the probe's timeout, and a failed one is a
-/// [`TlsFailure`] worded for the endpoint's host.
+/// TLS for `https://` probes: ureq's own rustls connector, but with the
+/// run's [`rustls::ClientConfig`] ([`TlsClient::probe_config`]: our trust, the
+/// client certificate, resumption off), which ureq's `TlsConfig` cannot
+/// express; a failed handshake is a [`TlsFailure`] worded for the host.
 #[derive(Debug)]
 struct TlsConnector {
     tls: TlsClient,
@@ -585,111 +510,35 @@ impl<In: Transport> Connector<In> for TlsConnector {
             .unwrap_or_default();
         let tls_error = |text: String| Error::Io(TlsFailure(text).into_io());
         let name = tls::server_name(host).map_err(tls_error)?;
-        let mut connection = ClientConnection::new(self.tls.probe_config(), name)
+        let mut conn = ClientConnection::new(self.tls.probe_config(), name)
             .map_err(|err| tls_error(tls::describe_tls(&err, Some(host))))?;
-        let mut socket = Flights(TransportAdapter::new(
-            transport.boxed(),
-            details.current_time.clone(),
-        ));
-        socket.0.set_timeout(details.timeout);
-        handshake(&mut connection, &mut socket).map_err(|err| match err {
-            Handshake::Tls(err) => tls_error(tls::describe_tls(&err, Some(host))),
-            Handshake::Io(io) => match Error::from(io) {
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        sock.set_timeout(details.timeout);
+        if let Err(io) = conn.complete_io(&mut sock) {
+            return Err(match Error::from(io) {
                 Error::Timeout(_) => tls_error(tls::handshake_timeout()),
                 Error::Io(io) => match tls::handshake_failure(&io, host) {
                     Some(text) => tls_error(text),
                     None => Error::Io(io),
                 },
                 other => other,
-            },
-        })?;
+            });
+        }
         let buffers = LazyBuffers::new(
             details.config.input_buffer_size(),
             details.config.output_buffer_size(),
         );
         Ok(Some(Either::B(TlsTransport {
             buffers,
-            connection,
-            socket,
+            stream: StreamOwned::new(conn, sock),
         })))
-    }
-}
-
-/// Why a handshake failed.
-enum Handshake {
-    /// The engine's answer, as rustls judged it (a certificate, an alert, not TLS).
-    Tls(rustls::Error),
-    /// The connection (a timeout, an early close).
-    Io(io::Error),
-}
-
-/// Drive the client side of the handshake until it is complete, leaving
-/// the client's last flight (its `Finished`) queued: it leaves with the
-/// request, in one segment ([`TlsTransport::transmit_output`]).
-fn handshake(
-    connection: &mut ClientConnection,
-    socket: &mut Flights<TransportAdapter>,
-) -> Result<(), Handshake> {
-    while connection.is_handshaking() {
-        while connection.wants_write() {
-            connection.write_tls(socket).map_err(Handshake::Io)?;
-        }
-        if connection.read_tls(socket).map_err(Handshake::Io)? == 0 {
-            return Err(Handshake::Io(io::ErrorKind::UnexpectedEof.into()));
-        }
-        if let Err(err) = connection.process_new_packets() {
-            // Tell the engine why (an alert), as far as it listens.
-            let _ = connection.write_tls(socket);
-            return Err(Handshake::Tls(err));
-        }
-    }
-    Ok(())
-}
-
-/// A writer that sends each flight of TLS records as one write (rustls
-/// hands a flight over as several buffers; a plain `write` would send each
-/// record in a segment of its own).
-struct Flights<W>(W);
-
-impl<W: Read> Read for Flights<W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl<W: Write> Write for Flights<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let total: usize = bufs.iter().map(|buf| buf.len()).sum();
-        match bufs.iter().filter(|buf| !buf.is_empty()).count() {
-            0 => Ok(0),
-            1 => self
-                .0
-                .write(bufs.iter().find(|buf| !buf.is_empty()).expect("one")),
-            _ => {
-                let mut flight = Vec::with_capacity(total);
-                for buf in bufs {
-                    flight.extend_from_slice(buf);
-                }
-                self.0.write_all(&flight)?;
-                Ok(total)
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
     }
 }
 
 /// An established TLS connection, as ureq's HTTP/1.1 code sees it.
 struct TlsTransport {
     buffers: LazyBuffers,
-    connection: ClientConnection,
-    socket: Flights<TransportAdapter>,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
 }
 
 impl std::fmt::Debug for TlsTransport {
@@ -704,27 +553,22 @@ impl Transport for TlsTransport {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
-        self.socket.0.set_timeout(timeout);
+        self.stream.get_mut().set_timeout(timeout);
         let output = &self.buffers.output()[..amount];
-        // Encrypt into rustls' queue, behind the handshake's last flight,
-        // then send everything queued at once.
-        self.connection.writer().write_all(output)?;
-        while self.connection.wants_write() {
-            self.connection.write_tls(&mut self.socket)?;
-        }
+        self.stream.write_all(output)?;
         Ok(())
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
-        self.socket.0.set_timeout(timeout);
+        self.stream.get_mut().set_timeout(timeout);
         let input = self.buffers.input_append_buf();
-        let amount = rustls::Stream::new(&mut self.connection, &mut self.socket).read(input)?;
+        let amount = self.stream.read(input)?;
         self.buffers.input_appended(amount);
         Ok(amount > 0)
     }
 
     fn is_open(&mut self) -> bool {
-        self.socket.0.get_mut().is_open()
+        self.stream.get_mut().get_mut().is_open()
     }
 
     fn is_tls(&self) -> bool {
@@ -750,21 +594,29 @@ pub(crate) fn cannot_resolve(host: &str, why: &dyn std::fmt::Display) -> String 
     format!("{}{host}: {why}", reason::CANNOT_RESOLVE_HOST)
 }
 
-/// Resolves IP literals and `localhost` in place; names go to ureq's resolver.
-///
-/// ureq's default resolver starts a thread per lookup whenever a timeout is
-/// set, even for `127.0.0.1`; engines are nearly always addressed by IP.
+/// ureq's resolver, its failures carried as [`ResolveFailed`] so that a
+/// failed lookup is classed [`ProbeClass::ConnectError`] by its type, and
+/// an IP address taken as it is: ureq's resolver starts a thread for every
+/// lookup bounded by a timeout, even of an IP address, which cost most of
+/// a fresh probe's CPU (benches/README.md).
 #[derive(Debug)]
-struct LiteralResolver;
+struct ClassifyingResolver;
 
-impl Resolver for LiteralResolver {
+impl Resolver for ClassifyingResolver {
     fn resolve(
         &self,
         uri: &Uri,
         config: &Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, Error> {
-        if let Some(addrs) = self.resolve_literal(uri) {
+        let host = uri.host().unwrap_or_default();
+        let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+        if let (Ok(ip), Some(port)) = (
+            bare.unwrap_or(host).parse::<IpAddr>(),
+            uri.port_u16().or_else(|| default_port(uri)),
+        ) {
+            let mut addrs = self.empty();
+            addrs.push(SocketAddr::new(ip, port));
             return Ok(addrs);
         }
         DefaultResolver::default()
@@ -780,47 +632,13 @@ impl Resolver for LiteralResolver {
     }
 }
 
-impl LiteralResolver {
-    fn resolve_literal(&self, uri: &Uri) -> Option<ResolvedSocketAddrs> {
-        let authority = uri.authority()?;
-        let port = match authority.port_u16() {
-            Some(port) => port,
-            None => match uri.scheme_str()? {
-                scheme if scheme.eq_ignore_ascii_case("http") => 80,
-                scheme if scheme.eq_ignore_ascii_case("https") => 443,
-                _ => return None,
-            },
-        };
-        let mut addrs = self.empty();
-        for addr in literal_addrs(authority.host(), port)? {
-            addrs.push(addr);
-        }
-        Some(addrs)
+/// The port of a URL without one: 80 for `http`, 443 for `https`.
+fn default_port(uri: &Uri) -> Option<u16> {
+    match uri.scheme_str() {
+        Some(scheme) if scheme.eq_ignore_ascii_case("http") => Some(80),
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => Some(443),
+        _ => None,
     }
-}
-
-/// The addresses of an IP literal (bracketed or not) or of `localhost`,
-/// found without DNS or a thread; `None` for any other name.
-pub(crate) fn literal_addrs(host: &str, port: u16) -> Option<impl Iterator<Item = SocketAddr>> {
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let ips = if let Ok(ip) = host.parse::<IpAddr>() {
-        [Some(ip), None]
-    } else if host.eq_ignore_ascii_case("localhost") {
-        [
-            Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-        ]
-    } else {
-        return None;
-    };
-    Some(
-        ips.into_iter()
-            .flatten()
-            .map(move |ip| SocketAddr::new(ip, port)),
-    )
 }
 
 #[cfg(test)]
@@ -838,6 +656,12 @@ pub(crate) mod tests {
         "http://",
         "http://[::1",
     ];
+
+    /// A prober keeping every connection, with a short timeout.
+    fn test_prober() -> Prober {
+        let policy = ConnectionPolicy::new(Connections::Keep, Duration::from_secs(1), 16);
+        Prober::new(Duration::from_millis(200), TlsClient::system(), policy)
+    }
 
     #[test]
     fn r2_probe_url_trims_every_trailing_slash() {
@@ -974,7 +798,7 @@ pub(crate) mod tests {
 
     #[test]
     fn https_to_a_closed_port_is_a_connect_error_before_any_tls() {
-        let prober = Prober::new(Duration::from_millis(200));
+        let prober = test_prober();
         assert_eq!(
             prober.probe_classified(HTTPS_CLOSED_PORT),
             (
@@ -986,7 +810,7 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_endpoints_fail_without_panicking() {
-        let prober = Prober::new(Duration::from_millis(200));
+        let prober = test_prober();
         for endpoint in BAD_ENDPOINTS {
             match prober.probe(endpoint) {
                 ProbeResult::Unhealthy { status: 0, error } => {
@@ -998,29 +822,37 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn literal_resolver_short_circuits_ips_and_localhost() {
+    fn ip_addresses_resolve_in_place_with_their_scheme_s_port() {
         let resolve = |url: &str| {
             let uri: Uri = url.parse().expect("test uri");
-            LiteralResolver
-                .resolve_literal(&uri)
+            let timeout = NextTimeout {
+                after: ureq::unversioned::transport::time::Duration::Exact(Duration::from_secs(1)),
+                ..NextTimeout::default()
+            };
+            ClassifyingResolver
+                .resolve(&uri, &Config::default(), timeout)
                 .map(|addrs| addrs.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(|err| describe(&err).0)
         };
         assert_eq!(
             resolve("http://127.0.0.1:8080/healthz"),
-            Some(vec!["127.0.0.1:8080".to_owned()])
+            Ok(vec!["127.0.0.1:8080".to_owned()])
         );
         assert_eq!(
             resolve("http://[::1]:9/healthz"),
-            Some(vec!["[::1]:9".to_owned()])
+            Ok(vec!["[::1]:9".to_owned()])
         );
         assert_eq!(
             resolve("http://10.1.2.3/healthz"),
-            Some(vec!["10.1.2.3:80".to_owned()])
+            Ok(vec!["10.1.2.3:80".to_owned()])
         );
         assert_eq!(
-            resolve("http://LocalHost:7/healthz"),
-            Some(vec!["127.0.0.1:7".to_owned(), "[::1]:7".to_owned()])
+            resolve("https://10.1.2.3/healthz"),
+            Ok(vec!["10.1.2.3:443".to_owned()])
         );
-        assert_eq!(resolve("http://engine.example:7/healthz"), None);
+        assert_eq!(
+            resolve("http://engine.invalid:7/healthz"),
+            Err(ProbeClass::ConnectError)
+        );
     }
 }

@@ -9,14 +9,12 @@
 //!   6066 says).
 //! - **mTLS**: `--tls-client-cert` / `--tls-client-key` present a client
 //!   certificate to engines that ask for one.
-//! - **Every probe verifies**: session resumption is off, so each probe is a
-//!   full handshake that checks the engine's certificate as it is now (Go's
-//!   `http.Client` does not resume either, without a session cache). ALPN
-//!   offers `http/1.1` only: the probers speak HTTP/1.1. The certificate
-//!   signatures of a chain that verified are remembered
-//!   ([`crate::probing::signatures`]): the same chain on the next probe costs
-//!   no signature check, but its path, dates, purpose and name are checked
-//!   again, and so is the handshake's own signature.
+//! - **Every new connection verifies**: session resumption is off, so each
+//!   connection is a full handshake that checks the engine's certificate as
+//!   it is now (Go's `http.Client` does not resume either, without a session
+//!   cache). ALPN offers `http/1.1` only: the probers speak HTTP/1.1.
+//! - **One crypto provider**: rustls' `ring` provider as it ships, for
+//!   probes and databases alike ([`provider`]).
 //! - **Errors a person understands**: [`describe_tls`] words each rustls
 //!   failure (`tls: certificate signed by unknown authority`, `tls: handshake
 //!   timeout`, ...), always starting with [`TLS_ERROR_PREFIX`], which is how
@@ -45,7 +43,7 @@ use std::sync::{Arc, OnceLock};
 use rustls::client::Resumption;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
@@ -54,7 +52,6 @@ use rustls::{
 };
 
 use crate::probe::ProbeClass;
-use crate::probing::signatures;
 
 /// The start of every TLS failure's text.
 pub const TLS_ERROR_PREFIX: &str = "tls: ";
@@ -275,12 +272,8 @@ impl TlsClient {
             .get_or_init(|| {
                 let builder = ClientConfig::builder_with_provider(provider())
                     .with_safe_default_protocol_versions()
-                    .expect("the ring provider supports TLS 1.2 and 1.3")
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(WebPki::new(
-                        Arc::clone(&self.trust().store),
-                        true,
-                    )));
+                    .expect("the default provider supports TLS 1.2 and 1.3")
+                    .with_root_certificates(Arc::clone(&self.trust().store));
                 let mut config = match &self.inner.client_auth {
                     Some((chain, key)) => builder
                         .with_client_auth_cert(chain.clone(), key.clone_key())
@@ -305,14 +298,16 @@ impl TlsClient {
             .get_or_init(|| {
                 let builder = ClientConfig::builder_with_provider(provider())
                     .with_safe_default_protocol_versions()
-                    .expect("the ring provider supports TLS 1.2 and 1.3");
+                    .expect("the default provider supports TLS 1.2 and 1.3");
                 let config = match verification {
-                    ServerVerification::Full | ServerVerification::Chain => builder
+                    ServerVerification::Full => builder
+                        .with_root_certificates(Arc::clone(&self.trust().store))
+                        .with_no_client_auth(),
+                    ServerVerification::Chain => builder
                         .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(WebPki::new(
-                            Arc::clone(&self.trust().store),
-                            verification == ServerVerification::Full,
-                        )))
+                        .with_custom_certificate_verifier(Arc::new(ChainOnly::new(Arc::clone(
+                            &self.trust().store,
+                        ))))
                         .with_no_client_auth(),
                     ServerVerification::EncryptOnly => builder
                         .dangerous()
@@ -390,44 +385,30 @@ impl ServerCertVerifier for EncryptOnly {
     }
 }
 
-/// WebPKI verification of the server's chain (with or without its name)
-/// and of the handshake's signatures: probes and verifying database
-/// connections.
-///
-/// The chain's certificate signatures are remembered once verified
-/// ([`signatures`]): an engine presents the same chain on every probe.
-/// The path, the dates (against the probe's time), the purpose and the
-/// name are checked in full every time, and so is the handshake's
-/// signature, with the provider's algorithms as they are.
+/// WebPKI verification of the server's chain without its name
+/// ([`ServerVerification::Chain`], `sslmode=verify-ca`): rustls' own
+/// verifier, whose name-mismatch error alone is ignored. rustls checks the
+/// name last, once the chain, dates and purpose passed, so every other
+/// check holds.
 #[derive(Debug)]
-struct WebPki {
+struct ChainOnly {
     /// `None` when nothing is trusted (rustls refuses a verifier without roots).
     inner: Option<Arc<WebPkiServerVerifier>>,
-    /// Whether the certificate must name the host ([`ServerVerification::Full`]).
-    /// rustls checks the name last, once the chain, dates and purpose
-    /// passed, so ignoring only the name mismatch keeps every other check.
-    names: bool,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl WebPki {
-    fn new(roots: Arc<RootCertStore>, names: bool) -> Self {
-        let plain = provider();
-        let chains = Arc::new(rustls::crypto::CryptoProvider {
-            signature_verification_algorithms: signatures::remembering(),
-            ..(*plain).clone()
-        });
+impl ChainOnly {
+    fn new(roots: Arc<RootCertStore>) -> Self {
         Self {
-            inner: WebPkiServerVerifier::builder_with_provider(roots, chains)
+            inner: WebPkiServerVerifier::builder_with_provider(roots, provider())
                 .build()
                 .ok(),
-            names,
-            algorithms: plain.signature_verification_algorithms,
+            algorithms: provider().signature_verification_algorithms,
         }
     }
 }
 
-impl ServerCertVerifier for WebPki {
+impl ServerCertVerifier for ChainOnly {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -444,7 +425,7 @@ impl ServerCertVerifier for WebPki {
         match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.names => Ok(ServerCertVerified::assertion()),
+            )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -472,40 +453,11 @@ impl ServerCertVerifier for WebPki {
     }
 }
 
-/// The crypto provider: ring (it builds with a C compiler alone), with
-/// X25519 from aws-lc-rs (`probing/x25519.rs`: half ring's cost, the
-/// largest share of a fresh handshake's) and the groups offered in Go's
-/// order (X25519, P-256, P-384), and its cipher suites offered in Go's
-/// order on AES hardware: AES-128-GCM first (rustls offers
-/// AES-256-GCM-SHA384 first, whose SHA-384 ring computes without the SHA
-/// extensions: 6% of a fresh `https://` probe's CPU, perf). An engine that
-/// follows the client's order then picks what it picks for the reference.
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| {
-            use rustls::CipherSuite::{
-                TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-                TLS13_AES_128_GCM_SHA256,
-            };
-            let mut provider = rustls::crypto::ring::default_provider();
-            provider.kx_groups = vec![
-                crate::probing::x25519::X25519,
-                rustls::crypto::ring::kx_group::SECP256R1,
-                rustls::crypto::ring::kx_group::SECP384R1,
-            ];
-            provider.cipher_suites.sort_by_key(|suite| {
-                let aes_128 = matches!(
-                    suite.suite(),
-                    TLS13_AES_128_GCM_SHA256
-                        | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-                        | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
-                );
-                (suite.version() != &rustls::version::TLS13, !aes_128)
-            });
-            Arc::new(provider)
-        })
-        .clone()
+/// The crypto provider of every TLS connection (probes, PostgreSQL,
+/// Redis): rustls' `ring` provider, as it ships.
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
 }
 
 fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
@@ -581,7 +533,7 @@ fn read_client_auth(cert: &Path, key: &Path) -> Result<ClientAuth, TlsSetupError
     // Building a configuration checks that the key is usable and matches the certificate.
     ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .expect("the default provider supports TLS 1.2 and 1.3")
         .with_root_certificates(RootCertStore::empty())
         .with_client_auth_cert(chain.clone(), private_key.clone_key())
         .map_err(|err| {
@@ -878,7 +830,12 @@ mod tests {
         UnixTime::since_unix_epoch(std::time::Duration::from_secs((year - 1970) * 31_557_600))
     }
 
-    fn verdict(verifier: &WebPki, leaf: &CertificateDer<'_>, host: &str, now: UnixTime) -> String {
+    fn verdict(
+        verifier: &dyn ServerCertVerifier,
+        leaf: &CertificateDer<'_>,
+        host: &str,
+        now: UnixTime,
+    ) -> String {
         let name = server_name(host).expect("a name");
         match verifier.verify_server_cert(leaf, &[], &name, &[], now) {
             Ok(_) => "ok".to_owned(),
@@ -887,76 +844,45 @@ mod tests {
     }
 
     #[test]
-    fn a_remembered_chain_signature_skips_no_other_check() {
+    fn verify_ca_checks_everything_the_full_check_does_but_the_name() {
         let (roots, leaf) = chain("test CA");
-        let verifier = WebPki::new(Arc::clone(&roots), true);
-        let host = "127.0.0.1";
-        // Verified, then remembered: the same verdicts as the first time.
-        for _ in 0..2 {
-            assert_eq!(verdict(&verifier, &leaf, host, at_year(2025)), "ok");
-        }
-        // The dates are checked against each handshake's time.
-        assert!(
-            verdict(&verifier, &leaf, host, at_year(2031)).contains("certificate has expired"),
-            "{}",
-            verdict(&verifier, &leaf, host, at_year(2031))
-        );
-        assert!(verdict(&verifier, &leaf, host, at_year(2019)).contains("not valid yet"));
-        // The name, unless only the chain is asked for (`sslmode=verify-ca`).
-        assert!(
-            verdict(&verifier, &leaf, "127.0.0.2", at_year(2025))
-                .contains("is valid for 127.0.0.1, not 127.0.0.2")
-        );
-        let chain_only = WebPki::new(roots, false);
-        assert_eq!(
-            verdict(&chain_only, &leaf, "127.0.0.2", at_year(2025)),
-            "ok"
-        );
-        // The same certificate with its signature altered.
+        let full = WebPkiServerVerifier::builder_with_provider(Arc::clone(&roots), provider())
+            .build()
+            .expect("a verifier");
+        let chain_only = ChainOnly::new(Arc::clone(&roots));
         let mut forged = leaf.to_vec();
         let last = forged.len() - 1;
         forged[last] ^= 1;
         let forged = CertificateDer::from(forged);
-        assert_eq!(
-            verdict(&verifier, &forged, host, at_year(2025)),
-            "tls: certificate has a bad signature"
+        let host = "127.0.0.1";
+        for verifier in [&*full as &dyn ServerCertVerifier, &chain_only] {
+            assert_eq!(verdict(verifier, &leaf, host, at_year(2025)), "ok");
+            // The dates are checked against each handshake's time.
+            let expired = verdict(verifier, &leaf, host, at_year(2031));
+            assert!(expired.contains("certificate has expired"), "{expired}");
+            assert!(verdict(verifier, &leaf, host, at_year(2019)).contains("not valid yet"));
+            assert_eq!(
+                verdict(verifier, &forged, host, at_year(2025)),
+                "tls: certificate has a bad signature"
+            );
+        }
+        // The name, unless only the chain is asked for (`sslmode=verify-ca`).
+        assert!(
+            verdict(&*full, &leaf, "127.0.0.2", at_year(2025))
+                .contains("is valid for 127.0.0.1, not 127.0.0.2")
         );
-        // Another CA's roots.
+        assert_eq!(
+            verdict(&chain_only, &leaf, "127.0.0.2", at_year(2025)),
+            "ok"
+        );
+        // Another CA's roots, or none at all.
         let (other_roots, _) = chain("another CA");
-        assert_eq!(
-            verdict(&WebPki::new(other_roots, true), &leaf, host, at_year(2025)),
-            "tls: certificate signed by unknown authority"
-        );
-        assert_eq!(
-            verdict(
-                &WebPki::new(Arc::new(RootCertStore::empty()), true),
-                &leaf,
-                host,
-                at_year(2025)
-            ),
-            "tls: certificate signed by unknown authority"
-        );
-    }
-
-    #[test]
-    fn the_cipher_suites_are_offered_in_gos_order_aes_128_first() {
-        let suites: Vec<_> = provider()
-            .cipher_suites
-            .iter()
-            .map(|suite| suite.suite())
-            .collect();
-        assert_eq!(
-            &suites[..3],
-            [
-                rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
-                rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
-                rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
-            ]
-        );
-        assert_eq!(
-            suites[3],
-            rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-        );
+        for roots in [other_roots, Arc::new(RootCertStore::empty())] {
+            assert_eq!(
+                verdict(&ChainOnly::new(roots), &leaf, host, at_year(2025)),
+                "tls: certificate signed by unknown authority"
+            );
+        }
     }
 
     #[test]
