@@ -12,6 +12,13 @@
 //! count: a restart costs a delay drawn from the scenario, and the world
 //! has moved on when the new process ticks.
 //!
+//! **The process starts as the CLI does**: one [`Worker::new`] over the
+//! simulated ports, the tick machine's start-up performed through them —
+//! the snapshot loaded (a read error or a crash refuses the start), the
+//! journal measured and cut back or kept off, the snapshot written back
+//! (a failed write refuses the start). Some scenarios change the
+//! thresholds at a restart: the configured policy replaces the snapshot's.
+//!
 //! **The world keeps a log** (`simulation/world.rs`) of what it observed:
 //! each listing, each probe started and folded, each publish call and its
 //! fate, each sync, each snapshot committed, the journal's bytes, each
@@ -35,9 +42,11 @@
 //!   Nothing is published before a snapshot holding it is written, nor
 //!   while the last snapshot write has failed;
 //! - **restarts** (D5): each restore holds the model's counters for the
-//!   snapshot it restored; after a graceful stop with the state saved, the
-//!   next life restores exactly the state and pending events the last one
-//!   stopped with; `state_is_saved` says whether the last write failed;
+//!   snapshot it restored, under the life's configured policy; after a
+//!   graceful stop with the state saved, the next life restores exactly the
+//!   state and pending events the last one stopped with; at a graceful
+//!   stop, `undelivered` says the pending events are kept exactly when a
+//!   state file's last write succeeded, lost otherwise;
 //! - **ticks** (D3, R8, R9, R13): each tick probes every distinct listed
 //!   game once, with its first record's container, and nothing unlisted; a
 //!   tick cut short by a crash or a shutdown probes a subset; every probe
@@ -73,13 +82,13 @@ mod world;
 use std::io::{self, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use healthprobe_core::tick::StopReason;
+use healthprobe_core::tick::{StopReason, Undelivered};
 use healthprobe_core::{HealthEvent, HealthStates};
 use healthprobe_shell::config::WorkerConfig;
-use healthprobe_shell::worker::{RunLimits, Shutdown, Worker};
+use healthprobe_shell::worker::{Ports, Shutdown, Worker};
 
 use oracle::Verdict;
-use scenario::{INTERVAL, JournalAttach, PROBE_TIMEOUT, Scenario};
+use scenario::{INTERVAL, PROBE_TIMEOUT, Scenario};
 use world::{
     End, PublishFate, Shared, SimClock, SimFanout, SimJournal, SimPublisher, SimState, SimStore,
     SimTelemetry, Stats, World,
@@ -133,35 +142,43 @@ fn run_scenario(seed: u64, whole_trace: bool) -> Result<Summary, String> {
 }
 
 fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
-    let config = WorkerConfig {
-        interval: INTERVAL,
-        probe_timeout: PROBE_TIMEOUT,
-        failures_threshold: scenario.policy.failures_threshold(),
-        recovery_threshold: scenario.policy.recovery_threshold(),
-        max_concurrency: scenario.max_concurrency,
-    };
     // What a graceful stop left with its state saved: the next restore must give it back.
     let mut stopped_with: Option<(HealthStates, Vec<HealthEvent>)> = None;
     let mut journal_off_at_start = 0;
     for lives in 1..=MAX_LIVES {
         let shutdown = Shutdown::new();
-        shared.lock().start_life(shutdown.clone());
-        let mut worker = Worker::with_fanout(
-            config,
-            Box::new(SimFanout(shared.clone())),
+        let policy = {
+            let mut world = shared.lock();
+            world.start_life(shutdown.clone());
+            scenario.policy_at(world.mono)
+        };
+        let config = WorkerConfig {
+            interval: INTERVAL,
+            probe_timeout: PROBE_TIMEOUT,
+            failures_threshold: policy.failures_threshold(),
+            recovery_threshold: policy.recovery_threshold(),
+            max_concurrency: scenario.max_concurrency,
+            ..WorkerConfig::default()
+        };
+        let mut ports = Ports::new(
             SimStore(shared.clone()),
             SimPublisher(shared.clone()),
             SimTelemetry(shared.clone()),
             SimClock(shared.clone()),
         )
-        .map_err(|err| format!("config: {err}"))?;
-        if scenario.journal == Some(JournalAttach::BeforeRestore) {
-            worker.set_journal(SimJournal(shared.clone()));
+        .with_fanout(Box::new(SimFanout(shared.clone())));
+        if scenario.journal {
+            ports = ports.with_journal(SimJournal(shared.clone()));
         }
         if scenario.durable {
-            if worker.restore(SimState(shared.clone())).is_err() {
-                // Died in it, or its write failed: the start is refused and
-                // the operator (or systemd) starts it again.
+            ports = ports.with_state(SimState(shared.clone()));
+        }
+        let mut worker = match Worker::new(config, ports) {
+            Ok(worker) => worker,
+            Err(_) if scenario.durable => {
+                // Died in it, its snapshot unreadable, or its first write
+                // failed: the start is refused and the operator (or
+                // systemd) starts it again.
                 let mut world = shared.lock();
                 let how = if world.alive() {
                     End::StartRefused
@@ -171,8 +188,19 @@ fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
                 world.end_life(how);
                 continue;
             }
+            Err(err) => return Err(format!("the start was refused without a state file: {err}")),
+        };
+        if worker.states().policy() != policy {
+            return Err(format!(
+                "D5: the configured policy {policy:?} must replace the snapshot's, but the worker runs {:?}",
+                worker.states().policy()
+            ));
+        }
+        if scenario.durable {
             oracle::check_restored(&shared.lock(), worker.states())?;
-            if let Some((states, pending)) = stopped_with.take() {
+            if let Some((mut states, pending)) = stopped_with.take() {
+                // Under this life's policy (checked above); the counters carry over.
+                states.set_policy(policy);
                 if worker.states() != &states || worker.pending() != pending {
                     return Err(format!(
                         "D5: after a graceful stop with the state saved, the restart restored other state or pending events\n stopped with {states:?}, pending {pending:?}\n restored     {:?}, pending {:?}",
@@ -182,17 +210,10 @@ fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
                 }
             }
         }
-        if scenario.journal == Some(JournalAttach::AfterRestore) {
-            let failed = shared.lock().failed_saves;
-            worker.set_journal(SimJournal(shared.clone()));
-            let mut world = shared.lock();
-            // The write recording its length failed: it is off for this life.
-            world.journal_interrupted |= world.failed_saves > failed;
-        }
-        if scenario.journal.is_some() && !worker.machine().is_journaling() {
+        if scenario.journal && !worker.machine().is_journaling() {
             journal_off_at_start += 1;
         }
-        let report = worker.run_with(&shutdown, RunLimits::forever(), |_| {
+        let report = worker.run(&shutdown, |_| {
             shared.lock().tick_done();
         });
         let mut world = shared.lock();
@@ -217,10 +238,19 @@ fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
                 ));
             }
         }
-        let saved = worker.state_is_saved();
-        if scenario.durable && saved == world.behind() {
+        // The state file holds what the worker knows unless its last write failed.
+        let saved = scenario.durable && !world.behind();
+        let pending = worker.pending_len();
+        let expected = match (pending, scenario.durable, saved) {
+            (0, _, _) => Undelivered::Nothing,
+            (_, false, _) => Undelivered::LostWithoutStateStore(pending),
+            (_, true, false) => Undelivered::LostLastWriteFailed(pending),
+            (_, true, true) => Undelivered::Kept(pending),
+        };
+        if worker.undelivered() != expected {
             return Err(format!(
-                "state_is_saved() is {saved}, but the last snapshot write {}",
+                "D5: at exit the worker says its pending events are {:?}, but they are {expected:?} (the last snapshot write {})",
+                worker.undelivered(),
                 if world.behind() {
                     "failed"
                 } else {
@@ -245,8 +275,7 @@ fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
                 verdict,
             });
         }
-        stopped_with =
-            (scenario.durable && saved).then(|| (worker.states().clone(), worker.pending()));
+        stopped_with = saved.then(|| (worker.states().clone(), worker.pending()));
     }
     Err(format!(
         "the process restarted {MAX_LIVES} times without getting through"
