@@ -82,7 +82,7 @@ mod world;
 use std::io::{self, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use healthprobe_core::tick::{StopReason, Undelivered};
+use healthprobe_core::tick::{JournalAtStart, StopReason, Undelivered};
 use healthprobe_core::{HealthEvent, HealthStates};
 use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::worker::{Ports, Shutdown, Worker};
@@ -104,8 +104,27 @@ const MAX_LIVES: usize = 1_000;
 struct Summary {
     stats: Stats,
     lives: usize,
-    journal_off_at_start: u64,
+    starts: Starts,
     verdict: Verdict,
+}
+
+/// What the tick machine's start-up did, counted over lives.
+#[derive(Debug, Clone, Copy, Default)]
+struct Starts {
+    /// Lives with a journal that stayed off (D6: the snapshot holds folds it lacks).
+    journal_kept_off: u64,
+    /// Lives that cut the journal back to their snapshot's length (D6).
+    journal_cut_back: u64,
+    /// Lives whose configured policy replaced the snapshot's (D5).
+    policy_replaced: u64,
+}
+
+impl Starts {
+    fn add(&mut self, other: Self) {
+        self.journal_kept_off += other.journal_kept_off;
+        self.journal_cut_back += other.journal_cut_back;
+        self.policy_replaced += other.policy_replaced;
+    }
 }
 
 /// Run one scenario; `Err` says what broke, with the scenario and the last
@@ -144,7 +163,7 @@ fn run_scenario(seed: u64, whole_trace: bool) -> Result<Summary, String> {
 fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
     // What a graceful stop left with its state saved: the next restore must give it back.
     let mut stopped_with: Option<(HealthStates, Vec<HealthEvent>)> = None;
-    let mut journal_off_at_start = 0;
+    let mut starts = Starts::default();
     for lives in 1..=MAX_LIVES {
         let shutdown = Shutdown::new();
         let policy = {
@@ -211,7 +230,12 @@ fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
             }
         }
         if scenario.journal && !worker.machine().is_journaling() {
-            journal_off_at_start += 1;
+            starts.journal_kept_off += 1;
+        }
+        if let Some(restored) = worker.machine().restored() {
+            starts.journal_cut_back +=
+                u64::from(matches!(restored.journal, JournalAtStart::CutBack { .. }));
+            starts.policy_replaced += u64::from(restored.replaced_policy.is_some());
         }
         let report = worker.run(&shutdown, |_| {
             shared.lock().tick_done();
@@ -271,7 +295,7 @@ fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
             return Ok(Summary {
                 stats: world.stats,
                 lives,
-                journal_off_at_start,
+                starts,
                 verdict,
             });
         }
@@ -293,7 +317,7 @@ struct Totals {
     refused_starts: u64,
     faults: u64,
     journal_faults: u64,
-    journal_off_at_start: u64,
+    starts: Starts,
     probes: u64,
     batches: u64,
     capped_batches: u64,
@@ -309,7 +333,7 @@ impl Totals {
         let Summary {
             stats,
             lives,
-            journal_off_at_start,
+            starts,
             verdict,
         } = summary;
         self.scenarios += 1;
@@ -320,7 +344,7 @@ impl Totals {
         self.refused_starts += stats.refused_starts;
         self.faults += stats.faults;
         self.journal_faults += stats.journal_faults;
-        self.journal_off_at_start += journal_off_at_start;
+        self.starts.add(starts);
         self.probes += stats.probes;
         self.batches += stats.batches;
         self.capped_batches += stats.capped_batches;
@@ -341,7 +365,7 @@ impl Totals {
         self.refused_starts += other.refused_starts;
         self.faults += other.faults;
         self.journal_faults += other.journal_faults;
-        self.journal_off_at_start += other.journal_off_at_start;
+        self.starts.add(other.starts);
         self.probes += other.probes;
         self.batches += other.batches;
         self.capped_batches += other.capped_batches;
@@ -432,7 +456,7 @@ fn d3_d4_d5_d6_r8_to_r10_r12_r13_the_simulated_worker_keeps_the_rules_through_fa
     let detail = count == 1;
     let _ = writeln!(
         io::stderr(),
-        "simulated {} scenarios (seeds {base}..{}): {} process lives, {} crashes, {} shutdowns, {} closed outputs, {} refused starts, {} faults, {} journal faults, {} lives with the journal kept off at start, {} probes in {} batches ({} at the cap), {} events, {} lost by lives without a state file, {} failed snapshot writes holding events back\nrepeats: {}",
+        "simulated {} scenarios (seeds {base}..{}): {} process lives, {} crashes, {} shutdowns, {} closed outputs, {} refused starts, {} faults, {} journal faults, {} lives with the journal kept off at start, {} journals cut back at start, {} lives whose configured policy replaced the snapshot's, {} probes in {} batches ({} at the cap), {} events, {} lost by lives without a state file, {} failed snapshot writes holding events back\nrepeats: {}",
         totals.scenarios,
         base.wrapping_add(count),
         totals.lives,
@@ -442,7 +466,9 @@ fn d3_d4_d5_d6_r8_to_r10_r12_r13_the_simulated_worker_keeps_the_rules_through_fa
         totals.refused_starts,
         totals.faults,
         totals.journal_faults,
-        totals.journal_off_at_start,
+        totals.starts.journal_kept_off,
+        totals.starts.journal_cut_back,
+        totals.starts.policy_replaced,
         totals.probes,
         totals.batches,
         totals.capped_batches,
@@ -466,8 +492,19 @@ fn d3_d4_d5_d6_r8_to_r10_r12_r13_the_simulated_worker_keeps_the_rules_through_fa
         floor("journal faults", totals.journal_faults, 60);
         floor(
             "lives with the journal kept off",
-            totals.journal_off_at_start,
+            totals.starts.journal_kept_off,
             20,
+        );
+        floor("refused starts", totals.refused_starts, 450);
+        floor(
+            "journals cut back at start",
+            totals.starts.journal_cut_back,
+            15,
+        );
+        floor(
+            "lives whose configured policy replaced the snapshot's",
+            totals.starts.policy_replaced,
+            30,
         );
         floor("batches at the cap", totals.capped_batches, 5_000);
         floor("events", totals.events, 4_000);
