@@ -148,7 +148,7 @@ pub struct Restored {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JournalAtStart {
     /// No journal.
-    None,
+    NoJournal,
     /// Appended to from its length, as found.
     Continued {
         /// Its length.
@@ -709,7 +709,7 @@ impl TickMachine {
             games: self.states.len(),
             pending: self.outbox.len(),
             replaced_policy: (previous != configured).then_some(previous),
-            journal: JournalAtStart::None,
+            journal: JournalAtStart::NoJournal,
         });
         if self.journaling {
             // Measure the journal before deciding what to do with it.

@@ -216,7 +216,8 @@ impl Worker {
     /// its snapshot restored, the journal cut back or kept off, and the
     /// snapshot written back (D5, D6).
     ///
-    /// On an error nothing was probed, and the state store holds what it held.
+    /// On an error nothing was probed, and the state store holds what it
+    /// held (a journal longer than its snapshot recorded may be cut back).
     pub fn new(config: WorkerConfig, ports: Ports) -> Result<Self, StartError> {
         config.validate()?;
         let fanout = match ports.fanout {
@@ -589,7 +590,9 @@ impl Io {
                 journal,
                 "the restored state holds probes this journal lacks (it stopped in an earlier run, or that run had no journal): appending would leave a hole, so journaling stays off; move the journal aside to start a new one"
             ),
-            JournalAtStart::None | JournalAtStart::Continued { .. } | JournalAtStart::Failed => {}
+            JournalAtStart::NoJournal
+            | JournalAtStart::Continued { .. }
+            | JournalAtStart::Failed => {}
         }
     }
 }
