@@ -12,7 +12,7 @@ use std::io;
 use std::time::Duration;
 
 use healthprobe_core::tick::{Action, MachineConfig, ProbeClass, Published, TickMachine};
-use healthprobe_core::{HealthStates, Policy, ProbeResult, RuntimeRecord, Timestamp};
+use healthprobe_core::{Policy, ProbeResult, RuntimeRecord, Timestamp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -34,7 +34,7 @@ async fn main() -> io::Result<()> {
     let mut config = MachineConfig::new(Duration::from_secs(1));
     config.tick_limit = Some(4); // with a limit, ticks run back to back (as `healthprobe run --ticks`)
     let policy = Policy::new(2, 1).expect("valid thresholds");
-    let mut machine = TickMachine::new(config, HealthStates::new(policy), Vec::new());
+    let mut machine = TickMachine::new(config, policy);
 
     // The shell: nothing below decides anything.
     let start = Instant::now();
@@ -81,9 +81,11 @@ async fn main() -> io::Result<()> {
                 return Ok(());
             }
             // This machine has no journal and no state store, and stdout is never refused.
-            other @ (Action::Journal(_)
+            other @ (Action::LoadState
+            | Action::TruncateJournal(_)
+            | Action::Journal(_)
             | Action::FlushJournal
-            | Action::Persist
+            | Action::Persist { .. }
             | Action::Interrupt) => {
                 unreachable!("not configured: {other:?}")
             }

@@ -54,8 +54,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, SamplingMode, Throughput};
 use healthprobe_shell::adapters::{CountingTelemetry, MemoryPublisher, MemoryStore};
 use healthprobe_shell::config::{Runtime, WorkerConfig};
+use healthprobe_shell::connections::{ConnectionPolicy, Connections};
 use healthprobe_shell::ports::SystemClock;
-use healthprobe_shell::worker::Worker;
+use healthprobe_shell::tls::TlsClient;
+use healthprobe_shell::worker::{Ports, Worker, probe_fanout};
 use healthprobe_tests::{Behaviour, Fleet, try_healthprobe_binary};
 
 /// Engines in the healthy fleet.
@@ -198,16 +200,20 @@ fn worker(engines: &Engines, probe_timeout: Duration, runtime: Runtime) -> Worke
             Runtime::Threads => CONCURRENCY,
             Runtime::Async => runtime.default_max_concurrency(),
         },
+        ..WorkerConfig::default()
     };
-    Worker::with_runtime(
-        config,
-        runtime,
+    let connections =
+        ConnectionPolicy::new(Connections::Auto, config.interval, config.max_concurrency);
+    let fanout = probe_fanout(runtime, &config, TlsClient::system(), connections)
+        .expect("the bench's runtime starts");
+    let ports = Ports::new(
         MemoryStore::with_records(engines.fleet.records()),
         MemoryPublisher::new(),
         CountingTelemetry::new(),
         SystemClock,
     )
-    .expect("the bench's config is valid")
+    .with_fanout(fanout);
+    Worker::new(config, ports).expect("the bench's config is valid")
 }
 
 /// One tick; checks every engine was probed and `failed` of them failed.

@@ -57,6 +57,7 @@ mod input;
 mod outcome;
 mod policy;
 mod record;
+pub mod shard;
 mod state;
 pub mod tick;
 

@@ -13,6 +13,10 @@
 //! ```text
 //!  driver                                  machine
 //!  ──────                                  ───────
+//!  TickMachine::new(config, policy) ─────▶ [LoadState]          (with a state store)
+//!  handle_loaded(snapshot)      ───────▶   [FlushJournal]       (with a journal)
+//!  handle_flushed(Ok(len))      ───────▶   [TruncateJournal(l)], Persist
+//!  handle_persisted(…)          ───────▶   (ready) | Stop(StartRefused)
 //!  start_tick(now)              ───────▶   Publish(oldest pending)…, List
 //!  handle_listing(records)      ───────▶   Journal(prune), Probe(batch)
 //!  handle_outcome(job, …)  ×N   ───────▶   Journal(outcome), [Publish(event)]
@@ -22,14 +26,28 @@
 //! ```
 //!
 //! Only one action that needs an answer is outstanding at a time: after a
-//! [`Action::List`], [`Action::Journal`], [`Action::FlushJournal`],
-//! [`Action::Publish`], [`Action::SyncPublisher`] or [`Action::Persist`],
+//! [`Action::LoadState`], [`Action::List`], [`Action::FlushJournal`],
+//! [`Action::TruncateJournal`], [`Action::Publish`],
+//! [`Action::SyncPublisher`] or [`Action::Persist`],
 //! `poll_action` yields nothing until the matching `handle_*` call. The
 //! driver therefore performs the actions in the order they are yielded, which
 //! is what makes the rules below hold whatever the ports do.
 //!
 //! # The rules the machine keeps
 //!
+//! - **Start-up (D5, D6)** With a state store, the machine first loads its
+//!   snapshot (a load error refuses the start): its counters and pending
+//!   events, under the configured policy (which replaces the snapshot's).
+//!   With a journal too, it then reconciles the journal with the snapshot:
+//!   a journal longer than the length the snapshot recorded is cut back to
+//!   it (its last lines are of a tick the snapshot does not hold, which
+//!   this run probes again); a snapshot that recorded no length (taken
+//!   after the journal had stopped, or by a run without one) holds folds no
+//!   journal has, so a journal that already has lines stays off (appending
+//!   would leave a hole) and an empty one starts afresh. Then it writes the
+//!   snapshot back at once, recording the journal's length: if that write
+//!   fails the start is refused ([`StopReason::StartRefused`]), so an
+//!   unwritable state store is an error at start, not a silent gap later.
 //! - **D4** Every event goes into the outbox; it leaves only when the
 //!   publisher accepts it, oldest first, so no event overtakes an older one.
 //!   A refusal leaves the publisher alone until the next tick (one refused
@@ -40,11 +58,15 @@
 //!   (the outbox waits; each tick writes again first); deliveries are synced by the publisher
 //!   ([`Action::SyncPublisher`]) before a snapshot records them, and a failed
 //!   sync puts the unsynced events back at the front of the outbox. A crash
-//!   can repeat an event, never lose one.
+//!   can repeat an event, never lose one. Each snapshot records the
+//!   journal's length at its last flush ([`Action::Persist`]), none once
+//!   the journal has stopped. At exit, [`TickMachine::undelivered`] says
+//!   whether the events still pending are kept or lost.
 //! - **D6** Every prune and outcome is journaled before any effect of its
 //!   fold (a publish or a snapshot), and the journal is flushed before the
 //!   tick's snapshot; a journal error stops the journal for the rest of the run.
-//! - **R8, R9, D3** A listing prunes every game not listed, then each listed
+//! - **R8, R9, D3** A listing keeps only this instance's shard's games
+//!   ([`crate::shard`]), prunes every game not listed, then each listed
 //!   game is probed once (the first record wins); a listing error skips the
 //!   tick with the state untouched, pending events still delivered.
 //! - **R13** One tick per interval, measured from tick start to tick start; a
@@ -57,8 +79,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Timestamp;
+use crate::shard::Shard;
 use crate::{
-    HealthEvent, HealthStates, Input, OutcomeRef, ProbeOutcome, ProbeResult, RuntimeRecord,
+    HealthEvent, HealthStates, Input, OutcomeRef, Policy, ProbeOutcome, ProbeResult, RuntimeRecord,
 };
 
 /// How a tick machine runs.
@@ -74,18 +97,97 @@ pub struct MachineConfig {
     pub journal: bool,
     /// Stop after this many ticks (`--ticks N`); `None` runs until shutdown.
     pub tick_limit: Option<u64>,
+    /// The games this instance owns (`--shard I/N`): every listing is cut
+    /// down to them before anything else.
+    pub shard: Shard,
 }
 
 impl MachineConfig {
-    /// A machine ticking every `interval`, not durable, no journal, no limit.
+    /// A machine ticking every `interval`, not durable, no journal, no
+    /// limit, owning every game.
     pub fn new(interval: Duration) -> Self {
         Self {
             interval,
             durable: false,
             journal: false,
             tick_limit: None,
+            shard: Shard::ALL,
         }
     }
+}
+
+/// What a state store holds (D5): the hysteresis state and the events not yet delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The policy and per-game counters.
+    pub states: HealthStates,
+    /// Events emitted but not yet recorded as delivered, oldest first.
+    pub pending: Vec<HealthEvent>,
+    /// The journal's length in bytes when this snapshot was taken (its last
+    /// whole line folded into `states`), when the run was journaling.
+    pub journal_len: Option<u64>,
+}
+
+/// What the start-up found and did (with a state store): for the driver's logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Restored {
+    /// Whether a snapshot was found (false: a fresh start).
+    pub existed: bool,
+    /// Games restored with counters.
+    pub games: usize,
+    /// Events restored as pending, published before any new one.
+    pub pending: usize,
+    /// The snapshot's policy when it differed from the configured one (which replaced it).
+    pub replaced_policy: Option<Policy>,
+    /// What became of the journal.
+    pub journal: JournalAtStart,
+}
+
+/// What the start-up did with the journal (D6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalAtStart {
+    /// No journal.
+    NoJournal,
+    /// Appended to from its length, as found.
+    Continued {
+        /// Its length.
+        len: u64,
+    },
+    /// Cut back to the length the snapshot recorded.
+    CutBack {
+        /// Its length as found.
+        from: u64,
+        /// Its length now.
+        to: u64,
+    },
+    /// Shorter than the snapshot recorded (replaced or truncated by hand):
+    /// appended to as it is.
+    Shorter {
+        /// Its length as found.
+        found: u64,
+        /// The length the snapshot recorded.
+        recorded: u64,
+    },
+    /// Kept off: the snapshot holds folds this journal lacks (it stopped in
+    /// an earlier run, or that run had none), and it already has lines.
+    KeptOff,
+    /// Its flush or cut-back failed: off for the run.
+    Failed,
+}
+
+/// What becomes of the events still pending if the run ends now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    /// Nothing is pending.
+    Nothing,
+    /// Kept in the state store: the next run publishes them first.
+    Kept(usize),
+    /// Lost: there is no state store.
+    LostWithoutStateStore(usize),
+    /// Lost: the state store's last write failed, so it holds an older
+    /// snapshot without them.
+    LostLastWriteFailed(usize),
 }
 
 /// What kind of outcome a probe had, for metrics (`healthprobe_probes_total{result}`).
@@ -208,6 +310,12 @@ impl ProbeBatch {
 /// What the driver must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Read the state store's snapshot (at start, with a state store);
+    /// answer with [`TickMachine::handle_loaded`].
+    LoadState,
+    /// Cut the journal back to `len` bytes (at start), dropping anything
+    /// buffered; answer with [`TickMachine::handle_truncated`].
+    TruncateJournal(u64),
     /// List the running records; answer with [`TickMachine::handle_listing`].
     List,
     /// Probe every job of the batch, at most `max_concurrency` in flight,
@@ -217,7 +325,9 @@ pub enum Action {
     /// Append this input to the journal. Needs no answer once written; a line
     /// that could not be written is answered with [`TickMachine::handle_journal_failed`].
     Journal(Input),
-    /// Make the journal's lines reach the file; answer with [`TickMachine::handle_flushed`].
+    /// Make the journal's lines reach the file; answer with
+    /// [`TickMachine::handle_flushed`] and the journal's length after it.
+    /// (At start, with nothing recorded yet, it only measures the journal.)
     FlushJournal,
     /// Publish this event (the oldest pending); answer with [`TickMachine::handle_published`].
     Publish(HealthEvent),
@@ -225,8 +335,13 @@ pub enum Action {
     /// [`TickMachine::handle_synced`].
     SyncPublisher,
     /// Write the snapshot ([`TickMachine::states`] and
-    /// [`TickMachine::pending`]); answer with [`TickMachine::handle_persisted`].
-    Persist,
+    /// [`TickMachine::pending`]) recording `journal_len`; answer with
+    /// [`TickMachine::handle_persisted`].
+    Persist {
+        /// The journal length the snapshot records: its length at the last
+        /// flush, `None` without a journal or once it stopped.
+        journal_len: Option<u64>,
+    },
     /// Start no new probe: the run is stopping (a closed output). Needs no answer.
     Interrupt,
     /// A tick ended; its report. Needs no answer.
@@ -250,6 +365,9 @@ pub enum StopReason {
     TickLimit,
     /// The publisher refused an event for good (a closed events output).
     OutputClosed,
+    /// The start was refused: the snapshot could not be loaded, or the
+    /// first write failed (before any tick).
+    StartRefused,
 }
 
 /// How the publisher answered one [`Action::Publish`].
@@ -364,6 +482,8 @@ impl RunReport {
 /// answer, or moves on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Loading the snapshot, reconciling the journal, the first write.
+    Starting,
     /// Between ticks: waiting for [`TickMachine::start_tick`].
     Idle,
     /// Delivering what waits from earlier ticks (D4), then recording it.
@@ -397,11 +517,24 @@ enum Delivery {
 /// An action yielded whose answer has not come yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Awaiting {
+    Load,
+    Truncate,
     List,
     Flush,
     Publish,
     Sync,
     Persist,
+}
+
+/// What the restored snapshot says of the journal (D6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JournalBase {
+    /// No snapshot was restored: nothing to reconcile.
+    Fresh,
+    /// The journal's first `len` bytes hold exactly the snapshot's folds.
+    At(u64),
+    /// The snapshot holds folds no journal recorded.
+    Unrecorded,
 }
 
 /// The tick and delivery rules of a worker, with no I/O. See the module docs.
@@ -427,6 +560,12 @@ pub struct TickMachine {
     /// outbox holds. Nothing is published until a write succeeds (D5).
     behind: bool,
     journaling: bool,
+    /// The journal's length at its last flush (or cut-back).
+    journal_len: u64,
+    /// What the restored snapshot says of the journal.
+    base: JournalBase,
+    /// What the start-up found and did.
+    restored: Option<Restored>,
     report: TickReport,
     run: RunReport,
     tick_started: Duration,
@@ -435,13 +574,21 @@ pub struct TickMachine {
 }
 
 impl TickMachine {
-    /// A machine with `states` (empty, or restored) and `pending` events (restored, oldest first).
-    pub fn new(config: MachineConfig, states: HealthStates, pending: Vec<HealthEvent>) -> Self {
-        Self {
+    /// A machine for `config`, its hysteresis under `policy`.
+    ///
+    /// Without a state store it is ready for [`TickMachine::start_tick`]
+    /// at once, with no state and nothing pending. With one, it first
+    /// yields its start-up actions ([`Action::LoadState`], then
+    /// [`Action::FlushJournal`] and [`Action::TruncateJournal`] with a
+    /// journal, then the first [`Action::Persist`]); ticks start once they
+    /// are answered, and a refused start ends in
+    /// [`Action::Stop`]`(`[`StopReason::StartRefused`]`)`.
+    pub fn new(config: MachineConfig, policy: Policy) -> Self {
+        let mut machine = Self {
             journaling: config.journal,
             config,
-            states,
-            outbox: pending.into(),
+            states: HealthStates::new(policy),
+            outbox: VecDeque::new(),
             unsynced: Vec::new(),
             actions: VecDeque::new(),
             awaiting: None,
@@ -451,12 +598,20 @@ impl TickMachine {
             refused: false,
             delivered_in_round: 0,
             behind: false,
+            journal_len: 0,
+            base: JournalBase::Fresh,
+            restored: None,
             report: TickReport::default(),
             run: RunReport::default(),
             tick_started: Duration::ZERO,
             shutdown: false,
             stop: None,
+        };
+        if config.durable {
+            machine.phase = Phase::Starting;
+            machine.ask(Action::LoadState, Awaiting::Load);
         }
+        machine
     }
 
     /// The settings in force.
@@ -469,27 +624,25 @@ impl TickMachine {
         &self.states
     }
 
-    /// Replace the state and pending events (a restored snapshot); only between ticks.
-    pub fn restore(&mut self, states: HealthStates, pending: Vec<HealthEvent>) {
-        self.states = states;
-        self.outbox = pending.into();
-        self.unsynced.clear();
+    /// What the start-up restored and did with the journal; `None` without
+    /// a state store, or before the snapshot is loaded.
+    pub fn restored(&self) -> Option<Restored> {
+        self.restored
     }
 
-    /// Turn durability (D5) on or off; only between ticks.
-    pub fn set_durable(&mut self, durable: bool) {
-        self.config.durable = durable;
-    }
-
-    /// Turn the journal (D6) on or off; only between ticks.
-    pub fn set_journal(&mut self, journal: bool) {
-        self.config.journal = journal;
-        self.journaling = journal;
-    }
-
-    /// Change the tick limit (counted from the start of the run).
-    pub fn set_tick_limit(&mut self, limit: Option<u64>) {
-        self.config.tick_limit = limit;
+    /// What becomes of the events still pending if the run ends now: kept
+    /// in the state store, or lost (no state store, or its last write failed).
+    pub fn undelivered(&self) -> Undelivered {
+        let pending = self.pending_len();
+        if pending == 0 {
+            Undelivered::Nothing
+        } else if !self.config.durable {
+            Undelivered::LostWithoutStateStore(pending)
+        } else if self.behind {
+            Undelivered::LostLastWriteFailed(pending)
+        } else {
+            Undelivered::Kept(pending)
+        }
     }
 
     /// Events emitted but not yet recorded as delivered, oldest first: the
@@ -515,11 +668,6 @@ impl TickMachine {
         self.run
     }
 
-    /// Whether a tick is in progress.
-    pub fn in_tick(&self) -> bool {
-        !matches!(self.phase, Phase::Idle | Phase::Stopped)
-    }
-
     /// Whether the run is over.
     pub fn is_stopped(&self) -> bool {
         self.phase == Phase::Stopped
@@ -530,6 +678,72 @@ impl TickMachine {
         self.actions.pop_front()
     }
 
+    /// The state store answered [`Action::LoadState`]: its snapshot, `None`
+    /// when it has none yet (a fresh start).
+    ///
+    /// `Err(())`: it could not be read or parsed (the driver keeps why):
+    /// the start is refused. Otherwise the snapshot's counters and pending
+    /// events are the machine's, under the configured policy.
+    pub fn handle_loaded(&mut self, now: Duration, loaded: Result<Option<Snapshot>, ()>) {
+        if !self.answered(Awaiting::Load) {
+            return;
+        }
+        let Ok(snapshot) = loaded else {
+            self.stop_now(StopReason::StartRefused);
+            return;
+        };
+        let configured = self.states.policy();
+        let existed = snapshot.is_some();
+        if let Some(snapshot) = snapshot {
+            self.base = match snapshot.journal_len {
+                Some(len) => JournalBase::At(len),
+                None => JournalBase::Unrecorded,
+            };
+            self.states = snapshot.states;
+            self.outbox = snapshot.pending.into();
+        }
+        let previous = self.states.policy();
+        self.states.set_policy(configured);
+        self.restored = Some(Restored {
+            existed,
+            games: self.states.len(),
+            pending: self.outbox.len(),
+            replaced_policy: (previous != configured).then_some(previous),
+            journal: JournalAtStart::NoJournal,
+        });
+        if self.journaling {
+            // Measure the journal before deciding what to do with it.
+            self.ask(Action::FlushJournal, Awaiting::Flush);
+        } else {
+            self.persist();
+        }
+        self.advance(now);
+    }
+
+    /// The journal answered [`Action::TruncateJournal`]; `Err(())` turns it off.
+    pub fn handle_truncated(&mut self, now: Duration, result: Result<(), ()>) {
+        if !self.answered(Awaiting::Truncate) {
+            return;
+        }
+        let JournalBase::At(len) = self.base else {
+            return;
+        };
+        let journal = match result {
+            Ok(()) => JournalAtStart::CutBack {
+                from: self.journal_len,
+                to: len,
+            },
+            Err(()) => {
+                self.stop_journal();
+                JournalAtStart::Failed
+            }
+        };
+        self.journal_len = len;
+        self.started_journal(journal);
+        self.persist();
+        self.advance(now);
+    }
+
     /// Start a tick at monotonic time `now`. Ignored during a tick or after the
     /// stop; after [`TickMachine::handle_shutdown`] it stops the run instead.
     pub fn start_tick(&mut self, now: Duration) {
@@ -538,6 +752,11 @@ impl TickMachine {
         }
         if self.shutdown {
             self.stop_now(StopReason::Shutdown);
+            return;
+        }
+        if self.tick_limit_reached() {
+            // `--ticks 0`: no tick at all.
+            self.stop_now(StopReason::TickLimit);
             return;
         }
         self.tick_started = now;
@@ -557,7 +776,7 @@ impl TickMachine {
         if !self.answered(Awaiting::List) {
             return;
         }
-        let records = match listing {
+        let mut records = match listing {
             Ok(records) => records,
             Err(()) => {
                 self.report.skipped = true;
@@ -566,6 +785,10 @@ impl TickMachine {
                 return;
             }
         };
+        if self.config.shard != Shard::ALL {
+            let shard = self.config.shard;
+            records.retain(|record| shard.owns(&record.game_id));
+        }
         self.report.records = records.len();
         // R8: prune against the whole listing, duplicates included; journaled first (D6).
         if self.journaling {
@@ -662,18 +885,54 @@ impl TickMachine {
             return;
         }
         self.stop_journal();
+        if self.awaiting == Some(Awaiting::Flush) {
+            // A flush yielded behind the failed line is void: a journal
+            // that stopped is never flushed again (it may hold part of a line).
+            self.actions
+                .retain(|action| *action != Action::FlushJournal);
+            self.awaiting = None;
+            self.phase = Phase::PersistTick;
+        }
         self.advance(now);
     }
 
-    /// The journal answered [`Action::FlushJournal`]; `Err(())` stops the journal.
-    pub fn handle_flushed(&mut self, now: Duration, result: Result<(), ()>) {
+    /// The journal answered [`Action::FlushJournal`] with its length after
+    /// the flush (whole lines); `Err(())` stops the journal.
+    ///
+    /// At start, the length decides what becomes of the journal (D6): cut
+    /// back to the restored snapshot's length ([`Action::TruncateJournal`]),
+    /// kept off, or appended to as it is.
+    pub fn handle_flushed(&mut self, now: Duration, result: Result<u64, ()>) {
         if !self.answered(Awaiting::Flush) {
             return;
         }
-        if result.is_err() {
-            self.stop_journal();
+        match result {
+            Ok(len) => self.journal_len = len,
+            Err(()) => self.stop_journal(),
         }
-        self.phase = Phase::PersistTick;
+        if self.phase != Phase::Starting {
+            self.phase = Phase::PersistTick;
+            self.advance(now);
+            return;
+        }
+        let found = self.journal_len;
+        let journal = match (self.journaling, self.base) {
+            (false, _) => JournalAtStart::Failed,
+            (true, JournalBase::At(len)) if found > len => {
+                self.ask(Action::TruncateJournal(len), Awaiting::Truncate);
+                return;
+            }
+            (true, JournalBase::At(recorded)) if found < recorded => {
+                JournalAtStart::Shorter { found, recorded }
+            }
+            (true, JournalBase::Unrecorded) if found > 0 => {
+                self.stop_journal();
+                JournalAtStart::KeptOff
+            }
+            (true, _) => JournalAtStart::Continued { len: found },
+        };
+        self.started_journal(journal);
+        self.persist();
         self.advance(now);
     }
 
@@ -732,6 +991,15 @@ impl TickMachine {
         if !self.answered(Awaiting::Persist) {
             return;
         }
+        if self.phase == Phase::Starting {
+            // The first write: the state store must be writable at all.
+            if result == Persisted::Failed {
+                self.stop_now(StopReason::StartRefused);
+            } else {
+                self.phase = Phase::Idle;
+            }
+            return;
+        }
         match result {
             Persisted::Written => self.report.snapshots_written += 1,
             Persisted::Unchanged => {}
@@ -739,19 +1007,6 @@ impl TickMachine {
         }
         self.behind = result == Persisted::Failed;
         self.advance(now);
-    }
-
-    /// Make a stopped run (a tick limit, a shutdown, a closed output) ready to
-    /// tick again, with its state, pending events and counts kept.
-    pub fn rearm(&mut self) {
-        if self.phase == Phase::Stopped {
-            self.phase = Phase::Idle;
-        }
-        self.shutdown = false;
-        self.stop = None;
-        self.run.stopped = None;
-        self.actions
-            .retain(|action| !matches!(action, Action::Stop(_) | Action::Wait { .. }));
     }
 
     /// Shutdown was asked for: no tick starts after the one in flight.
@@ -767,6 +1022,18 @@ impl TickMachine {
         self.report.journal_stopped = true;
         self.actions
             .retain(|action| !matches!(action, Action::Journal(_)));
+    }
+
+    fn started_journal(&mut self, journal: JournalAtStart) {
+        if let Some(restored) = &mut self.restored {
+            restored.journal = journal;
+        }
+    }
+
+    /// Ask for a snapshot write recording the journal's length at its last flush (D6).
+    fn persist(&mut self) {
+        let journal_len = self.journaling.then_some(self.journal_len);
+        self.ask(Action::Persist { journal_len }, Awaiting::Persist);
     }
 
     /// Whether `what` was awaited (and is now answered); an answer nobody
@@ -797,7 +1064,7 @@ impl TickMachine {
                 return;
             }
             match self.phase {
-                Phase::Idle | Phase::Stopped | Phase::Listing => return,
+                Phase::Starting | Phase::Idle | Phase::Stopped | Phase::Listing => return,
                 Phase::Begin(step) => {
                     if self.delivery_round(step, Phase::Begin) {
                         return;
@@ -832,7 +1099,7 @@ impl TickMachine {
                     if self.config.durable {
                         // D5: the tick's state and events are on disk before
                         // any of them is published.
-                        self.ask(Action::Persist, Awaiting::Persist);
+                        self.persist();
                         return;
                     }
                 }
@@ -853,7 +1120,7 @@ impl TickMachine {
             Delivery::CatchingUp => {
                 self.phase = phase(Delivery::Publishing);
                 if self.config.durable && self.behind && !self.outbox.is_empty() {
-                    self.ask(Action::Persist, Awaiting::Persist);
+                    self.persist();
                     return true;
                 }
                 self.delivery_round(Delivery::Publishing, phase)
@@ -878,7 +1145,7 @@ impl TickMachine {
                     // Record the deliveries now, so a crash later in the
                     // tick does not publish them again.
                     self.delivered_in_round = 0;
-                    self.ask(Action::Persist, Awaiting::Persist);
+                    self.persist();
                     return true;
                 }
                 self.delivery_round(Delivery::Persisting, phase)
@@ -912,11 +1179,7 @@ impl TickMachine {
             Some(reason)
         } else if self.shutdown {
             Some(StopReason::Shutdown)
-        } else if self
-            .config
-            .tick_limit
-            .is_some_and(|limit| self.run.ticks >= limit)
-        {
+        } else if self.tick_limit_reached() {
             Some(StopReason::TickLimit)
         } else {
             None
@@ -933,6 +1196,12 @@ impl TickMachine {
             _ => self.tick_started + self.config.interval,
         };
         self.actions.push_back(Action::Wait { until });
+    }
+
+    fn tick_limit_reached(&self) -> bool {
+        self.config
+            .tick_limit
+            .is_some_and(|limit| self.run.ticks >= limit)
     }
 
     fn stop_now(&mut self, reason: StopReason) {

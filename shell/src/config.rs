@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use healthprobe_core::Policy;
+use healthprobe_core::shard::Shard;
 
 /// How often and how hard the worker probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +18,11 @@ pub struct WorkerConfig {
     pub recovery_threshold: u32,
     /// Most probes in flight at once (R10).
     pub max_concurrency: usize,
+    /// Stop after this many ticks, run back to back (`--ticks N`); `None`
+    /// ticks once per interval until shutdown.
+    pub tick_limit: Option<u64>,
+    /// The games this worker owns (`--shard I/N`); [`Shard::ALL`] by default.
+    pub shard: Shard,
 }
 
 impl WorkerConfig {
@@ -61,7 +67,8 @@ impl WorkerConfig {
 }
 
 impl Default for WorkerConfig {
-    /// The reference worker's settings: 5 s, 2 s, 3 failures, 1 success, 16 probes.
+    /// The reference worker's settings: 5 s, 2 s, 3 failures, 1 success,
+    /// 16 probes; no tick limit, every game.
     fn default() -> Self {
         Self {
             interval: Self::DEFAULT_INTERVAL,
@@ -69,6 +76,8 @@ impl Default for WorkerConfig {
             failures_threshold: Policy::DEFAULT_FAILURES_THRESHOLD,
             recovery_threshold: Policy::DEFAULT_RECOVERY_THRESHOLD,
             max_concurrency: Self::DEFAULT_MAX_CONCURRENCY,
+            tick_limit: None,
+            shard: Shard::ALL,
         }
     }
 }

@@ -17,7 +17,7 @@ use healthprobe_core::{EventType, HealthEvent};
 use crate::adapters::{CountingTelemetry, JsonlPublisher, MemoryStore};
 use crate::config::WorkerConfig;
 use crate::ports::{HealthEventPublisher, PublishError, RuntimeRecord, SystemClock};
-use crate::worker::{RunReport, Shutdown, TickReport, Worker};
+use crate::worker::{Ports, RunReport, Shutdown, TickReport, Worker};
 
 /// The demo's settings: a tick per second, 500 ms timeout, 2 failures to publish.
 pub fn demo_config() -> WorkerConfig {
@@ -27,6 +27,7 @@ pub fn demo_config() -> WorkerConfig {
         failures_threshold: 2,
         recovery_threshold: 1,
         max_concurrency: 16,
+        ..WorkerConfig::default()
     }
 }
 
@@ -335,8 +336,8 @@ pub fn run(
     };
     let telemetry = CountingTelemetry::new();
     let store = MemoryStore::with_records(fleet.records());
-    let mut worker = Worker::new(config, store, publisher, telemetry.clone(), SystemClock)
-        .map_err(io::Error::other)?;
+    let ports = Ports::new(store, publisher, telemetry.clone(), SystemClock);
+    let mut worker = Worker::new(config, ports).map_err(io::Error::other)?;
 
     let timer = duration.map(|duration| {
         let shutdown = shutdown.clone();
@@ -348,7 +349,7 @@ pub fn run(
     });
     let started = Instant::now();
     let mut tick = 0u64;
-    let run = worker.run_observed(shutdown, |tick_report| {
+    let run = worker.run(shutdown, |tick_report| {
         tick += 1;
         let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
         let line = tick_line(tick, started.elapsed(), tick_report, &seen);

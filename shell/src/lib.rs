@@ -14,11 +14,15 @@
 //!
 //! [`Worker`] owns the ports and pumps the machine:
 //!
+//! 0. At start, with a state store: `LoadState` (the snapshot restored
+//!    under the configured policy), with a journal `FlushJournal` (its
+//!    length) and perhaps `TruncateJournal`, then `Persist`: a start whose
+//!    load or first write fails is refused ([`Worker::new`] returns it).
 //! 1. `start_tick(now)`: the machine yields `Publish` for each event still
 //!    pending (oldest first, until one is refused), then `List`.
 //! 2. The worker calls [`RuntimeRecordStore::list_running`] and hands the
-//!    records back (`handle_listing`). The machine prunes every game not
-//!    listed (R8) and yields `Probe(batch)`: one job per game (D3).
+//!    records back (`handle_listing`). The machine keeps its shard's games
+//!    (`--shard I/N`), prunes every game not listed (R8) and yields `Probe(batch)`: one job per game (D3).
 //! 3. A [`ProbeFanout`] (threads or tokio tasks, [`fanout`]) probes the
 //!    batch with at most `max_concurrency` in flight (R10); each result goes
 //!    back to the machine (`handle_outcome`), which folds it with the core
@@ -37,7 +41,7 @@
 //! ```
 //! use std::time::Duration;
 //! use healthprobe_shell::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
-//! use healthprobe_shell::{RuntimeRecord, Worker, WorkerConfig};
+//! use healthprobe_shell::{Ports, RuntimeRecord, Worker, WorkerConfig};
 //! use healthprobe_core::Timestamp;
 //!
 //! // An engine that refuses connections: nothing listens on this port.
@@ -48,7 +52,8 @@
 //! let publisher = MemoryPublisher::new();
 //! let config = WorkerConfig { failures_threshold: 2, ..WorkerConfig::default() };
 //! let clock = ManualClock::new(Timestamp::from_second(1_800_000_000)?);
-//! let mut worker = Worker::new(config, store, publisher.clone(), CountingTelemetry::new(), clock)?;
+//! let ports = Ports::new(store, publisher.clone(), CountingTelemetry::new(), clock);
+//! let mut worker = Worker::new(config, ports)?;
 //! worker.tick(); // one failure: below the threshold
 //! let report = worker.tick(); // the second: probe_failed
 //! assert_eq!((report.events, report.published), (1, 1));
@@ -70,7 +75,7 @@
 //! - [`adapters`]: records stores and publishers (records file, JSONL,
 //!   in-memory; PostgreSQL and Redis Streams with their cargo features),
 //!   [`open`] (a store or publisher from the text of `--records` /
-//!   `--events`), [`redact`], and [`shard`] (`--shard I/N`).
+//!   `--events`) and [`redact`].
 //! - [`codec`]: journal lines ([`journal`]) and event lines ([`wire`]).
 //! - [`config`], [`metrics`], [`logging`], [`replay`] (`healthprobe replay`),
 //!   [`demo`] (`healthprobe demo`).
@@ -91,7 +96,7 @@ pub mod probing;
 pub mod replay;
 
 // The modules by their earlier, flat paths (`healthprobe_shell::probe`, …).
-pub use adapters::{open, redact, shard};
+pub use adapters::{open, redact};
 pub use codec::{journal, wire};
 pub use driver::{ports, shutdown, worker};
 pub use durability::{durable, journal_file};
@@ -107,7 +112,8 @@ pub use driver::ports::{
 };
 pub use driver::shutdown::Shutdown;
 pub use driver::worker::{
-    Restored, RunLimits, RunReport, StopReason, TickReport, Worker, probe_fanout,
+    Ports, Restored, RunReport, StartError, StopReason, TickReport, Undelivered, Worker,
+    probe_fanout,
 };
 pub use durability::durable::StateFile;
 pub use durability::journal_file::JournalFile;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
+use healthprobe_core::shard::Shard;
 use healthprobe_core::{EventType, Policy};
 use healthprobe_shell::adapters::CountingTelemetry;
 use healthprobe_shell::config::{Runtime, WorkerConfig, parse_duration};
@@ -25,9 +26,10 @@ use healthprobe_shell::open::{
 };
 use healthprobe_shell::ports::{ListError, RuntimeRecordStore, SystemClock};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
-use healthprobe_shell::shard::{Shard, Sharded};
 use healthprobe_shell::tls::{TlsClient, TlsOptions};
-use healthprobe_shell::worker::{RunLimits, Shutdown, StopReason, Worker, probe_fanout};
+use healthprobe_shell::worker::{
+    Ports, Shutdown, StartError, StopReason, Undelivered, Worker, probe_fanout,
+};
 use tracing::{error, info, warn};
 
 /// Active HTTP health probing with hysteresis.
@@ -310,6 +312,8 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         max_concurrency: args
             .max_concurrency
             .unwrap_or_else(|| runtime.default_max_concurrency()),
+        tick_limit: args.ticks,
+        shard: args.shard,
     };
     if let Err(err) = config.validate() {
         return fail(
@@ -381,26 +385,14 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         Ok(fanout) => fanout,
         Err(err) => return fail(EXIT_BAD_INPUT, format_args!("invalid settings: {err}")),
     };
-    let mut worker = match Worker::with_fanout(
-        config,
-        fanout,
-        Sharded::new(records, args.shard),
-        publisher,
-        MetricsTelemetry::new(metrics.clone(), telemetry.clone()),
-        SystemClock,
-    ) {
-        Ok(worker) => worker,
-        Err(err) => return fail(EXIT_BAD_INPUT, format_args!("invalid settings: {err}")),
-    };
-    // The journal first: the state file's first write (at restore, which must
-    // succeed) then records the journal's length, so a crash before any later
-    // snapshot cuts back what the journal holds beyond it.
+    let telemetry_port = MetricsTelemetry::new(metrics.clone(), telemetry.clone());
+    let mut ports = Ports::new(records, publisher, telemetry_port, SystemClock).with_fanout(fanout);
     let mut journal_flusher = None;
     if let Some(path) = &args.journal {
         match JournalFile::append(path) {
             Ok(journal) => {
                 journal_flusher = Some(journal.flusher());
-                worker.set_journal(journal);
+                ports = ports.with_journal(journal);
             }
             Err(err) => {
                 return fail(
@@ -410,10 +402,17 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
             }
         }
     }
+    if let Some(path) = &args.state {
+        ports = ports.with_state(StateFile::new(path));
+    }
     // A state file that cannot be read, parsed or written is refused before
     // the first probe, and left as it was.
-    if let Some(path) = &args.state {
-        if let Err(err) = worker.restore(StateFile::new(path)) {
+    let worker = match Worker::new(config, ports) {
+        Ok(worker) => worker,
+        Err(StartError::Config(err)) => {
+            return fail(EXIT_BAD_INPUT, format_args!("invalid settings: {err}"));
+        }
+        Err(StartError::State(err)) => {
             let code = if err.is_bad_contents() {
                 EXIT_BAD_INPUT
             } else {
@@ -421,7 +420,7 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
             };
             return fail(code, format_args!("{err}"));
         }
-    }
+    };
     if let Some(metrics) = &metrics {
         metrics.observe_restored(worker.pending_len(), worker.states().len());
     }
@@ -447,22 +446,24 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         journal_flusher.as_ref(),
         &telemetry,
         metrics.as_deref(),
-        &args,
     );
     match ran {
-        Ok((pending, kept, Some(StopReason::OutputClosed))) => fail(
-            1,
-            format_args!(
-                "the events output was closed (broken pipe): stopped with {pending} undelivered event(s){}",
-                if kept {
-                    ", kept in the state file for the next run"
-                } else if args.state.is_some() {
-                    ", lost: the state file's last write failed"
-                } else {
-                    ""
+        Ok((undelivered, Some(StopReason::OutputClosed))) => {
+            let (pending, fate) = match undelivered {
+                Undelivered::Nothing => (0, ""),
+                Undelivered::Kept(n) => (n, ", kept in the state file for the next run"),
+                Undelivered::LostLastWriteFailed(n) => {
+                    (n, ", lost: the state file's last write failed")
                 }
-            ),
-        ),
+                Undelivered::LostWithoutStateStore(n) => (n, ""),
+            };
+            fail(
+                1,
+                format_args!(
+                    "the events output was closed (broken pipe): stopped with {pending} undelivered event(s){fate}"
+                ),
+            )
+        }
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => fail(1, format_args!("{err:#}")),
     }
@@ -479,27 +480,21 @@ fn fail_open(err: &OpenError) -> ExitCode {
 }
 
 /// Run the worker until `--ticks`, `shutdown` or a closed events output;
-/// the events left undelivered, whether the state file holds them, and why
-/// it stopped.
+/// what becomes of the events left undelivered, and why it stopped.
 fn run_worker(
     mut worker: Worker,
     shutdown: &Shutdown,
     journal: Option<&JournalFlusher>,
     telemetry: &CountingTelemetry,
     metrics: Option<&Metrics>,
-    args: &RunArgs,
-) -> anyhow::Result<(usize, bool, Option<StopReason>)> {
+) -> anyhow::Result<(Undelivered, Option<StopReason>)> {
     let observe = |tick: &_| {
         if let Some(metrics) = metrics {
             metrics.observe_tick(tick);
         }
     };
     install_signal_handler(shutdown, journal.cloned())?;
-    let limits = match args.ticks {
-        Some(ticks) => RunLimits::ticks(ticks),
-        None => RunLimits::forever(),
-    };
-    let report = worker.run_with(shutdown, limits, observe);
+    let report = worker.run(shutdown, observe);
     let pending = worker.pending_len();
     info!(
         ticks = report.ticks,
@@ -509,26 +504,23 @@ fn run_worker(
         pending,
         "done"
     );
-    let kept = worker.state_is_saved();
-    if pending > 0 {
-        if kept {
-            info!(
-                pending,
-                "undelivered events are kept in the state file for the next run"
-            );
-        } else if args.state.is_some() {
-            error!(
-                pending,
-                "undelivered events are lost at exit: the state file's last write failed, so it holds an older snapshot without them"
-            );
-        } else {
-            warn!(
-                pending,
-                "undelivered events are lost at exit (--state keeps them for the next run)"
-            );
-        }
+    let undelivered = worker.undelivered();
+    match undelivered {
+        Undelivered::Nothing => {}
+        Undelivered::Kept(pending) => info!(
+            pending,
+            "undelivered events are kept in the state file for the next run"
+        ),
+        Undelivered::LostLastWriteFailed(pending) => error!(
+            pending,
+            "undelivered events are lost at exit: the state file's last write failed, so it holds an older snapshot without them"
+        ),
+        Undelivered::LostWithoutStateStore(pending) => warn!(
+            pending,
+            "undelivered events are lost at exit (--state keeps them for the next run)"
+        ),
     }
-    Ok((pending, kept, report.stopped))
+    Ok((undelivered, report.stopped))
 }
 
 fn run_demo(args: DemoArgs, log_format: LogFormat) -> ExitCode {

@@ -5,8 +5,8 @@
 //! (the official `prometheus-client` crate) and is fed from two places:
 //!
 //! - [`Metrics::observe_tick`], once per tick with its [`TickReport`]
-//!   (from [`Worker::run_observed`]'s callback, or after each
-//!   [`Worker::tick_until`]): probes by [`ProbeClass`], refused publishes,
+//!   (from [`Worker::run`]'s callback, or after each
+//!   [`Worker::tick`]): probes by [`ProbeClass`], refused publishes,
 //!   pending events, tracked games, the tick's duration, overruns, skips.
 //! - [`MetricsTelemetry`], the [`Telemetry`] the worker calls once per
 //!   delivered event (R12), so `healthprobe_events_published_total` counts
@@ -21,8 +21,8 @@
 //! scrape hold the same lock, so `healthprobe_ticks_total` and the
 //! per-tick counters always agree within one scrape.
 //!
-//! [`Worker::run_observed`]: crate::worker::Worker::run_observed
-//! [`Worker::tick_until`]: crate::worker::Worker::tick_until
+//! [`Worker::run`]: crate::worker::Worker::run
+//! [`Worker::tick`]: crate::worker::Worker::tick
 
 use std::collections::HashMap;
 use std::io;

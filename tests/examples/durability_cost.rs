@@ -17,7 +17,7 @@ use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::durable::{StateFile, encode_snapshot};
 use healthprobe_shell::journal_file::JournalFile;
 use healthprobe_shell::ports::SystemClock;
-use healthprobe_shell::worker::Worker;
+use healthprobe_shell::worker::{Ports, Worker};
 use healthprobe_tests::{Behaviour, Fleet, ScratchDir};
 
 const ENGINES: usize = 1_000;
@@ -36,26 +36,22 @@ fn main() -> std::io::Result<()> {
     let names = ["plain", "--state", "--journal", "--state --journal"];
     let mut workers: Vec<Worker> = (0..names.len())
         .map(|index| {
-            let mut worker = Worker::new(
-                config,
+            let mut ports = Ports::new(
                 MemoryStore::with_records(fleet.records()),
                 MemoryPublisher::new(),
                 CountingTelemetry::new(),
                 SystemClock,
-            )
-            .expect("valid config");
+            );
             if index == 1 || index == 3 {
-                worker
-                    .restore(StateFile::new(dir.join(&format!("state-{index}.json"))))
-                    .expect("state file");
+                ports = ports.with_state(StateFile::new(dir.join(&format!("state-{index}.json"))));
             }
             if index >= 2 {
-                worker.set_journal(
+                ports = ports.with_journal(
                     JournalFile::append(dir.join(&format!("journal-{index}.jsonl")))
                         .expect("journal"),
                 );
             }
-            worker
+            Worker::new(config, ports).expect("valid config and state file")
         })
         .collect();
 

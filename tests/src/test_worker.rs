@@ -12,7 +12,7 @@ use healthprobe_shell::config::{Runtime, WorkerConfig};
 use healthprobe_shell::connections::{ConnectionPolicy, Connections};
 use healthprobe_shell::ports::RuntimeRecord;
 use healthprobe_shell::tls::TlsClient;
-use healthprobe_shell::worker::{TickReport, Worker, probe_fanout};
+use healthprobe_shell::worker::{Ports, TickReport, Worker, probe_fanout};
 
 use crate::{Behaviour, Fleet};
 
@@ -28,6 +28,7 @@ pub fn test_config(failures_threshold: u32, recovery_threshold: u32) -> WorkerCo
         failures_threshold,
         recovery_threshold,
         max_concurrency: 16,
+        ..WorkerConfig::default()
     }
 }
 
@@ -74,6 +75,27 @@ impl TestWorker {
         records: Vec<RuntimeRecord>,
         connections: Connections,
     ) -> Self {
+        Self::build(runtime, config, records, connections, |ports| ports)
+    }
+
+    /// [`TestWorker::with_runtime`] whose ports are completed by `ports`
+    /// (a journal, a state store). Panics if the worker does not start.
+    pub fn with_ports(
+        runtime: Runtime,
+        config: WorkerConfig,
+        records: Vec<RuntimeRecord>,
+        ports: impl FnOnce(Ports) -> Ports,
+    ) -> Self {
+        Self::build(runtime, config, records, Connections::Auto, ports)
+    }
+
+    fn build(
+        runtime: Runtime,
+        config: WorkerConfig,
+        records: Vec<RuntimeRecord>,
+        connections: Connections,
+        ports: impl FnOnce(Ports) -> Ports,
+    ) -> Self {
         let store = MemoryStore::with_records(records);
         let publisher = MemoryPublisher::new();
         let telemetry = CountingTelemetry::new();
@@ -81,15 +103,14 @@ impl TestWorker {
         let policy = ConnectionPolicy::new(connections, config.interval, config.max_concurrency);
         let fanout = probe_fanout(runtime, &config, TlsClient::system(), policy)
             .expect("a valid test config");
-        let worker = Worker::with_fanout(
-            config,
-            fanout,
+        let given = Ports::new(
             store.clone(),
             publisher.clone(),
             telemetry.clone(),
             clock.clone(),
         )
-        .expect("a valid test config");
+        .with_fanout(fanout);
+        let worker = Worker::new(config, ports(given)).expect("a valid test config");
         Self {
             worker,
             store,

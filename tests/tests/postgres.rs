@@ -11,7 +11,7 @@ use healthprobe_shell::adapters::{
     CountingTelemetry, ManualClock, MemoryPublisher, PostgresRecords,
 };
 use healthprobe_shell::ports::{ListError, RuntimeRecordStore};
-use healthprobe_shell::worker::{TickReport, Worker};
+use healthprobe_shell::worker::{Ports, TickReport, Worker};
 use healthprobe_tests::{
     Behaviour, Fleet, HealthprobeProcess, RuntimeRecord, TestPostgres, at, free_port, metrics_addr,
     probe_failed, probe_recovered, scrape_metrics, test_config, wait_until,
@@ -36,14 +36,14 @@ impl Rig {
         let store = PostgresRecords::with_timeout(url, LISTING_BOUND).expect("a valid URL");
         let publisher = MemoryPublisher::new();
         let clock = ManualClock::new(at(0));
-        let worker = Worker::new(
-            test_config(failures_threshold, recovery_threshold),
+        let ports = Ports::new(
             store,
             publisher.clone(),
             CountingTelemetry::new(),
             clock.clone(),
-        )
-        .expect("a valid config");
+        );
+        let worker = Worker::new(test_config(failures_threshold, recovery_threshold), ports)
+            .expect("a valid config");
         Self {
             worker,
             publisher,

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use healthprobe_core::EventType;
-use healthprobe_shell::shard::shard_of;
+use healthprobe_core::shard::shard_of;
 use healthprobe_tests::{Behaviour, Fleet, HealthprobeProcess, TestPostgres, TestRedis};
 
 /// Bound on any wait in these tests; reached only when something is broken.

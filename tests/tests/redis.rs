@@ -16,7 +16,7 @@ use healthprobe_shell::adapters::{
 use healthprobe_shell::ports::HealthEventPublisher;
 use healthprobe_shell::replay::replay_journal;
 use healthprobe_shell::wire::write_event_line;
-use healthprobe_shell::worker::Worker;
+use healthprobe_shell::worker::{Ports, Worker};
 use healthprobe_tests::{
     Behaviour, Fleet, HealthprobeProcess, ScrapedMetrics, ScratchDir, TestRedis, at, by_game,
     expected_events, metrics_addr, scrape_metrics, script, test_config, wait_until,
@@ -40,14 +40,13 @@ fn worker(
     publisher: RedisStreamPublisher,
 ) -> (Worker, ManualClock) {
     let clock = ManualClock::new(at(0));
-    let worker = Worker::new(
-        test_config(2, 1),
+    let ports = Ports::new(
         MemoryStore::with_records(records),
         publisher,
         CountingTelemetry::new(),
         clock.clone(),
-    )
-    .expect("a valid config");
+    );
+    let worker = Worker::new(test_config(2, 1), ports).expect("a valid config");
     (worker, clock)
 }
 

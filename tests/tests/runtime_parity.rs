@@ -81,11 +81,10 @@ fn run(runtime: Runtime, refused: &str, dir: &ScratchDir) -> Ticks {
         probe_timeout: Duration::from_secs(1),
         ..test_config(2, 1)
     };
-    let mut worker = TestWorker::with_runtime(runtime, config, records);
     let journal = dir.join(&format!("{runtime}.jsonl"));
-    worker
-        .worker
-        .set_journal(JournalFile::append(&journal).expect("open the journal"));
+    let mut worker = TestWorker::with_ports(runtime, config, records, |ports| {
+        ports.with_journal(JournalFile::append(&journal).expect("open the journal"))
+    });
     let mut events_per_tick = Vec::new();
     for _ in 0..TICKS {
         let (report, events) = worker.tick();

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use healthprobe_shell::shard::shard_of;
+use healthprobe_core::shard::shard_of;
 use healthprobe_tests::{Behaviour, Fleet, HealthprobeProcess, ScratchDir};
 use serde_json::Value;
 

@@ -12,6 +12,13 @@
 //! count: a restart costs a delay drawn from the scenario, and the world
 //! has moved on when the new process ticks.
 //!
+//! **The process starts as the CLI does**: one [`Worker::new`] over the
+//! simulated ports, the tick machine's start-up performed through them —
+//! the snapshot loaded (a read error or a crash refuses the start), the
+//! journal measured and cut back or kept off, the snapshot written back
+//! (a failed write refuses the start). Some scenarios change the
+//! thresholds at a restart: the configured policy replaces the snapshot's.
+//!
 //! **The world keeps a log** (`simulation/world.rs`) of what it observed:
 //! each listing, each probe started and folded, each publish call and its
 //! fate, each sync, each snapshot committed, the journal's bytes, each
@@ -35,9 +42,11 @@
 //!   Nothing is published before a snapshot holding it is written, nor
 //!   while the last snapshot write has failed;
 //! - **restarts** (D5): each restore holds the model's counters for the
-//!   snapshot it restored; after a graceful stop with the state saved, the
-//!   next life restores exactly the state and pending events the last one
-//!   stopped with; `state_is_saved` says whether the last write failed;
+//!   snapshot it restored, under the life's configured policy; after a
+//!   graceful stop with the state saved, the next life restores exactly the
+//!   state and pending events the last one stopped with; at a graceful
+//!   stop, `undelivered` says the pending events are kept exactly when a
+//!   state file's last write succeeded, lost otherwise;
 //! - **ticks** (D3, R8, R9, R13): each tick probes every distinct listed
 //!   game once, with its first record's container, and nothing unlisted; a
 //!   tick cut short by a crash or a shutdown probes a subset; every probe
@@ -73,13 +82,13 @@ mod world;
 use std::io::{self, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use healthprobe_core::tick::StopReason;
+use healthprobe_core::tick::{JournalAtStart, StopReason, Undelivered};
 use healthprobe_core::{HealthEvent, HealthStates};
 use healthprobe_shell::config::WorkerConfig;
-use healthprobe_shell::worker::{RunLimits, Shutdown, Worker};
+use healthprobe_shell::worker::{Ports, Shutdown, Worker};
 
 use oracle::Verdict;
-use scenario::{INTERVAL, JournalAttach, PROBE_TIMEOUT, Scenario};
+use scenario::{INTERVAL, PROBE_TIMEOUT, Scenario};
 use world::{
     End, PublishFate, Shared, SimClock, SimFanout, SimJournal, SimPublisher, SimState, SimStore,
     SimTelemetry, Stats, World,
@@ -95,8 +104,27 @@ const MAX_LIVES: usize = 1_000;
 struct Summary {
     stats: Stats,
     lives: usize,
-    journal_off_at_start: u64,
+    starts: Starts,
     verdict: Verdict,
+}
+
+/// What the tick machine's start-up did, counted over lives.
+#[derive(Debug, Clone, Copy, Default)]
+struct Starts {
+    /// Lives with a journal that stayed off (D6: the snapshot holds folds it lacks).
+    journal_kept_off: u64,
+    /// Lives that cut the journal back to their snapshot's length (D6).
+    journal_cut_back: u64,
+    /// Lives whose configured policy replaced the snapshot's (D5).
+    policy_replaced: u64,
+}
+
+impl Starts {
+    fn add(&mut self, other: Self) {
+        self.journal_kept_off += other.journal_kept_off;
+        self.journal_cut_back += other.journal_cut_back;
+        self.policy_replaced += other.policy_replaced;
+    }
 }
 
 /// Run one scenario; `Err` says what broke, with the scenario and the last
@@ -133,35 +161,43 @@ fn run_scenario(seed: u64, whole_trace: bool) -> Result<Summary, String> {
 }
 
 fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
-    let config = WorkerConfig {
-        interval: INTERVAL,
-        probe_timeout: PROBE_TIMEOUT,
-        failures_threshold: scenario.policy.failures_threshold(),
-        recovery_threshold: scenario.policy.recovery_threshold(),
-        max_concurrency: scenario.max_concurrency,
-    };
     // What a graceful stop left with its state saved: the next restore must give it back.
     let mut stopped_with: Option<(HealthStates, Vec<HealthEvent>)> = None;
-    let mut journal_off_at_start = 0;
+    let mut starts = Starts::default();
     for lives in 1..=MAX_LIVES {
         let shutdown = Shutdown::new();
-        shared.lock().start_life(shutdown.clone());
-        let mut worker = Worker::with_fanout(
-            config,
-            Box::new(SimFanout(shared.clone())),
+        let policy = {
+            let mut world = shared.lock();
+            world.start_life(shutdown.clone());
+            scenario.policy_at(world.mono)
+        };
+        let config = WorkerConfig {
+            interval: INTERVAL,
+            probe_timeout: PROBE_TIMEOUT,
+            failures_threshold: policy.failures_threshold(),
+            recovery_threshold: policy.recovery_threshold(),
+            max_concurrency: scenario.max_concurrency,
+            ..WorkerConfig::default()
+        };
+        let mut ports = Ports::new(
             SimStore(shared.clone()),
             SimPublisher(shared.clone()),
             SimTelemetry(shared.clone()),
             SimClock(shared.clone()),
         )
-        .map_err(|err| format!("config: {err}"))?;
-        if scenario.journal == Some(JournalAttach::BeforeRestore) {
-            worker.set_journal(SimJournal(shared.clone()));
+        .with_fanout(Box::new(SimFanout(shared.clone())));
+        if scenario.journal {
+            ports = ports.with_journal(SimJournal(shared.clone()));
         }
         if scenario.durable {
-            if worker.restore(SimState(shared.clone())).is_err() {
-                // Died in it, or its write failed: the start is refused and
-                // the operator (or systemd) starts it again.
+            ports = ports.with_state(SimState(shared.clone()));
+        }
+        let mut worker = match Worker::new(config, ports) {
+            Ok(worker) => worker,
+            Err(_) if scenario.durable => {
+                // Died in it, its snapshot unreadable, or its first write
+                // failed: the start is refused and the operator (or
+                // systemd) starts it again.
                 let mut world = shared.lock();
                 let how = if world.alive() {
                     End::StartRefused
@@ -171,8 +207,19 @@ fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
                 world.end_life(how);
                 continue;
             }
+            Err(err) => return Err(format!("the start was refused without a state file: {err}")),
+        };
+        if worker.states().policy() != policy {
+            return Err(format!(
+                "D5: the configured policy {policy:?} must replace the snapshot's, but the worker runs {:?}",
+                worker.states().policy()
+            ));
+        }
+        if scenario.durable {
             oracle::check_restored(&shared.lock(), worker.states())?;
-            if let Some((states, pending)) = stopped_with.take() {
+            if let Some((mut states, pending)) = stopped_with.take() {
+                // Under this life's policy (checked above); the counters carry over.
+                states.set_policy(policy);
                 if worker.states() != &states || worker.pending() != pending {
                     return Err(format!(
                         "D5: after a graceful stop with the state saved, the restart restored other state or pending events\n stopped with {states:?}, pending {pending:?}\n restored     {:?}, pending {:?}",
@@ -182,17 +229,15 @@ fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
                 }
             }
         }
-        if scenario.journal == Some(JournalAttach::AfterRestore) {
-            let failed = shared.lock().failed_saves;
-            worker.set_journal(SimJournal(shared.clone()));
-            let mut world = shared.lock();
-            // The write recording its length failed: it is off for this life.
-            world.journal_interrupted |= world.failed_saves > failed;
+        if scenario.journal && !worker.machine().is_journaling() {
+            starts.journal_kept_off += 1;
         }
-        if scenario.journal.is_some() && !worker.machine().is_journaling() {
-            journal_off_at_start += 1;
+        if let Some(restored) = worker.machine().restored() {
+            starts.journal_cut_back +=
+                u64::from(matches!(restored.journal, JournalAtStart::CutBack { .. }));
+            starts.policy_replaced += u64::from(restored.replaced_policy.is_some());
         }
-        let report = worker.run_with(&shutdown, RunLimits::forever(), |_| {
+        let report = worker.run(&shutdown, |_| {
             shared.lock().tick_done();
         });
         let mut world = shared.lock();
@@ -217,10 +262,19 @@ fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
                 ));
             }
         }
-        let saved = worker.state_is_saved();
-        if scenario.durable && saved == world.behind() {
+        // The state file holds what the worker knows unless its last write failed.
+        let saved = scenario.durable && !world.behind();
+        let pending = worker.pending_len();
+        let expected = match (pending, scenario.durable, saved) {
+            (0, _, _) => Undelivered::Nothing,
+            (_, false, _) => Undelivered::LostWithoutStateStore(pending),
+            (_, true, false) => Undelivered::LostLastWriteFailed(pending),
+            (_, true, true) => Undelivered::Kept(pending),
+        };
+        if worker.undelivered() != expected {
             return Err(format!(
-                "state_is_saved() is {saved}, but the last snapshot write {}",
+                "D5: at exit the worker says its pending events are {:?}, but they are {expected:?} (the last snapshot write {})",
+                worker.undelivered(),
                 if world.behind() {
                     "failed"
                 } else {
@@ -241,12 +295,11 @@ fn simulate(scenario: &Scenario, shared: &Shared) -> Result<Summary, String> {
             return Ok(Summary {
                 stats: world.stats,
                 lives,
-                journal_off_at_start,
+                starts,
                 verdict,
             });
         }
-        stopped_with =
-            (scenario.durable && saved).then(|| (worker.states().clone(), worker.pending()));
+        stopped_with = saved.then(|| (worker.states().clone(), worker.pending()));
     }
     Err(format!(
         "the process restarted {MAX_LIVES} times without getting through"
@@ -264,7 +317,7 @@ struct Totals {
     refused_starts: u64,
     faults: u64,
     journal_faults: u64,
-    journal_off_at_start: u64,
+    starts: Starts,
     probes: u64,
     batches: u64,
     capped_batches: u64,
@@ -280,7 +333,7 @@ impl Totals {
         let Summary {
             stats,
             lives,
-            journal_off_at_start,
+            starts,
             verdict,
         } = summary;
         self.scenarios += 1;
@@ -291,7 +344,7 @@ impl Totals {
         self.refused_starts += stats.refused_starts;
         self.faults += stats.faults;
         self.journal_faults += stats.journal_faults;
-        self.journal_off_at_start += journal_off_at_start;
+        self.starts.add(starts);
         self.probes += stats.probes;
         self.batches += stats.batches;
         self.capped_batches += stats.capped_batches;
@@ -312,7 +365,7 @@ impl Totals {
         self.refused_starts += other.refused_starts;
         self.faults += other.faults;
         self.journal_faults += other.journal_faults;
-        self.journal_off_at_start += other.journal_off_at_start;
+        self.starts.add(other.starts);
         self.probes += other.probes;
         self.batches += other.batches;
         self.capped_batches += other.capped_batches;
@@ -403,7 +456,7 @@ fn d3_d4_d5_d6_r8_to_r10_r12_r13_the_simulated_worker_keeps_the_rules_through_fa
     let detail = count == 1;
     let _ = writeln!(
         io::stderr(),
-        "simulated {} scenarios (seeds {base}..{}): {} process lives, {} crashes, {} shutdowns, {} closed outputs, {} refused starts, {} faults, {} journal faults, {} lives with the journal kept off at start, {} probes in {} batches ({} at the cap), {} events, {} lost by lives without a state file, {} failed snapshot writes holding events back\nrepeats: {}",
+        "simulated {} scenarios (seeds {base}..{}): {} process lives, {} crashes, {} shutdowns, {} closed outputs, {} refused starts, {} faults, {} journal faults, {} lives with the journal kept off at start, {} journals cut back at start, {} lives whose configured policy replaced the snapshot's, {} probes in {} batches ({} at the cap), {} events, {} lost by lives without a state file, {} failed snapshot writes holding events back\nrepeats: {}",
         totals.scenarios,
         base.wrapping_add(count),
         totals.lives,
@@ -413,7 +466,9 @@ fn d3_d4_d5_d6_r8_to_r10_r12_r13_the_simulated_worker_keeps_the_rules_through_fa
         totals.refused_starts,
         totals.faults,
         totals.journal_faults,
-        totals.journal_off_at_start,
+        totals.starts.journal_kept_off,
+        totals.starts.journal_cut_back,
+        totals.starts.policy_replaced,
         totals.probes,
         totals.batches,
         totals.capped_batches,
@@ -437,8 +492,19 @@ fn d3_d4_d5_d6_r8_to_r10_r12_r13_the_simulated_worker_keeps_the_rules_through_fa
         floor("journal faults", totals.journal_faults, 60);
         floor(
             "lives with the journal kept off",
-            totals.journal_off_at_start,
+            totals.starts.journal_kept_off,
             20,
+        );
+        floor("refused starts", totals.refused_starts, 450);
+        floor(
+            "journals cut back at start",
+            totals.starts.journal_cut_back,
+            15,
+        );
+        floor(
+            "lives whose configured policy replaced the snapshot's",
+            totals.starts.policy_replaced,
+            30,
         );
         floor("batches at the cap", totals.capped_batches, 5_000);
         floor("events", totals.events, 4_000);

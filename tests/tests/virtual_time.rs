@@ -13,7 +13,7 @@ use healthprobe_core::{ProbeResult, RuntimeRecord, Timestamp};
 use healthprobe_shell::adapters::{CountingTelemetry, MemoryPublisher, MemoryStore};
 use healthprobe_shell::config::{Runtime, WorkerConfig};
 use healthprobe_shell::ports::{Clock, ProbeFanout, Probed};
-use healthprobe_shell::worker::{RunLimits, Shutdown, TickReport, Worker};
+use healthprobe_shell::worker::{Ports, Shutdown, TickReport, Worker};
 
 const INTERVAL: Duration = Duration::from_secs(5);
 
@@ -134,6 +134,16 @@ struct Rig {
 }
 
 fn rig(games: usize, latencies: &[Duration], shutdown_after: Option<(usize, Shutdown)>) -> Rig {
+    rig_limited(games, latencies, shutdown_after, None)
+}
+
+/// [`rig`] whose run stops after `tick_limit` ticks (`--ticks N`).
+fn rig_limited(
+    games: usize,
+    latencies: &[Duration],
+    shutdown_after: Option<(usize, Shutdown)>,
+    tick_limit: Option<u64>,
+) -> Rig {
     let clock = VirtualClock::default();
     let mut fanout = ScriptedFanout::new(&clock, latencies);
     fanout.shutdown_after = shutdown_after;
@@ -150,16 +160,17 @@ fn rig(games: usize, latencies: &[Duration], shutdown_after: Option<(usize, Shut
         failures_threshold: 1,
         recovery_threshold: 1,
         max_concurrency: 1,
+        tick_limit,
+        ..WorkerConfig::default()
     };
-    let worker = Worker::with_fanout(
-        config,
-        Box::new(fanout),
+    let ports = Ports::new(
         store.clone(),
         publisher.clone(),
         CountingTelemetry::new(),
         clock.clone(),
     )
-    .expect("valid config");
+    .with_fanout(Box::new(fanout));
+    let worker = Worker::new(config, ports).expect("valid config");
     Rig {
         worker,
         clock,
@@ -174,10 +185,20 @@ fn run_ticks(
     rig: &mut Rig,
     ticks: usize,
 ) -> (Vec<TickReport>, healthprobe_shell::worker::RunReport) {
+    run_ticks_and(rig, ticks, |_| {})
+}
+
+/// [`run_ticks`], calling `after` with the number of ticks ended after each one.
+fn run_ticks_and(
+    rig: &mut Rig,
+    ticks: usize,
+    mut after: impl FnMut(usize),
+) -> (Vec<TickReport>, healthprobe_shell::worker::RunReport) {
     let shutdown = Shutdown::new();
     let mut reports = Vec::new();
-    let run = rig.worker.run_observed(&shutdown, |report| {
+    let run = rig.worker.run(&shutdown, |report| {
         reports.push(report.clone());
+        after(reports.len());
         if reports.len() == ticks {
             shutdown.trigger();
         }
@@ -223,7 +244,7 @@ fn r13_shutdown_mid_tick_starts_no_new_probe_and_returns_after_the_tick() {
     let mut reports = Vec::new();
     let run = rig
         .worker
-        .run_observed(&signal, |report| reports.push(report.clone()));
+        .run(&signal, |report| reports.push(report.clone()));
     assert_eq!(run.ticks, 1);
     assert_eq!(run.stopped, Some(StopReason::Shutdown));
     assert!(reports[0].interrupted, "{reports:?}");
@@ -239,26 +260,33 @@ fn r13_shutdown_mid_tick_starts_no_new_probe_and_returns_after_the_tick() {
 fn d4_a_refusing_publisher_is_called_once_per_tick_and_ticks_keep_their_pace() {
     let mut rig = rig(3, &[], None);
     rig.publisher.fail(true);
-    let (reports, _) = run_ticks(&mut rig, 5);
-    assert_eq!(rig.publisher.attempts(), 5, "one refused call per tick");
-    assert!(reports.iter().all(|r| r.publish_failures == 1));
+    // Accepted again after the fifth tick.
+    let publisher = rig.publisher.clone();
+    let (reports, _) = run_ticks_and(&mut rig, 6, |ended| publisher.fail(ended < 5));
+    assert_eq!(rig.publisher.attempts(), 5 + 3, "one refused call per tick");
+    assert!(reports[..5].iter().all(|r| r.publish_failures == 1));
     assert_eq!(reports[4].pending, 3);
-    assert_eq!(*lock(&rig.starts), secs(&[0.0, 5.0, 10.0, 15.0, 20.0]));
-    // Accepted again: everything pending goes out, oldest first, in one tick.
-    let pending = rig.worker.pending();
-    rig.publisher.fail(false);
-    let report = rig.worker.tick();
-    assert_eq!((report.published, report.pending), (3, 0));
-    assert_eq!(rig.publisher.events(), pending);
+    assert_eq!(
+        *lock(&rig.starts),
+        secs(&[0.0, 5.0, 10.0, 15.0, 20.0, 25.0])
+    );
+    // Everything pending goes out in one tick, oldest first: the first
+    // tick emitted them in probe order (one probe in flight).
+    assert_eq!((reports[5].published, reports[5].pending), (3, 0));
+    let games: Vec<String> = rig
+        .publisher
+        .events()
+        .into_iter()
+        .map(|event| event.game_id)
+        .collect();
+    assert_eq!(games, ["g0", "g1", "g2"]);
 }
 
 #[test]
 fn r9_with_a_tick_limit_a_skipped_tick_waits_its_interval_and_others_run_back_to_back() {
-    let mut rig = rig(1, &[], None);
+    let mut rig = rig_limited(1, &[], None, Some(5));
     rig.store.fail_next(3);
-    let run = rig
-        .worker
-        .run_with(&Shutdown::new(), RunLimits::ticks(5), |_| {});
+    let run = rig.worker.run(&Shutdown::new(), |_| {});
     assert_eq!((run.ticks, run.skipped_ticks), (5, 3));
     assert_eq!(run.stopped, Some(StopReason::TickLimit));
     // Three skipped ticks waited out 5 s each; the two that probed ran back to back.

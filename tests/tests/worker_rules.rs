@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use healthprobe_core::{EventType, HealthEvent};
 use healthprobe_shell::config::WorkerConfig;
-use healthprobe_shell::worker::{Shutdown, TickReport, Worker};
+use healthprobe_shell::connections::ConnectionPolicy;
+use healthprobe_shell::tls::TlsClient;
+use healthprobe_shell::worker::{Ports, Shutdown, TickReport, Worker, probe_fanout};
 use healthprobe_tests::{
     Behaviour, Fleet, Gate, HANG_GUARD, Runtime, RuntimeRecord, TestEngine, TestWorker, at,
     both_runtimes, probe_failed, probe_recovered, test_config, wait_until,
@@ -428,7 +430,7 @@ both_runtimes! {
                 let mut ticks: Vec<TickReport> = Vec::new();
                 let run = worker
                     .worker
-                    .run_observed(&shutdown, |tick| ticks.push(tick.clone()));
+                    .run(&shutdown, |tick| ticks.push(tick.clone()));
                 (run, ticks)
             })
         };
@@ -455,7 +457,7 @@ both_runtimes! {
         );
         let shutdown = Shutdown::new();
         shutdown.trigger();
-        let run = worker.worker.run(&shutdown);
+        let run = worker.worker.run(&shutdown, |_| panic!("no tick"));
         assert_eq!(run.ticks, 0);
         assert_eq!(engine.requests(), 0);
     }
@@ -472,15 +474,16 @@ both_runtimes! {
         for (spoil, field) in cases {
             let mut config = test_config(3, 1);
             spoil(&mut config);
-            let worker = Worker::with_runtime(
-                config,
-                runtime,
+            let fanout = probe_fanout(runtime, &config, TlsClient::system(), ConnectionPolicy::fresh())
+                .expect("the runtime starts");
+            let ports = Ports::new(
                 healthprobe_shell::adapters::MemoryStore::new(),
                 healthprobe_shell::adapters::MemoryPublisher::new(),
                 healthprobe_shell::adapters::CountingTelemetry::new(),
                 healthprobe_shell::ports::SystemClock,
-            );
-            let err = worker.expect_err(field);
+            )
+            .with_fanout(fanout);
+            let err = Worker::new(config, ports).expect_err(field);
             assert!(err.to_string().starts_with(field), "{field}: {err}");
         }
     }

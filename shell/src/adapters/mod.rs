@@ -18,7 +18,6 @@ mod records_file;
 pub mod redact;
 #[cfg(feature = "redis")]
 mod redis_streams;
-pub mod shard;
 
 #[cfg(feature = "postgres")]
 pub use self::postgres::{InvalidUrl, PostgresRecords, SslMode, redact_url};

@@ -1,51 +1,52 @@
-//! The driver: pumps the pure [`TickMachine`] and performs its actions through the ports.
+//! The driver: performs the pure [`TickMachine`]'s actions through the ports.
 //!
-//! Every rule of a run — when a tick starts, what is probed, the order of
-//! journal, fold, persist and publish, what stays pending, what a refused
-//! publish does, when the run stops — is decided by
+//! Every rule of a run — the start-up (restore, the journal cut back or
+//! kept off, the first write), when a tick starts, what is probed, the
+//! order of journal, fold, persist and publish, what stays pending, what a
+//! refused publish does, when the run stops — is decided by
 //! [`healthprobe_core::tick::TickMachine`], which does no I/O. The
 //! [`Worker`] owns the ports and does only this:
 //!
 //! ```text
 //! loop {
 //!     match machine.poll_action() {
-//!         List            => machine.handle_listing(now, store.list_running()),
-//!         Probe(batch)    => fanout.probe_batch(batch, |probed| {
-//!                                machine.handle_outcome(now, probed…); pump() }),
-//!                            machine.handle_probes_done(now),
-//!         Journal(input)  => journal.record(&input) (on error: handle_journal_failed),
-//!         FlushJournal    => machine.handle_flushed(now, journal.flush()),
-//!         Publish(event)  => machine.handle_published(now, publisher.publish(&event)),
-//!         SyncPublisher   => machine.handle_synced(now, publisher.sync()),
-//!         Persist         => machine.handle_persisted(now, state.save(states, pending)),
-//!         Interrupt       => shutdown.trigger(),
-//!         TickDone(report)=> log, return it,
-//!         Wait { until }  => clock.sleep_until(until), machine.start_tick(now),
-//!         Stop(reason)    => return,
+//!         LoadState          => machine.handle_loaded(now, state.load()),
+//!         TruncateJournal(l) => machine.handle_truncated(now, journal.truncate(l)),
+//!         List               => machine.handle_listing(now, store.list_running()),
+//!         Probe(batch)       => fanout.probe_batch(batch, |probed| {
+//!                                   machine.handle_outcome(now, probed…); pump() }),
+//!                               machine.handle_probes_done(now),
+//!         Journal(input)     => journal.record(&input) (on error: handle_journal_failed),
+//!         FlushJournal       => machine.handle_flushed(now, journal.flush() → its length),
+//!         Publish(event)     => machine.handle_published(now, publisher.publish(&event)),
+//!         SyncPublisher      => machine.handle_synced(now, publisher.sync()),
+//!         Persist{journal_len} => machine.handle_persisted(now, state.save(…, journal_len)),
+//!         Interrupt          => shutdown.trigger(),
+//!         TickDone(report)   => log, hand it to the caller,
+//!         Wait { until }     => clock.sleep_until(until), machine.start_tick(now),
+//!         Stop(reason)       => return,
 //!     }
 //! }
 //! ```
 //!
 //! Besides, it logs what happened (each delivery, each refusal, each
-//! failed write) and counts deliveries on the [`Telemetry`] port (R12). The
-//! fan-outs ([`crate::fanout`]) are the only place probes run; the ports
-//! are only ever called from the thread that drives the machine.
-//!
-//! See the machine's docs for the rules themselves (D4 delivery, D5
-//! persistence, D6 journal, R8–R13 ticks); the [`Worker`] methods below say
-//! what each does for a caller.
+//! failed write, what the start-up restored) and counts deliveries on the
+//! [`Telemetry`] port (R12). The fan-outs ([`crate::fanout`]) are the only
+//! place probes run; the ports are only ever called from the thread that
+//! drives the machine.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use healthprobe_core::tick::{
-    Action, MachineConfig, Persisted, ProbeBatch, Published, TickMachine,
+    Action, JournalAtStart, MachineConfig, Persisted, ProbeBatch, Published, TickMachine,
 };
-use healthprobe_core::{HealthEvent, HealthStates, Policy};
+use healthprobe_core::{HealthEvent, HealthStates};
 use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, Runtime, WorkerConfig};
 use crate::connections::{ConnectionPolicy, Connections};
+use crate::durable::StateFileError;
 #[cfg(feature = "async")]
 use crate::fanout::TaskFanout;
 use crate::fanout::ThreadFanout;
@@ -58,13 +59,95 @@ use crate::probe::Prober;
 use crate::probe_async::AsyncProber;
 pub use crate::shutdown::Shutdown;
 use crate::tls::TlsClient;
-pub use healthprobe_core::tick::{ProbeClassCounts, RunReport, StopReason, TickReport};
+pub use healthprobe_core::tick::{
+    ProbeClassCounts, Restored, RunReport, StopReason, TickReport, Undelivered,
+};
 
-/// The driver: runs ticks of a [`TickMachine`] over the ports.
+/// The driver: runs a [`TickMachine`] over the ports.
 pub struct Worker {
     config: WorkerConfig,
     fanout: Box<dyn ProbeFanout>,
     io: Io,
+}
+
+/// What a [`Worker`] performs the machine's actions through.
+///
+/// The record store, publisher, telemetry and clock are required; the
+/// fan-out defaults to probing on threads (the system's trust store, no
+/// connection reuse); a state store (D5) and a journal (D6) are optional.
+pub struct Ports {
+    store: Box<dyn RuntimeRecordStore>,
+    publisher: Box<dyn HealthEventPublisher>,
+    telemetry: Box<dyn Telemetry>,
+    clock: Arc<dyn Clock>,
+    fanout: Option<Box<dyn ProbeFanout>>,
+    state: Option<Box<dyn StateStore>>,
+    journal: Option<Box<dyn JournalSink>>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ports")
+            .field("fanout", &self.fanout)
+            .field("state", &self.state)
+            .field("journal", &self.journal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ports {
+    /// Listing through `store`, publishing through `publisher`, counting
+    /// deliveries on `telemetry`, reading time from `clock`.
+    pub fn new(
+        store: impl RuntimeRecordStore + 'static,
+        publisher: impl HealthEventPublisher + 'static,
+        telemetry: impl Telemetry + 'static,
+        clock: impl Clock + 'static,
+    ) -> Self {
+        Self {
+            store: Box::new(store),
+            publisher: Box::new(publisher),
+            telemetry: Box::new(telemetry),
+            clock: Arc::new(clock),
+            fanout: None,
+            state: None,
+            journal: None,
+        }
+    }
+
+    /// Probe through `fanout`: one of [`crate::fanout`] ([`probe_fanout`]),
+    /// or an embedder's or a simulation's own.
+    pub fn with_fanout(mut self, fanout: Box<dyn ProbeFanout>) -> Self {
+        self.fanout = Some(fanout);
+        self
+    }
+
+    /// Keep the state and pending events in `state` across restarts (D5):
+    /// restored at start, written back at once (the start is refused if
+    /// that fails), then persisted before any event is published.
+    pub fn with_state(mut self, state: impl StateStore + 'static) -> Self {
+        self.state = Some(Box::new(state));
+        self
+    }
+
+    /// Append every prune and outcome to `journal` (D6), flushed at the
+    /// end of each tick; with a state store, reconciled with its snapshot at start.
+    pub fn with_journal(mut self, journal: impl JournalSink + 'static) -> Self {
+        self.journal = Some(Box::new(journal));
+        self
+    }
+}
+
+/// Why a [`Worker`] did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is out of range, or the runtime cannot start (R11).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The state store's snapshot could not be read, or the first write
+    /// failed (D5); the store is left as it was.
+    #[error(transparent)]
+    State(#[from] StateFileError),
 }
 
 /// The machine and the ports it drives (everything but the fan-out, so a
@@ -77,71 +160,11 @@ struct Io {
     clock: Arc<dyn Clock>,
     state: Option<Box<dyn StateStore>>,
     journal: Option<Box<dyn JournalSink>>,
-    /// What the restored snapshot says of the journal: a journal set now
-    /// or later is cut back to its length, or kept off.
-    restored_journal: RestoredJournal,
-    /// The last write of the state file failed: it holds an older snapshot.
-    state_behind: bool,
-}
-
-/// What a restored snapshot says of the journal (D6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RestoredJournal {
-    /// No snapshot was restored: nothing to reconcile.
-    Fresh,
-    /// The journal's first `len` bytes hold exactly the snapshot's folds.
-    At(u64),
-    /// The snapshot holds folds no journal recorded: its run's journal had
-    /// stopped, or it had none. A journal that already has lines cannot go
-    /// on without a hole; an empty one starts afresh.
-    Unrecorded,
-}
-
-impl RestoredJournal {
-    /// The length to record for a journal whose flushed length is
-    /// `found`: `None` when it must stay off.
-    fn kept_len(self, found: u64) -> Option<u64> {
-        match self {
-            Self::Fresh => Some(found),
-            Self::At(len) => Some(found.min(len)),
-            Self::Unrecorded => (found == 0).then_some(0),
-        }
-    }
-}
-
-/// What [`Worker::restore`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Restored {
-    /// Whether the file existed (false: a fresh start).
-    pub existed: bool,
-    /// Games restored with counters.
-    pub games: usize,
-    /// Events restored as pending, published before any new one.
-    pub pending: usize,
-    /// The snapshot's policy when it differed from the configured one (which replaced it).
-    pub replaced_policy: Option<Policy>,
-}
-
-/// Limits of one [`Worker::run_with`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RunLimits {
-    /// Stop after this many ticks (`--ticks N`): ticks then run back to
-    /// back, except that a skipped tick waits out its interval.
-    pub ticks: Option<u64>,
-}
-
-impl RunLimits {
-    /// Run until shutdown.
-    pub fn forever() -> Self {
-        Self::default()
-    }
-
-    /// Run `ticks` ticks at most.
-    pub fn ticks(ticks: u64) -> Self {
-        Self { ticks: Some(ticks) }
-    }
+    /// Whether the start-up is over (until then, a state store error is
+    /// kept for the caller rather than logged).
+    started: bool,
+    /// The state store's error at start, returned if the machine refuses the start.
+    state_error: Option<StateFileError>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -159,8 +182,8 @@ impl std::fmt::Debug for Worker {
 
 /// The fan-out of `runtime` for `config`, its `https://` probes made with
 /// `tls`, its connections kept or fresh as `connections` says
-/// ([`crate::connections`]) (for [`Worker::with_fanout`];
-/// [`Worker::with_runtime`] uses [`TlsClient::system`] and the default
+/// ([`crate::connections`]) (for [`Ports::with_fanout`]; without one, a
+/// worker probes on threads with [`TlsClient::system`] and the default
 /// policy).
 pub fn probe_fanout(
     runtime: Runtime,
@@ -187,90 +210,54 @@ pub fn probe_fanout(
 }
 
 impl Worker {
-    /// A worker with empty state and nothing pending, probing on threads
-    /// ([`Runtime::Threads`]); the config is validated first (R11).
+    /// A worker for `config` over `ports`, started: the config validated
+    /// (R11), then the machine's start-up performed — with a state store,
+    /// its snapshot restored, the journal cut back or kept off, and the
+    /// snapshot written back (D5, D6).
     ///
-    /// Events are published as they are emitted; see [`Worker::restore`]
-    /// for durable state and [`Worker::set_journal`] for an input journal.
-    pub fn new(
-        config: WorkerConfig,
-        store: impl RuntimeRecordStore + 'static,
-        publisher: impl HealthEventPublisher + 'static,
-        telemetry: impl Telemetry + 'static,
-        clock: impl Clock + 'static,
-    ) -> Result<Self, ConfigError> {
-        Self::with_runtime(config, Runtime::Threads, store, publisher, telemetry, clock)
-    }
-
-    /// [`Worker::new`] with the probes fanned out by `runtime`.
-    ///
-    /// Same state, events, outbox, state file and journal behaviour for
-    /// both. [`Runtime::Async`] starts the worker's tokio runtime now (one
-    /// scheduler thread) and is refused with
-    /// [`ConfigError::AsyncUnavailable`] by a build without the `async`
-    /// feature.
-    pub fn with_runtime(
-        config: WorkerConfig,
-        runtime: Runtime,
-        store: impl RuntimeRecordStore + 'static,
-        publisher: impl HealthEventPublisher + 'static,
-        telemetry: impl Telemetry + 'static,
-        clock: impl Clock + 'static,
-    ) -> Result<Self, ConfigError> {
+    /// On an error nothing was probed, and the state store holds what it
+    /// held (a journal longer than its snapshot recorded may be cut back).
+    pub fn new(config: WorkerConfig, ports: Ports) -> Result<Self, StartError> {
         config.validate()?;
-        let connections =
-            ConnectionPolicy::new(Connections::Auto, config.interval, config.max_concurrency);
-        let fanout = probe_fanout(runtime, &config, TlsClient::system(), connections)?;
-        Ok(Self::assemble(
-            config, fanout, store, publisher, telemetry, clock,
-        ))
-    }
-
-    /// A worker whose probes run through `fanout`: one of [`crate::fanout`],
-    /// or an embedder's or a simulation's own.
-    pub fn with_fanout(
-        config: WorkerConfig,
-        fanout: Box<dyn ProbeFanout>,
-        store: impl RuntimeRecordStore + 'static,
-        publisher: impl HealthEventPublisher + 'static,
-        telemetry: impl Telemetry + 'static,
-        clock: impl Clock + 'static,
-    ) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Ok(Self::assemble(
-            config, fanout, store, publisher, telemetry, clock,
-        ))
-    }
-
-    /// The worker for a validated `config`.
-    fn assemble(
-        config: WorkerConfig,
-        fanout: Box<dyn ProbeFanout>,
-        store: impl RuntimeRecordStore + 'static,
-        publisher: impl HealthEventPublisher + 'static,
-        telemetry: impl Telemetry + 'static,
-        clock: impl Clock + 'static,
-    ) -> Self {
-        let policy = config.policy().expect("a validated config has a policy");
-        Self {
-            config,
+        let fanout = match ports.fanout {
+            Some(fanout) => fanout,
+            None => {
+                let connections = ConnectionPolicy::new(
+                    Connections::Auto,
+                    config.interval,
+                    config.max_concurrency,
+                );
+                probe_fanout(Runtime::Threads, &config, TlsClient::system(), connections)?
+            }
+        };
+        let mut settings = MachineConfig::new(config.interval);
+        settings.durable = ports.state.is_some();
+        settings.journal = ports.journal.is_some();
+        settings.tick_limit = config.tick_limit;
+        settings.shard = config.shard;
+        let mut worker = Self {
             fanout,
             io: Io {
-                machine: TickMachine::new(
-                    MachineConfig::new(config.interval),
-                    HealthStates::new(policy),
-                    Vec::new(),
-                ),
-                store: Box::new(store),
-                publisher: Box::new(publisher),
-                telemetry: Box::new(telemetry),
-                clock: Arc::new(clock),
-                state: None,
-                journal: None,
-                restored_journal: RestoredJournal::Fresh,
-                state_behind: false,
+                machine: TickMachine::new(settings, config.policy()?),
+                store: ports.store,
+                publisher: ports.publisher,
+                telemetry: ports.telemetry,
+                clock: ports.clock,
+                state: ports.state,
+                journal: ports.journal,
+                started: false,
+                state_error: None,
             },
+            config,
+        };
+        if let Control::Stop(StopReason::StartRefused) = worker.io.pump(&Shutdown::new()) {
+            let err = worker.io.state_error.take();
+            return Err(err
+                .expect("the machine refuses a start only after a failed load or write")
+                .into());
         }
+        worker.io.log_start();
+        Ok(worker)
     }
 
     /// The settings in force.
@@ -295,9 +282,6 @@ impl Worker {
 
     /// Events emitted but not yet recorded as delivered, oldest first: the
     /// order they will be published in (D4).
-    ///
-    /// Non-empty while the publisher refuses events, and, with a state
-    /// file, during a tick (events wait for the tick's snapshot).
     pub fn pending(&self) -> Vec<HealthEvent> {
         self.io.machine.pending().cloned().collect()
     }
@@ -307,183 +291,29 @@ impl Worker {
         self.io.machine.pending_len()
     }
 
-    /// Whether a state file holds the latest snapshot, pending events
-    /// included: false without one ([`Worker::restore`]), and while its
-    /// last write has failed (it then holds an older snapshot).
-    pub fn state_is_saved(&self) -> bool {
-        self.io.state.is_some() && !self.io.state_behind
+    /// What becomes of the pending events if the run ends now (kept in the
+    /// state store, or lost, and why).
+    pub fn undelivered(&self) -> Undelivered {
+        self.io.machine.undelivered()
     }
 
-    /// Make the state durable (D5): restore it from `store`, write it back at
-    /// once, and from now on persist it after every tick and before
-    /// publishing any event.
-    ///
-    /// A missing file is a fresh start. The snapshot's counters and pending
-    /// events replace this worker's (call it before the first tick); the
-    /// configured policy replaces the snapshot's. The immediate write checks
-    /// that the file can be written at all, so an unwritable directory is an
-    /// error now rather than a silent gap later. On any error the worker is
-    /// unchanged and the file is left as it was.
-    pub fn restore(
-        &mut self,
-        store: impl StateStore + 'static,
-    ) -> Result<Restored, crate::durable::StateFileError> {
-        let mut store = store;
-        let configured = self.io.machine.states().policy();
-        let (existed, mut states, pending, journal_len) = match store.load()? {
-            Some(snapshot) => (
-                true,
-                snapshot.states,
-                snapshot.pending,
-                snapshot.journal_len,
-            ),
-            None => (false, HealthStates::new(configured), Vec::new(), None),
-        };
-        let replaced_policy = (states.policy() != configured).then(|| states.policy());
-        states.set_policy(configured);
-        let restored_journal = match (existed, journal_len) {
-            (false, _) => RestoredJournal::Fresh,
-            (true, Some(len)) => RestoredJournal::At(len),
-            (true, None) => RestoredJournal::Unrecorded,
-        };
-        // With a journal already set, record the length it is about to be
-        // cut back to, or none if it is about to stay off.
-        let record_len = match &self.io.journal {
-            Some(journal) => restored_journal.kept_len(journal.flushed_len()),
-            None => journal_len,
-        };
-        store.save(&states, &pending, record_len)?;
-        let restored = Restored {
-            existed,
-            games: states.len(),
-            pending: pending.len(),
-            replaced_policy,
-        };
-        let name = store.name();
-        if let Some(previous) = replaced_policy {
-            info!(
-                state_file = %name,
-                snapshot_failures_threshold = previous.failures_threshold(),
-                snapshot_recovery_threshold = previous.recovery_threshold(),
-                failures_threshold = configured.failures_threshold(),
-                recovery_threshold = configured.recovery_threshold(),
-                "the configured policy replaces the snapshot's"
-            );
-        }
-        if existed {
-            info!(
-                state_file = %name,
-                games = restored.games,
-                pending = restored.pending,
-                "state restored"
-            );
-        } else {
-            info!(state_file = %name, "no state file yet; starting fresh");
-        }
-        self.io.machine.restore(states, pending);
-        self.io.machine.set_durable(true);
-        self.io.state = Some(Box::new(store));
-        self.io.restored_journal = restored_journal;
-        self.io.reconcile_journal();
-        Ok(restored)
-    }
-
-    /// Append every prune and outcome to `journal` from now on (D6),
-    /// flushed at the end of each tick.
-    ///
-    /// With a restored snapshot that recorded the journal's length, a longer
-    /// journal is first cut back to it: its last lines belong to a tick the
-    /// snapshot does not hold (flushed, then the process died or the
-    /// snapshot write failed), which this run probes again, so the journal
-    /// keeps replaying to the events delivered. A snapshot that recorded no
-    /// length (taken after the journal had stopped, or by a run without
-    /// one) holds folds no journal has: a journal that already has lines
-    /// then stays off for this run (logged), since appending would leave a
-    /// hole in it, and an empty one (the old one moved aside) starts afresh.
-    ///
-    /// Set it before [`Worker::restore`], as the CLI does: the restore's own
-    /// write, which must succeed, then records the journal's length. Set
-    /// after, the length is recorded by a write made here; if that write
-    /// fails, journaling is turned off for the run (logged), since a crash
-    /// before the next successful write could not cut the journal back.
-    pub fn set_journal(&mut self, journal: impl JournalSink + 'static) {
-        self.io.journal = Some(Box::new(journal));
-        self.io.machine.set_journal(true);
-        self.io.reconcile_journal();
-        if self.io.state.is_some() {
-            // Record the journal's length now, so a crash before the first
-            // tick's snapshot still cuts back what that tick journals.
-            if matches!(self.io.persist(), Persisted::Failed) {
-                // Unrecorded, a crash before the next successful snapshot
-                // would leave the lines journaled since in the journal while
-                // the restored state does not hold them: replay would fold
-                // those ticks twice (found by simulation seed 204122610).
-                // Journal nothing rather than lines replay folds wrong.
-                if let Some(journal) = self.io.journal.take() {
-                    error!(
-                        journal = %journal.name(),
-                        "cannot record the journal's length in the state file; journaling off for this run"
-                    );
-                }
-                self.io.machine.set_journal(false);
-            }
-        }
-    }
-
-    /// One full pass, deterministic up to the engines' answers.
-    ///
-    /// Publishes the events still pending from earlier ticks (D4), lists the
-    /// running records (a listing error logs a warning and skips the tick
-    /// with the state untouched, R9), prunes the state of every game not
-    /// listed (R8), probes each listed game once (D3: the first record of a
-    /// game wins) with at most `max_concurrency` probes in flight (R10), and
-    /// folds each outcome with the core as it arrives, publishing the events
-    /// it causes (with a state file: at the end of the tick, after the
-    /// snapshot). Returns when every probe has finished.
+    /// One tick, for embedders and tests: publishes what is pending (D4),
+    /// lists (R9: an error skips the tick), prunes (R8), probes each listed
+    /// game once (D3, R10) and folds each outcome as it arrives, then
+    /// persists and publishes as the machine says. Returns when every probe
+    /// has finished; a stopped run ticks no more (an empty report).
     pub fn tick(&mut self) -> TickReport {
-        self.tick_until(&Shutdown::new())
+        self.drive_tick(&Shutdown::new()).0.unwrap_or_default()
     }
 
-    /// [`Worker::tick`], but starting no new probe once `shutdown` is triggered.
+    /// Tick once per interval (R13) until `shutdown`, the configured tick
+    /// limit, or a closed events output stops the run; `on_tick` sees each
+    /// tick's report. [`RunReport::stopped`] says why it stopped.
     ///
-    /// Probes already in flight finish (each within the probe timeout) and
-    /// their outcomes are folded and published; the report says `interrupted`.
-    pub fn tick_until(&mut self, shutdown: &Shutdown) -> TickReport {
-        if self.io.machine.is_stopped() {
-            // A finished run (a tick limit, a closed output): tick on demand.
-            self.io.machine.rearm();
-        }
-        let (report, _next) = self.drive_tick(shutdown);
-        report
-    }
-
-    /// Tick once per interval until `shutdown` is triggered (R13).
-    ///
-    /// The first tick starts at once. A tick that overruns the interval logs
-    /// a warning and the next one starts right after it: missed ticks are
-    /// not caught up. Shutdown during a tick stops new probes and waits for
-    /// those in flight, so it is honoured within one probe timeout.
-    pub fn run(&mut self, shutdown: &Shutdown) -> RunReport {
-        self.run_with(shutdown, RunLimits::forever(), |_| {})
-    }
-
-    /// [`Worker::run`], calling `on_tick` with each tick's report.
-    pub fn run_observed(
-        &mut self,
-        shutdown: &Shutdown,
-        on_tick: impl FnMut(&TickReport),
-    ) -> RunReport {
-        self.run_with(shutdown, RunLimits::forever(), on_tick)
-    }
-
-    /// Run until `shutdown`, the limits, or a closed events output stop it;
-    /// `on_tick` sees each tick's report. [`RunReport::stopped`] says why it stopped.
-    pub fn run_with(
-        &mut self,
-        shutdown: &Shutdown,
-        limits: RunLimits,
-        mut on_tick: impl FnMut(&TickReport),
-    ) -> RunReport {
+    /// The first tick starts at once; a tick that overruns the interval
+    /// logs a warning and the next starts right after it. Shutdown during a
+    /// tick starts no new probe and waits for those in flight.
+    pub fn run(&mut self, shutdown: &Shutdown, mut on_tick: impl FnMut(&TickReport)) -> RunReport {
         let config = self.config;
         info!(
             interval_ms = duration_ms(config.interval),
@@ -494,41 +324,24 @@ impl Worker {
             runtime = %self.runtime(),
             "health probe worker started"
         );
-        if self.io.machine.is_stopped() {
-            self.io.machine.rearm();
+        if shutdown.is_triggered() {
+            self.io.machine.handle_shutdown();
         }
-        let before = self.io.machine.run_report().ticks;
-        self.io
-            .machine
-            .set_tick_limit(limits.ticks.map(|ticks| before + ticks));
-        let mut run = RunReport::default();
-        if limits.ticks == Some(0) {
-            run.stopped = Some(StopReason::TickLimit);
-        } else if shutdown.is_triggered() {
-            run.stopped = Some(StopReason::Shutdown);
-        }
-        while run.stopped.is_none() {
+        loop {
             let (report, next) = self.drive_tick(shutdown);
-            run.add(&report);
-            on_tick(&report);
-            if report.overran {
-                warn!(
-                    duration_ms = duration_ms(report.duration),
-                    interval_ms = duration_ms(config.interval),
-                    "tick overran the interval; the next tick starts now"
-                );
+            if let Some(report) = report {
+                on_tick(&report);
             }
             match next {
-                Next::Stop(reason) => run.stopped = Some(reason),
+                Next::Stop => break,
                 Next::Wait(until) => {
                     if shutdown.is_triggered() || self.io.clock.sleep_until(until, shutdown) {
                         self.io.machine.handle_shutdown();
-                        run.stopped = Some(StopReason::Shutdown);
                     }
                 }
             }
         }
-        self.io.machine.set_tick_limit(None);
+        let run = self.io.machine.run_report();
         info!(
             ticks = run.ticks,
             events = run.events,
@@ -540,8 +353,9 @@ impl Worker {
         run
     }
 
-    /// Drive one tick of the machine to its end; its report and what comes next.
-    fn drive_tick(&mut self, shutdown: &Shutdown) -> (TickReport, Next) {
+    /// Drive one tick of the machine to its end; its report (none if the
+    /// run stopped before it began) and what comes next.
+    fn drive_tick(&mut self, shutdown: &Shutdown) -> (Option<TickReport>, Next) {
         let io = &mut self.io;
         io.machine.start_tick(io.clock.monotonic());
         let mut report = None;
@@ -571,21 +385,12 @@ impl Worker {
                     io.machine.handle_probes_done(io.clock.monotonic());
                 }
                 Control::TickDone(done) => {
-                    log_tick(&done);
+                    log_tick(&done, self.config.interval);
                     report = Some(done);
                 }
-                Control::Wait(until) => return (report.unwrap_or_default(), Next::Wait(until)),
-                Control::Stop(reason) => return (report.unwrap_or_default(), Next::Stop(reason)),
-                Control::Idle => {
-                    // Nothing is asked and no tick is running: the machine
-                    // stopped before this tick could start.
-                    let reason = io
-                        .machine
-                        .run_report()
-                        .stopped
-                        .unwrap_or(StopReason::Shutdown);
-                    return (report.unwrap_or_default(), Next::Stop(reason));
-                }
+                Control::Wait(until) => return (report, Next::Wait(until)),
+                // Or nothing asked and no tick running: the run is over.
+                Control::Stop(_) | Control::Idle => return (report, Next::Stop),
             }
         }
     }
@@ -595,7 +400,7 @@ impl Worker {
 #[derive(Debug)]
 enum Next {
     Wait(Duration),
-    Stop(StopReason),
+    Stop,
 }
 
 /// What [`Io::pump`] hands back to the tick loop.
@@ -610,52 +415,6 @@ enum Control {
 }
 
 impl Io {
-    /// Make the journal agree with the restored snapshot (D6): cut it back
-    /// to the length the snapshot recorded, or turn it off when the
-    /// snapshot holds folds it lacks and it already has lines.
-    fn reconcile_journal(&mut self) {
-        let Some(journal) = &mut self.journal else {
-            return;
-        };
-        let len = match self.restored_journal {
-            RestoredJournal::Fresh => return,
-            RestoredJournal::At(len) => len,
-            RestoredJournal::Unrecorded => {
-                if journal.flushed_len() > 0 {
-                    error!(
-                        journal = %journal.name(),
-                        "the restored state holds probes this journal lacks (it stopped in an earlier run, or that run had no journal): appending would leave a hole, so journaling stays off; move the journal aside to start a new one"
-                    );
-                    self.journal = None;
-                    self.machine.set_journal(false);
-                }
-                return;
-            }
-        };
-        let found = journal.flushed_len();
-        if found > len {
-            match journal.truncate(len) {
-                Ok(()) => info!(
-                    journal = %journal.name(),
-                    dropped_bytes = found - len,
-                    "journal cut back to the restored snapshot: its last lines were of a tick the snapshot does not hold"
-                ),
-                Err(err) => {
-                    journal_failed(journal.as_ref(), &err);
-                    self.journal = None;
-                    self.machine.set_journal(false);
-                }
-            }
-        } else if found < len {
-            warn!(
-                journal = %journal.name(),
-                found,
-                recorded = len,
-                "the journal is shorter than the state file recorded (replaced or truncated?); appending to it as it is"
-            );
-        }
-    }
-
     /// Perform the machine's actions until it waits for an outcome, or
     /// hands back something only the tick loop can do.
     fn pump(&mut self, shutdown: &Shutdown) -> Control {
@@ -663,6 +422,22 @@ impl Io {
         let now = || clock.monotonic();
         while let Some(action) = self.machine.poll_action() {
             match action {
+                Action::LoadState => {
+                    let loaded = match &mut self.state {
+                        Some(state) => state.load().map_err(|err| self.state_error = Some(err)),
+                        None => Ok(None),
+                    };
+                    self.machine.handle_loaded(now(), loaded);
+                }
+                Action::TruncateJournal(len) => {
+                    let result = match &mut self.journal {
+                        Some(journal) => journal
+                            .truncate(len)
+                            .map_err(|err| journal_failed(journal.as_ref(), &err)),
+                        None => Err(()),
+                    };
+                    self.machine.handle_truncated(now(), result);
+                }
                 Action::List => {
                     let listing = self.store.list_running().map_err(|err| {
                         warn!(error = %err, "cannot list running records; tick skipped");
@@ -674,21 +449,18 @@ impl Io {
                     if let Some(journal) = &mut self.journal {
                         if let Err(err) = journal.record(&input) {
                             journal_failed(journal.as_ref(), &err);
-                            self.journal = None;
                             self.machine.handle_journal_failed(now());
                         }
                     }
                 }
                 Action::FlushJournal => {
                     let result = match &mut self.journal {
-                        Some(journal) => journal.flush().map_err(|err| {
-                            journal_failed(journal.as_ref(), &err);
-                        }),
+                        Some(journal) => journal
+                            .flush()
+                            .map(|()| journal.flushed_len())
+                            .map_err(|err| journal_failed(journal.as_ref(), &err)),
                         None => Err(()),
                     };
-                    if result.is_err() {
-                        self.journal = None;
-                    }
                     self.machine.handle_flushed(now(), result);
                 }
                 Action::Publish(event) => {
@@ -704,8 +476,8 @@ impl Io {
                     });
                     self.machine.handle_synced(now(), result);
                 }
-                Action::Persist => {
-                    let persisted = self.persist();
+                Action::Persist { journal_len } => {
+                    let persisted = self.persist(journal_len);
                     self.machine.handle_persisted(now(), persisted);
                 }
                 Action::Interrupt => shutdown.trigger(),
@@ -754,19 +526,19 @@ impl Io {
         }
     }
 
-    /// Write the snapshot the machine holds.
-    fn persist(&mut self) -> Persisted {
+    /// Write the machine's snapshot, recording `journal_len`.
+    fn persist(&mut self, journal_len: Option<u64>) -> Persisted {
         let Some(state) = &mut self.state else {
-            return Persisted::Unchanged;
+            return Persisted::Failed;
         };
         let pending: Vec<HealthEvent> = self.machine.pending().cloned().collect();
-        // Every line of the folds in this snapshot was flushed before it.
-        let journal_len = self.journal.as_ref().map(|journal| journal.flushed_len());
-        let saved = state.save(self.machine.states(), &pending, journal_len);
-        self.state_behind = saved.is_err();
-        match saved {
+        match state.save(self.machine.states(), &pending, journal_len) {
             Ok(crate::durable::Saved::Written) => Persisted::Written,
             Ok(crate::durable::Saved::Unchanged) => Persisted::Unchanged,
+            Err(err) if !self.started => {
+                self.state_error = Some(err);
+                Persisted::Failed
+            }
             Err(err) => {
                 error!(
                     error = %err,
@@ -774,6 +546,59 @@ impl Io {
                 );
                 Persisted::Failed
             }
+        }
+    }
+
+    /// Log what the start-up restored and did with the journal.
+    fn log_start(&mut self) {
+        self.started = true;
+        let Some(restored) = self.machine.restored() else {
+            return;
+        };
+        let state_file = self.state.as_ref().map(|state| state.name());
+        let state_file = state_file.unwrap_or_default();
+        if let Some(previous) = restored.replaced_policy {
+            let configured = self.machine.states().policy();
+            info!(
+                state_file,
+                snapshot_failures_threshold = previous.failures_threshold(),
+                snapshot_recovery_threshold = previous.recovery_threshold(),
+                failures_threshold = configured.failures_threshold(),
+                recovery_threshold = configured.recovery_threshold(),
+                "the configured policy replaces the snapshot's"
+            );
+        }
+        if restored.existed {
+            info!(
+                state_file,
+                games = restored.games,
+                pending = restored.pending,
+                "state restored"
+            );
+        } else {
+            info!(state_file, "no state file yet; starting fresh");
+        }
+        let journal = self.journal.as_ref().map(|journal| journal.name());
+        let journal = journal.unwrap_or_default();
+        match restored.journal {
+            JournalAtStart::CutBack { from, to } => info!(
+                journal,
+                dropped_bytes = from - to,
+                "journal cut back to the restored snapshot: its last lines were of a tick the snapshot does not hold"
+            ),
+            JournalAtStart::Shorter { found, recorded } => warn!(
+                journal,
+                found,
+                recorded,
+                "the journal is shorter than the state file recorded (replaced or truncated?); appending to it as it is"
+            ),
+            JournalAtStart::KeptOff => error!(
+                journal,
+                "the restored state holds probes this journal lacks (it stopped in an earlier run, or that run had no journal): appending would leave a hole, so journaling stays off; move the journal aside to start a new one"
+            ),
+            JournalAtStart::NoJournal
+            | JournalAtStart::Continued { .. }
+            | JournalAtStart::Failed => {}
         }
     }
 }
@@ -786,7 +611,7 @@ fn journal_failed(journal: &dyn JournalSink, err: &std::io::Error) {
     );
 }
 
-fn log_tick(report: &TickReport) {
+fn log_tick(report: &TickReport, interval: Duration) {
     info!(
         games = report.games,
         probes = report.probes,
@@ -805,6 +630,13 @@ fn log_tick(report: &TickReport) {
             "events wait for the publisher; they are retried in order next tick"
         );
     }
+    if report.overran {
+        warn!(
+            duration_ms = duration_ms(report.duration),
+            interval_ms = duration_ms(interval),
+            "tick overran the interval; the next tick starts now"
+        );
+    }
 }
 
 fn duration_ms(duration: Duration) -> u64 {
@@ -819,9 +651,12 @@ mod tests {
 
     use std::sync::Mutex;
 
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
     use crate::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
     use crate::durable::StateFile;
+    use crate::journal_file::JournalFile;
     use crate::ports::RuntimeRecord;
     use crate::probe::ProbeClass;
     use healthprobe_core::Timestamp;
@@ -843,6 +678,14 @@ mod tests {
     }
 
     fn rig(failures_threshold: u32) -> Rig {
+        rig_with(failures_threshold, |ports| ports).expect("valid config")
+    }
+
+    /// A rig whose ports are completed by `ports` (a state file, a journal).
+    fn rig_with(
+        failures_threshold: u32,
+        ports: impl FnOnce(Ports) -> Ports,
+    ) -> Result<Rig, StartError> {
         let store = MemoryStore::new();
         let publisher = MemoryPublisher::new();
         let telemetry = CountingTelemetry::new();
@@ -854,19 +697,28 @@ mod tests {
         let clock = ManualClock::new(Timestamp::from_second(1_800_000_000).expect("valid"));
         let worker = Worker::new(
             config,
-            store.clone(),
-            publisher.clone(),
-            telemetry.clone(),
-            clock,
-        )
-        .expect("valid config");
-        Rig {
+            ports(Ports::new(
+                store.clone(),
+                publisher.clone(),
+                telemetry.clone(),
+                clock,
+            )),
+        )?;
+        Ok(Rig {
             worker,
             store,
             publisher,
             telemetry,
             endpoint: refused_endpoint(),
-        }
+        })
+    }
+
+    /// [`rig_with`] a state file at `path`.
+    fn rig_with_state(failures_threshold: u32, path: &std::path::Path) -> Rig {
+        rig_with(failures_threshold, |ports| {
+            ports.with_state(StateFile::new(path))
+        })
+        .expect("the state file restores")
     }
 
     #[test]
@@ -878,18 +730,28 @@ mod tests {
         assert_send_sync::<Prober>();
     }
 
-    #[test]
-    fn the_async_runtime_is_refused_only_without_the_feature() {
-        let worker = Worker::with_runtime(
-            WorkerConfig::default(),
-            Runtime::Async,
+    fn memory_ports() -> Ports {
+        Ports::new(
             MemoryStore::new(),
             MemoryPublisher::new(),
             CountingTelemetry::new(),
             ManualClock::new(Timestamp::UNIX_EPOCH),
+        )
+    }
+
+    #[test]
+    fn the_async_runtime_is_refused_only_without_the_feature() {
+        let config = WorkerConfig::default();
+        let fanout = probe_fanout(
+            Runtime::Async,
+            &config,
+            TlsClient::system(),
+            ConnectionPolicy::fresh(),
         );
+        let worker = fanout.map(|fanout| Worker::new(config, memory_ports().with_fanout(fanout)));
         if cfg!(feature = "async") {
-            assert_eq!(worker.expect("async built in").runtime(), Runtime::Async);
+            let worker = worker.expect("async built in").expect("valid config");
+            assert_eq!(worker.runtime(), Runtime::Async);
         } else {
             let err = worker.expect_err("async not built in");
             assert_eq!(err, ConfigError::AsyncUnavailable);
@@ -905,15 +767,11 @@ mod tests {
             max_concurrency: 0,
             ..WorkerConfig::default()
         };
-        let err = Worker::new(
-            config,
-            MemoryStore::new(),
-            MemoryPublisher::new(),
-            CountingTelemetry::new(),
-            ManualClock::new(Timestamp::UNIX_EPOCH),
-        )
-        .expect_err("zero concurrency");
-        assert_eq!(err, ConfigError::ZeroMaxConcurrency);
+        let err = Worker::new(config, memory_ports()).expect_err("zero concurrency");
+        assert!(
+            matches!(err, StartError::Config(ConfigError::ZeroMaxConcurrency)),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -934,20 +792,17 @@ mod tests {
                 ConfigError::ZeroRecoveryThreshold,
             ),
         ] {
-            let err = Worker::with_fanout(
-                config,
-                Box::new(ThreadFanout::new(Prober::new(
-                    Duration::from_secs(1),
-                    TlsClient::system(),
-                    ConnectionPolicy::fresh(),
-                ))),
-                MemoryStore::new(),
-                MemoryPublisher::new(),
-                CountingTelemetry::new(),
-                ManualClock::new(Timestamp::UNIX_EPOCH),
-            )
-            .expect_err("an invalid config");
-            assert_eq!(err, expected);
+            let fanout = Box::new(ThreadFanout::new(Prober::new(
+                Duration::from_secs(1),
+                TlsClient::system(),
+                ConnectionPolicy::fresh(),
+            )));
+            let err = Worker::new(config, memory_ports().with_fanout(fanout))
+                .expect_err("an invalid config");
+            assert!(
+                matches!(&err, StartError::Config(got) if *got == expected),
+                "{err:?}"
+            );
         }
     }
 
@@ -1162,8 +1017,7 @@ mod tests {
             failures_threshold: 2,
             ..WorkerConfig::default()
         };
-        let mut worker = Worker::new(
-            config,
+        let ports = Ports::new(
             store.clone(),
             SnapshotFirst {
                 inner: publisher.clone(),
@@ -1173,9 +1027,9 @@ mod tests {
             CountingTelemetry::new(),
             ManualClock::new(Timestamp::from_second(1_800_000_000).expect("valid")),
         )
-        .expect("valid config");
-        let restored = worker.restore(StateFile::new(&path)).expect("fresh start");
-        assert!(!restored.existed);
+        .with_state(StateFile::new(&path));
+        let mut worker = Worker::new(config, ports).expect("a fresh start");
+        assert_eq!(worker.machine().restored().map(|r| r.existed), Some(false));
         publisher.fail_every(2);
         let mut reports = Vec::new();
         for _ in 0..6 {
@@ -1197,22 +1051,32 @@ mod tests {
     }
 
     #[test]
-    fn d5_restore_refuses_a_bad_file_and_leaves_worker_and_file_as_they_were() {
+    fn d5_a_bad_state_file_refuses_the_start_and_is_left_as_it_was() {
         let dir = scratch("refuse");
         let path = dir.join("state.json");
-        let mut rig = rig(1);
         for text in ["", "{\"version\":1,", "{\"version\":9}"] {
             std::fs::write(&path, text).expect("seed");
-            let err = rig
-                .worker
-                .restore(StateFile::new(&path))
-                .expect_err("a bad file");
+            let started = rig_with(1, |ports| ports.with_state(StateFile::new(&path)));
+            let Err(StartError::State(err)) = started else {
+                panic!("a bad file must refuse the start");
+            };
             assert!(err.is_bad_contents(), "{err}");
             assert!(err.to_string().starts_with(&path.display().to_string()));
             assert_eq!(std::fs::read_to_string(&path).expect("kept"), text);
         }
-        assert!(rig.worker.states().is_empty());
-        assert!(rig.worker.io.state.is_none());
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn d5_an_unwritable_state_file_refuses_the_start() {
+        let dir = scratch("unwritable");
+        let path = dir.join("missing-directory").join("state.json");
+        let started = rig_with(1, |ports| ports.with_state(StateFile::new(&path)));
+        let Err(StartError::State(err)) = started else {
+            panic!("a state file that cannot be written must refuse the start");
+        };
+        assert!(!err.is_bad_contents(), "{err}");
+        assert!(err.to_string().contains("missing-directory"), "{err}");
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
@@ -1220,12 +1084,11 @@ mod tests {
     fn d5_restore_brings_back_counters_and_pending_under_the_configured_policy() {
         let dir = scratch("restore");
         let path = dir.join("state.json");
-        let mut before = rig(3);
+        let mut before = rig_with_state(3, &path);
         let endpoint = before.endpoint.clone();
         before
             .store
             .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
-        before.worker.restore(StateFile::new(&path)).expect("fresh");
         before.publisher.fail(true);
         for _ in 0..3 {
             before.worker.tick();
@@ -1234,11 +1097,11 @@ mod tests {
         let pending = before.worker.pending().to_vec();
         drop(before);
 
-        let mut after = rig(5);
+        let mut after = rig_with_state(5, &path);
         after
             .store
             .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
-        let restored = after.worker.restore(StateFile::new(&path)).expect("valid");
+        let restored = after.worker.machine().restored().expect("restored");
         assert_eq!(
             (restored.existed, restored.games, restored.pending),
             (true, 1, 1)
@@ -1267,13 +1130,10 @@ mod tests {
     fn d5_while_snapshot_writes_fail_nothing_is_published_and_the_next_good_write_releases_it() {
         let dir = scratch("write-fails");
         let path = dir.join("state.json");
-        let mut rig = rig(1);
+        let mut rig = rig_with_state(1, &path);
         let endpoint = rig.endpoint.clone();
         rig.store
             .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
-        assert!(!rig.worker.state_is_saved(), "no state file yet");
-        rig.worker.restore(StateFile::new(&path)).expect("fresh");
-        assert!(rig.worker.state_is_saved());
         std::fs::remove_dir_all(&dir).expect("the directory goes away");
         let report = rig.worker.tick();
         assert_eq!(
@@ -1287,8 +1147,9 @@ mod tests {
             "the tick's write fails: its event waits"
         );
         assert!(rig.publisher.events().is_empty());
-        assert!(
-            !rig.worker.state_is_saved(),
+        assert_eq!(
+            rig.worker.undelivered(),
+            Undelivered::LostLastWriteFailed(1),
             "the file no longer holds what the worker knows"
         );
         let report = rig.worker.tick();
@@ -1305,7 +1166,7 @@ mod tests {
             "the catch-up write succeeds and releases the event"
         );
         assert_eq!(rig.publisher.events().len(), 1);
-        assert!(rig.worker.state_is_saved());
+        assert_eq!(rig.worker.undelivered(), Undelivered::Nothing);
         let snapshot = StateFile::new(&path)
             .load()
             .expect("valid")
@@ -1315,64 +1176,25 @@ mod tests {
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
-    #[test]
-    fn d6_a_journal_set_after_restore_whose_length_cannot_be_recorded_is_turned_off() {
-        // Seed 204122610 of the simulation: journal set after the restore,
-        // the write recording its length failed, a tick journaled, a crash:
-        // the restart could not cut the journal back, and replay folded
-        // that tick twice.
-        let dir = scratch("journal-unrecorded");
-        let state_dir = dir.join("state");
-        std::fs::create_dir_all(&state_dir).expect("state dir");
-        let journal = dir.join("journal.jsonl");
-        let mut rig = rig(1);
-        let endpoint = rig.endpoint.clone();
-        rig.store
-            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
-        rig.worker
-            .restore(StateFile::new(state_dir.join("state.json")))
-            .expect("fresh");
-        std::fs::remove_dir_all(&state_dir).expect("the state's directory goes away");
-        rig.worker
-            .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
-        let report = rig.worker.tick();
-        assert_eq!(
-            (report.events, report.pending),
-            (1, 1),
-            "probing goes on; the event waits for the state file (D5)"
-        );
-        assert_eq!(
-            std::fs::read(&journal).expect("journal"),
-            b"",
-            "nothing journaled that a restart could not cut back"
-        );
-        std::fs::remove_dir_all(&dir).expect("clean up");
-    }
-
     /// A journal file whose writes can be made to fail.
     #[derive(Debug)]
     struct FailingJournal {
-        inner: crate::journal_file::JournalFile,
-        fail: Arc<std::sync::atomic::AtomicBool>,
-    }
-
-    impl FailingJournal {
-        fn check(&self) -> std::io::Result<()> {
-            if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(std::io::Error::other("no space left on device"));
-            }
-            Ok(())
-        }
+        inner: JournalFile,
+        fail: Arc<AtomicBool>,
     }
 
     impl JournalSink for FailingJournal {
         fn record(&mut self, input: &healthprobe_core::Input) -> std::io::Result<()> {
-            self.check()?;
+            if self.fail.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("no space left on device"));
+            }
             self.inner.record(input)
         }
 
         fn flush(&mut self) -> std::io::Result<()> {
-            self.check()?;
+            if self.fail.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("no space left on device"));
+            }
             self.inner.flush()
         }
 
@@ -1389,12 +1211,21 @@ mod tests {
         }
     }
 
-    /// A rig whose store lists one game, `g1`, on an engine that refuses.
-    fn rig_listing_g1() -> Rig {
-        let rig = rig(1);
+    /// A rig with a state file and a journal, listing one game, `g1`, on an engine that refuses.
+    fn rig_journaled(state: &std::path::Path, journal: impl JournalSink + 'static) -> Rig {
+        let rig = rig_with(1, |ports| {
+            ports
+                .with_state(StateFile::new(state))
+                .with_journal(journal)
+        })
+        .expect("the state file restores");
         rig.store
             .set(vec![RuntimeRecord::running("g1", "c1", &rig.endpoint)]);
         rig
+    }
+
+    fn open_journal(path: &std::path::Path) -> JournalFile {
+        JournalFile::append(path).expect("open the journal")
     }
 
     #[test]
@@ -1403,55 +1234,39 @@ mod tests {
         // in snapshots; the next run must not append after that hole.
         let dir = scratch("journal-stays-stopped");
         let (state, journal) = (dir.join("state.json"), dir.join("journal.jsonl"));
-        for journal_first in [true, false] {
-            let _ = std::fs::remove_file(&state);
-            let _ = std::fs::remove_file(&journal);
-            let mut first = rig_listing_g1();
-            let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            first.worker.set_journal(FailingJournal {
-                inner: crate::journal_file::JournalFile::append(&journal).expect("open"),
+        let fail = Arc::new(AtomicBool::new(false));
+        let mut first = rig_journaled(
+            &state,
+            FailingJournal {
+                inner: open_journal(&journal),
                 fail: Arc::clone(&fail),
-            });
-            first.worker.restore(StateFile::new(&state)).expect("fresh");
-            first.worker.tick();
-            fail.store(true, std::sync::atomic::Ordering::Relaxed);
-            assert!(first.worker.tick().journal_stopped);
-            first.worker.tick();
-            drop(first);
-            let stopped = std::fs::read(&journal).expect("journal");
-            assert_eq!(
-                stopped.iter().filter(|&&b| b == b'\n').count(),
-                2,
-                "one tick"
-            );
+            },
+        );
+        first.worker.tick();
+        fail.store(true, Ordering::Relaxed);
+        assert!(first.worker.tick().journal_stopped);
+        first.worker.tick();
+        drop(first);
+        let stopped = std::fs::read(&journal).expect("journal");
+        assert_eq!(
+            stopped.iter().filter(|&&b| b == b'\n').count(),
+            2,
+            "one tick"
+        );
 
-            let mut second = rig_listing_g1();
-            let open = || crate::journal_file::JournalFile::append(&journal).expect("open");
-            if journal_first {
-                second.worker.set_journal(open());
-            }
-            second
-                .worker
-                .restore(StateFile::new(&state))
-                .expect("valid");
-            if !journal_first {
-                second.worker.set_journal(open());
-            }
-            assert!(!second.worker.machine().is_journaling(), "{journal_first}");
-            second.worker.tick();
-            drop(second);
-            assert_eq!(
-                std::fs::read(&journal).expect("journal"),
-                stopped,
-                "nothing appended after the hole (journal set first: {journal_first})"
-            );
-            // And it stays so: the snapshots of the run without a journal
-            // record no journal length either.
-            let mut third = rig(1);
-            third.worker.set_journal(open());
-            third.worker.restore(StateFile::new(&state)).expect("valid");
-            assert!(!third.worker.machine().is_journaling());
-        }
+        let mut second = rig_journaled(&state, open_journal(&journal));
+        assert!(!second.worker.machine().is_journaling());
+        second.worker.tick();
+        drop(second);
+        assert_eq!(
+            std::fs::read(&journal).expect("journal"),
+            stopped,
+            "nothing appended after the hole"
+        );
+        // And it stays so: the snapshots of the run without a journal
+        // record no journal length either.
+        let third = rig_journaled(&state, open_journal(&journal));
+        assert!(!third.worker.machine().is_journaling());
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
@@ -1460,29 +1275,20 @@ mod tests {
         let dir = scratch("journal-moved-aside");
         let (state, journal) = (dir.join("state.json"), dir.join("journal.jsonl"));
         // A run with a state file and no journal: its snapshots record none.
-        let mut first = rig_listing_g1();
-        first.worker.restore(StateFile::new(&state)).expect("fresh");
+        let mut first = rig_with_state(1, &state);
+        first
+            .store
+            .set(vec![RuntimeRecord::running("g1", "c1", &first.endpoint)]);
         first.worker.tick();
         drop(first);
         // An old journal with lines: continuing it would leave a hole.
         std::fs::write(&journal, "{\"type\":\"prune\",\"running\":[]}\n").expect("old journal");
-        let mut second = rig(1);
-        second
-            .worker
-            .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
-        second
-            .worker
-            .restore(StateFile::new(&state))
-            .expect("valid");
+        let second = rig_journaled(&state, open_journal(&journal));
         assert!(!second.worker.machine().is_journaling());
         drop(second);
         // Moved aside: a new, empty journal starts with this run.
         std::fs::remove_file(&journal).expect("moved aside");
-        let mut third = rig_listing_g1();
-        third
-            .worker
-            .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
-        third.worker.restore(StateFile::new(&state)).expect("valid");
+        let mut third = rig_journaled(&state, open_journal(&journal));
         assert!(third.worker.machine().is_journaling());
         third.worker.tick();
         drop(third);
@@ -1495,15 +1301,7 @@ mod tests {
     fn d5_d6_a_restore_cuts_the_journal_back_to_the_ticks_its_snapshot_holds() {
         let dir = scratch("journal-cut");
         let (state, journal) = (dir.join("state.json"), dir.join("journal.jsonl"));
-        let mut first = rig(1);
-        let endpoint = first.endpoint.clone();
-        first
-            .store
-            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
-        first.worker.restore(StateFile::new(&state)).expect("fresh");
-        first
-            .worker
-            .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
+        let mut first = rig_journaled(&state, open_journal(&journal));
         first.worker.tick();
         drop(first);
         let committed = std::fs::read(&journal).expect("journal");
@@ -1513,15 +1311,15 @@ mod tests {
         let extra = "{\"type\":\"prune\",\"running\":[\"g1\"]}\n";
         std::fs::write(&journal, [committed.as_slice(), extra.as_bytes()].concat())
             .expect("append");
-        let mut second = rig(1);
-        second
-            .worker
-            .restore(StateFile::new(&state))
-            .expect("valid");
-        second
-            .worker
-            .set_journal(crate::journal_file::JournalFile::append(&journal).expect("open"));
+        let second = rig_journaled(&state, open_journal(&journal));
         assert_eq!(std::fs::read(&journal).expect("journal"), committed);
+        assert_eq!(
+            second.worker.machine().restored().map(|r| r.journal),
+            Some(JournalAtStart::CutBack {
+                from: (committed.len() + extra.len()) as u64,
+                to: committed.len() as u64
+            })
+        );
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
@@ -1541,14 +1339,13 @@ mod tests {
                 ..WorkerConfig::default()
             };
             let publisher = MemoryPublisher::new();
-            let mut worker = Worker::new(
-                config,
+            let ports = Ports::new(
                 store,
                 publisher.clone(),
                 CountingTelemetry::new(),
                 crate::ports::SystemClock,
-            )
-            .expect("valid config");
+            );
+            let mut worker = Worker::new(config, ports).expect("valid config");
             let report = worker.tick();
             assert_eq!(
                 (report.probes, report.events),
@@ -1563,19 +1360,42 @@ mod tests {
         }
     }
 
+    /// A store that triggers `shutdown` when it lists, as a signal during a tick would.
+    struct ShutdownOnList {
+        inner: MemoryStore,
+        shutdown: Shutdown,
+    }
+
+    impl RuntimeRecordStore for ShutdownOnList {
+        fn list_running(&mut self) -> Result<Vec<RuntimeRecord>, crate::ports::ListError> {
+            self.shutdown.trigger();
+            self.inner.list_running()
+        }
+    }
+
     #[test]
-    fn a_triggered_shutdown_stops_the_run_and_interrupts_the_tick() {
-        let mut rig = rig(3);
-        let endpoint = rig.endpoint.clone();
-        rig.store
-            .set(vec![RuntimeRecord::running("g1", "c1", &endpoint)]);
+    fn r13_a_shutdown_during_a_tick_starts_no_probe_and_stops_the_run_after_it() {
+        let store =
+            MemoryStore::with_records(vec![RuntimeRecord::running("g1", "c1", refused_endpoint())]);
         let shutdown = Shutdown::new();
-        shutdown.trigger();
-        let report = rig.worker.tick_until(&shutdown);
-        assert!(report.interrupted);
-        assert_eq!(report.probes, 0);
-        let run = rig.worker.run(&shutdown);
-        assert_eq!(run.ticks, 0);
+        let ports = Ports::new(
+            ShutdownOnList {
+                inner: store,
+                shutdown: shutdown.clone(),
+            },
+            MemoryPublisher::new(),
+            CountingTelemetry::new(),
+            ManualClock::new(Timestamp::UNIX_EPOCH),
+        );
+        let mut worker = Worker::new(WorkerConfig::default(), ports).expect("valid config");
+        let mut ticks = Vec::new();
+        let run = worker.run(&shutdown, |tick| ticks.push(tick.clone()));
+        assert_eq!((run.ticks, run.stopped), (1, Some(StopReason::Shutdown)));
+        assert!(ticks[0].interrupted);
+        assert_eq!((ticks[0].games, ticks[0].probes), (1, 0));
+        // Triggered before the run: no tick at all.
+        let run = worker.run(&shutdown, |_| panic!("no tick"));
+        assert_eq!(run.ticks, 1, "the run's totals so far");
     }
 
     fn record(game_id: &str, container_id: &str) -> RuntimeRecord {

@@ -18,7 +18,7 @@
 //! `FILE` holds either the previous snapshot or the new one, whole.
 //!
 //! One process per state file: [`StateFile::lock`] (taken by the first
-//! [`StateFile::save`] at the latest, so `Worker::restore` takes it at start)
+//! [`StateFile::save`] at the latest, so a worker takes it at start)
 //! holds an exclusive `flock` on `FILE.lock`, which holds the holder's PID,
 //! for as long as the `StateFile` lives. A second process is refused with
 //! [`StateFileError::Locked`], naming the holder. The lock file is left in
@@ -84,19 +84,8 @@ fn whole_lines_len(file: &File, len: u64) -> io::Result<u64> {
 /// The snapshot format this build reads and writes.
 pub const STATE_FILE_VERSION: u64 = 1;
 
-/// What a state file holds: the hysteresis state and the events not yet delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    /// The policy and per-game counters.
-    pub states: HealthStates,
-    /// Events emitted but not yet accepted by the publisher, oldest first.
-    pub pending: Vec<HealthEvent>,
-    /// The journal's length in bytes when this snapshot was taken (its last
-    /// whole line folded into `states`), when the run had a journal. A
-    /// restore cuts a longer journal back to it: the lines after it belong
-    /// to a tick this snapshot does not hold, which the next run probes again.
-    pub journal_len: Option<u64>,
-}
+/// What a state file holds: the tick machine's snapshot (D5).
+pub use healthprobe_core::tick::Snapshot;
 
 /// A state file could not be read, parsed or written; every message names the file.
 #[derive(Debug, thiserror::Error)]

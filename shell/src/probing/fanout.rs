@@ -397,7 +397,7 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 #[cfg(test)]
 mod tests {
     use healthprobe_core::tick::{MachineConfig, TickMachine};
-    use healthprobe_core::{HealthStates, Policy, Timestamp};
+    use healthprobe_core::{Policy, Timestamp};
 
     use super::*;
     use crate::adapters::ManualClock;
@@ -416,8 +416,7 @@ mod tests {
     fn batch(endpoints: &[&str]) -> ProbeBatch {
         let mut machine = TickMachine::new(
             MachineConfig::new(std::time::Duration::from_secs(1)),
-            HealthStates::new(Policy::default()),
-            Vec::new(),
+            Policy::default(),
         );
         machine.start_tick(std::time::Duration::ZERO);
         assert_eq!(

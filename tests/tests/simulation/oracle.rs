@@ -11,7 +11,9 @@
 //! file, the listings and probe results each committed snapshot holds (the
 //! folds of the life that wrote it, before the write, on top of what that
 //! life restored), ending with the whole last life; without one, each life
-//! on its own, from nothing.
+//! on its own, from nothing. Each input is folded under the policy its
+//! life was configured with (the configured policy replaces a restored
+//! snapshot's; the counters carry over).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -64,6 +66,7 @@ fn fold(world: &World, lineage: &[usize]) -> Fold {
     let mut listing: &[RuntimeRecord] = &[];
     for &index in lineage {
         let entry = &world.log[index];
+        fold.model.set_policy(world.lives[entry.life].policy);
         match &entry.what {
             What::Listed { records } => {
                 let running: Vec<String> = records.iter().map(|r| r.game_id.clone()).collect();
@@ -479,7 +482,7 @@ fn check_journal(
     inputs: &[Input],
     restored_len: impl Fn(usize) -> usize,
 ) -> Result<(), String> {
-    if world.scenario.journal.is_none() {
+    if !world.scenario.journal {
         return Ok(());
     }
     let lines = journal_lines(&world.journal)?;
@@ -522,7 +525,7 @@ fn check_journal(
 /// D6 without a state file: each life's part of the journal is a prefix of
 /// that life's inputs, holding at least what its last good flush wrote.
 fn check_life_journal(world: &World, life: usize, inputs: &[Input]) -> Result<(), String> {
-    if world.scenario.journal.is_none() {
+    if !world.scenario.journal {
         return Ok(());
     }
     let start = world.lives[life].journal_start;

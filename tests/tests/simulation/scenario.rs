@@ -74,15 +74,6 @@ pub struct Answer {
     pub latency: Duration,
 }
 
-/// When the worker attaches its journal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JournalAttach {
-    /// Before the restore, as the CLI does.
-    BeforeRestore,
-    /// After it, as an embedder may.
-    AfterRestore,
-}
-
 /// A scenario drawn from a seed.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -95,8 +86,12 @@ pub struct Scenario {
     pub max_concurrency: usize,
     /// With a state file (D5).
     pub durable: bool,
-    /// With a journal (D6), attached when.
-    pub journal: Option<JournalAttach>,
+    /// With a journal (D6).
+    pub journal: bool,
+    /// An operator changes the thresholds: lives that start at or after
+    /// this instant are configured with this policy (D5: it replaces the
+    /// snapshot's).
+    pub reconfigured: Option<(Duration, Policy)>,
     /// Intervals in which the records store is down (R9).
     pub store_outages: Vec<(Duration, Duration)>,
     /// Intervals in which the broker refuses every event.
@@ -166,13 +161,7 @@ impl Scenario {
         let twin =
             (games.len() >= 2 && rng.random_bool(0.7)).then(|| rng.random_range(0..games.len()));
         let durable = rng.random_bool(0.75);
-        let journal = rng.random_bool(0.6).then(|| {
-            if durable && rng.random_bool(0.2) {
-                JournalAttach::AfterRestore
-            } else {
-                JournalAttach::BeforeRestore
-            }
-        });
+        let journal = rng.random_bool(0.6);
         let outages = |rng: &mut ChaCha8Rng, longest: u64| -> Vec<(Duration, Duration)> {
             (0..rng.random_range(0..=2))
                 .map(|_| span(rng, faults_end, longest))
@@ -185,9 +174,12 @@ impl Scenario {
         } else {
             Vec::new()
         };
-        Self {
+        let policy = |rng: &mut ChaCha8Rng| {
+            Policy::new(rng.random_range(1..=4), rng.random_range(1..=3)).expect("valid")
+        };
+        let mut scenario = Self {
             seed,
-            policy: Policy::new(rng.random_range(1..=4), rng.random_range(1..=3)).expect("valid"),
+            policy: policy(&mut rng),
             games,
             twin,
             max_concurrency: rng.random_range(1..=4),
@@ -208,6 +200,20 @@ impl Scenario {
             shutdown: rng.random_range(0..500),
             max_restart_delay: Duration::from_secs([1, 10, 60][rng.random_range(0..3)]),
             faults_end,
+            reconfigured: None,
+        };
+        if rng.random_bool(0.3) {
+            let at = Duration::from_millis(rng.random_range(0..faults_end.as_millis() as u64));
+            scenario.reconfigured = Some((at, policy(&mut rng)));
+        }
+        scenario
+    }
+
+    /// The policy a life that starts at `at` is configured with.
+    pub fn policy_at(&self, at: Duration) -> Policy {
+        match self.reconfigured {
+            Some((from, policy)) if at >= from => policy,
+            _ => self.policy,
         }
     }
 
@@ -315,11 +321,12 @@ impl Scenario {
     /// A short description for a failure report.
     pub fn summary(&self) -> String {
         let mut text = format!(
-            "seed {}: {} game(s), policy {}/{}, max_concurrency {}, state file {}, journal {:?}, twin {:?}, faults until {:?} (publish {}‰, sync {}‰, save {}‰, journal {}‰; per life: crash {}‰, shutdown {}‰; restarts up to {:?}), store down {:?}, broker down {:?}, disk full {:?}",
+            "seed {}: {} game(s), policy {}/{} (then {:?}), max_concurrency {}, state file {}, journal {}, twin {:?}, faults until {:?} (publish {}‰, sync {}‰, save {}‰, journal {}‰; per life: crash {}‰, shutdown {}‰; restarts up to {:?}), store down {:?}, broker down {:?}, disk full {:?}",
             self.seed,
             self.games.len(),
             self.policy.failures_threshold(),
             self.policy.recovery_threshold(),
+            self.reconfigured,
             self.max_concurrency,
             self.durable,
             self.journal,

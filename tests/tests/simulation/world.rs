@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use healthprobe_core::Timestamp;
 use healthprobe_core::tick::ProbeBatch;
-use healthprobe_core::{EventType, HealthEvent, HealthStates, Input, ProbeResult, RuntimeRecord};
+use healthprobe_core::{
+    EventType, HealthEvent, HealthStates, Input, Policy, ProbeResult, RuntimeRecord,
+};
 use healthprobe_shell::config::Runtime;
 use healthprobe_shell::durable::{
     Saved, Snapshot, StateFileError, encode_snapshot_with_journal, parse_snapshot,
@@ -103,6 +105,10 @@ pub enum What {
     JournalFlushed {
         bytes: usize,
     },
+    JournalCutBack {
+        bytes: usize,
+    },
+    LoadFailed,
     ShutdownTriggered {
         during: &'static str,
     },
@@ -172,6 +178,8 @@ pub struct Commit {
 /// One process life.
 #[derive(Debug, Clone, Default)]
 pub struct Life {
+    /// The policy it was configured with.
+    pub policy: Policy,
     /// The snapshot it restored (none without a state file, or none yet).
     pub base: Option<Commit>,
     /// Log indices of what it folded, in order: listings and probe results.
@@ -400,6 +408,7 @@ impl World {
             None
         };
         self.lives.push(Life {
+            policy: self.scenario.policy_at(self.mono),
             base,
             journal_start: whole,
             ..Life::default()
@@ -593,6 +602,8 @@ impl fmt::Display for Entry {
             }
             What::JournalFailed { during } => write!(f, "journal fault in {during}"),
             What::JournalFlushed { bytes } => write!(f, "journal flushed to {bytes} bytes"),
+            What::JournalCutBack { bytes } => write!(f, "journal cut back to {bytes} bytes"),
+            What::LoadFailed => write!(f, "state file unreadable"),
             What::ShutdownTriggered { during } => write!(f, "SHUTDOWN triggered during {during}"),
             What::TickDone => write!(f, "tick done"),
             What::Crashed { during } => write!(f, "CRASH during {during}"),
@@ -784,6 +795,13 @@ impl Telemetry for SimTelemetry {
 #[derive(Debug)]
 pub struct SimState(pub Shared);
 
+fn read_error(text: &str) -> StateFileError {
+    StateFileError::Read {
+        path: "<sim state>".into(),
+        source: io::Error::other(text.to_owned()),
+    }
+}
+
 fn write_error(text: &str) -> StateFileError {
     StateFileError::Write {
         path: "<sim state>".into(),
@@ -794,7 +812,14 @@ fn write_error(text: &str) -> StateFileError {
 
 impl StateStore for SimState {
     fn load(&mut self) -> Result<Option<Snapshot>, StateFileError> {
-        let world = self.0.lock();
+        let mut world = self.0.lock();
+        if world.call("load") != Fate::Alive {
+            return Err(read_error("dead"));
+        }
+        if world.fault(|scenario| scenario.save_fault) {
+            world.record(What::LoadFailed);
+            return Err(read_error("simulated read error"));
+        }
         world
             .snapshot
             .as_deref()
@@ -888,6 +913,9 @@ impl JournalSink for SimJournal {
         let cut = match world.call("flush journal") {
             Fate::Dead => return Err(io::Error::other("dead")),
             Fate::DiesNow => true,
+            // With nothing buffered (the start-up's flush, which measures
+            // the journal) nothing is written, so nothing can fail.
+            Fate::Alive if world.journal_buffer.is_empty() => false,
             Fate::Alive => {
                 let cut = world.fault(|scenario| scenario.journal_fault);
                 if cut {
@@ -920,9 +948,21 @@ impl JournalSink for SimJournal {
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         let mut world = self.0.lock();
-        world
-            .journal
-            .truncate(usize::try_from(len).expect("a small journal"));
+        let fate = world.call("cut back journal");
+        // Dying in it, the cut happened or it did not (set_len is atomic).
+        let applied = match fate {
+            Fate::Dead => false,
+            Fate::DiesNow => world.rng.random_bool(0.5),
+            Fate::Alive => true,
+        };
+        if applied {
+            let len = usize::try_from(len).expect("a small journal");
+            world.journal.truncate(len);
+            world.record(What::JournalCutBack { bytes: len });
+        }
+        if fate != Fate::Alive {
+            return Err(io::Error::other("dead"));
+        }
         world.journal_flushed = len;
         world.journal_buffer.clear();
         Ok(())
