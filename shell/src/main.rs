@@ -271,6 +271,11 @@ fn simulate(args: &healthprobe_simulate::SimulateArgs) -> ExitCode {
 const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
+    // One crypto provider for every TLS connection of the process, before
+    // any is made: redis-rs builds its rustls configuration on this default.
+    let _ = (*healthprobe_shell::probing::tls::provider())
+        .clone()
+        .install_default();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err),

@@ -12,10 +12,10 @@
 //!   delivered event (R12), so `healthprobe_events_published_total` counts
 //!   exactly the deliveries.
 //!
-//! [`MetricsServer`] serves them from one thread (a small HTTP/1 server on
-//! `mio`, bounded connections, timeouts and head size): `GET /metrics` is
-//! 200 with [`OPENMETRICS_CONTENT_TYPE`], any other path 404, another method
-//! on `/metrics` 405. It stops when dropped.
+//! `MetricsServer` (cargo feature `metrics-server`) serves them over HTTP
+//! from one thread (hyper, bounded connections, timeouts and head size):
+//! `GET /metrics` is 200 with [`OPENMETRICS_CONTENT_TYPE`], any other path
+//! 404, another method on `/metrics` 405. It stops when dropped.
 //!
 //! A scrape sees whole ticks: applying a tick's report and encoding a
 //! scrape hold the same lock, so `healthprobe_ticks_total` and the
@@ -24,13 +24,8 @@
 //! [`Worker::run`]: crate::worker::Worker::run
 //! [`Worker::tick`]: crate::worker::Worker::tick
 
-use std::collections::HashMap;
-use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use healthprobe_core::EventType;
 use prometheus_client::encoding::text::encode;
@@ -41,9 +36,11 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tracing::debug;
 
-use crate::ports::Telemetry;
-use crate::probe::ProbeClass;
-use crate::worker::TickReport;
+use crate::driver::ports::Telemetry;
+use crate::driver::worker::TickReport;
+use crate::probing::probe::ProbeClass;
+#[cfg(feature = "metrics-server")]
+pub use server::MetricsServer;
 
 /// The `Content-Type` of a scrape: OpenMetrics text 1.0.0.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -266,389 +263,194 @@ impl<T: Telemetry> Telemetry for MetricsTelemetry<T> {
     }
 }
 
-/// Serves [`Metrics`] over HTTP on one thread until dropped.
-///
-/// A small hand-rolled HTTP/1 server on [`mio`] (tiny_http starts a thread
-/// per connection: 1,000 idle connections made 903 threads). One thread
-/// polls the listener and every connection, so idle or slow clients cost a
-/// socket each, never a thread:
-///
-/// - at most [`MetricsServer::MAX_CONNECTIONS`] connections are open; one
-///   more closes the oldest, so a fresh scrape always gets in;
-/// - each connection has [`MetricsServer::TIMEOUT`] to send its request head
-///   (at most [`MetricsServer::MAX_HEAD`] bytes, else `431`) and as long
-///   again to take the response, then it is closed;
-/// - one request per connection (`Connection: close`): `GET` (or `HEAD`)
-///   `/metrics` is the scrape, another method there `405`, any other path
-///   `404`, a line that is not HTTP `400`.
-pub struct MetricsServer {
-    local_addr: SocketAddr,
-    stopping: Arc<AtomicBool>,
-    waker: Arc<mio::Waker>,
-    thread: Option<JoinHandle<()>>,
-}
+#[cfg(feature = "metrics-server")]
+mod server {
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::io;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::thread::{self, JoinHandle};
+    use std::time::Duration;
 
-impl std::fmt::Debug for MetricsServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsServer")
-            .field("local_addr", &self.local_addr)
-            .finish_non_exhaustive()
-    }
-}
+    use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper::{Method, Response, StatusCode};
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tokio::net::{TcpListener, TcpSocket};
+    use tokio::sync::oneshot;
+    use tokio::task::AbortHandle;
+    use tracing::debug;
 
-const LISTENER: mio::Token = mio::Token(0);
-const WAKER: mio::Token = mio::Token(1);
+    use super::{METRICS_PATH, Metrics, OPENMETRICS_CONTENT_TYPE};
 
-impl MetricsServer {
-    /// Most connections open at once; one more closes the oldest.
-    pub const MAX_CONNECTIONS: usize = 256;
-
-    /// Bound on receiving a request head, and on sending the response.
-    pub const TIMEOUT: Duration = Duration::from_secs(5);
-
-    /// Largest request head accepted (request line and headers).
-    pub const MAX_HEAD: usize = 8 * 1024;
-
-    /// Listen on `addr` (port 0 picks a free one) and serve `metrics`.
+    /// Serves [`Metrics`] over HTTP until dropped.
     ///
-    /// Fails at once if the address cannot be bound (in use, not local, no
-    /// permission) or the thread cannot start.
-    pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> io::Result<Self> {
-        let mut listener = mio::net::TcpListener::bind(addr)?;
-        let local_addr = listener.local_addr()?;
-        let poll = mio::Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, mio::Interest::READABLE)?;
-        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let thread = thread::Builder::new()
-            .name("metrics-http".to_owned())
-            .stack_size(256 * 1024)
-            .spawn({
-                let stopping = Arc::clone(&stopping);
-                move || {
-                    let mut server = EventLoop {
-                        poll,
-                        listener,
-                        metrics,
-                        connections: HashMap::new(),
-                        next_token: 2,
-                    };
-                    server.run(&stopping);
-                }
-            })?;
-        Ok(Self {
-            local_addr,
-            stopping,
-            waker,
-            thread: Some(thread),
-        })
+    /// hyper's HTTP/1 server on a one-thread tokio runtime of its own, so
+    /// idle or slow clients cost a socket each, never a thread:
+    ///
+    /// - at most [`MetricsServer::MAX_CONNECTIONS`] connections are open;
+    ///   one more closes the oldest, so a fresh scrape always gets in;
+    /// - each connection has [`MetricsServer::TIMEOUT`] to send its request
+    ///   head (at most [`MetricsServer::MAX_HEAD`] bytes, else `431`), and
+    ///   twice that in all, then it is closed;
+    /// - one request per connection (`Connection: close`): `GET` (or
+    ///   `HEAD`) `/metrics` is the scrape, another method there `405`, any
+    ///   other path `404`, a request that is not HTTP `400`.
+    pub struct MetricsServer {
+        local_addr: SocketAddr,
+        stop: Option<oneshot::Sender<()>>,
+        thread: Option<JoinHandle<()>>,
     }
 
-    /// The address it listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        match self.waker.wake() {
-            Ok(()) => {
-                if let Some(thread) = self.thread.take() {
-                    let _ = thread.join();
-                }
-            }
-            // Cannot happen with a live poll; the thread is left to exit
-            // with the process rather than joined forever.
-            Err(err) => debug!(error = %err, "metrics server: cannot wake the server thread"),
+    impl std::fmt::Debug for MetricsServer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("MetricsServer")
+                .field("local_addr", &self.local_addr)
+                .finish_non_exhaustive()
         }
     }
-}
 
-/// One client connection: reading its head, then writing the response.
-struct Connection {
-    stream: mio::net::TcpStream,
-    /// When it is closed if not done by then.
-    deadline: Instant,
-    /// Accept order, to close the oldest when full.
-    serial: usize,
-    head: Vec<u8>,
-    /// The response and how much of it is written, once the head is in.
-    response: Option<(Vec<u8>, usize)>,
-    /// Whether it is watched for writability (the response did not fit at once).
-    writing: bool,
-}
+    impl MetricsServer {
+        /// Most connections open at once; one more closes the oldest.
+        pub const MAX_CONNECTIONS: usize = 256;
 
-/// What to do with a connection after an event.
-enum Next {
-    Keep,
-    Close,
-}
+        /// Bound on receiving a request head; twice this bounds a connection.
+        pub const TIMEOUT: Duration = Duration::from_secs(5);
 
-struct EventLoop {
-    poll: mio::Poll,
-    listener: mio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    connections: HashMap<mio::Token, Connection>,
-    next_token: usize,
-}
+        /// Largest request head accepted (request line and headers); hyper's least.
+        pub const MAX_HEAD: usize = 8 * 1024;
 
-impl EventLoop {
-    fn run(&mut self, stopping: &AtomicBool) {
-        let mut events = mio::Events::with_capacity(256);
-        loop {
-            let now = Instant::now();
-            let timeout = self
-                .connections
-                .values()
-                .map(|connection| connection.deadline.saturating_duration_since(now))
-                .min()
-                .unwrap_or(MetricsServer::TIMEOUT);
-            if let Err(err) = self.poll.poll(&mut events, Some(timeout)) {
-                if err.kind() != io::ErrorKind::Interrupted {
-                    debug!(error = %err, "metrics server: poll failed");
-                    thread::sleep(Duration::from_millis(50));
-                }
-                continue;
-            }
-            for event in &events {
-                match event.token() {
-                    WAKER => {
-                        if stopping.load(Ordering::SeqCst) {
-                            return;
+        /// Listen on `addr` (port 0 picks a free one) and serve `metrics`.
+        ///
+        /// Fails at once if the address cannot be bound (in use, not local,
+        /// no permission) or the thread cannot start.
+        pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> io::Result<Self> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()?;
+            let listener = {
+                let _runtime = runtime.enter();
+                let socket = match addr {
+                    SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                    SocketAddr::V6(_) => TcpSocket::new_v6()?,
+                };
+                socket.set_reuseaddr(true)?;
+                socket.bind(addr)?;
+                // As many waiting connections as tokio's own `bind` allows.
+                socket.listen(1024)?
+            };
+            let local_addr = listener.local_addr()?;
+            let (stop, stopped) = oneshot::channel();
+            let thread = thread::Builder::new()
+                .name("metrics-http".to_owned())
+                .spawn(move || {
+                    runtime.block_on(async {
+                        tokio::select! {
+                            () = serve(listener, metrics) => {}
+                            _ = stopped => {}
                         }
-                    }
-                    LISTENER => self.accept(),
-                    token => {
-                        let next = match self.connections.get_mut(&token) {
-                            Some(connection) => connection.on_event(&self.metrics),
-                            None => Next::Keep,
-                        };
-                        match next {
-                            Next::Close => self.close(token),
-                            Next::Keep => self.want_writes(token),
-                        }
-                    }
-                }
+                    });
+                    // Dropping the runtime closes every connection left.
+                })?;
+            Ok(Self {
+                local_addr,
+                stop: Some(stop),
+                thread: Some(thread),
+            })
+        }
+
+        /// The address it listens on.
+        pub fn local_addr(&self) -> SocketAddr {
+            self.local_addr
+        }
+    }
+
+    impl Drop for MetricsServer {
+        fn drop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
             }
-            let now = Instant::now();
-            let expired: Vec<mio::Token> = self
-                .connections
-                .iter()
-                .filter(|(_, connection)| connection.deadline <= now)
-                .map(|(token, _)| *token)
-                .collect();
-            for token in expired {
-                self.close(token);
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
             }
         }
     }
 
-    fn accept(&mut self) {
+    /// Accept connections for ever, each served on a task of its own.
+    async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(MetricsServer::TIMEOUT)
+            .max_buf_size(MetricsServer::MAX_HEAD)
+            .keep_alive(false);
+        let mut open: VecDeque<AbortHandle> = VecDeque::new();
         loop {
-            let (mut stream, _) = match self.listener.accept() {
-                Ok(accepted) => accepted,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
                 Err(err) => {
-                    // Out of file descriptors, say: wait for the next event.
+                    // Out of file descriptors, say: let some close first.
                     debug!(error = %err, "metrics server: cannot accept a connection");
-                    return;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
             };
-            if self.connections.len() >= MetricsServer::MAX_CONNECTIONS {
-                let oldest = self
-                    .connections
-                    .iter()
-                    .min_by_key(|(_, connection)| connection.serial)
-                    .map(|(token, _)| *token);
-                if let Some(token) = oldest {
-                    self.close(token);
+            open.retain(|task| !task.is_finished());
+            if open.len() >= MetricsServer::MAX_CONNECTIONS {
+                if let Some(oldest) = open.pop_front() {
+                    oldest.abort();
                 }
             }
-            let token = mio::Token(self.next_token);
-            self.next_token = self.next_token.wrapping_add(1).max(2);
-            if let Err(err) =
-                self.poll
-                    .registry()
-                    .register(&mut stream, token, mio::Interest::READABLE)
-            {
-                debug!(error = %err, "metrics server: cannot watch a connection");
-                continue;
-            }
-            self.connections.insert(
-                token,
-                Connection {
-                    stream,
-                    deadline: Instant::now() + MetricsServer::TIMEOUT,
-                    serial: token.0,
-                    head: Vec::new(),
-                    response: None,
-                    writing: false,
-                },
-            );
-        }
-    }
-
-    /// Once a response is ready, watch for writability instead of reads.
-    fn want_writes(&mut self, token: mio::Token) {
-        if let Some(connection) = self.connections.get_mut(&token) {
-            if connection.response.is_some() && !connection.writing {
-                connection.writing = true;
-                connection.head = Vec::new();
-                connection.deadline = Instant::now() + MetricsServer::TIMEOUT;
-                let _ = self.poll.registry().reregister(
-                    &mut connection.stream,
-                    token,
-                    mio::Interest::WRITABLE,
-                );
-            }
-        }
-    }
-
-    fn close(&mut self, token: mio::Token) {
-        if let Some(mut connection) = self.connections.remove(&token) {
-            let _ = self.poll.registry().deregister(&mut connection.stream);
-        }
-    }
-}
-
-impl Connection {
-    fn on_event(&mut self, metrics: &Metrics) -> Next {
-        if self.response.is_none() {
-            let mut buffer = [0_u8; 4096];
-            loop {
-                match io::Read::read(&mut self.stream, &mut buffer) {
-                    Ok(0) => return Next::Close,
-                    Ok(read) => {
-                        self.head.extend_from_slice(&buffer[..read]);
-                        if let Some(end) = head_end(&self.head) {
-                            self.response = Some((respond(metrics, &self.head[..end]), 0));
-                            break;
-                        }
-                        if self.head.len() > MetricsServer::MAX_HEAD {
-                            self.response = Some((
-                                response(431, "request head too large\n", None, &[], true),
-                                0,
-                            ));
-                            break;
-                        }
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return Next::Close,
+            let metrics = Arc::clone(&metrics);
+            let service = service_fn(move |request| {
+                let response = respond(&metrics, request.method(), request.uri().path());
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            let task = tokio::spawn(async move {
+                let bound = 2 * MetricsServer::TIMEOUT;
+                if let Ok(Err(err)) = tokio::time::timeout(bound, connection).await {
+                    debug!(error = %err, "metrics server: connection failed");
                 }
-            }
+            });
+            open.push_back(task.abort_handle());
         }
-        let Some((bytes, written)) = &mut self.response else {
-            return Next::Keep;
+    }
+
+    /// The response to `method` on `path`.
+    fn respond(metrics: &Metrics, method: &Method, path: &str) -> Response<String> {
+        let (status, content_type, body) = match (method, path) {
+            (&Method::GET | &Method::HEAD, METRICS_PATH) => {
+                (StatusCode::OK, OPENMETRICS_CONTENT_TYPE, metrics.encode())
+            }
+            (_, METRICS_PATH) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                TEXT,
+                "method not allowed; use GET\n".to_owned(),
+            ),
+            _ => (
+                StatusCode::NOT_FOUND,
+                TEXT,
+                "not found; metrics are at /metrics\n".to_owned(),
+            ),
         };
-        while *written < bytes.len() {
-            match io::Write::write(&mut self.stream, &bytes[*written..]) {
-                Ok(0) => return Next::Close,
-                Ok(count) => *written += count,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Next::Close,
-            }
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
-        Next::Close
+        response
     }
-}
 
-/// Where the head ends (after its blank line), if it has.
-fn head_end(bytes: &[u8]) -> Option<usize> {
-    let crlf = bytes.windows(4).position(|window| window == b"\r\n\r\n");
-    let lf = bytes.windows(2).position(|window| window == b"\n\n");
-    match (crlf, lf) {
-        (Some(crlf), Some(lf)) => Some((crlf + 4).min(lf + 2)),
-        (Some(crlf), None) => Some(crlf + 4),
-        (None, Some(lf)) => Some(lf + 2),
-        (None, None) => None,
-    }
-}
-
-/// The whole response to one request head.
-fn respond(metrics: &Metrics, head: &[u8]) -> Vec<u8> {
-    let line = head.split(|byte| *byte == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.trim_end_matches('\r').split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return response(400, "bad request\n", None, &[], true);
-    };
-    if !version.starts_with("HTTP/1.") || method.is_empty() {
-        return response(400, "bad request\n", None, &[], true);
-    }
-    let path = target.split('?').next().unwrap_or_default();
-    let with_body = method != "HEAD";
-    if path != METRICS_PATH {
-        return response(
-            404,
-            "not found; metrics are at /metrics\n",
-            None,
-            &[],
-            with_body,
-        );
-    }
-    match method {
-        "GET" | "HEAD" => response(
-            200,
-            &metrics.encode(),
-            Some(OPENMETRICS_CONTENT_TYPE),
-            &[],
-            with_body,
-        ),
-        _ => response(
-            405,
-            "method not allowed; use GET\n",
-            None,
-            &[("Allow", "GET, HEAD")],
-            true,
-        ),
-    }
-}
-
-fn response(
-    status: u16,
-    body: &str,
-    content_type: Option<&str>,
-    headers: &[(&str, &str)],
-    with_body: bool,
-) -> Vec<u8> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        _ => "",
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        content_type.unwrap_or("text/plain; charset=utf-8"),
-        body.len()
-    );
-    for (name, value) in headers {
-        out.push_str(&format!("{name}: {value}\r\n"));
-    }
-    out.push_str("\r\n");
-    if with_body {
-        out.push_str(body);
-    }
-    out.into_bytes()
+    const TEXT: &str = "text/plain; charset=utf-8";
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    use std::time::Instant;
-
     use super::*;
     use crate::adapters::CountingTelemetry;
 
@@ -815,94 +617,101 @@ mod tests {
         assert_eq!(inner.count(EventType::ProbeRecovered), 2);
     }
 
-    /// One raw HTTP/1.0 exchange: the status code, the head and the body.
-    fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(addr).expect("connect to the metrics server");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("read timeout");
-        stream.write_all(request).expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read");
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        (status, head.to_owned(), body.to_owned())
-    }
+    #[cfg(feature = "metrics-server")]
+    mod server {
+        use std::io::{Read, Write};
+        use std::net::{SocketAddr, TcpListener, TcpStream};
 
-    fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-        exchange(
-            addr,
-            format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes(),
-        )
-    }
+        use super::*;
 
-    #[test]
-    fn the_server_answers_metrics_404s_other_paths_and_survives_garbage() {
-        let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
-        metrics.record_event(EventType::ProbeFailed);
-        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&metrics))
-            .expect("start the metrics server");
-        let addr = server.local_addr();
-        assert_ne!(addr.port(), 0);
-
-        let (status, head, body) = get(addr, "/metrics");
-        assert_eq!(status, 200, "{head}");
-        assert!(
-            head.lines().any(|line| line
-                .eq_ignore_ascii_case(&format!("content-type: {OPENMETRICS_CONTENT_TYPE}"))),
-            "{head}"
-        );
-        assert_eq!(body, metrics.encode());
-        assert!(
-            body.contains("healthprobe_events_published_total{event_type=\"probe_failed\"} 1\n")
-        );
-        assert_eq!(get(addr, "/metrics?x=1").0, 200);
-
-        for path in ["/", "/metric", "/metrics/", "/healthz"] {
-            assert_eq!(get(addr, path).0, 404, "{path}");
+        /// One raw HTTP/1.0 exchange: the status code, the head and the body.
+        fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
+            let mut stream = TcpStream::connect(addr).expect("connect to the metrics server");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("read timeout");
+            stream.write_all(request).expect("send");
+            let mut response = String::new();
+            stream.read_to_string(&mut response).expect("read");
+            let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|code| code.parse().ok())
+                .unwrap_or(0);
+            (status, head.to_owned(), body.to_owned())
         }
-        let (status, head, _) =
-            exchange(addr, b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
-        assert_eq!(status, 405, "{head}");
 
-        // Garbage, a bare close and an over-long line: answered or dropped,
-        // and the server still serves.
-        for request in [
-            &b"\x00\xff\x13 not http at all\r\n\r\n"[..],
-            b"",
-            &[b'A'; 70_000][..],
-        ] {
-            let mut stream = TcpStream::connect(addr).expect("connect");
-            let _ = stream.write_all(request);
-            drop(stream);
+        fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+            exchange(
+                addr,
+                format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes(),
+            )
         }
-        assert_eq!(get(addr, "/metrics").0, 200);
-    }
 
-    #[test]
-    fn an_address_in_use_is_an_error_and_a_dropped_server_stops_listening() {
-        let taken = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let addr = taken.local_addr().expect("local addr");
-        let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
-        assert!(MetricsServer::start(addr, Arc::clone(&metrics)).is_err());
-        drop(taken);
+        #[test]
+        fn the_server_answers_metrics_404s_other_paths_and_survives_garbage() {
+            let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
+            metrics.record_event(EventType::ProbeFailed);
+            let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&metrics))
+                .expect("start the metrics server");
+            let addr = server.local_addr();
+            assert_ne!(addr.port(), 0);
 
-        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), metrics)
-            .expect("start the metrics server");
-        let addr = server.local_addr();
-        assert_eq!(get(addr, "/metrics").0, 200);
-        drop(server);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_ok() {
+            let (status, head, body) = get(addr, "/metrics");
+            assert_eq!(status, 200, "{head}");
             assert!(
-                Instant::now() < deadline,
+                head.lines().any(|line| line
+                    .eq_ignore_ascii_case(&format!("content-type: {OPENMETRICS_CONTENT_TYPE}"))),
+                "{head}"
+            );
+            assert_eq!(body, metrics.encode());
+            assert!(
+                body.contains(
+                    "healthprobe_events_published_total{event_type=\"probe_failed\"} 1\n"
+                )
+            );
+            assert_eq!(get(addr, "/metrics?x=1").0, 200);
+
+            for path in ["/", "/metric", "/metrics/", "/healthz"] {
+                assert_eq!(get(addr, path).0, 404, "{path}");
+            }
+            let (status, head, _) =
+                exchange(addr, b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+            assert_eq!(status, 405, "{head}");
+
+            // Garbage, a bare close and an over-long line: answered or dropped,
+            // and the server still serves.
+            for request in [
+                &b"\x00\xff\x13 not http at all\r\n\r\n"[..],
+                b"",
+                &[b'A'; 70_000][..],
+            ] {
+                let mut stream = TcpStream::connect(addr).expect("connect");
+                let _ = stream.write_all(request);
+                drop(stream);
+            }
+            assert_eq!(get(addr, "/metrics").0, 200);
+        }
+
+        #[test]
+        fn an_address_in_use_is_an_error_and_a_dropped_server_stops_listening() {
+            let taken = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+            let addr = taken.local_addr().expect("local addr");
+            let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
+            assert!(MetricsServer::start(addr, Arc::clone(&metrics)).is_err());
+            drop(taken);
+
+            let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), metrics)
+                .expect("start the metrics server");
+            let addr = server.local_addr();
+            assert_eq!(get(addr, "/metrics").0, 200);
+            // The drop waits for the server's thread: nothing listens any more.
+            drop(server);
+            assert!(
+                TcpStream::connect(addr).is_err(),
                 "{addr} still accepts after the drop"
             );
-            thread::sleep(Duration::from_millis(5));
         }
     }
 }

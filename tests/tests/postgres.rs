@@ -337,7 +337,8 @@ fn an_unreachable_database_at_start_exits_1_naming_it_without_the_password() {
 }
 
 #[test]
-fn a_malformed_postgres_url_exits_2_naming_it_with_the_password_masked() {
+fn a_malformed_postgres_url_exits_2_naming_its_scheme_and_what_is_wrong() {
+    // A URL that does not parse is never echoed, password or not.
     let finished = HealthprobeProcess::spawn(&[
         "run",
         "--records",
@@ -349,9 +350,23 @@ fn a_malformed_postgres_url_exits_2_naming_it_with_the_password_masked() {
     assert_eq!(finished.status.code(), Some(2), "{finished:?}");
     assert_eq!(
         finished.stderr,
+        "healthprobe: --records: invalid PostgreSQL URL postgres://…: invalid port number\n"
+    );
+    // One that parses but that the client refuses is shown with the password masked.
+    let finished = HealthprobeProcess::spawn(&[
+        "run",
+        "--records",
+        "postgres://alice:Sup3r-s3cret@127.0.0.1/fleet?connect_timeout=soon",
+    ])
+    .expect("start healthprobe")
+    .wait(PATIENCE)
+    .expect("exits");
+    assert_eq!(finished.status.code(), Some(2), "{finished:?}");
+    assert_eq!(
+        finished.stderr,
         "healthprobe: --records: invalid PostgreSQL URL \
-         postgres://alice:***@127.0.0.1:not-a-port/fleet: invalid connection string: \
-         invalid value for option `port`\n"
+         postgres://alice:***@127.0.0.1/fleet?connect_timeout=soon: invalid connection string: \
+         invalid value for option `connect_timeout`\n"
     );
 }
 

@@ -177,15 +177,6 @@ fn r12_postgres_require_and_prefer_encrypt_without_verifying_and_disable_stays_p
             true,
         ),
         (url_with(&postgres, "disable"), "hp-disable", false),
-        // The key=value form, too.
-        (
-            format!(
-                "host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=require \
-                 application_name=hp-kv"
-            ),
-            "hp-kv",
-            true,
-        ),
     ] {
         let mut listing = store(&url, &system);
         assert_eq!(games(&mut listing), ["g1"], "{url}");

@@ -20,10 +20,10 @@ pub mod redact;
 mod redis_streams;
 
 #[cfg(feature = "postgres")]
-pub use self::postgres::{InvalidUrl, PostgresRecords, SslMode, redact_url};
+pub use self::postgres::{PostgresRecords, SslMode};
 pub use jsonl::JsonlPublisher;
 pub use memory::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
 pub(crate) use records_file::strip_position;
 pub use records_file::{RecordsFile, parse_records};
 #[cfg(feature = "redis")]
-pub use redis_streams::{IN_DOUBT_LOOKBACK, InvalidRedisUrl, RedisStreamPublisher, RedisTarget};
+pub use redis_streams::{IN_DOUBT_LOOKBACK, RedisStreamPublisher, RedisTarget};

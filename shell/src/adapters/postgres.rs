@@ -11,14 +11,16 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::thread;
 use std::time::Duration;
 
+use percent_encoding::percent_decode_str;
 use postgres::config::{Host, SslMode as ClientSslMode};
 use postgres::{Client, Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::warn;
+use url::{Url, form_urlencoded};
 
-use crate::ports::{ListError, RuntimeRecord, RuntimeRecordStore};
-use crate::redact::Redactor;
-use crate::tls::{ServerVerification, TLS_ERROR_PREFIX, TlsClient, database_tls_failure};
+use crate::adapters::redact::{self, InvalidUrl, hide};
+use crate::driver::ports::{ListError, RuntimeRecord, RuntimeRecordStore};
+use crate::probing::tls::{ServerVerification, TLS_ERROR_PREFIX, TlsClient, database_tls_failure};
 
 /// The running records of a PostgreSQL table `runtime_records`, read every tick.
 ///
@@ -134,16 +136,6 @@ impl SslMode {
     }
 }
 
-/// Why a PostgreSQL URL was refused.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid PostgreSQL URL {url}: {reason}")]
-pub struct InvalidUrl {
-    /// The URL with any password replaced by `***`.
-    pub url: String,
-    /// What was wrong.
-    pub reason: String,
-}
-
 impl PostgresRecords {
     /// The schema this store reads (`shell/sql/runtime_records.sql`), safe to run again.
     pub const SCHEMA_SQL: &str = include_str!("../../sql/runtime_records.sql");
@@ -156,11 +148,6 @@ impl PostgresRecords {
     /// The bound on one listing when none is given: 5 s.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// Whether `text` is a PostgreSQL URL (`postgres://` or `postgresql://`).
-    pub fn is_url(text: &str) -> bool {
-        text.starts_with("postgres://") || text.starts_with("postgresql://")
-    }
-
     /// The records at `url` with the [default bound](Self::DEFAULT_TIMEOUT);
     /// nothing is connected until listed.
     pub fn new(url: &str) -> Result<Self, InvalidUrl> {
@@ -169,23 +156,25 @@ impl PostgresRecords {
 
     /// The records at `url`, each listing bounded by `timeout` (at least 1 ms).
     ///
-    /// `url` is a libpq connection URL or key=value string
-    /// (`postgres://user:password@host:port/dbname?options`); what the
-    /// client cannot parse is refused here, naming the URL without its
-    /// password. Options given in the URL are kept and the statement
-    /// timeout is added to them.
+    /// `url` is a libpq connection URL
+    /// (`postgres://user:password@host:port/dbname?param=value&…`), parsed
+    /// by the `url` crate, its `sslmode` read here ([`SslMode`]) and the
+    /// rest by the client; what either refuses is refused here, naming the
+    /// URL without its password (see [`redact`]). Options given in the URL
+    /// are kept and the statement timeout is added to them.
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, InvalidUrl> {
         let timeout = timeout.max(Duration::from_millis(1));
-        let invalid = |reason: &str| {
-            let redactor = Redactor::from_url(url);
-            InvalidUrl {
-                reason: redactor.redact(reason),
-                url: redactor.redact_url(url),
-            }
-        };
-        let (client_url, ssl_mode) = take_ssl_mode(url).map_err(|reason| invalid(&reason))?;
+        let mut url = redact::parse("PostgreSQL", url)?;
+        let given = url.clone();
+        let password = password_of(&url);
+        let invalid =
+            |reason: &str| InvalidUrl::new("PostgreSQL", &given, reason, password.as_deref());
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(invalid("expected postgres:// or postgresql://"));
+        }
+        let ssl_mode = take_ssl_mode(&mut url).map_err(|reason| invalid(&reason))?;
         let mut config =
-            Config::from_str(&client_url).map_err(|err| invalid(&with_causes(&err)))?;
+            Config::from_str(url.as_str()).map_err(|err| invalid(&with_causes(&err)))?;
         let ssl_mode = ssl_mode.unwrap_or(SslMode::Prefer);
         config.ssl_mode(ssl_mode.client_mode());
         let password = config
@@ -269,7 +258,7 @@ impl PostgresRecords {
         ListError::Unavailable(format!(
             "postgres {}: {}",
             self.server,
-            redact(reason, self.password.as_deref())
+            hide(reason, self.password.as_deref())
         ))
     }
 }
@@ -471,173 +460,49 @@ fn with_causes(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// `url` with every `sslmode` rust-postgres does not know (`verify-ca`,
-/// `verify-full`) rewritten to `require`, and the `sslmode` it asks for
-/// (the last one given, as the client reads them), if any.
-///
-/// The parameters are found as rust-postgres finds them, in a URL
-/// (`?sslmode=…&…`, percent-decoded) and in a key=value string
-/// (`sslmode=…`, `sslmode = '…'`), so that what is rewritten is exactly
-/// what the client would read. A value that is not one of [`SslMode`]'s is
-/// refused here, naming the values that are.
-fn take_ssl_mode(url: &str) -> Result<(String, Option<SslMode>), String> {
-    let params = match url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-    {
-        Some(rest) => url_params(url, url.len() - rest.len()),
-        None => key_value_params(url),
+/// The `sslmode` the URL asks for (the last one given, as the client reads
+/// them), taken out of `url`: the client knows fewer modes, and is told the
+/// mode by [`SslMode::client_mode`]. The other parameters are left as given,
+/// byte for byte, for the client to read. A value that is not one of
+/// [`SslMode`]'s is refused, naming the values that are.
+fn take_ssl_mode(url: &mut Url) -> Result<Option<SslMode>, String> {
+    let Some(query) = url.query() else {
+        return Ok(None);
     };
-    let mut rewritten = String::with_capacity(url.len());
-    let mut copied = 0;
     let mut mode = None;
-    for (key, range, value) in params {
-        if key != "sslmode" {
-            continue;
+    let mut kept = Vec::new();
+    for param in query.split('&') {
+        match form_urlencoded::parse(param.as_bytes()).next() {
+            Some((key, value)) if key == "sslmode" => {
+                mode = Some(SslMode::parse(&value).ok_or_else(|| {
+                    format!(
+                        "sslmode `{value}` is not supported: use disable, prefer, require, \
+                         verify-ca or verify-full"
+                    )
+                })?);
+            }
+            _ => kept.push(param),
         }
-        let parsed = SslMode::parse(&value).ok_or_else(|| {
-            format!(
-                "sslmode `{value}` is not supported: use disable, prefer, require, verify-ca \
-                 or verify-full"
-            )
-        })?;
-        if matches!(parsed, SslMode::VerifyCa | SslMode::VerifyFull) {
-            rewritten.push_str(&url[copied..range.start]);
-            rewritten.push_str("require");
-            copied = range.end;
-        }
-        mode = Some(parsed);
     }
-    rewritten.push_str(&url[copied..]);
-    Ok((rewritten, mode))
+    let kept = kept.join("&");
+    url.set_query((!kept.is_empty()).then_some(kept.as_str()));
+    Ok(mode)
 }
 
-/// A parameter as the client reads it: its key and value (decoded), and
-/// where the value is in the text.
-type Param = (String, std::ops::Range<usize>, String);
-
-/// The `?key=value&…` parameters of a URL, found as rust-postgres's URL
-/// parser finds them: the credentials end at the first `@`, the host at
-/// the next `/` or `?`, the database name at the next `?`.
-fn url_params(url: &str, start: usize) -> Vec<Param> {
-    let decode = |text: &str| {
-        percent_encoding::percent_decode_str(text)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let mut pos = start;
-    if let Some(at) = url[pos..].find('@') {
-        pos += at + 1;
-    }
-    match url[pos..].find(['/', '?']) {
-        Some(end) => pos += end,
-        None => return Vec::new(),
-    }
-    if url[pos..].starts_with('/') {
-        match url[pos..].find('?') {
-            Some(end) => pos += end,
-            None => return Vec::new(),
-        }
-    }
-    pos += 1; // the `?`
-    let mut params = Vec::new();
-    while pos < url.len() {
-        let Some(equals) = url[pos..].find('=') else {
-            break; // the client refuses this: "unterminated parameter"
-        };
-        let key = decode(&url[pos..pos + equals]);
-        let value_start = pos + equals + 1;
-        let value_end = url[value_start..]
-            .find('&')
-            .map_or(url.len(), |amp| value_start + amp);
-        params.push((
-            key,
-            value_start..value_end,
-            decode(&url[value_start..value_end]),
-        ));
-        pos = (value_end + 1).min(url.len());
-        if value_end == url.len() {
-            break;
-        }
-    }
-    params
-}
-
-/// The `key=value` parameters of a connection string, found as
-/// rust-postgres's parser finds them: whitespace around `=`, values quoted
-/// (`'…'`) or not, `\` escaping the next character in either.
-fn key_value_params(text: &str) -> Vec<Param> {
-    let bytes: Vec<(usize, char)> = text.char_indices().collect();
-    let at = |i: usize| bytes.get(i).map(|(_, c)| *c);
-    let offset = |i: usize| bytes.get(i).map_or(text.len(), |(offset, _)| *offset);
-    let mut i = 0;
-    let mut params = Vec::new();
-    loop {
-        while at(i).is_some_and(char::is_whitespace) {
-            i += 1;
-        }
-        let key_start = i;
-        while at(i).is_some_and(|c| !c.is_whitespace() && c != '=') {
-            i += 1;
-        }
-        if i == key_start {
-            return params;
-        }
-        let key = text[offset(key_start)..offset(i)].to_owned();
-        while at(i).is_some_and(char::is_whitespace) {
-            i += 1;
-        }
-        if at(i) != Some('=') {
-            return params; // the client refuses this
-        }
-        i += 1;
-        while at(i).is_some_and(char::is_whitespace) {
-            i += 1;
-        }
-        let value_start = i;
-        let mut value = String::new();
-        if at(i) == Some('\'') {
-            i += 1;
-            loop {
-                match at(i) {
-                    None => return params, // unterminated: the client refuses it
-                    Some('\'') => {
-                        i += 1;
-                        break;
-                    }
-                    Some('\\') => {
-                        i += 1;
-                        if let Some(c) = at(i) {
-                            value.push(c);
-                            i += 1;
-                        }
-                    }
-                    Some(c) => {
-                        value.push(c);
-                        i += 1;
-                    }
-                }
-            }
-        } else {
-            while let Some(c) = at(i) {
-                if c.is_whitespace() {
-                    break;
-                }
-                i += 1;
-                if c == '\\' {
-                    if let Some(next) = at(i) {
-                        value.push(next);
-                        i += 1;
-                    }
-                } else {
-                    value.push(c);
-                }
-            }
-            if value.is_empty() {
-                return params; // the client refuses an empty value
-            }
-        }
-        params.push((key, offset(value_start)..offset(i), value));
+/// The password `url` gives the client, decoded: its userinfo's, or a
+/// `password` parameter's.
+fn password_of(url: &Url) -> Option<String> {
+    match url.password() {
+        Some(password) => Some(
+            percent_decode_str(password)
+                .decode_utf8_lossy()
+                .into_owned(),
+        ),
+        None => url
+            .query_pairs()
+            .filter(|(key, _)| key == "password")
+            .last()
+            .map(|(_, value)| value.into_owned()),
     }
 }
 
@@ -675,33 +540,9 @@ fn describe(config: &Config) -> String {
     format!("postgres://{user}{hosts}/{dbname}")
 }
 
-/// `url` with its password (however given) replaced by `***`: see [`crate::redact`].
-///
-/// Works on text the client could not parse, too.
-pub fn redact_url(url: &str) -> String {
-    crate::redact::redact_url(url)
-}
-
-/// `text` with every occurrence of `password` replaced by `***`.
-fn redact(text: &str, password: Option<&str>) -> String {
-    let mut redactor = Redactor::default();
-    if let Some(password) = password {
-        redactor.add(password);
-    }
-    redactor.redact(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_recognised_by_scheme() {
-        assert!(PostgresRecords::is_url("postgres://h/db"));
-        assert!(PostgresRecords::is_url("postgresql://h/db"));
-        assert!(!PostgresRecords::is_url("records.json"));
-        assert!(!PostgresRecords::is_url("/srv/postgres://x"));
-    }
 
     #[test]
     fn the_server_is_named_without_the_password() {
@@ -713,21 +554,6 @@ mod tests {
         assert!(!store.is_connected());
         let store = PostgresRecords::new("postgresql://127.0.0.1/fleet").expect("valid");
         assert_eq!(store.server(), "postgres://127.0.0.1:5432/fleet");
-    }
-
-    #[test]
-    fn urls_are_redacted_even_when_malformed() {
-        assert_eq!(
-            redact_url("postgres://alice:s3cret@h:5432/db"),
-            "postgres://alice:***@h:5432/db"
-        );
-        assert_eq!(
-            redact_url("postgres://alice:p@ss@h/db"),
-            "postgres://alice:***@h/db"
-        );
-        assert_eq!(redact_url("postgres://alice@h/db"), "postgres://alice@h/db");
-        assert_eq!(redact_url("postgres://h:5432/db"), "postgres://h:5432/db");
-        assert_eq!(redact_url("postgres://h/db?x=a@b"), "postgres://h/db?x=a@b");
     }
 
     #[test]
@@ -744,6 +570,9 @@ mod tests {
             "postgres://alice:s3cret@[::1/db",
             "postgres://alice:s3cret@h/db?unterminated",
             "postgresql://alice:s3cret@h:1:2/db",
+            "http://alice:s3cret@h/db",
+            // A key=value string is not a URL: refused.
+            "host=h password=s3cret",
             "host=h password=s3cret port=x",
             "host=h password='s3cret' port=x",
             "host=h password = s3cret port=x",
@@ -780,77 +609,68 @@ mod tests {
     fn a_bad_url_is_refused_naming_it_without_the_password() {
         let err = PostgresRecords::new("postgres://alice:s3cret@h:notaport/db")
             .expect_err("a port must be a number");
+        // It does not parse: only its scheme is shown.
+        assert_eq!(
+            err.to_string(),
+            "invalid PostgreSQL URL postgres://…: invalid port number"
+        );
+        // It parses, but the client refuses a parameter: shown without the password.
+        let err = PostgresRecords::new("postgres://alice:s3cret@h/db?connect_timeout=x")
+            .expect_err("a timeout must be a number");
         let text = err.to_string();
         assert!(
-            text.starts_with("invalid PostgreSQL URL postgres://alice:***@h:notaport/db: "),
+            text.starts_with(
+                "invalid PostgreSQL URL postgres://alice:***@h/db?connect_timeout=x: "
+            ),
             "{text}"
         );
         assert!(!text.contains("s3cret"), "{text}");
     }
 
     #[test]
-    fn r12_sslmode_is_read_in_both_forms_and_the_verifying_modes_rewritten_for_the_client() {
+    fn r12_sslmode_is_read_and_taken_out_of_the_url_the_client_reads() {
         let cases = [
             ("postgres://h/db", "postgres://h/db", None),
             (
                 "postgres://h/db?sslmode=disable",
-                "postgres://h/db?sslmode=disable",
+                "postgres://h/db",
                 Some(SslMode::Disable),
             ),
             (
                 "postgres://u:p@h/db?sslmode=verify-full",
-                "postgres://u:p@h/db?sslmode=require",
+                "postgres://u:p@h/db",
                 Some(SslMode::VerifyFull),
             ),
             (
-                "postgresql://h:5432/db?application_name=x&sslmode=verify-ca&connect_timeout=3",
-                "postgresql://h:5432/db?application_name=x&sslmode=require&connect_timeout=3",
+                "postgresql://h:5432/db?application_name=x&sslmode=verify-ca&options=-c%20a%3Db",
+                "postgresql://h:5432/db?application_name=x&options=-c%20a%3Db",
                 Some(SslMode::VerifyCa),
             ),
             (
                 "postgres://h?ssl%6Dode=verify%2Dfull",
-                "postgres://h?ssl%6Dode=require",
+                "postgres://h",
                 Some(SslMode::VerifyFull),
             ),
             // The last one wins, as the client reads them.
             (
                 "postgres://h/db?sslmode=verify-full&sslmode=disable",
-                "postgres://h/db?sslmode=require&sslmode=disable",
+                "postgres://h/db",
                 Some(SslMode::Disable),
             ),
             // A `?sslmode=` inside the credentials is the password's.
             (
-                "postgres://u:a?sslmode=verify-ca@h/db",
-                "postgres://u:a?sslmode=verify-ca@h/db",
+                "postgres://u:a%3Fsslmode=verify-ca@h/db",
+                "postgres://u:a%3Fsslmode%3Dverify-ca@h/db",
                 None,
-            ),
-            (
-                "host=h sslmode=verify-full dbname=db",
-                "host=h sslmode=require dbname=db",
-                Some(SslMode::VerifyFull),
-            ),
-            (
-                "host=h sslmode = 'verify-ca' password='a b'",
-                "host=h sslmode = require password='a b'",
-                Some(SslMode::VerifyCa),
-            ),
-            (
-                "password='sslmode=verify-ca' host=h",
-                "password='sslmode=verify-ca' host=h",
-                None,
-            ),
-            (
-                "host=h sslmode=verify\\-full",
-                "host=h sslmode=require",
-                Some(SslMode::VerifyFull),
             ),
         ];
-        for (url, rewritten, mode) in cases {
-            let (text, found) = take_ssl_mode(url).expect(url);
-            assert_eq!((text.as_str(), found), (rewritten, mode), "{url}");
-            Config::from_str(&text).unwrap_or_else(|err| panic!("{url}: {text}: {err}"));
+        for (url, rest, mode) in cases {
+            let mut parsed = Url::parse(url).expect(url);
+            let found = take_ssl_mode(&mut parsed).expect(url);
+            assert_eq!((parsed.as_str(), found), (rest, mode), "{url}");
+            Config::from_str(parsed.as_str()).unwrap_or_else(|err| panic!("{url}: {err}"));
         }
-        let store = PostgresRecords::new("host=h user=u sslmode=verify-full").expect("valid");
+        let store = PostgresRecords::new("postgres://u@h/db?sslmode=verify-full").expect("valid");
         assert_eq!(store.ssl_mode(), SslMode::VerifyFull);
         assert_eq!(store.config.get_ssl_mode(), ClientSslMode::Require);
         let store = PostgresRecords::new("postgres://h/db").expect("valid");
@@ -865,7 +685,7 @@ mod tests {
         for url in [
             "postgres://alice:s3cret@h/db?sslmode=allow",
             "postgres://h/db?password=s3cret&sslmode=verify",
-            "host=h password=s3cret sslmode=VERIFY-FULL",
+            "postgres://h/db?password=s3cret&sslmode=VERIFY-FULL",
         ] {
             let err = PostgresRecords::new(url).expect_err(url);
             let text = err.to_string();
@@ -882,16 +702,6 @@ mod tests {
         let err = PostgresRecords::new("postgres://h/db?sslmode=s3cret&password=s3cret")
             .expect_err("not a mode");
         assert!(!err.to_string().contains("s3cret"), "{err}");
-    }
-
-    #[test]
-    fn errors_replace_the_password_wherever_it_appears() {
-        assert_eq!(
-            redact("auth for s3cret failed", Some("s3cret")),
-            "auth for *** failed"
-        );
-        assert_eq!(redact("nothing", None), "nothing");
-        assert_eq!(redact("nothing", Some("")), "nothing");
     }
 
     #[test]

@@ -1,343 +1,181 @@
-//! Passwords out of every message: [`redact_url`] and [`Redactor`].
+//! Passwords out of every message, by policy rather than by search:
 //!
-//! Used on the text of `--records` / `--events` (PostgreSQL URLs and
-//! key=value connection strings, Redis URLs) before any of it is shown, and
-//! on the reasons the clients give. It is deliberately conservative: it
-//! works on text no parser accepted, and when in doubt it hides more than
-//! the password (a whole `user:…@` run, a port that is not a number) rather
-//! than less. What counts as a secret:
-//!
-//! - the password of a userinfo, `scheme://user:PASSWORD@host`, up to the
-//!   **last** `@` of the text (a client may split at the first one; a
-//!   password may hold `@`, `/`, `?` or `#`);
-//! - without any `@`: what follows a `:` in the authority when it is not a
-//!   port number (`scheme://user:PASSWORD/db`, a forgotten `@host`);
-//! - the value of every `password=` parameter (`?password=…`, `&password=…`,
-//!   the key percent-decoded and in any case);
-//! - in a key=value connection string (`host=h password='…'`), the value of
-//!   `password`, quoted or not, with or without the `=`;
-//! - each of these percent-decoded as well, wherever it appears again.
+//! - a URL that does not parse is never shown: an error names only its
+//!   scheme (`postgres://…`) and what the `url` crate found wrong with it;
+//! - a parsed URL is shown with its password, and the value of any
+//!   `password` query parameter, as `***` ([`shown`]);
+//! - what a database client says is shown with the password it was given
+//!   as `***` (`hide`).
 
-use std::ops::Range;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+use url::Url;
 
-/// `text` with every secret it holds (see the [module docs](self)) as `***`.
-pub fn redact_url(text: &str) -> String {
-    Redactor::from_url(text).redact_url(text)
+/// `text` (the URL of `--records` or `--events`) as messages show it:
+/// without its password, or only its scheme when it does not parse.
+pub fn shown(text: &str) -> String {
+    #[cfg(any(feature = "postgres", feature = "redis"))]
+    if let Ok(url) = Url::parse(text) {
+        return without_password(&url);
+    }
+    scheme_only(text)
 }
 
-/// Hides a set of secrets wherever they appear in a text.
-#[derive(Clone, Default)]
-pub struct Redactor {
-    secrets: Vec<String>,
+/// A URL that cannot be used, named without its password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} URL {url}: {reason}")]
+pub struct InvalidUrl {
+    /// `PostgreSQL` or `Redis`.
+    pub kind: &'static str,
+    /// The URL as [`shown`]: its password as `***`, or only its scheme
+    /// when it does not parse.
+    pub url: String,
+    /// What is wrong with it, without the password.
+    pub reason: String,
 }
 
-impl std::fmt::Debug for Redactor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Redactor")
-            .field("secrets", &self.secrets.len())
-            .finish()
-    }
-}
-
-impl Redactor {
-    /// A redactor for the secrets of `url` (raw and percent-decoded).
-    pub fn from_url(url: &str) -> Self {
-        let mut redactor = Self::default();
-        for span in secret_spans(url) {
-            let secret = &url[span];
-            redactor.add(secret);
-            // A parser that splits at the first `@`, `/`, `?`, `#` or `:`
-            // takes the rest as a host, port or path, and may quote it:
-            // hide each piece too (but not one or two characters, which
-            // would mangle every message).
-            const DELIMITERS: [char; 5] = ['@', '/', '?', '#', ':'];
-            if secret.contains(DELIMITERS) {
-                for piece in secret.split(DELIMITERS).filter(|piece| piece.len() >= 3) {
-                    redactor.add(piece);
-                }
-            }
+#[cfg(any(feature = "postgres", feature = "redis"))]
+impl InvalidUrl {
+    /// `url` cannot be used because of `reason`; `password` is hidden
+    /// wherever it appears in either.
+    pub(crate) fn new(kind: &'static str, url: &Url, reason: &str, password: Option<&str>) -> Self {
+        Self {
+            kind,
+            url: hide(&without_password(url), password),
+            reason: hide(reason, password),
         }
-        redactor
-    }
-
-    /// Hide `secret` too (and its percent-decoded form); an empty one is ignored.
-    pub fn add(&mut self, secret: &str) {
-        for candidate in [secret.to_owned(), percent_decoded(secret)] {
-            if !candidate.is_empty() && !self.secrets.contains(&candidate) {
-                self.secrets.push(candidate);
-            }
-        }
-        // Longest first, so a secret holding another is replaced whole.
-        self.secrets
-            .sort_by_key(|secret| std::cmp::Reverse(secret.len()));
-    }
-
-    /// Whether there is nothing to hide.
-    pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
-    }
-
-    /// `text` with every secret replaced by `***`.
-    pub fn redact(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in &self.secrets {
-            if text.contains(secret.as_str()) {
-                text = text.replace(secret.as_str(), "***");
-            }
-        }
-        text
-    }
-
-    /// `url` with its secret spans replaced by `***`, then [`Self::redact`].
-    pub fn redact_url(&self, url: &str) -> String {
-        let mut out = String::with_capacity(url.len());
-        let mut last = 0;
-        for span in secret_spans(url) {
-            out.push_str(&url[last..span.start]);
-            out.push_str("***");
-            last = span.end;
-        }
-        out.push_str(&url[last..]);
-        self.redact(&out)
     }
 }
 
-/// The byte ranges of the secrets in `text`, sorted and not overlapping.
-fn secret_spans(text: &str) -> Vec<Range<usize>> {
-    let mut spans = match text.find("://") {
-        Some(scheme_end) => url_spans(text, scheme_end + 3),
-        None => conninfo_spans(text),
-    };
-    spans.retain(|span| !span.is_empty());
-    spans.sort_by_key(|span| span.start);
-    let mut merged: Vec<Range<usize>> = Vec::with_capacity(spans.len());
-    for span in spans {
-        match merged.last_mut() {
-            Some(last) if span.start <= last.end => last.end = last.end.max(span.end),
-            _ => merged.push(span),
-        }
-    }
-    merged
+/// `text` parsed as a URL; an error names only its scheme.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) fn parse(kind: &'static str, text: &str) -> Result<Url, InvalidUrl> {
+    Url::parse(text).map_err(|err| InvalidUrl {
+        kind,
+        url: scheme_only(text),
+        reason: err.to_string(),
+    })
 }
 
-fn url_spans(text: &str, after_scheme: usize) -> Vec<Range<usize>> {
-    let rest = &text[after_scheme..];
-    let mut spans = Vec::new();
-    if let Some(at) = rest.rfind('@') {
-        if let Some(colon) = rest[..at].find(':') {
-            spans.push(after_scheme + colon + 1..after_scheme + at);
-        }
-    } else {
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let mut offset = 0;
-        for chunk in rest[..authority_end].split(',') {
-            // `[v6]:PORT`: the colons inside the brackets are the address.
-            let host_end = match chunk.strip_prefix('[') {
-                Some(_) => chunk.find(']').map_or(chunk.len(), |close| close + 1),
-                None => 0,
-            };
-            if let Some(colon) = chunk[host_end..].find(':') {
-                let port = &chunk[host_end + colon + 1..];
-                if !port.is_empty() && !port.bytes().all(|byte| byte.is_ascii_digit()) {
-                    let start = after_scheme + offset + host_end + colon + 1;
-                    spans.push(start..start + port.len());
-                }
-            }
-            offset += chunk.len() + 1;
-        }
+/// `url` with its password and every `password` query parameter as `***`.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) fn without_password(url: &Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        // Only a URL without a host refuses a password, and it has none.
+        let _ = url.set_password(Some("***"));
     }
-    // `password=` parameters: every `?`/`&`-separated piece is looked at,
-    // so a `?` inside a password does not hide a later parameter.
-    let mut start = after_scheme;
-    for piece in text[start..].split(['?', '&', '#']) {
-        if let Some((key, value)) = piece.split_once('=') {
-            if is_password_key(key) {
-                let value_start = start + key.len() + 1;
-                spans.push(value_start..value_start + value.len());
-            }
-        }
-        start += piece.len() + 1;
+    let is_password = |key: &str| key.eq_ignore_ascii_case("password");
+    if url.query_pairs().any(|(key, _)| is_password(&key)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if is_password(&key) {
+                    "***".into()
+                } else {
+                    value
+                };
+                (key.into_owned(), value.into_owned())
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    spans
+    url.into()
 }
 
-/// `password` values of a libpq key=value string (`host=h password='p w'`).
-fn conninfo_spans(text: &str) -> Vec<Range<usize>> {
-    let bytes = text.as_bytes();
-    let mut spans = Vec::new();
-    let mut i = 0;
-    let skip_space = |mut i: usize| {
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        i
-    };
-    while i < bytes.len() {
-        i = skip_space(i);
-        let key_start = i;
-        while i < bytes.len() && bytes[i] != b'=' && !bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let key = &text[key_start..i];
-        i = skip_space(i);
-        let had_equals = i < bytes.len() && bytes[i] == b'=';
-        if had_equals {
-            i = skip_space(i + 1);
-        } else if !is_password_key(key) {
-            // Not `key=`: move on to the next word.
-            continue;
-        }
-        // The value: quoted with `'` (backslash escapes) or up to a space.
-        let (value_start, value_end);
-        if i < bytes.len() && bytes[i] == b'\'' {
-            value_start = i + 1;
-            let mut j = value_start;
-            while j < bytes.len() && bytes[j] != b'\'' {
-                j += if bytes[j] == b'\\' { 2 } else { 1 };
-            }
-            value_end = j.min(bytes.len());
-            i = (j + 1).min(bytes.len());
-        } else {
-            value_start = i;
-            while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
-                i += if bytes[i] == b'\\' { 2 } else { 1 };
-            }
-            i = i.min(bytes.len());
-            value_end = i;
-        }
-        if is_password_key(key) && text.is_char_boundary(value_end) {
-            spans.push(value_start..value_end);
-        }
+/// `text` with `password` (if any) as `***` wherever it appears.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) fn hide(text: &str, password: Option<&str>) -> String {
+    match password {
+        Some(password) if !password.is_empty() => text.replace(password, "***"),
+        _ => text.to_owned(),
     }
-    spans
 }
 
-fn is_password_key(key: &str) -> bool {
-    percent_decoded(key.trim()).eq_ignore_ascii_case("password")
-}
-
-/// `%XX` sequences decoded (invalid ones and non-UTF-8 results kept as given).
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(byte) = u8::from_str_radix(hex, 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
+/// `scheme://…`, or `(not a URL)` when `text` does not start with a scheme.
+fn scheme_only(text: &str) -> String {
+    match text.split_once("://") {
+        Some((scheme, _))
+            if scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            format!("{scheme}://…")
         }
-        out.push(bytes[i]);
-        i += 1;
+        _ => "(not a URL)".to_owned(),
     }
-    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
 }
 
 #[cfg(test)]
+#[cfg(all(feature = "postgres", feature = "redis"))]
 mod tests {
     use super::*;
 
-    /// Hostile shapes: every one holds `s3cret` (or its encoding) somewhere.
-    const HOSTILE: &[&str] = &[
-        "postgres://alice:s3cret@h:5432/db",
-        "postgres://alice:s3cret@h:not-a-port/db",
-        "postgresql://alice:p@s3cret@h/db",
-        "postgres://alice:s3cret@@h/db",
-        "postgres://alice:s3cret/with/slashes@h/db",
-        "postgres://alice:s3cret?x@h/db",
-        "postgres://alice:s3cret#frag@h/db",
-        "postgres://alice:s3cret@h/db?x=a@b",
-        "postgres://alice:s3cret/db",
-        "postgres://alice:s3cret",
-        "postgres://h1:5432,alice:s3cret/db",
-        "postgres://h/db?password=s3cret",
-        "postgres://h:x/db?password=s3cret",
-        "postgres://h/db?sslmode=disable&password=s3cret&port=x",
-        "postgres://h/db?PASSWORD=s3cret",
-        "postgres://h/db?pass%77ord=s3cret",
-        "postgres://h/db?password=s3cret#x",
-        "postgres://h/db?x?password=s3cret",
-        "postgres://h/db?password=s3cret&x=a@b",
-        "postgres://[::1]:s3cret/db",
-        "postgres://alice:%73%33cret@h:x/db",
-        "postgres://s3cret:s3cret@h:x/db",
-        "postgres://@s3cret:s3cret@",
-        "host=h password=s3cret port=x",
-        "host=h password = s3cret",
-        "host=h password='s3cret with spaces' port=x",
-        "host=h password='s3cret \\' quoted'",
-        "host=h password s3cret",
-        "password=s3cret",
-        "host=h PASSWORD=s3cret",
-        "redis://:s3cret@h:x/s",
-        "redis://u:s3cret@h/s?db=1",
-        "redis://u:s3cret/stream",
-        "redis://:s3cret/with@h/s",
-        "redis://u:s3cret@h/stream@name",
-        "redis://:s3cret",
-    ];
-
     #[test]
-    fn no_hostile_shape_shows_the_secret() {
-        for url in HOSTILE {
-            let shown = redact_url(url);
-            assert!(!shown.contains("s3cret"), "{url} → {shown}");
-            assert!(shown.contains("***"), "{url} → {shown}");
-            // The reason a client gives, which may quote the decoded secret
-            // or the part of it a parser took for a host, port or path (a
-            // quoted conninfo value is parsed whole: it is quoted whole).
-            let quoted = if url.contains('\'') {
-                format!("bad value {}", &url[url.find('\'').unwrap_or(0)..])
-            } else {
-                "bad value s3cret (%73%33cret)".to_owned()
-            };
-            let reason = Redactor::from_url(url).redact(&quoted);
-            assert!(!reason.contains("s3cret"), "{url} → {reason}");
-        }
-    }
-
-    #[test]
-    fn well_formed_urls_keep_everything_but_the_password() {
+    fn a_parsed_url_keeps_everything_but_the_password() {
         let cases = [
             (
                 "postgres://alice:s3cret@h:5432/db",
                 "postgres://alice:***@h:5432/db",
             ),
+            ("postgres://alice:p@ss@h/db", "postgres://alice:***@h/db"),
             ("postgres://alice@h/db", "postgres://alice@h/db"),
-            ("postgres://h:5432/db", "postgres://h:5432/db"),
-            ("postgres://h/db?x=a@b", "postgres://h/db?x=a@b"),
             ("postgres://[::1]:5432/db", "postgres://[::1]:5432/db"),
+            ("postgres://h/db?x=a@b", "postgres://h/db?x=a@b"),
             (
-                "postgres://h1:5432,h2:5433/db",
-                "postgres://h1:5432,h2:5433/db",
+                "postgres://h/db?sslmode=disable&Password=s3cret&port=1",
+                "postgres://h/db?sslmode=disable&Password=***&port=1",
             ),
-            (
-                "postgres://h/db?sslmode=disable&password=s3cret&port=1",
-                "postgres://h/db?sslmode=disable&password=***&port=1",
-            ),
-            (
-                "host=h password='s w' port=1",
-                "host=h password='***' port=1",
-            ),
-            ("redis://:pw@h:6379/s", "redis://:***@h:6379/s"),
+            ("redis://:s3cret@h:6379/s", "redis://:***@h:6379/s"),
+            ("rediss://u:%73%33cret@h/s", "rediss://u:***@h/s"),
             ("redis://h:6379/s", "redis://h:6379/s"),
-            ("records.json", "records.json"),
         ];
-        for (url, shown) in cases {
-            assert_eq!(redact_url(url), shown, "{url}");
+        for (text, expected) in cases {
+            assert_eq!(shown(text), expected, "{text}");
         }
     }
 
     #[test]
-    fn added_secrets_are_hidden_raw_and_decoded() {
-        let mut redactor = Redactor::default();
-        assert!(redactor.is_empty());
-        redactor.add("p%40ss");
-        redactor.add("");
-        assert_eq!(redactor.redact("a p@ss b p%40ss"), "a *** b ***");
-        assert!(!format!("{redactor:?}").contains("ss"));
+    fn a_url_that_does_not_parse_is_named_by_its_scheme_only() {
+        for text in [
+            "postgres://alice:s3cret@h:not-a-port/db",
+            "postgres://alice:s3cret/db",
+            "postgres://alice:s3cret@[::1/db",
+            "redis://:s3cret@h:99999/s",
+        ] {
+            let scheme = &text[..text.find("://").expect("a scheme")];
+            assert_eq!(shown(text), format!("{scheme}://…"), "{text}");
+            let err = parse("PostgreSQL", text).expect_err(text);
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid PostgreSQL URL {scheme}://…: ")),
+                "{err}"
+            );
+        }
+        assert_eq!(shown("s3cret"), "(not a URL)");
+        assert_eq!(shown("a b://s3cret"), "(not a URL)");
+    }
+
+    #[test]
+    fn a_clients_words_hide_the_password_it_was_given() {
+        assert_eq!(
+            hide("auth for s3cret failed", Some("s3cret")),
+            "auth for *** failed"
+        );
+        assert_eq!(hide("nothing", None), "nothing");
+        assert_eq!(hide("nothing", Some("")), "nothing");
+        let url = Url::parse("postgres://h/db?sslmode=s3cret&password=s3cret").expect("parses");
+        let err = InvalidUrl::new(
+            "PostgreSQL",
+            &url,
+            "sslmode `s3cret` is not supported",
+            Some("s3cret"),
+        );
+        assert_eq!(
+            err.to_string(),
+            "invalid PostgreSQL URL postgres://h/db?sslmode=***&password=***: \
+             sslmode `***` is not supported"
+        );
     }
 }

@@ -39,29 +39,31 @@
 //! SANs), against the trust of [`RedisStreamPublisher::with_tls`]: the
 //! system store and `--ca-file`. There is no way to turn that off
 //! (redis-rs's `#insecure` is refused), and no client certificate is sent.
-//! The handshake is inside the connect bound. redis-rs reports a failed
-//! handshake only as text, so on such a failure one more handshake is made
-//! with the same trust, to word the reason (`tls: certificate signed by
-//! unknown authority`).
+//! The handshake is inside the connect bound; its failure is worded from the
+//! rustls error redis-rs keeps (`tls: certificate signed by unknown
+//! authority`). redis-rs builds its rustls configuration on the process's
+//! default crypto provider: the `healthprobe` binary installs the one of
+//! [`crate::probing::tls::provider`] at start, and an embedder installs one
+//! too unless rustls is built with a single provider (then rustls picks it).
 
+use std::error::Error as _;
 use std::fmt;
 use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use healthprobe_core::HealthEvent;
+use percent_encoding::percent_decode_str;
 use redis::{
     ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError,
     TlsCertificates, Value,
 };
+use url::Host;
 
-use crate::ports::{HealthEventPublisher, PublishError};
-use crate::redact::Redactor;
-use crate::tls::{
-    ServerVerification, TLS_ERROR_PREFIX, TlsClient, describe_database_tls, provider,
-};
-use crate::wire::to_writer_go;
+use crate::adapters::redact::{self, InvalidUrl, hide};
+use crate::codec::wire::to_writer_go;
+use crate::driver::ports::{HealthEventPublisher, PublishError};
+use crate::probing::tls::{TlsClient, describe_database_tls};
 
 /// How many of the stream's newest entries are searched for an event whose
 /// previous `XADD` may have been applied.
@@ -104,22 +106,18 @@ impl RedisTarget {
     /// The port when the URL names none.
     pub const DEFAULT_PORT: u16 = 6379;
 
-    /// Whether `text` is meant as a Redis URL (starts with `redis://` or `rediss://`).
-    pub fn is_redis_url(text: &str) -> bool {
-        text.starts_with("redis://") || text.starts_with("rediss://")
-    }
-
     /// Parse `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`, or `rediss://…`
     /// for TLS (the same port default: name the TLS port).
     ///
     /// The host may be a name, an IPv4 address or a bracketed IPv6 address;
-    /// the stream is everything after the first `/` and must not be empty.
-    /// Credentials are percent-decoded (`%40` for `@`, `%3A` for `:`) and
-    /// sent with `AUTH` on every connection: `:PASSWORD@` for the default
-    /// user (`requirepass`), `USER:PASSWORD@` for an ACL user. A database
-    /// number, a query or a fragment are refused rather than silently
-    /// ignored. Errors show the URL with the password as `***`.
-    pub fn parse(url: &str) -> Result<Self, InvalidRedisUrl> {
+    /// the stream is the path after its first `/` and must not be empty.
+    /// Credentials (and the stream) are percent-decoded (`%40` for `@`,
+    /// `%3A` for `:`); they are sent with `AUTH` on every connection:
+    /// `:PASSWORD@` for the default user (`requirepass`), `USER:PASSWORD@`
+    /// for an ACL user. A query or a fragment (redis-rs's `?db=` or
+    /// `#insecure`) is refused rather than silently ignored. Errors show the
+    /// URL without its password, or only its scheme when it does not parse.
+    pub fn parse(url: &str) -> Result<Self, InvalidUrl> {
         Self::parse_with_default_password(url, None)
     }
 
@@ -129,114 +127,77 @@ impl RedisTarget {
     pub fn parse_with_default_password(
         url: &str,
         password: Option<&str>,
-    ) -> Result<Self, InvalidRedisUrl> {
-        let mut redactor = Redactor::from_url(url);
-        if let Some(password) = password {
-            redactor.add(password);
-        }
-        let invalid = |reason: &str| InvalidRedisUrl {
-            url: redactor.redact_url(url),
-            reason: redactor.redact(reason),
+    ) -> Result<Self, InvalidUrl> {
+        let url = redact::parse("Redis", url)?;
+        // The password in effect is hidden wherever it appears.
+        let secret = url
+            .password()
+            .map(|password| percent_decode_str(password).decode_utf8_lossy())
+            .or(password.map(Into::into));
+        let invalid = |reason: &str| InvalidUrl::new("Redis", &url, reason, secret.as_deref());
+        let decode = |text: &str| {
+            percent_decode_str(text)
+                .decode_utf8()
+                .map(|text| text.into_owned())
+                .map_err(|_| invalid("not UTF-8 once percent-decoded"))
         };
-        let (tls, rest) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
-            (Some(rest), _) => (false, rest),
-            (None, Some(rest)) => (true, rest),
-            (None, None) => {
+        let tls = match url.scheme() {
+            "redis" => false,
+            "rediss" => true,
+            _ => {
                 return Err(invalid(
                     "expected redis://HOST[:PORT]/STREAM (or rediss:// for TLS)",
                 ));
             }
         };
-        let (authority, stream) = rest
-            .split_once('/')
-            .ok_or_else(|| invalid("no stream name: expected redis://HOST[:PORT]/STREAM"))?;
-        if stream.is_empty() {
-            return Err(invalid(
-                "empty stream name: expected redis://HOST[:PORT]/STREAM",
-            ));
-        }
-        if stream.ends_with("#insecure") {
+        if url.fragment() == Some("insecure") {
             return Err(invalid(
                 "#insecure is not supported: the server's certificate is always verified \
                  (trust a private CA with --ca-file)",
             ));
         }
-        if stream.contains(['?', '#']) {
+        if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid(
                 "a query or fragment is not supported: the path is the stream name",
             ));
         }
-        let (username, password, authority) = match authority.rsplit_once('@') {
-            None => (
-                None,
-                password
-                    .filter(|password| !password.is_empty())
-                    .map(str::to_owned),
-                authority,
-            ),
-            Some((userinfo, host_port)) => {
-                let decode = |part: &str| {
-                    percent_encoding::percent_decode_str(part)
-                        .decode_utf8()
-                        .map(|text| text.into_owned())
-                        .map_err(|_| invalid("credentials are not UTF-8 once percent-decoded"))
-                };
-                let (user, password) = match userinfo.split_once(':') {
-                    Some((user, password)) => {
-                        if password.is_empty() {
-                            return Err(invalid("empty password"));
-                        }
-                        (user, decode(password)?)
-                    }
-                    None => match password {
-                        Some(password) if !password.is_empty() => (userinfo, password.to_owned()),
-                        _ => {
-                            return Err(invalid(
-                                "a user name needs a password: expected USER:PASSWORD@ or :PASSWORD@ (or a password file)",
-                            ));
-                        }
-                    },
-                };
-                let username = (!user.is_empty()).then(|| decode(user)).transpose()?;
-                (username, Some(password), host_port)
-            }
+        let host = match url.host() {
+            Some(Host::Domain(name)) if !name.is_empty() => name.to_owned(),
+            Some(Host::Ipv4(ip)) => ip.to_string(),
+            Some(Host::Ipv6(ip)) => ip.to_string(),
+            _ => return Err(invalid("no host")),
         };
-        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-            let (host, after) = bracketed
-                .split_once(']')
-                .ok_or_else(|| invalid("unclosed `[` in the host"))?;
-            match after {
-                "" => (host, None),
-                _ => match after.strip_prefix(':') {
-                    Some(port) => (host, Some(port)),
-                    None => return Err(invalid("expected `:PORT` after `]`")),
-                },
-            }
-        } else {
-            match authority.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            }
+        let port = match url.port() {
+            Some(0) => return Err(invalid("port 0: expected a port from 1 to 65535")),
+            port => port.unwrap_or(Self::DEFAULT_PORT),
         };
-        if host.is_empty() {
-            return Err(invalid("no host"));
+        let stream = decode(url.path().strip_prefix('/').unwrap_or_default())?;
+        if stream.is_empty() {
+            return Err(invalid(
+                "no stream name: expected redis://HOST[:PORT]/STREAM",
+            ));
         }
-        let port = match port {
-            None => Self::DEFAULT_PORT,
-            Some(port) => match port.parse::<u16>() {
-                Ok(port) if port != 0 => port,
-                _ => {
-                    return Err(invalid(&format!(
-                        "port `{port}` is not a number from 1 to 65535"
-                    )));
-                }
-            },
+        let username = match url.username() {
+            "" => None,
+            user => Some(decode(user)?),
         };
+        let password = match url.password() {
+            Some(password) => Some(decode(password)?),
+            None => password
+                .filter(|password| !password.is_empty())
+                .map(str::to_owned),
+        };
+        if username.is_some() && password.is_none() {
+            return Err(invalid(
+                "a user name needs a password: expected USER:PASSWORD@ or :PASSWORD@ \
+                 (or a password file)",
+            ));
+        }
         Ok(Self {
             tls,
-            host: host.to_owned(),
+            host,
             port,
-            stream: stream.to_owned(),
+            stream,
             username,
             password,
         })
@@ -255,16 +216,6 @@ impl fmt::Display for RedisTarget {
     }
 }
 
-/// A `--events redis://…` URL that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid Redis URL `{url}`: {reason}")]
-pub struct InvalidRedisUrl {
-    /// The URL as given, its password (if any) shown as `***`.
-    pub url: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
 /// One event as stream fields, in envelope order.
 type Fields = [(&'static str, String); 5];
 
@@ -274,7 +225,6 @@ pub struct RedisStreamPublisher {
     destination: String,
     maxlen: u64,
     timeout: Duration,
-    tls: TlsClient,
     client: redis::Client,
     connection: Option<redis::Connection>,
     /// An event whose last `XADD` got no reply: Redis may hold it already.
@@ -308,15 +258,13 @@ impl RedisStreamPublisher {
     /// system store; [`Self::with_tls`] adds `--ca-file`.
     pub fn new(target: RedisTarget, maxlen: u64) -> Result<Self, PublishError> {
         let destination = target.to_string();
-        let tls = TlsClient::system();
-        let client = Self::client(&target, &tls)
+        let client = Self::client(&target, &TlsClient::system())
             .map_err(|err| PublishError::Unavailable(format!("{destination}: {err}")))?;
         Ok(Self {
             target,
             destination,
             maxlen,
             timeout: Self::DEFAULT_TIMEOUT,
-            tls,
             client,
             connection: None,
             in_doubt: None,
@@ -333,7 +281,6 @@ impl RedisStreamPublisher {
                 .map_err(|err| PublishError::Unavailable(format!("{}: {err}", self.destination)))?;
             self.connection = None;
         }
-        self.tls = tls;
         Ok(self)
     }
 
@@ -351,10 +298,6 @@ impl RedisStreamPublisher {
                 .set_redis_settings(settings);
             return redis::Client::open(info);
         }
-        // redis-rs builds its rustls configuration on the process's default
-        // provider: make that the one every other connection uses, unless
-        // the embedding program chose one already.
-        let _ = rustls::crypto::CryptoProvider::install_default((*provider()).clone());
         let info = ConnectionAddr::TcpTls {
             host: target.host.clone(),
             port: target.port,
@@ -416,71 +359,30 @@ impl RedisStreamPublisher {
 
     /// Drop the connection and name the destination in the error.
     fn fail(&mut self, err: &RedisError) -> PublishError {
-        let reason = describe(err);
+        let reason = describe(err, &self.target.host);
         self.fail_with(&reason)
     }
 
-    /// [`Self::fail`] for a connection that could not be made: over TLS,
-    /// the handshake's failure is worded (see the [module docs](self)).
+    /// [`Self::fail`] for a connection that could not be made: over TLS, a
+    /// timeout may be the handshake's.
     fn fail_connect(&mut self, err: &RedisError) -> PublishError {
-        let reason = if !self.target.tls || err.is_connection_refusal() {
-            describe(err)
-        } else if err.is_timeout() {
-            format!(
+        if self.target.tls && err.is_timeout() {
+            let reason = format!(
                 "no answer within {} (connecting, TLS handshake included)",
                 humantime::format_duration(self.timeout)
-            )
-        } else if err.kind() == ErrorKind::Io {
-            match self.handshake_failure() {
-                Some(failure) => failure,
-                None => describe(err),
-            }
-        } else {
-            describe(err)
-        };
-        self.fail_with(&reason)
+            );
+            return self.fail_with(&reason);
+        }
+        self.fail(err)
     }
 
     fn fail_with(&mut self, reason: &str) -> PublishError {
         self.connection = None;
-        let mut redactor = Redactor::default();
-        if let Some(password) = &self.target.password {
-            redactor.add(password);
-        }
-        PublishError::Unavailable(format!("{}: {}", self.destination, redactor.redact(reason)))
-    }
-
-    /// Why a TLS handshake with the target fails, from one more handshake
-    /// with the same trust, within the connect bound; `None` if it does not
-    /// fail (or fails before TLS).
-    fn handshake_failure(&self) -> Option<String> {
-        let deadline = Instant::now() + self.timeout;
-        let address = (self.target.host.as_str(), self.target.port)
-            .to_socket_addrs()
-            .ok()?
-            .next()?;
-        let mut tcp = TcpStream::connect_timeout(&address, self.timeout).ok()?;
-        let name = rustls::pki_types::ServerName::try_from(self.target.host.clone()).ok()?;
-        let config = self.tls.database_config(ServerVerification::Full);
-        let mut tls = rustls::ClientConnection::new(Arc::clone(&config), name).ok()?;
-        while tls.is_handshaking() {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            if left.is_zero() {
-                return None;
-            }
-            tcp.set_read_timeout(Some(left)).ok()?;
-            tcp.set_write_timeout(Some(left)).ok()?;
-            match tls.complete_io(&mut tcp) {
-                Ok((0, 0)) if tls.is_handshaking() && !tls.wants_write() => {
-                    return Some(format!(
-                        "{TLS_ERROR_PREFIX}the server closed the connection during the handshake"
-                    ));
-                }
-                Ok(_) => {}
-                Err(err) => return tls_io_failure(&err, &self.target.host),
-            }
-        }
-        None
+        PublishError::Unavailable(format!(
+            "{}: {}",
+            self.destination,
+            hide(reason, self.target.password.as_deref())
+        ))
     }
 
     /// One attempt: the in-doubt check if needed, then `XADD`.
@@ -562,39 +464,33 @@ impl HealthEventPublisher for RedisStreamPublisher {
     }
 }
 
-/// The words for an I/O error of a TLS handshake with `host`, if it is a TLS failure.
-fn tls_io_failure(err: &io::Error, host: &str) -> Option<String> {
-    if let Some(tls) = err
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        return Some(describe_database_tls(tls, Some(host)));
-    }
-    match err.kind() {
-        io::ErrorKind::UnexpectedEof => Some(format!(
-            "{TLS_ERROR_PREFIX}the server closed the connection during the handshake"
-        )),
-        io::ErrorKind::ConnectionReset => Some(format!(
-            "{TLS_ERROR_PREFIX}the server reset the connection during the handshake"
-        )),
-        _ => None,
-    }
-}
-
 /// Whether Redis replied with an error, so it did not apply the command.
 fn redis_answered(err: &RedisError) -> bool {
     matches!(err.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
 }
 
-/// The error as a short reason: the I/O error alone when there is one.
-fn describe(err: &RedisError) -> String {
-    if err.is_connection_refusal() {
+/// The error as a short reason: a TLS failure worded (checked against
+/// `host`), the I/O error alone when there is one.
+fn describe(err: &RedisError, host: &str) -> String {
+    if let Some(tls) = tls_error(err) {
+        describe_database_tls(tls, Some(host))
+    } else if err.is_connection_refusal() {
         "connection refused".to_owned()
     } else if err.is_timeout() {
         "timed out".to_owned()
     } else {
         err.to_string()
     }
+}
+
+/// The rustls error inside `err`, if any: redis-rs keeps the I/O error
+/// (which holds it) as its source, behind an `Arc`.
+fn tls_error(err: &RedisError) -> Option<&rustls::Error> {
+    err.source()?
+        .downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>()?
+        .downcast_ref::<io::Error>()?
+        .get_ref()?
+        .downcast_ref::<rustls::Error>()
 }
 
 /// The envelope's fields with the values the JSON line would hold.
@@ -684,14 +580,12 @@ mod tests {
     fn a_url_without_a_usable_stream_host_or_port_is_refused_with_the_reason() {
         let cases = [
             ("redis://127.0.0.1:6379", "no stream name"),
-            ("redis://127.0.0.1:6379/", "empty stream name"),
+            ("redis://127.0.0.1:6379/", "no stream name"),
             ("redis:///events", "no host"),
-            ("redis://h:0/s", "port `0` is not a number from 1 to 65535"),
-            ("redis://h:99999/s", "port `99999`"),
+            ("redis://h:0/s", "port 0: expected a port from 1 to 65535"),
             ("redis://u@h/s", "a user name needs a password"),
-            ("redis://u:@h/s", "empty password"),
+            ("redis://u:@h/s", "a user name needs a password"),
             ("redis://h/s?db=1", "query or fragment"),
-            ("redis://[::1/s", "unclosed"),
             ("http://h/s", "expected redis://"),
             ("rediss://h/s#insecure", "#insecure is not supported"),
             ("rediss://h:6380", "no stream name"),
@@ -700,27 +594,36 @@ mod tests {
             let err = RedisTarget::parse(url).expect_err(url);
             let message = err.to_string();
             assert!(
-                message.starts_with(&format!("invalid Redis URL `{url}`: ")),
+                message.starts_with(&format!("invalid Redis URL {}: ", redact::shown(url))),
                 "{message}"
             );
             assert!(message.contains(reason), "{url}: {message}");
         }
-        // Without an `@`, a port that is not a number may be a password
-        // whose `@HOST` was forgotten: it is hidden.
-        let err = RedisTarget::parse("redis://h:x/s").expect_err("a bad port");
-        assert_eq!(
-            err.to_string(),
-            "invalid Redis URL `redis://h:***/s`: port `***` is not a number from 1 to 65535"
-        );
+        // A URL that does not parse is not shown (a port that is not a
+        // number may be a password whose `@HOST` was forgotten).
+        for (url, reason) in [
+            ("redis://h:x/s", "invalid port number"),
+            ("redis://h:99999/s", "invalid port number"),
+            ("rediss://[::1/s", "invalid IPv6 address"),
+        ] {
+            let err = RedisTarget::parse(url).expect_err(url);
+            let scheme = &url[..url.find(':').expect("a scheme")];
+            assert_eq!(
+                err.to_string(),
+                format!("invalid Redis URL {scheme}://…: {reason}")
+            );
+        }
     }
 
     #[test]
     fn credentials_are_percent_decoded_and_never_shown() {
-        let target = RedisTarget::parse("redis://probe%40ops:p%3Ass%2Fw0rd@127.0.0.1:6380/events")
-            .expect("valid");
+        let target =
+            RedisTarget::parse("redis://probe%40ops:p%3Ass%2Fw0rd@127.0.0.1:6380/ev%20ents")
+                .expect("valid");
         assert_eq!(target.username.as_deref(), Some("probe@ops"));
         assert_eq!(target.password.as_deref(), Some("p:ss/w0rd"));
-        assert_eq!(target.to_string(), "redis 127.0.0.1:6380/events");
+        assert_eq!(target.stream, "ev ents");
+        assert_eq!(target.to_string(), "redis 127.0.0.1:6380/ev ents");
         let debug = format!("{target:?}");
         assert!(debug.contains("***") && !debug.contains("w0rd"), "{debug}");
 
