@@ -61,8 +61,12 @@ def start_fleet(mass_fleet, scratch, engines, per_process, go):
         if not ready.startswith("ready"):
             sys.exit(f"mass_fleet: {ready!r}")
     joined = []
-    for records in files:
-        joined.extend(json.loads(Path(records).read_text()))
+    for index, records in enumerate(files):
+        # Each fleet process numbers its games from 0 (the Go fleet does):
+        # prefixed, so no two records share a game (D3 would probe one).
+        for record in json.loads(Path(records).read_text()):
+            record["game_id"] = f"p{index}-{record['game_id']}"
+            joined.append(record)
     path = str(Path(scratch) / "records.json")
     Path(path).write_text(json.dumps(joined))
     return fleets, path, len(joined)
