@@ -77,8 +77,9 @@
 //!   [`open`] (a store or publisher from the text of `--records` /
 //!   `--events`) and [`redact`].
 //! - [`codec`]: journal lines ([`journal`]) and event lines ([`wire`]).
-//! - [`config`], [`metrics`], [`logging`], [`replay`] (`healthprobe replay`),
-//!   [`demo`] (`healthprobe demo`).
+//! - [`run()`]: the composition root — opens everything [`RunOptions`]
+//!   names (as `healthprobe run` does) and runs a worker over it.
+//! - [`config`], [`metrics`], [`replay`] (`healthprobe replay`).
 //!
 //! What may do I/O: everything here but [`config`] and the codecs' pure
 //! functions. What decides: nothing here.
@@ -87,13 +88,12 @@
 pub mod adapters;
 pub mod codec;
 pub mod config;
-pub mod demo;
 pub mod driver;
 pub mod durability;
-pub mod logging;
 pub mod metrics;
 pub mod probing;
 pub mod replay;
+mod run;
 
 // The modules by their earlier, flat paths (`healthprobe_shell::probe`, …).
 pub use adapters::{open, redact};
@@ -118,3 +118,4 @@ pub use driver::worker::{
 pub use durability::durable::StateFile;
 pub use durability::journal_file::JournalFile;
 pub use probing::tls::{TlsClient, TlsOptions, TlsSetupError};
+pub use run::{RunError, RunOptions, RunOutcome, run};

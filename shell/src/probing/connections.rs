@@ -54,6 +54,7 @@ pub const RESERVED_FILES: u64 = 64;
 
 /// Which connections are kept between ticks (`run --connections`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Connections {
     /// Keep connections to `https://` engines, a fresh one per probe for
     /// `http://` engines: what the reference does.

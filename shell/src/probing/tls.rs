@@ -59,12 +59,38 @@ pub const TLS_ERROR_PREFIX: &str = "tls: ";
 /// Where trust and the client certificate come from (`--ca-file`,
 /// `--tls-client-cert`, `--tls-client-key`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct TlsOptions {
-    /// PEM certificates trusted besides the system store (a private CA).
+    /// PEM certificates to trust besides the system store (which honours
+    /// SSL_CERT_FILE and SSL_CERT_DIR), a private CA: for https:// engines,
+    /// PostgreSQL with sslmode=verify-ca or verify-full, and rediss://.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "ca-file", env = "HEALTHPROBE_CA_FILE", value_name = "PEM")
+    )]
     pub ca_file: Option<PathBuf>,
-    /// PEM certificate chain presented to engines that ask for one (mTLS).
+    /// PEM certificate chain presented to https:// engines that ask for one
+    /// (mTLS; never to PostgreSQL or Redis); with --tls-client-key.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "tls-client-cert",
+            env = "HEALTHPROBE_TLS_CLIENT_CERT",
+            value_name = "PEM",
+            requires = "client_key"
+        )
+    )]
     pub client_cert: Option<PathBuf>,
-    /// PEM private key of `client_cert` (PKCS#8, PKCS#1 or SEC1).
+    /// PEM private key of --tls-client-cert (PKCS#8, PKCS#1 or SEC1).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "tls-client-key",
+            env = "HEALTHPROBE_TLS_CLIENT_KEY",
+            value_name = "PEM",
+            requires = "client_cert"
+        )
+    )]
     pub client_key: Option<PathBuf>,
 }
 
