@@ -28,7 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use healthprobe_core::ProbeResult;
+use healthprobe_core::{ProbeResult, probe_url};
 use rustls::{ClientConnection, StreamOwned};
 use ureq::config::Config;
 use ureq::http::Uri;
@@ -44,9 +44,6 @@ use crate::connections::{
     closed_before_answer,
 };
 use crate::tls::{self, TlsClient, TlsFailure};
-
-/// The path appended to every engine endpoint.
-pub const HEALTHZ_PATH: &str = "/healthz";
 
 /// Largest response head (status line and headers) accepted; a bigger one is a failure.
 pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024;
@@ -125,25 +122,6 @@ pub fn classify(result: &ProbeResult) -> ProbeClass {
         ProbeResult::Unhealthy { error, .. } if tls::is_tls_error(error) => ProbeClass::Tls,
         ProbeResult::Unhealthy { .. } => ProbeClass::Other,
     }
-}
-
-/// The URL probed for an engine endpoint (R2): every trailing `/` trimmed, then `/healthz`.
-///
-/// ```
-/// use healthprobe_shell::probe::probe_url;
-/// assert_eq!(probe_url("http://10.0.0.1:8080//"), "http://10.0.0.1:8080/healthz");
-/// ```
-pub fn probe_url(engine_endpoint: &str) -> String {
-    let base = engine_endpoint.trim_end_matches('/');
-    let mut url = String::with_capacity(base.len() + HEALTHZ_PATH.len());
-    url.push_str(base);
-    url.push_str(HEALTHZ_PATH);
-    url
-}
-
-/// The error text of a non-200 status (R1): exactly `unexpected status N`.
-pub fn unexpected_status(status: u16) -> String {
-    format!("unexpected status {status}")
 }
 
 /// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) through ureq
@@ -397,15 +375,15 @@ impl<T: Transport> Transport for Keeping<T> {
     }
 }
 
-/// The outcome of an answer with `status` (R1): healthy iff 200.
+/// The outcome of an answer with `status` (R1, decided by the core) and its class.
 pub(crate) fn answered(status: u16) -> (ProbeResult, ProbeClass) {
-    match status {
-        200 => (ProbeResult::Healthy, ProbeClass::Ok),
-        status => (
-            unhealthy(status, unexpected_status(status)),
-            ProbeClass::BadStatus,
-        ),
-    }
+    let result = ProbeResult::from_status(status);
+    let class = if result.is_healthy() {
+        ProbeClass::Ok
+    } else {
+        ProbeClass::BadStatus
+    };
+    (result, class)
 }
 
 /// The error text of a response head longer than `limit` bytes.
@@ -663,29 +641,6 @@ pub(crate) mod tests {
         Prober::new(Duration::from_millis(200), TlsClient::system(), policy)
     }
 
-    #[test]
-    fn r2_probe_url_trims_every_trailing_slash() {
-        let cases = [
-            ("http://127.0.0.1:8080", "http://127.0.0.1:8080/healthz"),
-            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/healthz"),
-            ("http://127.0.0.1:8080///", "http://127.0.0.1:8080/healthz"),
-            ("http://h:1/engine/", "http://h:1/engine/healthz"),
-            ("http://h:1/engine//", "http://h:1/engine/healthz"),
-            ("http://h:1//engine", "http://h:1//engine/healthz"),
-            ("", "/healthz"),
-            ("///", "/healthz"),
-        ];
-        for (endpoint, expected) in cases {
-            assert_eq!(probe_url(endpoint), expected, "{endpoint:?}");
-        }
-    }
-
-    #[test]
-    fn r1_unexpected_status_text_is_exact() {
-        assert_eq!(unexpected_status(503), "unexpected status 503");
-        assert_eq!(unexpected_status(302), "unexpected status 302");
-    }
-
     fn failure(status: u16, error: &str) -> ProbeResult {
         unhealthy(status, error.to_owned())
     }
@@ -694,8 +649,8 @@ pub(crate) mod tests {
     fn classify_sorts_every_kind_of_result() {
         let cases = [
             (ProbeResult::Healthy, ProbeClass::Ok),
-            (failure(503, &unexpected_status(503)), ProbeClass::BadStatus),
-            (failure(301, &unexpected_status(301)), ProbeClass::BadStatus),
+            (ProbeResult::from_status(503), ProbeClass::BadStatus),
+            (ProbeResult::from_status(301), ProbeClass::BadStatus),
             // A status wins over whatever the text says.
             (failure(500, "timeout"), ProbeClass::BadStatus),
             (failure(0, "timeout"), ProbeClass::Timeout),

@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use healthprobe_core::ProbeResult;
+use healthprobe_core::{ProbeResult, probe_url};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -58,7 +58,7 @@ use crate::connections::{
 };
 use crate::probe::{
     MAX_RESPONSE_HEADER_BYTES, ProbeClass, ResolveFailed, USER_AGENT, answered, cannot_resolve,
-    describe_io, failed, head_too_large, probe_url, reason,
+    describe_io, failed, head_too_large, reason,
 };
 use crate::tls::{self, TlsClient};
 
