@@ -38,7 +38,7 @@ impl WorkerConfig {
     /// `interval`, `probe_timeout`, `failures_threshold`, `recovery_threshold`
     /// and `max_concurrency` must all be positive. The thresholds are the
     /// core's to check ([`Policy::new`]): this only asks it.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.interval.is_zero() {
             return Err(ConfigError::ZeroInterval);
         }
@@ -104,7 +104,7 @@ pub enum Runtime {
 
 impl Runtime {
     /// The cap on probes in flight when none is configured: 16 for threads
-    /// (the reference's), [`Runtime::ASYNC_DEFAULT_MAX_CONCURRENCY`] for async.
+    /// (the reference's), `Runtime::ASYNC_DEFAULT_MAX_CONCURRENCY` for async.
     pub fn default_max_concurrency(self) -> usize {
         match self {
             Self::Threads => WorkerConfig::DEFAULT_MAX_CONCURRENCY,
@@ -123,7 +123,7 @@ impl Runtime {
     /// `max_concurrency + 16` file descriptors: 512 fits the common soft
     /// limit of 1,024 (`ulimit -n`); raise the limit before raising the cap
     /// past about 1,000, or probes fail with `Too many open files`.
-    pub const ASYNC_DEFAULT_MAX_CONCURRENCY: usize = 512;
+    pub(crate) const ASYNC_DEFAULT_MAX_CONCURRENCY: usize = 512;
 
     /// `threads` or `async`, as the CLI spells it.
     pub fn name(self) -> &'static str {
@@ -142,6 +142,7 @@ impl std::fmt::Display for Runtime {
 
 /// A setting is out of range; the message starts with the field's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// `interval` was zero.
     #[error("interval must be positive, got 0s")]
@@ -180,7 +181,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// [`parse_duration`], refusing zero (R11): `--interval`, `--probe-timeout`.
-pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+#[cfg(feature = "cli")]
+pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
         Duration::ZERO => Err("must be positive".to_owned()),
         duration => Ok(duration),

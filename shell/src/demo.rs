@@ -204,7 +204,7 @@ fn read_request_head(stream: &mut TcpStream) -> io::Result<()> {
 
 /// Start the fleet and probe it until `shutdown`, or for `duration` if given:
 /// events as JSON lines on stdout, one readable line per tick on stderr.
-pub fn run(duration: Option<Duration>, shutdown: &Shutdown) -> io::Result<()> {
+pub(crate) fn run(duration: Option<Duration>, shutdown: &Shutdown) -> io::Result<()> {
     let mut report = io::stderr();
     let config = WorkerConfig {
         interval: Duration::from_secs(1),

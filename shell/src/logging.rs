@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line, fields at the top level.
@@ -17,7 +17,7 @@ pub enum LogFormat {
 
 /// Send `tracing` logs to standard error in `format`, filtered by `RUST_LOG`
 /// or else by `default_filter` (for example `info`). Call once.
-pub fn init(format: LogFormat, default_filter: &str) -> Result<(), String> {
+pub(crate) fn init(format: LogFormat, default_filter: &str) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(text) if !text.trim().is_empty() => text,
         _ => default_filter.to_owned(),

@@ -2,6 +2,8 @@
 //! maps the result to an exit code (0, 1 for a failure, 2 for bad input,
 //! 130 for a second signal).
 
+#![warn(unreachable_pub)]
+
 mod demo;
 mod logging;
 
@@ -71,6 +73,10 @@ struct ReplayArgs {
 /// Exit code for bad input (a malformed file or an invalid setting).
 const EXIT_BAD_INPUT: u8 = 2;
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the binary installs the crypto provider"
+)]
 fn main() -> ExitCode {
     // One crypto provider for every TLS connection of the process, before
     // any is made: redis-rs builds its rustls configuration on this default.
@@ -140,6 +146,7 @@ fn demo(duration: Option<Duration>, log_format: LogFormat) -> ExitCode {
 /// SIGINT, SIGTERM (and SIGHUP) trigger `shutdown`; a second signal
 /// flushes the journal's buffered lines (so `replay` still sees every
 /// outcome folded) and exits at once, 130.
+#[allow(clippy::disallowed_methods, reason = "the binary ends the process")]
 fn install_signal_handler(shutdown: &Shutdown, journal: Option<JournalFlusher>) -> io::Result<()> {
     let shutdown = shutdown.clone();
     ctrlc::set_handler(move || {

@@ -191,7 +191,7 @@ impl RunOptions {
     }
 
     /// The worker's settings (the cap on probes in flight defaults by runtime).
-    pub fn worker_config(&self) -> WorkerConfig {
+    pub(crate) fn worker_config(&self) -> WorkerConfig {
         WorkerConfig {
             interval: self.interval,
             probe_timeout: self.probe_timeout,
