@@ -26,7 +26,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use healthprobe_core::{HealthStates, Input, Policy, ProbeOutcome, ProbeResult, Timestamp};
-use healthprobe_shell::journal::write_input;
+use healthprobe_shell::codec::journal::write_input;
 
 /// Games in the `step_healthy` and `step_mixed` workloads.
 pub const STEP_GAMES: usize = 1_000;

@@ -9,6 +9,10 @@
 //!
 //! # The rules (from the reference worker, `healthprobe.go`)
 //!
+//! - **R1** Success is HTTP status exactly 200 ([`ProbeResult::from_status`]);
+//!   anything else, or no response, is a failure.
+//! - **R2** An engine is probed at its endpoint with every trailing `/`
+//!   trimmed, then `/healthz` ([`probe_url`]).
 //! - **R3** A failure adds one to the game's consecutive-failure counter,
 //!   creating the game's state if it had none.
 //! - **R4** When the counter reaches `failures_threshold` and no failure is
@@ -65,7 +69,7 @@ pub use event::{EventDetails, EventType, HealthEvent};
 pub use input::Input;
 pub use outcome::{OutcomeRef, ProbeOutcome, ProbeResult};
 pub use policy::{Policy, PolicyError};
-pub use record::RuntimeRecord;
+pub use record::{RuntimeRecord, probe_url};
 pub use state::{GameState, HealthStates, SnapshotError};
 
 /// An instant in UTC; RFC 3339 in JSON (`2026-11-28T05:00:10.5Z`).

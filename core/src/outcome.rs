@@ -80,6 +80,19 @@ pub enum ProbeResult {
 }
 
 impl ProbeResult {
+    /// The result of an HTTP answer with `status` (R1): healthy only for
+    /// exactly 200; any other status, a redirect included (D2), is a
+    /// failure whose error is `unexpected status N`.
+    pub fn from_status(status: u16) -> Self {
+        match status {
+            200 => Self::Healthy,
+            status => Self::Unhealthy {
+                status,
+                error: format!("unexpected status {status}"),
+            },
+        }
+    }
+
     /// Whether this result counts as a success.
     pub fn is_healthy(&self) -> bool {
         matches!(self, Self::Healthy)

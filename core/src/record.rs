@@ -41,3 +41,19 @@ impl RuntimeRecord {
         self.status == Self::RUNNING
     }
 }
+
+/// The URL probed for an engine endpoint (R2): every trailing `/` trimmed,
+/// then `/healthz`.
+///
+/// ```
+/// use healthprobe_core::probe_url;
+/// assert_eq!(probe_url("http://10.0.0.1:8080//"), "http://10.0.0.1:8080/healthz");
+/// ```
+pub fn probe_url(engine_endpoint: &str) -> String {
+    const HEALTHZ_PATH: &str = "/healthz";
+    let base = engine_endpoint.trim_end_matches('/');
+    let mut url = String::with_capacity(base.len() + HEALTHZ_PATH.len());
+    url.push_str(base);
+    url.push_str(HEALTHZ_PATH);
+    url
+}

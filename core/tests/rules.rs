@@ -1,8 +1,8 @@
-//! Data-driven tests, one per rule of DESIGN.md they pin (R3–R8, D1, D7).
+//! Data-driven tests, one per rule of DESIGN.md they pin (R1–R8, D1, D2, D7).
 
 use healthprobe_core::{
     EventDetails, HealthEvent, HealthStates, Input, Policy, ProbeOutcome, ProbeResult, Timestamp,
-    prune, replay, step,
+    probe_url, prune, replay, step,
 };
 
 /// A compact script line: `F` fail (503), `N` no response, `S` success,
@@ -76,6 +76,37 @@ fn check(failures: u32, recoveries: u32, script: &str, expected: &[&str]) {
         expected,
         "script {script:?} under {policy:?}"
     );
+}
+
+#[test]
+fn r1_d2_only_exactly_200_is_healthy() {
+    assert_eq!(ProbeResult::from_status(200), ProbeResult::Healthy);
+    for status in [100, 201, 204, 299, 301, 302, 304, 404, 500, 503, 599] {
+        assert_eq!(
+            ProbeResult::from_status(status),
+            ProbeResult::Unhealthy {
+                status,
+                error: format!("unexpected status {status}"),
+            }
+        );
+    }
+}
+
+#[test]
+fn r2_probe_url_trims_every_trailing_slash() {
+    let cases = [
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/healthz"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/healthz"),
+        ("http://127.0.0.1:8080///", "http://127.0.0.1:8080/healthz"),
+        ("http://h:1/engine/", "http://h:1/engine/healthz"),
+        ("http://h:1/engine//", "http://h:1/engine/healthz"),
+        ("http://h:1//engine", "http://h:1//engine/healthz"),
+        ("", "/healthz"),
+        ("///", "/healthz"),
+    ];
+    for (endpoint, expected) in cases {
+        assert_eq!(probe_url(endpoint), expected, "{endpoint:?}");
+    }
 }
 
 #[test]

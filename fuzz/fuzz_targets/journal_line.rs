@@ -5,7 +5,7 @@
 #![no_main]
 
 use healthprobe_core::{Input, Timestamp};
-use healthprobe_shell::journal::parse_line;
+use healthprobe_shell::codec::journal::parse_line;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(serde::Deserialize)]

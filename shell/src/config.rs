@@ -38,7 +38,7 @@ impl WorkerConfig {
     /// `interval`, `probe_timeout`, `failures_threshold`, `recovery_threshold`
     /// and `max_concurrency` must all be positive. The thresholds are the
     /// core's to check ([`Policy::new`]): this only asks it.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.interval.is_zero() {
             return Err(ConfigError::ZeroInterval);
         }
@@ -85,24 +85,26 @@ impl Default for WorkerConfig {
 /// How a tick fans its probes out; the state, the outbox, the state file
 /// and the journal are the same for both (one owner, on the tick's thread).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Runtime {
-    /// Blocking probes (ureq) on up to `max_concurrency` scoped threads, the
-    /// tick's caller among them. The default: no runtime to start, and the
-    /// reference's behaviour and cost profile.
+    /// Blocking probes on threads.
+    ///
+    /// ureq on up to `max_concurrency` scoped threads, the tick's caller
+    /// among them. The default: no runtime to start, and the reference's
+    /// behaviour and cost profile.
     #[default]
     Threads,
-    /// Probes as tokio tasks on a runtime the worker owns, at most
-    /// `max_concurrency` in flight; a hung engine holds a task, not a thread.
-    /// Needs the `async` cargo feature (on by default).
+    /// Probes as tokio tasks.
+    ///
+    /// On a runtime the worker owns, at most `max_concurrency` in flight; a
+    /// hung engine holds a task, not a thread. Needs the `async` cargo
+    /// feature (on by default).
     Async,
 }
 
 impl Runtime {
-    /// Both runtimes, threads first.
-    pub const ALL: [Runtime; 2] = [Runtime::Threads, Runtime::Async];
-
     /// The cap on probes in flight when none is configured: 16 for threads
-    /// (the reference's), [`Runtime::ASYNC_DEFAULT_MAX_CONCURRENCY`] for async.
+    /// (the reference's), `Runtime::ASYNC_DEFAULT_MAX_CONCURRENCY` for async.
     pub fn default_max_concurrency(self) -> usize {
         match self {
             Self::Threads => WorkerConfig::DEFAULT_MAX_CONCURRENCY,
@@ -121,15 +123,7 @@ impl Runtime {
     /// `max_concurrency + 16` file descriptors: 512 fits the common soft
     /// limit of 1,024 (`ulimit -n`); raise the limit before raising the cap
     /// past about 1,000, or probes fail with `Too many open files`.
-    pub const ASYNC_DEFAULT_MAX_CONCURRENCY: usize = 512;
-
-    /// Whether this build can run it (`Async` needs the `async` feature).
-    pub fn is_available(self) -> bool {
-        match self {
-            Self::Threads => true,
-            Self::Async => cfg!(feature = "async"),
-        }
-    }
+    pub(crate) const ASYNC_DEFAULT_MAX_CONCURRENCY: usize = 512;
 
     /// `threads` or `async`, as the CLI spells it.
     pub fn name(self) -> &'static str {
@@ -148,6 +142,7 @@ impl std::fmt::Display for Runtime {
 
 /// A setting is out of range; the message starts with the field's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// `interval` was zero.
     #[error("interval must be positive, got 0s")]
@@ -172,20 +167,6 @@ pub enum ConfigError {
     AsyncStart,
 }
 
-impl ConfigError {
-    /// The name of the bad field, as in [`WorkerConfig`] (`probe_timeout`, ...).
-    pub fn field(&self) -> &'static str {
-        match self {
-            Self::ZeroInterval => "interval",
-            Self::ZeroProbeTimeout => "probe_timeout",
-            Self::ZeroFailuresThreshold => "failures_threshold",
-            Self::ZeroRecoveryThreshold => "recovery_threshold",
-            Self::ZeroMaxConcurrency => "max_concurrency",
-            Self::AsyncUnavailable | Self::AsyncStart => "runtime",
-        }
-    }
-}
-
 /// Parse a human duration: `500ms`, `2s`, `1m30s`, `1h 5m`.
 ///
 /// Used for `--interval` and `--probe-timeout` and their environment
@@ -199,18 +180,35 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|err| format!("{err} (expected a duration such as 500ms, 2s or 1m30s)"))
 }
 
+/// [`parse_duration`], refusing zero (R11): `--interval`, `--probe-timeout`.
+#[cfg(feature = "cli")]
+pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err("must be positive".to_owned()),
+        duration => Ok(duration),
+    }
+}
+
+/// A positive whole number (R11): the thresholds and `--max-concurrency`.
+pub fn parse_positive<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr<Err: std::fmt::Display> + Default + PartialEq,
+{
+    match text.parse::<T>() {
+        Ok(n) if n == T::default() => Err("must be positive".to_owned()),
+        Ok(n) => Ok(n),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn check(change: impl FnOnce(&mut WorkerConfig), expected_field: Option<&str>) {
+    fn check(change: impl FnOnce(&mut WorkerConfig), expected: Option<ConfigError>) {
         let mut config = WorkerConfig::default();
         change(&mut config);
-        let result = config.validate();
-        assert_eq!(result.map_err(|e| e.field()).err(), expected_field);
-        if let Err(err) = config.validate() {
-            assert!(err.to_string().starts_with(err.field()), "{err}");
-        }
+        assert_eq!(config.validate().err(), expected);
     }
 
     #[test]
@@ -226,11 +224,12 @@ mod tests {
 
     #[test]
     fn r11_each_zero_field_is_named() {
-        check(|c| c.interval = Duration::ZERO, Some("interval"));
-        check(|c| c.probe_timeout = Duration::ZERO, Some("probe_timeout"));
-        check(|c| c.failures_threshold = 0, Some("failures_threshold"));
-        check(|c| c.recovery_threshold = 0, Some("recovery_threshold"));
-        check(|c| c.max_concurrency = 0, Some("max_concurrency"));
+        use ConfigError::*;
+        check(|c| c.interval = Duration::ZERO, Some(ZeroInterval));
+        check(|c| c.probe_timeout = Duration::ZERO, Some(ZeroProbeTimeout));
+        check(|c| c.failures_threshold = 0, Some(ZeroFailuresThreshold));
+        check(|c| c.recovery_threshold = 0, Some(ZeroRecoveryThreshold));
+        check(|c| c.max_concurrency = 0, Some(ZeroMaxConcurrency));
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! `healthprobe demo`: a small fleet of engines on loopback, probed every second.
+//! `healthprobe demo`: a small fleet of engines on loopback, probed every
+//! second. Part of the binary only (`mod demo` in `main.rs`).
 //!
-//! Each engine is a plain [`TcpListener`] on `127.0.0.1:0` served by one
-//! thread, answering `GET /healthz` by a fixed script. The worker probes them
-//! with `failures_threshold = 2`, so both event kinds show within seconds.
-//! The hostile engines used by the integration tests live in `tests/`, not here.
+//! Each engine is a [`TcpListener`] on `127.0.0.1:0` served by one thread,
+//! answering `GET /healthz` by a fixed script. The worker probes them with
+//! `failures_threshold = 2`, so both event kinds show within seconds.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,52 +12,33 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use healthprobe_core::{EventType, HealthEvent};
-
-use crate::adapters::{CountingTelemetry, JsonlPublisher, MemoryStore};
-use crate::config::WorkerConfig;
-use crate::ports::{HealthEventPublisher, PublishError, RuntimeRecord, SystemClock};
-use crate::worker::{Ports, RunReport, Shutdown, TickReport, Worker};
-
-/// The demo's settings: a tick per second, 500 ms timeout, 2 failures to publish.
-pub fn demo_config() -> WorkerConfig {
-    WorkerConfig {
-        interval: Duration::from_secs(1),
-        probe_timeout: Duration::from_millis(500),
-        failures_threshold: 2,
-        recovery_threshold: 1,
-        max_concurrency: 16,
-        ..WorkerConfig::default()
-    }
-}
+use healthprobe_core::{EventType, HealthEvent, RuntimeRecord};
+use healthprobe_shell::adapters::{CountingTelemetry, JsonlPublisher, MemoryStore};
+use healthprobe_shell::driver::ports::{HealthEventPublisher, PublishError, SystemClock};
+use healthprobe_shell::driver::worker::{Ports, Worker};
+use healthprobe_shell::{Shutdown, WorkerConfig};
 
 /// How a demo engine answers its n-th request (n from 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Script {
-    /// Always 200.
+enum Script {
     Healthy,
     /// 200 after a delay shorter than the probe timeout.
     Slow(Duration),
-    /// Always this status.
     Failing(u16),
-    /// `fail` requests answered 500, then `pass` answered 200, over and over.
+    /// `fail` answers 500, then `pass` answers 200, over and over.
     Flapping {
-        /// Failures per cycle.
         fail: u32,
-        /// Successes per cycle.
         pass: u32,
     },
-    /// 500 for the first `failures` requests, then 200 for good.
+    /// 500 for the first `failures` requests, then 200.
     RecoversAfter {
-        /// Requests answered 500 before the engine is healthy.
         failures: u32,
     },
-    /// One 500 every `every` requests: noise the hysteresis filters out.
+    /// One 500 in `every` requests: noise the hysteresis filters out.
     Blip {
-        /// The period of the failures.
         every: u32,
     },
-    /// A 302 to another engine, which the prober does not follow (D2).
+    /// A 302 to the healthy engine, which the prober does not follow (D2).
     Redirect,
     /// Accepts the connection and never answers: the probe times out.
     Hanging,
@@ -68,128 +49,92 @@ pub enum Script {
 impl Script {
     /// The status of the `n`-th answer, or `None` for no answer at all.
     fn status(self, n: u32) -> Option<u16> {
-        match self {
-            Self::Healthy | Self::Slow(_) => Some(200),
-            Self::Failing(status) => Some(status),
-            Self::Flapping { fail, pass } => Some(if n % (fail + pass).max(1) < fail {
-                500
-            } else {
-                200
-            }),
-            Self::RecoversAfter { failures } => Some(if n < failures { 500 } else { 200 }),
-            Self::Blip { every } => Some(if n % every.max(1) == 0 { 500 } else { 200 }),
-            Self::Redirect => Some(302),
-            Self::Hanging | Self::Refused => None,
-        }
+        let fails = match self {
+            Self::Healthy | Self::Slow(_) => false,
+            Self::Failing(status) => return Some(status),
+            Self::Flapping { fail, pass } => n % (fail + pass).max(1) < fail,
+            Self::RecoversAfter { failures } => n < failures,
+            Self::Blip { every } => n % every.max(1) == 0,
+            Self::Redirect => return Some(302),
+            Self::Hanging | Self::Refused => return None,
+        };
+        Some(if fails { 500 } else { 200 })
     }
 }
 
-/// One running demo engine.
-#[derive(Debug, Clone)]
-pub struct DemoEngine {
-    /// The game id it is probed as, for example `game-flapping`.
-    pub game_id: String,
-    /// What it does, in a few words.
-    pub description: &'static str,
-    /// Its script.
-    pub script: Script,
-    /// Its base URL (`http://127.0.0.1:PORT`).
-    pub endpoint: String,
-}
+const ENGINES: [(&str, &str, Script); 9] = [
+    ("healthy", "always 200", Script::Healthy),
+    (
+        "slow",
+        "200 after 150 ms",
+        Script::Slow(Duration::from_millis(150)),
+    ),
+    ("failing", "always 503", Script::Failing(503)),
+    (
+        "flapping",
+        "3 x 500, then 3 x 200, repeating",
+        Script::Flapping { fail: 3, pass: 3 },
+    ),
+    (
+        "recovering",
+        "500 for 5 requests, then 200",
+        Script::RecoversAfter { failures: 5 },
+    ),
+    (
+        "blip",
+        "one 500 in 4: filtered out",
+        Script::Blip { every: 4 },
+    ),
+    ("redirect", "302 to the healthy engine", Script::Redirect),
+    ("hanging", "never answers", Script::Hanging),
+    ("refused", "nothing listening", Script::Refused),
+];
 
-/// The demo engines; dropping the fleet stops them and joins their threads.
-#[derive(Debug)]
-pub struct DemoFleet {
-    engines: Vec<DemoEngine>,
+/// The running engines; dropping it stops them and joins their threads.
+struct Fleet {
+    records: Vec<RuntimeRecord>,
     stop: Arc<AtomicBool>,
     servers: Vec<(SocketAddr, JoinHandle<()>)>,
 }
 
-impl DemoFleet {
-    /// The nine demo engines, each on its own `127.0.0.1:0` port.
-    pub fn start() -> io::Result<Self> {
-        let plan: [(&str, &'static str, Script); 9] = [
-            ("healthy", "always 200", Script::Healthy),
-            (
-                "slow",
-                "200 after 150 ms",
-                Script::Slow(Duration::from_millis(150)),
-            ),
-            ("failing", "always 503", Script::Failing(503)),
-            (
-                "flapping",
-                "3 x 500, then 3 x 200, repeating",
-                Script::Flapping { fail: 3, pass: 3 },
-            ),
-            (
-                "recovering",
-                "500 for 5 requests, then 200",
-                Script::RecoversAfter { failures: 5 },
-            ),
-            (
-                "blip",
-                "one 500 in 4: filtered out",
-                Script::Blip { every: 4 },
-            ),
-            ("redirect", "302 to the healthy engine", Script::Redirect),
-            ("hanging", "never answers", Script::Hanging),
-            ("refused", "nothing listening", Script::Refused),
-        ];
-        let mut fleet = Self {
-            engines: Vec::with_capacity(plan.len()),
-            stop: Arc::new(AtomicBool::new(false)),
-            servers: Vec::new(),
-        };
-        let mut healthy_endpoint = String::new();
-        for (name, description, script) in plan {
+impl Fleet {
+    /// Start every engine of [`ENGINES`] and describe each on `report`.
+    fn start(report: &mut impl Write) -> io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mut records, mut servers) = (Vec::new(), Vec::new());
+        let mut healthy = String::new();
+        for (name, description, script) in ENGINES {
             let listener = TcpListener::bind("127.0.0.1:0")?;
             let addr = listener.local_addr()?;
             let endpoint = format!("http://{addr}");
-            if script == Script::Refused {
-                drop(listener); // The port is now closed: connections are refused.
-            } else {
-                let engine = EngineServer {
-                    listener,
-                    script,
-                    location: format!("{healthy_endpoint}/healthz"),
-                    stop: Arc::clone(&fleet.stop),
-                };
+            if script == Script::Healthy {
+                healthy = format!("{endpoint}/healthz");
+            }
+            // Refused: the listener is dropped, so the port is closed.
+            if script != Script::Refused {
+                let (location, stop) = (healthy.clone(), Arc::clone(&stop));
                 let thread = thread::Builder::new()
                     .name(format!("demo-{name}"))
-                    .spawn(move || engine.serve())?;
-                fleet.servers.push((addr, thread));
+                    .spawn(move || serve(&listener, script, &location, &stop))?;
+                servers.push((addr, thread));
             }
-            if script == Script::Healthy {
-                healthy_endpoint.clone_from(&endpoint);
-            }
-            fleet.engines.push(DemoEngine {
-                game_id: format!("game-{name}"),
-                description,
-                script,
+            let game_id = format!("game-{name}");
+            writeln!(report, "  {game_id:<18} {endpoint:<26} {description}")?;
+            records.push(RuntimeRecord::running(
+                game_id,
+                format!("ctr-{name}"),
                 endpoint,
-            });
+            ));
         }
-        Ok(fleet)
-    }
-
-    /// The engines, in start order.
-    pub fn engines(&self) -> &[DemoEngine] {
-        &self.engines
-    }
-
-    /// One `running` record per engine.
-    pub fn records(&self) -> Vec<RuntimeRecord> {
-        self.engines
-            .iter()
-            .map(|engine| {
-                let container = engine.game_id.replacen("game-", "ctr-", 1);
-                RuntimeRecord::running(&engine.game_id, container, &engine.endpoint)
-            })
-            .collect()
+        Ok(Self {
+            records,
+            stop,
+            servers,
+        })
     }
 }
 
-impl Drop for DemoFleet {
+impl Drop for Fleet {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         for (addr, thread) in self.servers.drain(..) {
@@ -200,66 +145,41 @@ impl Drop for DemoFleet {
     }
 }
 
-/// One engine's listener and script, served on its own thread.
-struct EngineServer {
-    listener: TcpListener,
-    script: Script,
-    location: String,
-    stop: Arc<AtomicBool>,
-}
-
-impl EngineServer {
-    /// Most connections a hanging engine holds open at once.
-    const MAX_HELD: usize = 32;
-
-    fn serve(self) {
-        let mut requests: u32 = 0;
-        let mut held = Vec::new();
-        for stream in self.listener.incoming() {
-            if self.stop.load(Ordering::SeqCst) {
-                return;
-            }
-            let Ok(mut stream) = stream else { continue };
-            if read_request_head(&mut stream).is_err() {
-                continue;
-            }
-            let n = requests;
-            requests = requests.wrapping_add(1);
-            match self.script.status(n) {
-                None => {
-                    if held.len() >= Self::MAX_HELD {
-                        held.remove(0);
-                    }
-                    held.push(stream);
-                }
-                Some(status) => {
-                    if let Script::Slow(delay) = self.script {
-                        thread::sleep(delay);
-                    }
-                    let _ = self.answer(&mut stream, status);
-                }
-            }
+/// Answer each connection by `script`; a hanging engine holds at most 32.
+fn serve(listener: &TcpListener, script: Script, location: &str, stop: &AtomicBool) {
+    let mut held = Vec::new();
+    let mut requests: u32 = 0;
+    for stream in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
         }
-    }
-
-    fn answer(&self, stream: &mut TcpStream, status: u16) -> io::Result<()> {
-        let (reason, body) = match status {
-            200 => ("OK", "ok\n"),
-            302 => ("Found", ""),
-            503 => ("Service Unavailable", "unavailable\n"),
-            _ => ("Internal Server Error", "error\n"),
+        let Ok(mut stream) = stream else { continue };
+        if read_request_head(&mut stream).is_err() {
+            continue;
+        }
+        let n = requests;
+        requests = requests.wrapping_add(1);
+        let Some(status) = script.status(n) else {
+            if held.len() >= 32 {
+                held.remove(0);
+            }
+            held.push(stream);
+            continue;
         };
-        let location = if status == 302 {
-            format!("Location: {}\r\n", self.location)
-        } else {
-            String::new()
+        if let Script::Slow(delay) = script {
+            thread::sleep(delay);
+        }
+        let (reason, body, location) = match status {
+            200 => ("OK", "ok\n", String::new()),
+            302 => ("Found", "", format!("Location: {location}\r\n")),
+            503 => ("Service Unavailable", "unavailable\n", String::new()),
+            _ => ("Internal Server Error", "error\n", String::new()),
         };
         let response = format!(
             "HTTP/1.1 {status} {reason}\r\n{location}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        stream.write_all(response.as_bytes())?;
-        stream.flush()
+        let _ = stream.write_all(response.as_bytes());
     }
 }
 
@@ -282,63 +202,42 @@ fn read_request_head(stream: &mut TcpStream) -> io::Result<()> {
     Err(io::ErrorKind::InvalidData.into())
 }
 
-/// What a demo run saw.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DemoSummary {
-    /// The worker's run.
-    pub run: RunReport,
-    /// `probe_failed` events delivered.
-    pub probe_failed: u64,
-    /// `probe_recovered` events delivered.
-    pub probe_recovered: u64,
-}
-
-/// Start the fleet and probe it until `shutdown`, or for `duration` if given.
-///
-/// Events go to `events` as JSON lines; one readable line per tick (and a
-/// short introduction) goes to `report`.
-pub fn run(
-    duration: Option<Duration>,
-    shutdown: &Shutdown,
-    events: impl io::Write + Send + 'static,
-    mut report: impl io::Write,
-) -> io::Result<DemoSummary> {
-    let fleet = DemoFleet::start()?;
-    let config = demo_config();
+/// Start the fleet and probe it until `shutdown`, or for `duration` if given:
+/// events as JSON lines on stdout, one readable line per tick on stderr.
+pub(crate) fn run(duration: Option<Duration>, shutdown: &Shutdown) -> io::Result<()> {
+    let mut report = io::stderr();
+    let config = WorkerConfig {
+        interval: Duration::from_secs(1),
+        probe_timeout: Duration::from_millis(500),
+        failures_threshold: 2,
+        ..WorkerConfig::default()
+    };
     writeln!(
         report,
         "healthprobe demo: {} engines on 127.0.0.1, a probe every {:?}, timeout {:?}, probe_failed after {} failures",
-        fleet.engines().len(),
+        ENGINES.len(),
         config.interval,
         config.probe_timeout,
         config.failures_threshold,
     )?;
-    for engine in fleet.engines() {
-        writeln!(
-            report,
-            "  {:<18} {:<26} {}",
-            engine.game_id, engine.endpoint, engine.description
-        )?;
-    }
+    let fleet = Fleet::start(&mut report)?;
+    let until = duration.map_or(String::new(), |d| {
+        format!(" (or after {})", humantime::format_duration(d))
+    });
     writeln!(
         report,
-        "events are JSON lines on stdout; Ctrl-C stops{}",
-        duration.map_or(String::new(), |d| format!(
-            " (or after {})",
-            humantime::format_duration(d)
-        ))
+        "events are JSON lines on stdout; Ctrl-C stops{until}"
     )?;
 
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let publisher = RecordingPublisher {
-        inner: JsonlPublisher::new(events, "<stdout>"),
+    let publisher = Recording {
+        inner: JsonlPublisher::new(io::stdout(), "<stdout>"),
         seen: Arc::clone(&seen),
     };
     let telemetry = CountingTelemetry::new();
-    let store = MemoryStore::with_records(fleet.records());
+    let store = MemoryStore::with_records(fleet.records.clone());
     let ports = Ports::new(store, publisher, telemetry.clone(), SystemClock);
     let mut worker = Worker::new(config, ports).map_err(io::Error::other)?;
-
     let timer = duration.map(|duration| {
         let shutdown = shutdown.clone();
         thread::spawn(move || {
@@ -351,8 +250,22 @@ pub fn run(
     let mut tick = 0u64;
     let run = worker.run(shutdown, |tick_report| {
         tick += 1;
-        let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
-        let line = tick_line(tick, started.elapsed(), tick_report, &seen);
+        let events = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut line = format!(
+            "tick {tick:<3} +{:>5.1}s  {} probes, {} failed",
+            started.elapsed().as_secs_f64(),
+            tick_report.probes,
+            tick_report.failed_probes,
+        );
+        if tick_report.skipped {
+            line.push_str("  (skipped: listing failed)");
+        }
+        if events.is_empty() {
+            line.push_str("  no events");
+        } else {
+            line.push_str("  ");
+            line.push_str(&events.join(", "));
+        }
         let _ = writeln!(report, "{line}");
     });
     // Wake the timer if Ctrl-C came first, so it ends now.
@@ -361,61 +274,29 @@ pub fn run(
         let _ = timer.join();
     }
     drop(fleet);
-    let summary = DemoSummary {
-        run,
-        probe_failed: telemetry.count(EventType::ProbeFailed),
-        probe_recovered: telemetry.count(EventType::ProbeRecovered),
-    };
     writeln!(
         report,
         "stopped after {} ticks: {} probe_failed, {} probe_recovered",
-        summary.run.ticks, summary.probe_failed, summary.probe_recovered
-    )?;
-    Ok(summary)
+        run.ticks,
+        telemetry.count(EventType::ProbeFailed),
+        telemetry.count(EventType::ProbeRecovered)
+    )
 }
 
-/// `tick 3   +2.0s  9 probes, 5 failed  probe_failed game-failing, ...`
-fn tick_line(
-    tick: u64,
-    since_start: Duration,
-    report: &TickReport,
-    events: &[(EventType, String)],
-) -> String {
-    let mut line = format!(
-        "tick {tick:<3} +{:>5.1}s  {} probes, {} failed",
-        since_start.as_secs_f64(),
-        report.probes,
-        report.failed_probes,
-    );
-    if report.skipped {
-        line.push_str("  (skipped: listing failed)");
-    }
-    if events.is_empty() {
-        line.push_str("  no events");
-    } else {
-        let described: Vec<String> = events
-            .iter()
-            .map(|(event_type, game_id)| format!("{event_type} {game_id}"))
-            .collect();
-        line.push_str("  ");
-        line.push_str(&described.join(", "));
-    }
-    line
-}
-
-/// Publishes to the inner publisher and remembers what was delivered, for the tick line.
-struct RecordingPublisher {
+/// Publishes to `inner` and remembers `probe_failed game-x` for the tick line.
+struct Recording {
     inner: JsonlPublisher,
-    seen: Arc<Mutex<Vec<(EventType, String)>>>,
+    seen: Arc<Mutex<Vec<String>>>,
 }
 
-impl HealthEventPublisher for RecordingPublisher {
+impl HealthEventPublisher for Recording {
     fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
         self.inner.publish(event)?;
+        let seen = format!("{} {}", event.event_type(), event.game_id);
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((event.event_type(), event.game_id.clone()));
+            .push(seen);
         Ok(())
     }
 

@@ -23,7 +23,7 @@
 //! 2. The worker calls [`RuntimeRecordStore::list_running`] and hands the
 //!    records back (`handle_listing`). The machine keeps its shard's games
 //!    (`--shard I/N`), prunes every game not listed (R8) and yields `Probe(batch)`: one job per game (D3).
-//! 3. A [`ProbeFanout`] (threads or tokio tasks, [`fanout`]) probes the
+//! 3. A [`ProbeFanout`] (threads or tokio tasks, `fanout`) probes the
 //!    batch with at most `max_concurrency` in flight (R10); each result goes
 //!    back to the machine (`handle_outcome`), which folds it with the core
 //!    and yields its `Journal` line (D6) and, without a state file, the
@@ -65,44 +65,36 @@
 //!
 //! - [`driver`]: [`Worker`] (the driver), [`driver::ports`] (the traits it
 //!   performs actions through), [`Shutdown`].
-//! - [`probing`]: one `GET /healthz` with ureq ([`probe`]) or hyper-util's
-//!   client on tokio (`probe_async`, cargo feature `async`), which
-//!   connections they keep ([`connections`]), and the [`fanout`]s that run
-//!   a batch on threads or tasks; [`tls`]: rustls for `https://` engines
-//!   (and the trust PostgreSQL and Redis connections share).
-//! - [`durability`]: the state file ([`durable`], D5) and the journal file
-//!   ([`journal_file`], D6).
+//! - [`probing`]: one `GET /healthz` with ureq ([`probing::probe`]) or
+//!   hyper-util's client on tokio (`probe_async`, cargo feature `async`),
+//!   which connections they keep ([`probing::connections`]), and the
+//!   `probing::fanout`s that run a batch on threads or tasks;
+//!   [`probing::tls`]: rustls for `https://` engines (and the trust
+//!   PostgreSQL and Redis connections share).
+//! - [`durability`]: the state file ([`durability::durable`], D5) and the
+//!   journal file ([`durability::journal_file`], D6).
 //! - [`adapters`]: records stores and publishers (records file, JSONL,
 //!   in-memory; PostgreSQL and Redis Streams with their cargo features),
-//!   [`open`] (a store or publisher from the text of `--records` /
-//!   `--events`) and [`redact`].
-//! - [`codec`]: journal lines ([`journal`]) and event lines ([`wire`]).
-//! - [`config`], [`metrics`], [`logging`], [`replay`] (`healthprobe replay`),
-//!   [`demo`] (`healthprobe demo`).
+//!   [`adapters::open`] (a store or publisher from the text of `--records`
+//!   / `--events`) and `redact`.
+//! - [`codec`]: journal lines ([`codec::journal`]) and event lines ([`codec::wire`]).
+//! - [`run()`]: the composition root — opens everything [`RunOptions`]
+//!   names (as `healthprobe run` does) and runs a worker over it.
+//! - [`config`], [`metrics`], [`replay`] (`healthprobe replay`).
 //!
 //! What may do I/O: everything here but [`config`] and the codecs' pure
 //! functions. What decides: nothing here.
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod adapters;
 pub mod codec;
 pub mod config;
-pub mod demo;
 pub mod driver;
 pub mod durability;
-pub mod logging;
 pub mod metrics;
 pub mod probing;
 pub mod replay;
-
-// The modules by their earlier, flat paths (`healthprobe_shell::probe`, …).
-pub use adapters::{open, redact};
-pub use codec::{journal, wire};
-pub use driver::{ports, shutdown, worker};
-pub use durability::{durable, journal_file};
-#[cfg(feature = "async")]
-pub use probing::probe_async;
-pub use probing::{connections, fanout, probe, tls};
+mod run;
 
 // The API an embedder starts from.
 pub use config::{ConfigError, Runtime, WorkerConfig};
@@ -118,3 +110,4 @@ pub use driver::worker::{
 pub use durability::durable::StateFile;
 pub use durability::journal_file::JournalFile;
 pub use probing::tls::{TlsClient, TlsOptions, TlsSetupError};
+pub use run::{RunError, RunOptions, RunOutcome, run};

@@ -1,43 +1,29 @@
 //! Logs on standard error with `tracing`: readable text or JSON lines.
+//! Part of the binary only (`mod logging` in `main.rs`): an embedder of the
+//! library installs its own subscriber.
 
 use std::io::{self, IsTerminal};
 
 use tracing_subscriber::EnvFilter;
 
 /// How log lines look.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-pub enum LogFormat {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
     /// Human-readable lines.
-    #[default]
     Text,
     /// One JSON object per line, fields at the top level.
     Json,
 }
 
-/// Why logging could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum LoggingError {
-    /// `RUST_LOG` is not a valid filter.
-    #[error("RUST_LOG is not a valid log filter: {0}")]
-    Filter(String),
-    /// A global subscriber was already installed.
-    #[error("logging is already set up: {0}")]
-    AlreadySet(String),
-}
-
 /// Send `tracing` logs to standard error in `format`, filtered by `RUST_LOG`
-/// or else by `default_filter` (for example `info`).
-///
-/// Call once, at the start of `main`.
-pub fn init(format: LogFormat, default_filter: &str) -> Result<(), LoggingError> {
+/// or else by `default_filter` (for example `info`). Call once.
+pub(crate) fn init(format: LogFormat, default_filter: &str) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(text) if !text.trim().is_empty() => {
-            EnvFilter::try_new(&text).map_err(|err| LoggingError::Filter(err.to_string()))?
-        }
-        _ => EnvFilter::try_new(default_filter)
-            .map_err(|err| LoggingError::Filter(err.to_string()))?,
+        Ok(text) if !text.trim().is_empty() => text,
+        _ => default_filter.to_owned(),
     };
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|err| format!("RUST_LOG is not a valid log filter: {err}"))?;
     let builder = tracing_subscriber::fmt()
         .with_writer(io::stderr)
         .with_env_filter(filter);
@@ -53,5 +39,5 @@ pub fn init(format: LogFormat, default_filter: &str) -> Result<(), LoggingError>
             .with_span_list(false)
             .try_init(),
     };
-    result.map_err(|err| LoggingError::AlreadySet(err.to_string()))
+    result.map_err(|err| format!("logging is already set up: {err}"))
 }

@@ -21,8 +21,8 @@
 //! scrape hold the same lock, so `healthprobe_ticks_total` and the
 //! per-tick counters always agree within one scrape.
 //!
-//! [`Worker::run`]: crate::worker::Worker::run
-//! [`Worker::tick`]: crate::worker::Worker::tick
+//! [`Worker::run`]: crate::driver::worker::Worker::run
+//! [`Worker::tick`]: crate::driver::worker::Worker::tick
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -46,12 +46,9 @@ pub use server::MetricsServer;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The path metrics are served on.
-pub const METRICS_PATH: &str = "/metrics";
-
 /// Upper bounds of `healthprobe_tick_duration_seconds`, in seconds: from a
 /// healthy loopback tick (10 ms) to a minute of hung probes.
-pub const TICK_DURATION_BUCKETS: [f64; 12] = [
+pub(crate) const TICK_DURATION_BUCKETS: [f64; 12] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
@@ -190,7 +187,7 @@ impl Metrics {
     }
 
     /// Count one delivered event (what [`MetricsTelemetry`] calls).
-    pub fn record_event(&self, event_type: EventType) {
+    pub(crate) fn record_event(&self, event_type: EventType) {
         let slot = match event_type {
             EventType::ProbeFailed => 0,
             EventType::ProbeRecovered => 1,
@@ -208,11 +205,6 @@ impl Metrics {
             debug!(error = %err, "cannot encode the metrics");
         }
         text
-    }
-
-    /// A [`Telemetry`] that counts deliveries here, then passes them to `inner`.
-    pub fn telemetry<T: Telemetry>(self: &Arc<Self>, inner: T) -> MetricsTelemetry<T> {
-        MetricsTelemetry::new(Some(Arc::clone(self)), inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -283,7 +275,10 @@ mod server {
     use tokio::task::AbortHandle;
     use tracing::debug;
 
-    use super::{METRICS_PATH, Metrics, OPENMETRICS_CONTENT_TYPE};
+    use super::{Metrics, OPENMETRICS_CONTENT_TYPE};
+
+    /// The path metrics are served on.
+    const METRICS_PATH: &str = "/metrics";
 
     /// Serves [`Metrics`] over HTTP until dropped.
     ///
@@ -590,7 +585,7 @@ mod tests {
     fn the_telemetry_counts_each_delivery_here_and_on_the_inner_telemetry() {
         let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
         let inner = CountingTelemetry::new();
-        let mut telemetry = metrics.telemetry(inner.clone());
+        let mut telemetry = MetricsTelemetry::new(Some(Arc::clone(&metrics)), inner.clone());
         telemetry.record_event(EventType::ProbeFailed);
         telemetry.record_event(EventType::ProbeFailed);
         telemetry.record_event(EventType::ProbeRecovered);

@@ -4,11 +4,12 @@ use std::io::{self, BufRead, Write};
 
 use healthprobe_core::{HealthStates, Policy};
 
-use crate::journal::{JournalError, JournalReader};
-use crate::wire::write_event_line;
+use crate::codec::journal::{JournalError, JournalReader};
+use crate::codec::wire::write_event_line;
 
 /// Why a replay stopped early.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReplayError {
     /// A journal line was malformed or unreadable; events before it were written.
     #[error(transparent)]
@@ -20,6 +21,7 @@ pub enum ReplayError {
 
 /// What a finished replay saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ReplaySummary {
     /// Journal inputs folded.
     pub inputs: u64,

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use healthprobe_core::{HealthStates, Input, Policy, ProbeOutcome, ProbeResult, Timestamp};
 use healthprobe_shell::adapters::{CountingTelemetry, MemoryPublisher, MemoryStore};
 use healthprobe_shell::config::WorkerConfig;
-use healthprobe_shell::durable::{StateFile, encode_snapshot};
-use healthprobe_shell::journal_file::JournalFile;
-use healthprobe_shell::ports::SystemClock;
-use healthprobe_shell::worker::{Ports, Worker};
+use healthprobe_shell::driver::ports::SystemClock;
+use healthprobe_shell::driver::worker::{Ports, Worker};
+use healthprobe_shell::durability::durable::{StateFile, encode_snapshot};
+use healthprobe_shell::durability::journal_file::JournalFile;
 use healthprobe_tests::{Behaviour, Fleet, ScratchDir};
 
 const ENGINES: usize = 1_000;

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use healthprobe_core::{EventDetails, HealthEvent, Timestamp};
 use healthprobe_shell::adapters::JsonlPublisher;
-use healthprobe_shell::ports::HealthEventPublisher;
+use healthprobe_shell::driver::ports::HealthEventPublisher;
 use healthprobe_tests::ScratchDir;
 
 fn main() -> std::io::Result<()> {

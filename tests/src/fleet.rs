@@ -4,7 +4,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use healthprobe_shell::ports::RuntimeRecord;
+use healthprobe_shell::driver::ports::RuntimeRecord;
 
 use crate::engine::{Behaviour, EngineTls, HangGauge, TestEngine};
 use crate::records::write_records_file;

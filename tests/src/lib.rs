@@ -58,7 +58,7 @@ pub use engine::{
 pub use event_fleet::{EventFleet, serve_engine};
 pub use fleet::{Fleet, FleetTls};
 pub use healthprobe_shell::config::Runtime;
-pub use healthprobe_shell::ports::RuntimeRecord;
+pub use healthprobe_shell::driver::ports::RuntimeRecord;
 pub use postgres::TestPostgres;
 pub use process::{Finished, HealthprobeProcess, SETTINGS_ENV};
 pub use records::{ScratchDir, write_atomically, write_records_file};

@@ -25,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use healthprobe_shell::adapters::PostgresRecords;
-use healthprobe_shell::ports::RuntimeRecord;
+use healthprobe_shell::driver::ports::RuntimeRecord;
 use postgres::{Client, NoTls};
 
 use crate::free_port;

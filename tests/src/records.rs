@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use healthprobe_shell::ports::RuntimeRecord;
+use healthprobe_shell::driver::ports::RuntimeRecord;
 
 /// Write `records` to `path` as a JSON array, one record per line.
 ///

@@ -9,10 +9,10 @@ use healthprobe_core::{
 };
 use healthprobe_shell::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
 use healthprobe_shell::config::{Runtime, WorkerConfig};
-use healthprobe_shell::connections::{ConnectionPolicy, Connections};
-use healthprobe_shell::ports::RuntimeRecord;
-use healthprobe_shell::tls::TlsClient;
-use healthprobe_shell::worker::{Ports, TickReport, Worker, probe_fanout};
+use healthprobe_shell::driver::ports::RuntimeRecord;
+use healthprobe_shell::driver::worker::{Ports, TickReport, Worker, probe_fanout};
+use healthprobe_shell::probing::connections::{ConnectionPolicy, Connections};
+use healthprobe_shell::probing::tls::TlsClient;
 
 use crate::{Behaviour, Fleet};
 

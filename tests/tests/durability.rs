@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use healthprobe_core::{EventType, HealthEvent};
 use healthprobe_shell::config::WorkerConfig;
-use healthprobe_shell::worker::TickReport;
+use healthprobe_shell::driver::worker::TickReport;
 use healthprobe_tests::{
     Behaviour, Finished, Fleet, HealthprobeProcess, ScratchDir, TestWorker, both_runtimes, by_game,
     expected_events, missing_capability, script, test_config, wait_until,

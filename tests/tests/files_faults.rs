@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use healthprobe_core::{EventDetails, HealthEvent, Timestamp};
 use healthprobe_shell::adapters::JsonlPublisher;
-use healthprobe_shell::durable::{StateFile, StateFileError};
-use healthprobe_shell::ports::HealthEventPublisher;
+use healthprobe_shell::driver::ports::HealthEventPublisher;
+use healthprobe_shell::durability::durable::{StateFile, StateFileError};
 use healthprobe_tests::{Behaviour, Fleet, ScratchDir, healthprobe_binary, missing_capability};
 
 fn event(index: u32) -> HealthEvent {

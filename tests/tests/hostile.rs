@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use healthprobe_core::{EventDetails, HealthEvent, ProbeResult};
 use healthprobe_shell::config::WorkerConfig;
-use healthprobe_shell::probe::{ProbeClass, classify};
+use healthprobe_shell::probing::probe::{ProbeClass, classify};
 use healthprobe_tests::{
     Behaviour, Fleet, HANG_GUARD, HUGE_BODY_BYTES, RefusedPort, Runtime, RuntimeRecord, TestEngine,
     TestWorker, at, both_runtimes, probe_failed, test_config, wait_until,
@@ -211,7 +211,7 @@ both_runtimes! {
     }
 
     fn response_heads_up_to_the_cap_are_accepted_and_larger_ones_refused(runtime) {
-        let cap = healthprobe_shell::probe::MAX_RESPONSE_HEADER_BYTES;
+        let cap = healthprobe_shell::probing::probe::MAX_RESPONSE_HEADER_BYTES;
         let fleet = Fleet::start([
             Behaviour::PaddedHead(cap - 1),
             Behaviour::PaddedHead(cap),

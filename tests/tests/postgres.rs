@@ -10,8 +10,8 @@ use healthprobe_core::HealthEvent;
 use healthprobe_shell::adapters::{
     CountingTelemetry, ManualClock, MemoryPublisher, PostgresRecords,
 };
-use healthprobe_shell::ports::{ListError, RuntimeRecordStore};
-use healthprobe_shell::worker::{Ports, TickReport, Worker};
+use healthprobe_shell::driver::ports::{ListError, RuntimeRecordStore};
+use healthprobe_shell::driver::worker::{Ports, TickReport, Worker};
 use healthprobe_tests::{
     Behaviour, Fleet, HealthprobeProcess, RuntimeRecord, TestPostgres, at, free_port, metrics_addr,
     probe_failed, probe_recovered, scrape_metrics, test_config, wait_until,

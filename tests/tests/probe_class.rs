@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use healthprobe_core::{EventDetails, ProbeResult};
-use healthprobe_shell::probe::{ProbeClass, classify};
+use healthprobe_shell::probing::probe::{ProbeClass, classify};
 use healthprobe_tests::{
     Behaviour, Fleet, RefusedPort, RuntimeRecord, TestWorker, both_runtimes, test_config,
 };

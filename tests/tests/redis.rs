@@ -13,10 +13,10 @@ use healthprobe_core::HealthEvent;
 use healthprobe_shell::adapters::{
     CountingTelemetry, ManualClock, MemoryStore, RedisStreamPublisher, RedisTarget,
 };
-use healthprobe_shell::ports::HealthEventPublisher;
+use healthprobe_shell::codec::wire::write_event_line;
+use healthprobe_shell::driver::ports::HealthEventPublisher;
+use healthprobe_shell::driver::worker::{Ports, Worker};
 use healthprobe_shell::replay::replay_journal;
-use healthprobe_shell::wire::write_event_line;
-use healthprobe_shell::worker::{Ports, Worker};
 use healthprobe_tests::{
     Behaviour, Fleet, HealthprobeProcess, ScrapedMetrics, ScratchDir, TestRedis, at, by_game,
     expected_events, metrics_addr, scrape_metrics, script, test_config, wait_until,

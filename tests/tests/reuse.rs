@@ -14,10 +14,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use healthprobe_core::ProbeResult;
-use healthprobe_shell::connections::{ConnectionPolicy, Connections};
-use healthprobe_shell::probe::{ProbeClass, Prober};
-use healthprobe_shell::probe_async::AsyncProber;
-use healthprobe_shell::tls::{TlsClient, TlsOptions};
+use healthprobe_shell::probing::connections::{ConnectionPolicy, Connections};
+use healthprobe_shell::probing::probe::{ProbeClass, Prober};
+use healthprobe_shell::probing::probe_async::AsyncProber;
+use healthprobe_shell::probing::tls::{TlsClient, TlsOptions};
 use healthprobe_tests::{
     Behaviour, EngineTls, Fleet, HANG_GUARD, HUGE_BODY_BYTES, HealthprobeProcess, KeepAlive,
     Runtime, RuntimeRecord, ScratchDir, TestCa, TestEngine, TestWorker, Validity, both_runtimes,

@@ -12,10 +12,10 @@
 use std::time::Duration;
 
 use healthprobe_core::HealthEvent;
+use healthprobe_shell::codec::wire::write_event_line;
 use healthprobe_shell::config::WorkerConfig;
-use healthprobe_shell::journal_file::JournalFile;
-use healthprobe_shell::probe::MAX_RESPONSE_HEADER_BYTES;
-use healthprobe_shell::wire::write_event_line;
+use healthprobe_shell::durability::journal_file::JournalFile;
+use healthprobe_shell::probing::probe::MAX_RESPONSE_HEADER_BYTES;
 use healthprobe_tests::{
     Behaviour, Fleet, RefusedPort, Runtime, RuntimeRecord, ScratchDir, TestWorker, test_config,
 };

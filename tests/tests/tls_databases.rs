@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use healthprobe_shell::adapters::{PostgresRecords, RedisStreamPublisher, RedisTarget};
-use healthprobe_shell::ports::{HealthEventPublisher, ListError, PublishError, RuntimeRecordStore};
-use healthprobe_shell::tls::{TlsClient, TlsOptions};
+use healthprobe_shell::driver::ports::{
+    HealthEventPublisher, ListError, PublishError, RuntimeRecordStore,
+};
+use healthprobe_shell::probing::tls::{TlsClient, TlsOptions};
 use healthprobe_tests::{
     Behaviour, CertifiedKey, Fleet, HANG_GUARD, HealthprobeProcess, RuntimeRecord, ScratchDir,
     TestCa, TestPostgres, TestRedis, Validity, at, probe_recovered,

@@ -12,8 +12,8 @@ use healthprobe_core::tick::{ProbeBatch, ProbeClass, StopReason};
 use healthprobe_core::{ProbeResult, RuntimeRecord, Timestamp};
 use healthprobe_shell::adapters::{CountingTelemetry, MemoryPublisher, MemoryStore};
 use healthprobe_shell::config::{Runtime, WorkerConfig};
-use healthprobe_shell::ports::{Clock, ProbeFanout, Probed};
-use healthprobe_shell::worker::{Ports, Shutdown, TickReport, Worker};
+use healthprobe_shell::driver::ports::{Clock, ProbeFanout, Probed};
+use healthprobe_shell::driver::worker::{Ports, Shutdown, TickReport, Worker};
 
 const INTERVAL: Duration = Duration::from_secs(5);
 
@@ -184,7 +184,10 @@ fn rig_limited(
 fn run_ticks(
     rig: &mut Rig,
     ticks: usize,
-) -> (Vec<TickReport>, healthprobe_shell::worker::RunReport) {
+) -> (
+    Vec<TickReport>,
+    healthprobe_shell::driver::worker::RunReport,
+) {
     run_ticks_and(rig, ticks, |_| {})
 }
 
@@ -193,7 +196,10 @@ fn run_ticks_and(
     rig: &mut Rig,
     ticks: usize,
     mut after: impl FnMut(usize),
-) -> (Vec<TickReport>, healthprobe_shell::worker::RunReport) {
+) -> (
+    Vec<TickReport>,
+    healthprobe_shell::driver::worker::RunReport,
+) {
     let shutdown = Shutdown::new();
     let mut reports = Vec::new();
     let run = rig.worker.run(&shutdown, |report| {

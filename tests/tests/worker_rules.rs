@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use healthprobe_core::{EventType, HealthEvent};
 use healthprobe_shell::config::WorkerConfig;
-use healthprobe_shell::connections::ConnectionPolicy;
-use healthprobe_shell::tls::TlsClient;
-use healthprobe_shell::worker::{Ports, Shutdown, TickReport, Worker, probe_fanout};
+use healthprobe_shell::driver::worker::{Ports, Shutdown, TickReport, Worker, probe_fanout};
+use healthprobe_shell::probing::connections::ConnectionPolicy;
+use healthprobe_shell::probing::tls::TlsClient;
 use healthprobe_tests::{
     Behaviour, Fleet, Gate, HANG_GUARD, Runtime, RuntimeRecord, TestEngine, TestWorker, at,
     both_runtimes, probe_failed, probe_recovered, test_config, wait_until,
@@ -480,7 +480,7 @@ both_runtimes! {
                 healthprobe_shell::adapters::MemoryStore::new(),
                 healthprobe_shell::adapters::MemoryPublisher::new(),
                 healthprobe_shell::adapters::CountingTelemetry::new(),
-                healthprobe_shell::ports::SystemClock,
+                healthprobe_shell::driver::ports::SystemClock,
             )
             .with_fanout(fanout);
             let err = Worker::new(config, ports).expect_err(field);

@@ -1,6 +1,6 @@
 //! Events as JSON lines: the embedded [`HealthEventPublisher`].
 //!
-//! Lines are byte-identical to the reference's (see [`crate::wire`]).
+//! Lines are byte-identical to the reference's (see [`crate::codec::wire`]).
 //!
 //! An events file never holds a torn line: a torn tail found at open is cut
 //! back to the last `\n` (it never counted as delivered), a write that fails
@@ -11,8 +11,7 @@
 //!
 //! Standard output is written through a duplicate of fd 1, not through
 //! `std::io::stdout()` (which reports success on a closed fd 1, `EBADF`):
-//! a closed stdout is an error, see [`JsonlPublisher::stdout_checked`] and
-//! [`JsonlPublisher::stdout_is_open`]. A torn line on stdout cannot be repaired and is left.
+//! a closed stdout is an error, see [`JsonlPublisher::stdout_checked`]. A torn line on stdout cannot be repaired and is left.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -21,9 +20,9 @@ use std::path::Path;
 
 use healthprobe_core::HealthEvent;
 
-use crate::durable::open_append_lines;
-use crate::ports::{HealthEventPublisher, PublishError};
-use crate::wire::write_event_line;
+use crate::codec::wire::write_event_line;
+use crate::driver::ports::{HealthEventPublisher, PublishError};
+use crate::durability::durable::open_append_lines;
 
 /// Whether `fd` is `/dev/null` opened read-write: what Rust's runtime puts
 /// on a standard fd found closed at start (a shell's `>/dev/null` is write-only).
@@ -94,34 +93,7 @@ impl std::fmt::Debug for JsonlPublisher {
     }
 }
 
-/// Stands in for a closed fd 1: every write fails with `EBADF` (permanent).
-struct ClosedStdout;
-
-impl Write for ClosedStdout {
-    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-        Err(io::Error::from_raw_os_error(libc::EBADF))
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 impl JsonlPublisher {
-    /// Whether fd 1 (standard output) is open; the CLI refuses `--events -`
-    /// when it is not (`healthprobe run >&-`).
-    ///
-    /// Rust's runtime reopens a closed fd 1 on `/dev/null` (read-write)
-    /// before `main`, so that stand-in counts as closed too; an operator's
-    /// `>/dev/null` opens it write-only and counts as open.
-    pub fn stdout_is_open() -> bool {
-        let fd = io::stdout();
-        let fd = fd.as_fd();
-        if rustix::io::fcntl_getfd(fd).is_err() {
-            return false;
-        }
-        !is_runtime_dev_null(fd)
-    }
-
     /// Events to standard output, refused when fd 1 is not open.
     ///
     /// The error says so (`standard output (fd 1) is not open: …`); the CLI
@@ -130,7 +102,7 @@ impl JsonlPublisher {
     /// as [`PublishError`]s. When fd 1 is a regular file (`> events.jsonl`),
     /// [`HealthEventPublisher::sync`] fdatasyncs it; a pipe or terminal has
     /// nothing to sync.
-    pub fn stdout_checked() -> io::Result<Self> {
+    pub(crate) fn stdout_checked() -> io::Result<Self> {
         let fd = io::stdout().as_fd().try_clone_to_owned().map_err(|err| {
             io::Error::new(
                 err.kind(),
@@ -146,13 +118,6 @@ impl JsonlPublisher {
         let file = File::from(fd);
         let regular = file.metadata().is_ok_and(|meta| meta.is_file());
         Ok(Self::with_sink(Sink::Stdout { file, regular }, "<stdout>"))
-    }
-
-    /// Events to standard output; when fd 1 is not open every publish fails
-    /// with `EBADF` (a permanent error) rather than silently succeeding.
-    /// Prefer [`JsonlPublisher::stdout_checked`] to refuse at start.
-    pub fn stdout() -> Self {
-        Self::stdout_checked().unwrap_or_else(|_| Self::new(ClosedStdout, "<stdout>"))
     }
 
     /// Events appended to the file at `path`, created `0600` if missing.
@@ -194,11 +159,6 @@ impl JsonlPublisher {
             destination: destination.into(),
             line: Vec::with_capacity(256),
         }
-    }
-
-    /// Where the events go (`<stdout>` or a path).
-    pub fn destination(&self) -> &str {
-        &self.destination
     }
 
     fn write_error(&self, source: io::Error) -> PublishError {
@@ -488,7 +448,6 @@ mod tests {
 
     #[test]
     fn stdout_in_the_test_process_is_open() {
-        assert!(JsonlPublisher::stdout_is_open());
         JsonlPublisher::stdout_checked().expect("fd 1 is open under cargo test");
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use healthprobe_core::{EventType, HealthEvent, Timestamp};
 
-use crate::ports::{
+use crate::driver::ports::{
     Clock, HealthEventPublisher, ListError, PublishError, RuntimeRecord, RuntimeRecordStore,
     Telemetry,
 };
@@ -28,7 +28,6 @@ pub struct MemoryStore {
 struct StoreInner {
     records: Vec<RuntimeRecord>,
     fail_next: usize,
-    failing: bool,
 }
 
 impl MemoryStore {
@@ -49,27 +48,17 @@ impl MemoryStore {
         lock(&self.inner).records = records;
     }
 
-    /// The records held, `running` or not.
-    pub fn records(&self) -> Vec<RuntimeRecord> {
-        lock(&self.inner).records.clone()
-    }
-
     /// Make the next `n` listings fail (R9).
     pub fn fail_next(&self, n: usize) {
         lock(&self.inner).fail_next = n;
-    }
-
-    /// Make every listing fail until set back to `false` (R9).
-    pub fn set_failing(&self, failing: bool) {
-        lock(&self.inner).failing = failing;
     }
 }
 
 impl RuntimeRecordStore for MemoryStore {
     fn list_running(&mut self) -> Result<Vec<RuntimeRecord>, ListError> {
         let mut inner = lock(&self.inner);
-        if inner.failing || inner.fail_next > 0 {
-            inner.fail_next = inner.fail_next.saturating_sub(1);
+        if inner.fail_next > 0 {
+            inner.fail_next -= 1;
             return Err(ListError::Unavailable(
                 "memory store: simulated listing failure".to_owned(),
             ));
@@ -243,10 +232,6 @@ mod tests {
         store.fail_next(2);
         assert!(worker_side.list_running().is_err());
         assert!(worker_side.list_running().is_err());
-        assert!(worker_side.list_running().is_ok());
-        store.set_failing(true);
-        assert!(worker_side.list_running().is_err());
-        store.set_failing(false);
         assert!(worker_side.list_running().is_ok());
     }
 

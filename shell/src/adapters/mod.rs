@@ -15,15 +15,18 @@ pub mod open;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod records_file;
-pub mod redact;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod redact;
 #[cfg(feature = "redis")]
 mod redis_streams;
 
 #[cfg(feature = "postgres")]
-pub use self::postgres::{PostgresRecords, SslMode};
+pub use self::postgres::PostgresRecords;
 pub use jsonl::JsonlPublisher;
 pub use memory::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
 pub(crate) use records_file::strip_position;
 pub use records_file::{RecordsFile, parse_records};
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub use redact::InvalidUrl;
 #[cfg(feature = "redis")]
-pub use redis_streams::{IN_DOUBT_LOOKBACK, RedisStreamPublisher, RedisTarget};
+pub use redis_streams::{RedisStreamPublisher, RedisTarget};

@@ -1,222 +1,124 @@
-//! Opening what `--records` and `--events` name: library API, so an
-//! embedder wires a worker the way `healthprobe run` does.
+//! Opening what `--records` and `--events` name, for [`crate::run()`].
 //!
-//! - [`open_records`]: a records file (any path), or a `postgres://` /
+//! - `open_records`: a records file (any path), or a `postgres://` /
 //!   `postgresql://` URL (the `runtime_records` table, cargo feature `postgres`).
-//! - [`open_events`]: `-` (standard output), a file (JSON lines, appended
+//! - `open_events`: `-` (standard output), a file (JSON lines, appended
 //!   to), or `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM` (`rediss://`
 //!   over TLS; cargo feature `redis`).
 //!
-//! Both databases check TLS certificates against [`RecordsOptions::tls`] /
-//! [`EventsOptions::tls`]: give them the run's [`TlsClient`] so that
+//! Both databases check TLS certificates against `RecordsOptions::tls` /
+//! `EventsOptions::tls`: give them the run's [`TlsClient`] so that
 //! `--ca-file` applies to them as to the probes.
 //!
 //! A password can come from a file instead of the URL
-//! ([`RecordsOptions::password_file`], [`EventsOptions::password_file`]):
+//! (`RecordsOptions::password_file`, `EventsOptions::password_file`):
 //! its first line is used when the URL has none, so it never shows in `ps`.
 //! Every error ([`OpenError`]) names the flag it is about and never shows a
-//! password (see [`crate::adapters::redact`]); a build without the needed feature is
+//! password (see `adapters/redact.rs`); a build without the needed feature is
 //! refused naming the feature (on by default) and without repeating the URL.
-//! [`OpenError::is_bad_input`] tells a setting that is wrong (the CLI exits
+//! `OpenError::is_bad_input` tells a setting that is wrong (the CLI exits
 //! 2) from one that is right but cannot be opened now (exit 1).
 
 use std::ffi::OsStr;
-use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "redis")]
 use tracing::{info, warn};
 
-use crate::adapters::redact::shown;
 use crate::adapters::{JsonlPublisher, RecordsFile};
 use crate::driver::ports::{HealthEventPublisher, PublishError, RuntimeRecordStore};
 use crate::probing::tls::TlsClient;
 
-/// What `--records` names.
-#[derive(Clone, PartialEq, Eq)]
-pub enum RecordsSpec {
-    /// A records JSON file, re-read every tick.
-    File(PathBuf),
-    /// A `postgres://` or `postgresql://` URL (its `runtime_records` table).
-    Postgres(String),
-}
-
-impl RecordsSpec {
-    /// `spec` as `--records` reads it: a PostgreSQL URL by its scheme, any
-    /// other text (or a path that is not UTF-8) a file.
-    pub fn parse(spec: impl AsRef<OsStr>) -> Self {
-        let spec = spec.as_ref();
-        match spec.to_str() {
-            Some(text) if is_postgres_url(text) => Self::Postgres(text.to_owned()),
-            _ => Self::File(PathBuf::from(spec)),
-        }
-    }
-
-    /// Open the store; nothing is read or connected yet.
-    pub fn open(&self, options: &RecordsOptions) -> Result<Box<dyn RuntimeRecordStore>, OpenError> {
-        match self {
-            Self::File(path) => {
-                if options.password_file.is_some() {
-                    return Err(OpenError::PasswordFileUnused {
-                        flag: RECORDS_PASSWORD_FILE,
-                        needs: "a postgres:// URL in --records",
-                    });
-                }
-                Ok(Box::new(RecordsFile::new(path)))
-            }
-            Self::Postgres(url) => open_postgres(url, options),
-        }
-    }
-}
-
-/// Shown without the password.
-impl fmt::Display for RecordsSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::File(path) => write!(f, "{}", path.display()),
-            Self::Postgres(url) => f.write_str(&shown(url)),
-        }
-    }
-}
-
-/// Shown without the password.
-impl fmt::Debug for RecordsSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::File(path) => f.debug_tuple("File").field(path).finish(),
-            Self::Postgres(url) => f.debug_tuple("Postgres").field(&shown(url)).finish(),
-        }
-    }
-}
-
-/// What `--events` names.
-#[derive(Clone, PartialEq, Eq)]
-pub enum EventsSpec {
-    /// `-`: JSON lines on standard output.
-    Stdout,
-    /// A file of JSON lines, appended to (created if missing).
-    File(PathBuf),
-    /// A `redis://` or `rediss://` (TLS) URL: one `XADD` per event.
-    Redis(String),
-}
-
-impl EventsSpec {
-    /// `spec` as `--events` reads it: `-`, a `redis://` or `rediss://` URL, or a file.
-    pub fn parse(spec: impl AsRef<OsStr>) -> Self {
-        let spec = spec.as_ref();
-        match spec.to_str() {
-            Some("-") => Self::Stdout,
-            Some(text) if is_redis_url(text) => Self::Redis(text.to_owned()),
-            _ => Self::File(PathBuf::from(spec)),
-        }
-    }
-
-    /// Open the publisher. A file is opened (created) now; Redis is pinged,
-    /// and one that does not answer yet is only a warning (events wait in
-    /// the outbox, and in `--state`).
-    pub fn open(
-        &self,
-        options: &EventsOptions,
-    ) -> Result<Box<dyn HealthEventPublisher>, OpenError> {
-        if let Self::Redis(url) = self {
-            return open_redis(url, options);
-        }
-        if options.redis_maxlen.is_some() {
-            return Err(OpenError::MaxlenWithoutRedis);
-        }
-        if options.password_file.is_some() {
-            return Err(OpenError::PasswordFileUnused {
-                flag: EVENTS_PASSWORD_FILE,
-                needs: "a redis:// URL in --events",
-            });
-        }
-        match self {
-            Self::Stdout => match JsonlPublisher::stdout_checked() {
-                Ok(publisher) => Ok(Box::new(publisher)),
-                Err(source) => Err(OpenError::StdoutClosed { source }),
-            },
-            Self::File(path) => match JsonlPublisher::append(path) {
-                Ok(publisher) => Ok(Box::new(publisher)),
-                Err(source) => Err(OpenError::EventsFile {
-                    path: path.clone(),
-                    source,
-                }),
-            },
-            Self::Redis(_) => unreachable!("opened above"),
-        }
-    }
-}
-
-/// Shown without the password.
-impl fmt::Display for EventsSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Stdout => f.write_str("-"),
-            Self::File(path) => write!(f, "{}", path.display()),
-            Self::Redis(url) => f.write_str(&shown(url)),
-        }
-    }
-}
-
-/// Shown without the password.
-impl fmt::Debug for EventsSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Stdout => f.write_str("Stdout"),
-            Self::File(path) => f.debug_tuple("File").field(path).finish(),
-            Self::Redis(url) => f.debug_tuple("Redis").field(&shown(url)).finish(),
-        }
-    }
-}
-
 /// How [`open_records`] opens a store.
 #[derive(Debug, Clone, Default)]
-pub struct RecordsOptions {
+pub(crate) struct RecordsOptions {
     /// A file whose first line is the PostgreSQL password, used when the URL
     /// has none (`--records-password-file`, `HEALTHPROBE_RECORDS_PASSWORD_FILE`).
-    pub password_file: Option<PathBuf>,
+    pub(crate) password_file: Option<PathBuf>,
     /// The trust a PostgreSQL connection's certificate is checked against
     /// (`sslmode=verify-ca` / `verify-full`): the system store and
     /// `--ca-file`, the same [`TlsClient`] as the probes'.
-    pub tls: TlsClient,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) tls: TlsClient,
 }
 
 /// How [`open_events`] opens a publisher.
 #[derive(Debug, Clone, Default)]
-pub struct EventsOptions {
+pub(crate) struct EventsOptions {
     /// With a Redis stream: trim it to about N entries (`XADD MAXLEN ~ N`;
     /// 0 never trims); `None` is the publisher's default. Refused with any
     /// other destination.
-    pub redis_maxlen: Option<u64>,
+    pub(crate) redis_maxlen: Option<u64>,
     /// A file whose first line is the Redis password, used when the URL has
     /// none (`--events-password-file`, `HEALTHPROBE_EVENTS_PASSWORD_FILE`).
-    pub password_file: Option<PathBuf>,
+    pub(crate) password_file: Option<PathBuf>,
     /// The trust a `rediss://` server's certificate is checked against: the
     /// system store and `--ca-file`, the same [`TlsClient`] as the probes'.
-    pub tls: TlsClient,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) tls: TlsClient,
 }
 
-/// The store `spec` names (see [`RecordsSpec::parse`] and [`RecordsSpec::open`]).
-pub fn open_records(
+/// The store `spec` names, as `--records` reads it: a `postgres://` or
+/// `postgresql://` URL (its `runtime_records` table), any other text (or a
+/// path that is not UTF-8) a records file. Nothing is read or connected yet.
+pub(crate) fn open_records(
     spec: impl AsRef<OsStr>,
     options: &RecordsOptions,
 ) -> Result<Box<dyn RuntimeRecordStore>, OpenError> {
-    RecordsSpec::parse(spec).open(options)
+    let spec = spec.as_ref();
+    if let Some(url) = spec.to_str().filter(|text| is_postgres_url(text)) {
+        return open_postgres(url, options);
+    }
+    if options.password_file.is_some() {
+        return Err(OpenError::PasswordFileUnused {
+            flag: RECORDS_PASSWORD_FILE,
+            needs: "a postgres:// URL in --records",
+        });
+    }
+    Ok(Box::new(RecordsFile::new(spec)))
 }
 
-/// The publisher `spec` names (see [`EventsSpec::parse`] and [`EventsSpec::open`]).
-pub fn open_events(
+/// The publisher `spec` names, as `--events` reads it: `-` (standard
+/// output), a `redis://` or `rediss://` URL, or a file (appended to,
+/// created now). Redis is pinged, and one that does not answer yet is only
+/// a warning (events wait in the outbox, and in `--state`).
+pub(crate) fn open_events(
     spec: impl AsRef<OsStr>,
     options: &EventsOptions,
 ) -> Result<Box<dyn HealthEventPublisher>, OpenError> {
-    EventsSpec::parse(spec).open(options)
+    let spec = spec.as_ref();
+    if let Some(url) = spec.to_str().filter(|text| is_redis_url(text)) {
+        return open_redis(url, options);
+    }
+    if options.redis_maxlen.is_some() {
+        return Err(OpenError::MaxlenWithoutRedis);
+    }
+    if options.password_file.is_some() {
+        return Err(OpenError::PasswordFileUnused {
+            flag: EVENTS_PASSWORD_FILE,
+            needs: "a redis:// URL in --events",
+        });
+    }
+    if spec == "-" {
+        return match JsonlPublisher::stdout_checked() {
+            Ok(publisher) => Ok(Box::new(publisher)),
+            Err(source) => Err(OpenError::StdoutClosed { source }),
+        };
+    }
+    match JsonlPublisher::append(spec) {
+        Ok(publisher) => Ok(Box::new(publisher)),
+        Err(source) => Err(OpenError::EventsFile {
+            path: spec.into(),
+            source,
+        }),
+    }
 }
 
 const RECORDS_PASSWORD_FILE: &str = "--records-password-file";
 const EVENTS_PASSWORD_FILE: &str = "--events-password-file";
 
-/// Why [`open_records`] or [`open_events`] could not open what it was given.
+/// Why `open_records` or `open_events` could not open what it was given.
 ///
 /// No variant holds or shows a password.
 #[derive(Debug, thiserror::Error)]
@@ -290,7 +192,7 @@ impl OpenError {
     /// Whether the setting itself is wrong (a bad URL, a missing feature, a
     /// password file that cannot be read): the CLI exits 2. Otherwise the
     /// setting is right but what it names cannot be opened now: exit 1.
-    pub fn is_bad_input(&self) -> bool {
+    pub(crate) fn is_bad_input(&self) -> bool {
         !matches!(self, Self::EventsFile { .. } | Self::Publisher(_))
     }
 }
@@ -436,46 +338,19 @@ mod tests {
 
     #[test]
     fn records_that_are_not_a_postgres_url_are_a_file() {
-        for path in ["records.json", "/srv/postgres://x", "postgres.json"] {
-            assert_eq!(
-                RecordsSpec::parse(path),
-                RecordsSpec::File(PathBuf::from(path))
-            );
-            open_records(path, &RecordsOptions::default()).expect("a file store");
-        }
         use std::os::unix::ffi::OsStrExt;
         let not_utf8 = OsStr::from_bytes(b"rec\xffords.json");
-        assert_eq!(
-            RecordsSpec::parse(not_utf8),
-            RecordsSpec::File(not_utf8.into())
-        );
-    }
-
-    #[test]
-    fn specs_are_shown_without_the_password() {
-        // Without the adapters (and `url`) a URL is never parsed: only its scheme shows.
-        let shown = |masked: &str| match masked.split_once("://") {
-            Some((scheme, _)) if cfg!(not(any(feature = "postgres", feature = "redis"))) => {
-                format!("{scheme}://…")
-            }
-            _ => masked.to_owned(),
+        let with_password = RecordsOptions {
+            password_file: Some("pw".into()),
+            ..RecordsOptions::default()
         };
-        let spec = RecordsSpec::parse("postgresql://alice:pw1234@db/fleet");
-        assert!(matches!(spec, RecordsSpec::Postgres(_)));
-        assert_eq!(spec.to_string(), shown("postgresql://alice:***@db/fleet"));
-        assert!(!format!("{spec:?}").contains("pw1234"));
-        let spec = EventsSpec::parse("rediss://:pw1234@h/s");
-        assert!(matches!(spec, EventsSpec::Redis(_)));
-        assert_eq!(spec.to_string(), shown("rediss://:***@h/s"));
-        let spec = EventsSpec::parse("redis://:pw1234@h/s");
-        assert!(matches!(spec, EventsSpec::Redis(_)));
-        assert_eq!(spec.to_string(), shown("redis://:***@h/s"));
-        assert!(!format!("{spec:?}").contains("pw1234"));
-        assert_eq!(EventsSpec::parse("-"), EventsSpec::Stdout);
-        assert_eq!(
-            EventsSpec::parse("e.jsonl"),
-            EventsSpec::File("e.jsonl".into())
-        );
+        for path in ["records.json", "/srv/postgres://x", "postgres.json"].map(OsStr::new) {
+            for path in [path, not_utf8] {
+                open_records(path, &RecordsOptions::default()).expect("a file store");
+                let err = open_records(path, &with_password).err().expect("a file");
+                assert!(matches!(err, OpenError::PasswordFileUnused { .. }), "{err}");
+            }
+        }
     }
 
     #[cfg(feature = "postgres")]

@@ -2,7 +2,7 @@
 //!
 //! [`PostgresRecords`] reads the `runtime_records` table of
 //! `shell/sql/runtime_records.sql` with the sync rust-postgres client, over
-//! TLS as the URL's `sslmode` says ([`SslMode`]; rustls through
+//! TLS as the URL's `sslmode` says (`SslMode`; rustls through
 //! tokio-postgres-rustls, with the trust of [`TlsClient`]).
 
 use std::fmt;
@@ -29,7 +29,7 @@ use crate::probing::tls::{ServerVerification, TLS_ERROR_PREFIX, TlsClient, datab
 ///   ticks. A listing that fails drops it, so the next tick reconnects: a
 ///   database that went away and came back is picked up again by itself.
 /// - **Bounds**: every listing (connecting included) is answered within
-///   [`PostgresRecords::timeout`] or fails with [`ListError::Unavailable`]:
+///   `PostgresRecords::timeout` or fails with [`ListError::Unavailable`]:
 ///   the socket connect and the server's `statement_timeout` are set to it,
 ///   and the request runs on a helper thread the listing waits for at most
 ///   that long, so a database that accepts connections but never answers
@@ -41,7 +41,7 @@ use crate::probing::tls::{ServerVerification, TLS_ERROR_PREFIX, TlsClient, datab
 ///   naming the game and the column, every tick it stays that way; the rest
 ///   of the listing succeeds. Left out, it is treated like a game no longer
 ///   listed: its hysteresis state is pruned (R8).
-/// - **TLS**: as the URL's `sslmode` says ([`SslMode`]: `disable`,
+/// - **TLS**: as the URL's `sslmode` says (`SslMode`: `disable`,
 ///   `prefer` (the default), `require`, `verify-ca`, `verify-full`), the
 ///   certificate checked against the trust of [`PostgresRecords::with_tls`]
 ///   (the system store unless given). A TLS failure reads
@@ -72,7 +72,7 @@ type Answer = (Option<Client>, Result<Vec<RuntimeRecord>, String>);
 /// plus `--ca-file`, and asking for verification is spelled `verify-ca` or
 /// `verify-full`). `allow` is not supported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
+pub(crate) enum SslMode {
     /// `disable`: no TLS.
     Disable,
     /// `prefer` (the default): TLS when the server offers it, with no
@@ -94,7 +94,7 @@ pub enum SslMode {
 
 impl SslMode {
     /// The value as a URL spells it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Disable => "disable",
             Self::Prefer => "prefer",
@@ -116,7 +116,7 @@ impl SslMode {
     }
 
     /// What the certificate check is, when TLS is used at all.
-    pub fn verification(self) -> Option<ServerVerification> {
+    pub(crate) fn verification(self) -> Option<ServerVerification> {
         match self {
             Self::Disable => None,
             Self::Prefer | Self::Require => Some(ServerVerification::EncryptOnly),
@@ -142,13 +142,13 @@ impl PostgresRecords {
 
     /// The query of every listing: the running rows, in game id order. The
     /// casts accept `varchar` (or `uuid`, ...) columns as well as `text`.
-    pub const LIST_RUNNING_SQL: &str = "SELECT game_id::text, current_container_id::text, \
+    pub(crate) const LIST_RUNNING_SQL: &str = "SELECT game_id::text, current_container_id::text, \
          engine_endpoint::text FROM runtime_records WHERE status = 'running' ORDER BY game_id";
 
     /// The bound on one listing when none is given: 5 s.
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// The records at `url` with the [default bound](Self::DEFAULT_TIMEOUT);
+    /// The records at `url` with the default bound (5 s);
     /// nothing is connected until listed.
     pub fn new(url: &str) -> Result<Self, InvalidUrl> {
         Self::with_timeout(url, Self::DEFAULT_TIMEOUT)
@@ -158,9 +158,9 @@ impl PostgresRecords {
     ///
     /// `url` is a libpq connection URL
     /// (`postgres://user:password@host:port/dbname?param=value&…`), parsed
-    /// by the `url` crate, its `sslmode` read here ([`SslMode`]) and the
+    /// by the `url` crate, its `sslmode` read here and the
     /// rest by the client; what either refuses is refused here, naming the
-    /// URL without its password (see [`redact`]). Options given in the URL
+    /// URL without its password (see `redact`). Options given in the URL
     /// are kept and the statement timeout is added to them.
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, InvalidUrl> {
         let timeout = timeout.max(Duration::from_millis(1));
@@ -219,14 +219,9 @@ impl PostgresRecords {
         self
     }
 
-    /// The URL's `sslmode` ([`SslMode::Prefer`] when it has none).
-    pub fn ssl_mode(&self) -> SslMode {
-        self.ssl_mode
-    }
-
     /// Authenticate with `password` when the URL gives none (a password
     /// file, `--records-password-file`); a password in the URL wins.
-    pub fn with_default_password(mut self, password: &str) -> Self {
+    pub(crate) fn with_default_password(mut self, password: &str) -> Self {
         if self.password.is_none() && !password.is_empty() {
             self.config.password(password);
             self.password = Some(password.to_owned());
@@ -235,18 +230,8 @@ impl PostgresRecords {
     }
 
     /// Whether a password is set (from the URL or [`Self::with_default_password`]).
-    pub fn has_password(&self) -> bool {
+    pub(crate) fn has_password(&self) -> bool {
         self.password.is_some()
-    }
-
-    /// The server as errors name it: `postgres://user@host:port/dbname`, no password.
-    pub fn server(&self) -> &str {
-        &self.server
-    }
-
-    /// The bound on one listing, connecting included.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     /// Whether a connection is open (made by a successful listing, dropped by a failed one).
@@ -548,12 +533,12 @@ mod tests {
     fn the_server_is_named_without_the_password() {
         let store =
             PostgresRecords::new("postgres://alice:s3cret@db.example:6543/fleet").expect("valid");
-        assert_eq!(store.server(), "postgres://alice@db.example:6543/fleet");
+        assert_eq!(store.server, "postgres://alice@db.example:6543/fleet");
         assert!(!format!("{store:?}").contains("s3cret"));
-        assert_eq!(store.timeout(), PostgresRecords::DEFAULT_TIMEOUT);
+        assert_eq!(store.timeout, PostgresRecords::DEFAULT_TIMEOUT);
         assert!(!store.is_connected());
         let store = PostgresRecords::new("postgresql://127.0.0.1/fleet").expect("valid");
-        assert_eq!(store.server(), "postgres://127.0.0.1:5432/fleet");
+        assert_eq!(store.server, "postgres://127.0.0.1:5432/fleet");
     }
 
     #[test]
@@ -671,10 +656,10 @@ mod tests {
             Config::from_str(parsed.as_str()).unwrap_or_else(|err| panic!("{url}: {err}"));
         }
         let store = PostgresRecords::new("postgres://u@h/db?sslmode=verify-full").expect("valid");
-        assert_eq!(store.ssl_mode(), SslMode::VerifyFull);
+        assert_eq!(store.ssl_mode, SslMode::VerifyFull);
         assert_eq!(store.config.get_ssl_mode(), ClientSslMode::Require);
         let store = PostgresRecords::new("postgres://h/db").expect("valid");
-        assert_eq!(store.ssl_mode(), SslMode::Prefer);
+        assert_eq!(store.ssl_mode, SslMode::Prefer);
         assert_eq!(store.config.get_ssl_mode(), ClientSslMode::Prefer);
         let store = PostgresRecords::new("postgres://h/db?sslmode=disable").expect("valid");
         assert_eq!(store.config.get_ssl_mode(), ClientSslMode::Disable);

@@ -1,8 +1,8 @@
 //! The records JSON file: the embedded [`RuntimeRecordStore`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::ports::{ListError, RuntimeRecord, RuntimeRecordStore};
+use crate::driver::ports::{ListError, RuntimeRecord, RuntimeRecordStore};
 
 /// A records file (`[{"game_id",...,"status":"running"}]`), re-read on every tick.
 ///
@@ -17,15 +17,10 @@ pub struct RecordsFile {
 
 impl RecordsFile {
     /// The records file at `path`; nothing is read until listed.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         let name = path.display().to_string();
         Self { path, name }
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -3,37 +3,26 @@
 //! - a URL that does not parse is never shown: an error names only its
 //!   scheme (`postgres://…`) and what the `url` crate found wrong with it;
 //! - a parsed URL is shown with its password, and the value of any
-//!   `password` query parameter, as `***` ([`shown`]);
+//!   `password` query parameter, as `***` (`without_password`);
 //! - what a database client says is shown with the password it was given
 //!   as `***` (`hide`).
 
-#[cfg(any(feature = "postgres", feature = "redis"))]
 use url::Url;
-
-/// `text` (the URL of `--records` or `--events`) as messages show it:
-/// without its password, or only its scheme when it does not parse.
-pub fn shown(text: &str) -> String {
-    #[cfg(any(feature = "postgres", feature = "redis"))]
-    if let Ok(url) = Url::parse(text) {
-        return without_password(&url);
-    }
-    scheme_only(text)
-}
 
 /// A URL that cannot be used, named without its password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {kind} URL {url}: {reason}")]
+#[non_exhaustive]
 pub struct InvalidUrl {
     /// `PostgreSQL` or `Redis`.
     pub kind: &'static str,
-    /// The URL as [`shown`]: its password as `***`, or only its scheme
+    /// The URL without its password (`***`), or only its scheme
     /// when it does not parse.
     pub url: String,
     /// What is wrong with it, without the password.
     pub reason: String,
 }
 
-#[cfg(any(feature = "postgres", feature = "redis"))]
 impl InvalidUrl {
     /// `url` cannot be used because of `reason`; `password` is hidden
     /// wherever it appears in either.
@@ -47,7 +36,6 @@ impl InvalidUrl {
 }
 
 /// `text` parsed as a URL; an error names only its scheme.
-#[cfg(any(feature = "postgres", feature = "redis"))]
 pub(crate) fn parse(kind: &'static str, text: &str) -> Result<Url, InvalidUrl> {
     Url::parse(text).map_err(|err| InvalidUrl {
         kind,
@@ -57,7 +45,6 @@ pub(crate) fn parse(kind: &'static str, text: &str) -> Result<Url, InvalidUrl> {
 }
 
 /// `url` with its password and every `password` query parameter as `***`.
-#[cfg(any(feature = "postgres", feature = "redis"))]
 pub(crate) fn without_password(url: &Url) -> String {
     let mut url = url.clone();
     if url.password().is_some() {
@@ -83,7 +70,6 @@ pub(crate) fn without_password(url: &Url) -> String {
 }
 
 /// `text` with `password` (if any) as `***` wherever it appears.
-#[cfg(any(feature = "postgres", feature = "redis"))]
 pub(crate) fn hide(text: &str, password: Option<&str>) -> String {
     match password {
         Some(password) if !password.is_empty() => text.replace(password, "***"),
@@ -110,6 +96,15 @@ fn scheme_only(text: &str) -> String {
 #[cfg(all(feature = "postgres", feature = "redis"))]
 mod tests {
     use super::*;
+
+    /// `text` as messages show it: without its password, or only its
+    /// scheme when it does not parse.
+    fn shown(text: &str) -> String {
+        match parse("any", text) {
+            Ok(url) => without_password(&url),
+            Err(err) => err.url,
+        }
+    }
 
     #[test]
     fn a_parsed_url_keeps_everything_but_the_password() {

@@ -23,7 +23,7 @@
 //! The ambiguous case is a command written to Redis whose reply never came
 //! (a timeout, a reset connection): Redis may have appended the entry. The
 //! publisher remembers that event, and before sending it again it reads the
-//! stream's newest [`IN_DOUBT_LOOKBACK`] entries (`XREVRANGE … COUNT`); an
+//! stream's newest `IN_DOUBT_LOOKBACK` entries (`XREVRANGE … COUNT`); an
 //! entry identical in all five fields is the lost reply's entry, and the
 //! event counts as delivered without a second `XADD`. (The core never emits
 //! two identical events: one outcome per game per tick, each stamped with
@@ -67,13 +67,14 @@ use crate::probing::tls::{TlsClient, describe_database_tls};
 
 /// How many of the stream's newest entries are searched for an event whose
 /// previous `XADD` may have been applied.
-pub const IN_DOUBT_LOOKBACK: usize = 32;
+pub(crate) const IN_DOUBT_LOOKBACK: usize = 32;
 
 /// Where events go: `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`, or
 /// `rediss://…` over TLS.
 ///
 /// Its `Debug` and `Display` never show the password.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RedisTarget {
     /// Whether the connection is over TLS (`rediss://`).
     pub tls: bool,
@@ -104,7 +105,7 @@ impl fmt::Debug for RedisTarget {
 
 impl RedisTarget {
     /// The port when the URL names none.
-    pub const DEFAULT_PORT: u16 = 6379;
+    pub(crate) const DEFAULT_PORT: u16 = 6379;
 
     /// Parse `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`, or `rediss://…`
     /// for TLS (the same port default: name the TLS port).
@@ -124,7 +125,7 @@ impl RedisTarget {
     /// [`Self::parse`], with `password` (from a password file,
     /// `--events-password-file`) used when the URL gives none: then
     /// `redis://USER@HOST/STREAM` is accepted too. A password in the URL wins.
-    pub fn parse_with_default_password(
+    pub(crate) fn parse_with_default_password(
         url: &str,
         password: Option<&str>,
     ) -> Result<Self, InvalidUrl> {
@@ -245,10 +246,10 @@ impl fmt::Debug for RedisStreamPublisher {
 
 impl RedisStreamPublisher {
     /// Bound on connecting (TCP and handshake) and on each read and write.
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+    pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
     /// The default `MAXLEN ~` bound on the stream's length.
-    pub const DEFAULT_MAXLEN: u64 = 100_000;
+    pub(crate) const DEFAULT_MAXLEN: u64 = 100_000;
 
     /// A publisher to `target`, trimming the stream to about `maxlen`
     /// entries (`MAXLEN ~`; 0 never trims).
@@ -322,19 +323,9 @@ impl RedisStreamPublisher {
         self
     }
 
-    /// Where the events go.
-    pub fn target(&self) -> &RedisTarget {
-        &self.target
-    }
-
     /// `redis HOST:PORT/STREAM`, as errors name it.
     pub fn destination(&self) -> &str {
         &self.destination
-    }
-
-    /// The `MAXLEN ~` bound (0: no trimming).
-    pub fn maxlen(&self) -> u64 {
-        self.maxlen
     }
 
     /// Check that Redis answers `PING` now (connecting if needed).
@@ -543,7 +534,7 @@ mod tests {
     use healthprobe_core::{EventDetails, Timestamp};
 
     use super::*;
-    use crate::wire::write_event_line;
+    use crate::codec::wire::write_event_line;
 
     fn target(host: &str, port: u16, stream: &str) -> RedisTarget {
         RedisTarget {
@@ -594,7 +585,10 @@ mod tests {
             let err = RedisTarget::parse(url).expect_err(url);
             let message = err.to_string();
             assert!(
-                message.starts_with(&format!("invalid Redis URL {}: ", redact::shown(url))),
+                message.starts_with(&format!(
+                    "invalid Redis URL {}: ",
+                    redact::without_password(&url::Url::parse(url).expect("parses"))
+                )),
                 "{message}"
             );
             assert!(message.contains(reason), "{url}: {message}");

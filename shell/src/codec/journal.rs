@@ -12,6 +12,7 @@ use crate::adapters::strip_position;
 
 /// A journal line that could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JournalError {
     /// The line is not a valid journal input.
     #[error("{source_name}:{line}:{column}: {message}")]
@@ -67,7 +68,7 @@ pub fn parse_line(line: &[u8]) -> Result<Input, (usize, String)> {
 
 /// Streams the inputs of a journal, one line at a time, reusing one buffer.
 #[derive(Debug)]
-pub struct JournalReader<R> {
+pub(crate) struct JournalReader<R> {
     reader: R,
     source_name: String,
     line: u64,
@@ -76,7 +77,7 @@ pub struct JournalReader<R> {
 
 impl<R: BufRead> JournalReader<R> {
     /// Read `reader`; `source_name` names it in errors (a path, or `<stdin>`).
-    pub fn new(reader: R, source_name: impl Into<String>) -> Self {
+    pub(crate) fn new(reader: R, source_name: impl Into<String>) -> Self {
         Self {
             reader,
             source_name: source_name.into(),
@@ -86,7 +87,7 @@ impl<R: BufRead> JournalReader<R> {
     }
 
     /// The next input, `None` at the end; blank lines are skipped.
-    pub fn next_input(&mut self) -> Option<Result<Input, JournalError>> {
+    pub(crate) fn next_input(&mut self) -> Option<Result<Input, JournalError>> {
         loop {
             self.buffer.clear();
             match self.reader.read_until(b'\n', &mut self.buffer) {

@@ -19,14 +19,14 @@ pub fn write_event_line(out: &mut impl Write, event: &HealthEvent) -> io::Result
 }
 
 /// Serialize any value compactly with Go's string escaping.
-pub fn to_writer_go(out: impl Write, value: &impl Serialize) -> io::Result<()> {
+pub(crate) fn to_writer_go(out: impl Write, value: &impl Serialize) -> io::Result<()> {
     let mut serializer = Serializer::with_formatter(out, GoFormatter);
     value.serialize(&mut serializer).map_err(io::Error::from)
 }
 
 /// serde_json's compact formatter plus Go's HTML and line-separator escapes.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct GoFormatter;
+pub(crate) struct GoFormatter;
 
 impl Formatter for GoFormatter {
     fn write_string_fragment<W: ?Sized + Write>(

@@ -1,9 +1,9 @@
 //! Driving: the [`worker::Worker`] that pumps the pure tick machine, the
-//! [`ports`] it performs actions through, and the [`shutdown`] signal.
+//! [`ports`] it performs actions through, and the `shutdown` signal.
 //!
 //! Nothing here decides a rule: [`healthprobe_core::tick::TickMachine`]
 //! does. The worker performs the actions it yields, in order.
 
 pub mod ports;
-pub mod shutdown;
+pub(crate) mod shutdown;
 pub mod worker;

@@ -1,14 +1,14 @@
 //! The worker's ports: what it needs from the outside world, as traits.
 //!
-//! The driver ([`crate::worker::Worker`]) lists running games through a
+//! The driver ([`crate::driver::worker::Worker`]) lists running games through a
 //! [`RuntimeRecordStore`], probes them through a [`ProbeFanout`], hands
 //! events to a [`HealthEventPublisher`], counts deliveries on a
 //! [`Telemetry`], persists through a [`StateStore`], journals through a
 //! [`JournalSink`] and reads time from a [`Clock`]. It only performs what
 //! the pure [`healthprobe_core::tick::TickMachine`] asks for, so every rule
 //! holds whatever these do. The embedded implementations live in
-//! [`crate::adapters`], [`crate::durable`], [`crate::journal_file`] and
-//! [`crate::fanout`]; a runtime manager (or a simulation) plugs in its own.
+//! [`crate::adapters`], [`crate::durability::durable`], [`crate::durability::journal_file`] and
+//! `crate::probing::fanout`; a runtime manager (or a simulation) plugs in its own.
 
 use std::io;
 use std::sync::OnceLock;
@@ -18,8 +18,8 @@ use healthprobe_core::tick::{ProbeBatch, ProbeClass};
 use healthprobe_core::{EventType, HealthEvent, HealthStates, Input, ProbeResult, Timestamp};
 
 use crate::config::Runtime;
-use crate::durable::{Saved, Snapshot, StateFileError};
-use crate::shutdown::Shutdown;
+use crate::driver::shutdown::Shutdown;
+use crate::durability::durable::{Saved, Snapshot, StateFileError};
 
 pub use healthprobe_core::RuntimeRecord;
 
@@ -33,7 +33,7 @@ pub trait RuntimeRecordStore: Send {
 }
 
 /// A boxed store lists through the box (a store chosen at run time, as
-/// [`crate::open::open_records`] returns).
+/// `crate::adapters::open::open_records` returns).
 impl<S: RuntimeRecordStore + ?Sized> RuntimeRecordStore for Box<S> {
     fn list_running(&mut self) -> Result<Vec<RuntimeRecord>, ListError> {
         (**self).list_running()
@@ -114,6 +114,7 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods, reason = "the one place wall time is read")]
     fn now(&self) -> Timestamp {
         Timestamp::now()
     }
@@ -121,6 +122,7 @@ impl Clock for SystemClock {
 
 /// Why the running records could not be listed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ListError {
     /// The records file could not be read.
     #[error("{path}: cannot read records: {source}")]
@@ -149,6 +151,7 @@ pub enum ListError {
 
 /// Why an event could not be delivered.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// Writing or flushing the event failed.
     #[error("cannot write event to {destination}: {source}")]
@@ -214,7 +217,7 @@ fn is_permanent_io(err: &io::Error) -> bool {
     )
 }
 
-/// Where the worker keeps its snapshot (D5): [`crate::durable::StateFile`], or a simulation's disk.
+/// Where the worker keeps its snapshot (D5): [`crate::durability::durable::StateFile`], or a simulation's disk.
 pub trait StateStore: Send + std::fmt::Debug {
     /// The last snapshot written, `None` when there is none yet (a fresh start).
     fn load(&mut self) -> Result<Option<Snapshot>, StateFileError>;
@@ -234,7 +237,7 @@ pub trait StateStore: Send + std::fmt::Debug {
 }
 
 /// Where the worker journals every prune and outcome (D6):
-/// [`crate::journal_file::JournalFile`], or a simulation's disk.
+/// [`crate::durability::journal_file::JournalFile`], or a simulation's disk.
 pub trait JournalSink: Send + std::fmt::Debug {
     /// Append one input (may be buffered until [`JournalSink::flush`]).
     fn record(&mut self, input: &Input) -> io::Result<()>;
@@ -283,7 +286,7 @@ impl Probed {
 /// How the probes of a tick run: threads, tokio tasks, or a simulation.
 ///
 /// The probe port of the driver: both runtimes' fan-outs
-/// ([`crate::fanout::ThreadFanout`], [`crate::fanout::TaskFanout`])
+/// (`crate::probing::fanout::ThreadFanout`, `crate::probing::fanout::TaskFanout`)
 /// implement it around their prober.
 pub trait ProbeFanout: Send + std::fmt::Debug {
     /// The runtime this fan-out is (or stands for).
@@ -303,9 +306,9 @@ pub trait ProbeFanout: Send + std::fmt::Debug {
     );
 }
 
-impl StateStore for crate::durable::StateFile {
+impl StateStore for crate::durability::durable::StateFile {
     fn load(&mut self) -> Result<Option<Snapshot>, StateFileError> {
-        crate::durable::StateFile::load(self)
+        crate::durability::durable::StateFile::load(self)
     }
 
     fn save(
@@ -314,7 +317,7 @@ impl StateStore for crate::durable::StateFile {
         pending: &[HealthEvent],
         journal_len: Option<u64>,
     ) -> Result<Saved, StateFileError> {
-        crate::durable::StateFile::save_with_journal(self, states, pending, journal_len)
+        crate::durability::durable::StateFile::save_with_journal(self, states, pending, journal_len)
     }
 
     fn name(&self) -> String {
@@ -322,21 +325,21 @@ impl StateStore for crate::durable::StateFile {
     }
 }
 
-impl JournalSink for crate::journal_file::JournalFile {
+impl JournalSink for crate::durability::journal_file::JournalFile {
     fn record(&mut self, input: &Input) -> io::Result<()> {
-        crate::journal_file::JournalFile::record(self, input)
+        crate::durability::journal_file::JournalFile::record(self, input)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        crate::journal_file::JournalFile::flush(self)
+        crate::durability::journal_file::JournalFile::flush(self)
     }
 
     fn flushed_len(&self) -> u64 {
-        crate::journal_file::JournalFile::flushed_len(self)
+        crate::durability::journal_file::JournalFile::flushed_len(self)
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        crate::journal_file::JournalFile::truncate(self, len)
+        crate::durability::journal_file::JournalFile::truncate(self, len)
     }
 
     fn name(&self) -> String {

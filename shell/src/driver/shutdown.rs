@@ -46,16 +46,6 @@ impl Shutdown {
         *triggered
     }
 
-    /// Wait until triggered.
-    pub fn wait(&self) {
-        let triggered = self.lock();
-        let _triggered = self
-            .inner
-            .changed
-            .wait_while(triggered, |triggered| !*triggered)
-            .unwrap_or_else(PoisonError::into_inner);
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, bool> {
         // A bool cannot be left half-written: a poisoned lock is still valid.
         self.inner
@@ -84,6 +74,5 @@ mod tests {
         assert!(waiter.join().expect("waiter thread"));
         assert!(shutdown.is_triggered());
         assert!(shutdown.wait_timeout(Duration::MAX));
-        shutdown.wait();
     }
 }

@@ -31,7 +31,7 @@
 //!
 //! Besides, it logs what happened (each delivery, each refusal, each
 //! failed write, what the start-up restored) and counts deliveries on the
-//! [`Telemetry`] port (R12). The fan-outs ([`crate::fanout`]) are the only
+//! [`Telemetry`] port (R12). The fan-outs (`crate::probing::fanout`) are the only
 //! place probes run; the ports are only ever called from the thread that
 //! drives the machine.
 
@@ -45,20 +45,20 @@ use healthprobe_core::{HealthEvent, HealthStates};
 use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, Runtime, WorkerConfig};
-use crate::connections::{ConnectionPolicy, Connections};
-use crate::durable::StateFileError;
-#[cfg(feature = "async")]
-use crate::fanout::TaskFanout;
-use crate::fanout::ThreadFanout;
-use crate::ports::{
+use crate::driver::ports::{
     Clock, HealthEventPublisher, JournalSink, ProbeFanout, RuntimeRecordStore, StateStore,
     Telemetry,
 };
-use crate::probe::Prober;
+use crate::driver::shutdown::Shutdown;
+use crate::durability::durable::StateFileError;
+use crate::probing::connections::{ConnectionPolicy, Connections};
 #[cfg(feature = "async")]
-use crate::probe_async::AsyncProber;
-pub use crate::shutdown::Shutdown;
-use crate::tls::TlsClient;
+use crate::probing::fanout::TaskFanout;
+use crate::probing::fanout::ThreadFanout;
+use crate::probing::probe::Prober;
+#[cfg(feature = "async")]
+use crate::probing::probe_async::AsyncProber;
+use crate::probing::tls::TlsClient;
 pub use healthprobe_core::tick::{
     ProbeClassCounts, Restored, RunReport, StopReason, TickReport, Undelivered,
 };
@@ -115,7 +115,7 @@ impl Ports {
         }
     }
 
-    /// Probe through `fanout`: one of [`crate::fanout`] ([`probe_fanout`]),
+    /// Probe through `fanout`: one of `crate::probing::fanout` ([`probe_fanout`]),
     /// or an embedder's or a simulation's own.
     pub fn with_fanout(mut self, fanout: Box<dyn ProbeFanout>) -> Self {
         self.fanout = Some(fanout);
@@ -140,6 +140,7 @@ impl Ports {
 
 /// Why a [`Worker`] did not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// A setting is out of range, or the runtime cannot start (R11).
     #[error(transparent)]
@@ -182,7 +183,7 @@ impl std::fmt::Debug for Worker {
 
 /// The fan-out of `runtime` for `config`, its `https://` probes made with
 /// `tls`, its connections kept or fresh as `connections` says
-/// ([`crate::connections`]) (for [`Ports::with_fanout`]; without one, a
+/// ([`crate::probing::connections`]) (for [`Ports::with_fanout`]; without one, a
 /// worker probes on threads with [`TlsClient::system`] and the default
 /// policy).
 pub fn probe_fanout(
@@ -260,13 +261,8 @@ impl Worker {
         Ok(worker)
     }
 
-    /// The settings in force.
-    pub fn config(&self) -> &WorkerConfig {
-        &self.config
-    }
-
     /// How this worker fans out its probes.
-    pub fn runtime(&self) -> Runtime {
+    pub(crate) fn runtime(&self) -> Runtime {
         self.fanout.runtime()
     }
 
@@ -533,8 +529,8 @@ impl Io {
         };
         let pending: Vec<HealthEvent> = self.machine.pending().cloned().collect();
         match state.save(self.machine.states(), &pending, journal_len) {
-            Ok(crate::durable::Saved::Written) => Persisted::Written,
-            Ok(crate::durable::Saved::Unchanged) => Persisted::Unchanged,
+            Ok(crate::durability::durable::Saved::Written) => Persisted::Written,
+            Ok(crate::durability::durable::Saved::Unchanged) => Persisted::Unchanged,
             Err(err) if !self.started => {
                 self.state_error = Some(err);
                 Persisted::Failed
@@ -655,10 +651,10 @@ mod tests {
 
     use super::*;
     use crate::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
-    use crate::durable::StateFile;
-    use crate::journal_file::JournalFile;
-    use crate::ports::RuntimeRecord;
-    use crate::probe::ProbeClass;
+    use crate::driver::ports::RuntimeRecord;
+    use crate::durability::durable::StateFile;
+    use crate::durability::journal_file::JournalFile;
+    use crate::probing::probe::ProbeClass;
     use healthprobe_core::Timestamp;
 
     /// An endpoint on loopback where nothing listens: every probe is refused at once.
@@ -755,10 +751,7 @@ mod tests {
         } else {
             let err = worker.expect_err("async not built in");
             assert_eq!(err, ConfigError::AsyncUnavailable);
-            assert_eq!(err.field(), "runtime");
         }
-        assert!(Runtime::Threads.is_available());
-        assert_eq!(Runtime::Async.is_available(), cfg!(feature = "async"));
     }
 
     #[test]
@@ -977,7 +970,10 @@ mod tests {
     }
 
     impl HealthEventPublisher for SnapshotFirst {
-        fn publish(&mut self, event: &HealthEvent) -> Result<(), crate::ports::PublishError> {
+        fn publish(
+            &mut self,
+            event: &HealthEvent,
+        ) -> Result<(), crate::driver::ports::PublishError> {
             let snapshot = StateFile::new(&self.path)
                 .load()
                 .expect("a valid state file")
@@ -1343,7 +1339,7 @@ mod tests {
                 store,
                 publisher.clone(),
                 CountingTelemetry::new(),
-                crate::ports::SystemClock,
+                crate::driver::ports::SystemClock,
             );
             let mut worker = Worker::new(config, ports).expect("valid config");
             let report = worker.tick();
@@ -1367,7 +1363,7 @@ mod tests {
     }
 
     impl RuntimeRecordStore for ShutdownOnList {
-        fn list_running(&mut self) -> Result<Vec<RuntimeRecord>, crate::ports::ListError> {
+        fn list_running(&mut self) -> Result<Vec<RuntimeRecord>, crate::driver::ports::ListError> {
             self.shutdown.trigger();
             self.inner.list_running()
         }

@@ -45,7 +45,7 @@ use crate::adapters::strip_position;
 ///
 /// Returns the file (readable, so the tail can be checked) and its length
 /// after the repair.
-pub fn open_append_lines(path: &Path, what: &str) -> io::Result<(File, u64)> {
+pub(crate) fn open_append_lines(path: &Path, what: &str) -> io::Result<(File, u64)> {
     let file = OpenOptions::new()
         .read(true)
         .append(true)
@@ -82,13 +82,14 @@ fn whole_lines_len(file: &File, len: u64) -> io::Result<u64> {
 }
 
 /// The snapshot format this build reads and writes.
-pub const STATE_FILE_VERSION: u64 = 1;
+pub(crate) const STATE_FILE_VERSION: u64 = 1;
 
 /// What a state file holds: the tick machine's snapshot (D5).
 pub use healthprobe_core::tick::Snapshot;
 
 /// A state file could not be read, parsed or written; every message names the file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateFileError {
     /// The file exists but could not be read.
     #[error("{path}: cannot read the state file: {source}")]
@@ -167,7 +168,7 @@ pub enum StateFileError {
 
 impl StateFileError {
     /// Whether the file's contents are at fault (rather than the file system).
-    pub fn is_bad_contents(&self) -> bool {
+    pub(crate) fn is_bad_contents(&self) -> bool {
         matches!(
             self,
             Self::Empty { .. } | Self::Syntax { .. } | Self::Invalid { .. } | Self::Version { .. }
@@ -191,7 +192,7 @@ pub enum Saved {
     Unchanged,
 }
 
-/// A snapshot file: [`StateFile::load`] at start, [`StateFile::save`] after changes.
+/// A snapshot file: `StateFile::load` at start, [`StateFile::save`] after changes.
 #[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
@@ -226,7 +227,7 @@ impl StateFile {
     }
 
     /// The file's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -281,7 +282,7 @@ impl StateFile {
     ///
     /// Any other problem is an error naming the file and what was wrong;
     /// the file is not touched.
-    pub fn load(&self) -> Result<Option<Snapshot>, StateFileError> {
+    pub(crate) fn load(&self) -> Result<Option<Snapshot>, StateFileError> {
         let name = self.path.display().to_string();
         match fs::read(&self.path) {
             Ok(bytes) => parse_snapshot(&bytes, &name).map(Some),
@@ -304,7 +305,7 @@ impl StateFile {
     }
 
     /// [`StateFile::save`], recording the journal's committed length too.
-    pub fn save_with_journal(
+    pub(crate) fn save_with_journal(
         &mut self,
         states: &HealthStates,
         pending: &[HealthEvent],

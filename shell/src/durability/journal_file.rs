@@ -1,5 +1,5 @@
 //! The run's input journal on disk (D6): every prune and outcome the worker
-//! folds, appended as [`crate::journal`] lines.
+//! folds, appended as [`crate::codec::journal`] lines.
 //!
 //! Lines are buffered and reach the file at [`JournalFile::flush`], which the
 //! worker calls at the end of every tick; dropping the journal flushes too.
@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use healthprobe_core::Input;
 
-use crate::durable::open_append_lines;
-use crate::journal::write_input;
+use crate::codec::journal::write_input;
+use crate::durability::durable::open_append_lines;
 
 /// Buffer between flushes; a tick of a few thousand outcomes is written in a few calls.
 const JOURNAL_BUFFER_BYTES: usize = 64 * 1024;
@@ -54,13 +54,13 @@ impl JournalFile {
     }
 
     /// The file's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// A handle that flushes this journal from another thread: a second
     /// signal's handler flushes the lines buffered so far before exiting.
-    pub fn flusher(&self) -> JournalFlusher {
+    pub(crate) fn flusher(&self) -> JournalFlusher {
         JournalFlusher(Arc::clone(&self.out))
     }
 
@@ -92,13 +92,13 @@ impl JournalFile {
 
     /// The file's length after the last successful flush: every line up to
     /// it is whole.
-    pub fn flushed_len(&self) -> u64 {
+    pub(crate) fn flushed_len(&self) -> u64 {
         self.flushed
     }
 
     /// Cut the file back to `len` bytes (lines a restored snapshot does not
     /// hold), dropping anything buffered; appends continue from there.
-    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+    pub(crate) fn truncate(&mut self, len: u64) -> io::Result<()> {
         let mut out = self.out();
         out.flush()?;
         out.get_ref().set_len(len)?;
@@ -109,7 +109,7 @@ impl JournalFile {
     }
 }
 
-/// Flushes a [`JournalFile`] from another thread ([`JournalFile::flusher`]).
+/// Flushes a [`JournalFile`] from another thread (`JournalFile::flusher`).
 #[derive(Debug, Clone)]
 pub struct JournalFlusher(Arc<Mutex<BufWriter<File>>>);
 
@@ -162,7 +162,7 @@ mod tests {
     use healthprobe_core::{ProbeOutcome, ProbeResult, Timestamp};
 
     use super::*;
-    use crate::journal::JournalReader;
+    use crate::codec::journal::JournalReader;
 
     #[test]
     fn d6_recorded_inputs_read_back_in_order_after_what_the_file_held() {

@@ -9,7 +9,7 @@
 //! - A kept connection lives in the stock client's own pool (ureq's, or
 //!   hyper-util's), at most one idle per engine, for [`ConnectionPolicy::idle_timeout`].
 //! - At most [`ConnectionPolicy::max_idle`] connections are kept at once,
-//!   idle or in use, all engines together ([`KeptBudget`]); its default is
+//!   idle or in use, all engines together (`KeptBudget`); its default is
 //!   what the open-file limit leaves beside the probes in flight. A
 //!   connection made while that many are kept is used once and closed:
 //!   a fleet larger than the bound keeps the connections it has and probes
@@ -18,10 +18,10 @@
 //!   one just before its engine came round again, in a sweep, and keep
 //!   none.)
 //! - A kept connection goes back to the pool only after a keep-alive
-//!   answer whose body was read to its end within [`DRAIN_LIMIT`] bytes and
-//!   [`DRAIN_WAIT`]; any other answer closes it.
+//!   answer whose body was read to its end within `DRAIN_LIMIT` bytes and
+//!   `DRAIN_WAIT`; any other answer closes it.
 //! - A probe over a kept connection that the engine had closed (end of
-//!   stream or a reset before any byte of an answer, [`closed_before_answer`])
+//!   stream or a reset before any byte of an answer, `closed_before_answer`)
 //!   goes again, once, on a fresh connection, inside what is left of the
 //!   same probe timeout, as Go's transport retries an idempotent request.
 //!   Any other failure is the probe's outcome.
@@ -40,20 +40,21 @@ use tracing::warn;
 /// Largest response body read (and discarded) so that the connection can be
 /// kept; a bigger one closes the connection instead. Health bodies are a
 /// few bytes (`ok`).
-pub const DRAIN_LIMIT: u64 = 4 * 1024;
+pub(crate) const DRAIN_LIMIT: u64 = 4 * 1024;
 
 /// Longest a probe waits, once its status is known, for the rest of the
 /// body (up to [`DRAIN_LIMIT`]): a body slower than that closes the
 /// connection instead of holding the probe (and its slot) until the probe
 /// timeout. Health bodies come with the head.
-pub const DRAIN_WAIT: Duration = Duration::from_millis(100);
+pub(crate) const DRAIN_WAIT: Duration = Duration::from_millis(100);
 
 /// Files the process needs besides its probes' sockets: the state, journal
 /// and lock files, logs, the metrics listener, a database connection, ...
-pub const RESERVED_FILES: u64 = 64;
+pub(crate) const RESERVED_FILES: u64 = 64;
 
 /// Which connections are kept between ticks (`run --connections`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Connections {
     /// Keep connections to `https://` engines, a fresh one per probe for
     /// `http://` engines: what the reference does.
@@ -68,7 +69,7 @@ pub enum Connections {
 impl Connections {
     /// Whether a probe of an engine whose endpoint is `https://` (or not)
     /// keeps its connection.
-    pub fn keeps(self, https: bool) -> bool {
+    pub(crate) fn keeps(self, https: bool) -> bool {
         match self {
             Self::Auto => https,
             Self::Fresh => false,
@@ -90,14 +91,14 @@ pub struct ConnectionPolicy {
 
 impl ConnectionPolicy {
     /// Go's `IdleConnTimeout`, and hyper-util's: the shortest idle timeout.
-    pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    pub(crate) const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
     /// `connections` for a worker ticking every `interval` with at most
     /// `max_concurrency` probes in flight: kept connections stay idle up to
-    /// two intervals (at least [`Self::MIN_IDLE_TIMEOUT`]), so every tick
+    /// two intervals (at least `Self::MIN_IDLE_TIMEOUT`), so every tick
     /// finds them and a game that left the fleet has its connection closed
     /// soon after; as many are kept as the open-file soft limit leaves
-    /// beside the probes in flight and [`RESERVED_FILES`] (the CLI raises
+    /// beside the probes in flight and `RESERVED_FILES` (the CLI raises
     /// the soft limit to the hard one first).
     pub fn new(connections: Connections, interval: Duration, max_concurrency: usize) -> Self {
         use rustix::process::{Resource, getrlimit};

@@ -42,11 +42,11 @@ use healthprobe_core::{ProbeResult, RuntimeRecord};
 use tracing::{error, warn};
 
 use crate::config::Runtime;
-use crate::ports::{Clock, ProbeFanout, Probed};
-use crate::probe::Prober;
+use crate::driver::ports::{Clock, ProbeFanout, Probed};
+use crate::driver::shutdown::Shutdown;
+use crate::probing::probe::Prober;
 #[cfg(feature = "async")]
-use crate::probe_async::AsyncProber;
-use crate::shutdown::Shutdown;
+use crate::probing::probe_async::AsyncProber;
 
 /// Worker threads of the async runtime's scheduler: one. A probe's task,
 /// its connection and its timers then share a thread; on two cores shared
@@ -69,7 +69,10 @@ const HAND_ON_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
 const ASYNC_BLOCKING_THREADS: usize = 8;
 
 /// The failure a panicking probe is folded as.
-pub fn panicked(record: &RuntimeRecord, payload: &(dyn Any + Send)) -> (ProbeResult, ProbeClass) {
+pub(crate) fn panicked(
+    record: &RuntimeRecord,
+    payload: &(dyn Any + Send),
+) -> (ProbeResult, ProbeClass) {
     let message = payload
         .downcast_ref::<&str>()
         .map(|text| (*text).to_owned())
@@ -92,12 +95,12 @@ pub fn panicked(record: &RuntimeRecord, payload: &(dyn Any + Send)) -> (ProbeRes
 
 /// Blocking probes on scoped threads ([`Runtime::Threads`]).
 #[derive(Debug, Clone)]
-pub struct ThreadFanout<P = Prober> {
+pub(crate) struct ThreadFanout<P = Prober> {
     prober: P,
 }
 
 /// A blocking probe: what [`ThreadFanout`] runs on its threads.
-pub trait BlockingProbe: Send + Sync + std::fmt::Debug {
+pub(crate) trait BlockingProbe: Send + Sync + std::fmt::Debug {
     /// Probe one engine endpoint; the result and its kind.
     fn probe(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass);
 }
@@ -110,7 +113,7 @@ impl BlockingProbe for Prober {
 
 impl<P: BlockingProbe> ThreadFanout<P> {
     /// Probe with `prober` on threads.
-    pub fn new(prober: P) -> Self {
+    pub(crate) fn new(prober: P) -> Self {
         Self { prober }
     }
 }
@@ -199,7 +202,7 @@ impl<P: BlockingProbe> ProbePool<'_, P> {
 
 /// An async probe: what [`TaskFanout`] runs as tasks.
 #[cfg(feature = "async")]
-pub trait AsyncProbe: Clone + Send + Sync + std::fmt::Debug + 'static {
+pub(crate) trait AsyncProbe: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// Probe one engine endpoint; the result and its kind.
     fn probe(
         &self,
@@ -220,7 +223,7 @@ impl AsyncProbe for AsyncProber {
 /// Probe tasks on the fan-out's own tokio runtime ([`Runtime::Async`]).
 #[cfg(feature = "async")]
 #[derive(Debug)]
-pub struct TaskFanout<P = AsyncProber> {
+pub(crate) struct TaskFanout<P = AsyncProber> {
     runtime: tokio::runtime::Runtime,
     prober: P,
 }
@@ -228,7 +231,7 @@ pub struct TaskFanout<P = AsyncProber> {
 #[cfg(feature = "async")]
 impl<P: AsyncProbe> TaskFanout<P> {
     /// Start the runtime (one scheduler thread) for `prober`.
-    pub fn new(prober: P) -> std::io::Result<Self> {
+    pub(crate) fn new(prober: P) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(ASYNC_WORKER_THREADS)
             .max_blocking_threads(ASYNC_BLOCKING_THREADS)

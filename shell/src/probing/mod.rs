@@ -5,7 +5,7 @@
 //! structure; what a result means is the core's business.
 
 pub mod connections;
-pub mod fanout;
+pub(crate) mod fanout;
 pub mod probe;
 #[cfg(feature = "async")]
 pub mod probe_async;

@@ -9,16 +9,16 @@
 //! - D2: redirects are not followed; a 3xx is `unexpected status 3xx`.
 //! - Response heads are capped at [`MAX_RESPONSE_HEADER_BYTES`]; proxy
 //!   settings from the environment are ignored. A body is read only to keep
-//!   its connection ([`crate::connections`]): at most
-//!   [`DRAIN_LIMIT`](crate::connections::DRAIN_LIMIT) bytes.
-//! - `https://` endpoints are probed over TLS ([`crate::tls`]): the
+//!   its connection ([`crate::probing::connections`]): at most
+//!   `DRAIN_LIMIT` bytes.
+//! - `https://` endpoints are probed over TLS ([`crate::probing::tls`]): the
 //!   handshake is part of the probe and of its timeout, a TLS failure is
 //!   status 0 with a `tls: …` error and [`ProbeClass::Tls`], and the 16 KiB
 //!   head cap counts decrypted bytes.
 //! - Connections are kept or fresh as [`ConnectionPolicy`] says, in ureq's
 //!   own pool.
 //! - [`classify`] sorts a result into a [`ProbeClass`] for metrics. The
-//!   error texts it recognises are the constants of [`reason`], which both
+//!   error texts it recognises are the constants of `reason`, which both
 //!   probers use to word their errors, so the two cannot drift apart.
 
 use std::cell::Cell;
@@ -28,7 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use healthprobe_core::ProbeResult;
+use healthprobe_core::{ProbeResult, probe_url};
 use rustls::{ClientConnection, StreamOwned};
 use ureq::config::Config;
 use ureq::http::Uri;
@@ -39,14 +39,11 @@ use ureq::unversioned::transport::{
 };
 use ureq::{Agent, Error};
 
-use crate::connections::{
+use crate::probing::connections::{
     ConnectionPolicy, Connections, DRAIN_LIMIT, DRAIN_WAIT, KeptBudget, KeptPlace,
     closed_before_answer,
 };
-use crate::tls::{self, TlsClient, TlsFailure};
-
-/// The path appended to every engine endpoint.
-pub const HEALTHZ_PATH: &str = "/healthz";
+use crate::probing::tls::{self, TlsClient, TlsFailure};
 
 /// Largest response head (status line and headers) accepted; a bigger one is a failure.
 pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024;
@@ -64,26 +61,26 @@ const OUTPUT_BUFFER_BYTES: usize = 8 * 1024;
 pub(crate) const USER_AGENT: &str = concat!("healthprobe/", env!("CARGO_PKG_VERSION"));
 
 /// Longest probe timeout handed to ureq, which panics on an instant past the clock's range.
-pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+pub(crate) const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// The error texts of a probe that got no response, shared by both probers and [`classify`].
-pub mod reason {
+pub(crate) mod reason {
     /// The probe timeout passed (R10).
-    pub const TIMEOUT: &str = "timeout";
+    pub(crate) const TIMEOUT: &str = "timeout";
     /// Nothing listens on the engine's port.
-    pub const CONNECTION_REFUSED: &str = "connection refused";
+    pub(crate) const CONNECTION_REFUSED: &str = "connection refused";
     /// The engine's name resolved to no address.
-    pub const HOST_NOT_FOUND: &str = "host not found";
+    pub(crate) const HOST_NOT_FOUND: &str = "host not found";
     /// Start of the error of a failed name lookup: `cannot resolve host NAME: why`.
-    pub const CANNOT_RESOLVE_HOST: &str = "cannot resolve host ";
+    pub(crate) const CANNOT_RESOLVE_HOST: &str = "cannot resolve host ";
     /// Every address of the engine failed to connect.
-    pub const CONNECTION_FAILED: &str = "connection failed";
+    pub(crate) const CONNECTION_FAILED: &str = "connection failed";
     /// No route to the engine's network.
-    pub const NETWORK_UNREACHABLE: &str = "network unreachable";
+    pub(crate) const NETWORK_UNREACHABLE: &str = "network unreachable";
     /// No route to the engine's host.
-    pub const HOST_UNREACHABLE: &str = "host unreachable";
+    pub(crate) const HOST_UNREACHABLE: &str = "host unreachable";
     /// The local address cannot be used (ephemeral ports exhausted, ...).
-    pub const ADDRESS_NOT_AVAILABLE: &str = "address not available";
+    pub(crate) const ADDRESS_NOT_AVAILABLE: &str = "address not available";
 
     /// The errors of a connection that could not be made (besides
     /// [`CANNOT_RESOLVE_HOST`], a prefix).
@@ -102,12 +99,12 @@ pub use healthprobe_core::tick::ProbeClass;
 /// The class of a result known only by its text (a journal line, a
 /// simulation): healthy is [`ProbeClass::Ok`]; an unhealthy result with a
 /// status is [`ProbeClass::BadStatus`]; without one (status 0), its error
-/// text decides, as worded by [`reason`]. The probers do not use it: they
+/// text decides, as worded by `reason`. The probers do not use it: they
 /// decide the class from the error's structure ([`Prober::probe_classified`]).
 ///
 /// ```
 /// use healthprobe_core::ProbeResult;
-/// use healthprobe_shell::probe::{ProbeClass, classify};
+/// use healthprobe_shell::probing::probe::{ProbeClass, classify};
 /// let refused = ProbeResult::Unhealthy { status: 0, error: "connection refused".into() };
 /// assert_eq!(classify(&refused), ProbeClass::ConnectError);
 /// ```
@@ -127,30 +124,11 @@ pub fn classify(result: &ProbeResult) -> ProbeClass {
     }
 }
 
-/// The URL probed for an engine endpoint (R2): every trailing `/` trimmed, then `/healthz`.
-///
-/// ```
-/// use healthprobe_shell::probe::probe_url;
-/// assert_eq!(probe_url("http://10.0.0.1:8080//"), "http://10.0.0.1:8080/healthz");
-/// ```
-pub fn probe_url(engine_endpoint: &str) -> String {
-    let base = engine_endpoint.trim_end_matches('/');
-    let mut url = String::with_capacity(base.len() + HEALTHZ_PATH.len());
-    url.push_str(base);
-    url.push_str(HEALTHZ_PATH);
-    url
-}
-
-/// The error text of a non-200 status (R1): exactly `unexpected status N`.
-pub fn unexpected_status(status: u16) -> String {
-    format!("unexpected status {status}")
-}
-
 /// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) through ureq
 /// [`Agent`]s as they ship, and their connection pools.
 ///
 /// Cheap to share by reference across probe threads (`Sync`). A probe
-/// whose connection is fresh ([`Connections::keeps`]) sends `Connection:
+/// whose connection is fresh (`Connections::keeps`) sends `Connection:
 /// close` and drops the connection after the response head, as the
 /// reference does for `http://` engines; one whose connection is kept
 /// reads the (small) body to its end so that ureq pools the connection.
@@ -210,7 +188,7 @@ impl Prober {
     /// end, with the trust and client certificate of `tls` and the
     /// connections of `policy`.
     ///
-    /// A timeout above [`MAX_PROBE_TIMEOUT`] (a year) is treated as a year.
+    /// A timeout above `MAX_PROBE_TIMEOUT` (a year) is treated as a year.
     pub fn new(probe_timeout: Duration, tls: TlsClient, policy: ConnectionPolicy) -> Self {
         let probe_timeout = probe_timeout.min(MAX_PROBE_TIMEOUT);
         let config = Agent::config_builder()
@@ -397,15 +375,15 @@ impl<T: Transport> Transport for Keeping<T> {
     }
 }
 
-/// The outcome of an answer with `status` (R1): healthy iff 200.
+/// The outcome of an answer with `status` (R1, decided by the core) and its class.
 pub(crate) fn answered(status: u16) -> (ProbeResult, ProbeClass) {
-    match status {
-        200 => (ProbeResult::Healthy, ProbeClass::Ok),
-        status => (
-            unhealthy(status, unexpected_status(status)),
-            ProbeClass::BadStatus,
-        ),
-    }
+    let result = ProbeResult::from_status(status);
+    let class = if result.is_healthy() {
+        ProbeClass::Ok
+    } else {
+        ProbeClass::BadStatus
+    };
+    (result, class)
 }
 
 /// The error text of a response head longer than `limit` bytes.
@@ -663,29 +641,6 @@ pub(crate) mod tests {
         Prober::new(Duration::from_millis(200), TlsClient::system(), policy)
     }
 
-    #[test]
-    fn r2_probe_url_trims_every_trailing_slash() {
-        let cases = [
-            ("http://127.0.0.1:8080", "http://127.0.0.1:8080/healthz"),
-            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/healthz"),
-            ("http://127.0.0.1:8080///", "http://127.0.0.1:8080/healthz"),
-            ("http://h:1/engine/", "http://h:1/engine/healthz"),
-            ("http://h:1/engine//", "http://h:1/engine/healthz"),
-            ("http://h:1//engine", "http://h:1//engine/healthz"),
-            ("", "/healthz"),
-            ("///", "/healthz"),
-        ];
-        for (endpoint, expected) in cases {
-            assert_eq!(probe_url(endpoint), expected, "{endpoint:?}");
-        }
-    }
-
-    #[test]
-    fn r1_unexpected_status_text_is_exact() {
-        assert_eq!(unexpected_status(503), "unexpected status 503");
-        assert_eq!(unexpected_status(302), "unexpected status 302");
-    }
-
     fn failure(status: u16, error: &str) -> ProbeResult {
         unhealthy(status, error.to_owned())
     }
@@ -694,8 +649,8 @@ pub(crate) mod tests {
     fn classify_sorts_every_kind_of_result() {
         let cases = [
             (ProbeResult::Healthy, ProbeClass::Ok),
-            (failure(503, &unexpected_status(503)), ProbeClass::BadStatus),
-            (failure(301, &unexpected_status(301)), ProbeClass::BadStatus),
+            (ProbeResult::from_status(503), ProbeClass::BadStatus),
+            (ProbeResult::from_status(301), ProbeClass::BadStatus),
             // A status wins over whatever the text says.
             (failure(500, "timeout"), ProbeClass::BadStatus),
             (failure(0, "timeout"), ProbeClass::Timeout),

@@ -1,7 +1,7 @@
 //! One probe on tokio: `GET {engine_endpoint}/healthz` with hyper-util's
 //! client, with the same rules and error texts as the blocking [`Prober`].
 //!
-//! - R1, R2, D2 as in [`crate::probe`]: healthy only for 200, the same URL,
+//! - R1, R2, D2 as in [`crate::probing::probe`]: healthy only for 200, the same URL,
 //!   no redirect followed (the client follows none).
 //! - R10: the whole call — resolve, connect, handshake, request, response
 //!   head, and a kept connection's body — runs inside one
@@ -13,10 +13,10 @@
 //!   read buffer is capped at [`MAX_RESPONSE_HEADER_BYTES`], so a bigger
 //!   head fails with `response header larger than 16384 bytes`.
 //! - Connections are kept or fresh as [`ConnectionPolicy`] says
-//!   ([`crate::connections`]); a fresh one is asked to close and its body is
-//!   never read. The thin adapter here ([`KeepingConnector`]) marks each new
-//!   connection: whether it may be kept ([`KeptBudget`]); whether it has
-//!   served a whole exchange ([`Served`], so that a failure on it is
+//!   ([`crate::probing::connections`]); a fresh one is asked to close and its body is
+//!   never read. The thin adapter here (`KeepingConnector`) marks each new
+//!   connection: whether it may be kept (`KeptBudget`); whether it has
+//!   served a whole exchange (`Served`, so that a failure on it is
 //!   retried once, and so that before it serves again one look at its
 //!   socket finds no close and no answer the engine sent unasked, which
 //!   would otherwise be read as the next request's answer); and, for the
@@ -27,7 +27,7 @@
 //!   does): hyper watches idle connections from their own tasks and puts a
 //!   kept connection back in its pool from one.
 //!
-//! [`Prober`]: crate::probe::Prober
+//! [`Prober`]: crate::probing::probe::Prober
 
 use std::cell::Cell;
 use std::error::Error as StdError;
@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use healthprobe_core::ProbeResult;
+use healthprobe_core::{ProbeResult, probe_url};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -52,15 +52,15 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::connections::{
+use crate::probing::connections::{
     ConnectionPolicy, Connections, DRAIN_LIMIT, DRAIN_WAIT, KeptBudget, KeptPlace,
     closed_before_answer,
 };
-use crate::probe::{
+use crate::probing::probe::{
     MAX_RESPONSE_HEADER_BYTES, ProbeClass, ResolveFailed, USER_AGENT, answered, cannot_resolve,
-    describe_io, failed, head_too_large, probe_url, reason,
+    describe_io, failed, head_too_large, reason,
 };
-use crate::tls::{self, TlsClient};
+use crate::probing::tls::{self, TlsClient};
 
 /// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) on the current
 /// tokio runtime, through one hyper-util client and its pool.
@@ -436,7 +436,7 @@ fn closed_early(err: &(dyn StdError + 'static)) -> bool {
 /// that made it ([`Call`]) and given a place among the kept ones if the
 /// probe keeps it and the [`KeptBudget`] has one.
 #[derive(Debug, Clone)]
-pub struct KeepingConnector {
+pub(crate) struct KeepingConnector {
     http: HttpConnector<ClassifyingResolver>,
     budget: Arc<KeptBudget>,
 }
@@ -482,7 +482,7 @@ impl tower_service::Service<Uri> for KeepingConnector {
 /// one, hyper's pool is told not to keep it: a poisoned [`Connected`]), and
 /// whether it has [`Served`].
 #[derive(Debug)]
-pub struct Keeping {
+pub(crate) struct Keeping {
     stream: TokioIo<TcpStream>,
     place: Option<KeptPlace>,
     served: Served,
@@ -562,7 +562,7 @@ impl Write for Keeping {
 /// hyper-util's resolver, its failures carried as [`ResolveFailed`] so
 /// that a failed lookup is classed [`ProbeClass::ConnectError`] by its type.
 #[derive(Debug, Clone)]
-pub struct ClassifyingResolver(GaiResolver);
+pub(crate) struct ClassifyingResolver(GaiResolver);
 
 impl tower_service::Service<Name> for ClassifyingResolver {
     type Response = std::vec::IntoIter<SocketAddr>;
@@ -591,7 +591,7 @@ impl tower_service::Service<Name> for ClassifyingResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::unhealthy;
+    use crate::probing::probe::unhealthy;
 
     fn probe(endpoint: &str) -> ProbeResult {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -606,14 +606,14 @@ mod tests {
     #[test]
     fn https_to_a_closed_port_is_a_connect_error_before_any_tls() {
         assert_eq!(
-            probe(crate::probe::tests::HTTPS_CLOSED_PORT),
+            probe(crate::probing::probe::tests::HTTPS_CLOSED_PORT),
             unhealthy(0, reason::CONNECTION_REFUSED.to_owned())
         );
     }
 
     #[test]
     fn bad_endpoints_fail_without_panicking() {
-        for endpoint in crate::probe::tests::BAD_ENDPOINTS {
+        for endpoint in crate::probing::probe::tests::BAD_ENDPOINTS {
             match probe(endpoint) {
                 ProbeResult::Unhealthy { status: 0, error } => {
                     assert!(!error.is_empty(), "{endpoint:?}");

@@ -15,9 +15,9 @@
 //!   cache). ALPN offers `http/1.1` only: the probers speak HTTP/1.1.
 //! - **One crypto provider**: rustls' `ring` provider as it ships, for
 //!   probes and databases alike ([`provider`]).
-//! - **Errors a person understands**: [`describe_tls`] words each rustls
+//! - **Errors a person understands**: `describe_tls` words each rustls
 //!   failure (`tls: certificate signed by unknown authority`, `tls: handshake
-//!   timeout`, ...), always starting with [`TLS_ERROR_PREFIX`], which is how
+//!   timeout`, ...), always starting with `TLS_ERROR_PREFIX`, which is how
 //!   a journal's text is classed [`ProbeClass::Tls`] again.
 //!
 //! The system store is read once, at the first `https://` probe or verified
@@ -33,7 +33,7 @@
 //! [`ServerVerification`] says is checked of the server's certificate
 //! (PostgreSQL's `sslmode`; Redis always verifies in full), no ALPN and no
 //! client certificate: `--tls-client-cert` is an identity for engines and is
-//! not shown to databases. [`describe_database_tls`] words their failures.
+//! not shown to databases. `describe_database_tls` words their failures.
 
 use std::fmt;
 use std::io;
@@ -51,25 +51,52 @@ use rustls::{
     SignatureScheme,
 };
 
-use crate::probe::ProbeClass;
+use crate::probing::probe::ProbeClass;
 
 /// The start of every TLS failure's text.
-pub const TLS_ERROR_PREFIX: &str = "tls: ";
+pub(crate) const TLS_ERROR_PREFIX: &str = "tls: ";
 
 /// Where trust and the client certificate come from (`--ca-file`,
 /// `--tls-client-cert`, `--tls-client-key`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct TlsOptions {
-    /// PEM certificates trusted besides the system store (a private CA).
+    /// PEM certificates to trust besides the system store (which honours
+    /// SSL_CERT_FILE and SSL_CERT_DIR), a private CA: for https:// engines,
+    /// PostgreSQL with sslmode=verify-ca or verify-full, and rediss://.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "ca-file", env = "HEALTHPROBE_CA_FILE", value_name = "PEM")
+    )]
     pub ca_file: Option<PathBuf>,
-    /// PEM certificate chain presented to engines that ask for one (mTLS).
+    /// PEM certificate chain presented to https:// engines that ask for one
+    /// (mTLS; never to PostgreSQL or Redis); with --tls-client-key.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "tls-client-cert",
+            env = "HEALTHPROBE_TLS_CLIENT_CERT",
+            value_name = "PEM",
+            requires = "client_key"
+        )
+    )]
     pub client_cert: Option<PathBuf>,
-    /// PEM private key of `client_cert` (PKCS#8, PKCS#1 or SEC1).
+    /// PEM private key of --tls-client-cert (PKCS#8, PKCS#1 or SEC1).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "tls-client-key",
+            env = "HEALTHPROBE_TLS_CLIENT_KEY",
+            value_name = "PEM",
+            requires = "client_cert"
+        )
+    )]
     pub client_key: Option<PathBuf>,
 }
 
 /// A TLS setting that cannot be used, naming the file and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsSetupError {
     /// A file could not be read.
     #[error("cannot read {what} {}: {source}", path.display())]
@@ -266,7 +293,7 @@ impl TlsClient {
 
     /// The configuration every `https://` probe uses (both runtimes),
     /// built at the first call: the trust store is read then, once.
-    pub fn probe_config(&self) -> Arc<ClientConfig> {
+    pub(crate) fn probe_config(&self) -> Arc<ClientConfig> {
         self.inner
             .probe_config
             .get_or_init(|| {
@@ -326,7 +353,7 @@ impl TlsClient {
     /// roots as PEM only (redis-rs's `TlsCertificates::root_cert`, which
     /// replaces the system store rather than adding to it).
     #[cfg(feature = "redis")]
-    pub fn trusted_roots_pem(&self) -> String {
+    pub(crate) fn trusted_roots_pem(&self) -> String {
         use base64::Engine as _;
         let trust = self.trust();
         let mut pem = String::new();
@@ -562,7 +589,7 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
 }
 
 /// A TLS failure already worded, carried inside an [`io::Error`] so that
-/// [`crate::probe`]'s error description classes it [`ProbeClass::Tls`].
+/// [`crate::probing::probe`]'s error description classes it [`ProbeClass::Tls`].
 #[derive(Debug)]
 pub(crate) struct TlsFailure(pub(crate) String);
 
@@ -581,7 +608,7 @@ impl TlsFailure {
 }
 
 /// The text of a handshake that did not finish within the probe timeout.
-pub fn handshake_timeout() -> String {
+pub(crate) fn handshake_timeout() -> String {
     format!("{TLS_ERROR_PREFIX}handshake timeout")
 }
 
@@ -613,7 +640,7 @@ pub(crate) fn handshake_failure(err: &io::Error, host: &str) -> Option<String> {
 /// A readable one-line text for a rustls failure, starting with
 /// [`TLS_ERROR_PREFIX`]. `host` is the name the certificate was checked
 /// against, when known.
-pub fn describe_tls(err: &rustls::Error, host: Option<&str>) -> String {
+pub(crate) fn describe_tls(err: &rustls::Error, host: Option<&str>) -> String {
     use rustls::Error as E;
     use rustls::InvalidMessage as M;
     let text = match err {
@@ -648,7 +675,8 @@ pub fn describe_tls(err: &rustls::Error, host: Option<&str>) -> String {
 /// [`describe_tls`] for a database connection (PostgreSQL, Redis): the same
 /// certificate texts, the rest worded for a server rather than an engine.
 /// `host` is the name the certificate was checked against.
-pub fn describe_database_tls(err: &rustls::Error, host: Option<&str>) -> String {
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) fn describe_database_tls(err: &rustls::Error, host: Option<&str>) -> String {
     use rustls::Error as E;
     use rustls::InvalidMessage as M;
     let text = match err {
@@ -673,7 +701,8 @@ pub fn describe_database_tls(err: &rustls::Error, host: Option<&str>) -> String 
 
 /// The TLS failure somewhere in `err`'s chain of sources (a rustls error,
 /// or an I/O error carrying one), worded by [`describe_database_tls`].
-pub fn database_tls_failure(
+#[cfg(feature = "postgres")]
+pub(crate) fn database_tls_failure(
     err: &(dyn std::error::Error + 'static),
     host: Option<&str>,
 ) -> Option<String> {
@@ -780,7 +809,7 @@ fn unix_time(secs: u64) -> String {
         .map_or_else(|| format!("{secs} s after 1970"), |at| at.to_string())
 }
 
-/// Whether a journal's error text is a TLS failure (for [`crate::probe::classify`]).
+/// Whether a journal's error text is a TLS failure (for [`crate::probing::probe::classify`]).
 pub(crate) fn is_tls_error(text: &str) -> bool {
     text.starts_with(TLS_ERROR_PREFIX)
 }
@@ -925,6 +954,7 @@ mod tests {
         assert!(is_tls_error(&handshake_timeout()));
     }
 
+    #[cfg(feature = "postgres")]
     #[test]
     fn r12_database_tls_failures_are_worded_for_a_server_not_an_engine() {
         let cases = [

@@ -22,15 +22,15 @@ use healthprobe_core::{
     EventType, HealthEvent, HealthStates, Input, Policy, ProbeResult, RuntimeRecord,
 };
 use healthprobe_shell::config::Runtime;
-use healthprobe_shell::durable::{
+use healthprobe_shell::durability::durable::{
     Saved, Snapshot, StateFileError, encode_snapshot_with_journal, parse_snapshot,
 };
-use healthprobe_shell::journal::write_input;
-use healthprobe_shell::ports::{
+use healthprobe_shell::codec::journal::write_input;
+use healthprobe_shell::driver::ports::{
     Clock, HealthEventPublisher, JournalSink, ListError, ProbeFanout, Probed, PublishError,
     RuntimeRecordStore, StateStore, Telemetry,
 };
-use healthprobe_shell::worker::Shutdown;
+use healthprobe_shell::Shutdown;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
