@@ -84,9 +84,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use healthprobe_core::tick::{JournalAtStart, StopReason, Undelivered};
 use healthprobe_core::{HealthEvent, HealthStates};
+use healthprobe_shell::Shutdown;
 use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::driver::worker::{Ports, Worker};
-use healthprobe_shell::Shutdown;
 
 use oracle::Verdict;
 use scenario::{INTERVAL, PROBE_TIMEOUT, Scenario};

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use healthprobe_core::tick::{ProbeBatch, ProbeClass, StopReason};
 use healthprobe_core::{ProbeResult, RuntimeRecord, Timestamp};
+use healthprobe_shell::Shutdown;
 use healthprobe_shell::adapters::{CountingTelemetry, MemoryPublisher, MemoryStore};
 use healthprobe_shell::config::{Runtime, WorkerConfig};
 use healthprobe_shell::driver::ports::{Clock, ProbeFanout, Probed};
-use healthprobe_shell::driver::worker::{Ports, Shutdown, TickReport, Worker};
+use healthprobe_shell::driver::worker::{Ports, TickReport, Worker};
 
 const INTERVAL: Duration = Duration::from_secs(5);
 

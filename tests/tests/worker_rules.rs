@@ -6,8 +6,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use healthprobe_core::{EventType, HealthEvent};
+use healthprobe_shell::Shutdown;
 use healthprobe_shell::config::WorkerConfig;
-use healthprobe_shell::driver::worker::{Ports, Shutdown, TickReport, Worker, probe_fanout};
+use healthprobe_shell::driver::worker::{Ports, TickReport, Worker, probe_fanout};
 use healthprobe_shell::probing::connections::ConnectionPolicy;
 use healthprobe_shell::probing::tls::TlsClient;
 use healthprobe_tests::{

@@ -21,16 +21,16 @@ use healthprobe_core::tick::ProbeBatch;
 use healthprobe_core::{
     EventType, HealthEvent, HealthStates, Input, Policy, ProbeResult, RuntimeRecord,
 };
-use healthprobe_shell::config::Runtime;
-use healthprobe_shell::durability::durable::{
-    Saved, Snapshot, StateFileError, encode_snapshot_with_journal, parse_snapshot,
-};
+use healthprobe_shell::Shutdown;
 use healthprobe_shell::codec::journal::write_input;
+use healthprobe_shell::config::Runtime;
 use healthprobe_shell::driver::ports::{
     Clock, HealthEventPublisher, JournalSink, ListError, ProbeFanout, Probed, PublishError,
     RuntimeRecordStore, StateStore, Telemetry,
 };
-use healthprobe_shell::Shutdown;
+use healthprobe_shell::durability::durable::{
+    Saved, Snapshot, StateFileError, encode_snapshot_with_journal, parse_snapshot,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
