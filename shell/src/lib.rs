@@ -77,7 +77,7 @@
 //!   [`open`] (a store or publisher from the text of `--records` /
 //!   `--events`) and [`redact`].
 //! - [`codec`]: journal lines ([`journal`]) and event lines ([`wire`]).
-//! - [`config`], [`metrics`], [`logging`], [`replay`] (`healthprobe replay`),
+//! - [`config`], [`metrics`], [`status`] (`/status`, `/`), [`logging`], [`replay`] (`healthprobe replay`),
 //!   [`demo`] (`healthprobe demo`).
 //!
 //! What may do I/O: everything here but [`config`] and the codecs' pure
@@ -94,6 +94,7 @@ pub mod logging;
 pub mod metrics;
 pub mod probing;
 pub mod replay;
+pub mod status;
 
 // The modules by their earlier, flat paths (`healthprobe_shell::probe`, …).
 pub use adapters::{open, redact};

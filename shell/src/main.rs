@@ -26,6 +26,7 @@ use healthprobe_shell::open::{
 };
 use healthprobe_shell::ports::{ListError, RuntimeRecordStore, SystemClock};
 use healthprobe_shell::replay::{ReplayError, replay_journal};
+use healthprobe_shell::status::StatusBoard;
 use healthprobe_shell::tls::{TlsClient, TlsOptions};
 use healthprobe_shell::worker::{
     Ports, Shutdown, StartError, StopReason, Undelivered, Worker, probe_fanout,
@@ -153,7 +154,9 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
     /// Serve Prometheus metrics (OpenMetrics text) at `http://ADDR/metrics`,
-    /// like `127.0.0.1:9464`. Without it nothing listens.
+    /// like `127.0.0.1:9464`, and the run's status at `/status` (JSON) and
+    /// `/` (a page). Read-only; keep it on loopback or behind your proxy.
+    /// Without it nothing listens.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
     /// PEM certificates to trust besides the system store (which honours
@@ -385,7 +388,8 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     }
     let metrics = args
         .metrics_addr
-        .map(|_| Arc::new(Metrics::new(config.interval)));
+        .map(|_| Arc::new(Metrics::new(config.interval, config.probe_timeout)));
+    let status = Arc::new(StatusBoard::new());
     let fanout = match probe_fanout(runtime, &config, tls.clone(), connections) {
         Ok(fanout) => fanout,
         Err(err) => return fail(EXIT_BAD_INPUT, format_args!("invalid settings: {err}")),
@@ -410,6 +414,9 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     if let Some(path) = &args.state {
         ports = ports.with_state(StateFile::new(path));
     }
+    if metrics.is_some() {
+        ports = ports.with_status(Arc::clone(&status));
+    }
     // A state file that cannot be read, parsed or written is refused before
     // the first probe, and left as it was.
     let worker = match Worker::new(config, ports) {
@@ -431,18 +438,20 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     }
     // Stops serving when dropped, at the end of `run`.
     let _metrics_server = match (&metrics, args.metrics_addr) {
-        (Some(metrics), Some(addr)) => match MetricsServer::start(addr, Arc::clone(metrics)) {
-            Ok(server) => {
-                info!(metrics_addr = %server.local_addr(), "serving metrics at /metrics");
-                Some(server)
+        (Some(metrics), Some(addr)) => {
+            match MetricsServer::start(addr, Arc::clone(metrics), status) {
+                Ok(server) => {
+                    info!(metrics_addr = %server.local_addr(), "serving metrics at /metrics, the status at /status and /");
+                    Some(server)
+                }
+                Err(err) => {
+                    return fail(
+                        1,
+                        format_args!("--metrics-addr {addr}: cannot serve metrics: {err}"),
+                    );
+                }
             }
-            Err(err) => {
-                return fail(
-                    1,
-                    format_args!("--metrics-addr {addr}: cannot serve metrics: {err}"),
-                );
-            }
-        },
+        }
         _ => None,
     };
     let ran = run_worker(
