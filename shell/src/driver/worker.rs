@@ -22,7 +22,7 @@
 //!         SyncPublisher      => machine.handle_synced(now, publisher.sync()),
 //!         Persist{journal_len} => machine.handle_persisted(now, state.save(…, journal_len)),
 //!         Interrupt          => shutdown.trigger(),
-//!         TickDone(report)   => log, hand it to the caller,
+//!         TickDone(report)   => log, the status snapshot, hand it to the caller,
 //!         Wait { until }     => clock.sleep_until(until), machine.start_tick(now),
 //!         Stop(reason)       => return,
 //!     }
@@ -30,8 +30,10 @@
 //! ```
 //!
 //! Besides, it logs what happened (each delivery, each refusal, each
-//! failed write, what the start-up restored) and counts deliveries on the
-//! [`Telemetry`] port (R12). The fan-outs ([`crate::fanout`]) are the only
+//! failed write, what the start-up restored), counts deliveries and probe
+//! latencies on the [`Telemetry`] port (R12), and, with a status board
+//! ([`Ports::with_status`]), records each shown game's outcome beside the
+//! fold ([`StatusBook`]). The fan-outs ([`crate::fanout`]) are the only
 //! place probes run; the ports are only ever called from the thread that
 //! drives the machine.
 

@@ -23,7 +23,6 @@
 
 pub mod page;
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -93,14 +92,19 @@ impl Health {
 }
 
 /// One probe's outcome, as the status shows it.
+///
+/// Its texts are shared (`Arc<str>`): a snapshot copies a game's outcomes
+/// without copying their texts, and a game failing the same way again
+/// shares its last error text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecentOutcome {
     /// When the probe finished (its `observed_at`).
     pub observed_at: Timestamp,
     /// The HTTP status; 0 when there was no response.
     pub status: u16,
-    /// What went wrong; empty for a success.
-    pub error: String,
+    /// What went wrong; `None` (`""` in JSON) for a success.
+    #[serde(serialize_with = "error_text")]
+    pub error: Option<Arc<str>>,
     /// The metric's class of the outcome (`ok`, `bad_status`, `timeout`, …).
     pub result: &'static str,
     /// How long the probe took, in milliseconds.
@@ -110,13 +114,20 @@ pub struct RecentOutcome {
 impl RecentOutcome {
     /// Whether the probe succeeded (status 200, R1).
     pub fn is_ok(&self) -> bool {
-        self.error.is_empty()
+        self.error.is_none()
     }
 
-    fn of(probed: &Probed) -> Self {
+    /// The outcome of `probed`, its error text shared with `last` when equal.
+    fn of(probed: &Probed, last: Option<&RecentOutcome>) -> Self {
         let (status, error) = match &probed.result {
-            ProbeResult::Healthy => (200, String::new()),
-            ProbeResult::Unhealthy { status, error } => (*status, error.clone()),
+            ProbeResult::Healthy => (200, None),
+            ProbeResult::Unhealthy { status, error } => {
+                let text = match last.and_then(|last| last.error.as_ref()) {
+                    Some(same) if **same == **error => Arc::clone(same),
+                    _ => Arc::from(error.as_str()),
+                };
+                (*status, Some(text))
+            }
         };
         Self {
             observed_at: probed.observed_at,
@@ -132,11 +143,11 @@ impl RecentOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GameStatus {
     /// The game.
-    pub game_id: String,
+    pub game_id: Arc<str>,
     /// The container its record named at its last probe (empty before one).
-    pub container_id: String,
+    pub container_id: Arc<str>,
     /// The endpoint probed last (`None` before a probe this run).
-    pub engine_endpoint: Option<String>,
+    pub engine_endpoint: Option<Arc<str>>,
     /// Where it stands.
     pub state: Health,
     /// Since when it has stood there (`None`: since before this run).
@@ -274,8 +285,8 @@ impl StatusBoard {
 /// What the book keeps of one game beside the machine's counters.
 #[derive(Debug, Clone)]
 struct Shown {
-    container_id: String,
-    engine_endpoint: Option<String>,
+    container_id: Arc<str>,
+    engine_endpoint: Option<Arc<str>>,
     health: Health,
     since: Option<Timestamp>,
     recent: VecDeque<RecentOutcome>,
@@ -295,7 +306,7 @@ impl Shown {
 pub struct StatusBook {
     board: Arc<StatusBoard>,
     run: RunStatus,
-    games: BTreeMap<String, Shown>,
+    games: BTreeMap<Arc<str>, Shown>,
     /// Ticks ended so far.
     tick: u64,
     /// Distinct games in the last listing that succeeded.
@@ -332,14 +343,14 @@ impl StatusBook {
             .games()
             .map(|(game_id, state)| {
                 let shown = Shown {
-                    container_id: String::new(),
+                    container_id: Arc::from(""),
                     engine_endpoint: None,
                     health: Health::of(Some(state)),
                     since: None,
                     recent: VecDeque::new(),
                     probed_in: 0,
                 };
-                (game_id.to_owned(), shown)
+                (Arc::from(game_id), shown)
             })
             .collect();
         let book = Self {
@@ -357,8 +368,9 @@ impl StatusBook {
     /// worth showing: a failure, or any outcome of a game already shown.
     /// `None` (and no allocation) for a success of a game not shown.
     pub fn outcome(&self, game_id: &str, probed: &Probed) -> Option<RecentOutcome> {
-        (!probed.result.is_healthy() || self.games.contains_key(game_id))
-            .then(|| RecentOutcome::of(probed))
+        let shown = self.games.get(game_id);
+        (!probed.result.is_healthy() || shown.is_some())
+            .then(|| RecentOutcome::of(probed, shown.and_then(|shown| shown.recent.back())))
     }
 
     /// Record `outcome` of `record`'s game, folded into `states` already:
@@ -372,29 +384,31 @@ impl StatusBook {
         let health = Health::of(states.game(&record.game_id));
         let at = outcome.observed_at;
         let tick = self.tick;
-        let shown = match self.games.entry(record.game_id.clone()) {
-            Entry::Vacant(vacant) => vacant.insert(Shown {
-                container_id: String::new(),
-                engine_endpoint: None,
-                health,
-                since: Some(at),
-                recent: VecDeque::with_capacity(RECENT_OUTCOMES),
-                probed_in: tick,
-            }),
-            Entry::Occupied(occupied) => {
-                let shown = occupied.into_mut();
+        let shown = match self.games.get_mut(record.game_id.as_str()) {
+            Some(shown) => {
                 if shown.health != health {
                     shown.health = health;
                     shown.since = Some(at);
                 }
                 shown
             }
+            None => self
+                .games
+                .entry(Arc::from(record.game_id.as_str()))
+                .or_insert(Shown {
+                    container_id: Arc::from(""),
+                    engine_endpoint: None,
+                    health,
+                    since: Some(at),
+                    recent: VecDeque::with_capacity(RECENT_OUTCOMES),
+                    probed_in: tick,
+                }),
         };
-        if shown.container_id != record.current_container_id {
-            shown.container_id.clone_from(&record.current_container_id);
+        if *shown.container_id != *record.current_container_id {
+            shown.container_id = Arc::from(record.current_container_id.as_str());
         }
         if shown.engine_endpoint.as_deref() != Some(record.engine_endpoint.as_str()) {
-            shown.engine_endpoint = Some(record.engine_endpoint.clone());
+            shown.engine_endpoint = Some(Arc::from(record.engine_endpoint.as_str()));
         }
         if shown.recent.len() == RECENT_OUTCOMES {
             shown.recent.pop_front();
@@ -446,11 +460,12 @@ impl StatusBook {
                 .or_default()
                 .push(event_type_name(event.event_type()));
         }
-        let status = |game_id: &str, shown: Option<&Shown>, state: Option<&GameState>| {
+        let status = |game_id: Arc<str>, shown: Option<&Shown>, state: Option<&GameState>| {
             let counters = state.copied().unwrap_or_default();
             GameStatus {
-                game_id: game_id.to_owned(),
-                container_id: shown.map(|s| s.container_id.clone()).unwrap_or_default(),
+                pending_events: pending.get(&*game_id).cloned().unwrap_or_default(),
+                game_id,
+                container_id: shown.map_or_else(|| Arc::from(""), |s| Arc::clone(&s.container_id)),
                 engine_endpoint: shown.and_then(|s| s.engine_endpoint.clone()),
                 state: Health::of(state),
                 since: shown.and_then(|s| s.since),
@@ -459,7 +474,6 @@ impl StatusBook {
                 consecutive_successes: counters.consecutive_successes(),
                 recovery_threshold: policy.recovery_threshold(),
                 failure_published: counters.failure_published(),
-                pending_events: pending.get(game_id).cloned().unwrap_or_default(),
                 recent: shown
                     .map(|s| s.recent.iter().cloned().collect())
                     .unwrap_or_default(),
@@ -468,14 +482,15 @@ impl StatusBook {
         let mut games: Vec<GameStatus> = self
             .games
             .iter()
-            .map(|(game_id, shown)| status(game_id, Some(shown), states.game(game_id)))
+            .map(|(game_id, shown)| status(Arc::clone(game_id), Some(shown), states.game(game_id)))
             .chain(
                 states
                     .games()
                     .filter(|(game_id, _)| !self.games.contains_key(*game_id))
-                    .map(|(game_id, state)| status(game_id, None, Some(state))),
+                    .map(|(game_id, state)| status(Arc::from(game_id), None, Some(state))),
             )
             .collect();
+        // Nearly sorted already (by id): a stable sort by health finishes it.
         games.sort_by(|a, b| (a.state, &a.game_id).cmp(&(b.state, &b.game_id)));
         let count = |health| games.iter().filter(|game| game.state == health).count();
         let totals = Totals {
@@ -490,6 +505,14 @@ impl StatusBook {
         run.pending_events = machine.pending_len();
         StatusSnapshot { run, totals, games }
     }
+}
+
+/// An outcome's error text in JSON: `""` for a success.
+fn error_text<S: serde::Serializer>(
+    error: &Option<Arc<str>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(error.as_deref().unwrap_or_default())
 }
 
 /// The name of an event type on the wire.
@@ -598,7 +621,7 @@ impl StatusQuery {
     /// Whether `game` is asked for.
     pub fn matches(&self, game: &GameStatus) -> bool {
         (self.state.is_empty() || self.state.contains(&game.state))
-            && self.game.as_ref().is_none_or(|id| *id == game.game_id)
+            && self.game.as_deref().is_none_or(|id| id == &*game.game_id)
     }
 }
 

@@ -182,7 +182,7 @@ fn game_row(html: &mut Html, game: &GameStatus) {
         );
         if !outcome.is_ok() {
             tip.push_str(" · ");
-            tip.push_str(&outcome.error);
+            tip.push_str(outcome.error.as_deref().unwrap_or_default());
         }
         html.attr(&tip);
         html.raw("\"></span>");
@@ -194,7 +194,7 @@ fn game_row(html: &mut Html, game: &GameStatus) {
         html.raw("</b> ");
         if !last.is_ok() {
             html.raw("<span class=\"error\">");
-            html.text(&last.error);
+            html.text(last.error.as_deref().unwrap_or_default());
             html.raw("</span> ");
         }
         html.raw("<small>");
@@ -214,29 +214,41 @@ fn game_row(html: &mut Html, game: &GameStatus) {
 /// Where the game stands between the thresholds: going down (failures of
 /// `failures_threshold`), down, or going up (successes of `recovery_threshold`).
 fn position(html: &mut Html, game: &GameStatus) {
-    let (value, max, text) = match game.state {
+    let (value, max, text, optimum) = match game.state {
         Health::Suspect => (
             game.consecutive_failures,
             u64::from(game.failures_threshold),
             " failures before probe_failed",
+            Optimum::Empty,
         ),
         Health::Failing => (
             game.consecutive_failures,
             u64::from(game.failures_threshold),
             " failures, probe_failed emitted",
+            Optimum::Empty,
         ),
         Health::Recovering => (
             u64::from(game.consecutive_successes),
             u64::from(game.recovery_threshold),
             " successes before probe_recovered",
+            Optimum::Full,
         ),
         Health::Healthy => {
             html.raw("<small>recovered or flapping</small>");
             return;
         }
     };
+    // The browser colours the bar: between the ends amber; at the far end
+    // red for failures (probe_failed), green for successes.
     html.raw("<meter min=\"0\" max=\"");
     html.number(max);
+    html.raw("\" low=\"0.5\" high=\"");
+    html.number(max as f64 - 0.5);
+    html.raw("\" optimum=\"");
+    match optimum {
+        Optimum::Empty => html.raw("0"),
+        Optimum::Full => html.number(max),
+    }
     html.raw("\" value=\"");
     html.number(value.min(max));
     html.raw("\"></meter> ");
@@ -244,6 +256,13 @@ fn position(html: &mut Html, game: &GameStatus) {
     html.raw(" / ");
     html.number(max);
     html.raw(text);
+}
+
+/// Which end of a position's bar is good.
+#[derive(Debug, Clone, Copy)]
+enum Optimum {
+    Empty,
+    Full,
 }
 
 /// An HTML document being written: markup only from `&'static str`, every
@@ -364,11 +383,11 @@ mod tests {
         assert_eq!(order, ["failing", "recovering", "suspect", "healthy"]);
         assert!(
             page.contains(
-                "<meter min=\"0\" max=\"3\" value=\"2\"></meter> 2 / 3 failures before probe_failed"
+                "<meter min=\"0\" max=\"3\" low=\"0.5\" high=\"2.5\" optimum=\"0\" value=\"2\"></meter> 2 / 3 failures before probe_failed"
             ),
             "{page}"
         );
-        assert!(page.contains("<meter min=\"0\" max=\"2\" value=\"1\"></meter> 1 / 2 successes before probe_recovered"), "{page}");
+        assert!(page.contains("<meter min=\"0\" max=\"2\" low=\"0.5\" high=\"1.5\" optimum=\"2\" value=\"1\"></meter> 1 / 2 successes before probe_recovered"), "{page}");
         assert!(page.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
         assert!(page.contains("<title>healthprobe: 1 failing, 1 recovering, 1 suspect</title>"));
     }

@@ -133,7 +133,7 @@ fn game<'a>(snapshot: &'a StatusSnapshot, id: &str) -> &'a GameStatus {
     snapshot
         .games
         .iter()
-        .find(|game| game.game_id == id)
+        .find(|game| &*game.game_id == id)
         .unwrap_or_else(|| panic!("{id} not shown: {:#?}", snapshot.games))
 }
 
@@ -167,7 +167,7 @@ fn r4_d1_the_health_and_since_follow_the_machines_counters() {
     let g1 = game(&snapshot, "g1");
     assert_eq!((g1.state, g1.since), (Health::Failing, Some(at(2))));
     assert_eq!((g1.consecutive_failures, g1.failure_published), (2, true));
-    assert_eq!(g1.recent[1].error, "connection refused");
+    assert_eq!(g1.recent[1].error.as_deref(), Some("connection refused"));
     assert_eq!(g1.recent[1].result, "connect_error");
     assert_eq!(g1.recent[1].latency_ms, 3.0);
 
@@ -211,12 +211,28 @@ fn the_recent_outcomes_are_a_ring_and_a_healthy_game_leaves_with_its_last_failur
 }
 
 #[test]
+fn the_same_error_again_shares_its_text() {
+    let mut run = Run::new(3, 1);
+    run.tick(&[("g1", REFUSED)]);
+    let snapshot = run.tick(&[("g1", REFUSED)]);
+    let errors: Vec<&Arc<str>> = game(&snapshot, "g1")
+        .recent
+        .iter()
+        .map(|outcome| outcome.error.as_ref().expect("an error"))
+        .collect();
+    assert!(Arc::ptr_eq(errors[0], errors[1]));
+    let snapshot = run.tick(&[("g1", 503)]);
+    let g1 = game(&snapshot, "g1");
+    assert_eq!(g1.recent[2].error.as_deref(), Some("unexpected status 503"));
+}
+
+#[test]
 fn r8_a_game_no_longer_listed_leaves_the_status() {
     let mut run = Run::new(1, 1);
     run.tick(&[("g1", 503), ("g2", 503)]);
     let snapshot = run.tick(&[("g2", 503)]);
     assert_eq!(snapshot.games.len(), 1);
-    assert_eq!(snapshot.games[0].game_id, "g2");
+    assert_eq!(&*snapshot.games[0].game_id, "g2");
     assert_eq!(snapshot.totals.games, 1);
 }
 
@@ -242,7 +258,7 @@ fn games_come_by_health_then_id_and_totals_count_them() {
     let order: Vec<(&str, Health)> = snapshot
         .games
         .iter()
-        .map(|game| (game.game_id.as_str(), game.state))
+        .map(|game| (&*game.game_id, game.state))
         .collect();
     assert_eq!(
         order,
@@ -282,7 +298,7 @@ fn a_query_filters_by_state_and_game_and_pages() {
     assert_eq!(page.matched, 20);
     assert_eq!(page.games.len(), 6);
     assert_eq!(page.next_offset, None);
-    assert_eq!(page.games[0].game_id, "g18");
+    assert_eq!(&*page.games[0].game_id, "g18");
     let query = StatusQuery::parse(Some("limit=7")).expect("valid");
     let page = snapshot.page(&query);
     assert_eq!((page.games.len(), page.next_offset), (7, Some(7)));
@@ -347,11 +363,12 @@ pub(crate) fn hostile_snapshot() -> StatusSnapshot {
     let mut snapshot = (*run.board.snapshot().expect("snapshot")).clone();
     let lossy = String::from_utf8_lossy(b"\xff\xfe<b>bold</b>").into_owned();
     for game in &mut snapshot.games {
-        game.engine_endpoint = Some("http://e/\"><img src=x onerror=alert(1)>".to_owned());
-        game.container_id = format!("'single' & \"double\" {lossy}");
+        game.engine_endpoint = Some(Arc::from("http://e/\"><img src=x onerror=alert(1)>"));
+        game.container_id = Arc::from(format!("'single' & \"double\" {lossy}"));
         for outcome in &mut game.recent {
-            outcome.error =
-                format!("malformed response: {lossy} </td></tr></table><script>x</script>");
+            outcome.error = Some(Arc::from(format!(
+                "malformed response: {lossy} </td></tr></table><script>x</script>"
+            )));
         }
     }
     snapshot
