@@ -291,9 +291,10 @@ impl Html {
     }
 
     fn millis(&mut self, ms: f64) {
-        let _ = if ms >= 1000.0 {
+        // Thresholds at the rounding points, so 999.7 ms is "1.000 s", not "1000 ms".
+        let _ = if ms >= 999.5 {
             write!(self.0, "{:.3} s", ms / 1000.0)
-        } else if ms >= 10.0 {
+        } else if ms >= 9.95 {
             write!(self.0, "{ms:.0} ms")
         } else {
             write!(self.0, "{ms:.1} ms")
@@ -390,6 +391,21 @@ mod tests {
         assert!(page.contains("<meter min=\"0\" max=\"2\" low=\"0.5\" high=\"1.5\" optimum=\"2\" value=\"1\"></meter> 1 / 2 successes before probe_recovered"), "{page}");
         assert!(page.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
         assert!(page.contains("<title>healthprobe: 1 failing, 1 recovering, 1 suspect</title>"));
+    }
+
+    #[test]
+    fn durations_read_in_milliseconds_then_seconds() {
+        for (ms, shown) in [
+            (0.04, "0.0 ms"),
+            (9.96, "10 ms"),
+            (999.4, "999 ms"),
+            (999.7, "1.000 s"),
+            (2500.0, "2.500 s"),
+        ] {
+            let mut html = Html::default();
+            html.millis(ms);
+            assert_eq!(html.0, shown, "{ms}");
+        }
     }
 
     #[test]
