@@ -194,7 +194,9 @@ fn state_file(dir: &ScratchDir) -> (HealthStates, u64) {
         .load()
         .expect("a valid state file")
         .expect("a state file");
-    let len = snapshot.journal_len.expect("journaling");
+    let len = snapshot
+        .journal_len
+        .expect("the journal is on (a write error, such as a full disk, stops it)");
     (snapshot.states, len)
 }
 

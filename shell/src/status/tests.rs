@@ -114,6 +114,9 @@ impl Run {
                     self.machine.handle_published(now, answer);
                 }
                 Action::SyncPublisher => self.machine.handle_synced(now, Ok(())),
+                Action::Persist { .. } => self
+                    .machine
+                    .handle_persisted(now, healthprobe_core::tick::Persisted::Written),
                 Action::TickDone(report) => {
                     self.book.tick_done(&self.machine, &report, at(self.second));
                 }
@@ -208,6 +211,73 @@ fn the_recent_outcomes_are_a_ring_and_a_healthy_game_leaves_with_its_last_failur
         }
     }
     assert!(run.book.games.is_empty());
+}
+
+#[test]
+fn d5_a_game_restored_from_a_state_file_is_shown_since_before_this_run() {
+    let policy = Policy::new(2, 2).expect("valid");
+    let mut restored = HealthStates::new(policy);
+    for second in 0..3 {
+        let failure = ProbeResult::Unhealthy {
+            status: 503,
+            error: "unexpected status 503".into(),
+        };
+        let outcome = healthprobe_core::ProbeOutcome {
+            game_id: "g1".into(),
+            container_id: "c-g1".into(),
+            observed_at: at(second),
+            result: failure,
+        };
+        restored.apply(outcome.as_ref());
+    }
+    let mut config = MachineConfig::new(Duration::from_secs(1));
+    config.durable = true;
+    let mut machine = TickMachine::new(config, policy);
+    assert_eq!(machine.poll_action(), Some(Action::LoadState));
+    let snapshot = healthprobe_core::tick::Snapshot {
+        states: restored,
+        pending: Vec::new(),
+        journal_len: None,
+    };
+    machine.handle_loaded(Duration::ZERO, Ok(Some(snapshot)));
+    assert!(matches!(
+        machine.poll_action(),
+        Some(Action::Persist { .. })
+    ));
+    machine.handle_persisted(Duration::ZERO, healthprobe_core::tick::Persisted::Written);
+    let mut run = Run::new(2, 2);
+    run.book = StatusBook::new(
+        Arc::clone(&run.board),
+        &WorkerConfig {
+            failures_threshold: 2,
+            recovery_threshold: 2,
+            ..WorkerConfig::default()
+        },
+        Runtime::Threads,
+        at(10),
+        &machine,
+    );
+    run.machine = machine;
+    let snapshot = run.board.snapshot().expect("a snapshot at start");
+    let g1 = game(&snapshot, "g1");
+    assert_eq!(
+        (g1.state, g1.since, g1.consecutive_failures),
+        (Health::Failing, None, 3)
+    );
+    assert_eq!((g1.engine_endpoint.as_deref(), g1.recent.len()), (None, 0));
+    assert_eq!(snapshot.run.ticks, 0);
+
+    // Still failing: since stays unknown; the endpoint is now known.
+    let snapshot = run.tick(&[("g1", 503)]);
+    let g1 = game(&snapshot, "g1");
+    assert_eq!(
+        (g1.state, g1.since, g1.consecutive_failures),
+        (Health::Failing, None, 4)
+    );
+    assert_eq!(g1.engine_endpoint.as_deref(), Some("http://g1/"));
+    let snapshot = run.tick(&[("g1", OK)]);
+    let g1 = game(&snapshot, "g1");
+    assert_eq!((g1.state, g1.since), (Health::Recovering, Some(at(2))));
 }
 
 #[test]
