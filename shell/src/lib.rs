@@ -80,7 +80,8 @@
 //! - [`codec`]: journal lines ([`codec::journal`]) and event lines ([`codec::wire`]).
 //! - [`run()`]: the composition root — opens everything [`RunOptions`]
 //!   names (as `healthprobe run` does) and runs a worker over it.
-//! - [`config`], [`metrics`], [`replay`] (`healthprobe replay`).
+//! - [`config`], [`metrics`], [`status`] (`/status`, `/`), [`replay`]
+//!   (`healthprobe replay`).
 //!
 //! What may do I/O: everything here but [`config`] and the codecs' pure
 //! functions. What decides: nothing here.
@@ -95,6 +96,7 @@ pub mod metrics;
 pub mod probing;
 pub mod replay;
 mod run;
+pub mod status;
 
 // The API an embedder starts from.
 pub use config::{ConfigError, Runtime, WorkerConfig};

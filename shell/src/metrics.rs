@@ -10,16 +10,20 @@
 //!   pending events, tracked games, the tick's duration, overruns, skips.
 //! - [`MetricsTelemetry`], the [`Telemetry`] the worker calls once per
 //!   delivered event (R12), so `healthprobe_events_published_total` counts
-//!   exactly the deliveries.
+//!   exactly the deliveries, and once per folded probe with its latency
+//!   (`healthprobe_probe_duration_seconds{result}`).
 //!
 //! `MetricsServer` (cargo feature `metrics-server`) serves them over HTTP
 //! from one thread (hyper, bounded connections, timeouts and head size):
-//! `GET /metrics` is 200 with [`OPENMETRICS_CONTENT_TYPE`], any other path
-//! 404, another method on `/metrics` 405. It stops when dropped.
+//! `GET /metrics` is 200 with [`OPENMETRICS_CONTENT_TYPE`], `GET /status`
+//! the run's status as JSON and `GET /` as a page ([`crate::status`]), any
+//! other path 404, another method 405. Nothing it serves changes the run.
+//! It stops when dropped.
 //!
-//! A scrape sees whole ticks: applying a tick's report and encoding a
-//! scrape hold the same lock, so `healthprobe_ticks_total` and the
-//! per-tick counters always agree within one scrape.
+//! A scrape sees whole ticks: applying a tick's report (and the latencies
+//! of its probes, held until then) and encoding a scrape hold the same
+//! lock, so `healthprobe_ticks_total`, the per-tick counters and the
+//! latency histogram always agree within one scrape.
 //!
 //! [`Worker::run`]: crate::driver::worker::Worker::run
 //! [`Worker::tick`]: crate::driver::worker::Worker::tick
@@ -46,11 +50,31 @@ pub use server::MetricsServer;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The path metrics are served on.
+pub(crate) const METRICS_PATH: &str = "/metrics";
+
+/// The path of the status as JSON ([`crate::status`]).
+pub(crate) const STATUS_PATH: &str = "/status";
+
+/// The path of the status page.
+pub(crate) const PAGE_PATH: &str = "/";
+
 /// Upper bounds of `healthprobe_tick_duration_seconds`, in seconds: from a
 /// healthy loopback tick (10 ms) to a minute of hung probes.
 pub(crate) const TICK_DURATION_BUCKETS: [f64; 12] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
+
+/// Upper bounds of `healthprobe_probe_duration_seconds` below the probe
+/// timeout, in seconds; the timeout itself is the last bound.
+pub const PROBE_DURATION_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Probe latencies held for the end of the tick beyond this many are
+/// observed at once (an embedder that never calls [`Metrics::observe_tick`]
+/// must not grow them for ever).
+const MAX_HELD_LATENCIES: usize = 1 << 20;
 
 /// The event types, in label order.
 const EVENT_TYPES: [EventType; 2] = [EventType::ProbeFailed, EventType::ProbeRecovered];
@@ -70,6 +94,9 @@ pub struct Metrics {
     pending_events: Gauge,
     tracked_games: Gauge,
     tick_duration: Histogram,
+    probe_duration: [Histogram; ProbeClass::ALL.len()],
+    /// This tick's probe latencies, observed with its report.
+    held_latencies: Mutex<Vec<(ProbeClass, f64)>>,
     tick_overruns: Counter,
     ticks: Counter,
     ticks_skipped: Counter,
@@ -77,8 +104,9 @@ pub struct Metrics {
 
 impl Metrics {
     /// Every metric at zero (each label value present), for a worker ticking
-    /// every `interval` (a longer tick counts as an overrun).
-    pub fn new(interval: Duration) -> Self {
+    /// every `interval` (a longer tick counts as an overrun) whose probes
+    /// are bounded by `probe_timeout` (the latency histogram's last bucket).
+    pub fn new(interval: Duration, probe_timeout: Duration) -> Self {
         let mut registry = Registry::with_prefix("healthprobe");
 
         let probes = Family::<Labels, Counter>::default();
@@ -127,6 +155,26 @@ impl Metrics {
             Unit::Seconds,
             tick_duration.clone(),
         );
+        let timeout = probe_timeout.as_secs_f64();
+        let bounds: Vec<f64> = PROBE_DURATION_BUCKETS
+            .into_iter()
+            .filter(|bound| *bound < timeout)
+            .chain([timeout])
+            .collect();
+        let probe_durations = Family::<Labels, Histogram, _>::new_with_constructor(move || {
+            Histogram::new(bounds.iter().copied())
+        });
+        registry.register_with_unit(
+            "probe_duration",
+            "Time from a probe's start to its result, by result: ok, bad_status, timeout, connect_error, tls_error, other",
+            Unit::Seconds,
+            probe_durations.clone(),
+        );
+        let probe_duration = ProbeClass::ALL.map(|class| {
+            probe_durations
+                .get_or_create(&[("result", class.as_str())])
+                .clone()
+        });
         let tick_overruns = Counter::default();
         registry.register(
             "tick_overruns",
@@ -152,15 +200,20 @@ impl Metrics {
             pending_events,
             tracked_games,
             tick_duration,
+            probe_duration,
+            held_latencies: Mutex::new(Vec::new()),
             tick_overruns,
             ticks,
             ticks_skipped,
         }
     }
 
-    /// Apply one tick's report.
+    /// Apply one tick's report, and the latencies of its probes.
     pub fn observe_tick(&self, report: &TickReport) {
         let _whole = self.lock();
+        for (class, seconds) in self.held().drain(..) {
+            self.probe_duration[class as usize].observe(seconds);
+        }
         for (class, count) in report.probe_classes.iter() {
             self.probes[class as usize].inc_by(as_u64(count));
         }
@@ -193,6 +246,28 @@ impl Metrics {
             EventType::ProbeRecovered => 1,
         };
         self.events_published[slot].inc();
+    }
+
+    /// Hold one probe's latency until its tick's report is applied (what
+    /// [`MetricsTelemetry`] calls).
+    pub fn record_probe(&self, class: ProbeClass, latency: Duration) {
+        let overflow = {
+            let mut held = self.held();
+            held.push((class, latency.as_secs_f64()));
+            (held.len() >= MAX_HELD_LATENCIES).then(|| std::mem::take(&mut *held))
+        };
+        if let Some(overflow) = overflow {
+            let _whole = self.lock();
+            for (class, seconds) in overflow {
+                self.probe_duration[class as usize].observe(seconds);
+            }
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Vec<(ProbeClass, f64)>> {
+        self.held_latencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The OpenMetrics text of every metric, ending with `# EOF`.
@@ -253,6 +328,13 @@ impl<T: Telemetry> Telemetry for MetricsTelemetry<T> {
         }
         self.inner.record_event(event_type);
     }
+
+    fn record_probe(&mut self, class: ProbeClass, latency: Duration) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record_probe(class, latency);
+        }
+        self.inner.record_probe(class, latency);
+    }
 }
 
 #[cfg(feature = "metrics-server")]
@@ -265,20 +347,21 @@ mod server {
     use std::thread::{self, JoinHandle};
     use std::time::Duration;
 
-    use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+    use hyper::header::{
+        ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue,
+        X_CONTENT_TYPE_OPTIONS,
+    };
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
-    use hyper::{Method, Response, StatusCode};
+    use hyper::{Method, Response, StatusCode, Uri};
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tokio::net::{TcpListener, TcpSocket};
     use tokio::sync::oneshot;
     use tokio::task::AbortHandle;
     use tracing::debug;
 
-    use super::{Metrics, OPENMETRICS_CONTENT_TYPE};
-
-    /// The path metrics are served on.
-    const METRICS_PATH: &str = "/metrics";
+    use super::{METRICS_PATH, Metrics, OPENMETRICS_CONTENT_TYPE, PAGE_PATH, STATUS_PATH};
+    use crate::status::{StatusBoard, StatusQuery, page};
 
     /// Serves [`Metrics`] over HTTP until dropped.
     ///
@@ -317,11 +400,16 @@ mod server {
         /// Largest request head accepted (request line and headers); hyper's least.
         pub const MAX_HEAD: usize = 8 * 1024;
 
-        /// Listen on `addr` (port 0 picks a free one) and serve `metrics`.
+        /// Listen on `addr` (port 0 picks a free one) and serve `metrics`
+        /// at `/metrics` and `status` at `/status` and `/`.
         ///
         /// Fails at once if the address cannot be bound (in use, not local,
         /// no permission) or the thread cannot start.
-        pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> io::Result<Self> {
+        pub fn start(
+            addr: SocketAddr,
+            metrics: Arc<Metrics>,
+            status: Arc<StatusBoard>,
+        ) -> io::Result<Self> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
                 .enable_time()
@@ -344,7 +432,7 @@ mod server {
                 .spawn(move || {
                     runtime.block_on(async {
                         tokio::select! {
-                            () = serve(listener, metrics) => {}
+                            () = serve(listener, metrics, status) => {}
                             _ = stopped => {}
                         }
                     });
@@ -375,7 +463,7 @@ mod server {
     }
 
     /// Accept connections for ever, each served on a task of its own.
-    async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    async fn serve(listener: TcpListener, metrics: Arc<Metrics>, status: Arc<StatusBoard>) {
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(MetricsServer::TIMEOUT)
@@ -399,8 +487,9 @@ mod server {
                 }
             }
             let metrics = Arc::clone(&metrics);
+            let status = Arc::clone(&status);
             let service = service_fn(move |request| {
-                let response = respond(&metrics, request.method(), request.uri().path());
+                let response = respond(&metrics, &status, request.method(), request.uri());
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = http.serve_connection(TokioIo::new(stream), service);
@@ -414,34 +503,68 @@ mod server {
         }
     }
 
-    /// The response to `method` on `path`.
-    fn respond(metrics: &Metrics, method: &Method, path: &str) -> Response<String> {
-        let (status, content_type, body) = match (method, path) {
+    /// The response to `method` on `uri`.
+    fn respond(
+        metrics: &Metrics,
+        status: &StatusBoard,
+        method: &Method,
+        uri: &Uri,
+    ) -> Response<String> {
+        let path = uri.path();
+        let known = [METRICS_PATH, STATUS_PATH, PAGE_PATH].contains(&path);
+        let (code, content_type, body) = match (method, path) {
             (&Method::GET | &Method::HEAD, METRICS_PATH) => {
                 (StatusCode::OK, OPENMETRICS_CONTENT_TYPE, metrics.encode())
             }
-            (_, METRICS_PATH) => (
+            (&Method::GET | &Method::HEAD, STATUS_PATH) => match StatusQuery::parse(uri.query()) {
+                Ok(query) => {
+                    let snapshot = status.snapshot();
+                    let body = match &snapshot {
+                        Some(snapshot) => snapshot.to_json(&query),
+                        None => "{\"run\":null}".to_owned(),
+                    };
+                    (StatusCode::OK, JSON, body)
+                }
+                Err(err) => (StatusCode::BAD_REQUEST, TEXT, format!("{err}\n")),
+            },
+            (&Method::GET | &Method::HEAD, PAGE_PATH) => {
+                let snapshot = status.snapshot();
+                (StatusCode::OK, HTML, page::render(snapshot.as_deref()))
+            }
+            _ if known => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 TEXT,
-                "method not allowed; use GET\n".to_owned(),
+                "method not allowed; use GET (nothing here changes the run)\n".to_owned(),
             ),
             _ => (
                 StatusCode::NOT_FOUND,
                 TEXT,
-                "not found; metrics are at /metrics\n".to_owned(),
+                "not found; metrics are at /metrics, the status at /status and /\n".to_owned(),
             ),
         };
         let mut response = Response::new(body);
-        *response.status_mut() = status;
+        *response.status_mut() = code;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if content_type == HTML {
+            // No script, no asset from anywhere: even a text that escaped
+            // escaping could not run.
+            headers.insert(
+                CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+            );
+        }
+        if code == StatusCode::METHOD_NOT_ALLOWED {
             headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
         response
     }
 
     const TEXT: &str = "text/plain; charset=utf-8";
+    const JSON: &str = "application/json";
+    const HTML: &str = "text/html; charset=utf-8";
 }
 
 #[cfg(test)]
@@ -471,7 +594,7 @@ mod tests {
 
     #[test]
     fn every_metric_and_label_is_exposed_at_zero_from_the_start() {
-        let text = Metrics::new(Duration::from_secs(5)).encode();
+        let text = Metrics::new(Duration::from_secs(5), Duration::from_secs(2)).encode();
         for class in [
             "ok",
             "bad_status",
@@ -516,7 +639,7 @@ mod tests {
 
     #[test]
     fn ticks_add_up_probes_and_set_the_gauges() {
-        let metrics = Metrics::new(Duration::from_millis(100));
+        let metrics = Metrics::new(Duration::from_millis(100), Duration::from_secs(2));
         let mut first = tick(&[(ProbeClass::Ok, 3), (ProbeClass::Timeout, 1)], 20);
         first.pending = 2;
         first.tracked_games = 1;
@@ -573,7 +696,7 @@ mod tests {
 
     #[test]
     fn d5_a_restored_state_shows_its_pending_events_before_the_first_tick() {
-        let metrics = Metrics::new(Duration::from_secs(5));
+        let metrics = Metrics::new(Duration::from_secs(5), Duration::from_secs(2));
         metrics.observe_restored(3, 7);
         let text = metrics.encode();
         assert_eq!(sample(&text, "healthprobe_pending_events"), Some(3.0));
@@ -583,7 +706,7 @@ mod tests {
 
     #[test]
     fn the_telemetry_counts_each_delivery_here_and_on_the_inner_telemetry() {
-        let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
+        let metrics = Arc::new(Metrics::new(Duration::from_secs(1), Duration::from_secs(2)));
         let inner = CountingTelemetry::new();
         let mut telemetry = MetricsTelemetry::new(Some(Arc::clone(&metrics)), inner.clone());
         telemetry.record_event(EventType::ProbeFailed);
@@ -646,10 +769,14 @@ mod tests {
 
         #[test]
         fn the_server_answers_metrics_404s_other_paths_and_survives_garbage() {
-            let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
+            let metrics = Arc::new(Metrics::new(Duration::from_secs(1), Duration::from_secs(2)));
             metrics.record_event(EventType::ProbeFailed);
-            let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&metrics))
-                .expect("start the metrics server");
+            let server = MetricsServer::start(
+                "127.0.0.1:0".parse().unwrap(),
+                Arc::clone(&metrics),
+                Arc::default(),
+            )
+            .expect("start the metrics server");
             let addr = server.local_addr();
             assert_ne!(addr.port(), 0);
 
@@ -668,12 +795,20 @@ mod tests {
             );
             assert_eq!(get(addr, "/metrics?x=1").0, 200);
 
-            for path in ["/", "/metric", "/metrics/", "/healthz"] {
+            for path in [
+                "/metric",
+                "/metrics/",
+                "/healthz",
+                "/status/",
+                "/index.html",
+            ] {
                 assert_eq!(get(addr, path).0, 404, "{path}");
             }
-            let (status, head, _) =
-                exchange(addr, b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
-            assert_eq!(status, 405, "{head}");
+            for path in ["/metrics", "/status", "/"] {
+                let request = format!("POST {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+                let (status, head, _) = exchange(addr, request.as_bytes());
+                assert_eq!(status, 405, "{path}: {head}");
+            }
 
             // Garbage, a bare close and an over-long line: answered or dropped,
             // and the server still serves.
@@ -693,12 +828,13 @@ mod tests {
         fn an_address_in_use_is_an_error_and_a_dropped_server_stops_listening() {
             let taken = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
             let addr = taken.local_addr().expect("local addr");
-            let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
-            assert!(MetricsServer::start(addr, Arc::clone(&metrics)).is_err());
+            let metrics = Arc::new(Metrics::new(Duration::from_secs(1), Duration::from_secs(2)));
+            assert!(MetricsServer::start(addr, Arc::clone(&metrics), Arc::default()).is_err());
             drop(taken);
 
-            let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), metrics)
-                .expect("start the metrics server");
+            let server =
+                MetricsServer::start("127.0.0.1:0".parse().unwrap(), metrics, Arc::default())
+                    .expect("start the metrics server");
             let addr = server.local_addr();
             assert_eq!(get(addr, "/metrics").0, 200);
             // The drop waits for the server's thread: nothing listens any more.

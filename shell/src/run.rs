@@ -24,6 +24,7 @@ use crate::driver::worker::{Ports, StartError, Worker, probe_fanout};
 use crate::durability::durable::{StateFile, StateFileError};
 use crate::durability::journal_file::{JournalFile, JournalFlusher};
 use crate::metrics::{Metrics, MetricsTelemetry};
+use crate::status::StatusBoard;
 use crate::probing::connections::{ConnectionPolicy, Connections};
 use crate::probing::tls::{TlsClient, TlsOptions, TlsSetupError};
 
@@ -137,7 +138,9 @@ pub struct RunOptions {
     #[cfg_attr(feature = "cli", arg(long, value_name = "FILE"))]
     pub journal: Option<PathBuf>,
     /// Serve Prometheus metrics (OpenMetrics text) at `http://ADDR/metrics`,
-    /// like `127.0.0.1:9464`. Without it nothing listens.
+    /// like `127.0.0.1:9464`, and the run's status at `/status` (JSON) and
+    /// `/` (a page). Read-only; keep it on loopback or behind your proxy.
+    /// Without it nothing listens.
     #[cfg_attr(feature = "cli", arg(long, value_name = "ADDR"))]
     pub metrics_addr: Option<SocketAddr>,
     /// Trust and client certificate for `https://` engines and the databases.
@@ -333,7 +336,8 @@ pub fn run(
     }
     let metrics = options
         .metrics_addr
-        .map(|_| Arc::new(Metrics::new(config.interval)));
+        .map(|_| Arc::new(Metrics::new(config.interval, config.probe_timeout)));
+    let status = Arc::new(StatusBoard::new());
     let fanout = probe_fanout(options.runtime, &config, tls, connections)?;
     let telemetry = CountingTelemetry::new();
     let telemetry_port = MetricsTelemetry::new(metrics.clone(), telemetry.clone());
@@ -348,6 +352,9 @@ pub fn run(
     if let Some(path) = &options.state {
         ports = ports.with_state(StateFile::new(path));
     }
+    if metrics.is_some() {
+        ports = ports.with_status(Arc::clone(&status));
+    }
     let mut worker = Worker::new(config, ports).map_err(|err| match err {
         StartError::Config(err) => RunError::Config(err),
         StartError::State(err) => RunError::State(err),
@@ -357,7 +364,7 @@ pub fn run(
         (Some(metrics), Some(addr)) => {
             metrics.observe_restored(worker.pending_len(), worker.states().len());
             Some(
-                serve_metrics(addr, metrics)
+                serve_metrics(addr, metrics, status)
                     .map_err(|source| RunError::Metrics { addr, source })?,
             )
         }
@@ -406,14 +413,22 @@ pub fn run(
 fn serve_metrics(
     addr: SocketAddr,
     metrics: &Arc<Metrics>,
+    status: Arc<StatusBoard>,
 ) -> io::Result<crate::metrics::MetricsServer> {
-    let server = crate::metrics::MetricsServer::start(addr, Arc::clone(metrics))?;
-    info!(metrics_addr = %server.local_addr(), "serving metrics at /metrics");
+    let server = crate::metrics::MetricsServer::start(addr, Arc::clone(metrics), status)?;
+    info!(
+        metrics_addr = %server.local_addr(),
+        "serving metrics at /metrics, the status at /status and /"
+    );
     Ok(server)
 }
 
 #[cfg(not(feature = "metrics-server"))]
-fn serve_metrics(_addr: SocketAddr, _metrics: &Arc<Metrics>) -> io::Result<()> {
+fn serve_metrics(
+    _addr: SocketAddr,
+    _metrics: &Arc<Metrics>,
+    _status: Arc<StatusBoard>,
+) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "this build of healthprobe-shell leaves out the `metrics-server` feature",

@@ -27,6 +27,7 @@
 //!   with `cargo xtask test`, which installs them when missing).
 //! - [`wait_until`]: poll a condition with a deadline, the only way these
 //!   tests wait for something to happen.
+//! - [`dump_dom`]: the DOM headless Chromium builds from a page (the status page's test).
 //! - [`missing_capability`]: a test that needs what this machine lacks fails
 //!   saying what to install, unless `HEALTHPROBE_TEST_ALLOW_SKIP=1`.
 //!
@@ -34,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod binary;
+mod browser;
 mod capability;
 mod engine;
 mod event_fleet;
@@ -50,6 +52,7 @@ mod tls;
 use std::time::{Duration, Instant};
 
 pub use binary::{healthprobe_binary, try_healthprobe_binary};
+pub use browser::dump_dom;
 pub use capability::{ALLOW_SKIP_ENV, missing_capability};
 pub use engine::{
     Behaviour, ENGINE_THREAD_STACK, EngineTls, Gate, HUGE_BODY_BYTES, HUGE_HEADER_BYTES, HangGauge,

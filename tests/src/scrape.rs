@@ -44,6 +44,8 @@ pub struct ScrapedMetrics {
     pub samples: HashMap<String, f64>,
     /// The tick-duration histogram's `(upper bound, cumulative count)` buckets.
     pub buckets: Vec<(f64, f64)>,
+    /// The other histograms' buckets, by `name{label="value",…}`.
+    pub histograms: HashMap<String, Vec<(f64, f64)>>,
 }
 
 impl ScrapedMetrics {
@@ -75,6 +77,7 @@ pub fn scrape_metrics(addr: SocketAddr) -> ScrapedMetrics {
         .unwrap_or_else(|err| panic!("unparsable scrape: {err}\n{body}"));
     let mut samples = HashMap::new();
     let mut buckets = Vec::new();
+    let mut histograms = HashMap::new();
     for sample in scrape.samples {
         let mut labels: Vec<_> = sample
             .labels
@@ -90,18 +93,29 @@ pub fn scrape_metrics(addr: SocketAddr) -> ScrapedMetrics {
         let value = match sample.value {
             Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value) => value,
             Value::Histogram(counts) => {
-                assert_eq!(sample.metric, "healthprobe_tick_duration_seconds");
-                buckets = counts
+                let counts = counts
                     .iter()
                     .map(|count| (count.less_than, count.count))
                     .collect();
+                if sample.metric == "healthprobe_tick_duration_seconds" {
+                    buckets = counts;
+                } else {
+                    assert!(
+                        histograms.insert(key.clone(), counts).is_none(),
+                        "{key} twice"
+                    );
+                }
                 continue;
             }
             Value::Summary(_) => panic!("unexpected summary {key}"),
         };
         assert!(samples.insert(key.clone(), value).is_none(), "{key} twice");
     }
-    ScrapedMetrics { samples, buckets }
+    ScrapedMetrics {
+        samples,
+        buckets,
+        histograms,
+    }
 }
 
 /// The address `healthprobe` logged it serves metrics on.

@@ -1,5 +1,6 @@
 //! Where the real servers of the adapter tests are: PostgreSQL's `initdb`
-//! and `postgres`, and `redis-server`.
+//! and `postgres`, and `redis-server`; and the status page's browser,
+//! `chromium`.
 //!
 //! std only, and free of this crate's other modules: `cargo xtask test`
 //! compiles this very file (`#[path]` in `xtask/src/main.rs`) to find the
@@ -55,6 +56,19 @@ pub fn redis_server_program() -> PathBuf {
 /// program itself when it names a path, else its first match on `PATH`.
 pub fn redis_server_path() -> Option<PathBuf> {
     resolve_program(&redis_server_program(), std::env::var_os("PATH"))
+}
+
+/// The headless browser the status page's test runs: `CHROMIUM` if set,
+/// else `chromium` (Debian's `chromium` package), looked up on `PATH`.
+pub fn chromium_program() -> PathBuf {
+    std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("chromium"))
+}
+
+/// The file [`chromium_program`] would run, if it exists.
+pub fn chromium_path() -> Option<PathBuf> {
+    resolve_program(&chromium_program(), std::env::var_os("PATH"))
 }
 
 /// `program` as a command would find it: itself if it has a directory

@@ -108,7 +108,6 @@ both_runtimes! {
         assert_eq!(parsed.value("healthprobe_ticks_skipped_total"), 0.0);
 
         // Other paths are not found.
-        assert_eq!(http_get(addr, "/").0, 404);
         assert_eq!(http_get(addr, "/metricsx").0, 404);
 
         process.terminate().expect("SIGTERM");

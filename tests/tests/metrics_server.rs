@@ -50,8 +50,8 @@ fn scrape(addr: std::net::SocketAddr) -> (Duration, String) {
 #[test]
 fn a_thousand_idle_connections_cost_no_threads_and_a_scrape_still_answers() {
     let before = threads();
-    let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
-    let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), metrics)
+    let metrics = Arc::new(Metrics::new(Duration::from_secs(1), Duration::from_secs(2)));
+    let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), metrics, Arc::default())
         .expect("start the metrics server");
     let addr = server.local_addr();
 
@@ -132,8 +132,8 @@ fn a_thousand_idle_connections_cost_no_threads_and_a_scrape_still_answers() {
 
 #[test]
 fn a_request_head_over_the_cap_is_refused_and_the_server_keeps_serving() {
-    let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
-    let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), metrics)
+    let metrics = Arc::new(Metrics::new(Duration::from_secs(1), Duration::from_secs(2)));
+    let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), metrics, Arc::default())
         .expect("start the metrics server");
     let addr = server.local_addr();
     let mut stream = TcpStream::connect(addr).expect("connect");

@@ -1,12 +1,13 @@
 //! `cargo xtask test`: the README's one test command.
 //!
 //! The suite starts real PostgreSQL and Redis servers of its own on
-//! 127.0.0.1 (`tests/src/postgres.rs`, `tests/src/redis.rs`), and checks the
-//! systemd unit with `systemd-analyze` (`tests/tests/deploy.rs`). This finds
-//! them exactly where those tests look (it compiles the tests' own
+//! 127.0.0.1 (`tests/src/postgres.rs`, `tests/src/redis.rs`), checks the
+//! systemd unit with `systemd-analyze` (`tests/tests/deploy.rs`) and opens
+//! the status page in headless Chromium (`tests/tests/status_page.rs`). This
+//! finds them exactly where those tests look (it compiles the tests' own
 //! `tests/src/servers.rs`); when one is missing and this is Debian or
 //! Ubuntu (`apt-get` exists) run as root or with passwordless `sudo`, it
-//! installs Debian's `postgresql`, `redis-server` and `systemd` packages;
+//! installs Debian's `postgresql`, `redis-server`, `systemd` and `chromium` packages;
 //! otherwise it says exactly what to install and exits 1. Then it runs
 //! `cargo test --workspace --no-fail-fast`, with any further arguments
 //! passed on, and exits with its status.
@@ -25,7 +26,7 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test [ARGS...]  find PostgreSQL, redis-server and systemd-analyze (installing
+  test [ARGS...]  find PostgreSQL, redis-server, systemd-analyze and chromium (installing
                   Debian's packages when root or passwordless sudo allows),
                   then run `cargo test --workspace --no-fail-fast ARGS...`
   servers         only find or install them, and say where they are
@@ -36,6 +37,7 @@ tasks:
 const POSTGRES_PACKAGE: &str = "postgresql";
 const REDIS_PACKAGE: &str = "redis-server";
 const SYSTEMD_PACKAGE: &str = "systemd";
+const CHROMIUM_PACKAGE: &str = "chromium";
 
 /// What checks the systemd unit (`tests/tests/deploy.rs` runs it from `PATH`).
 const SYSTEMD_ANALYZE: &str = "systemd-analyze";
@@ -81,6 +83,8 @@ struct Found {
     redis: Option<PathBuf>,
     /// The `systemd-analyze` program.
     systemd_analyze: Option<PathBuf>,
+    /// The headless browser of the status page's test.
+    chromium: Option<PathBuf>,
 }
 
 impl Found {
@@ -93,6 +97,7 @@ impl Found {
                 Path::new(SYSTEMD_ANALYZE),
                 std::env::var_os("PATH"),
             ),
+            chromium: servers::chromium_path(),
         }
     }
 
@@ -108,6 +113,9 @@ impl Found {
         if self.systemd_analyze.is_none() {
             packages.push(SYSTEMD_PACKAGE);
         }
+        if self.chromium.is_none() {
+            packages.push(CHROMIUM_PACKAGE);
+        }
         packages
     }
 
@@ -115,7 +123,7 @@ impl Found {
     /// this cannot install it.
     fn what_to_install(&self, root: bool, why_not: &str) -> String {
         let mut text = String::from(
-            "the PostgreSQL, Redis and deploy tests need programs this machine does not have:\n",
+            "the PostgreSQL, Redis, deploy and status page tests need programs this machine does not have:\n",
         );
         if self.postgres.is_none() {
             let _ = writeln!(
@@ -139,6 +147,13 @@ impl Found {
         if self.systemd_analyze.is_none() {
             let _ = writeln!(text, "  - {SYSTEMD_ANALYZE}: not on PATH");
         }
+        if self.chromium.is_none() {
+            let _ = writeln!(
+                text,
+                "  - chromium: `{}` not found (on PATH, or CHROMIUM)",
+                servers::chromium_program().display()
+            );
+        }
         let packages = self.missing_packages(root).join(" ");
         let _ = write!(
             text,
@@ -146,7 +161,8 @@ impl Found {
              on Debian or Ubuntu: sudo apt-get install {packages}\n  \
              elsewhere: PostgreSQL's server programs `initdb` and `postgres` on PATH, \
              `redis-server` on PATH (or REDIS_SERVER=/path/to/redis-server), \
-             and systemd's `{SYSTEMD_ANALYZE}` on PATH"
+             systemd's `{SYSTEMD_ANALYZE}` on PATH, \
+             and Chromium on PATH (or CHROMIUM=/path/to/chromium)"
         );
         text
     }
@@ -192,7 +208,7 @@ fn ensure_servers() -> Result<(), String> {
         Err(why_not) => return Err(found.what_to_install(root, &why_not)),
     };
     eprintln!(
-        "xtask: installing Debian's {} for the PostgreSQL, Redis and deploy tests",
+        "xtask: installing Debian's {} for the PostgreSQL, Redis, deploy and status page tests",
         missing.join(" ")
     );
     for command in installer.commands(&missing) {
@@ -221,10 +237,11 @@ fn report(found: &Found) {
             .map_or_else(|| "(missing)".into(), |p| p.display().to_string())
     };
     eprintln!(
-        "xtask: PostgreSQL in {}, redis-server at {}, {SYSTEMD_ANALYZE} at {}",
+        "xtask: PostgreSQL in {}, redis-server at {}, {SYSTEMD_ANALYZE} at {}, chromium at {}",
         shown(&found.postgres),
         shown(&found.redis),
-        shown(&found.systemd_analyze)
+        shown(&found.systemd_analyze),
+        shown(&found.chromium)
     );
 }
 
@@ -310,6 +327,7 @@ mod tests {
     fn found(postgres: bool, postgres_user: bool, redis: bool) -> Found {
         Found {
             systemd_analyze: Some(PathBuf::from("/usr/bin/systemd-analyze")),
+            chromium: Some(PathBuf::from("/usr/bin/chromium")),
             postgres: postgres.then(|| PathBuf::from("/usr/lib/postgresql/15/bin")),
             postgres_user,
             redis: redis.then(|| PathBuf::from("/usr/bin/redis-server")),
@@ -374,6 +392,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sudo apt-get install systemd\n"), "{text}");
+        assert!(!text.contains("redis-server:"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_chromium_is_installed_from_chromium() {
+        let without = Found {
+            chromium: None,
+            ..found(true, true, true)
+        };
+        assert_eq!(without.missing_packages(false), ["chromium"]);
+        let text = without.what_to_install(false, "why");
+        assert!(text.contains("  - chromium: `"), "{text}");
+        assert!(text.contains("sudo apt-get install chromium\n"), "{text}");
         assert!(!text.contains("redis-server:"), "{text}");
     }
 

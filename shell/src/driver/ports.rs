@@ -79,6 +79,12 @@ impl<P: HealthEventPublisher + ?Sized> HealthEventPublisher for Box<P> {
 pub trait Telemetry: Send {
     /// Count one delivered event of `event_type`; called only after a successful publish.
     fn record_event(&mut self, event_type: EventType);
+
+    /// One probe finished and was folded: its class and how long it took.
+    /// The default ignores it.
+    fn record_probe(&mut self, class: ProbeClass, latency: Duration) {
+        let _ = (class, latency);
+    }
 }
 
 /// The worker's only source of time: it stamps each outcome's `observed_at`
@@ -269,17 +275,29 @@ pub struct Probed {
     /// What kind of outcome it was, decided by the prober from the error's
     /// structure (metrics count it).
     pub class: ProbeClass,
+    /// How long the probe took, from its start to its result, on the
+    /// [`Clock`]'s monotonic time: for the latency histogram and the status
+    /// page, never for the journal or an event.
+    pub latency: Duration,
 }
 
 impl Probed {
-    /// The result of job `job`, observed at `observed_at`.
+    /// The result of job `job`, observed at `observed_at`, its latency zero
+    /// until [`Probed::with_latency`] says otherwise.
     pub fn new(job: usize, observed_at: Timestamp, result: ProbeResult, class: ProbeClass) -> Self {
         Self {
             job,
             observed_at,
             result,
             class,
+            latency: Duration::ZERO,
         }
+    }
+
+    /// The same result, the probe having taken `latency`.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
     }
 }
 

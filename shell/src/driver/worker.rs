@@ -22,7 +22,7 @@
 //!         SyncPublisher      => machine.handle_synced(now, publisher.sync()),
 //!         Persist{journal_len} => machine.handle_persisted(now, state.save(…, journal_len)),
 //!         Interrupt          => shutdown.trigger(),
-//!         TickDone(report)   => log, hand it to the caller,
+//!         TickDone(report)   => log, the status snapshot, hand it to the caller,
 //!         Wait { until }     => clock.sleep_until(until), machine.start_tick(now),
 //!         Stop(reason)       => return,
 //!     }
@@ -30,8 +30,10 @@
 //! ```
 //!
 //! Besides, it logs what happened (each delivery, each refusal, each
-//! failed write, what the start-up restored) and counts deliveries on the
-//! [`Telemetry`] port (R12). The fan-outs (`crate::probing::fanout`) are the only
+//! failed write, what the start-up restored), counts deliveries and probe
+//! latencies on the [`Telemetry`] port (R12), and, with a status board
+//! ([`Ports::with_status`]), records each shown game's outcome beside the
+//! fold ([`StatusBook`]). The fan-outs (`crate::probing::fanout`) are the only
 //! place probes run; the ports are only ever called from the thread that
 //! drives the machine.
 
@@ -46,8 +48,8 @@ use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, Runtime, WorkerConfig};
 use crate::driver::ports::{
-    Clock, HealthEventPublisher, JournalSink, ProbeFanout, RuntimeRecordStore, StateStore,
-    Telemetry,
+    Clock, HealthEventPublisher, JournalSink, ProbeFanout, Probed, RuntimeRecord,
+    RuntimeRecordStore, StateStore, Telemetry,
 };
 use crate::driver::shutdown::Shutdown;
 use crate::durability::durable::StateFileError;
@@ -59,6 +61,7 @@ use crate::probing::probe::Prober;
 #[cfg(feature = "async")]
 use crate::probing::probe_async::AsyncProber;
 use crate::probing::tls::TlsClient;
+use crate::status::{StatusBoard, StatusBook};
 pub use healthprobe_core::tick::{
     ProbeClassCounts, Restored, RunReport, StopReason, TickReport, Undelivered,
 };
@@ -83,6 +86,7 @@ pub struct Ports {
     fanout: Option<Box<dyn ProbeFanout>>,
     state: Option<Box<dyn StateStore>>,
     journal: Option<Box<dyn JournalSink>>,
+    status: Option<Arc<StatusBoard>>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -112,7 +116,15 @@ impl Ports {
             fanout: None,
             state: None,
             journal: None,
+            status: None,
         }
+    }
+
+    /// Show the run's status on `board` (`/status`, `/`): a snapshot of the
+    /// machine's state at start and at the end of each tick.
+    pub fn with_status(mut self, board: Arc<StatusBoard>) -> Self {
+        self.status = Some(board);
+        self
     }
 
     /// Probe through `fanout`: one of `crate::probing::fanout` ([`probe_fanout`]),
@@ -161,6 +173,8 @@ struct Io {
     clock: Arc<dyn Clock>,
     state: Option<Box<dyn StateStore>>,
     journal: Option<Box<dyn JournalSink>>,
+    /// The status shown, when asked for.
+    status: Option<StatusBook>,
     /// Whether the start-up is over (until then, a state store error is
     /// kept for the caller rather than logged).
     started: bool,
@@ -246,6 +260,7 @@ impl Worker {
                 clock: ports.clock,
                 state: ports.state,
                 journal: ports.journal,
+                status: None,
                 started: false,
                 state_error: None,
             },
@@ -258,6 +273,11 @@ impl Worker {
                 .into());
         }
         worker.io.log_start();
+        worker.io.status = ports.status.map(|board| {
+            let runtime = worker.fanout.runtime();
+            let now = worker.io.clock.now();
+            StatusBook::new(board, &config, runtime, now, &worker.io.machine)
+        });
         Ok(worker)
     }
 
@@ -365,13 +385,7 @@ impl Worker {
                         &clock,
                         shutdown,
                         &mut |probed| {
-                            io.machine.handle_outcome(
-                                io.clock.monotonic(),
-                                probed.job,
-                                probed.observed_at,
-                                probed.result,
-                                probed.class,
-                            );
+                            io.fold(batch.jobs().get(probed.job), probed);
                             // Journal lines and (without a state file)
                             // deliveries, between probes.
                             let control = io.pump(shutdown);
@@ -382,6 +396,9 @@ impl Worker {
                 }
                 Control::TickDone(done) => {
                     log_tick(&done, self.config.interval);
+                    if let Some(status) = &mut io.status {
+                        status.tick_done(&io.machine, &done, io.clock.now());
+                    }
                     report = Some(done);
                 }
                 Control::Wait(until) => return (report, Next::Wait(until)),
@@ -411,6 +428,28 @@ enum Control {
 }
 
 impl Io {
+    /// Fold one probe's result (of `record`, the job's): count it, hand it
+    /// to the machine, and record it for the status.
+    fn fold(&mut self, record: Option<&RuntimeRecord>, probed: Probed) {
+        self.telemetry.record_probe(probed.class, probed.latency);
+        let shown = match (&self.status, record) {
+            (Some(status), Some(record)) => status
+                .outcome(&record.game_id, &probed)
+                .map(|outcome| (record, outcome)),
+            _ => None,
+        };
+        self.machine.handle_outcome(
+            self.clock.monotonic(),
+            probed.job,
+            probed.observed_at,
+            probed.result,
+            probed.class,
+        );
+        if let (Some(status), Some((record, outcome))) = (&mut self.status, shown) {
+            status.record(record, outcome, self.machine.states());
+        }
+    }
+
     /// Perform the machine's actions until it waits for an outcome, or
     /// hands back something only the tick loop can do.
     fn pump(&mut self, shutdown: &Shutdown) -> Control {

@@ -191,12 +191,14 @@ impl<P: BlockingProbe> ProbePool<'_, P> {
         }
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         let record = self.jobs.get(job)?;
+        let started = self.clock.monotonic();
         let (result, class) = panic::catch_unwind(AssertUnwindSafe(|| {
             self.prober.probe(&record.engine_endpoint)
         }))
         .unwrap_or_else(|payload| panicked(record, &*payload));
+        let latency = self.clock.monotonic().saturating_sub(started);
         let observed_at = self.clock.now();
-        Some(Probed::new(job, observed_at, result, class))
+        Some(Probed::new(job, observed_at, result, class).with_latency(latency))
     }
 }
 
@@ -359,6 +361,7 @@ async fn probe_worker<P: AsyncProbe>(
             return;
         };
         let record = &jobs[job];
+        let started = clock.monotonic();
         let probe = std::pin::pin!(async {
             let (result, class) = prober.probe(&record.engine_endpoint).await;
             (result, class, clock.now())
@@ -367,8 +370,9 @@ async fn probe_worker<P: AsyncProbe>(
             let (result, class) = panicked(record, &*payload);
             (result, class, clock.now())
         });
+        let latency = clock.monotonic().saturating_sub(started);
         if results
-            .send(Probed::new(job, observed_at, result, class))
+            .send(Probed::new(job, observed_at, result, class).with_latency(latency))
             .is_err()
         {
             return;
