@@ -22,7 +22,7 @@ use criterion::{Criterion, SamplingMode};
 use healthprobe_core::tick::{Action, MachineConfig, ProbeClass, Published, TickMachine};
 use healthprobe_core::{Policy, ProbeResult, RuntimeRecord, Timestamp};
 use healthprobe_shell::config::{Runtime, WorkerConfig};
-use healthprobe_shell::ports::Probed;
+use healthprobe_shell::driver::ports::Probed;
 use healthprobe_shell::status::{StatusBoard, StatusBook, StatusQuery, page};
 
 /// Games listed.

@@ -19,12 +19,13 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use healthprobe_shell::Shutdown;
 use healthprobe_shell::adapters::{CountingTelemetry, MemoryPublisher, MemoryStore};
 use healthprobe_shell::config::WorkerConfig;
-use healthprobe_shell::metrics::{Metrics, MetricsServer};
-use healthprobe_shell::ports::SystemClock;
+use healthprobe_shell::driver::ports::SystemClock;
+use healthprobe_shell::driver::worker::{Ports, Worker};
+use healthprobe_shell::metrics::{Metrics, MetricsServer, MetricsTelemetry};
 use healthprobe_shell::status::StatusBoard;
-use healthprobe_shell::worker::{Ports, Shutdown, Worker};
 use healthprobe_tests::{Behaviour, Fleet};
 
 /// Engines, of which [`FAILING`] answer 503.
@@ -60,7 +61,7 @@ fn main() {
     let ports = Ports::new(
         MemoryStore::with_records(fleet.records()),
         MemoryPublisher::new(),
-        metrics.telemetry(CountingTelemetry::new()),
+        MetricsTelemetry::new(Some(Arc::clone(&metrics)), CountingTelemetry::new()),
         SystemClock,
     )
     .with_status(board);

@@ -50,15 +50,6 @@ pub use server::MetricsServer;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The path metrics are served on.
-pub(crate) const METRICS_PATH: &str = "/metrics";
-
-/// The path of the status as JSON ([`crate::status`]).
-pub(crate) const STATUS_PATH: &str = "/status";
-
-/// The path of the status page.
-pub(crate) const PAGE_PATH: &str = "/";
-
 /// Upper bounds of `healthprobe_tick_duration_seconds`, in seconds: from a
 /// healthy loopback tick (10 ms) to a minute of hung probes.
 pub(crate) const TICK_DURATION_BUCKETS: [f64; 12] = [
@@ -360,8 +351,17 @@ mod server {
     use tokio::task::AbortHandle;
     use tracing::debug;
 
-    use super::{METRICS_PATH, Metrics, OPENMETRICS_CONTENT_TYPE, PAGE_PATH, STATUS_PATH};
+    use super::{Metrics, OPENMETRICS_CONTENT_TYPE};
     use crate::status::{StatusBoard, StatusQuery, page};
+
+    /// The path metrics are served on.
+    const METRICS_PATH: &str = "/metrics";
+
+    /// The path of the status as JSON ([`crate::status`]).
+    const STATUS_PATH: &str = "/status";
+
+    /// The path of the status page.
+    const PAGE_PATH: &str = "/";
 
     /// Serves [`Metrics`] over HTTP until dropped.
     ///

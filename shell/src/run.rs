@@ -24,9 +24,9 @@ use crate::driver::worker::{Ports, StartError, Worker, probe_fanout};
 use crate::durability::durable::{StateFile, StateFileError};
 use crate::durability::journal_file::{JournalFile, JournalFlusher};
 use crate::metrics::{Metrics, MetricsTelemetry};
-use crate::status::StatusBoard;
 use crate::probing::connections::{ConnectionPolicy, Connections};
 use crate::probing::tls::{TlsClient, TlsOptions, TlsSetupError};
+use crate::status::StatusBoard;
 
 /// What [`run`] opens and how it runs: `healthprobe run`'s flags.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use healthprobe_core::{HealthStates, Policy};
 use healthprobe_shell::StateFile;
-use healthprobe_shell::journal::JournalReader;
+use healthprobe_shell::codec::journal::parse_line;
+use healthprobe_shell::driver::ports::StateStore;
 use healthprobe_tests::{
     Behaviour, Gate, HealthprobeProcess, RefusedPort, Runtime, RuntimeRecord, ScratchDir,
     TestEngine, both_runtimes, dump_dom, http_get, metrics_addr, scrape_metrics, wait_until,
@@ -190,8 +191,7 @@ fn check_game(json: &Value, id: &str, state: &str, counters: (u64, u64, bool), s
 
 /// The state file's hysteresis state and the journal's length it recorded.
 fn state_file(dir: &ScratchDir) -> (HealthStates, u64) {
-    let snapshot = StateFile::new(dir.join("state.json"))
-        .load()
+    let snapshot = StateStore::load(&mut StateFile::new(dir.join("state.json")))
         .expect("a valid state file")
         .expect("a state file");
     let len = snapshot
@@ -204,11 +204,11 @@ fn state_file(dir: &ScratchDir) -> (HealthStates, u64) {
 fn replayed(dir: &ScratchDir, len: u64) -> HealthStates {
     let bytes = std::fs::read(dir.join("journal.jsonl")).expect("journal");
     let upto = usize::try_from(len).expect("small");
-    let mut reader = JournalReader::new(&bytes[..upto], "journal.jsonl");
-    let mut inputs = Vec::new();
-    while let Some(input) = reader.next_input() {
-        inputs.push(input.expect("a valid journal line"));
-    }
+    let inputs: Vec<_> = bytes[..upto]
+        .split(|&byte| byte == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| parse_line(line).expect("a valid journal line"))
+        .collect();
     let policy = Policy::new(2, 2).expect("valid");
     healthprobe_core::replay(policy, inputs).0
 }
