@@ -347,28 +347,19 @@ fn list_on(client: Option<Client>, connect: &Connect) -> Answer {
 fn record_of(row: &postgres::Row) -> Option<RuntimeRecord> {
     let text = |index: usize| row.try_get::<_, Option<String>>(index).ok().flatten();
     let game_id = text(0)?;
-    let container = text(1);
-    let endpoint = text(2);
-    match (container, endpoint) {
-        (Some(container), Some(endpoint)) => {
-            Some(RuntimeRecord::running(game_id, container, endpoint))
-        }
-        (container, endpoint) => {
-            let null: Vec<&str> = [
-                ("current_container_id", container.is_none()),
-                ("engine_endpoint", endpoint.is_none()),
-            ]
-            .into_iter()
-            .filter_map(|(column, is_null)| is_null.then_some(column))
-            .collect();
-            warn!(
-                game_id = %game_id,
-                null_columns = %null.join(", "),
-                "running record with NULL {}: not probed", null.join(" and ")
-            );
-            None
-        }
+    if let (Some(container), Some(endpoint)) = (text(1), text(2)) {
+        return Some(RuntimeRecord::running(game_id, container, endpoint));
     }
+    let null: Vec<&str> = [(1, "current_container_id"), (2, "engine_endpoint")]
+        .into_iter()
+        .filter_map(|(index, column)| text(index).is_none().then_some(column))
+        .collect();
+    warn!(
+        game_id = %game_id,
+        null_columns = %null.join(", "),
+        "running record with NULL {}: not probed", null.join(" and ")
+    );
+    None
 }
 
 /// The error with its causes, as the client words them.

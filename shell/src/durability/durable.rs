@@ -327,13 +327,8 @@ impl StateFile {
     }
 }
 
-/// Append the snapshot of `states` and `pending` to `out`, as one JSON line.
-pub fn encode_snapshot(out: &mut Vec<u8>, states: &HealthStates, pending: &[HealthEvent]) {
-    encode_snapshot_with_journal(out, states, pending, None);
-}
-
-/// [`encode_snapshot`] with the journal's committed length (`"journal_len"`,
-/// written only when there is a journal).
+/// Append the snapshot of `states`, `pending` and the journal's committed
+/// length (written only when there is a journal) to `out`, as one JSON line.
 pub fn encode_snapshot_with_journal(
     out: &mut Vec<u8>,
     states: &HealthStates,
@@ -457,7 +452,7 @@ mod tests {
     fn d5_a_snapshot_round_trips_and_pins_its_format() {
         let (states, pending) = failing_states();
         let mut bytes = Vec::new();
-        encode_snapshot(&mut bytes, &states, &pending);
+        encode_snapshot_with_journal(&mut bytes, &states, &pending, None);
         assert_eq!(
             String::from_utf8(bytes.clone()).expect("utf-8"),
             concat!(

@@ -203,7 +203,10 @@ impl Prober {
             };
         }
         let started = Instant::now();
-        CALL.set(Call::keeping());
+        CALL.set(Call {
+            keep: true,
+            ..Call::default()
+        });
         let mut response = agent.get(&url).call();
         let call = CALL.get();
         if let Err(Error::Io(io)) = &response
@@ -253,15 +256,6 @@ struct Call {
     connected: bool,
     /// Some byte of an answer arrived.
     answered: bool,
-}
-
-impl Call {
-    fn keeping() -> Self {
-        Self {
-            keep: true,
-            ..Self::default()
-        }
-    }
 }
 
 thread_local! {
