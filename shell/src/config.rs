@@ -33,11 +33,8 @@ impl WorkerConfig {
     /// The reference worker's concurrency cap.
     pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
 
-    /// Check every field (R11); the error names the first bad one.
-    ///
-    /// `interval`, `probe_timeout`, `failures_threshold`, `recovery_threshold`
-    /// and `max_concurrency` must all be positive. The thresholds are the
-    /// core's to check ([`Policy::new`]): this only asks it.
+    /// Check that every field is positive (R11); the error names the first
+    /// bad one. The thresholds are the core's to check ([`Policy::new`]).
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.interval.is_zero() {
             return Err(ConfigError::ZeroInterval);
@@ -52,8 +49,7 @@ impl WorkerConfig {
         Ok(())
     }
 
-    /// The hysteresis policy these settings give the core (its thresholds
-    /// checked by [`Policy::new`], the one place that rule lives).
+    /// The hysteresis policy these settings give the core.
     pub fn policy(&self) -> Result<Policy, ConfigError> {
         Policy::new(self.failures_threshold, self.recovery_threshold).map_err(|err| match err {
             healthprobe_core::PolicyError::ZeroFailuresThreshold => {
@@ -112,17 +108,9 @@ impl Runtime {
         }
     }
 
-    /// The async runtime's default cap, chosen by measurement
-    /// (`tests/examples/runtime_cost.rs`, 5,000 engines, 1 s timeout): a
-    /// tick takes about one probe timeout as long as the hung engines fit
-    /// in the cap (500 hung: 8.1 s at 64, 2.0 s at 256, 1.06 s at 512), and
-    /// 512 probes in flight cost about 20 MB of peak RSS; 1,024 buys nothing
-    /// more there and costs 32 MB.
-    ///
-    /// Each probe in flight holds one socket, so the process needs about
-    /// `max_concurrency + 16` file descriptors: 512 fits the common soft
-    /// limit of 1,024 (`ulimit -n`); raise the limit before raising the cap
-    /// past about 1,000, or probes fail with `Too many open files`.
+    /// The async runtime's default cap: hung engines up to it cost a tick one
+    /// probe timeout, and its sockets fit the common open-file soft limit of
+    /// 1,024 (benches/README.md has the figures).
     pub(crate) const ASYNC_DEFAULT_MAX_CONCURRENCY: usize = 512;
 
     /// `threads` or `async`, as the CLI spells it.
@@ -167,10 +155,8 @@ pub enum ConfigError {
     AsyncStart,
 }
 
-/// Parse a human duration: `500ms`, `2s`, `1m30s`, `1h 5m`.
-///
-/// Used for `--interval` and `--probe-timeout` and their environment
-/// variables. The error is a one-line reason.
+/// Parse a human duration (`500ms`, `2s`, `1m30s`, `1h 5m`); the error is a
+/// one-line reason.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {

@@ -16,7 +16,7 @@ use healthprobe_shell::adapters::{CountingTelemetry, MemoryPublisher, MemoryStor
 use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::driver::ports::SystemClock;
 use healthprobe_shell::driver::worker::{Ports, Worker};
-use healthprobe_shell::durability::durable::{StateFile, encode_snapshot};
+use healthprobe_shell::durability::durable::{StateFile, encode_snapshot_with_journal};
 use healthprobe_shell::durability::journal_file::JournalFile;
 use healthprobe_tests::{Behaviour, Fleet, ScratchDir};
 
@@ -128,7 +128,7 @@ fn main() -> std::io::Result<()> {
     for _ in 0..rounds {
         buffer.clear();
         let started = Instant::now();
-        encode_snapshot(&mut buffer, &failing, &[]);
+        encode_snapshot_with_journal(&mut buffer, &failing, &[], None);
         encodes.push(started.elapsed());
     }
     let mut unchanged = Vec::new();

@@ -1,17 +1,9 @@
-//! Events as JSON lines: the embedded [`HealthEventPublisher`].
-//!
-//! Lines are byte-identical to the reference's (see [`crate::codec::wire`]).
-//!
-//! An events file never holds a torn line: a torn tail found at open is cut
-//! back to the last `\n` (it never counted as delivered), a write that fails
-//! part-way is cut back to the length the file had before that line, and
-//! [`HealthEventPublisher::sync`] is `fdatasync`, after which the lines count
-//! as delivered; if it fails the file is cut back to its length at the last
-//! successful sync, and the worker publishes those events again.
-//!
-//! Standard output is written through a duplicate of fd 1, not through
-//! `std::io::stdout()` (which reports success on a closed fd 1, `EBADF`):
-//! a closed stdout is an error, see [`JsonlPublisher::stdout_checked`]. A torn line on stdout cannot be repaired and is left.
+//! Events as JSON lines (byte-identical to the reference's, see
+//! [`crate::codec::wire`]): the embedded [`HealthEventPublisher`]. A file
+//! never holds a torn line: a failed write is cut back to the last whole
+//! line, a failed `fdatasync` to the last good one. Standard output is
+//! written through a duplicate of fd 1, so a closed stdout is an error, not
+//! `std::io::stdout()`'s silent success.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -75,10 +67,6 @@ enum Sink {
 }
 
 /// Writes each event as one JSON line, flushed before it counts as published.
-///
-/// A write or flush error is a [`PublishError`]. A file is opened for
-/// append, so nothing already in it is lost or truncated, except a torn
-/// final line, cut back at open.
 pub struct JsonlPublisher {
     sink: Sink,
     destination: String,
@@ -94,14 +82,8 @@ impl std::fmt::Debug for JsonlPublisher {
 }
 
 impl JsonlPublisher {
-    /// Events to standard output, refused when fd 1 is not open.
-    ///
-    /// The error says so (`standard output (fd 1) is not open: …`); the CLI
-    /// exits 2 with it. Writes go to a duplicate of fd 1, so a file opened
-    /// later on fd 1 never receives events, and `EBADF` or `EPIPE` surface
-    /// as [`PublishError`]s. When fd 1 is a regular file (`> events.jsonl`),
-    /// [`HealthEventPublisher::sync`] fdatasyncs it; a pipe or terminal has
-    /// nothing to sync.
+    /// Events to a duplicate of fd 1, refused when fd 1 is not open; a
+    /// regular file there is fdatasynced by [`HealthEventPublisher::sync`].
     pub(crate) fn stdout_checked() -> io::Result<Self> {
         let fd = io::stdout().as_fd().try_clone_to_owned().map_err(|err| {
             io::Error::new(
@@ -120,9 +102,7 @@ impl JsonlPublisher {
         Ok(Self::with_sink(Sink::Stdout { file, regular }, "<stdout>"))
     }
 
-    /// Events appended to the file at `path`, created `0600` if missing.
-    ///
-    /// A torn final line (no `\n`) is cut back first, with a warning.
+    /// Events appended to the file at `path` (`open_append_lines`).
     pub fn append(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref();
         let (file, len) = open_append_lines(path, "events file")?;

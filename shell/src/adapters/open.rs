@@ -1,23 +1,6 @@
 //! Opening what `--records` and `--events` name, for [`crate::run()`].
-//!
-//! - `open_records`: a records file (any path), or a `postgres://` /
-//!   `postgresql://` URL (the `runtime_records` table, cargo feature `postgres`).
-//! - `open_events`: `-` (standard output), a file (JSON lines, appended
-//!   to), or `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM` (`rediss://`
-//!   over TLS; cargo feature `redis`).
-//!
-//! Both databases check TLS certificates against `RecordsOptions::tls` /
-//! `EventsOptions::tls`: give them the run's [`TlsClient`] so that
-//! `--ca-file` applies to them as to the probes.
-//!
-//! A password can come from a file instead of the URL
-//! (`RecordsOptions::password_file`, `EventsOptions::password_file`):
-//! its first line is used when the URL has none, so it never shows in `ps`.
-//! Every error ([`OpenError`]) names the flag it is about and never shows a
-//! password (see `adapters/redact.rs`); a build without the needed feature is
-//! refused naming the feature (on by default) and without repeating the URL.
-//! `OpenError::is_bad_input` tells a setting that is wrong (the CLI exits
-//! 2) from one that is right but cannot be opened now (exit 1).
+//! Every error ([`OpenError`]) names its flag and never shows a password;
+//! a URL whose cargo feature is off is refused naming the feature.
 
 use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read};
@@ -33,12 +16,9 @@ use crate::probing::tls::TlsClient;
 /// How [`open_records`] opens a store.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RecordsOptions {
-    /// A file whose first line is the PostgreSQL password, used when the URL
-    /// has none (`--records-password-file`, `HEALTHPROBE_RECORDS_PASSWORD_FILE`).
+    /// `--records-password-file`: its first line is the password when the URL has none.
     pub(crate) password_file: Option<PathBuf>,
-    /// The trust a PostgreSQL connection's certificate is checked against
-    /// (`sslmode=verify-ca` / `verify-full`): the system store and
-    /// `--ca-file`, the same [`TlsClient`] as the probes'.
+    /// The trust a PostgreSQL certificate is checked against (the probes').
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) tls: TlsClient,
 }
@@ -46,22 +26,17 @@ pub(crate) struct RecordsOptions {
 /// How [`open_events`] opens a publisher.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct EventsOptions {
-    /// With a Redis stream: trim it to about N entries (`XADD MAXLEN ~ N`;
-    /// 0 never trims); `None` is the publisher's default. Refused with any
-    /// other destination.
+    /// `--redis-maxlen` (`XADD MAXLEN ~ N`; 0 never trims); Redis only.
     pub(crate) redis_maxlen: Option<u64>,
-    /// A file whose first line is the Redis password, used when the URL has
-    /// none (`--events-password-file`, `HEALTHPROBE_EVENTS_PASSWORD_FILE`).
+    /// `--events-password-file`: its first line is the password when the URL has none.
     pub(crate) password_file: Option<PathBuf>,
-    /// The trust a `rediss://` server's certificate is checked against: the
-    /// system store and `--ca-file`, the same [`TlsClient`] as the probes'.
+    /// The trust a `rediss://` certificate is checked against (the probes').
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) tls: TlsClient,
 }
 
-/// The store `spec` names, as `--records` reads it: a `postgres://` or
-/// `postgresql://` URL (its `runtime_records` table), any other text (or a
-/// path that is not UTF-8) a records file. Nothing is read or connected yet.
+/// The store `spec` names: a `postgres://` or `postgresql://` URL, else a
+/// records file. Nothing is read or connected yet.
 pub(crate) fn open_records(
     spec: impl AsRef<OsStr>,
     options: &RecordsOptions,
@@ -79,10 +54,8 @@ pub(crate) fn open_records(
     Ok(Box::new(RecordsFile::new(spec)))
 }
 
-/// The publisher `spec` names, as `--events` reads it: `-` (standard
-/// output), a `redis://` or `rediss://` URL, or a file (appended to,
-/// created now). Redis is pinged, and one that does not answer yet is only
-/// a warning (events wait in the outbox, and in `--state`).
+/// The publisher `spec` names: `-` (standard output), a `redis://` or
+/// `rediss://` URL (pinged: no answer yet is only a warning), else a file.
 pub(crate) fn open_events(
     spec: impl AsRef<OsStr>,
     options: &EventsOptions,
@@ -189,9 +162,8 @@ pub enum OpenError {
 }
 
 impl OpenError {
-    /// Whether the setting itself is wrong (a bad URL, a missing feature, a
-    /// password file that cannot be read): the CLI exits 2. Otherwise the
-    /// setting is right but what it names cannot be opened now: exit 1.
+    /// Whether the setting itself is wrong (exit 2), rather than what it
+    /// names cannot be opened now (exit 1).
     pub(crate) fn is_bad_input(&self) -> bool {
         !matches!(self, Self::EventsFile { .. } | Self::Publisher(_))
     }

@@ -1,9 +1,6 @@
-//! A PostgreSQL table as the [`RuntimeRecordStore`] (cargo feature `postgres`).
-//!
-//! [`PostgresRecords`] reads the `runtime_records` table of
-//! `shell/sql/runtime_records.sql` with the sync rust-postgres client, over
-//! TLS as the URL's `sslmode` says (`SslMode`; rustls through
-//! tokio-postgres-rustls, with the trust of [`TlsClient`]).
+//! A PostgreSQL table as the [`RuntimeRecordStore`] (cargo feature
+//! `postgres`): the sync rust-postgres client, TLS through
+//! tokio-postgres-rustls with the trust of [`TlsClient`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,33 +19,14 @@ use crate::adapters::redact::{self, InvalidUrl, hide};
 use crate::driver::ports::{ListError, RuntimeRecord, RuntimeRecordStore};
 use crate::probing::tls::{ServerVerification, TLS_ERROR_PREFIX, TlsClient, database_tls_failure};
 
-/// The running records of a PostgreSQL table `runtime_records`, read every tick.
+/// The running records of a PostgreSQL table `runtime_records`, read every
+/// tick over a connection made lazily and dropped by a failed listing.
 ///
-/// - **Query**: `status = 'running'` rows only, `ORDER BY game_id`.
-/// - **Connection**: made lazily, at the first listing, and kept between
-///   ticks. A listing that fails drops it, so the next tick reconnects: a
-///   database that went away and came back is picked up again by itself.
-/// - **Bounds**: every listing (connecting included) is answered within
-///   `PostgresRecords::timeout` or fails with [`ListError::Unavailable`]:
-///   the socket connect and the server's `statement_timeout` are set to it,
-///   and the request runs on a helper thread the listing waits for at most
-///   that long, so a database that accepts connections but never answers
-///   cannot hang a tick either. At most one such unanswered request is left
-///   behind: while it is, listings fail at once saying so.
-/// - **NULLs**: a running row whose `current_container_id` or
-///   `engine_endpoint` is NULL cannot be probed (no address) or reported
-///   (no container to name). It is left out of the listing with a warning
-///   naming the game and the column, every tick it stays that way; the rest
-///   of the listing succeeds. Left out, it is treated like a game no longer
-///   listed: its hysteresis state is pruned (R8).
-/// - **TLS**: as the URL's `sslmode` says (`SslMode`: `disable`,
-///   `prefer` (the default), `require`, `verify-ca`, `verify-full`), the
-///   certificate checked against the trust of [`PostgresRecords::with_tls`]
-///   (the system store unless given). A TLS failure reads
-///   `tls: <reason> (sslmode=…)`.
-/// - **Errors** name the server as `postgres://user@host:port/dbname`,
-///   never with the password: [`ListError::Unavailable`]`("postgres
-///   postgres://…: <reason>")`.
+/// Every listing, connecting included, is answered within the timeout: the
+/// request runs on a helper thread waited for at most that long (a server
+/// that accepts but never answers cannot hang a tick), and at most one
+/// unanswered request is left behind. A running row with a NULL column is
+/// left out with a warning. Errors name the server without its password.
 pub struct PostgresRecords {
     config: Config,
     server: String,
@@ -64,31 +42,16 @@ pub struct PostgresRecords {
 /// What the helper thread hands back: the client, if still usable, and the rows.
 type Answer = (Option<Client>, Result<Vec<RuntimeRecord>, String>);
 
-/// The `sslmode` of a PostgreSQL URL: whether the connection is encrypted,
-/// and what is checked of the server's certificate.
-///
-/// As libpq, except that a root certificate file never turns `require`
-/// into `verify-ca` (there is no `sslrootcert`: trust is the system store
-/// plus `--ca-file`, and asking for verification is spelled `verify-ca` or
-/// `verify-full`). `allow` is not supported.
+/// The `sslmode` of a PostgreSQL URL, as libpq's (`allow` aside; no
+/// `sslrootcert`: trust is the system store plus `--ca-file`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SslMode {
-    /// `disable`: no TLS.
     Disable,
-    /// `prefer` (the default): TLS when the server offers it, with no
-    /// certificate check ([`ServerVerification::EncryptOnly`]); without TLS
-    /// when the server declines it, or when the handshake fails (libpq
-    /// retries without TLS then too).
+    /// The default: TLS when the server offers it, else (or when the
+    /// handshake fails, as libpq) without.
     Prefer,
-    /// `require`: TLS or no connection, with no certificate check
-    /// ([`ServerVerification::EncryptOnly`]): encryption against a passive
-    /// eavesdropper, not a man in the middle.
     Require,
-    /// `verify-ca`: TLS, the certificate chained to a trusted root, the
-    /// host name not checked ([`ServerVerification::Chain`]).
     VerifyCa,
-    /// `verify-full`: TLS, the certificate chained to a trusted root and
-    /// valid for the host ([`ServerVerification::Full`]).
     VerifyFull,
 }
 
@@ -154,14 +117,9 @@ impl PostgresRecords {
         Self::with_timeout(url, Self::DEFAULT_TIMEOUT)
     }
 
-    /// The records at `url`, each listing bounded by `timeout` (at least 1 ms).
-    ///
-    /// `url` is a libpq connection URL
-    /// (`postgres://user:password@host:port/dbname?param=value&…`), parsed
-    /// by the `url` crate, its `sslmode` read here and the
-    /// rest by the client; what either refuses is refused here, naming the
-    /// URL without its password (see `redact`). Options given in the URL
-    /// are kept and the statement timeout is added to them.
+    /// The records at the libpq URL `url`, each listing bounded by `timeout`
+    /// (at least 1 ms; also the connect and statement timeouts). Its
+    /// `sslmode` is read here, the rest by the client.
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, InvalidUrl> {
         let timeout = timeout.max(Duration::from_millis(1));
         let mut url = redact::parse("PostgreSQL", url)?;
@@ -211,9 +169,8 @@ impl PostgresRecords {
         })
     }
 
-    /// Check the server's certificate against the trust of `tls` (the
-    /// system store and `--ca-file`) rather than the system store alone.
-    /// Its client certificate is not used: it is for engines.
+    /// Check the server's certificate against the trust of `tls` rather
+    /// than the system store alone.
     pub fn with_tls(mut self, tls: TlsClient) -> Self {
         self.tls = tls;
         self
@@ -390,28 +347,19 @@ fn list_on(client: Option<Client>, connect: &Connect) -> Answer {
 fn record_of(row: &postgres::Row) -> Option<RuntimeRecord> {
     let text = |index: usize| row.try_get::<_, Option<String>>(index).ok().flatten();
     let game_id = text(0)?;
-    let container = text(1);
-    let endpoint = text(2);
-    match (container, endpoint) {
-        (Some(container), Some(endpoint)) => {
-            Some(RuntimeRecord::running(game_id, container, endpoint))
-        }
-        (container, endpoint) => {
-            let null: Vec<&str> = [
-                ("current_container_id", container.is_none()),
-                ("engine_endpoint", endpoint.is_none()),
-            ]
-            .into_iter()
-            .filter_map(|(column, is_null)| is_null.then_some(column))
-            .collect();
-            warn!(
-                game_id = %game_id,
-                null_columns = %null.join(", "),
-                "running record with NULL {}: not probed", null.join(" and ")
-            );
-            None
-        }
+    if let (Some(container), Some(endpoint)) = (text(1), text(2)) {
+        return Some(RuntimeRecord::running(game_id, container, endpoint));
     }
+    let null: Vec<&str> = [(1, "current_container_id"), (2, "engine_endpoint")]
+        .into_iter()
+        .filter_map(|(index, column)| text(index).is_none().then_some(column))
+        .collect();
+    warn!(
+        game_id = %game_id,
+        null_columns = %null.join(", "),
+        "running record with NULL {}: not probed", null.join(" and ")
+    );
+    None
 }
 
 /// The error with its causes, as the client words them.
@@ -445,11 +393,8 @@ fn with_causes(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// The `sslmode` the URL asks for (the last one given, as the client reads
-/// them), taken out of `url`: the client knows fewer modes, and is told the
-/// mode by [`SslMode::client_mode`]. The other parameters are left as given,
-/// byte for byte, for the client to read. A value that is not one of
-/// [`SslMode`]'s is refused, naming the values that are.
+/// The `sslmode` the URL asks for (the last one given), taken out of `url`
+/// (the client knows fewer modes); the other parameters are left as given.
 fn take_ssl_mode(url: &mut Url) -> Result<Option<SslMode>, String> {
     let Some(query) = url.query() else {
         return Ok(None);

@@ -1,50 +1,18 @@
-//! Events to a Redis stream (cargo feature `redis`): [`RedisStreamPublisher`].
+//! Events to a Redis stream (cargo feature `redis`): one `XADD STREAM
+//! [MAXLEN ~ N] * game_id … container_id … event_type … occurred_at …
+//! details …` per event, the values exactly as in the JSON lines.
 //!
-//! Each event is one `XADD STREAM [MAXLEN ~ N] * game_id … container_id …
-//! event_type … occurred_at … details …`: the envelope's fields, the values
-//! exactly as in the JSON lines of [`crate::adapters::JsonlPublisher`]
-//! (`occurred_at` as the same RFC 3339 text, `details` as the same JSON
-//! object text, Go's escaping included).
+//! Every wait is bounded, and any failure is a [`PublishError::Unavailable`]
+//! naming the destination that drops the connection; the worker keeps the
+//! event pending (D4). A command whose reply never came may have been
+//! applied: before sending that event again, the stream's newest
+//! `IN_DOUBT_LOOKBACK` entries are searched for it (the core never emits two
+//! identical events), so a lost reply does not duplicate it.
 //!
-//! # Failures
-//!
-//! Every wait is bounded ([`RedisStreamPublisher::DEFAULT_TIMEOUT`] for the
-//! connect and the handshake, and for each read and write), so a hung Redis
-//! costs a tick a few seconds, never the worker. Any failure is a
-//! [`PublishError::Unavailable`] naming the destination
-//! (`redis 127.0.0.1:6379/events: …`) and drops the connection; the next
-//! attempt connects afresh. The worker keeps the refused event pending and
-//! retries it, oldest first, next tick (D4).
-//!
-//! # Exactly once, and the window where it is at least once
-//!
-//! A refused connection sent nothing, and a Redis error reply (`-ERR …`)
-//! means Redis did not apply the command: retrying those cannot duplicate.
-//! The ambiguous case is a command written to Redis whose reply never came
-//! (a timeout, a reset connection): Redis may have appended the entry. The
-//! publisher remembers that event, and before sending it again it reads the
-//! stream's newest `IN_DOUBT_LOOKBACK` entries (`XREVRANGE … COUNT`); an
-//! entry identical in all five fields is the lost reply's entry, and the
-//! event counts as delivered without a second `XADD`. (The core never emits
-//! two identical events: one outcome per game per tick, each stamped with
-//! its own instant.) What stays at least once: an entry pushed out of those
-//! newest entries by other writers before the retry, a command still queued
-//! inside Redis when the retry looks, and a crash of healthprobe between
-//! the `XADD` and recording the delivery in the state file.
-//!
-//! # TLS
-//!
-//! `rediss://` connects over TLS (rustls) and verifies the server's
-//! certificate in full, chain and host name (an IP address against the IP
-//! SANs), against the trust of [`RedisStreamPublisher::with_tls`]: the
-//! system store and `--ca-file`. There is no way to turn that off
-//! (redis-rs's `#insecure` is refused), and no client certificate is sent.
-//! The handshake is inside the connect bound; its failure is worded from the
-//! rustls error redis-rs keeps (`tls: certificate signed by unknown
-//! authority`). redis-rs builds its rustls configuration on the process's
-//! default crypto provider: the `healthprobe` binary installs the one of
-//! [`crate::probing::tls::provider`] at start, and an embedder installs one
-//! too unless rustls is built with a single provider (then rustls picks it).
+//! `rediss://` verifies the server's certificate in full against the trust
+//! of [`RedisStreamPublisher::with_tls`]; `#insecure` is refused. redis-rs
+//! builds on the process's default crypto provider, which the binary
+//! installs ([`crate::probing::tls::provider`]).
 
 use std::error::Error as _;
 use std::fmt;
@@ -54,9 +22,10 @@ use std::time::Duration;
 
 use healthprobe_core::HealthEvent;
 use percent_encoding::percent_decode_str;
+use redis::streams::{StreamMaxlen, StreamRangeReply};
 use redis::{
-    ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError,
-    TlsCertificates, Value,
+    Commands, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError,
+    TlsCertificates,
 };
 use url::Host;
 
@@ -108,16 +77,9 @@ impl RedisTarget {
     pub(crate) const DEFAULT_PORT: u16 = 6379;
 
     /// Parse `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`, or `rediss://…`
-    /// for TLS (the same port default: name the TLS port).
-    ///
-    /// The host may be a name, an IPv4 address or a bracketed IPv6 address;
-    /// the stream is the path after its first `/` and must not be empty.
-    /// Credentials (and the stream) are percent-decoded (`%40` for `@`,
-    /// `%3A` for `:`); they are sent with `AUTH` on every connection:
-    /// `:PASSWORD@` for the default user (`requirepass`), `USER:PASSWORD@`
-    /// for an ACL user. A query or a fragment (redis-rs's `?db=` or
-    /// `#insecure`) is refused rather than silently ignored. Errors show the
-    /// URL without its password, or only its scheme when it does not parse.
+    /// for TLS (port 6379 either way). Credentials and the stream are
+    /// percent-decoded; a query or a fragment is refused rather than
+    /// ignored. Errors never show the password.
     pub fn parse(url: &str) -> Result<Self, InvalidUrl> {
         Self::parse_with_default_password(url, None)
     }
@@ -252,11 +214,7 @@ impl RedisStreamPublisher {
     pub(crate) const DEFAULT_MAXLEN: u64 = 100_000;
 
     /// A publisher to `target`, trimming the stream to about `maxlen`
-    /// entries (`MAXLEN ~`; 0 never trims).
-    ///
-    /// Does not connect: the first publish does, so a Redis that is down at
-    /// start only keeps events pending. A `rediss://` target trusts the
-    /// system store; [`Self::with_tls`] adds `--ca-file`.
+    /// entries (`MAXLEN ~`; 0 never trims). Connects at the first publish.
     pub fn new(target: RedisTarget, maxlen: u64) -> Result<Self, PublishError> {
         let destination = target.to_string();
         let client = Self::client(&target, &TlsClient::system())
@@ -273,9 +231,7 @@ impl RedisStreamPublisher {
     }
 
     /// The same, a `rediss://` server's certificate checked against the
-    /// trust of `tls` (the system store and `--ca-file`, the probes' own)
-    /// rather than the system store alone. Its client certificate is not
-    /// used: it is for engines. Reads the system store now, for TLS only.
+    /// trust of `tls` rather than the system store alone.
     pub fn with_tls(mut self, tls: TlsClient) -> Result<Self, PublishError> {
         if self.target.tls {
             self.client = Self::client(&self.target, &tls)
@@ -334,7 +290,7 @@ impl RedisStreamPublisher {
             Ok(connection) => connection,
             Err(err) => return Err(self.fail_connect(&err)),
         };
-        let result = redis::cmd("PING").query::<Value>(connection);
+        let result = redis::cmd("PING").query::<redis::Value>(connection);
         result.map(drop).map_err(|err| self.fail(&err))
     }
 
@@ -379,35 +335,25 @@ impl RedisStreamPublisher {
     /// One attempt: the in-doubt check if needed, then `XADD`.
     fn attempt(&mut self, fields: &Fields) -> Result<(), Attempt> {
         let check = self.in_doubt.as_ref() == Some(fields);
-        let mut newest = redis::cmd("XREVRANGE");
-        newest
-            .arg(&self.target.stream)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(IN_DOUBT_LOOKBACK);
-        let mut xadd = redis::cmd("XADD");
-        xadd.arg(&self.target.stream);
-        if self.maxlen > 0 {
-            xadd.arg("MAXLEN").arg("~").arg(self.maxlen);
-        }
-        xadd.arg("*");
-        for (name, value) in fields {
-            xadd.arg(*name).arg(value.as_str());
-        }
+        let (stream, maxlen) = (self.target.stream.clone(), self.maxlen);
         let reused = self.connection.is_some();
         let connection = self.connection().map_err(Attempt::NotSent)?;
+        let failed = |err| Attempt::Failed { err, reused };
         if check {
-            let newest: Value = newest
-                .query(connection)
-                .map_err(|err| Attempt::Failed { err, reused })?;
+            let newest: StreamRangeReply = connection
+                .xrevrange_count(&stream, "+", "-", IN_DOUBT_LOOKBACK)
+                .map_err(failed)?;
             if stream_holds(&newest, fields) {
                 return Ok(());
             }
         }
-        xadd.query::<Value>(connection)
-            .map(drop)
-            .map_err(|err| Attempt::Failed { err, reused })
+        let added: redis::RedisResult<redis::Value> = if maxlen == 0 {
+            connection.xadd(&stream, "*", fields)
+        } else {
+            let maxlen = StreamMaxlen::Approx(usize::try_from(maxlen).unwrap_or(usize::MAX));
+            connection.xadd_maxlen(&stream, maxlen, "*", fields)
+        };
+        added.map(drop).map_err(failed)
     }
 }
 
@@ -502,31 +448,13 @@ fn event_fields(event: &HealthEvent) -> std::io::Result<Fields> {
 }
 
 /// Whether an `XREVRANGE` reply holds an entry with exactly `fields`.
-fn stream_holds(reply: &Value, fields: &Fields) -> bool {
-    let Value::Array(entries) = reply else {
-        return false;
-    };
-    entries.iter().any(|entry| match entry {
-        Value::Array(pair) if pair.len() == 2 => match &pair[1] {
-            Value::Array(values) => {
-                values.len() == 2 * fields.len()
-                    && values.chunks(2).zip(fields).all(|(kv, (name, value))| {
-                        bytes(&kv[0]) == Some(name.as_bytes())
-                            && bytes(&kv[1]) == Some(value.as_bytes())
-                    })
-            }
-            _ => false,
-        },
-        _ => false,
+fn stream_holds(reply: &StreamRangeReply, fields: &Fields) -> bool {
+    reply.ids.iter().any(|entry| {
+        entry.len() == fields.len()
+            && fields
+                .iter()
+                .all(|(name, value)| entry.get::<String>(name).as_ref() == Some(value))
     })
-}
-
-fn bytes(value: &Value) -> Option<&[u8]> {
-    match value {
-        Value::BulkString(bytes) => Some(bytes),
-        Value::SimpleString(text) => Some(text.as_bytes()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -535,6 +463,7 @@ mod tests {
 
     use super::*;
     use crate::codec::wire::write_event_line;
+    use redis::Value;
 
     fn target(host: &str, port: u16, stream: &str) -> RedisTarget {
         RedisTarget {
@@ -780,15 +709,13 @@ mod tests {
         ];
         let mut other = same;
         other[7] = "t2";
-        assert!(stream_holds(
-            &Value::Array(vec![entry(&other), entry(&same)]),
-            &fields
-        ));
-        assert!(!stream_holds(&Value::Array(vec![entry(&other)]), &fields));
-        assert!(!stream_holds(
-            &Value::Array(vec![entry(&same[..8])]),
-            &fields
-        ));
-        assert!(!stream_holds(&Value::Nil, &fields));
+        let holds = |reply: Value| {
+            redis::from_redis_value::<StreamRangeReply>(reply)
+                .is_ok_and(|reply| stream_holds(&reply, &fields))
+        };
+        assert!(holds(Value::Array(vec![entry(&other), entry(&same)])));
+        assert!(!holds(Value::Array(vec![entry(&other)])));
+        assert!(!holds(Value::Array(vec![entry(&same[..8])])));
+        assert!(!holds(Value::Nil));
     }
 }

@@ -53,10 +53,8 @@ pub enum JournalError {
 ///
 /// The error is serde_json's message without its position, and the column.
 pub fn parse_line(line: &[u8]) -> Result<Input, (usize, String)> {
-    // JSON text is UTF-8 (RFC 8259): a line that is not is malformed, even
-    // where the bad bytes sit in a field the journal ignores. Checking the
-    // whole line once also spares serde_json a UTF-8 check per string (a
-    // fifth of a replay's instructions, see benches/README.md).
+    // JSON text is UTF-8 (RFC 8259), even in a field the journal ignores;
+    // one check of the whole line spares serde_json one per string.
     let line = std::str::from_utf8(line).map_err(|err| {
         (
             err.valid_up_to() + 1,

@@ -1,28 +1,9 @@
-//! Durable state (D5): the hysteresis state and the pending events, as one
-//! snapshot file replaced atomically.
-//!
-//! The file is one JSON object on one line:
-//!
-//! ```json
-//! {"version":1,"states":{"policy":{"failures_threshold":3,"recovery_threshold":1},"games":{"g1":{"consecutive_failures":4,"failure_published":true,"consecutive_successes":0}}},"pending":[{"game_id":"g1","container_id":"c1","event_type":"probe_failed","occurred_at":"2026-11-28T05:00:10.5Z","details":{"consecutive_failures":3,"last_status":503,"last_error":"unexpected status 503"}}]}
-//! ```
-//!
-//! `states` is [`HealthStates`]' own serialization (games sorted by id) and
-//! `pending` the tick machine's pending events ([`healthprobe_core::tick::TickMachine::pending`]), oldest first, as event envelopes.
-//! A file of another `version` is refused, never guessed at.
-//!
-//! A write goes to a temporary file created exclusively beside `FILE`
-//! (`O_CREAT|O_EXCL`, so no symlink is followed; a random name, mode
-//! `0600`, given the mode of the `FILE` it replaces), is fsynced, renamed
-//! over `FILE`, and the directory is fsynced: after a crash at any moment
-//! `FILE` holds either the previous snapshot or the new one, whole.
-//!
-//! One process per state file: [`StateFile::lock`] (taken by the first
-//! [`StateFile::save`] at the latest, so a worker takes it at start)
-//! holds an exclusive `flock` on `FILE.lock`, which holds the holder's PID,
-//! for as long as the `StateFile` lives. A second process is refused with
-//! [`StateFileError::Locked`], naming the holder. The lock file is left in
-//! place when the lock is released: the lock, not the file, is what counts.
+//! Durable state (D5): the hysteresis state and the pending events, one
+//! JSON snapshot (`{"version":1,"states":…,"pending":[…]}`, a file of
+//! another version refused) replaced atomically: a temporary created
+//! exclusively beside `FILE` (`tempfile`), fsynced, renamed over it, the
+//! directory fsynced. One process per state file: a `flock` on `FILE.lock`,
+//! which holds the holder's PID.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -36,15 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapters::strip_position;
 
-/// Open a file of lines for append: created `0600` when missing (an existing
-/// file keeps its mode), and a torn tail (bytes after the last `\n`, left by
-/// a crash or a full disk mid-line) cut back before anything is appended, so
-/// the next line starts on its own line. The cut is logged as a warning
-/// naming the file (`what` says which: `events file`, `journal`) and the
-/// number of bytes dropped; those bytes never counted as written.
-///
-/// Returns the file (readable, so the tail can be checked) and its length
-/// after the repair.
+/// Open a file of lines for append, created `0600` when missing, a torn
+/// tail (bytes after the last `\n`) cut back with a warning naming the file
+/// (`what`): those bytes never counted as written. Returns the file and
+/// its length after the repair.
 pub(crate) fn open_append_lines(path: &Path, what: &str) -> io::Result<(File, u64)> {
     let file = OpenOptions::new()
         .read(true)
@@ -231,13 +207,9 @@ impl StateFile {
         &self.path
     }
 
-    /// Take the exclusive lock on `FILE.lock` for as long as this handle
-    /// lives (a no-op when already held), and write this process's PID in it.
-    ///
-    /// Refused with [`StateFileError::Locked`] (naming the holder's PID when
-    /// the lock file holds one) while another handle, in this process or
-    /// another, holds it. The lock file is created `0600` and never followed
-    /// through a symlink.
+    /// Take the exclusive lock on `FILE.lock` (`0600`, never through a
+    /// symlink) for as long as this handle lives, and write our PID in it;
+    /// [`StateFileError::Locked`] names the holder while another has it.
     pub fn lock(&mut self) -> Result<(), StateFileError> {
         if self.lock.is_some() {
             return Ok(());
@@ -279,9 +251,6 @@ impl StateFile {
     }
 
     /// Read the snapshot; `None` when the file does not exist (a fresh start).
-    ///
-    /// Any other problem is an error naming the file and what was wrong;
-    /// the file is not touched.
     pub(crate) fn load(&self) -> Result<Option<Snapshot>, StateFileError> {
         let name = self.path.display().to_string();
         match fs::read(&self.path) {
@@ -291,11 +260,8 @@ impl StateFile {
         }
     }
 
-    /// Write the snapshot of `states` and `pending` atomically, unless it is
-    /// byte-identical to the last one this handle wrote.
-    ///
-    /// The first call always writes, after taking the lock ([`StateFile::lock`]).
-    /// On error the file holds the previous snapshot, whole.
+    /// Write the snapshot of `states` and `pending` atomically (the lock
+    /// taken first), unless it is byte-identical to the last one written.
     pub fn save(
         &mut self,
         states: &HealthStates,
@@ -338,9 +304,7 @@ impl StateFile {
         Ok(Saved::Written)
     }
 
-    /// Temporary file (exclusive, random name, 0600), write, fsync, rename
-    /// over the file, fsync the directory. `temporary` names the temporary
-    /// file once created, for the error.
+    /// `temporary` names the temporary file once created, for the error.
     fn write_encoded(&self, temporary: &mut Option<String>) -> io::Result<()> {
         let mut prefix = std::ffi::OsString::from(".");
         prefix.push(self.path.file_name().unwrap_or_default());
@@ -363,13 +327,8 @@ impl StateFile {
     }
 }
 
-/// Append the snapshot of `states` and `pending` to `out`, as one JSON line.
-pub fn encode_snapshot(out: &mut Vec<u8>, states: &HealthStates, pending: &[HealthEvent]) {
-    encode_snapshot_with_journal(out, states, pending, None);
-}
-
-/// [`encode_snapshot`] with the journal's committed length (`"journal_len"`,
-/// written only when there is a journal).
+/// Append the snapshot of `states`, `pending` and the journal's committed
+/// length (written only when there is a journal) to `out`, as one JSON line.
 pub fn encode_snapshot_with_journal(
     out: &mut Vec<u8>,
     states: &HealthStates,
@@ -382,16 +341,13 @@ pub fn encode_snapshot_with_journal(
         pending,
         journal_len,
     };
-    // Serializing plain structs, strings, integers and timestamps into a
-    // Vec cannot fail: there is no I/O and every map key is a string.
+    // No I/O, and every map key is a string.
     serde_json::to_writer(&mut *out, &snapshot).expect("a snapshot always serializes");
     out.push(b'\n');
 }
 
-/// Parse a state file's bytes; `name` names the file in errors.
-///
-/// The version is checked first, so a file of another version gets a
-/// version error whatever else it holds.
+/// Parse a state file's bytes; `name` names the file in errors. The version
+/// is checked first, whatever else the file holds.
 pub fn parse_snapshot(bytes: &[u8], name: &str) -> Result<Snapshot, StateFileError> {
     if bytes.trim_ascii().is_empty() {
         return Err(StateFileError::Empty {
@@ -496,7 +452,7 @@ mod tests {
     fn d5_a_snapshot_round_trips_and_pins_its_format() {
         let (states, pending) = failing_states();
         let mut bytes = Vec::new();
-        encode_snapshot(&mut bytes, &states, &pending);
+        encode_snapshot_with_journal(&mut bytes, &states, &pending, None);
         assert_eq!(
             String::from_utf8(bytes.clone()).expect("utf-8"),
             concat!(

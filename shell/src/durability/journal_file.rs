@@ -1,13 +1,7 @@
 //! The run's input journal on disk (D6): every prune and outcome the worker
-//! folds, appended as [`crate::codec::journal`] lines.
-//!
-//! Lines are buffered and reach the file at [`JournalFile::flush`], which the
-//! worker calls at the end of every tick; dropping the journal flushes too.
-//! The journal is diagnostics, not the source of truth: it is not fsynced,
-//! and a process killed mid-tick loses that tick's lines. A line cut off
-//! mid-way (a kill, a full disk) is cut back when the journal is next
-//! opened, with a warning, so the next run's first line starts on its own
-//! line. A new journal is created `0600`.
+//! folds, as [`crate::codec::journal`] lines, buffered until
+//! [`JournalFile::flush`] (each tick's end, and drop). Diagnostics, not the
+//! source of truth: never fsynced.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -35,8 +29,7 @@ pub struct JournalFile {
 }
 
 impl JournalFile {
-    /// Open `path` for append, creating it `0600` if missing; a torn final
-    /// line (no newline) is cut back first, with a warning naming the bytes dropped.
+    /// Open `path` for append, created `0600`, a torn final line cut back.
     pub fn append(path: impl Into<PathBuf>) -> io::Result<Self> {
         let path = path.into();
         let (file, _) = open_append_lines(&path, "journal")?;
@@ -115,8 +108,8 @@ pub struct JournalFlusher(Arc<Mutex<BufWriter<File>>>);
 
 impl JournalFlusher {
     /// Hand every line buffered so far to the operating system, waiting at
-    /// most `patience` for the worker to finish the line it is writing (a
-    /// write stuck on a dead disk must not keep a second signal from exiting).
+    /// most `patience` for a write in progress (a dead disk must not keep a
+    /// second signal from exiting).
     pub fn flush_within(&self, patience: std::time::Duration) -> io::Result<()> {
         let deadline = std::time::Instant::now() + patience;
         loop {

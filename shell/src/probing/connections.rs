@@ -1,34 +1,11 @@
 //! Which connections probes keep between ticks (`run --connections`), and
-//! the rules both probers share about them.
-//!
-//! - [`Connections::Auto`] (the default) keeps connections to `https://`
-//!   engines, as the reference does (Go speaks HTTP/2 to them and keeps the
-//!   connection), and opens a fresh one, asking `Connection: close`, for
-//!   every probe of an `http://` engine, as the reference does there.
-//!   [`Connections::Fresh`] and [`Connections::Keep`] force either.
-//! - A kept connection lives in the stock client's own pool (ureq's, or
-//!   hyper-util's), at most one idle per engine, for [`ConnectionPolicy::idle_timeout`].
-//! - At most [`ConnectionPolicy::max_idle`] connections are kept at once,
-//!   idle or in use, all engines together (`KeptBudget`); its default is
-//!   what the open-file limit leaves beside the probes in flight. A
-//!   connection made while that many are kept is used once and closed:
-//!   a fleet larger than the bound keeps the connections it has and probes
-//!   the rest afresh, and the run says so once in the log. (A pool that
-//!   evicted its least recently used connection instead would close each
-//!   one just before its engine came round again, in a sweep, and keep
-//!   none.)
-//! - A kept connection goes back to the pool only after a keep-alive
-//!   answer whose body was read to its end within `DRAIN_LIMIT` bytes and
-//!   `DRAIN_WAIT`; any other answer closes it.
-//! - A probe over a kept connection that the engine had closed (end of
-//!   stream or a reset before any byte of an answer, `closed_before_answer`)
-//!   goes again, once, on a fresh connection, inside what is left of the
-//!   same probe timeout, as Go's transport retries an idempotent request.
-//!   Any other failure is the probe's outcome.
-//!
-//! A kept connection does not exercise the engine's accept path (nor, over
-//! TLS, its handshake and certificate): the README says when that
-//! trade-off is worth it.
+//! the rules both probers share about them. A kept connection lives in the
+//! stock client's own pool, one idle per engine; at most
+//! [`ConnectionPolicy::max_idle`] are kept at once (`KeptBudget`), and one
+//! made beyond that is used once and closed (an LRU pool would close each
+//! just before its engine came round again, and keep none). A kept
+//! connection the engine had closed is retried once on a fresh one, inside
+//! the same probe timeout, as Go's transport retries an idempotent request.
 
 use std::io;
 use std::sync::Arc;
@@ -37,15 +14,11 @@ use std::time::Duration;
 
 use tracing::warn;
 
-/// Largest response body read (and discarded) so that the connection can be
-/// kept; a bigger one closes the connection instead. Health bodies are a
-/// few bytes (`ok`).
+/// Largest response body read (and discarded) to keep its connection.
 pub(crate) const DRAIN_LIMIT: u64 = 4 * 1024;
 
 /// Longest a probe waits, once its status is known, for the rest of the
-/// body (up to [`DRAIN_LIMIT`]): a body slower than that closes the
-/// connection instead of holding the probe (and its slot) until the probe
-/// timeout. Health bodies come with the head.
+/// body: a slower one closes the connection rather than hold the slot.
 pub(crate) const DRAIN_WAIT: Duration = Duration::from_millis(100);
 
 /// Files the process needs besides its probes' sockets: the state, journal
@@ -94,12 +67,9 @@ impl ConnectionPolicy {
     pub(crate) const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
     /// `connections` for a worker ticking every `interval` with at most
-    /// `max_concurrency` probes in flight: kept connections stay idle up to
-    /// two intervals (at least `Self::MIN_IDLE_TIMEOUT`), so every tick
-    /// finds them and a game that left the fleet has its connection closed
-    /// soon after; as many are kept as the open-file soft limit leaves
-    /// beside the probes in flight and `RESERVED_FILES` (the CLI raises
-    /// the soft limit to the hard one first).
+    /// `max_concurrency` probes in flight: idle up to two intervals (at least
+    /// `Self::MIN_IDLE_TIMEOUT`), as many as the open-file soft limit leaves
+    /// beside the probes in flight and `RESERVED_FILES`.
     pub fn new(connections: Connections, interval: Duration, max_concurrency: usize) -> Self {
         use rustix::process::{Resource, getrlimit};
         let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
@@ -139,10 +109,8 @@ impl KeptBudget {
         })
     }
 
-    /// A place for one more kept connection, if the bound leaves one: the
-    /// connection may be kept while it holds the place. Without one the
-    /// connection is used once and closed, and the first time that happens
-    /// the run says so.
+    /// A place for one more kept connection, if the bound leaves one (the
+    /// first refusal is logged).
     pub(crate) fn admit(self: &Arc<Self>) -> Option<KeptPlace> {
         let admitted = self
             .kept
@@ -177,9 +145,7 @@ impl Drop for KeptPlace {
 }
 
 /// Whether an I/O error means the engine had closed the connection before
-/// it sent any byte of an answer: end of stream, a reset, an abort, or a
-/// broken pipe while the request was being sent. On a kept connection such
-/// a failure is retried once on a fresh one.
+/// any byte of an answer (retried once on a fresh connection).
 pub(crate) fn closed_before_answer(err: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(

@@ -1,25 +1,9 @@
-//! One probe: `GET {engine_endpoint}/healthz` with ureq, bounded in time and memory.
-//!
-//! - R1: healthy only for status 200; any other status is
-//!   `unexpected status N`; no response at all is status 0 with a readable
-//!   error (`timeout`, `connection refused`, ...).
-//! - R2: the URL is the endpoint with every trailing `/` trimmed, then `/healthz`.
-//! - R10: the whole call (resolve, connect, send, response headers) is bounded
-//!   by the probe timeout.
-//! - D2: redirects are not followed; a 3xx is `unexpected status 3xx`.
-//! - Response heads are capped at [`MAX_RESPONSE_HEADER_BYTES`]; proxy
-//!   settings from the environment are ignored. A body is read only to keep
-//!   its connection ([`crate::probing::connections`]): at most
-//!   `DRAIN_LIMIT` bytes.
-//! - `https://` endpoints are probed over TLS ([`crate::probing::tls`]): the
-//!   handshake is part of the probe and of its timeout, a TLS failure is
-//!   status 0 with a `tls: …` error and [`ProbeClass::Tls`], and the 16 KiB
-//!   head cap counts decrypted bytes.
-//! - Connections are kept or fresh as [`ConnectionPolicy`] says, in ureq's
-//!   own pool.
-//! - [`classify`] sorts a result into a [`ProbeClass`] for metrics. The
-//!   error texts it recognises are the constants of `reason`, which both
-//!   probers use to word their errors, so the two cannot drift apart.
+//! One probe with ureq: `GET {engine_endpoint}/healthz` (R1, R2 decided by
+//! the core), the whole call bounded by the probe timeout (R10), no
+//! redirect followed (D2), no proxy, the response head capped at
+//! [`MAX_RESPONSE_HEADER_BYTES`] (decrypted bytes over TLS). The texts of
+//! `reason` word both probers' errors and [`classify`] reads them back, so
+//! the three cannot drift apart.
 
 use std::cell::Cell;
 use std::hash::{DefaultHasher, Hasher};
@@ -65,25 +49,18 @@ pub(crate) const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60
 
 /// The error texts of a probe that got no response, shared by both probers and [`classify`].
 pub(crate) mod reason {
-    /// The probe timeout passed (R10).
     pub(crate) const TIMEOUT: &str = "timeout";
-    /// Nothing listens on the engine's port.
     pub(crate) const CONNECTION_REFUSED: &str = "connection refused";
-    /// The engine's name resolved to no address.
     pub(crate) const HOST_NOT_FOUND: &str = "host not found";
-    /// Start of the error of a failed name lookup: `cannot resolve host NAME: why`.
+    /// Start of `cannot resolve host NAME: why`.
     pub(crate) const CANNOT_RESOLVE_HOST: &str = "cannot resolve host ";
-    /// Every address of the engine failed to connect.
     pub(crate) const CONNECTION_FAILED: &str = "connection failed";
-    /// No route to the engine's network.
     pub(crate) const NETWORK_UNREACHABLE: &str = "network unreachable";
-    /// No route to the engine's host.
     pub(crate) const HOST_UNREACHABLE: &str = "host unreachable";
-    /// The local address cannot be used (ephemeral ports exhausted, ...).
     pub(crate) const ADDRESS_NOT_AVAILABLE: &str = "address not available";
 
-    /// The errors of a connection that could not be made (besides
-    /// [`CANNOT_RESOLVE_HOST`], a prefix).
+    /// The errors of a connection that could not be made (besides the prefix
+    /// [`CANNOT_RESOLVE_HOST`]).
     pub(crate) const CONNECT_ERRORS: [&str; 6] = [
         CONNECTION_REFUSED,
         HOST_NOT_FOUND,
@@ -97,10 +74,8 @@ pub(crate) mod reason {
 pub use healthprobe_core::tick::ProbeClass;
 
 /// The class of a result known only by its text (a journal line, a
-/// simulation): healthy is [`ProbeClass::Ok`]; an unhealthy result with a
-/// status is [`ProbeClass::BadStatus`]; without one (status 0), its error
-/// text decides, as worded by `reason`. The probers do not use it: they
-/// decide the class from the error's structure ([`Prober::probe_classified`]).
+/// simulation); the probers decide it from the error's structure instead
+/// ([`Prober::probe_classified`]).
 ///
 /// ```
 /// use healthprobe_core::ProbeResult;
@@ -124,14 +99,8 @@ pub fn classify(result: &ProbeResult) -> ProbeClass {
     }
 }
 
-/// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) through ureq
-/// [`Agent`]s as they ship, and their connection pools.
-///
-/// Cheap to share by reference across probe threads (`Sync`). A probe
-/// whose connection is fresh (`Connections::keeps`) sends `Connection:
-/// close` and drops the connection after the response head, as the
-/// reference does for `http://` engines; one whose connection is kept
-/// reads the (small) body to its end so that ureq pools the connection.
+/// Probes engines over HTTP/1.1 (and over TLS) through ureq [`Agent`]s as
+/// they ship, and their pools. Shared by reference across probe threads.
 #[derive(Debug, Clone)]
 pub struct Prober {
     agents: Arc<Agents>,
@@ -139,18 +108,15 @@ pub struct Prober {
     connections: Connections,
 }
 
-/// Kept connections per agent, about: ureq's pool walks all its idle
-/// connections, comparing their addresses pairwise, on every connect and
-/// every return, so a pool must stay small (one agent over 1,000 kept
-/// connections spent minutes of CPU on a tick; benches/README.md).
+/// Kept connections per agent, about: ureq's pool compares its idle
+/// connections pairwise on every connect and return, so pools stay small.
 const KEPT_PER_AGENT: usize = 4;
 
 /// Most agents a prober spreads its engines over.
 const MOST_AGENTS: usize = 16_384;
 
-/// ureq agents of one configuration, TLS client and [`KeptBudget`], made
-/// as first needed: an engine's probes always go through the agent its
-/// address hashes to, whose pool keeps its connection.
+/// ureq agents of one configuration, made as first needed: an engine's
+/// probes always go through the agent its address hashes to.
 #[derive(Debug)]
 struct Agents {
     config: Config,
@@ -184,18 +150,14 @@ impl Agents {
 }
 
 impl Prober {
-    /// A prober whose every probe is bounded by `probe_timeout`, start to
-    /// end, with the trust and client certificate of `tls` and the
-    /// connections of `policy`.
-    ///
-    /// A timeout above `MAX_PROBE_TIMEOUT` (a year) is treated as a year.
+    /// A prober whose every probe is bounded by `probe_timeout` (at most a
+    /// year), start to end, with the TLS of `tls` and the connections of `policy`.
     pub fn new(probe_timeout: Duration, tls: TlsClient, policy: ConnectionPolicy) -> Self {
         let probe_timeout = probe_timeout.min(MAX_PROBE_TIMEOUT);
         let config = Agent::config_builder()
             .proxy(None)
             .timeout_global(Some(probe_timeout))
-            // A body slower than this is not waited for (the outcome is
-            // known): its connection is just not kept.
+            // A slower body is not waited for: its connection is not kept.
             .timeout_recv_body(Some(DRAIN_WAIT))
             .max_redirects(0)
             .http_status_as_error(false)
@@ -220,9 +182,7 @@ impl Prober {
         }
     }
 
-    /// Probe one engine: `GET {engine_endpoint}/healthz` (R2), healthy iff status 200 (R1).
-    ///
-    /// Never panics; returns within the probe timeout (plus scheduling noise).
+    /// Probe one engine (R1, R2); returns within the probe timeout, never panics.
     pub fn probe(&self, engine_endpoint: &str) -> ProbeResult {
         self.probe_classified(engine_endpoint).0
     }
@@ -243,7 +203,10 @@ impl Prober {
             };
         }
         let started = Instant::now();
-        CALL.set(Call::keeping());
+        CALL.set(Call {
+            keep: true,
+            ..Call::default()
+        });
         let mut response = agent.get(&url).call();
         let call = CALL.get();
         if let Err(Error::Io(io)) = &response
@@ -283,9 +246,8 @@ impl Prober {
     }
 }
 
-/// What the probe running on this thread asked of its connection and got
-/// (ureq runs a call, connectors and transports included, on the caller's
-/// thread).
+/// What the probe on this thread asked of its connection and got (ureq
+/// runs a call, connectors included, on the caller's thread).
 #[derive(Debug, Clone, Copy, Default)]
 struct Call {
     /// The probe may keep its connection.
@@ -296,24 +258,15 @@ struct Call {
     answered: bool,
 }
 
-impl Call {
-    fn keeping() -> Self {
-        Self {
-            keep: true,
-            ..Self::default()
-        }
-    }
-}
-
 thread_local! {
     static CALL: Cell<Call> = const {
         Cell::new(Call { keep: false, connected: false, answered: false })
     };
 }
 
-/// The last link of the connector chain: a fresh connection of a keeping
-/// probe takes a place in the [`KeptBudget`] if one is left, and only a
-/// connection holding one tells ureq it can be pooled.
+/// The last link of the connector chain: a new connection of a keeping
+/// probe takes a place in the [`KeptBudget`] if one is left; only one with
+/// a place may be pooled.
 #[derive(Debug)]
 struct KeepingConnector {
     budget: Arc<KeptBudget>,
@@ -364,8 +317,6 @@ impl<T: Transport> Transport for Keeping<T> {
         Ok(more)
     }
 
-    /// Asked by ureq as it returns a connection to its pool and as it takes
-    /// one out: only a connection with a place may be kept.
     fn is_open(&mut self) -> bool {
         self.place.is_some() && self.inner.is_open()
     }
@@ -391,13 +342,9 @@ pub(crate) fn head_too_large(limit: usize) -> String {
     format!("response header larger than {limit} bytes")
 }
 
-pub(crate) fn unhealthy(status: u16, error: String) -> ProbeResult {
-    ProbeResult::Unhealthy { status, error }
-}
-
 /// A failure with no response (status 0) of `class`.
 pub(crate) fn failed(class: ProbeClass, error: String) -> (ProbeResult, ProbeClass) {
-    (unhealthy(0, error), class)
+    (ProbeResult::Unhealthy { status: 0, error }, class)
 }
 
 /// The failure of a probe that got no usable response.
@@ -458,10 +405,9 @@ pub(crate) fn describe_io(err: &io::Error) -> (ProbeClass, String) {
     (class, reason.to_owned())
 }
 
-/// TLS for `https://` probes: ureq's own rustls connector, but with the
-/// run's [`rustls::ClientConfig`] ([`TlsClient::probe_config`]: our trust, the
-/// client certificate, resumption off), which ureq's `TlsConfig` cannot
-/// express; a failed handshake is a [`TlsFailure`] worded for the host.
+/// TLS for `https://` probes, with the run's [`TlsClient::probe_config`]
+/// (which ureq's `TlsConfig` cannot express); a failed handshake is a
+/// [`TlsFailure`] worded for the host.
 #[derive(Debug)]
 struct TlsConnector {
     tls: TlsClient,
@@ -556,27 +502,17 @@ impl Transport for TlsTransport {
 
 /// A failed name lookup, carried inside an [`io::Error`] so the probe knows
 /// its kind without reading the text.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub(crate) struct ResolveFailed(pub(crate) String);
-
-impl std::fmt::Display for ResolveFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ResolveFailed {}
 
 /// The error text of a failed name lookup: `cannot resolve host NAME: why`.
 pub(crate) fn cannot_resolve(host: &str, why: &dyn std::fmt::Display) -> String {
     format!("{}{host}: {why}", reason::CANNOT_RESOLVE_HOST)
 }
 
-/// ureq's resolver, its failures carried as [`ResolveFailed`] so that a
-/// failed lookup is classed [`ProbeClass::ConnectError`] by its type, and
-/// an IP address taken as it is: ureq's resolver starts a thread for every
-/// lookup bounded by a timeout, even of an IP address, which cost most of
-/// a fresh probe's CPU (benches/README.md).
+/// ureq's resolver, its failures carried as [`ResolveFailed`], and an IP
+/// address taken as it is (ureq's starts a thread per lookup, even of one).
 #[derive(Debug)]
 struct ClassifyingResolver;
 
@@ -622,6 +558,10 @@ fn default_port(uri: &Uri) -> Option<u16> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    pub(crate) fn unhealthy(status: u16, error: String) -> ProbeResult {
+        ProbeResult::Unhealthy { status, error }
+    }
 
     /// An `https://` endpoint on a port nobody listens on (both probers' tests).
     pub(crate) const HTTPS_CLOSED_PORT: &str = "HTTPS://127.0.0.1:1/";

@@ -1,31 +1,12 @@
-//! One probe on tokio: `GET {engine_endpoint}/healthz` with hyper-util's
-//! client, with the same rules and error texts as the blocking [`Prober`].
-//!
-//! - R1, R2, D2 as in [`crate::probing::probe`]: healthy only for 200, the same URL,
-//!   no redirect followed (the client follows none).
-//! - R10: the whole call — resolve, connect, handshake, request, response
-//!   head, and a kept connection's body — runs inside one
-//!   [`tokio::time::timeout`] of the probe timeout; one that runs out during
-//!   a TLS handshake is `tls: handshake timeout`.
-//! - The stock client: hyper-util's `Client` (its connection pool, at most
-//!   one idle connection per engine) over hyper-rustls with the run's
-//!   [`TlsClient`] configuration; no proxy (the client knows none). Its
-//!   read buffer is capped at [`MAX_RESPONSE_HEADER_BYTES`], so a bigger
-//!   head fails with `response header larger than 16384 bytes`.
-//! - Connections are kept or fresh as [`ConnectionPolicy`] says
-//!   ([`crate::probing::connections`]); a fresh one is asked to close and its body is
-//!   never read. The thin adapter here (`KeepingConnector`) marks each new
-//!   connection: whether it may be kept (`KeptBudget`); whether it has
-//!   served a whole exchange (`Served`, so that a failure on it is
-//!   retried once, and so that before it serves again one look at its
-//!   socket finds no close and no answer the engine sent unasked, which
-//!   would otherwise be read as the next request's answer); and, for the
-//!   probe that made it, when the TCP connection was up (so a timeout after
-//!   it, and before the connection was handed to hyper, was the TLS
-//!   handshake's).
-//! - Probe on a runtime that keeps running between probes (the worker's
-//!   does): hyper watches idle connections from their own tasks and puts a
-//!   kept connection back in its pool from one.
+//! One probe on tokio with hyper-util's `Client` over hyper-rustls: the same
+//! rules and error texts as the blocking [`Prober`]. The whole call runs in
+//! one [`tokio::time::timeout`] (R10); one that runs out during a TLS
+//! handshake is `tls: handshake timeout`. The thin adapter here
+//! (`KeepingConnector`) marks each new connection: whether it may be kept
+//! (`KeptBudget`), whether it has `Served` a whole exchange (so a failure on
+//! it is retried once, and a close or unasked answer is looked for before it
+//! serves again), and when its TCP connection was up. Probe on one runtime,
+//! kept running between probes: hyper's pool works from its own tasks.
 //!
 //! [`Prober`]: crate::probing::probe::Prober
 
@@ -62,10 +43,8 @@ use crate::probing::probe::{
 };
 use crate::probing::tls::{self, TlsClient};
 
-/// Probes engines over HTTP/1.1 (and HTTP/1.1 over TLS) on the current
-/// tokio runtime, through one hyper-util client and its pool.
-///
-/// Cheap to clone into every probe task (the client is shared).
+/// Probes engines over HTTP/1.1 (and over TLS) through one hyper-util
+/// client and its pool. Cheap to clone into every probe task.
 #[derive(Debug, Clone)]
 pub struct AsyncProber {
     client: Client<HttpsConnector<KeepingConnector>, Empty<Bytes>>,
@@ -74,9 +53,8 @@ pub struct AsyncProber {
     connections: Connections,
 }
 
-/// What a probe asked of its connection and how far a new one got, for
-/// the connector it runs (a task-local: hyper-util connects inside the
-/// request's own future).
+/// What a probe asked of its connection and how far a new one got (a
+/// task-local: hyper-util connects inside the request's own future).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Call {
     /// The probe may keep its connection.
@@ -85,10 +63,8 @@ struct Call {
     connection: Option<Made>,
 }
 
-/// Whether a connection has served a whole exchange: it is kept, and the
-/// next request on it goes over a connection the engine may have closed.
-/// Shared by the connection ([`Keeping`]) and its pool entry (an extra of
-/// its [`Connected`], which hyper-util hands back with each response and error).
+/// Whether a connection has served a whole exchange, shared by the
+/// connection ([`Keeping`]) and its pool entry (an extra of its [`Connected`]).
 #[derive(Debug, Clone, Default)]
 struct Served(Arc<AtomicBool>);
 
@@ -120,9 +96,7 @@ tokio::task_local! {
 
 impl AsyncProber {
     /// A prober whose every probe is bounded by `probe_timeout`, start to
-    /// end, with the trust and client certificate of `tls` and the
-    /// connections of `policy`. Its pool's timer and connection tasks run on
-    /// the tokio runtime the probes run on: probe on one runtime only.
+    /// end, with the TLS of `tls` and the connections of `policy`.
     pub fn new(probe_timeout: Duration, tls: TlsClient, policy: ConnectionPolicy) -> Self {
         let mut http = HttpConnector::new_with_resolver(ClassifyingResolver(GaiResolver::new()));
         // hyper-rustls hands `https://` addresses to it as well.
@@ -147,18 +121,14 @@ impl AsyncProber {
         }
     }
 
-    /// Probe one engine: `GET {engine_endpoint}/healthz` (R2), healthy iff status 200 (R1).
-    ///
-    /// Must run inside a tokio runtime with the time and I/O drivers
-    /// enabled. Never panics; completes within the probe timeout (plus
-    /// scheduling noise).
+    /// Probe one engine (R1, R2) on a tokio runtime with time and I/O;
+    /// completes within the probe timeout, never panics.
     pub async fn probe(&self, engine_endpoint: &str) -> ProbeResult {
         self.probe_classified(engine_endpoint).await.0
     }
 
     /// [`AsyncProber::probe`], with the kind of outcome decided from the
-    /// error's structure (the error types in its chain, the I/O error
-    /// kind), not its text.
+    /// error's structure, not its text.
     pub async fn probe_classified(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         let url = probe_url(engine_endpoint);
         let (uri, https) = match target(&url) {
@@ -218,10 +188,8 @@ impl AsyncProber {
         .await
     }
 
-    /// A request over the engine's kept connection, or a new one the pool
-    /// keeps: hyper-util's client. The body is read to its end (or the
-    /// connection closed): only a whole, small body leaves the connection
-    /// to the pool. The outcome is the status either way.
+    /// A request through the pool. The body is read to its end within
+    /// `DRAIN_LIMIT` and `DRAIN_WAIT`, or the connection is not kept.
     async fn exchange_kept(
         &self,
         uri: &Uri,
@@ -250,10 +218,8 @@ impl AsyncProber {
         Ok(status)
     }
 
-    /// A request over a fresh connection asked to close: hyper's HTTP/1
-    /// client on a connection from the same connector, driven in this
-    /// task (a connection the pool never sees needs neither the pool nor a
-    /// task of its own). The body is never read.
+    /// A request over a fresh connection asked to close, driven in this task
+    /// (the pool never sees it). The body is never read.
     async fn exchange_fresh(&self, uri: &Uri) -> Result<u16, Exchange> {
         let host = match (uri.host(), uri.port()) {
             (Some(host), Some(port)) => format!("{host}:{port}"),
@@ -351,9 +317,7 @@ fn target(url: &str) -> Result<(Uri, bool), (ProbeClass, String)> {
 }
 
 /// The class and text of a failed request, from the error types in its
-/// chain: a failed lookup, a rustls error, hyper's parse and early-close
-/// errors, then the innermost I/O error — a TLS failure if the connection
-/// was still in its handshake (`made` is [`Made::Tcp`]).
+/// chain; an I/O error while `made` is [`Made::Tcp`] is the handshake's.
 fn describe(
     err: &(dyn StdError + 'static),
     host: &str,
@@ -396,10 +360,7 @@ fn describe(
 }
 
 /// The text of a response hyper could not parse, worded as the blocking
-/// prober words ureq's (`malformed response: http parse fail: invalid HTTP
-/// version`, `response header larger than 16384 bytes`). hyper's client
-/// tells a parse error's kind only in its text (`message head is too
-/// large`, `invalid HTTP version parsed`, ...).
+/// prober words ureq's (hyper tells the kind only in its text).
 fn malformed(err: &hyper::Error) -> String {
     let text = err.to_string();
     if text == "message head is too large" {
@@ -432,9 +393,8 @@ fn closed_early(err: &(dyn StdError + 'static)) -> bool {
     false
 }
 
-/// hyper-util's TCP connector, each new connection marked for the probe
-/// that made it ([`Call`]) and given a place among the kept ones if the
-/// probe keeps it and the [`KeptBudget`] has one.
+/// hyper-util's TCP connector, each new connection marked for its probe
+/// ([`Call`]) and given a [`KeptBudget`] place if the probe keeps it.
 #[derive(Debug, Clone)]
 pub(crate) struct KeepingConnector {
     http: HttpConnector<ClassifyingResolver>,
@@ -478,9 +438,8 @@ impl tower_service::Service<Uri> for KeepingConnector {
     }
 }
 
-/// A new connection, its place among the kept ones if it has one (without
-/// one, hyper's pool is told not to keep it: a poisoned [`Connected`]), and
-/// whether it has [`Served`].
+/// A new connection, its kept place (without one, its [`Connected`] is
+/// poisoned so hyper's pool drops it), and whether it has [`Served`].
 #[derive(Debug)]
 pub(crate) struct Keeping {
     stream: TokioIo<TcpStream>,
@@ -505,11 +464,9 @@ impl Connection for Keeping {
 }
 
 impl Keeping {
-    /// Whether a connection about to serve again has anything to read: the
-    /// engine's close, or bytes it sent unasked (an answer ahead of its
-    /// request, which would be read as this request's answer). One
-    /// non-blocking look at the socket: hyper's own watch over an idle
-    /// connection runs in another task, and can be a moment late.
+    /// Whether a connection about to serve again has anything to read (a
+    /// close, or an answer sent unasked): hyper's own watch runs in another
+    /// task and can be a moment late.
     fn spoiled(&self) -> bool {
         if !self.served.get() {
             return false;
@@ -559,8 +516,7 @@ impl Write for Keeping {
     }
 }
 
-/// hyper-util's resolver, its failures carried as [`ResolveFailed`] so
-/// that a failed lookup is classed [`ProbeClass::ConnectError`] by its type.
+/// hyper-util's resolver, its failures carried as [`ResolveFailed`].
 #[derive(Debug, Clone)]
 pub(crate) struct ClassifyingResolver(GaiResolver);
 
@@ -591,7 +547,7 @@ impl tower_service::Service<Name> for ClassifyingResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probing::probe::unhealthy;
+    use crate::probing::probe::tests::unhealthy;
 
     fn probe(endpoint: &str) -> ProbeResult {
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,54 +1,29 @@
-//! TLS for `https://` engines (both runtimes): one place decides what is trusted.
+//! TLS for `https://` engines (both runtimes) and for databases: the one
+//! place that decides what is trusted and words what failed.
 //!
-//! - **Trust**: the system store as Go reads it on Linux — the file named by
-//!   `SSL_CERT_FILE` and the directories in `SSL_CERT_DIR`, or else the
-//!   distribution's bundle (`rustls-native-certs`) — plus the certificates
-//!   of `--ca-file`. Verification is always on; there is no way to turn it off.
-//! - **Names**: SNI is the endpoint's host; an IP-literal endpoint is
-//!   verified against the certificate's IP SANs (and sends no SNI, as RFC
-//!   6066 says).
-//! - **mTLS**: `--tls-client-cert` / `--tls-client-key` present a client
-//!   certificate to engines that ask for one.
-//! - **Every new connection verifies**: session resumption is off, so each
-//!   connection is a full handshake that checks the engine's certificate as
-//!   it is now (Go's `http.Client` does not resume either, without a session
-//!   cache). ALPN offers `http/1.1` only: the probers speak HTTP/1.1.
-//! - **One crypto provider**: rustls' `ring` provider as it ships, for
-//!   probes and databases alike ([`provider`]).
-//! - **Errors a person understands**: `describe_tls` words each rustls
-//!   failure (`tls: certificate signed by unknown authority`, `tls: handshake
-//!   timeout`, ...), always starting with `TLS_ERROR_PREFIX`, which is how
-//!   a journal's text is classed [`ProbeClass::Tls`] again.
-//!
-//! The system store is read once, at the first `https://` probe or verified
-//! database connection, not at start-up: a fleet without TLS never pays for
-//! it. The files of `--ca-file` and the client certificate are read and
-//! checked at start-up ([`TlsClient::new`]), so a bad one stops the run at
-//! once, named.
-//!
-//! # Databases
-//!
-//! PostgreSQL and Redis connections use the same trust (the system store
-//! plus `--ca-file`) through [`TlsClient::database_config`], with what
-//! [`ServerVerification`] says is checked of the server's certificate
-//! (PostgreSQL's `sslmode`; Redis always verifies in full), no ALPN and no
-//! client certificate: `--tls-client-cert` is an identity for engines and is
-//! not shown to databases. `describe_database_tls` words their failures.
+//! Trust is the system store as Go reads it on Linux (`SSL_CERT_FILE`,
+//! `SSL_CERT_DIR`, else the distribution's bundle) plus `--ca-file`, read
+//! once, at the first connection that needs it. Verification is always on
+//! for engines; resumption is off, so every connection checks the
+//! certificate as it is now. `--tls-client-cert` is shown to engines only.
+//! Databases check what [`ServerVerification`] says (PostgreSQL's
+//! `sslmode`; Redis always in full). Every failure text starts with
+//! `TLS_ERROR_PREFIX`, which is how a journal's text is classed
+//! [`ProbeClass::Tls`] again.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use rustls::client::Resumption;
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WantsClientCert, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
-    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore,
-    SignatureScheme,
+    AlertDescription, CertificateError, ClientConfig, ConfigBuilder, DigitallySignedStruct,
+    RootCertStore, SignatureScheme, WantsVerifier,
 };
 
 use crate::probing::probe::ProbeClass;
@@ -125,60 +100,43 @@ pub enum TlsSetupError {
 
 /// The TLS client of a run: its trust settings, its client certificate,
 /// and the rustls configurations built from them (once, on first use).
-///
 /// Cheap to clone (shared).
 #[derive(Clone)]
 pub struct TlsClient {
     inner: Arc<Inner>,
 }
 
+type ClientAuth = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
 struct Inner {
     extra_roots: Vec<CertificateDer<'static>>,
     ca_file: Option<PathBuf>,
-    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    client_auth: Option<ClientAuth>,
     trust: OnceLock<Arc<Trust>>,
     probe_config: OnceLock<Arc<ClientConfig>>,
     /// One per [`ServerVerification`], in its order.
     database_configs: [OnceLock<Arc<ClientConfig>>; 3],
 }
 
-/// The trusted roots, read once: the store and the certificates it was made of.
+/// The trusted roots: the store, and the certificates it accepted (system
+/// first), for [`TlsClient::trusted_roots_pem`].
 struct Trust {
     store: Arc<RootCertStore>,
-    /// Every certificate the store accepted as a trust anchor (system
-    /// first), for [`TlsClient::trusted_roots_pem`].
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     certs: Vec<CertificateDer<'static>>,
 }
 
-/// What a database connection checks of the server's certificate.
-///
-/// The handshake's signatures are checked in every case (the server must
-/// hold the key of the certificate it presents); what differs is whether
-/// that certificate must chain to a trusted root and name the host.
+/// What a database connection checks of the server's certificate. The
+/// handshake's signatures are checked in every case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerVerification {
-    /// Encryption only: any certificate is accepted. PostgreSQL's
-    /// `sslmode=prefer` and `sslmode=require`, as libpq without a root
-    /// certificate file: safe against a passive eavesdropper, not against
-    /// an active man in the middle.
-    EncryptOnly,
-    /// The chain up to a trusted root (validity dates and purpose
-    /// included), but not the host name: `sslmode=verify-ca`.
-    Chain,
-    /// The chain and the host name (or IP address, against the IP SANs):
-    /// `sslmode=verify-full`, and every `rediss://` connection.
-    Full,
-}
-
-impl ServerVerification {
-    fn index(self) -> usize {
-        match self {
-            Self::EncryptOnly => 0,
-            Self::Chain => 1,
-            Self::Full => 2,
-        }
-    }
+    /// Any certificate (`sslmode=prefer` and `require`, as libpq without a
+    /// root certificate file): safe against a passive eavesdropper only.
+    EncryptOnly = 0,
+    /// The chain up to a trusted root, not the host name: `sslmode=verify-ca`.
+    Chain = 1,
+    /// The chain and the host name (or IP address): `sslmode=verify-full`, `rediss://`.
+    Full = 2,
 }
 
 impl fmt::Debug for TlsClient {
@@ -226,7 +184,7 @@ impl TlsClient {
     fn from_parts(
         extra_roots: Vec<CertificateDer<'static>>,
         ca_file: Option<PathBuf>,
-        client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+        client_auth: Option<ClientAuth>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -240,8 +198,7 @@ impl TlsClient {
         }
     }
 
-    /// Every trusted root: the system store, then `--ca-file`; read at the
-    /// first call, once for probes and databases alike.
+    /// Every trusted root, read at the first call.
     fn trust(&self) -> Arc<Trust> {
         self.inner
             .trust
@@ -291,16 +248,13 @@ impl TlsClient {
         }
     }
 
-    /// The configuration every `https://` probe uses (both runtimes),
-    /// built at the first call: the trust store is read then, once.
+    /// The configuration of every `https://` probe (both runtimes): our
+    /// trust, the client certificate, resumption off, ALPN `http/1.1` only.
     pub(crate) fn probe_config(&self) -> Arc<ClientConfig> {
         self.inner
             .probe_config
             .get_or_init(|| {
-                let builder = ClientConfig::builder_with_provider(provider())
-                    .with_safe_default_protocol_versions()
-                    .expect("the default provider supports TLS 1.2 and 1.3")
-                    .with_root_certificates(Arc::clone(&self.trust().store));
+                let builder = builder().with_root_certificates(Arc::clone(&self.trust().store));
                 let mut config = match &self.inner.client_auth {
                     Some((chain, key)) => builder
                         .with_client_auth_cert(chain.clone(), key.clone_key())
@@ -315,49 +269,32 @@ impl TlsClient {
     }
 
     /// The configuration of a database connection (PostgreSQL, Redis) that
-    /// checks what `verification` says, built at the first call for each.
-    ///
-    /// The same trust as the probes (the system store and `--ca-file`, read
-    /// only when a verifying mode is first used), no ALPN, no client
-    /// certificate (`--tls-client-cert` is for engines), TLS 1.2 and 1.3.
+    /// checks what `verification` says: the probes' trust, no ALPN, no
+    /// client certificate.
     pub fn database_config(&self, verification: ServerVerification) -> Arc<ClientConfig> {
-        self.inner.database_configs[verification.index()]
+        self.inner.database_configs[verification as usize]
             .get_or_init(|| {
-                let builder = ClientConfig::builder_with_provider(provider())
-                    .with_safe_default_protocol_versions()
-                    .expect("the default provider supports TLS 1.2 and 1.3");
-                let config = match verification {
-                    ServerVerification::Full => builder
-                        .with_root_certificates(Arc::clone(&self.trust().store))
-                        .with_no_client_auth(),
-                    ServerVerification::Chain => builder
-                        .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(ChainOnly::new(Arc::clone(
-                            &self.trust().store,
-                        ))))
-                        .with_no_client_auth(),
-                    ServerVerification::EncryptOnly => builder
-                        .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(EncryptOnly {
-                            algorithms: provider().signature_verification_algorithms,
-                        }))
-                        .with_no_client_auth(),
+                let builder = match verification {
+                    ServerVerification::Full => {
+                        builder().with_root_certificates(Arc::clone(&self.trust().store))
+                    }
+                    ServerVerification::Chain => {
+                        lenient(Lenient::Chain(chain_verifier(self.trust().store.clone())))
+                    }
+                    ServerVerification::EncryptOnly => lenient(Lenient::AnyCertificate),
                 };
-                Arc::new(config)
+                Arc::new(builder.with_no_client_auth())
             })
             .clone()
     }
 
-    /// Every trusted certificate (the system store's that rustls accepts,
-    /// then `--ca-file`'s) as one PEM bundle: for clients that take their
-    /// roots as PEM only (redis-rs's `TlsCertificates::root_cert`, which
-    /// replaces the system store rather than adding to it).
+    /// Every trusted certificate as one PEM bundle, for redis-rs, whose
+    /// `root_cert` takes PEM only and replaces the system store.
     #[cfg(feature = "redis")]
     pub(crate) fn trusted_roots_pem(&self) -> String {
         use base64::Engine as _;
-        let trust = self.trust();
         let mut pem = String::new();
-        for cert in &trust.certs {
+        for cert in &self.trust().certs {
             let encoded = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
             pem.push_str("-----BEGIN CERTIFICATE-----\n");
             for line in encoded.as_bytes().chunks(64) {
@@ -370,72 +307,44 @@ impl TlsClient {
     }
 }
 
-/// Accepts any certificate chain, but still checks the handshake's
-/// signatures with it ([`ServerVerification::EncryptOnly`]).
+/// A configuration on [`provider`], TLS 1.2 and 1.3, before its verifier.
+fn builder() -> ConfigBuilder<ClientConfig, WantsVerifier> {
+    ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("the default provider supports TLS 1.2 and 1.3")
+}
+
+fn lenient(verifier: Lenient) -> ConfigBuilder<ClientConfig, WantsClientCert> {
+    builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+}
+
+/// rustls' own verifier over `roots`, or `None` when nothing is trusted
+/// (rustls refuses a verifier without roots).
+fn chain_verifier(roots: Arc<RootCertStore>) -> Option<Arc<WebPkiServerVerifier>> {
+    WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .ok()
+}
+
+/// A database verifier short of the full check; the handshake's signatures
+/// are always checked against the certificate presented.
 #[derive(Debug)]
-struct EncryptOnly {
-    algorithms: WebPkiSupportedAlgorithms,
+enum Lenient {
+    /// Any certificate ([`ServerVerification::EncryptOnly`]).
+    AnyCertificate,
+    /// rustls' verifier, its name-mismatch error alone ignored
+    /// ([`ServerVerification::Chain`]): rustls checks the name last, once
+    /// the chain, dates and purpose passed.
+    Chain(Option<Arc<WebPkiServerVerifier>>),
 }
 
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+fn algorithms() -> WebPkiSupportedAlgorithms {
+    provider().signature_verification_algorithms
 }
 
-/// WebPKI verification of the server's chain without its name
-/// ([`ServerVerification::Chain`], `sslmode=verify-ca`): rustls' own
-/// verifier, whose name-mismatch error alone is ignored. rustls checks the
-/// name last, once the chain, dates and purpose passed, so every other
-/// check holds.
-#[derive(Debug)]
-struct ChainOnly {
-    /// `None` when nothing is trusted (rustls refuses a verifier without roots).
-    inner: Option<Arc<WebPkiServerVerifier>>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ChainOnly {
-    fn new(roots: Arc<RootCertStore>) -> Self {
-        Self {
-            inner: WebPkiServerVerifier::builder_with_provider(roots, provider())
-                .build()
-                .ok(),
-            algorithms: provider().signature_verification_algorithms,
-        }
-    }
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -444,10 +353,14 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let Some(inner) = &self.inner else {
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::UnknownIssuer,
-            ));
+        let inner = match self {
+            Self::AnyCertificate => return Ok(ServerCertVerified::assertion()),
+            Self::Chain(None) => {
+                return Err(rustls::Error::InvalidCertificate(
+                    CertificateError::UnknownIssuer,
+                ));
+            }
+            Self::Chain(Some(inner)) => inner,
         };
         match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
@@ -463,7 +376,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms())
     }
 
     fn verify_tls13_signature(
@@ -472,11 +385,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        algorithms().supported_schemes()
     }
 }
 
@@ -487,91 +400,65 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
 }
 
-fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    const WHAT: &str = "--ca-file";
-    let pem = std::fs::read(path).map_err(|source| TlsSetupError::Read {
-        what: WHAT,
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsSetupError> {
+    std::fs::read(path).map_err(|source| TlsSetupError::Read {
+        what,
         path: path.to_owned(),
         source,
-    })?;
-    let invalid = |why: String| TlsSetupError::Invalid {
-        what: WHAT,
+    })
+}
+
+fn invalid(what: &'static str, path: &Path, why: String) -> TlsSetupError {
+    TlsSetupError::Invalid {
+        what,
         path: path.to_owned(),
         why,
-    };
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| invalid(format!("not a PEM certificate file: {err}")))?;
-    if certs.is_empty() {
-        return Err(invalid("holds no PEM certificate".to_owned()));
     }
+}
+
+/// The PEM certificates of `path`, at least one.
+fn read_certs(
+    what: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let certs = CertificateDer::pem_slice_iter(&read(what, path)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| invalid(what, path, format!("not a PEM certificate file: {err}")))?;
+    if certs.is_empty() {
+        return Err(invalid(what, path, "holds no PEM certificate".to_owned()));
+    }
+    Ok(certs)
+}
+
+fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let certs = read_certs("--ca-file", path)?;
     let mut check = RootCertStore::empty();
     for (index, cert) in certs.iter().enumerate() {
         check.add(cert.clone()).map_err(|err| {
-            invalid(format!(
-                "certificate {} cannot be a trust anchor: {err}",
-                index + 1
-            ))
+            let why = format!("certificate {} cannot be a trust anchor: {err}", index + 1);
+            invalid("--ca-file", path, why)
         })?;
     }
     Ok(certs)
 }
 
-type ClientAuth = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
-
 fn read_client_auth(cert: &Path, key: &Path) -> Result<ClientAuth, TlsSetupError> {
-    let read = |what: &'static str, path: &Path| {
-        std::fs::read(path).map_err(|source| TlsSetupError::Read {
-            what,
-            path: path.to_owned(),
-            source,
-        })
-    };
-    let cert_pem = read("--tls-client-cert", cert)?;
-    let key_pem = read("--tls-client-key", key)?;
-    let invalid = |what: &'static str, path: &Path, why: String| TlsSetupError::Invalid {
-        what,
-        path: path.to_owned(),
-        why,
-    };
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| {
-            invalid(
-                "--tls-client-cert",
-                cert,
-                format!("not a PEM certificate file: {err}"),
-            )
-        })?;
-    if chain.is_empty() {
-        return Err(invalid(
-            "--tls-client-cert",
-            cert,
-            "holds no PEM certificate".to_owned(),
-        ));
-    }
-    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|err| {
-        invalid(
-            "--tls-client-key",
-            key,
-            format!("no PEM private key (PKCS#8, PKCS#1 or SEC1): {err}"),
-        )
+    const KEY: &str = "--tls-client-key";
+    let chain = read_certs("--tls-client-cert", cert)?;
+    let private_key = PrivateKeyDer::from_pem_slice(&read(KEY, key)?).map_err(|err| {
+        let why = format!("no PEM private key (PKCS#8, PKCS#1 or SEC1): {err}");
+        invalid(KEY, key, why)
     })?;
     // Building a configuration checks that the key is usable and matches the certificate.
-    ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("the default provider supports TLS 1.2 and 1.3")
+    builder()
         .with_root_certificates(RootCertStore::empty())
         .with_client_auth_cert(chain.clone(), private_key.clone_key())
         .map_err(|err| {
-            invalid(
-                "--tls-client-key",
-                key,
-                format!(
-                    "cannot be used with the certificate of {}: {err}",
-                    cert.display()
-                ),
-            )
+            let why = format!(
+                "cannot be used with the certificate of {}: {err}",
+                cert.display()
+            );
+            invalid(KEY, key, why)
         })?;
     Ok((chain, private_key))
 }
@@ -589,17 +476,10 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
 }
 
 /// A TLS failure already worded, carried inside an [`io::Error`] so that
-/// [`crate::probing::probe`]'s error description classes it [`ProbeClass::Tls`].
-#[derive(Debug)]
+/// the probe's error description classes it [`ProbeClass::Tls`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub(crate) struct TlsFailure(pub(crate) String);
-
-impl fmt::Display for TlsFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TlsFailure {}
 
 impl TlsFailure {
     pub(crate) fn into_io(self) -> io::Error {
@@ -616,42 +496,62 @@ pub(crate) fn handshake_timeout() -> String {
 /// `None` when `err` is no TLS failure (a reset before any byte, say, is
 /// worded as on plain HTTP).
 pub(crate) fn handshake_failure(err: &io::Error, host: &str) -> Option<String> {
-    if let Some(failure) = err.get_ref().and_then(|e| e.downcast_ref::<TlsFailure>()) {
-        return Some(failure.0.clone());
+    if let Some(text) = carried_tls_failure(err, Some(host)) {
+        return Some(text);
     }
-    if let Some(tls) = err
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-    {
-        return Some(describe_tls(tls, Some(host)));
-    }
-    match err.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Some(handshake_timeout()),
-        io::ErrorKind::UnexpectedEof => Some(format!(
-            "{TLS_ERROR_PREFIX}the engine closed the connection during the handshake"
-        )),
-        io::ErrorKind::ConnectionReset => Some(format!(
-            "{TLS_ERROR_PREFIX}the engine reset the connection during the handshake"
-        )),
-        _ => None,
-    }
+    let text = match err.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "handshake timeout",
+        io::ErrorKind::UnexpectedEof => "the engine closed the connection during the handshake",
+        io::ErrorKind::ConnectionReset => "the engine reset the connection during the handshake",
+        _ => return None,
+    };
+    Some(format!("{TLS_ERROR_PREFIX}{text}"))
 }
 
-/// A readable one-line text for a rustls failure, starting with
+/// Whom a TLS failure is worded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Engine,
+    #[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+    Database,
+}
+
+/// A readable one-line text for a rustls failure of a probe, starting with
 /// [`TLS_ERROR_PREFIX`]. `host` is the name the certificate was checked
 /// against, when known.
 pub(crate) fn describe_tls(err: &rustls::Error, host: Option<&str>) -> String {
+    describe(err, host, Peer::Engine)
+}
+
+/// [`describe_tls`] for a database connection (PostgreSQL, Redis): the same
+/// certificate texts, the rest worded for a server rather than an engine.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) fn describe_database_tls(err: &rustls::Error, host: Option<&str>) -> String {
+    describe(err, host, Peer::Database)
+}
+
+fn describe(err: &rustls::Error, host: Option<&str>, peer: Peer) -> String {
     use rustls::Error as E;
     use rustls::InvalidMessage as M;
+    let (who, not_tls, client_cert) = match peer {
+        Peer::Engine => (
+            "engine",
+            " (an http:// engine behind an https:// endpoint?)",
+            "--tls-client-cert",
+        ),
+        Peer::Database => ("server", "", "none is sent to databases"),
+    };
     let text = match err {
+        E::InvalidCertificate(CertificateError::NotValidForName) if host.is_none() => {
+            format!("certificate is not valid for the {who}'s host")
+        }
         E::InvalidCertificate(cert) => describe_certificate(cert, host),
         // The first bytes back are no TLS record: an HTTP server, most often.
         E::InvalidMessage(M::InvalidContentType | M::UnknownProtocolVersion) => {
-            "the engine does not speak TLS (an http:// engine behind an https:// endpoint?)"
-                .to_owned()
+            format!("the {who} does not speak TLS{not_tls}")
         }
         E::AlertReceived(AlertDescription::CertificateRequired) => {
-            "the engine requires a client certificate (--tls-client-cert)".to_owned()
+            format!("the {who} requires a client certificate ({client_cert})")
         }
         E::AlertReceived(
             alert @ (AlertDescription::BadCertificate
@@ -659,41 +559,14 @@ pub(crate) fn describe_tls(err: &rustls::Error, host: Option<&str>) -> String {
             | AlertDescription::CertificateUnknown
             | AlertDescription::CertificateExpired
             | AlertDescription::AccessDenied),
-        ) => format!(
+        ) if peer == Peer::Engine => format!(
             "the engine refused our client certificate ({})",
             alert_name(*alert)
         ),
         E::AlertReceived(alert) => {
-            format!("the engine refused the handshake ({})", alert_name(*alert))
+            format!("the {who} refused the handshake ({})", alert_name(*alert))
         }
-        E::PeerIncompatible(why) => format!("no common TLS parameters with the engine ({why:?})"),
-        other => other.to_string(),
-    };
-    format!("{TLS_ERROR_PREFIX}{text}")
-}
-
-/// [`describe_tls`] for a database connection (PostgreSQL, Redis): the same
-/// certificate texts, the rest worded for a server rather than an engine.
-/// `host` is the name the certificate was checked against.
-#[cfg(any(feature = "postgres", feature = "redis"))]
-pub(crate) fn describe_database_tls(err: &rustls::Error, host: Option<&str>) -> String {
-    use rustls::Error as E;
-    use rustls::InvalidMessage as M;
-    let text = match err {
-        E::InvalidCertificate(CertificateError::NotValidForName) if host.is_none() => {
-            "certificate is not valid for the server's host".to_owned()
-        }
-        E::InvalidCertificate(cert) => describe_certificate(cert, host),
-        E::InvalidMessage(M::InvalidContentType | M::UnknownProtocolVersion) => {
-            "the server does not speak TLS".to_owned()
-        }
-        E::AlertReceived(AlertDescription::CertificateRequired) => {
-            "the server requires a client certificate (none is sent to databases)".to_owned()
-        }
-        E::AlertReceived(alert) => {
-            format!("the server refused the handshake ({})", alert_name(*alert))
-        }
-        E::PeerIncompatible(why) => format!("no common TLS parameters with the server ({why:?})"),
+        E::PeerIncompatible(why) => format!("no common TLS parameters with the {who} ({why:?})"),
         other => other.to_string(),
     };
     format!("{TLS_ERROR_PREFIX}{text}")
@@ -708,14 +581,12 @@ pub(crate) fn database_tls_failure(
 ) -> Option<String> {
     let mut current = Some(err);
     while let Some(err) = current {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Some(describe_database_tls(tls, host));
-        }
-        if let Some(tls) = err
-            .downcast_ref::<io::Error>()
-            .and_then(io::Error::get_ref)
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls {
             return Some(describe_database_tls(tls, host));
         }
         current = err.source();
@@ -737,10 +608,10 @@ fn describe_certificate(err: &CertificateError, host: Option<&str>) -> String {
             "certificate is not valid yet (valid from {})",
             unix_time(not_before.as_secs())
         ),
-        C::NotValidForName => match host {
-            Some(host) => format!("certificate is not valid for {host}"),
-            None => "certificate is not valid for the engine's host".to_owned(),
-        },
+        C::NotValidForName => format!(
+            "certificate is not valid for {}",
+            host.unwrap_or("the engine's host")
+        ),
         C::NotValidForNameContext {
             expected,
             presented,
@@ -878,7 +749,7 @@ mod tests {
         let full = WebPkiServerVerifier::builder_with_provider(Arc::clone(&roots), provider())
             .build()
             .expect("a verifier");
-        let chain_only = ChainOnly::new(Arc::clone(&roots));
+        let chain_only = Lenient::Chain(chain_verifier(Arc::clone(&roots)));
         let mut forged = leaf.to_vec();
         let last = forged.len() - 1;
         forged[last] ^= 1;
@@ -908,7 +779,12 @@ mod tests {
         let (other_roots, _) = chain("another CA");
         for roots in [other_roots, Arc::new(RootCertStore::empty())] {
             assert_eq!(
-                verdict(&ChainOnly::new(roots), &leaf, host, at_year(2025)),
+                verdict(
+                    &Lenient::Chain(chain_verifier(roots)),
+                    &leaf,
+                    host,
+                    at_year(2025)
+                ),
                 "tls: certificate signed by unknown authority"
             );
         }
