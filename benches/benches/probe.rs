@@ -45,7 +45,7 @@ use healthprobe_benches::cpu_time::{BenchTime, CpuTime};
 use healthprobe_shell::probing::connections::{ConnectionPolicy, Connections};
 use healthprobe_shell::probing::probe::Prober;
 use healthprobe_shell::probing::probe_async::AsyncProber;
-use healthprobe_shell::probing::tls::TlsClient;
+use healthprobe_shell::tls::TlsClient;
 use healthprobe_tests::EventFleet;
 use http_body_util::Empty;
 use hyper::body::Bytes;

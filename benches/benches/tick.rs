@@ -57,7 +57,7 @@ use healthprobe_shell::config::{Runtime, WorkerConfig};
 use healthprobe_shell::driver::ports::SystemClock;
 use healthprobe_shell::driver::worker::{Ports, Worker, probe_fanout};
 use healthprobe_shell::probing::connections::{ConnectionPolicy, Connections};
-use healthprobe_shell::probing::tls::TlsClient;
+use healthprobe_shell::tls::TlsClient;
 use healthprobe_tests::{Behaviour, Fleet, try_healthprobe_binary};
 
 /// Engines in the healthy fleet.

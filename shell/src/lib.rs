@@ -68,9 +68,9 @@
 //! - [`probing`]: one `GET /healthz` with ureq ([`probing::probe`]) or
 //!   hyper-util's client on tokio (`probe_async`, cargo feature `async`),
 //!   which connections they keep ([`probing::connections`]), and the
-//!   `probing::fanout`s that run a batch on threads or tasks;
-//!   [`probing::tls`]: rustls for `https://` engines (and the trust
-//!   PostgreSQL and Redis connections share).
+//!   `probing::fanout`s that run a batch on threads or tasks.
+//! - [`tls`]: rustls for `https://` engines, and the trust PostgreSQL and
+//!   Redis connections share.
 //! - [`durability`]: the state file ([`durability::durable`], D5) and the
 //!   journal file ([`durability::journal_file`], D6).
 //! - [`adapters`]: records stores and publishers (records file, JSONL,
@@ -97,6 +97,7 @@ pub mod probing;
 pub mod replay;
 mod run;
 pub mod status;
+pub mod tls;
 
 // The API an embedder starts from.
 pub use config::{ConfigError, Runtime, WorkerConfig};
@@ -111,5 +112,5 @@ pub use driver::worker::{
 };
 pub use durability::durable::StateFile;
 pub use durability::journal_file::JournalFile;
-pub use probing::tls::{TlsClient, TlsOptions, TlsSetupError};
 pub use run::{RunError, RunOptions, RunOutcome, run};
+pub use tls::{TlsClient, TlsOptions, TlsSetupError};

@@ -80,7 +80,7 @@ const EXIT_BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     // One crypto provider for every TLS connection of the process, before
     // any is made: redis-rs builds its rustls configuration on this default.
-    let _ = (*healthprobe_shell::probing::tls::provider())
+    let _ = (*healthprobe_shell::tls::provider())
         .clone()
         .install_default();
     let cli = match Cli::try_parse() {

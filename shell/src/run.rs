@@ -25,8 +25,8 @@ use crate::durability::durable::{StateFile, StateFileError};
 use crate::durability::journal_file::{JournalFile, JournalFlusher};
 use crate::metrics::{Metrics, MetricsTelemetry};
 use crate::probing::connections::{ConnectionPolicy, Connections};
-use crate::probing::tls::{TlsClient, TlsOptions, TlsSetupError};
 use crate::status::StatusBoard;
+use crate::tls::{TlsClient, TlsOptions, TlsSetupError};
 
 /// What [`run`] opens and how it runs: `healthprobe run`'s flags.
 #[derive(Debug, Clone, PartialEq, Eq)]

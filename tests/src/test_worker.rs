@@ -12,7 +12,7 @@ use healthprobe_shell::config::{Runtime, WorkerConfig};
 use healthprobe_shell::driver::ports::RuntimeRecord;
 use healthprobe_shell::driver::worker::{Ports, TickReport, Worker, probe_fanout};
 use healthprobe_shell::probing::connections::{ConnectionPolicy, Connections};
-use healthprobe_shell::probing::tls::TlsClient;
+use healthprobe_shell::tls::TlsClient;
 
 use crate::{Behaviour, Fleet};
 

@@ -17,7 +17,7 @@ use healthprobe_core::ProbeResult;
 use healthprobe_shell::probing::connections::{ConnectionPolicy, Connections};
 use healthprobe_shell::probing::probe::{ProbeClass, Prober};
 use healthprobe_shell::probing::probe_async::AsyncProber;
-use healthprobe_shell::probing::tls::{TlsClient, TlsOptions};
+use healthprobe_shell::tls::{TlsClient, TlsOptions};
 use healthprobe_tests::{
     Behaviour, EngineTls, Fleet, HANG_GUARD, HUGE_BODY_BYTES, HealthprobeProcess, KeepAlive,
     Runtime, RuntimeRecord, ScratchDir, TestCa, TestEngine, TestWorker, Validity, both_runtimes,

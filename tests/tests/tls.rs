@@ -15,7 +15,7 @@ use healthprobe_core::ProbeResult;
 use healthprobe_shell::probing::connections::{ConnectionPolicy, Connections};
 use healthprobe_shell::probing::probe::{ProbeClass, Prober, classify};
 use healthprobe_shell::probing::probe_async::AsyncProber;
-use healthprobe_shell::probing::tls::{TlsClient, TlsOptions};
+use healthprobe_shell::tls::{TlsClient, TlsOptions};
 use healthprobe_tests::{
     Behaviour, EngineTls, HANG_GUARD, HUGE_BODY_BYTES, Runtime, ScratchDir, TestCa, TestEngine,
     Validity, both_runtimes,

@@ -19,7 +19,7 @@ use healthprobe_shell::adapters::{PostgresRecords, RedisStreamPublisher, RedisTa
 use healthprobe_shell::driver::ports::{
     HealthEventPublisher, ListError, PublishError, RuntimeRecordStore,
 };
-use healthprobe_shell::probing::tls::{TlsClient, TlsOptions};
+use healthprobe_shell::tls::{TlsClient, TlsOptions};
 use healthprobe_tests::{
     Behaviour, CertifiedKey, Fleet, HANG_GUARD, HealthprobeProcess, RuntimeRecord, ScratchDir,
     TestCa, TestPostgres, TestRedis, Validity, at, probe_recovered,

@@ -10,7 +10,7 @@ use healthprobe_shell::Shutdown;
 use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::driver::worker::{Ports, TickReport, Worker, probe_fanout};
 use healthprobe_shell::probing::connections::ConnectionPolicy;
-use healthprobe_shell::probing::tls::TlsClient;
+use healthprobe_shell::tls::TlsClient;
 use healthprobe_tests::{
     Behaviour, Fleet, Gate, HANG_GUARD, Runtime, RuntimeRecord, TestEngine, TestWorker, at,
     both_runtimes, probe_failed, probe_recovered, test_config, wait_until,

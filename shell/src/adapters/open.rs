@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::adapters::{JsonlPublisher, RecordsFile};
 use crate::driver::ports::{HealthEventPublisher, PublishError, RuntimeRecordStore};
-use crate::probing::tls::TlsClient;
+use crate::tls::TlsClient;
 
 /// How [`open_records`] opens a store.
 #[derive(Debug, Clone, Default)]

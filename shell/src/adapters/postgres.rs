@@ -17,7 +17,7 @@ use url::{Url, form_urlencoded};
 
 use crate::adapters::redact::{self, InvalidUrl, hide};
 use crate::driver::ports::{ListError, RuntimeRecord, RuntimeRecordStore};
-use crate::probing::tls::{ServerVerification, TLS_ERROR_PREFIX, TlsClient, database_tls_failure};
+use crate::tls::{ServerVerification, TLS_ERROR_PREFIX, TlsClient, database_tls_failure};
 
 /// The running records of a PostgreSQL table `runtime_records`, read every
 /// tick over a connection made lazily and dropped by a failed listing.

@@ -12,7 +12,7 @@
 //! `rediss://` verifies the server's certificate in full against the trust
 //! of [`RedisStreamPublisher::with_tls`]; `#insecure` is refused. redis-rs
 //! builds on the process's default crypto provider, which the binary
-//! installs ([`crate::probing::tls::provider`]).
+//! installs ([`crate::tls::provider`]).
 
 use std::error::Error as _;
 use std::fmt;
@@ -32,7 +32,7 @@ use url::Host;
 use crate::adapters::redact::{self, InvalidUrl, hide};
 use crate::codec::wire::to_writer_go;
 use crate::driver::ports::{HealthEventPublisher, PublishError};
-use crate::probing::tls::{TlsClient, describe_database_tls};
+use crate::tls::{TlsClient, describe_database_tls};
 
 /// How many of the stream's newest entries are searched for an event whose
 /// previous `XADD` may have been applied.

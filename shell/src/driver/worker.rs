@@ -60,8 +60,8 @@ use crate::probing::fanout::ThreadFanout;
 use crate::probing::probe::Prober;
 #[cfg(feature = "async")]
 use crate::probing::probe_async::AsyncProber;
-use crate::probing::tls::TlsClient;
 use crate::status::{StatusBoard, StatusBook};
+use crate::tls::TlsClient;
 pub use healthprobe_core::tick::{
     ProbeClassCounts, Restored, RunReport, StopReason, TickReport, Undelivered,
 };

@@ -9,4 +9,3 @@ pub(crate) mod fanout;
 pub mod probe;
 #[cfg(feature = "async")]
 pub mod probe_async;
-pub mod tls;

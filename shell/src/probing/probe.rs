@@ -27,7 +27,7 @@ use crate::probing::connections::{
     ConnectionPolicy, Connections, DRAIN_LIMIT, DRAIN_WAIT, KeptBudget, KeptPlace,
     closed_before_answer,
 };
-use crate::probing::tls::{self, TlsClient, TlsFailure};
+use crate::tls::{self, TlsClient, TlsFailure};
 
 /// Largest response head (status line and headers) accepted; a bigger one is a failure.
 pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024;

@@ -41,7 +41,7 @@ use crate::probing::probe::{
     MAX_RESPONSE_HEADER_BYTES, ProbeClass, ResolveFailed, USER_AGENT, answered, cannot_resolve,
     describe_io, failed, head_too_large, reason,
 };
-use crate::probing::tls::{self, TlsClient};
+use crate::tls::{self, TlsClient};
 
 /// Probes engines over HTTP/1.1 (and over TLS) through one hyper-util
 /// client and its pool. Cheap to clone into every probe task.

@@ -26,7 +26,7 @@ use rustls::{
     RootCertStore, SignatureScheme, WantsVerifier,
 };
 
-use crate::probing::probe::ProbeClass;
+use healthprobe_core::tick::ProbeClass;
 
 /// The start of every TLS failure's text.
 pub(crate) const TLS_ERROR_PREFIX: &str = "tls: ";
