@@ -117,7 +117,7 @@ impl Metrics {
         );
         let events_published = EVENT_TYPES.map(|event_type| {
             events
-                .get_or_create(&[("event_type", event_type_label(event_type))])
+                .get_or_create(&[("event_type", event_type.as_str())])
                 .clone()
         });
 
@@ -278,14 +278,6 @@ impl Metrics {
         self.whole_ticks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The label value of an event type: `probe_failed`, `probe_recovered`.
-fn event_type_label(event_type: EventType) -> &'static str {
-    match event_type {
-        EventType::ProbeFailed => "probe_failed",
-        EventType::ProbeRecovered => "probe_recovered",
     }
 }
 

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use healthprobe_core::tick::{TickMachine, TickReport};
-use healthprobe_core::{EventType, GameState, HealthStates, ProbeResult, RuntimeRecord, Timestamp};
+use healthprobe_core::{GameState, HealthStates, ProbeResult, RuntimeRecord, Timestamp};
 use serde::Serialize;
 
 use crate::config::{Runtime, WorkerConfig};
@@ -458,7 +458,7 @@ impl StatusBook {
             pending
                 .entry(event.game_id.as_str())
                 .or_default()
-                .push(event_type_name(event.event_type()));
+                .push(event.event_type().as_str());
         }
         let status = |game_id: Arc<str>, shown: Option<&Shown>, state: Option<&GameState>| {
             let counters = state.copied().unwrap_or_default();
@@ -513,14 +513,6 @@ fn error_text<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(error.as_deref().unwrap_or_default())
-}
-
-/// The name of an event type on the wire.
-fn event_type_name(event_type: EventType) -> &'static str {
-    match event_type {
-        EventType::ProbeFailed => "probe_failed",
-        EventType::ProbeRecovered => "probe_recovered",
-    }
 }
 
 fn millis(duration: Duration) -> u64 {
