@@ -103,7 +103,7 @@ pub mod tls;
 pub use config::{ConfigError, Runtime, WorkerConfig};
 pub use driver::ports::{
     Clock, HealthEventPublisher, JournalSink, ListError, ProbeFanout, Probed, PublishError,
-    RuntimeRecord, RuntimeRecordStore, StateStore, SystemClock, Telemetry,
+    RuntimeRecord, RuntimeRecordStore, Saved, StateError, StateStore, SystemClock, Telemetry,
 };
 pub use driver::shutdown::Shutdown;
 pub use driver::worker::{

@@ -18,10 +18,10 @@ use tracing::{error, info, warn};
 use crate::adapters::CountingTelemetry;
 use crate::adapters::open::{EventsOptions, OpenError, RecordsOptions, open_events, open_records};
 use crate::config::{ConfigError, Runtime, WorkerConfig};
-use crate::driver::ports::{ListError, SystemClock};
+use crate::driver::ports::{ListError, StateError, SystemClock};
 use crate::driver::shutdown::Shutdown;
 use crate::driver::worker::{Ports, StartError, Worker, probe_fanout};
-use crate::durability::durable::{StateFile, StateFileError};
+use crate::durability::durable::StateFile;
 use crate::durability::journal_file::{JournalFile, JournalFlusher};
 use crate::metrics::{Metrics, MetricsTelemetry};
 use crate::probing::connections::{ConnectionPolicy, Connections};
@@ -246,7 +246,7 @@ pub enum RunError {
     },
     /// The state file cannot be read, parsed or written; it is left as it was.
     #[error(transparent)]
-    State(#[from] StateFileError),
+    State(#[from] StateError),
     /// The metrics address cannot be served.
     #[error("--metrics-addr {addr}: cannot serve metrics: {source}")]
     Metrics {

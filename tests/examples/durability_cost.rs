@@ -15,6 +15,7 @@ use healthprobe_core::{HealthStates, Input, Policy, ProbeOutcome, ProbeResult, T
 use healthprobe_shell::adapters::{CountingTelemetry, MemoryPublisher, MemoryStore};
 use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::driver::ports::SystemClock;
+use healthprobe_shell::driver::ports::{JournalSink, StateStore};
 use healthprobe_shell::driver::worker::{Ports, Worker};
 use healthprobe_shell::durability::durable::{StateFile, encode_snapshot_with_journal};
 use healthprobe_shell::durability::journal_file::JournalFile;
@@ -120,7 +121,7 @@ fn main() -> std::io::Result<()> {
             &failing_more
         };
         let started = Instant::now();
-        file.save(states, &[]).expect("write");
+        file.save(states, &[], None).expect("write");
         writes.push(started.elapsed());
     }
     let mut encodes = Vec::new();
@@ -134,7 +135,8 @@ fn main() -> std::io::Result<()> {
     let mut unchanged = Vec::new();
     for _ in 0..rounds {
         let started = Instant::now();
-        file.save(&HealthStates::new(policy), &[]).expect("write");
+        file.save(&HealthStates::new(policy), &[], None)
+            .expect("write");
         unchanged.push(started.elapsed());
     }
     let mut journal = JournalFile::append(dir.join("alone.jsonl"))?;

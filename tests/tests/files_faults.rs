@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use healthprobe_core::{EventDetails, HealthEvent, Timestamp};
 use healthprobe_shell::adapters::JsonlPublisher;
 use healthprobe_shell::driver::ports::HealthEventPublisher;
-use healthprobe_shell::durability::durable::{StateFile, StateFileError};
+use healthprobe_shell::driver::ports::StateError;
+use healthprobe_shell::durability::durable::StateFile;
 use healthprobe_tests::{Behaviour, Fleet, ScratchDir, healthprobe_binary, missing_capability};
 
 fn event(index: u32) -> HealthEvent {
@@ -247,7 +248,7 @@ fn a_state_file_in_use_by_a_running_worker_is_refused_naming_its_pid() {
         .lock()
         .expect_err("held by the worker");
     let holder = match &err {
-        StateFileError::Locked { holder, .. } => *holder,
+        StateError::Locked { holder, .. } => *holder,
         _ => None,
     };
     let _ = child.kill();

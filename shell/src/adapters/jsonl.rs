@@ -12,9 +12,9 @@ use std::path::Path;
 
 use healthprobe_core::HealthEvent;
 
+use crate::codec::open_append_lines;
 use crate::codec::wire::write_event_line;
 use crate::driver::ports::{HealthEventPublisher, PublishError};
-use crate::durability::durable::open_append_lines;
 
 /// Whether `fd` is `/dev/null` opened read-write: what Rust's runtime puts
 /// on a standard fd found closed at start (a shell's `>/dev/null` is write-only).

@@ -24,7 +24,6 @@ mod redis_streams;
 pub use self::postgres::PostgresRecords;
 pub use jsonl::JsonlPublisher;
 pub use memory::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
-pub(crate) use records_file::strip_position;
 pub use records_file::{RecordsFile, parse_records};
 #[cfg(any(feature = "postgres", feature = "redis"))]
 pub use redact::InvalidUrl;

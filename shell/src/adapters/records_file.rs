@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::codec::strip_position;
 use crate::driver::ports::{ListError, RuntimeRecord, RuntimeRecordStore};
 
 /// A records file (`[{"game_id",...,"status":"running"}]`), re-read on every tick.
@@ -67,16 +68,6 @@ fn malformed(name: &str, err: &serde_path_to_error::Error<serde_json::Error>) ->
         line: inner.line(),
         column: inner.column(),
         message,
-    }
-}
-
-/// serde_json's message without its trailing ` at line L column C`.
-pub(crate) fn strip_position(err: &serde_json::Error) -> String {
-    let message = err.to_string();
-    let suffix = format!(" at line {} column {}", err.line(), err.column());
-    match message.strip_suffix(&suffix) {
-        Some(stripped) => stripped.to_owned(),
-        None => message,
     }
 }
 

@@ -8,7 +8,7 @@ use std::io::{self, BufRead, Write};
 
 use healthprobe_core::Input;
 
-use crate::adapters::strip_position;
+use crate::codec::strip_position;
 
 /// A journal line that could not be read or parsed.
 #[derive(Debug, thiserror::Error)]

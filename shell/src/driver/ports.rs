@@ -19,9 +19,9 @@ use healthprobe_core::{EventType, HealthEvent, HealthStates, Input, ProbeResult,
 
 use crate::config::Runtime;
 use crate::driver::shutdown::Shutdown;
-use crate::durability::durable::{Saved, Snapshot, StateFileError};
 
 pub use healthprobe_core::RuntimeRecord;
+pub use healthprobe_core::tick::Snapshot;
 
 /// Where the worker lists the games to probe.
 pub trait RuntimeRecordStore: Send {
@@ -223,10 +223,119 @@ fn is_permanent_io(err: &io::Error) -> bool {
     )
 }
 
+/// The snapshot format version a state store reads and writes.
+pub const SNAPSHOT_VERSION: u64 = 1;
+
+/// Why a state store could not load or save a snapshot (D5); every message
+/// names the store (a state file's path).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The file exists but could not be read.
+    #[error("{path}: cannot read the state file: {source}")]
+    Read {
+        /// The state file.
+        path: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The file is empty (or only whitespace).
+    #[error("{path}: the state file is empty (expected a version {SNAPSHOT_VERSION} snapshot)")]
+    Empty {
+        /// The state file.
+        path: String,
+    },
+    /// The file is not JSON, or is cut short (a truncated write).
+    #[error("{path}:{line}:{column}: the state file is not valid JSON: {message}")]
+    Syntax {
+        /// The state file.
+        path: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+        /// What was wrong, for example `EOF while parsing an object`.
+        message: String,
+    },
+    /// The file is JSON but not a snapshot this build understands.
+    #[error("{path}: the state file is not a valid snapshot: {message}")]
+    Invalid {
+        /// The state file.
+        path: String,
+        /// What was wrong, with the field when known (``states.games.g1: …``).
+        message: String,
+    },
+    /// The file records a format version this build does not read.
+    #[error(
+        "{path}: the state file has version {found}; this build reads version {SNAPSHOT_VERSION} only"
+    )]
+    Version {
+        /// The state file.
+        path: String,
+        /// The `version` value found, as JSON.
+        found: String,
+    },
+    /// Another process (or another handle in this one) holds the state file's lock.
+    #[error(
+        "{path}: the state file is in use by {}; one process per state file (lock file {path}.lock)",
+        holder_text(*.holder)
+    )]
+    Locked {
+        /// The state file.
+        path: String,
+        /// The holder's PID, as written in the lock file, when known.
+        holder: Option<u32>,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("{path}: cannot lock the state file (lock file {path}.lock): {source}")]
+    Lock {
+        /// The state file.
+        path: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Writing the snapshot (temporary file, fsync, rename, directory fsync) failed.
+    #[error("{path}: cannot write the state file (via {temporary}): {source}")]
+    Write {
+        /// The state file.
+        path: String,
+        /// The temporary file written first.
+        temporary: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl StateError {
+    /// Whether the file's contents are at fault (rather than the file system).
+    pub(crate) fn is_bad_contents(&self) -> bool {
+        matches!(
+            self,
+            Self::Empty { .. } | Self::Syntax { .. } | Self::Invalid { .. } | Self::Version { .. }
+        )
+    }
+}
+
+fn holder_text(holder: Option<u32>) -> String {
+    match holder {
+        Some(pid) => format!("process {pid}"),
+        None => "another process".to_owned(),
+    }
+}
+
+/// Whether [`StateStore::save`] wrote the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// The snapshot changed and was written (and fsynced).
+    Written,
+    /// The snapshot is byte-identical to the last one written: nothing to do.
+    Unchanged,
+}
+
 /// Where the worker keeps its snapshot (D5): [`crate::durability::durable::StateFile`], or a simulation's disk.
 pub trait StateStore: Send + std::fmt::Debug {
     /// The last snapshot written, `None` when there is none yet (a fresh start).
-    fn load(&mut self) -> Result<Option<Snapshot>, StateFileError>;
+    fn load(&mut self) -> Result<Option<Snapshot>, StateError>;
 
     /// Write `states`, `pending` and the journal's committed length
     /// atomically: after `Ok` a crash finds this snapshot, after `Err` the
@@ -236,7 +345,7 @@ pub trait StateStore: Send + std::fmt::Debug {
         states: &HealthStates,
         pending: &[HealthEvent],
         journal_len: Option<u64>,
-    ) -> Result<Saved, StateFileError>;
+    ) -> Result<Saved, StateError>;
 
     /// The store's name in logs (a path).
     fn name(&self) -> String;
@@ -322,47 +431,6 @@ pub trait ProbeFanout: Send + std::fmt::Debug {
         shutdown: &Shutdown,
         fold: &mut dyn FnMut(Probed),
     );
-}
-
-impl StateStore for crate::durability::durable::StateFile {
-    fn load(&mut self) -> Result<Option<Snapshot>, StateFileError> {
-        crate::durability::durable::StateFile::load(self)
-    }
-
-    fn save(
-        &mut self,
-        states: &HealthStates,
-        pending: &[HealthEvent],
-        journal_len: Option<u64>,
-    ) -> Result<Saved, StateFileError> {
-        crate::durability::durable::StateFile::save_with_journal(self, states, pending, journal_len)
-    }
-
-    fn name(&self) -> String {
-        self.path().display().to_string()
-    }
-}
-
-impl JournalSink for crate::durability::journal_file::JournalFile {
-    fn record(&mut self, input: &Input) -> io::Result<()> {
-        crate::durability::journal_file::JournalFile::record(self, input)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        crate::durability::journal_file::JournalFile::flush(self)
-    }
-
-    fn flushed_len(&self) -> u64 {
-        crate::durability::journal_file::JournalFile::flushed_len(self)
-    }
-
-    fn truncate(&mut self, len: u64) -> io::Result<()> {
-        crate::durability::journal_file::JournalFile::truncate(self, len)
-    }
-
-    fn name(&self) -> String {
-        self.path().display().to_string()
-    }
 }
 
 #[cfg(test)]

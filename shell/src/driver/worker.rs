@@ -49,10 +49,9 @@ use tracing::{error, info, warn};
 use crate::config::{ConfigError, Runtime, WorkerConfig};
 use crate::driver::ports::{
     Clock, HealthEventPublisher, JournalSink, ProbeFanout, Probed, RuntimeRecord,
-    RuntimeRecordStore, StateStore, Telemetry,
+    RuntimeRecordStore, Saved, StateError, StateStore, Telemetry,
 };
 use crate::driver::shutdown::Shutdown;
-use crate::durability::durable::StateFileError;
 use crate::probing::connections::{ConnectionPolicy, Connections};
 #[cfg(feature = "async")]
 use crate::probing::fanout::TaskFanout;
@@ -160,7 +159,7 @@ pub enum StartError {
     /// The state store's snapshot could not be read, or the first write
     /// failed (D5); the store is left as it was.
     #[error(transparent)]
-    State(#[from] StateFileError),
+    State(#[from] StateError),
 }
 
 /// The machine and the ports it drives (everything but the fan-out, so a
@@ -179,7 +178,7 @@ struct Io {
     /// kept for the caller rather than logged).
     started: bool,
     /// The state store's error at start, returned if the machine refuses the start.
-    state_error: Option<StateFileError>,
+    state_error: Option<StateError>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -568,8 +567,8 @@ impl Io {
         };
         let pending: Vec<HealthEvent> = self.machine.pending().cloned().collect();
         match state.save(self.machine.states(), &pending, journal_len) {
-            Ok(crate::durability::durable::Saved::Written) => Persisted::Written,
-            Ok(crate::durability::durable::Saved::Unchanged) => Persisted::Unchanged,
+            Ok(Saved::Written) => Persisted::Written,
+            Ok(Saved::Unchanged) => Persisted::Unchanged,
             Err(err) if !self.started => {
                 self.state_error = Some(err);
                 Persisted::Failed

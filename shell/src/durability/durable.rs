@@ -8,165 +8,14 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-
-use tracing::warn;
+use std::path::PathBuf;
 
 use healthprobe_core::{HealthEvent, HealthStates};
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::strip_position;
-
-/// Open a file of lines for append, created `0600` when missing, a torn
-/// tail (bytes after the last `\n`) cut back with a warning naming the file
-/// (`what`): those bytes never counted as written. Returns the file and
-/// its length after the repair.
-pub(crate) fn open_append_lines(path: &Path, what: &str) -> io::Result<(File, u64)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)?;
-    let len = file.metadata()?.len();
-    let whole = whole_lines_len(&file, len)?;
-    if whole < len {
-        file.set_len(whole)?;
-        warn!(
-            file = %path.display(),
-            dropped_bytes = len - whole,
-            "{what}: cut a torn final line (no newline) back to the last whole line"
-        );
-    }
-    Ok((file, whole))
-}
-
-/// The length of `file`'s first `len` bytes up to and including the last `\n`.
-fn whole_lines_len(file: &File, len: u64) -> io::Result<u64> {
-    let mut end = len;
-    let mut chunk = vec![0u8; 8192];
-    while end > 0 {
-        let start = end.saturating_sub(chunk.len() as u64);
-        let part = &mut chunk[..(end - start) as usize];
-        file.read_exact_at(part, start)?;
-        if let Some(at) = part.iter().rposition(|&byte| byte == b'\n') {
-            return Ok(start + at as u64 + 1);
-        }
-        end = start;
-    }
-    Ok(0)
-}
-
-/// The snapshot format this build reads and writes.
-pub(crate) const STATE_FILE_VERSION: u64 = 1;
-
-/// What a state file holds: the tick machine's snapshot (D5).
-pub use healthprobe_core::tick::Snapshot;
-
-/// A state file could not be read, parsed or written; every message names the file.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StateFileError {
-    /// The file exists but could not be read.
-    #[error("{path}: cannot read the state file: {source}")]
-    Read {
-        /// The state file.
-        path: String,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// The file is empty (or only whitespace).
-    #[error("{path}: the state file is empty (expected a version {STATE_FILE_VERSION} snapshot)")]
-    Empty {
-        /// The state file.
-        path: String,
-    },
-    /// The file is not JSON, or is cut short (a truncated write).
-    #[error("{path}:{line}:{column}: the state file is not valid JSON: {message}")]
-    Syntax {
-        /// The state file.
-        path: String,
-        /// 1-based line of the problem.
-        line: usize,
-        /// 1-based column of the problem.
-        column: usize,
-        /// What was wrong, for example `EOF while parsing an object`.
-        message: String,
-    },
-    /// The file is JSON but not a snapshot this build understands.
-    #[error("{path}: the state file is not a valid snapshot: {message}")]
-    Invalid {
-        /// The state file.
-        path: String,
-        /// What was wrong, with the field when known (``states.games.g1: …``).
-        message: String,
-    },
-    /// The file records a format version this build does not read.
-    #[error(
-        "{path}: the state file has version {found}; this build reads version {STATE_FILE_VERSION} only"
-    )]
-    Version {
-        /// The state file.
-        path: String,
-        /// The `version` value found, as JSON.
-        found: String,
-    },
-    /// Another process (or another `StateFile` in this one) holds the state file's lock.
-    #[error(
-        "{path}: the state file is in use by {}; one process per state file (lock file {path}.lock)",
-        holder_text(*.holder)
-    )]
-    Locked {
-        /// The state file.
-        path: String,
-        /// The holder's PID, as written in the lock file, when known.
-        holder: Option<u32>,
-    },
-    /// The lock file could not be opened or locked.
-    #[error("{path}: cannot lock the state file (lock file {path}.lock): {source}")]
-    Lock {
-        /// The state file.
-        path: String,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// Writing the snapshot (temporary file, fsync, rename, directory fsync) failed.
-    #[error("{path}: cannot write the state file (via {temporary}): {source}")]
-    Write {
-        /// The state file.
-        path: String,
-        /// The temporary file written first.
-        temporary: String,
-        /// The underlying error.
-        source: io::Error,
-    },
-}
-
-impl StateFileError {
-    /// Whether the file's contents are at fault (rather than the file system).
-    pub(crate) fn is_bad_contents(&self) -> bool {
-        matches!(
-            self,
-            Self::Empty { .. } | Self::Syntax { .. } | Self::Invalid { .. } | Self::Version { .. }
-        )
-    }
-}
-
-fn holder_text(holder: Option<u32>) -> String {
-    match holder {
-        Some(pid) => format!("process {pid}"),
-        None => "another process".to_owned(),
-    }
-}
-
-/// Whether [`StateFile::save`] wrote the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Saved {
-    /// The snapshot changed and was written (and fsynced).
-    Written,
-    /// The snapshot is byte-identical to the last one written: nothing to do.
-    Unchanged,
-}
+use crate::codec::strip_position;
+use crate::driver::ports::{SNAPSHOT_VERSION, Saved, StateError, StateStore};
+use healthprobe_core::tick::Snapshot;
 
 /// A snapshot file: `StateFile::load` at start, [`StateFile::save`] after changes.
 #[derive(Debug)]
@@ -202,20 +51,15 @@ impl StateFile {
         }
     }
 
-    /// The file's path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Take the exclusive lock on `FILE.lock` (`0600`, never through a
     /// symlink) for as long as this handle lives, and write our PID in it;
-    /// [`StateFileError::Locked`] names the holder while another has it.
-    pub fn lock(&mut self) -> Result<(), StateFileError> {
+    /// [`StateError::Locked`] names the holder while another has it.
+    pub fn lock(&mut self) -> Result<(), StateError> {
         if self.lock.is_some() {
             return Ok(());
         }
         let name = || self.path.display().to_string();
-        let lock_error = |source: io::Error| StateFileError::Lock {
+        let lock_error = |source: io::Error| StateError::Lock {
             path: name(),
             source,
         };
@@ -235,7 +79,7 @@ impl StateFile {
                 let holder = io::Read::read_to_string(&mut &file, &mut text)
                     .ok()
                     .and_then(|_| text.trim().parse().ok());
-                return Err(StateFileError::Locked {
+                return Err(StateError::Locked {
                     path: name(),
                     holder,
                 });
@@ -248,60 +92,6 @@ impl StateFile {
             .map_err(lock_error)?;
         self.lock = Some(file);
         Ok(())
-    }
-
-    /// Read the snapshot; `None` when the file does not exist (a fresh start).
-    pub(crate) fn load(&self) -> Result<Option<Snapshot>, StateFileError> {
-        let name = self.path.display().to_string();
-        match fs::read(&self.path) {
-            Ok(bytes) => parse_snapshot(&bytes, &name).map(Some),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StateFileError::Read { path: name, source }),
-        }
-    }
-
-    /// Write the snapshot of `states` and `pending` atomically (the lock
-    /// taken first), unless it is byte-identical to the last one written.
-    pub fn save(
-        &mut self,
-        states: &HealthStates,
-        pending: &[HealthEvent],
-    ) -> Result<Saved, StateFileError> {
-        self.save_with_journal(states, pending, None)
-    }
-
-    /// [`StateFile::save`], recording the journal's committed length too.
-    pub(crate) fn save_with_journal(
-        &mut self,
-        states: &HealthStates,
-        pending: &[HealthEvent],
-        journal_len: Option<u64>,
-    ) -> Result<Saved, StateFileError> {
-        self.encoded.clear();
-        encode_snapshot_with_journal(&mut self.encoded, states, pending, journal_len);
-        if !self.written.is_empty() && self.encoded == self.written {
-            return Ok(Saved::Unchanged);
-        }
-        // Writing starts with the lock file: a directory where it cannot be
-        // created is a write error, as the temporary file would be.
-        self.lock().map_err(|err| match err {
-            StateFileError::Lock { path, source } => StateFileError::Write {
-                path,
-                temporary: self.lock_path.display().to_string(),
-                source,
-            },
-            other => other,
-        })?;
-        let mut temporary = None;
-        self.write_encoded(&mut temporary)
-            .map_err(|source| StateFileError::Write {
-                path: self.path.display().to_string(),
-                temporary: temporary
-                    .unwrap_or_else(|| format!("a temporary file in {}", self.directory.display())),
-                source,
-            })?;
-        std::mem::swap(&mut self.written, &mut self.encoded);
-        Ok(Saved::Written)
     }
 
     /// `temporary` names the temporary file once created, for the error.
@@ -327,6 +117,58 @@ impl StateFile {
     }
 }
 
+impl StateStore for StateFile {
+    /// Read the snapshot; `None` when the file does not exist (a fresh start).
+    fn load(&mut self) -> Result<Option<Snapshot>, StateError> {
+        let name = self.path.display().to_string();
+        match fs::read(&self.path) {
+            Ok(bytes) => parse_snapshot(&bytes, &name).map(Some),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Read { path: name, source }),
+        }
+    }
+
+    /// Write the snapshot of `states`, `pending` and the journal's
+    /// committed length atomically (the lock taken first), unless it is
+    /// byte-identical to the last one written.
+    fn save(
+        &mut self,
+        states: &HealthStates,
+        pending: &[HealthEvent],
+        journal_len: Option<u64>,
+    ) -> Result<Saved, StateError> {
+        self.encoded.clear();
+        encode_snapshot_with_journal(&mut self.encoded, states, pending, journal_len);
+        if !self.written.is_empty() && self.encoded == self.written {
+            return Ok(Saved::Unchanged);
+        }
+        // Writing starts with the lock file: a directory where it cannot be
+        // created is a write error, as the temporary file would be.
+        self.lock().map_err(|err| match err {
+            StateError::Lock { path, source } => StateError::Write {
+                path,
+                temporary: self.lock_path.display().to_string(),
+                source,
+            },
+            other => other,
+        })?;
+        let mut temporary = None;
+        self.write_encoded(&mut temporary)
+            .map_err(|source| StateError::Write {
+                path: self.path.display().to_string(),
+                temporary: temporary
+                    .unwrap_or_else(|| format!("a temporary file in {}", self.directory.display())),
+                source,
+            })?;
+        std::mem::swap(&mut self.written, &mut self.encoded);
+        Ok(Saved::Written)
+    }
+
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
 /// Append the snapshot of `states`, `pending` and the journal's committed
 /// length (written only when there is a journal) to `out`, as one JSON line.
 pub fn encode_snapshot_with_journal(
@@ -336,7 +178,7 @@ pub fn encode_snapshot_with_journal(
     journal_len: Option<u64>,
 ) {
     let snapshot = SnapshotRef {
-        version: STATE_FILE_VERSION,
+        version: SNAPSHOT_VERSION,
         states,
         pending,
         journal_len,
@@ -348,20 +190,20 @@ pub fn encode_snapshot_with_journal(
 
 /// Parse a state file's bytes; `name` names the file in errors. The version
 /// is checked first, whatever else the file holds.
-pub fn parse_snapshot(bytes: &[u8], name: &str) -> Result<Snapshot, StateFileError> {
+pub fn parse_snapshot(bytes: &[u8], name: &str) -> Result<Snapshot, StateError> {
     if bytes.trim_ascii().is_empty() {
-        return Err(StateFileError::Empty {
+        return Err(StateError::Empty {
             path: name.to_owned(),
         });
     }
     let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|err| StateFileError::Syntax {
+        serde_json::from_slice(bytes).map_err(|err| StateError::Syntax {
             path: name.to_owned(),
             line: err.line(),
             column: err.column(),
             message: strip_position(&err),
         })?;
-    let invalid = |message: String| StateFileError::Invalid {
+    let invalid = |message: String| StateError::Invalid {
         path: name.to_owned(),
         message,
     };
@@ -372,9 +214,9 @@ pub fn parse_snapshot(bytes: &[u8], name: &str) -> Result<Snapshot, StateFileErr
     };
     match fields.get("version") {
         None => return Err(invalid("missing field `version`".to_owned())),
-        Some(version) if version.as_u64() == Some(STATE_FILE_VERSION) => {}
+        Some(version) if version.as_u64() == Some(SNAPSHOT_VERSION) => {}
         Some(version) => {
-            return Err(StateFileError::Version {
+            return Err(StateError::Version {
                 path: name.to_owned(),
                 found: version.to_string(),
             });
@@ -421,6 +263,7 @@ mod tests {
     use healthprobe_core::{Policy, ProbeOutcome, ProbeResult};
 
     use super::*;
+    use std::path::Path;
 
     fn failing_states() -> (HealthStates, Vec<HealthEvent>) {
         let mut states = HealthStates::new(Policy::new(1, 1).expect("valid"));
@@ -532,9 +375,12 @@ mod tests {
         let mut file = StateFile::new(&path);
         assert_eq!(file.load().expect("missing is fine"), None);
         let (states, pending) = failing_states();
-        assert_eq!(file.save(&states, &pending).expect("write"), Saved::Written);
         assert_eq!(
-            file.save(&states, &pending).expect("same"),
+            file.save(&states, &pending, None).expect("write"),
+            Saved::Written
+        );
+        assert_eq!(
+            file.save(&states, &pending, None).expect("same"),
             Saved::Unchanged
         );
         let leftovers: Vec<_> = fs::read_dir(&dir)
@@ -548,7 +394,10 @@ mod tests {
             .expect("valid")
             .expect("exists");
         assert_eq!(loaded.pending, pending);
-        assert_eq!(file.save(&states, &[]).expect("write"), Saved::Written);
+        assert_eq!(
+            file.save(&states, &[], None).expect("write"),
+            Saved::Written
+        );
         let loaded = StateFile::new(&path)
             .load()
             .expect("valid")
@@ -557,9 +406,14 @@ mod tests {
         // A fresh handle writes its first snapshot even if the file already holds it.
         drop(file);
         let mut file = StateFile::new(&path);
-        assert_eq!(file.save(&states, &[]).expect("write"), Saved::Written);
+        assert_eq!(
+            file.save(&states, &[], None).expect("write"),
+            Saved::Written
+        );
         fs::remove_dir_all(&dir).expect("clean up");
-        let err = file.save(&states, &pending).expect_err("no directory");
+        let err = file
+            .save(&states, &pending, None)
+            .expect_err("no directory");
         assert!(
             err.to_string().starts_with(&format!(
                 "{}: cannot write the state file (via ",
@@ -588,12 +442,12 @@ mod tests {
         let path = dir.join("state.json");
         let (states, pending) = failing_states();
         let mut first = StateFile::new(&path);
-        first.save(&states, &pending).expect("first holder");
+        first.save(&states, &pending, None).expect("first holder");
         let mut second = StateFile::new(&path);
-        let err = second.save(&states, &[]).expect_err("locked");
+        let err = second.save(&states, &[], None).expect_err("locked");
         let pid = std::process::id();
         assert!(
-            matches!(err, StateFileError::Locked { holder: Some(holder), .. } if holder == pid),
+            matches!(err, StateError::Locked { holder: Some(holder), .. } if holder == pid),
             "{err:?}"
         );
         assert_eq!(
@@ -603,7 +457,7 @@ mod tests {
                 path.display()
             )
         );
-        assert!(matches!(second.lock(), Err(StateFileError::Locked { .. })));
+        assert!(matches!(second.lock(), Err(StateError::Locked { .. })));
         // Refused without touching the file: it still holds the first snapshot.
         let loaded = StateFile::new(&path)
             .load()
@@ -612,7 +466,9 @@ mod tests {
         assert_eq!(loaded.pending, pending);
         drop(first);
         second.lock().expect("free after the first is dropped");
-        second.save(&states, &[]).expect("second holder writes");
+        second
+            .save(&states, &[], None)
+            .expect("second holder writes");
         fs::remove_dir_all(&dir).expect("clean up");
     }
 
@@ -632,8 +488,8 @@ mod tests {
         }
         let (states, pending) = failing_states();
         let mut file = StateFile::new(&path);
-        file.save(&states, &pending).expect("written");
-        file.save(&states, &[]).expect("written again");
+        file.save(&states, &pending, None).expect("written");
+        file.save(&states, &[], None).expect("written again");
         assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
         assert!(!fs::symlink_metadata(&path).expect("stat").is_symlink());
         let loaded = StateFile::new(&path)
@@ -648,7 +504,7 @@ mod tests {
         let err = StateFile::new(&path)
             .lock()
             .expect_err("symlinked lock file");
-        assert!(matches!(err, StateFileError::Lock { .. }), "{err:?}");
+        assert!(matches!(err, StateError::Lock { .. }), "{err:?}");
         assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
         fs::remove_dir_all(&dir).expect("clean up");
     }
@@ -659,7 +515,7 @@ mod tests {
         let (states, pending) = failing_states();
         let path = dir.join("state.json");
         StateFile::new(&path)
-            .save(&states, &pending)
+            .save(&states, &pending, None)
             .expect("written");
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(&dir.join("state.json.lock")), 0o600);
@@ -667,7 +523,7 @@ mod tests {
         fs::write(&shared, "").expect("seed");
         fs::set_permissions(&shared, fs::Permissions::from_mode(0o640)).expect("chmod");
         StateFile::new(&shared)
-            .save(&states, &pending)
+            .save(&states, &pending, None)
             .expect("written");
         assert_eq!(mode(&shared), 0o640);
         fs::remove_dir_all(&dir).expect("clean up");

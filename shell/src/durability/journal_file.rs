@@ -5,13 +5,14 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use healthprobe_core::Input;
 
 use crate::codec::journal::write_input;
-use crate::durability::durable::open_append_lines;
+use crate::codec::open_append_lines;
+use crate::driver::ports::JournalSink;
 
 /// Buffer between flushes; a tick of a few thousand outcomes is written in a few calls.
 const JOURNAL_BUFFER_BYTES: usize = 64 * 1024;
@@ -46,11 +47,6 @@ impl JournalFile {
         })
     }
 
-    /// The file's path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// A handle that flushes this journal from another thread: a second
     /// signal's handler flushes the lines buffered so far before exiting.
     pub(crate) fn flusher(&self) -> JournalFlusher {
@@ -62,9 +58,11 @@ impl JournalFile {
         // are checked at the next open.
         self.out.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
+impl JournalSink for JournalFile {
     /// Append `input` as one line (buffered).
-    pub fn record(&mut self, input: &Input) -> io::Result<()> {
+    fn record(&mut self, input: &Input) -> io::Result<()> {
         let out = Arc::clone(&self.out);
         let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
         let mut counted = Counted {
@@ -77,7 +75,7 @@ impl JournalFile {
     }
 
     /// Hand every buffered line to the operating system.
-    pub fn flush(&mut self) -> io::Result<()> {
+    fn flush(&mut self) -> io::Result<()> {
         self.out().flush()?;
         self.flushed += std::mem::take(&mut self.buffered);
         Ok(())
@@ -85,13 +83,13 @@ impl JournalFile {
 
     /// The file's length after the last successful flush: every line up to
     /// it is whole.
-    pub(crate) fn flushed_len(&self) -> u64 {
+    fn flushed_len(&self) -> u64 {
         self.flushed
     }
 
     /// Cut the file back to `len` bytes (lines a restored snapshot does not
     /// hold), dropping anything buffered; appends continue from there.
-    pub(crate) fn truncate(&mut self, len: u64) -> io::Result<()> {
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
         let mut out = self.out();
         out.flush()?;
         out.get_ref().set_len(len)?;
@@ -99,6 +97,10 @@ impl JournalFile {
         self.flushed = len;
         self.buffered = 0;
         Ok(())
+    }
+
+    fn name(&self) -> String {
+        self.path.display().to_string()
     }
 }
 

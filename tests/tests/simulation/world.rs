@@ -28,9 +28,8 @@ use healthprobe_shell::driver::ports::{
     Clock, HealthEventPublisher, JournalSink, ListError, ProbeFanout, Probed, PublishError,
     RuntimeRecordStore, StateStore, Telemetry,
 };
-use healthprobe_shell::durability::durable::{
-    Saved, Snapshot, StateFileError, encode_snapshot_with_journal, parse_snapshot,
-};
+use healthprobe_shell::driver::ports::{Saved, Snapshot, StateError};
+use healthprobe_shell::durability::durable::{encode_snapshot_with_journal, parse_snapshot};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -795,15 +794,15 @@ impl Telemetry for SimTelemetry {
 #[derive(Debug)]
 pub struct SimState(pub Shared);
 
-fn read_error(text: &str) -> StateFileError {
-    StateFileError::Read {
+fn read_error(text: &str) -> StateError {
+    StateError::Read {
         path: "<sim state>".into(),
         source: io::Error::other(text.to_owned()),
     }
 }
 
-fn write_error(text: &str) -> StateFileError {
-    StateFileError::Write {
+fn write_error(text: &str) -> StateError {
+    StateError::Write {
         path: "<sim state>".into(),
         temporary: "<sim state>.tmp".into(),
         source: io::Error::other(text.to_owned()),
@@ -811,7 +810,7 @@ fn write_error(text: &str) -> StateFileError {
 }
 
 impl StateStore for SimState {
-    fn load(&mut self) -> Result<Option<Snapshot>, StateFileError> {
+    fn load(&mut self) -> Result<Option<Snapshot>, StateError> {
         let mut world = self.0.lock();
         if world.call("load") != Fate::Alive {
             return Err(read_error("dead"));
@@ -832,7 +831,7 @@ impl StateStore for SimState {
         states: &HealthStates,
         pending: &[HealthEvent],
         journal_len: Option<u64>,
-    ) -> Result<Saved, StateFileError> {
+    ) -> Result<Saved, StateError> {
         let mut world = self.0.lock();
         let fate = world.call("save");
         let applied = match fate {
