@@ -10,6 +10,8 @@
 //! `sslmode`; Redis always in full). Every failure text starts with
 //! `TLS_ERROR_PREFIX`, which is how a journal's text is classed
 //! [`ProbeClass::Tls`] again.
+//!
+//! [`ProbeClass::Tls`]: healthprobe_core::tick::ProbeClass::Tls
 
 use std::fmt;
 use std::io;
@@ -25,8 +27,6 @@ use rustls::{
     AlertDescription, CertificateError, ClientConfig, ConfigBuilder, DigitallySignedStruct,
     RootCertStore, SignatureScheme, WantsVerifier,
 };
-
-use healthprobe_core::tick::ProbeClass;
 
 /// The start of every TLS failure's text.
 pub(crate) const TLS_ERROR_PREFIX: &str = "tls: ";
@@ -476,7 +476,7 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
 }
 
 /// A TLS failure already worded, carried inside an [`io::Error`] so that
-/// the probe's error description classes it [`ProbeClass::Tls`].
+/// the probe's error description classes it `ProbeClass::Tls`.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct TlsFailure(pub(crate) String);
@@ -492,13 +492,9 @@ pub(crate) fn handshake_timeout() -> String {
     format!("{TLS_ERROR_PREFIX}handshake timeout")
 }
 
-/// The TLS failure of a handshake with `host` that ended in `err`, or
-/// `None` when `err` is no TLS failure (a reset before any byte, say, is
-/// worded as on plain HTTP).
-pub(crate) fn handshake_failure(err: &io::Error, host: &str) -> Option<String> {
-    if let Some(text) = carried_tls_failure(err, Some(host)) {
-        return Some(text);
-    }
+/// The text of a TLS handshake that ended in the I/O error `err`, if its
+/// kind tells how (a timeout, a close, a reset).
+pub(crate) fn handshake_failure(err: &io::Error) -> Option<String> {
     let text = match err.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "handshake timeout",
         io::ErrorKind::UnexpectedEof => "the engine closed the connection during the handshake",
@@ -680,28 +676,6 @@ fn unix_time(secs: u64) -> String {
         .map_or_else(|| format!("{secs} s after 1970"), |at| at.to_string())
 }
 
-/// Whether a journal's error text is a TLS failure (for [`crate::probing::probe::classify`]).
-pub(crate) fn is_tls_error(text: &str) -> bool {
-    text.starts_with(TLS_ERROR_PREFIX)
-}
-
-/// The class and text of an I/O error that carries a TLS failure, if it does.
-pub(crate) fn describe_tls_io(err: &io::Error) -> Option<(ProbeClass, String)> {
-    carried_tls_failure(err, None).map(|text| (ProbeClass::Tls, text))
-}
-
-/// The text of the TLS failure `err` carries (a worded [`TlsFailure`] or a
-/// rustls error), if it carries one.
-fn carried_tls_failure(err: &io::Error, host: Option<&str>) -> Option<String> {
-    let inner = err.get_ref()?;
-    if let Some(failure) = inner.downcast_ref::<TlsFailure>() {
-        return Some(failure.0.clone());
-    }
-    inner
-        .downcast_ref::<rustls::Error>()
-        .map(|tls| describe_tls(tls, host))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -825,9 +799,9 @@ mod tests {
         for (err, text) in cases {
             let described = describe_tls(&err, Some("engine.test"));
             assert_eq!(described, text);
-            assert!(is_tls_error(&described));
+            assert!(described.starts_with(TLS_ERROR_PREFIX));
         }
-        assert!(is_tls_error(&handshake_timeout()));
+        assert!(handshake_timeout().starts_with(TLS_ERROR_PREFIX));
     }
 
     #[cfg(feature = "postgres")]
