@@ -444,7 +444,7 @@ impl<In: Transport> Connector<In> for TlsConnector {
             .authority()
             .map(|authority| authority.host())
             .unwrap_or_default();
-        let tls_error = |text: String| Error::Io(TlsFailure(text).into_io());
+        let tls_error = |text: String| Error::Io(io::Error::other(TlsFailure(text)));
         let name = tls::server_name(host).map_err(tls_error)?;
         let mut conn = ClientConnection::new(self.0.probe_config(), name)
             .map_err(|err| tls_error(tls::describe_tls(&err, Some(host))))?;
