@@ -438,38 +438,28 @@ pub(crate) fn handshake_failure(err: &io::Error) -> Option<String> {
     Some(format!("{TLS_ERROR_PREFIX}{text}"))
 }
 
-/// Whom a TLS failure is worded for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Peer {
-    Engine,
-    #[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
-    Database,
-}
-
 /// A readable one-line text for a rustls failure of a probe, starting with
 /// [`TLS_ERROR_PREFIX`]. `host` is the name the certificate was checked
 /// against, when known.
 pub(crate) fn describe_tls(err: &rustls::Error, host: Option<&str>) -> String {
-    describe(err, host, Peer::Engine)
+    describe(err, host, true)
 }
 
 /// [`describe_tls`] for a database connection (PostgreSQL, Redis): the same
 /// certificate texts, the rest worded for a server rather than an engine.
 #[cfg(any(feature = "postgres", feature = "redis"))]
 pub(crate) fn describe_database_tls(err: &rustls::Error, host: Option<&str>) -> String {
-    describe(err, host, Peer::Database)
+    describe(err, host, false)
 }
 
-fn describe(err: &rustls::Error, host: Option<&str>, peer: Peer) -> String {
+fn describe(err: &rustls::Error, host: Option<&str>, engine: bool) -> String {
     use rustls::Error as E;
     use rustls::InvalidMessage as M;
-    let (who, not_tls, client_cert) = match peer {
-        Peer::Engine => (
-            "engine",
-            " (an http:// engine behind an https:// endpoint?)",
-            "--tls-client-cert",
-        ),
-        Peer::Database => ("server", "", "none is sent to databases"),
+    let (who, not_tls, client_cert) = if engine {
+        let not_tls = " (an http:// engine behind an https:// endpoint?)";
+        ("engine", not_tls, "--tls-client-cert")
+    } else {
+        ("server", "", "none is sent to databases")
     };
     let text = match err {
         E::InvalidCertificate(CertificateError::NotValidForName) if host.is_none() => {
@@ -489,7 +479,7 @@ fn describe(err: &rustls::Error, host: Option<&str>, peer: Peer) -> String {
             | AlertDescription::CertificateUnknown
             | AlertDescription::CertificateExpired
             | AlertDescription::AccessDenied),
-        ) if peer == Peer::Engine => format!(
+        ) if engine => format!(
             "the engine refused our client certificate ({})",
             alert_name(*alert)
         ),

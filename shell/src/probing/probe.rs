@@ -58,15 +58,6 @@ pub(crate) mod reason {
     pub(crate) const NETWORK_UNREACHABLE: &str = "network unreachable";
     pub(crate) const HOST_UNREACHABLE: &str = "host unreachable";
     pub(crate) const ADDRESS_NOT_AVAILABLE: &str = "address not available";
-    /// A connection that could not be made (besides [`CANNOT_RESOLVE_HOST`]).
-    pub(crate) const CONNECT_ERRORS: [&str; 6] = [
-        CONNECTION_REFUSED,
-        HOST_NOT_FOUND,
-        CONNECTION_FAILED,
-        NETWORK_UNREACHABLE,
-        HOST_UNREACHABLE,
-        ADDRESS_NOT_AVAILABLE,
-    ];
 }
 
 pub use healthprobe_core::tick::ProbeClass;
@@ -86,8 +77,15 @@ pub fn classify(result: &ProbeResult) -> ProbeClass {
         ProbeResult::Unhealthy { status, .. } if *status != 0 => ProbeClass::BadStatus,
         ProbeResult::Unhealthy { error, .. } if error == reason::TIMEOUT => ProbeClass::Timeout,
         ProbeResult::Unhealthy { error, .. }
-            if reason::CONNECT_ERRORS.contains(&error.as_str())
-                || error.starts_with(reason::CANNOT_RESOLVE_HOST) =>
+            if matches!(
+                error.as_str(),
+                reason::CONNECTION_REFUSED
+                    | reason::HOST_NOT_FOUND
+                    | reason::CONNECTION_FAILED
+                    | reason::NETWORK_UNREACHABLE
+                    | reason::HOST_UNREACHABLE
+                    | reason::ADDRESS_NOT_AVAILABLE
+            ) || error.starts_with(reason::CANNOT_RESOLVE_HOST) =>
         {
             ProbeClass::ConnectError
         }
@@ -186,21 +184,21 @@ impl Prober {
             .get(..8)
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
         let agent = self.agents.of(&url);
-        if !self.connections.keeps(https) {
-            return match agent.get(&url).header("connection", "close").call() {
-                // The body is dropped unread: the connection closes with it.
-                Ok(response) => answered(response.status().as_u16()),
-                Err(err) => describe(&err),
-            };
-        }
+        let keep = self.connections.keeps(https);
         let started = Instant::now();
         CALL.set(Call {
-            keep: true,
+            keep,
             ..Call::default()
         });
-        let mut response = agent.get(&url).call();
+        let request = agent.get(&url);
+        let mut response = if keep {
+            request.call()
+        } else {
+            request.header("connection", "close").call()
+        };
         let call = CALL.get();
         if let Err(Error::Io(io)) = &response
+            && keep
             && !call.connected
             && !call.answered
             && closed_before_answer(io)
@@ -212,25 +210,23 @@ impl Prober {
                 CALL.set(Call::default());
                 return failed(ProbeClass::Timeout, reason::TIMEOUT.to_owned());
             }
-            response = agent
-                .get(&url)
-                .config()
-                .timeout_global(Some(left))
-                .build()
-                .call();
+            let retry = agent.get(&url).config().timeout_global(Some(left));
+            response = retry.build().call();
         }
         CALL.set(Call::default());
         match response {
             Ok(mut response) => {
-                let status = response.status().as_u16();
                 // Read to the end (or fail and close): only a whole, small
-                // body leaves the connection to ureq's pool.
-                let _ = response
-                    .body_mut()
-                    .with_config()
-                    .limit(DRAIN_LIMIT)
-                    .read_to_vec();
-                answered(status)
+                // body leaves the connection to ureq's pool. Without reuse
+                // the body is dropped unread and the connection closes.
+                if keep {
+                    let _ = response
+                        .body_mut()
+                        .with_config()
+                        .limit(DRAIN_LIMIT)
+                        .read_to_vec();
+                }
+                answered(response.status().as_u16())
             }
             Err(err) => describe(&err),
         }
