@@ -492,26 +492,27 @@ fn describe(err: &rustls::Error, host: Option<&str>, engine: bool) -> String {
     format!("{TLS_ERROR_PREFIX}{text}")
 }
 
-/// The TLS failure somewhere in `err`'s chain of sources (a rustls error,
-/// or an I/O error carrying one), worded by [`describe_database_tls`].
+/// The TLS failure somewhere in `err`'s chain, worded by [`describe_database_tls`].
 #[cfg(feature = "postgres")]
 pub(crate) fn database_tls_failure(
     err: &(dyn std::error::Error + 'static),
     host: Option<&str>,
 ) -> Option<String> {
-    let mut current = Some(err);
-    while let Some(err) = current {
-        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
-            err.downcast_ref::<io::Error>()
-                .and_then(io::Error::get_ref)
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(tls) = tls {
-            return Some(describe_database_tls(tls, host));
-        }
-        current = err.source();
-    }
-    None
+    let tls = error_chain(err).find_map(|err| err.downcast_ref::<rustls::Error>());
+    tls.map(|tls| describe_database_tls(tls, host))
+}
+
+/// `err` and its causes, an I/O error's payload included (its `source`
+/// skips it), for the probers and the databases to find what failed.
+pub(crate) fn error_chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |err| match err.downcast_ref::<io::Error>() {
+        Some(io) => io
+            .get_ref()
+            .map(|inner| inner as &(dyn std::error::Error + 'static)),
+        None => err.source(),
+    })
 }
 
 fn describe_certificate(err: &CertificateError, host: Option<&str>) -> String {

@@ -361,8 +361,7 @@ pub(crate) fn describe_error(
     handshaking: bool,
 ) -> (ProbeClass, String) {
     let mut innermost_io = None;
-    let mut next = Some(err);
-    while let Some(current) = next {
+    for current in tls::error_chain(err) {
         if let Some(lookup) = current.downcast_ref::<ResolveFailed>() {
             return (ProbeClass::ConnectError, lookup.0.clone());
         }
@@ -372,14 +371,7 @@ pub(crate) fn describe_error(
         if let Some(tls) = current.downcast_ref::<rustls::Error>() {
             return (ProbeClass::Tls, tls::describe_tls(tls, host));
         }
-        next = match current.downcast_ref::<io::Error>() {
-            Some(io) => {
-                innermost_io = Some(io);
-                // An I/O error carries its cause as its payload.
-                io.get_ref().map(|inner| inner as &(dyn StdError + 'static))
-            }
-            None => current.source(),
-        };
+        innermost_io = current.downcast_ref::<io::Error>().or(innermost_io);
     }
     let Some(io) = innermost_io else {
         return (ProbeClass::Other, err.to_string());

@@ -294,17 +294,13 @@ fn target(url: &str) -> Result<(Uri, bool), (ProbeClass, String)> {
 /// The class and text of a failed request: hyper's parse errors and early
 /// ends by its error, the rest as both probers describe it.
 fn describe(err: &(dyn StdError + 'static), host: &str, handshaking: bool) -> (ProbeClass, String) {
-    let mut next = Some(err);
-    while let Some(current) = next {
-        if let Some(hyper) = current.downcast_ref::<hyper::Error>() {
-            if hyper.is_parse() {
-                return (ProbeClass::Other, malformed(hyper));
-            }
-            if hyper.is_incomplete_message() {
-                return describe_io(&io::ErrorKind::UnexpectedEof.into());
-            }
+    for hyper in tls::error_chain(err).filter_map(|err| err.downcast_ref::<hyper::Error>()) {
+        if hyper.is_parse() {
+            return (ProbeClass::Other, malformed(hyper));
         }
-        next = current.source();
+        if hyper.is_incomplete_message() {
+            return describe_io(&io::ErrorKind::UnexpectedEof.into());
+        }
     }
     describe_error(err, Some(host), handshaking)
 }
@@ -327,20 +323,11 @@ fn malformed(err: &hyper::Error) -> String {
 /// Whether a request failed because the engine closed its connection
 /// before a complete answer (end of stream, a reset, a broken pipe).
 fn closed_early(err: &(dyn StdError + 'static)) -> bool {
-    let mut next = Some(err);
-    while let Some(current) = next {
-        if current
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_incomplete_message)
-        {
-            return true;
-        }
-        if let Some(io) = current.downcast_ref::<io::Error>() {
-            return closed_before_answer(io);
-        }
-        next = current.source();
-    }
-    false
+    let closed = |err: &(dyn StdError + 'static)| match err.downcast_ref::<hyper::Error>() {
+        Some(hyper) if hyper.is_incomplete_message() => Some(true),
+        _ => err.downcast_ref::<io::Error>().map(closed_before_answer),
+    };
+    tls::error_chain(err).find_map(closed).unwrap_or(false)
 }
 
 /// hyper-util's TCP connector, each new connection marked for its probe
