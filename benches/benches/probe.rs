@@ -120,7 +120,7 @@ fn run<M: Measurement + 'static>(mut criterion: Criterion<M>, time: BenchTime) {
     group.bench_function("fresh_http_prober", |b| {
         b.iter(|| {
             for endpoint in &fresh_endpoints {
-                assert!(prober.probe(endpoint).is_healthy());
+                assert!(prober.probe(endpoint).0.is_healthy());
             }
         })
     });
@@ -139,7 +139,7 @@ fn run<M: Measurement + 'static>(mut criterion: Criterion<M>, time: BenchTime) {
         b.iter(|| {
             runtime.block_on(async {
                 for endpoint in &fresh_endpoints {
-                    assert!(prober.probe(endpoint).await.is_healthy());
+                    assert!(prober.probe(endpoint).await.0.is_healthy());
                 }
             })
         })
@@ -174,7 +174,7 @@ fn run<M: Measurement + 'static>(mut criterion: Criterion<M>, time: BenchTime) {
     group.bench_function("kept_http_prober", |b| {
         b.iter(|| {
             for endpoint in &kept_endpoints {
-                assert!(prober.probe(endpoint).is_healthy());
+                assert!(prober.probe(endpoint).0.is_healthy());
             }
         })
     });

@@ -62,12 +62,12 @@ impl AnyProber {
 
     fn probe(&self, url: &str) -> (ProbeResult, ProbeClass) {
         match self {
-            Self::Threads(prober) => prober.probe_classified(url),
+            Self::Threads(prober) => prober.probe(url),
             Self::Async(parts) => {
                 let (prober, runtime) = &**parts;
                 let (prober, url) = (prober.clone(), url.to_owned());
                 runtime
-                    .block_on(runtime.spawn(async move { prober.probe_classified(&url).await }))
+                    .block_on(runtime.spawn(async move { prober.probe(&url).await }))
                     .unwrap()
             }
         }

@@ -74,9 +74,9 @@ fn probe(runtime: Runtime, tls: &TlsClient, url: &str) -> ((ProbeResult, ProbeCl
     let policy = ConnectionPolicy::new(Connections::Auto, Duration::from_secs(1), 16);
     let started = Instant::now();
     let outcome = match runtime {
-        Runtime::Threads => Prober::new(PROBE_TIMEOUT, tls.clone(), policy).probe_classified(url),
+        Runtime::Threads => Prober::new(PROBE_TIMEOUT, tls.clone(), policy).probe(url),
         Runtime::Async => tokio_runtime()
-            .block_on(AsyncProber::new(PROBE_TIMEOUT, tls.clone(), policy).probe_classified(url)),
+            .block_on(AsyncProber::new(PROBE_TIMEOUT, tls.clone(), policy).probe(url)),
     };
     (outcome, started.elapsed())
 }

@@ -2,8 +2,8 @@
 //! the rules both probers share about them. A kept connection lives in the
 //! stock client's own pool, one idle per engine; at most
 //! [`ConnectionPolicy::max_idle`] are kept at once (`KeptBudget`), and one
-//! made beyond that is used once and closed (an LRU pool would close each
-//! just before its engine came round again, and keep none). A kept
+//! made beyond that is used once and closed: an LRU pool would close each
+//! just before its engine came round again, and keep none. A kept
 //! connection the engine had closed is retried once on a fresh one, inside
 //! the same probe timeout, as Go's transport retries an idempotent request.
 
@@ -11,8 +11,6 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-
-use tracing::warn;
 
 /// Largest response body read (and discarded) to keep its connection.
 pub(crate) const DRAIN_LIMIT: u64 = 4 * 1024;
@@ -23,7 +21,7 @@ pub(crate) const DRAIN_WAIT: Duration = Duration::from_millis(100);
 
 /// Files the process needs besides its probes' sockets: the state, journal
 /// and lock files, logs, the metrics listener, a database connection, ...
-pub(crate) const RESERVED_FILES: u64 = 64;
+const RESERVED_FILES: u64 = 64;
 
 /// Which connections are kept between ticks (`run --connections`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -40,8 +38,7 @@ pub enum Connections {
 }
 
 impl Connections {
-    /// Whether a probe of an engine whose endpoint is `https://` (or not)
-    /// keeps its connection.
+    /// Whether a probe of an `https://` engine (or not) keeps its connection.
     pub(crate) fn keeps(self, https: bool) -> bool {
         match self {
             Self::Auto => https,
@@ -64,12 +61,12 @@ pub struct ConnectionPolicy {
 
 impl ConnectionPolicy {
     /// Go's `IdleConnTimeout`, and hyper-util's: the shortest idle timeout.
-    pub(crate) const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
     /// `connections` for a worker ticking every `interval` with at most
     /// `max_concurrency` probes in flight: idle up to two intervals (at least
-    /// `Self::MIN_IDLE_TIMEOUT`), as many as the open-file soft limit leaves
-    /// beside the probes in flight and `RESERVED_FILES`.
+    /// 90 s), as many as the open-file soft limit leaves beside the probes
+    /// in flight and the process's own files.
     pub fn new(connections: Connections, interval: Duration, max_concurrency: usize) -> Self {
         use rustix::process::{Resource, getrlimit};
         let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
@@ -81,7 +78,7 @@ impl ConnectionPolicy {
         }
     }
 
-    /// [`ConnectionPolicy::new`] with every connection fresh.
+    /// Every connection fresh.
     pub fn fresh() -> Self {
         Self {
             connections: Connections::Fresh,
@@ -102,27 +99,23 @@ pub(crate) struct KeptBudget {
 
 impl KeptBudget {
     pub(crate) fn new(max: usize) -> Arc<Self> {
-        Arc::new(Self {
-            kept: AtomicUsize::new(0),
-            max,
-            warned: AtomicBool::new(false),
-        })
+        let (kept, warned) = (AtomicUsize::new(0), AtomicBool::new(false));
+        Arc::new(Self { kept, max, warned })
     }
 
     /// A place for one more kept connection, if the bound leaves one (the
     /// first refusal is logged).
     pub(crate) fn admit(self: &Arc<Self>) -> Option<KeptPlace> {
-        let admitted = self
+        let room = |kept| (kept < self.max).then_some(kept + 1);
+        if self
             .kept
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |kept| {
-                (kept < self.max).then_some(kept + 1)
-            })
-            .is_ok();
-        if admitted {
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, room)
+            .is_ok()
+        {
             return Some(KeptPlace(Arc::clone(self)));
         }
         if !self.warned.swap(true, Ordering::Relaxed) {
-            warn!(
+            tracing::warn!(
                 kept_connections = self.max,
                 "more engines than the open-file limit leaves connections for: {} connections \
                  are kept and the other engines are probed on fresh connections (raise the \

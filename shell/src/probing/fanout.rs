@@ -1,41 +1,25 @@
 //! The probe fan-outs: the two runtimes behind the [`ProbeFanout`] port.
+//! Both take jobs suspects first ([`ProbeBatch::suspects_first`]) from a
+//! shared index, at most `max_concurrency` in flight (R10), and fold a
+//! panicking probe as a failure of class [`ProbeClass::Other`] (`probe
+//! panicked: …`, logged): a bug in a prober never loses an outcome.
 //!
-//! # Threads ([`ThreadFanout`])
-//!
-//! Each batch starts `min(max_concurrency, jobs)` probers inside a
-//! [`std::thread::scope`]: the calling thread and up to `max_concurrency - 1`
-//! helper threads. They take the next job from a shared atomic index, so at
-//! most `max_concurrency` probes are in flight (R10). Helpers only do I/O:
-//! they send each result over a channel. The caller folds its own results
-//! and, between its probes, the helpers' (a result waits at most one of the
-//! caller's probes), then the rest as they arrive. (The caller probing too
-//! saves a thread wake-up per probe.)
-//!
-//! # Tasks ([`TaskFanout`], cargo feature `async`)
-//!
-//! The fan-out owns a small tokio runtime (one worker thread). Per batch,
-//! it starts `min(max_concurrency, jobs)` worker tasks (R10); each checks
-//! the shutdown signal, takes the next job, suspects first
-//! ([`ProbeBatch::suspects_first`]), from a shared atomic index, and
-//! probes it. The results go back over a tokio channel to the batch's
-//! driver task, which gathers them for a millisecond and hands them on in
-//! batches over a std channel to the caller, which folds them. The ports
-//! therefore stay synchronous and are only called from the caller's thread,
-//! never from async code: no task can block the runtime on a slow publisher
-//! or an fsync. A hung engine holds a task and a socket, not a thread.
-//!
-//! # A probe that panics
-//!
-//! Either fan-out turns a panicking probe into a failure outcome of class
-//! [`ProbeClass::Other`] with `last_error` `probe panicked: …`, logged at
-//! error level, so the game's outcome is folded and the tick's report stays
-//! true (a panic is a bug in a prober, never a reason to lose an outcome).
+//! [`ThreadFanout`] probes on scoped threads: the calling thread and up to
+//! `max_concurrency - 1` helpers, which send their results over a channel;
+//! the caller folds them between its own probes (probing on the caller
+//! saves a thread wake-up per probe). [`TaskFanout`] (cargo feature
+//! `async`) probes in worker tasks on a tokio runtime of its own and hands
+//! the results to the caller's thread over a std channel, so the ports stay
+//! synchronous and never run in async code: a hung engine holds a task and
+//! a socket, not a thread, and a slow publisher or an fsync never blocks
+//! the probes.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
+use std::time::Duration;
 
 use healthprobe_core::tick::{ProbeBatch, ProbeClass};
 use healthprobe_core::{ProbeResult, RuntimeRecord};
@@ -48,49 +32,50 @@ use crate::probing::probe::Prober;
 #[cfg(feature = "async")]
 use crate::probing::probe_async::AsyncProber;
 
-/// Worker threads of the async runtime's scheduler: one. A probe's task,
-/// its connection and its timers then share a thread; on two cores shared
-/// with engines, a second worker cost CPU and bought no wall time
-/// (benches/README.md).
+/// Worker threads of the async runtime: one. On two cores shared with
+/// engines a second cost CPU and bought no wall time (benches/README.md).
 #[cfg(feature = "async")]
 const ASYNC_WORKER_THREADS: usize = 1;
 
-/// How long the async driver gathers results before handing them on to
-/// the caller's thread, from the first one it sees: the caller is woken
-/// about once a millisecond, not once a probe or two (0.89x the CPU at a 1 s
-/// interval over 1,000 engines; benches/README.md). An outcome waits at
-/// most about this long (tokio's timers tick in milliseconds) to be folded
-/// and its event published.
+/// How long the async driver gathers results before handing them to the
+/// caller's thread, which is then woken about once a millisecond rather
+/// than once a probe (benches/README.md); an outcome waits about this long.
 #[cfg(feature = "async")]
-const HAND_ON_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
+const HAND_ON_WINDOW: Duration = Duration::from_millis(1);
 
 /// Threads tokio may start for blocking work: name lookups only.
 #[cfg(feature = "async")]
 const ASYNC_BLOCKING_THREADS: usize = 8;
 
-/// The failure a panicking probe is folded as.
-pub(crate) fn panicked(
+/// The outcome of `job`'s probe, begun at `started`; a panic's payload is
+/// folded as a failure.
+fn probed(
+    job: usize,
     record: &RuntimeRecord,
-    payload: &(dyn Any + Send),
-) -> (ProbeResult, ProbeClass) {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|text| (*text).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-text panic payload".to_owned());
-    error!(
-        game_id = %record.game_id,
-        container_id = %record.current_container_id,
-        panic = %message,
-        "a probe panicked; folded as a failure"
-    );
-    (
-        ProbeResult::Unhealthy {
-            status: 0,
-            error: format!("probe panicked: {message}"),
-        },
-        ProbeClass::Other,
-    )
+    clock: &dyn Clock,
+    started: Duration,
+    outcome: Result<(ProbeResult, ProbeClass), Box<dyn Any + Send>>,
+) -> Probed {
+    let (result, class) = outcome.unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-text panic payload".to_owned());
+        error!(
+            game_id = %record.game_id,
+            container_id = %record.current_container_id,
+            panic = %message,
+            "a probe panicked; folded as a failure"
+        );
+        let error = format!("probe panicked: {message}");
+        (
+            ProbeResult::Unhealthy { status: 0, error },
+            ProbeClass::Other,
+        )
+    });
+    let latency = clock.monotonic().saturating_sub(started);
+    Probed::new(job, clock.now(), result, class).with_latency(latency)
 }
 
 /// Blocking probes on scoped threads ([`Runtime::Threads`]).
@@ -107,7 +92,7 @@ pub(crate) trait BlockingProbe: Send + Sync + std::fmt::Debug {
 
 impl BlockingProbe for Prober {
     fn probe(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
-        self.probe_classified(engine_endpoint)
+        Prober::probe(self, engine_endpoint)
     }
 }
 
@@ -131,25 +116,29 @@ impl<P: BlockingProbe> ProbeFanout for ThreadFanout<P> {
         shutdown: &Shutdown,
         fold: &mut dyn FnMut(Probed),
     ) {
-        let jobs: &[RuntimeRecord] = batch.jobs();
-        let threads = max_concurrency.min(jobs.len());
-        let next_job = AtomicUsize::new(0);
-        let (sender, receiver) = mpsc::channel::<Probed>();
-        let pool = ProbePool {
-            jobs,
-            next_job: &next_job,
-            prober: &self.prober,
-            clock: &**clock,
-            shutdown,
+        let next = AtomicUsize::new(0);
+        let probe_next = || {
+            if shutdown.is_triggered() {
+                return None;
+            }
+            let job = *batch
+                .suspects_first()
+                .get(next.fetch_add(1, Ordering::Relaxed))?;
+            let record = &batch.jobs()[job];
+            let started = clock.monotonic();
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                self.prober.probe(&record.engine_endpoint)
+            }));
+            Some(probed(job, record, &**clock, started, outcome))
         };
+        let (sender, receiver) = mpsc::channel::<Probed>();
         thread::scope(|scope| {
-            for index in 1..threads {
-                let sender = sender.clone();
-                let pool = &pool;
+            for index in 1..max_concurrency.min(batch.len()) {
+                let (sender, probe_next) = (sender.clone(), &probe_next);
                 let spawn = thread::Builder::new()
                     .name(format!("probe-{index}"))
                     .spawn_scoped(scope, move || {
-                        while let Some(probed) = pool.probe_next() {
+                        while let Some(probed) = probe_next() {
                             if sender.send(probed).is_err() {
                                 return;
                             }
@@ -161,44 +150,12 @@ impl<P: BlockingProbe> ProbeFanout for ThreadFanout<P> {
                 }
             }
             drop(sender);
-            while let Some(probed) = pool.probe_next() {
+            while let Some(probed) = probe_next() {
                 fold(probed);
-                while let Ok(probed) = receiver.try_recv() {
-                    fold(probed);
-                }
+                receiver.try_iter().for_each(&mut *fold);
             }
-            for probed in receiver {
-                fold(probed);
-            }
+            receiver.iter().for_each(fold);
         });
-    }
-}
-
-/// What the probe threads share for one batch; read-only but for the job counter.
-struct ProbePool<'a, P> {
-    jobs: &'a [RuntimeRecord],
-    next_job: &'a AtomicUsize,
-    prober: &'a P,
-    clock: &'a dyn Clock,
-    shutdown: &'a Shutdown,
-}
-
-impl<P: BlockingProbe> ProbePool<'_, P> {
-    /// Take the next job and probe it; `None` when none is left or on shutdown.
-    fn probe_next(&self) -> Option<Probed> {
-        if self.shutdown.is_triggered() {
-            return None;
-        }
-        let job = self.next_job.fetch_add(1, Ordering::Relaxed);
-        let record = self.jobs.get(job)?;
-        let started = self.clock.monotonic();
-        let (result, class) = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.prober.probe(&record.engine_endpoint)
-        }))
-        .unwrap_or_else(|payload| panicked(record, &*payload));
-        let latency = self.clock.monotonic().saturating_sub(started);
-        let observed_at = self.clock.now();
-        Some(Probed::new(job, observed_at, result, class).with_latency(latency))
     }
 }
 
@@ -218,7 +175,7 @@ impl AsyncProbe for AsyncProber {
         &self,
         engine_endpoint: &str,
     ) -> impl std::future::Future<Output = (ProbeResult, ProbeClass)> + Send {
-        self.probe_classified(engine_endpoint)
+        AsyncProber::probe(self, engine_endpoint)
     }
 }
 
@@ -269,25 +226,13 @@ impl<P: AsyncProbe> ProbeFanout for TaskFanout<P> {
             sender,
         ));
         // The driver task holds the sender until its last probe has sent.
-        for results in receiver {
-            for probed in results {
-                fold(probed);
-            }
-        }
+        receiver.iter().flatten().for_each(fold);
     }
 }
 
-/// Probe every job of `batch` with `max_concurrency` worker tasks (R10),
-/// each taking the next job, suspects first, until none is left or
-/// `shutdown` is triggered; send the results (a panicking probe's as a
-/// failure) on to the caller as they come.
-///
-/// Workers rather than a task per job: one spawn per worker and batch, not
-/// per probe, and no bookkeeping of which task holds which job (a panic is
-/// caught around the probe itself, where the job is known). The workers'
-/// results reach this task over a tokio channel. From the first result it
-/// sees, it gathers for [`HAND_ON_WINDOW`] (or until every job's result is
-/// in), then hands them on as one batch.
+/// Probe every job of `batch` with `max_concurrency` worker tasks (one spawn
+/// per worker and batch, not per probe), and hand the results on to the
+/// caller, gathered for [`HAND_ON_WINDOW`] from the first one seen.
 #[cfg(feature = "async")]
 async fn drive_probe_tasks<P: AsyncProbe>(
     prober: P,
@@ -297,106 +242,58 @@ async fn drive_probe_tasks<P: AsyncProbe>(
     shutdown: Shutdown,
     sender: mpsc::Sender<Vec<Probed>>,
 ) {
+    use futures_util::FutureExt as _;
     let next = Arc::new(AtomicUsize::new(0));
-    // At least one, as the threads fan-out always probes on the caller.
-    let workers = max_concurrency.max(1).min(batch.len());
     let (results, mut arrived) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..workers {
-        tasks.spawn(probe_worker(
+    // At least one, as the threads fan-out always probes on the caller.
+    for _ in 0..max_concurrency.max(1).min(batch.len()) {
+        let (prober, batch, next, clock, shutdown, results) = (
             prober.clone(),
             batch.clone(),
             Arc::clone(&next),
             Arc::clone(&clock),
             shutdown.clone(),
             results.clone(),
-        ));
+        );
+        tasks.spawn(async move {
+            while !shutdown.is_triggered() {
+                let Some(&job) = batch
+                    .suspects_first()
+                    .get(next.fetch_add(1, Ordering::Relaxed))
+                else {
+                    return;
+                };
+                let record = &batch.jobs()[job];
+                let started = clock.monotonic();
+                let outcome = AssertUnwindSafe(prober.probe(&record.engine_endpoint))
+                    .catch_unwind()
+                    .await;
+                if results
+                    .send(probed(job, record, &*clock, started, outcome))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
     }
     drop(results);
     let limit = batch.len().max(1);
-    loop {
-        let mut ready = Vec::new();
-        // 0 once every worker has ended (and dropped its sender).
-        if arrived.recv_many(&mut ready, limit).await == 0 {
-            break;
-        }
-        // More for the window, unless every worker ends first.
+    let mut ready = Vec::new();
+    // 0 once every worker has ended (and dropped its sender).
+    while arrived.recv_many(&mut ready, limit).await > 0 {
         let until = tokio::time::Instant::now() + HAND_ON_WINDOW;
         while let Ok(1..) =
             tokio::time::timeout_at(until, arrived.recv_many(&mut ready, limit)).await
         {}
-        if sender.send(ready).is_err() {
+        if sender.send(std::mem::take(&mut ready)).is_err() {
             break;
         }
     }
     while let Some(joined) = tasks.join_next().await {
         if let Err(err) = joined {
-            // A probe's panic is caught in the worker: this is a bug of the
-            // worker's own. The jobs it had not taken went to the others.
             error!(error = %err, "a probe worker task failed");
-        }
-    }
-}
-
-/// One worker of [`drive_probe_tasks`]: probe the next job until none is
-/// left, `shutdown` is triggered or the results are no longer wanted.
-#[cfg(feature = "async")]
-async fn probe_worker<P: AsyncProbe>(
-    prober: P,
-    batch: ProbeBatch,
-    next: Arc<AtomicUsize>,
-    clock: Arc<dyn Clock>,
-    shutdown: Shutdown,
-    results: tokio::sync::mpsc::UnboundedSender<Probed>,
-) {
-    let jobs = batch.jobs();
-    loop {
-        if shutdown.is_triggered() {
-            return;
-        }
-        let Some(&job) = batch
-            .suspects_first()
-            .get(next.fetch_add(1, Ordering::Relaxed))
-        else {
-            return;
-        };
-        let record = &jobs[job];
-        let started = clock.monotonic();
-        let probe = std::pin::pin!(async {
-            let (result, class) = prober.probe(&record.engine_endpoint).await;
-            (result, class, clock.now())
-        });
-        let (result, class, observed_at) = CatchUnwind(probe).await.unwrap_or_else(|payload| {
-            let (result, class) = panicked(record, &*payload);
-            (result, class, clock.now())
-        });
-        let latency = clock.monotonic().saturating_sub(started);
-        if results
-            .send(Probed::new(job, observed_at, result, class).with_latency(latency))
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// A future whose panic is caught: `Err` with the panic's payload.
-#[cfg(feature = "async")]
-struct CatchUnwind<F>(F);
-
-#[cfg(feature = "async")]
-impl<F: Future + Unpin> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let inner = &mut self.0;
-        match panic::catch_unwind(AssertUnwindSafe(|| std::pin::Pin::new(inner).poll(cx))) {
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
-            Err(payload) => std::task::Poll::Ready(Err(payload)),
         }
     }
 }
@@ -421,24 +318,84 @@ mod tests {
     }
 
     fn batch(endpoints: &[&str]) -> ProbeBatch {
+        batch_after(endpoints, None)
+    }
+
+    /// The batch of `endpoints`, in a tick after one where the probe of
+    /// job `failed` (if any) failed.
+    fn batch_after(endpoints: &[&str], failed: Option<usize>) -> ProbeBatch {
+        use healthprobe_core::tick::Action;
         let mut machine = TickMachine::new(
-            MachineConfig::new(std::time::Duration::from_secs(1)),
+            MachineConfig::new(Duration::from_secs(1)),
             Policy::default(),
         );
-        machine.start_tick(std::time::Duration::ZERO);
-        assert_eq!(
-            machine.poll_action(),
-            Some(healthprobe_core::tick::Action::List)
-        );
-        let records = endpoints
+        let records: Vec<_> = endpoints
             .iter()
             .enumerate()
             .map(|(i, endpoint)| RuntimeRecord::running(format!("g{i}"), "c", *endpoint))
             .collect();
-        machine.handle_listing(std::time::Duration::ZERO, Ok(records));
-        match machine.poll_action() {
-            Some(healthprobe_core::tick::Action::Probe(batch)) => batch,
-            other => panic!("{other:?}"),
+        let list = |machine: &mut TickMachine| {
+            machine.start_tick(Duration::ZERO);
+            assert_eq!(machine.poll_action(), Some(Action::List));
+            machine.handle_listing(Duration::ZERO, Ok(records.clone()));
+            match machine.poll_action() {
+                Some(Action::Probe(batch)) => batch,
+                other => panic!("{other:?}"),
+            }
+        };
+        let Some(failed) = failed else {
+            return list(&mut machine);
+        };
+        for job in 0..list(&mut machine).len() {
+            let (result, class) = if job == failed {
+                (ProbeResult::from_status(503), ProbeClass::BadStatus)
+            } else {
+                (ProbeResult::Healthy, ProbeClass::Ok)
+            };
+            machine.handle_outcome(Duration::ZERO, job, Timestamp::UNIX_EPOCH, result, class);
+        }
+        machine.handle_probes_done(Duration::ZERO);
+        while !matches!(machine.poll_action(), Some(Action::Wait { .. }) | None) {}
+        list(&mut machine)
+    }
+
+    /// Records the endpoints it probes, in order.
+    #[derive(Debug, Default)]
+    struct Records(std::sync::Mutex<Vec<String>>);
+
+    impl BlockingProbe for Records {
+        fn probe(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
+            self.0.lock().unwrap().push(engine_endpoint.to_owned());
+            (ProbeResult::Healthy, ProbeClass::Ok)
+        }
+    }
+
+    /// Both runtimes probe the games with a failure counted first (one at
+    /// a time here, so the order is the order taken).
+    #[test]
+    fn a_game_with_a_failure_counted_is_probed_first_on_threads_as_on_tasks() {
+        let endpoints = ["http://a/", "http://b/", "http://c/"];
+        let batch = batch_after(&endpoints, Some(2));
+        assert_eq!(&batch.suspects_first()[..], [2, 0, 1]);
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::UNIX_EPOCH));
+        let mut on_threads = ThreadFanout::new(Records::default());
+        let mut jobs = Vec::new();
+        on_threads.probe_batch(&batch, 1, &clock, &Shutdown::new(), &mut |probed| {
+            jobs.push(probed.job);
+        });
+        assert_eq!(jobs, [2, 0, 1]);
+        assert_eq!(
+            *on_threads.prober.0.lock().unwrap(),
+            ["http://c/", "http://a/", "http://b/"]
+        );
+        #[cfg(feature = "async")]
+        {
+            let mut on_tasks = TaskFanout::new(PanicsOnAsync("none")).expect("a runtime");
+            let mut jobs = Vec::new();
+            on_tasks.probe_batch(&batch, 1, &clock, &Shutdown::new(), &mut |probed| {
+                jobs.push(probed.job);
+            });
+            assert_eq!(jobs, [2, 0, 1]);
         }
     }
 

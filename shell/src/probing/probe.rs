@@ -6,6 +6,7 @@
 //! the three cannot drift apart.
 
 use std::cell::Cell;
+use std::error::Error as StdError;
 use std::hash::{DefaultHasher, Hasher};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -27,18 +28,17 @@ use crate::probing::connections::{
     ConnectionPolicy, Connections, DRAIN_LIMIT, DRAIN_WAIT, KeptBudget, KeptPlace,
     closed_before_answer,
 };
-use crate::tls::{self, TlsClient, TlsFailure};
+use crate::tls::{self, TLS_ERROR_PREFIX, TlsClient, TlsFailure};
 
 /// Largest response head (status line and headers) accepted; a bigger one is a failure.
 pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024;
 
 /// Per-connection input buffer (ureq's default is 128 KiB): one byte more
-/// than the largest accepted response head, so that a bigger head fills it
-/// and is refused as too large rather than stalling.
+/// than the largest accepted head, so a bigger one fills it and is refused
+/// rather than stalling.
 const INPUT_BUFFER_BYTES: usize = MAX_RESPONSE_HEADER_BYTES + 1;
 
-/// Per-connection output buffer (ureq's default is 128 KiB): holds the
-/// request head, long URLs included.
+/// Per-connection output buffer (ureq's default is 128 KiB): the request head.
 const OUTPUT_BUFFER_BYTES: usize = 8 * 1024;
 
 /// The `user-agent` both probers send.
@@ -58,24 +58,12 @@ pub(crate) mod reason {
     pub(crate) const NETWORK_UNREACHABLE: &str = "network unreachable";
     pub(crate) const HOST_UNREACHABLE: &str = "host unreachable";
     pub(crate) const ADDRESS_NOT_AVAILABLE: &str = "address not available";
-
-    /// The errors of a connection that could not be made (besides the prefix
-    /// [`CANNOT_RESOLVE_HOST`]).
-    pub(crate) const CONNECT_ERRORS: [&str; 6] = [
-        CONNECTION_REFUSED,
-        HOST_NOT_FOUND,
-        CONNECTION_FAILED,
-        NETWORK_UNREACHABLE,
-        HOST_UNREACHABLE,
-        ADDRESS_NOT_AVAILABLE,
-    ];
 }
 
 pub use healthprobe_core::tick::ProbeClass;
 
 /// The class of a result known only by its text (a journal line, a
-/// simulation); the probers decide it from the error's structure instead
-/// ([`Prober::probe_classified`]).
+/// simulation); the probers decide it from the error's structure instead.
 ///
 /// ```
 /// use healthprobe_core::ProbeResult;
@@ -89,12 +77,21 @@ pub fn classify(result: &ProbeResult) -> ProbeClass {
         ProbeResult::Unhealthy { status, .. } if *status != 0 => ProbeClass::BadStatus,
         ProbeResult::Unhealthy { error, .. } if error == reason::TIMEOUT => ProbeClass::Timeout,
         ProbeResult::Unhealthy { error, .. }
-            if reason::CONNECT_ERRORS.contains(&error.as_str())
-                || error.starts_with(reason::CANNOT_RESOLVE_HOST) =>
+            if matches!(
+                error.as_str(),
+                reason::CONNECTION_REFUSED
+                    | reason::HOST_NOT_FOUND
+                    | reason::CONNECTION_FAILED
+                    | reason::NETWORK_UNREACHABLE
+                    | reason::HOST_UNREACHABLE
+                    | reason::ADDRESS_NOT_AVAILABLE
+            ) || error.starts_with(reason::CANNOT_RESOLVE_HOST) =>
         {
             ProbeClass::ConnectError
         }
-        ProbeResult::Unhealthy { error, .. } if tls::is_tls_error(error) => ProbeClass::Tls,
+        ProbeResult::Unhealthy { error, .. } if error.starts_with(TLS_ERROR_PREFIX) => {
+            ProbeClass::Tls
+        }
         ProbeResult::Unhealthy { .. } => ProbeClass::Other,
     }
 }
@@ -136,14 +133,10 @@ impl Agents {
         }
         let shard = (hasher.finish() % self.shards.len() as u64) as usize;
         self.shards[shard].get_or_init(|| {
-            let connector = ()
-                .chain(TcpConnector::default())
-                .chain(TlsConnector {
-                    tls: self.tls.clone(),
-                })
-                .chain(KeepingConnector {
-                    budget: Arc::clone(&self.budget),
-                });
+            let connector =
+                ().chain(TcpConnector::default())
+                    .chain(TlsConnector(self.tls.clone()))
+                    .chain(KeepingConnector(Arc::clone(&self.budget)));
             Agent::with_parts(self.config.clone(), connector, ClassifyingResolver)
         })
     }
@@ -182,34 +175,30 @@ impl Prober {
         }
     }
 
-    /// Probe one engine (R1, R2); returns within the probe timeout, never panics.
-    pub fn probe(&self, engine_endpoint: &str) -> ProbeResult {
-        self.probe_classified(engine_endpoint).0
-    }
-
-    /// [`Prober::probe`], with the kind of outcome decided from the error's
-    /// structure (ureq's error variant, the I/O error kind), not its text.
-    pub fn probe_classified(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
+    /// Probe one engine (R1, R2): the result, and its kind decided from the
+    /// error's structure (ureq's error variant, the I/O error kind), not its
+    /// text. Returns within the probe timeout, never panics.
+    pub fn probe(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         let url = probe_url(engine_endpoint);
         let https = url
             .get(..8)
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
         let agent = self.agents.of(&url);
-        if !self.connections.keeps(https) {
-            return match agent.get(&url).header("connection", "close").call() {
-                // The body is dropped unread: the connection closes with it.
-                Ok(response) => answered(response.status().as_u16()),
-                Err(err) => failed_with(&err),
-            };
-        }
+        let keep = self.connections.keeps(https);
         let started = Instant::now();
         CALL.set(Call {
-            keep: true,
+            keep,
             ..Call::default()
         });
-        let mut response = agent.get(&url).call();
+        let request = agent.get(&url);
+        let mut response = if keep {
+            request.call()
+        } else {
+            request.header("connection", "close").call()
+        };
         let call = CALL.get();
         if let Err(Error::Io(io)) = &response
+            && keep
             && !call.connected
             && !call.answered
             && closed_before_answer(io)
@@ -221,27 +210,25 @@ impl Prober {
                 CALL.set(Call::default());
                 return failed(ProbeClass::Timeout, reason::TIMEOUT.to_owned());
             }
-            response = agent
-                .get(&url)
-                .config()
-                .timeout_global(Some(left))
-                .build()
-                .call();
+            let retry = agent.get(&url).config().timeout_global(Some(left));
+            response = retry.build().call();
         }
         CALL.set(Call::default());
         match response {
             Ok(mut response) => {
-                let status = response.status().as_u16();
                 // Read to the end (or fail and close): only a whole, small
-                // body leaves the connection to ureq's pool.
-                let _ = response
-                    .body_mut()
-                    .with_config()
-                    .limit(DRAIN_LIMIT)
-                    .read_to_vec();
-                answered(status)
+                // body leaves the connection to ureq's pool. Without reuse
+                // the body is dropped unread and the connection closes.
+                if keep {
+                    let _ = response
+                        .body_mut()
+                        .with_config()
+                        .limit(DRAIN_LIMIT)
+                        .read_to_vec();
+                }
+                answered(response.status().as_u16())
             }
-            Err(err) => failed_with(&err),
+            Err(err) => describe(&err),
         }
     }
 }
@@ -268,9 +255,7 @@ thread_local! {
 /// probe takes a place in the [`KeptBudget`] if one is left; only one with
 /// a place may be pooled.
 #[derive(Debug)]
-struct KeepingConnector {
-    budget: Arc<KeptBudget>,
-}
+struct KeepingConnector(Arc<KeptBudget>);
 
 impl<In: Transport> Connector<In> for KeepingConnector {
     type Out = Keeping<In>;
@@ -285,7 +270,7 @@ impl<In: Transport> Connector<In> for KeepingConnector {
             connected: true,
             ..call
         });
-        let place = if call.keep { self.budget.admit() } else { None };
+        let place = if call.keep { self.0.admit() } else { None };
         Ok(chained.map(|inner| Keeping { inner, place }))
     }
 }
@@ -347,17 +332,11 @@ pub(crate) fn failed(class: ProbeClass, error: String) -> (ProbeResult, ProbeCla
     (ProbeResult::Unhealthy { status: 0, error }, class)
 }
 
-/// The failure of a probe that got no usable response.
-fn failed_with(err: &Error) -> (ProbeResult, ProbeClass) {
-    let (class, error) = describe(err);
-    failed(class, error)
-}
-
-/// The kind and a readable one-line reason for a probe that got no usable response.
-fn describe(err: &Error) -> (ProbeClass, String) {
-    match err {
+/// The failure of a probe that got no usable response, by ureq's error.
+fn describe(err: &Error) -> (ProbeResult, ProbeClass) {
+    let (class, error) = match err {
         Error::Timeout(_) => (ProbeClass::Timeout, reason::TIMEOUT.to_owned()),
-        Error::Io(io) => describe_io(io),
+        Error::Io(io) => describe_error(io, None, false),
         Error::HostNotFound => (ProbeClass::ConnectError, reason::HOST_NOT_FOUND.to_owned()),
         Error::LargeResponseHeader(_, limit) => (ProbeClass::Other, head_too_large(*limit)),
         Error::Protocol(err) => (ProbeClass::Other, format!("malformed response: {err}")),
@@ -368,22 +347,44 @@ fn describe(err: &Error) -> (ProbeClass, String) {
             reason::CONNECTION_FAILED.to_owned(),
         ),
         other => (ProbeClass::Other, other.to_string()),
-    }
+    };
+    failed(class, error)
 }
 
-/// The kind and reason of an I/O error, by its [`io::ErrorKind`] (and, for a
-/// failed name lookup, the [`ResolveFailed`] it carries).
+/// The class and reason of a failure (both probers), from the error types
+/// in its chain: a failed lookup, a TLS failure (worded for `host`), else
+/// the innermost I/O error's kind, which while `handshaking` is the TLS
+/// handshake's if it can be.
+pub(crate) fn describe_error(
+    err: &(dyn StdError + 'static),
+    host: Option<&str>,
+    handshaking: bool,
+) -> (ProbeClass, String) {
+    let mut innermost_io = None;
+    for current in tls::error_chain(err) {
+        if let Some(lookup) = current.downcast_ref::<ResolveFailed>() {
+            return (ProbeClass::ConnectError, lookup.0.clone());
+        }
+        if let Some(failure) = current.downcast_ref::<TlsFailure>() {
+            return (ProbeClass::Tls, failure.0.clone());
+        }
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return (ProbeClass::Tls, tls::describe_tls(tls, host));
+        }
+        innermost_io = current.downcast_ref::<io::Error>().or(innermost_io);
+    }
+    let Some(io) = innermost_io else {
+        return (ProbeClass::Other, err.to_string());
+    };
+    if handshaking && let Some(text) = tls::handshake_failure(io) {
+        return (ProbeClass::Tls, text);
+    }
+    describe_io(io)
+}
+
+/// The class and reason of an I/O error, by its [`io::ErrorKind`].
 pub(crate) fn describe_io(err: &io::Error) -> (ProbeClass, String) {
     use io::ErrorKind::*;
-    if err
-        .get_ref()
-        .is_some_and(|inner| inner.is::<ResolveFailed>())
-    {
-        return (ProbeClass::ConnectError, err.to_string());
-    }
-    if let Some(tls) = tls::describe_tls_io(err) {
-        return tls;
-    }
     let (class, reason) = match err.kind() {
         ConnectionRefused => (ProbeClass::ConnectError, reason::CONNECTION_REFUSED),
         ConnectionReset => (ProbeClass::Other, "connection reset by peer"),
@@ -405,13 +406,12 @@ pub(crate) fn describe_io(err: &io::Error) -> (ProbeClass, String) {
     (class, reason.to_owned())
 }
 
-/// TLS for `https://` probes, with the run's [`TlsClient::probe_config`]
-/// (which ureq's `TlsConfig` cannot express); a failed handshake is a
-/// [`TlsFailure`] worded for the host.
+/// TLS for `https://` probes with the run's [`TlsClient::probe_config`]:
+/// ureq's own rustls connector builds its configuration itself and cannot
+/// turn session resumption off. A failed handshake is a [`TlsFailure`]
+/// worded for the host.
 #[derive(Debug)]
-struct TlsConnector {
-    tls: TlsClient,
-}
+struct TlsConnector(TlsClient);
 
 impl<In: Transport> Connector<In> for TlsConnector {
     type Out = Either<In, TlsTransport>;
@@ -432,22 +432,21 @@ impl<In: Transport> Connector<In> for TlsConnector {
             .authority()
             .map(|authority| authority.host())
             .unwrap_or_default();
-        let tls_error = |text: String| Error::Io(TlsFailure(text).into_io());
+        let tls_error = |text: String| Error::Io(io::Error::other(TlsFailure(text)));
         let name = tls::server_name(host).map_err(tls_error)?;
-        let mut conn = ClientConnection::new(self.tls.probe_config(), name)
+        let mut conn = ClientConnection::new(self.0.probe_config(), name)
             .map_err(|err| tls_error(tls::describe_tls(&err, Some(host))))?;
         let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
         sock.set_timeout(details.timeout);
-        if let Err(io) = conn.complete_io(&mut sock) {
-            return Err(match Error::from(io) {
+        conn.complete_io(&mut sock)
+            .map_err(|io| match Error::from(io) {
                 Error::Timeout(_) => tls_error(tls::handshake_timeout()),
-                Error::Io(io) => match tls::handshake_failure(&io, host) {
-                    Some(text) => tls_error(text),
-                    None => Error::Io(io),
+                Error::Io(io) => match describe_error(&io, Some(host), true) {
+                    (ProbeClass::Tls, text) => tls_error(text),
+                    _ => Error::Io(io),
                 },
                 other => other,
-            });
-        }
+            })?;
         let buffers = LazyBuffers::new(
             details.config.input_buffer_size(),
             details.config.output_buffer_size(),
@@ -500,15 +499,16 @@ impl Transport for TlsTransport {
     }
 }
 
-/// A failed name lookup, carried inside an [`io::Error`] so the probe knows
-/// its kind without reading the text.
+/// A failed name lookup, worded `cannot resolve host NAME: why`, carried
+/// inside an [`io::Error`] so the probe knows its kind without reading the text.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct ResolveFailed(pub(crate) String);
 
-/// The error text of a failed name lookup: `cannot resolve host NAME: why`.
-pub(crate) fn cannot_resolve(host: &str, why: &dyn std::fmt::Display) -> String {
-    format!("{}{host}: {why}", reason::CANNOT_RESOLVE_HOST)
+impl ResolveFailed {
+    pub(crate) fn new(host: &str, why: &dyn std::fmt::Display) -> Self {
+        Self(format!("{}{host}: {why}", reason::CANNOT_RESOLVE_HOST))
+    }
 }
 
 /// ureq's resolver, its failures carried as [`ResolveFailed`], and an IP
@@ -525,9 +525,14 @@ impl Resolver for ClassifyingResolver {
     ) -> Result<ResolvedSocketAddrs, Error> {
         let host = uri.host().unwrap_or_default();
         let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+        let default_port = match uri.scheme_str() {
+            Some(scheme) if scheme.eq_ignore_ascii_case("https") => Some(443),
+            Some(scheme) if scheme.eq_ignore_ascii_case("http") => Some(80),
+            _ => None,
+        };
         if let (Ok(ip), Some(port)) = (
             bare.unwrap_or(host).parse::<IpAddr>(),
-            uri.port_u16().or_else(|| default_port(uri)),
+            uri.port_u16().or(default_port),
         ) {
             let mut addrs = self.empty();
             addrs.push(SocketAddr::new(ip, port));
@@ -537,21 +542,10 @@ impl Resolver for ClassifyingResolver {
             .resolve(uri, config, timeout)
             .map_err(|err| match err {
                 Error::Io(io) => {
-                    let host = uri.host().unwrap_or_default();
-                    let text = cannot_resolve(host, &io);
-                    Error::Io(io::Error::new(io.kind(), ResolveFailed(text)))
+                    Error::Io(io::Error::new(io.kind(), ResolveFailed::new(host, &io)))
                 }
                 other => other,
             })
-    }
-}
-
-/// The port of a URL without one: 80 for `http`, 443 for `https`.
-fn default_port(uri: &Uri) -> Option<u16> {
-    match uri.scheme_str() {
-        Some(scheme) if scheme.eq_ignore_ascii_case("http") => Some(80),
-        Some(scheme) if scheme.eq_ignore_ascii_case("https") => Some(443),
-        _ => None,
     }
 }
 
@@ -666,8 +660,9 @@ pub(crate) mod tests {
                 "{kind:?}: {error}"
             );
         }
-        let lookup = cannot_resolve("engine.invalid", &"no such host");
-        let (class, text) = describe_io(&io::Error::other(ResolveFailed(lookup.clone())));
+        let lookup = ResolveFailed::new("engine.invalid", &"no such host").0;
+        let carried = io::Error::other(ResolveFailed(lookup.clone()));
+        let (class, text) = describe_error(&carried, None, false);
         assert_eq!((class, text), (ProbeClass::ConnectError, lookup.clone()));
         assert_eq!(classify(&unhealthy(0, lookup)), ProbeClass::ConnectError);
     }
@@ -695,7 +690,7 @@ pub(crate) mod tests {
     fn https_to_a_closed_port_is_a_connect_error_before_any_tls() {
         let prober = test_prober();
         assert_eq!(
-            prober.probe_classified(HTTPS_CLOSED_PORT),
+            prober.probe(HTTPS_CLOSED_PORT),
             (
                 unhealthy(0, reason::CONNECTION_REFUSED.to_owned()),
                 ProbeClass::ConnectError
@@ -707,7 +702,7 @@ pub(crate) mod tests {
     fn bad_endpoints_fail_without_panicking() {
         let prober = test_prober();
         for endpoint in BAD_ENDPOINTS {
-            match prober.probe(endpoint) {
+            match prober.probe(endpoint).0 {
                 ProbeResult::Unhealthy { status: 0, error } => {
                     assert!(!error.is_empty(), "{endpoint:?}");
                 }
@@ -727,7 +722,7 @@ pub(crate) mod tests {
             ClassifyingResolver
                 .resolve(&uri, &Config::default(), timeout)
                 .map(|addrs| addrs.iter().map(ToString::to_string).collect::<Vec<_>>())
-                .map_err(|err| describe(&err).0)
+                .map_err(|err| describe(&err).1)
         };
         assert_eq!(
             resolve("http://127.0.0.1:8080/healthz"),

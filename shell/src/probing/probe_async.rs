@@ -32,13 +32,14 @@ use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::probing::connections::{
     ConnectionPolicy, Connections, DRAIN_LIMIT, DRAIN_WAIT, KeptBudget, KeptPlace,
     closed_before_answer,
 };
 use crate::probing::probe::{
-    MAX_RESPONSE_HEADER_BYTES, ProbeClass, ResolveFailed, USER_AGENT, answered, cannot_resolve,
+    MAX_RESPONSE_HEADER_BYTES, ProbeClass, ResolveFailed, USER_AGENT, answered, describe_error,
     describe_io, failed, head_too_large, reason,
 };
 use crate::tls::{self, TlsClient};
@@ -63,24 +64,6 @@ struct Call {
     connection: Option<Made>,
 }
 
-/// Whether a connection has served a whole exchange, shared by the
-/// connection ([`Keeping`]) and its pool entry (an extra of its [`Connected`]).
-#[derive(Debug, Clone, Default)]
-struct Served(Arc<AtomicBool>);
-
-impl Served {
-    /// The flag of the connection `connected` describes, if it has one.
-    fn of(connected: Option<&Connected>) -> Option<Self> {
-        let mut extensions = hyper::http::Extensions::new();
-        connected?.get_extras(&mut extensions);
-        extensions.remove::<Self>()
-    }
-
-    fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
 /// How far a new connection got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Made {
@@ -92,6 +75,46 @@ enum Made {
 
 tokio::task_local! {
     static CALL: Cell<Call>;
+}
+
+/// Record how far this probe's new connection got (nothing outside a probe).
+fn made(made: Made) -> bool {
+    CALL.try_with(|call| {
+        call.set(Call {
+            connection: Some(made),
+            ..call.get()
+        });
+        call.get().keep
+    })
+    .unwrap_or(false)
+}
+
+/// Whether a connection has served a whole exchange, shared by the
+/// connection ([`Keeping`]) and its pool entry (an extra of its [`Connected`]).
+#[derive(Debug, Clone, Default)]
+struct Served(Arc<AtomicBool>);
+
+impl Served {
+    /// Whether the connection `connected` describes has served.
+    fn of(connected: Option<&Connected>) -> bool {
+        let mut extensions = hyper::http::Extensions::new();
+        if let Some(connected) = connected {
+            connected.get_extras(&mut extensions);
+        }
+        extensions.get::<Self>().is_some_and(Self::get)
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Why an exchange failed, and whether it went over a kept connection that
+/// had served before.
+type Exchange = (BoxError, bool);
+
+fn fresh(error: impl Into<BoxError>) -> Exchange {
+    (error.into(), false)
 }
 
 impl AsyncProber {
@@ -121,40 +144,36 @@ impl AsyncProber {
         }
     }
 
-    /// Probe one engine (R1, R2) on a tokio runtime with time and I/O;
-    /// completes within the probe timeout, never panics.
-    pub async fn probe(&self, engine_endpoint: &str) -> ProbeResult {
-        self.probe_classified(engine_endpoint).await.0
-    }
-
-    /// [`AsyncProber::probe`], with the kind of outcome decided from the
-    /// error's structure, not its text.
-    pub async fn probe_classified(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
+    /// Probe one engine (R1, R2) on a tokio runtime with time and I/O: the
+    /// result, and its kind decided from the error's structure, not its
+    /// text. Completes within the probe timeout, never panics.
+    pub async fn probe(&self, engine_endpoint: &str) -> (ProbeResult, ProbeClass) {
         let url = probe_url(engine_endpoint);
         let (uri, https) = match target(&url) {
             Ok(target) => target,
             Err((class, error)) => return failed(class, error),
         };
         let keep = self.connections.keeps(https);
-        let deadline = tokio::time::Instant::now() + self.probe_timeout;
-        let mut outcome = self.call(&uri, keep, deadline).await;
-        if let Err(Failed { retry: true, .. }) = outcome {
-            outcome = self.call(&uri, keep, deadline).await;
+        let deadline = Instant::now() + self.probe_timeout;
+        let (mut outcome, retry) = self.call(&uri, keep, deadline).await;
+        if retry {
+            outcome = self.call(&uri, keep, deadline).await.0;
         }
         match outcome {
             Ok(status) => answered(status),
-            Err(Failed { class, error, .. }) => failed(class, error),
+            Err((class, error)) => failed(class, error),
         }
     }
 
-    /// One request for `uri` before `deadline`: the status, or why not.
+    /// One request for `uri` before `deadline`: the status or why not, and
+    /// whether the request goes again (a kept connection the engine had
+    /// closed: once more, on a fresh one, as the pool holds none for it now).
     async fn call(
         &self,
         uri: &Uri,
         keep: bool,
-        deadline: tokio::time::Instant,
-    ) -> Result<u16, Failed> {
-        let host = uri.host().unwrap_or_default();
+        deadline: Instant,
+    ) -> (Result<u16, (ProbeClass, String)>, bool) {
         let call = Cell::new(Call {
             keep,
             connection: None,
@@ -165,24 +184,25 @@ impl AsyncProber {
             } else {
                 tokio::time::timeout_at(deadline, self.exchange_fresh(uri)).await
             };
-            let made = CALL.with(|call| call.get().connection);
+            let handshaking = CALL.with(|call| call.get().connection) == Some(Made::Tcp)
+                && uri.scheme_str() == Some("https");
             match exchanged {
-                Err(_elapsed) if made == Some(Made::Tcp) && uri.scheme_str() == Some("https") => {
-                    Err(Failed::new(ProbeClass::Tls, tls::handshake_timeout()))
+                Ok(Ok(status)) => (Ok(status), false),
+                Err(_elapsed) if handshaking => {
+                    (Err((ProbeClass::Tls, tls::handshake_timeout())), false)
                 }
-                Err(_elapsed) => Err(Failed::new(ProbeClass::Timeout, reason::TIMEOUT.to_owned())),
-                Ok(Err(Exchange { error, reused })) => {
-                    let (class, text) = describe(&*error, host, made);
-                    // A kept connection the engine had closed: once more,
-                    // on a fresh one (the pool holds none for it now).
-                    let retry = reused && closed_early(&*error);
-                    Err(Failed {
-                        class,
-                        error: text,
-                        retry,
-                    })
-                }
-                Ok(Ok(status)) => Ok(status),
+                Err(_elapsed) => (
+                    Err((ProbeClass::Timeout, reason::TIMEOUT.to_owned())),
+                    false,
+                ),
+                Ok(Err((error, reused))) => (
+                    Err(describe(
+                        &*error,
+                        uri.host().unwrap_or_default(),
+                        handshaking,
+                    )),
+                    reused && closed_early(&*error),
+                ),
             }
         })
         .await
@@ -190,26 +210,19 @@ impl AsyncProber {
 
     /// A request through the pool. The body is read to its end within
     /// `DRAIN_LIMIT` and `DRAIN_WAIT`, or the connection is not kept.
-    async fn exchange_kept(
-        &self,
-        uri: &Uri,
-        deadline: tokio::time::Instant,
-    ) -> Result<u16, Exchange> {
+    async fn exchange_kept(&self, uri: &Uri, deadline: Instant) -> Result<u16, Exchange> {
         let request = Request::get(uri.clone())
             .header(header::USER_AGENT, USER_AGENT)
             .header(header::ACCEPT, "*/*")
             .body(Empty::new())
-            .map_err(Exchange::fresh)?;
+            .map_err(fresh)?;
         let response = self.client.request(request).await.map_err(|err| {
-            let reused = Served::of(err.connect_info()).is_some_and(|served| served.get());
-            Exchange {
-                error: err.into(),
-                reused,
-            }
+            let reused = Served::of(err.connect_info());
+            (Box::new(err) as BoxError, reused)
         })?;
         let status = response.status().as_u16();
         let served = response.extensions().get::<Served>().cloned();
-        let drained_by = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
+        let drained_by = deadline.min(Instant::now() + DRAIN_WAIT);
         let body = Limited::new(response.into_body(), DRAIN_LIMIT as usize).collect();
         if let (Ok(Ok(_)), Some(served)) = (tokio::time::timeout_at(drained_by, body).await, served)
         {
@@ -232,22 +245,17 @@ impl AsyncProber {
             .header(header::ACCEPT, "*/*")
             .header(header::CONNECTION, "close")
             .body(Empty::<Bytes>::new())
-            .map_err(Exchange::fresh)?;
+            .map_err(fresh)?;
         let mut connector = self.client_connector.clone();
         let io = tower_service::Service::call(&mut connector, uri.clone())
             .await
-            .map_err(Exchange::fresh)?;
-        let _ = CALL.try_with(|call| {
-            call.set(Call {
-                connection: Some(Made::Ready),
-                ..call.get()
-            });
-        });
+            .map_err(fresh)?;
+        made(Made::Ready);
         let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
             .max_buf_size(MAX_RESPONSE_HEADER_BYTES)
             .handshake(io)
             .await
-            .map_err(Exchange::fresh)?;
+            .map_err(fresh)?;
         let mut connection = std::pin::pin!(connection);
         let mut response = std::pin::pin!(sender.send_request(request));
         let response = tokio::select! {
@@ -259,40 +267,7 @@ impl AsyncProber {
                 Ok(()) => response.await,
             },
         };
-        Ok(response.map_err(Exchange::fresh)?.status().as_u16())
-    }
-}
-
-/// Why an exchange failed, and whether it went over a kept connection.
-struct Exchange {
-    error: BoxError,
-    reused: bool,
-}
-
-impl Exchange {
-    fn fresh(error: impl Into<BoxError>) -> Self {
-        Self {
-            error: error.into(),
-            reused: false,
-        }
-    }
-}
-
-/// A failed request: its class, its text, and whether it goes again.
-#[derive(Debug)]
-struct Failed {
-    class: ProbeClass,
-    error: String,
-    retry: bool,
-}
-
-impl Failed {
-    fn new(class: ProbeClass, error: String) -> Self {
-        Self {
-            class,
-            error,
-            retry: false,
-        }
+        Ok(response.map_err(fresh)?.status().as_u16())
     }
 }
 
@@ -316,47 +291,18 @@ fn target(url: &str) -> Result<(Uri, bool), (ProbeClass, String)> {
     Ok((uri, https))
 }
 
-/// The class and text of a failed request, from the error types in its
-/// chain; an I/O error while `made` is [`Made::Tcp`] is the handshake's.
-fn describe(
-    err: &(dyn StdError + 'static),
-    host: &str,
-    made: Option<Made>,
-) -> (ProbeClass, String) {
-    let mut innermost_io = None;
-    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(current) = next {
-        if let Some(lookup) = current.downcast_ref::<ResolveFailed>() {
-            return (ProbeClass::ConnectError, lookup.0.clone());
+/// The class and text of a failed request: hyper's parse errors and early
+/// ends by its error, the rest as both probers describe it.
+fn describe(err: &(dyn StdError + 'static), host: &str, handshaking: bool) -> (ProbeClass, String) {
+    for hyper in tls::error_chain(err).filter_map(|err| err.downcast_ref::<hyper::Error>()) {
+        if hyper.is_parse() {
+            return (ProbeClass::Other, malformed(hyper));
         }
-        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-            return (ProbeClass::Tls, tls::describe_tls(tls, Some(host)));
+        if hyper.is_incomplete_message() {
+            return describe_io(&io::ErrorKind::UnexpectedEof.into());
         }
-        if let Some(hyper) = current.downcast_ref::<hyper::Error>() {
-            if hyper.is_parse() {
-                return (ProbeClass::Other, malformed(hyper));
-            }
-            if hyper.is_incomplete_message() {
-                return describe_io(&io::ErrorKind::UnexpectedEof.into());
-            }
-        }
-        next = match current.downcast_ref::<io::Error>() {
-            Some(io) => {
-                innermost_io = Some(io);
-                // An I/O error carries its cause as its payload.
-                io.get_ref().map(|inner| inner as &(dyn StdError + 'static))
-            }
-            None => current.source(),
-        };
     }
-    match innermost_io {
-        Some(io) if made == Some(Made::Tcp) => match tls::handshake_failure(io, host) {
-            Some(text) => (ProbeClass::Tls, text),
-            None => describe_io(io),
-        },
-        Some(io) => describe_io(io),
-        None => (ProbeClass::Other, err.to_string()),
-    }
+    describe_error(err, Some(host), handshaking)
 }
 
 /// The text of a response hyper could not parse, worded as the blocking
@@ -377,20 +323,11 @@ fn malformed(err: &hyper::Error) -> String {
 /// Whether a request failed because the engine closed its connection
 /// before a complete answer (end of stream, a reset, a broken pipe).
 fn closed_early(err: &(dyn StdError + 'static)) -> bool {
-    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(current) = next {
-        if current
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_incomplete_message)
-        {
-            return true;
-        }
-        if let Some(io) = current.downcast_ref::<io::Error>() {
-            return closed_before_answer(io);
-        }
-        next = current.source();
-    }
-    false
+    let closed = |err: &(dyn StdError + 'static)| match err.downcast_ref::<hyper::Error>() {
+        Some(hyper) if hyper.is_incomplete_message() => Some(true),
+        _ => err.downcast_ref::<io::Error>().map(closed_before_answer),
+    };
+    tls::error_chain(err).find_map(closed).unwrap_or(false)
 }
 
 /// hyper-util's TCP connector, each new connection marked for its probe
@@ -419,16 +356,11 @@ impl tower_service::Service<Uri> for KeepingConnector {
             let stream = connecting.await?;
             // Outside a probe's scope (hyper finishing a connection in the
             // background), nothing is kept.
-            let keep = CALL
-                .try_with(|call| {
-                    call.set(Call {
-                        connection: Some(Made::Tcp),
-                        ..call.get()
-                    });
-                    call.get().keep
-                })
-                .unwrap_or(false);
-            let place = if keep { budget.admit() } else { None };
+            let place = if made(Made::Tcp) {
+                budget.admit()
+            } else {
+                None
+            };
             Ok(Keeping {
                 stream,
                 place,
@@ -449,37 +381,12 @@ pub(crate) struct Keeping {
 
 impl Connection for Keeping {
     fn connected(&self) -> Connected {
-        let _ = CALL.try_with(|call| {
-            call.set(Call {
-                connection: Some(Made::Ready),
-                ..call.get()
-            });
-        });
+        made(Made::Ready);
         let connected = self.stream.connected().extra(self.served.clone());
         if self.place.is_none() {
             connected.poison();
         }
         connected
-    }
-}
-
-impl Keeping {
-    /// Whether a connection about to serve again has anything to read (a
-    /// close, or an answer sent unasked): hyper's own watch runs in another
-    /// task and can be a moment late.
-    fn spoiled(&self) -> bool {
-        if !self.served.get() {
-            return false;
-        }
-        let mut byte = [0_u8; 1];
-        !matches!(
-            rustix::net::recv(
-                self.stream.inner(),
-                &mut byte,
-                rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
-            ),
-            Err(rustix::io::Errno::AGAIN)
-        )
     }
 }
 
@@ -499,9 +406,21 @@ impl Write for Keeping {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.spoiled() {
-            // As if the engine had closed it: the request goes again on a
-            // fresh connection.
+        // A connection about to serve again with anything to read (a close,
+        // or an answer sent unasked) fails as if the engine had closed it,
+        // so the request goes again on a fresh one: hyper's own watch runs
+        // in another task and can be a moment late.
+        let mut byte = [0_u8; 1];
+        if self.served.get()
+            && !matches!(
+                rustix::net::recv(
+                    self.stream.inner(),
+                    &mut byte,
+                    rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+                ),
+                Err(rustix::io::Errno::AGAIN)
+            )
+        {
             return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
         Pin::new(&mut self.stream).poll_write(cx, buf)
@@ -536,8 +455,8 @@ impl tower_service::Service<Name> for ClassifyingResolver {
             match lookup.await {
                 Ok(addrs) => Ok(addrs.collect::<Vec<_>>().into_iter()),
                 Err(err) => {
-                    let text = cannot_resolve(&host, &describe_io(&err).1);
-                    Err(io::Error::new(err.kind(), ResolveFailed(text)))
+                    let why = describe_io(&err).1;
+                    Err(io::Error::new(err.kind(), ResolveFailed::new(&host, &why)))
                 }
             }
         })
@@ -556,7 +475,7 @@ mod tests {
             .expect("a test runtime");
         let policy = ConnectionPolicy::new(Connections::Keep, Duration::from_secs(1), 16);
         let prober = AsyncProber::new(Duration::from_millis(200), TlsClient::system(), policy);
-        runtime.block_on(prober.probe(endpoint))
+        runtime.block_on(prober.probe(endpoint)).0
     }
 
     #[test]
