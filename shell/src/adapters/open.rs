@@ -267,9 +267,8 @@ fn open_redis(
     let maxlen = options
         .redis_maxlen
         .unwrap_or(RedisStreamPublisher::DEFAULT_MAXLEN);
-    let mut publisher = RedisStreamPublisher::new(target, maxlen)
-        .and_then(|publisher| publisher.with_tls(options.tls.clone()))
-        .map_err(OpenError::Publisher)?;
+    let mut publisher =
+        RedisStreamPublisher::new(target, maxlen, &options.tls).map_err(OpenError::Publisher)?;
     match publisher.ping() {
         Ok(()) => info!(
             destination = publisher.destination(),

@@ -10,7 +10,7 @@
 //! identical events), so a lost reply does not duplicate it.
 //!
 //! `rediss://` verifies the server's certificate in full against the trust
-//! of [`RedisStreamPublisher::with_tls`]; `#insecure` is refused. redis-rs
+//! given to [`RedisStreamPublisher::new`]; `#insecure` is refused. redis-rs
 //! builds on the process's default crypto provider, which the binary
 //! installs ([`crate::tls::provider`]).
 
@@ -214,10 +214,12 @@ impl RedisStreamPublisher {
     pub(crate) const DEFAULT_MAXLEN: u64 = 100_000;
 
     /// A publisher to `target`, trimming the stream to about `maxlen`
-    /// entries (`MAXLEN ~`; 0 never trims). Connects at the first publish.
-    pub fn new(target: RedisTarget, maxlen: u64) -> Result<Self, PublishError> {
+    /// entries (`MAXLEN ~`; 0 never trims); a `rediss://` server's
+    /// certificate is checked against the trust of `tls`. Connects at the
+    /// first publish.
+    pub fn new(target: RedisTarget, maxlen: u64, tls: &TlsClient) -> Result<Self, PublishError> {
         let destination = target.to_string();
-        let client = Self::client(&target, &TlsClient::system())
+        let client = Self::client(&target, tls)
             .map_err(|err| PublishError::Unavailable(format!("{destination}: {err}")))?;
         Ok(Self {
             target,
@@ -228,17 +230,6 @@ impl RedisStreamPublisher {
             connection: None,
             in_doubt: None,
         })
-    }
-
-    /// The same, a `rediss://` server's certificate checked against the
-    /// trust of `tls` rather than the system store alone.
-    pub fn with_tls(mut self, tls: TlsClient) -> Result<Self, PublishError> {
-        if self.target.tls {
-            self.client = Self::client(&self.target, &tls)
-                .map_err(|err| PublishError::Unavailable(format!("{}: {err}", self.destination)))?;
-            self.connection = None;
-        }
-        Ok(self)
     }
 
     fn client(target: &RedisTarget, tls: &TlsClient) -> redis::RedisResult<redis::Client> {
@@ -657,8 +648,12 @@ mod tests {
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
-        let mut publisher =
-            RedisStreamPublisher::new(target("127.0.0.1", port, "events"), 10).expect("client");
+        let mut publisher = RedisStreamPublisher::new(
+            target("127.0.0.1", port, "events"),
+            10,
+            &TlsClient::system(),
+        )
+        .expect("client");
         let event = HealthEvent {
             game_id: "g1".into(),
             container_id: "c1".into(),
