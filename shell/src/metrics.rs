@@ -13,12 +13,8 @@
 //!   exactly the deliveries, and once per folded probe with its latency
 //!   (`healthprobe_probe_duration_seconds{result}`).
 //!
-//! `MetricsServer` (cargo feature `metrics-server`) serves them over HTTP
-//! from one thread (hyper, bounded connections, timeouts and head size):
-//! `GET /metrics` is 200 with [`OPENMETRICS_CONTENT_TYPE`], `GET /status`
-//! the run's status as JSON and `GET /` as a page ([`crate::status`]), any
-//! other path 404, another method 405. Nothing it serves changes the run.
-//! It stops when dropped.
+//! `MetricsServer` (cargo feature `metrics-server`) serves them, and the
+//! run's status ([`crate::status`]), over HTTP until dropped.
 //!
 //! A scrape sees whole ticks: applying a tick's report (and the latencies
 //! of its probes, held until then) and encoding a scrape hold the same

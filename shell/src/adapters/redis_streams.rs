@@ -279,10 +279,10 @@ impl RedisStreamPublisher {
     pub fn ping(&mut self) -> Result<(), PublishError> {
         let connection = match self.connection() {
             Ok(connection) => connection,
-            Err(err) => return Err(self.fail_connect(&err)),
+            Err(err) => return Err(self.fail(&err, true)),
         };
         let result = redis::cmd("PING").query::<redis::Value>(connection);
-        result.map(drop).map_err(|err| self.fail(&err))
+        result.map(drop).map_err(|err| self.fail(&err, false))
     }
 
     fn connection(&mut self) -> redis::RedisResult<&mut redis::Connection> {
@@ -295,32 +295,18 @@ impl RedisStreamPublisher {
         Ok(self.connection.as_mut().expect("connected just above"))
     }
 
-    /// Drop the connection and name the destination in the error.
-    fn fail(&mut self, err: &RedisError) -> PublishError {
-        let reason = describe(err, &self.target.host);
-        self.fail_with(&reason)
-    }
-
-    /// [`Self::fail`] for a connection that could not be made: over TLS, a
-    /// timeout may be the handshake's.
-    fn fail_connect(&mut self, err: &RedisError) -> PublishError {
-        if self.target.tls && err.is_timeout() {
-            let reason = format!(
-                "no answer within {} (connecting, TLS handshake included)",
-                humantime::format_duration(self.timeout)
-            );
-            return self.fail_with(&reason);
-        }
-        self.fail(err)
-    }
-
-    fn fail_with(&mut self, reason: &str) -> PublishError {
+    /// Drop the connection and name the destination in the error. Over
+    /// TLS, a timeout while `connecting` may be the handshake's.
+    fn fail(&mut self, err: &RedisError, connecting: bool) -> PublishError {
         self.connection = None;
-        PublishError::Unavailable(format!(
-            "{}: {}",
-            self.destination,
-            hide(reason, self.target.password.as_deref())
-        ))
+        let reason = if connecting && self.target.tls && err.is_timeout() {
+            let timeout = humantime::format_duration(self.timeout);
+            format!("no answer within {timeout} (connecting, TLS handshake included)")
+        } else {
+            describe(err, &self.target.host)
+        };
+        let reason = hide(&reason, self.target.password.as_deref());
+        PublishError::Unavailable(format!("{}: {reason}", self.destination))
     }
 
     /// One attempt: the in-doubt check if needed, then `XADD`.
@@ -372,7 +358,7 @@ impl HealthEventPublisher for RedisStreamPublisher {
                     self.in_doubt = None;
                     return Ok(());
                 }
-                Err(Attempt::NotSent(err)) => return Err(self.fail_connect(&err)),
+                Err(Attempt::NotSent(err)) => return Err(self.fail(&err, true)),
                 Err(Attempt::Failed { err, reused }) => {
                     if !redis_answered(&err) {
                         self.in_doubt = Some(fields.clone());
@@ -385,7 +371,7 @@ impl HealthEventPublisher for RedisStreamPublisher {
                         retried = true;
                         continue;
                     }
-                    return Err(self.fail(&err));
+                    return Err(self.fail(&err, false));
                 }
             }
         }
