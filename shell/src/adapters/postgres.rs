@@ -403,23 +403,15 @@ fn password_of(url: &Url) -> Option<String> {
 
 /// `postgres://user@host:port/dbname`, from what the client will use.
 fn describe(config: &Config) -> String {
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
+    let ports = config.get_ports();
+    let hosts: Vec<String> = (config.get_hosts().iter().enumerate())
         .map(|(index, host)| {
-            let name = match host {
-                Host::Tcp(name) if name.contains(':') => format!("[{name}]"),
-                Host::Tcp(name) => name.clone(),
-                Host::Unix(path) => path.display().to_string(),
-            };
-            let port = config
-                .get_ports()
-                .get(index)
-                .or_else(|| config.get_ports().first())
-                .copied()
-                .unwrap_or(5432);
-            format!("{name}:{port}")
+            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) if name.contains(':') => format!("[{name}]:{port}"),
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
         })
         .collect();
     let hosts = if hosts.is_empty() {
@@ -431,8 +423,10 @@ fn describe(config: &Config) -> String {
         .get_user()
         .map(|user| format!("{user}@"))
         .unwrap_or_default();
-    let dbname = config.get_dbname().unwrap_or_default();
-    format!("postgres://{user}{hosts}/{dbname}")
+    format!(
+        "postgres://{user}{hosts}/{}",
+        config.get_dbname().unwrap_or_default()
+    )
 }
 
 #[cfg(test)]
