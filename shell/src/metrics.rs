@@ -72,8 +72,9 @@ type Labels = [(&'static str, &'static str); 1];
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Held while a tick is applied and while a scrape is encoded.
-    whole_ticks: Mutex<()>,
+    /// Held while a tick is applied and while a scrape is encoded; holds
+    /// this tick's probe latencies, observed with its report.
+    whole_ticks: Mutex<Vec<(ProbeClass, f64)>>,
     interval: Duration,
     probes: [Counter; ProbeClass::ALL.len()],
     events_published: [Counter; EVENT_TYPES.len()],
@@ -82,8 +83,6 @@ pub struct Metrics {
     tracked_games: Gauge,
     tick_duration: Histogram,
     probe_duration: [Histogram; ProbeClass::ALL.len()],
-    /// This tick's probe latencies, observed with its report.
-    held_latencies: Mutex<Vec<(ProbeClass, f64)>>,
     tick_overruns: Counter,
     ticks: Counter,
     ticks_skipped: Counter,
@@ -179,7 +178,7 @@ impl Metrics {
 
         Self {
             registry,
-            whole_ticks: Mutex::new(()),
+            whole_ticks: Mutex::new(Vec::new()),
             interval,
             probes,
             events_published,
@@ -188,7 +187,6 @@ impl Metrics {
             tracked_games,
             tick_duration,
             probe_duration,
-            held_latencies: Mutex::new(Vec::new()),
             tick_overruns,
             ticks,
             ticks_skipped,
@@ -197,8 +195,7 @@ impl Metrics {
 
     /// Apply one tick's report, and the latencies of its probes.
     pub fn observe_tick(&self, report: &TickReport) {
-        let _whole = self.lock();
-        for (class, seconds) in self.held().drain(..) {
+        for (class, seconds) in self.lock().drain(..) {
             self.probe_duration[class as usize].observe(seconds);
         }
         for (class, count) in report.probe_classes.iter() {
@@ -233,23 +230,13 @@ impl Metrics {
     /// Hold one probe's latency until its tick's report is applied (what
     /// [`MetricsTelemetry`] calls).
     pub fn record_probe(&self, class: ProbeClass, latency: Duration) {
-        let overflow = {
-            let mut held = self.held();
-            held.push((class, latency.as_secs_f64()));
-            (held.len() >= MAX_HELD_LATENCIES).then(|| std::mem::take(&mut *held))
-        };
-        if let Some(overflow) = overflow {
-            let _whole = self.lock();
-            for (class, seconds) in overflow {
+        let mut held = self.lock();
+        held.push((class, latency.as_secs_f64()));
+        if held.len() >= MAX_HELD_LATENCIES {
+            for (class, seconds) in held.drain(..) {
                 self.probe_duration[class as usize].observe(seconds);
             }
         }
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, Vec<(ProbeClass, f64)>> {
-        self.held_latencies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The OpenMetrics text of every metric, ending with `# EOF`.
@@ -264,8 +251,8 @@ impl Metrics {
         text
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        // The lock guards no data, only the order of updates and scrapes.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(ProbeClass, f64)>> {
+        // A holder that panicked left whole latencies, each pushed whole.
         self.whole_ticks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -189,14 +189,11 @@ fn read_password(flag: &'static str, path: &Path) -> Result<String, OpenError> {
     BufReader::new(file.take(64 * 1024))
         .read_until(b'\n', &mut line)
         .map_err(|err| error(err.to_string()))?;
-    if line.last() == Some(&b'\n') {
-        line.pop();
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-    }
-    let password =
-        String::from_utf8(line).map_err(|_| error("the first line is not UTF-8".to_owned()))?;
+    let line = line
+        .strip_suffix(b"\n")
+        .map_or(&line[..], |line| line.strip_suffix(b"\r").unwrap_or(line));
+    let password = String::from_utf8(line.to_vec())
+        .map_err(|_| error("the first line is not UTF-8".to_owned()))?;
     if password.is_empty() {
         return Err(error("the first line is empty".to_owned()));
     }

@@ -1,25 +1,18 @@
 //! What an operator looks at: the live status of a run, as JSON
 //! (`GET /status`) and as one HTML page (`GET /`, [`page`]).
 //!
-//! The view is a [`StatusSnapshot`] taken at the end of each tick from the
-//! state the tick machine owns: every counter, whether `probe_failed` is
-//! published, and the events still pending are read from
-//! [`TickMachine`] as it stands; nothing here counts failures or decides a
-//! transition. Beside it, the [`StatusBook`] keeps what the machine does not
-//! need and an operator does: each such game's last [`RECENT_OUTCOMES`]
-//! outcomes (time, status, error, latency), its container and endpoint, and
-//! since when it has been in its current [`Health`] (the first outcome this
-//! run saw it in that health; `null` for a game restored from a state file
-//! and unchanged since).
+//! A [`StatusSnapshot`] is taken at the end of each tick from the state the
+//! [`TickMachine`] owns (counters, whether `probe_failed` is published,
+//! pending events): nothing here counts failures or decides a transition.
+//! Beside it, the [`StatusBook`] keeps what only an operator needs: each
+//! shown game's last [`RECENT_OUTCOMES`] outcomes, its container and
+//! endpoint, and since when it has been in its current [`Health`].
 //!
 //! Bounded (D7): the book holds a game only while the machine holds its
-//! counters or a failure is among its last outcomes, so a fleet of healthy
-//! games costs nothing per game and a healthy outcome of such a game
-//! allocates nothing. A response holds at most [`MAX_LIMIT`] games.
-//!
-//! The worker owns the book ([`crate::Ports::with_status`]); the book hands
-//! each snapshot to a shared [`StatusBoard`], which the HTTP server reads.
-//! Nothing here changes the run: every endpoint is read-only.
+//! counters or a failure is among its last outcomes, so a healthy fleet
+//! costs nothing per game. A response holds at most [`MAX_LIMIT`] games.
+//! The worker owns the book ([`crate::Ports::with_status`]); the HTTP server
+//! reads the [`StatusBoard`] it fills. Every endpoint is read-only.
 
 pub mod page;
 
