@@ -284,6 +284,18 @@ struct Shown {
 }
 
 impl Shown {
+    /// A game first shown in `health`, since `since`; its record comes with its outcome.
+    fn new(health: Health, since: Option<Timestamp>) -> Self {
+        Self {
+            container_id: Arc::from(""),
+            engine_endpoint: None,
+            health,
+            since,
+            recent: VecDeque::new(),
+            probed_in: 0,
+        }
+    }
+
     fn has_recent_failure(&self) -> bool {
         self.recent.iter().any(|outcome| !outcome.is_ok())
     }
@@ -327,19 +339,12 @@ impl StatusBook {
             last_tick: None,
             pending_events: 0,
         };
-        let games = machine
-            .states()
-            .games()
+        let games = (machine.states().games())
             .map(|(game_id, state)| {
-                let shown = Shown {
-                    container_id: Arc::from(""),
-                    engine_endpoint: None,
-                    health: Health::of(Some(state)),
-                    since: None,
-                    recent: VecDeque::new(),
-                    probed_in: 0,
-                };
-                (Arc::from(game_id), shown)
+                (
+                    Arc::from(game_id),
+                    Shown::new(Health::of(Some(state)), None),
+                )
             })
             .collect();
         let book = Self {
@@ -372,27 +377,15 @@ impl StatusBook {
     ) {
         let health = Health::of(states.game(&record.game_id));
         let at = outcome.observed_at;
-        let tick = self.tick;
-        let shown = match self.games.get_mut(record.game_id.as_str()) {
-            Some(shown) => {
-                if shown.health != health {
-                    shown.health = health;
-                    shown.since = Some(at);
-                }
-                shown
-            }
-            None => self
-                .games
-                .entry(Arc::from(record.game_id.as_str()))
-                .or_insert(Shown {
-                    container_id: Arc::from(""),
-                    engine_endpoint: None,
-                    health,
-                    since: Some(at),
-                    recent: VecDeque::with_capacity(RECENT_OUTCOMES),
-                    probed_in: tick,
-                }),
-        };
+        let game_id = record.game_id.as_str();
+        if !self.games.contains_key(game_id) {
+            (self.games).insert(Arc::from(game_id), Shown::new(health, Some(at)));
+        }
+        let shown = self.games.get_mut(game_id).expect("inserted above");
+        if shown.health != health {
+            shown.health = health;
+            shown.since = Some(at);
+        }
         if *shown.container_id != *record.current_container_id {
             shown.container_id = Arc::from(record.current_container_id.as_str());
         }
@@ -403,7 +396,7 @@ impl StatusBook {
             shown.recent.pop_front();
         }
         shown.recent.push_back(outcome);
-        shown.probed_in = tick;
+        shown.probed_in = self.tick;
     }
 
     /// A tick ended (`report`, at wall time `ended_at`): forget the games no
