@@ -195,7 +195,9 @@ impl Metrics {
 
     /// Apply one tick's report, and the latencies of its probes.
     pub fn observe_tick(&self, report: &TickReport) {
-        for (class, seconds) in self.lock().drain(..) {
+        // Held to the end: a scrape sees the whole tick or none of it.
+        let mut held = self.lock();
+        for (class, seconds) in held.drain(..) {
             self.probe_duration[class as usize].observe(seconds);
         }
         for (class, count) in report.probe_classes.iter() {
