@@ -97,7 +97,7 @@ impl PostgresRecords {
         let ssl_mode = take_ssl_mode(&mut url).map_err(|reason| invalid(&reason))?;
         let mut config =
             Config::from_str(url.as_str()).map_err(|err| invalid(&with_causes(&err)))?;
-        let ssl_mode = ssl_mode.unwrap_or(SSL_MODES[1]);
+        let ssl_mode = ssl_mode.unwrap_or(SSL_MODES[1]); // `prefer`, as libpq
         config.ssl_mode(ssl_mode.1);
         let password = config
             .get_password()

@@ -379,7 +379,8 @@ impl StatusBook {
         let at = outcome.observed_at;
         let game_id = record.game_id.as_str();
         if !self.games.contains_key(game_id) {
-            (self.games).insert(Arc::from(game_id), Shown::new(health, Some(at)));
+            self.games
+                .insert(Arc::from(game_id), Shown::new(health, Some(at)));
         }
         let shown = self.games.get_mut(game_id).expect("inserted above");
         if shown.health != health {
