@@ -13,12 +13,8 @@
 //!   exactly the deliveries, and once per folded probe with its latency
 //!   (`healthprobe_probe_duration_seconds{result}`).
 //!
-//! `MetricsServer` (cargo feature `metrics-server`) serves them over HTTP
-//! from one thread (hyper, bounded connections, timeouts and head size):
-//! `GET /metrics` is 200 with [`OPENMETRICS_CONTENT_TYPE`], `GET /status`
-//! the run's status as JSON and `GET /` as a page ([`crate::status`]), any
-//! other path 404, another method 405. Nothing it serves changes the run.
-//! It stops when dropped.
+//! `MetricsServer` (cargo feature `metrics-server`) serves them, and the
+//! run's status ([`crate::status`]), over HTTP until dropped.
 //!
 //! A scrape sees whole ticks: applying a tick's report (and the latencies
 //! of its probes, held until then) and encoding a scrape hold the same
@@ -67,7 +63,7 @@ pub const PROBE_DURATION_BUCKETS: [f64; 15] = [
 /// must not grow them for ever).
 const MAX_HELD_LATENCIES: usize = 1 << 20;
 
-/// The event types, in label order.
+/// The event types, in label order (their declaration order).
 const EVENT_TYPES: [EventType; 2] = [EventType::ProbeFailed, EventType::ProbeRecovered];
 
 type Labels = [(&'static str, &'static str); 1];
@@ -76,8 +72,9 @@ type Labels = [(&'static str, &'static str); 1];
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Held while a tick is applied and while a scrape is encoded.
-    whole_ticks: Mutex<()>,
+    /// Held while a tick is applied and while a scrape is encoded; holds
+    /// this tick's probe latencies, observed with its report.
+    whole_ticks: Mutex<Vec<(ProbeClass, f64)>>,
     interval: Duration,
     probes: [Counter; ProbeClass::ALL.len()],
     events_published: [Counter; EVENT_TYPES.len()],
@@ -86,8 +83,6 @@ pub struct Metrics {
     tracked_games: Gauge,
     tick_duration: Histogram,
     probe_duration: [Histogram; ProbeClass::ALL.len()],
-    /// This tick's probe latencies, observed with its report.
-    held_latencies: Mutex<Vec<(ProbeClass, f64)>>,
     tick_overruns: Counter,
     ticks: Counter,
     ticks_skipped: Counter,
@@ -183,7 +178,7 @@ impl Metrics {
 
         Self {
             registry,
-            whole_ticks: Mutex::new(()),
+            whole_ticks: Mutex::new(Vec::new()),
             interval,
             probes,
             events_published,
@@ -192,7 +187,6 @@ impl Metrics {
             tracked_games,
             tick_duration,
             probe_duration,
-            held_latencies: Mutex::new(Vec::new()),
             tick_overruns,
             ticks,
             ticks_skipped,
@@ -201,17 +195,17 @@ impl Metrics {
 
     /// Apply one tick's report, and the latencies of its probes.
     pub fn observe_tick(&self, report: &TickReport) {
-        let _whole = self.lock();
-        for (class, seconds) in self.held().drain(..) {
+        // Held to the end: a scrape sees the whole tick or none of it.
+        let mut held = self.lock();
+        for (class, seconds) in held.drain(..) {
             self.probe_duration[class as usize].observe(seconds);
         }
         for (class, count) in report.probe_classes.iter() {
-            self.probes[class as usize].inc_by(as_u64(count));
+            self.probes[class as usize].inc_by(count as u64);
         }
-        self.publish_failures
-            .inc_by(as_u64(report.publish_failures));
-        self.pending_events.set(as_i64(report.pending));
-        self.tracked_games.set(as_i64(report.tracked_games));
+        self.publish_failures.inc_by(report.publish_failures as u64);
+        self.pending_events.set(report.pending as i64);
+        self.tracked_games.set(report.tracked_games as i64);
         self.tick_duration.observe(report.duration.as_secs_f64());
         if report.duration > self.interval {
             self.tick_overruns.inc();
@@ -226,39 +220,25 @@ impl Metrics {
     /// its pending events and tracked games.
     pub fn observe_restored(&self, pending: usize, tracked_games: usize) {
         let _whole = self.lock();
-        self.pending_events.set(as_i64(pending));
-        self.tracked_games.set(as_i64(tracked_games));
+        self.pending_events.set(pending as i64);
+        self.tracked_games.set(tracked_games as i64);
     }
 
     /// Count one delivered event (what [`MetricsTelemetry`] calls).
     pub(crate) fn record_event(&self, event_type: EventType) {
-        let slot = match event_type {
-            EventType::ProbeFailed => 0,
-            EventType::ProbeRecovered => 1,
-        };
-        self.events_published[slot].inc();
+        self.events_published[event_type as usize].inc();
     }
 
     /// Hold one probe's latency until its tick's report is applied (what
     /// [`MetricsTelemetry`] calls).
     pub fn record_probe(&self, class: ProbeClass, latency: Duration) {
-        let overflow = {
-            let mut held = self.held();
-            held.push((class, latency.as_secs_f64()));
-            (held.len() >= MAX_HELD_LATENCIES).then(|| std::mem::take(&mut *held))
-        };
-        if let Some(overflow) = overflow {
-            let _whole = self.lock();
-            for (class, seconds) in overflow {
+        let mut held = self.lock();
+        held.push((class, latency.as_secs_f64()));
+        if held.len() >= MAX_HELD_LATENCIES {
+            for (class, seconds) in held.drain(..) {
                 self.probe_duration[class as usize].observe(seconds);
             }
         }
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, Vec<(ProbeClass, f64)>> {
-        self.held_latencies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The OpenMetrics text of every metric, ending with `# EOF`.
@@ -273,20 +253,12 @@ impl Metrics {
         text
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        // The lock guards no data, only the order of updates and scrapes.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(ProbeClass, f64)>> {
+        // A holder that panicked left whole latencies, each pushed whole.
         self.whole_ticks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-fn as_u64(count: usize) -> u64 {
-    u64::try_from(count).unwrap_or(u64::MAX)
-}
-
-fn as_i64(count: usize) -> i64 {
-    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// Counts each delivered event on [`Metrics`] (when there are metrics), then
@@ -338,22 +310,13 @@ mod server {
     use hyper::service::service_fn;
     use hyper::{Method, Response, StatusCode, Uri};
     use hyper_util::rt::{TokioIo, TokioTimer};
-    use tokio::net::{TcpListener, TcpSocket};
+    use tokio::net::TcpListener;
     use tokio::sync::oneshot;
     use tokio::task::AbortHandle;
     use tracing::debug;
 
     use super::{Metrics, OPENMETRICS_CONTENT_TYPE};
     use crate::status::{StatusBoard, StatusQuery, page};
-
-    /// The path metrics are served on.
-    const METRICS_PATH: &str = "/metrics";
-
-    /// The path of the status as JSON ([`crate::status`]).
-    const STATUS_PATH: &str = "/status";
-
-    /// The path of the status page.
-    const PAGE_PATH: &str = "/";
 
     /// Serves [`Metrics`] over HTTP until dropped.
     ///
@@ -368,18 +331,11 @@ mod server {
     /// - one request per connection (`Connection: close`): `GET` (or
     ///   `HEAD`) `/metrics` is the scrape, another method there `405`, any
     ///   other path `404`, a request that is not HTTP `400`.
+    #[derive(Debug)]
     pub struct MetricsServer {
         local_addr: SocketAddr,
         stop: Option<oneshot::Sender<()>>,
         thread: Option<JoinHandle<()>>,
-    }
-
-    impl std::fmt::Debug for MetricsServer {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("MetricsServer")
-                .field("local_addr", &self.local_addr)
-                .finish_non_exhaustive()
-        }
     }
 
     impl MetricsServer {
@@ -406,17 +362,7 @@ mod server {
                 .enable_io()
                 .enable_time()
                 .build()?;
-            let listener = {
-                let _runtime = runtime.enter();
-                let socket = match addr {
-                    SocketAddr::V4(_) => TcpSocket::new_v4()?,
-                    SocketAddr::V6(_) => TcpSocket::new_v6()?,
-                };
-                socket.set_reuseaddr(true)?;
-                socket.bind(addr)?;
-                // As many waiting connections as tokio's own `bind` allows.
-                socket.listen(1024)?
-            };
+            let listener = runtime.block_on(TcpListener::bind(addr))?;
             let local_addr = listener.local_addr()?;
             let (stop, stopped) = oneshot::channel();
             let thread = thread::Builder::new()
@@ -503,12 +449,12 @@ mod server {
         uri: &Uri,
     ) -> Response<String> {
         let path = uri.path();
-        let known = [METRICS_PATH, STATUS_PATH, PAGE_PATH].contains(&path);
+        let known = ["/metrics", "/status", "/"].contains(&path);
         let (code, content_type, body) = match (method, path) {
-            (&Method::GET | &Method::HEAD, METRICS_PATH) => {
+            (&Method::GET | &Method::HEAD, "/metrics") => {
                 (StatusCode::OK, OPENMETRICS_CONTENT_TYPE, metrics.encode())
             }
-            (&Method::GET | &Method::HEAD, STATUS_PATH) => match StatusQuery::parse(uri.query()) {
+            (&Method::GET | &Method::HEAD, "/status") => match StatusQuery::parse(uri.query()) {
                 Ok(query) => {
                     let snapshot = status.snapshot();
                     let body = match &snapshot {
@@ -519,7 +465,7 @@ mod server {
                 }
                 Err(err) => (StatusCode::BAD_REQUEST, TEXT, format!("{err}\n")),
             },
-            (&Method::GET | &Method::HEAD, PAGE_PATH) => {
+            (&Method::GET | &Method::HEAD, "/") => {
                 let snapshot = status.snapshot();
                 (StatusCode::OK, HTML, page::render(snapshot.as_deref()))
             }

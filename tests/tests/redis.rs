@@ -17,6 +17,7 @@ use healthprobe_shell::codec::wire::write_event_line;
 use healthprobe_shell::driver::ports::HealthEventPublisher;
 use healthprobe_shell::driver::worker::{Ports, Worker};
 use healthprobe_shell::replay::replay_journal;
+use healthprobe_shell::tls::TlsClient;
 use healthprobe_tests::{
     Behaviour, Fleet, HealthprobeProcess, ScrapedMetrics, ScratchDir, TestRedis, at, by_game,
     expected_events, metrics_addr, scrape_metrics, script, test_config, wait_until,
@@ -30,7 +31,7 @@ const STREAM: &str = "health-events";
 /// A publisher to `stream` on `redis`.
 fn publisher(redis: &TestRedis, stream: &str, maxlen: u64) -> RedisStreamPublisher {
     let target = RedisTarget::parse(&redis.url(stream)).expect("a valid URL");
-    RedisStreamPublisher::new(target, maxlen).expect("a client")
+    RedisStreamPublisher::new(target, maxlen, &TlsClient::system()).expect("a client")
 }
 
 /// A worker on threads over `records` publishing to `publisher`; its clock
@@ -203,12 +204,13 @@ fn d4_an_acl_user_publishes_and_a_wrong_password_is_refused_without_showing_it()
     };
     // `@` and `:` in the password are percent-encoded in the URL.
     let target = RedisTarget::parse(&url("p%40ss%3Aword")).expect("a valid URL");
-    let mut publisher = RedisStreamPublisher::new(target, 0).expect("a client");
+    let mut publisher =
+        RedisStreamPublisher::new(target, 0, &TlsClient::system()).expect("a client");
     publisher.publish(&recovered_at(0)).expect("AUTH as prober");
     assert_eq!(redis.events(STREAM), [recovered_at(0)]);
 
     let target = RedisTarget::parse(&url("nope-123")).expect("a valid URL");
-    let mut refused = RedisStreamPublisher::new(target, 0).expect("a client");
+    let mut refused = RedisStreamPublisher::new(target, 0, &TlsClient::system()).expect("a client");
     let err = refused
         .publish(&recovered_at(5))
         .expect_err("a wrong password");

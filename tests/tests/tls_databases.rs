@@ -279,8 +279,7 @@ fn r12_postgres_require_against_a_server_with_ssl_off_fails_clearly_and_prefer_c
 fn redis_publisher(url: &str, tls: &TlsClient, timeout: Duration) -> RedisStreamPublisher {
     let target = RedisTarget::parse(url).expect("a valid URL");
     assert!(target.tls, "{url}");
-    RedisStreamPublisher::new(target, 1000)
-        .and_then(|publisher| publisher.with_tls(tls.clone()))
+    RedisStreamPublisher::new(target, 1000, tls)
         .expect("a client")
         .with_timeout(timeout)
 }

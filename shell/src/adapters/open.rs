@@ -3,14 +3,14 @@
 //! a URL whose cargo feature is off is refused naming the feature.
 
 use std::ffi::OsStr;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "redis")]
 use tracing::{info, warn};
 
 use crate::adapters::{JsonlPublisher, RecordsFile};
-use crate::driver::ports::{HealthEventPublisher, PublishError, RuntimeRecordStore};
+use crate::driver::ports::{HealthEventPublisher, RuntimeRecordStore};
 use crate::tls::TlsClient;
 
 /// How [`open_records`] opens a store.
@@ -35,6 +35,30 @@ pub(crate) struct EventsOptions {
     pub(crate) tls: TlsClient,
 }
 
+/// Why `open_records` or `open_events` could not open what it was given:
+/// one line that names the flag and never shows a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The setting itself is wrong (exit 2): an unusable URL, one whose
+    /// cargo feature is off, a password file unused or unreadable,
+    /// `--events -` with standard output closed (`run >&-`: refused before
+    /// the first probe rather than counting events delivered to nowhere).
+    #[error("{0}")]
+    BadInput(String),
+    /// What it names cannot be opened now (exit 1): the events file, the publisher.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl OpenError {
+    /// Whether the setting itself is wrong (exit 2), rather than what it
+    /// names cannot be opened now (exit 1).
+    pub(crate) fn is_bad_input(&self) -> bool {
+        matches!(self, Self::BadInput(_))
+    }
+}
+
 /// The store `spec` names: a `postgres://` or `postgresql://` URL, else a
 /// records file. Nothing is read or connected yet.
 pub(crate) fn open_records(
@@ -46,10 +70,10 @@ pub(crate) fn open_records(
         return open_postgres(url, options);
     }
     if options.password_file.is_some() {
-        return Err(OpenError::PasswordFileUnused {
-            flag: RECORDS_PASSWORD_FILE,
-            needs: "a postgres:// URL in --records",
-        });
+        return Err(unused(
+            RECORDS_PASSWORD_FILE,
+            "a postgres:// URL in --records",
+        ));
     }
     Ok(Box::new(RecordsFile::new(spec)))
 }
@@ -65,108 +89,44 @@ pub(crate) fn open_events(
         return open_redis(url, options);
     }
     if options.redis_maxlen.is_some() {
-        return Err(OpenError::MaxlenWithoutRedis);
+        return Err(OpenError::BadInput(
+            "invalid setting: --redis-maxlen needs --events redis://HOST[:PORT]/STREAM".into(),
+        ));
     }
     if options.password_file.is_some() {
-        return Err(OpenError::PasswordFileUnused {
-            flag: EVENTS_PASSWORD_FILE,
-            needs: "a redis:// URL in --events",
-        });
+        return Err(unused(EVENTS_PASSWORD_FILE, "a redis:// URL in --events"));
     }
     if spec == "-" {
         return match JsonlPublisher::stdout_checked() {
             Ok(publisher) => Ok(Box::new(publisher)),
-            Err(source) => Err(OpenError::StdoutClosed { source }),
+            Err(err) => Err(OpenError::BadInput(format!(
+                "--events -: {err}; give --events FILE, or run with an open standard output"
+            ))),
         };
     }
     match JsonlPublisher::append(spec) {
         Ok(publisher) => Ok(Box::new(publisher)),
-        Err(source) => Err(OpenError::EventsFile {
-            path: spec.into(),
-            source,
-        }),
+        Err(err) => Err(OpenError::Unavailable(format!(
+            "{}: cannot open events file: {err}",
+            Path::new(spec).display()
+        ))),
     }
 }
 
 const RECORDS_PASSWORD_FILE: &str = "--records-password-file";
 const EVENTS_PASSWORD_FILE: &str = "--events-password-file";
 
-/// Why `open_records` or `open_events` could not open what it was given.
-///
-/// No variant holds or shows a password.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OpenError {
-    /// A URL that cannot be used (bad input); `reason` is already redacted.
-    #[error("{flag}: {reason}")]
-    InvalidUrl {
-        /// `--records` or `--events`.
-        flag: &'static str,
-        /// What is wrong, the URL shown without its password.
-        reason: String,
-    },
-    /// A URL this build cannot serve (bad input): the URL is not repeated.
-    #[error(
+fn unused(flag: &str, needs: &str) -> OpenError {
+    OpenError::BadInput(format!("invalid setting: {flag} is only used with {needs}"))
+}
+
+#[cfg(not(all(feature = "postgres", feature = "redis")))]
+fn feature_off(flag: &str, what: &str, feature: &str) -> OpenError {
+    OpenError::BadInput(format!(
         "{flag}: {what} needs the `{feature}` feature, which this build of healthprobe-shell \
          leaves out (its default features were turned off): build it with its default \
          features, or add `--features {feature}`"
-    )]
-    FeatureOff {
-        /// `--records` or `--events`.
-        flag: &'static str,
-        /// `a PostgreSQL URL`, `a Redis URL`.
-        what: &'static str,
-        /// The cargo feature to build with.
-        feature: &'static str,
-    },
-    /// `redis_maxlen` without a Redis destination (bad input).
-    #[error("invalid setting: --redis-maxlen needs --events redis://HOST[:PORT]/STREAM")]
-    MaxlenWithoutRedis,
-    /// A password file given where no password is used (bad input).
-    #[error("invalid setting: {flag} is only used with {needs}")]
-    PasswordFileUnused {
-        /// The password file's flag.
-        flag: &'static str,
-        /// What it needs.
-        needs: &'static str,
-    },
-    /// A password file that cannot be read, or holds no password (bad input).
-    #[error("{flag} {}: cannot read the password: {reason}", path.display())]
-    PasswordFile {
-        /// The password file's flag.
-        flag: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why (never the file's contents).
-        reason: String,
-    },
-    /// `--events -` but standard output is not open (`run >&-`): refused
-    /// before the first probe rather than counting events delivered to
-    /// nowhere (exit 2).
-    #[error("--events -: {source}; give --events FILE, or run with an open standard output")]
-    StdoutClosed {
-        /// Why.
-        source: io::Error,
-    },
-    /// The events file cannot be opened for append (exit 1).
-    #[error("{}: cannot open events file: {source}", path.display())]
-    EventsFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-    /// The publisher could not be set up (exit 1).
-    #[error("{0}")]
-    Publisher(PublishError),
-}
-
-impl OpenError {
-    /// Whether the setting itself is wrong (exit 2), rather than what it
-    /// names cannot be opened now (exit 1).
-    pub(crate) fn is_bad_input(&self) -> bool {
-        !matches!(self, Self::EventsFile { .. } | Self::Publisher(_))
-    }
+    ))
 }
 
 fn is_redis_url(text: &str) -> bool {
@@ -178,27 +138,23 @@ fn is_postgres_url(text: &str) -> bool {
 }
 
 /// The first line of `path` (without its line ending), at most 64 KiB read.
-fn read_password(flag: &'static str, path: &Path) -> Result<String, OpenError> {
-    let error = |reason: String| OpenError::PasswordFile {
-        flag,
-        path: path.to_owned(),
-        reason,
+fn read_password(flag: &str, path: &Path) -> Result<String, OpenError> {
+    let error = |reason: &dyn std::fmt::Display| {
+        let path = path.display();
+        OpenError::BadInput(format!("{flag} {path}: cannot read the password: {reason}"))
     };
-    let file = std::fs::File::open(path).map_err(|err| error(err.to_string()))?;
+    let file = std::fs::File::open(path).map_err(|err| error(&err))?;
     let mut line = Vec::new();
     BufReader::new(file.take(64 * 1024))
         .read_until(b'\n', &mut line)
-        .map_err(|err| error(err.to_string()))?;
-    if line.last() == Some(&b'\n') {
-        line.pop();
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-    }
+        .map_err(|err| error(&err))?;
+    let line = line
+        .strip_suffix(b"\n")
+        .map_or(&line[..], |line| line.strip_suffix(b"\r").unwrap_or(line));
     let password =
-        String::from_utf8(line).map_err(|_| error("the first line is not UTF-8".to_owned()))?;
+        String::from_utf8(line.to_vec()).map_err(|_| error(&"the first line is not UTF-8"))?;
     if password.is_empty() {
-        return Err(error("the first line is empty".to_owned()));
+        return Err(error(&"the first line is empty"));
     }
     Ok(password)
 }
@@ -210,10 +166,7 @@ fn open_postgres(
 ) -> Result<Box<dyn RuntimeRecordStore>, OpenError> {
     use crate::adapters::PostgresRecords;
     let mut table = PostgresRecords::new(url)
-        .map_err(|err| OpenError::InvalidUrl {
-            flag: "--records",
-            reason: err.to_string(),
-        })?
+        .map_err(|err| OpenError::BadInput(format!("--records: {err}")))?
         .with_tls(options.tls.clone());
     if let Some(path) = &options.password_file {
         let password = read_password(RECORDS_PASSWORD_FILE, path)?;
@@ -237,11 +190,7 @@ fn open_postgres(
     if let Some(path) = &options.password_file {
         read_password(RECORDS_PASSWORD_FILE, path)?;
     }
-    Err(OpenError::FeatureOff {
-        flag: "--records",
-        what: "a PostgreSQL URL",
-        feature: "postgres",
-    })
+    Err(feature_off("--records", "a PostgreSQL URL", "postgres"))
 }
 
 #[cfg(feature = "redis")]
@@ -254,22 +203,16 @@ fn open_redis(
         Some(path) => Some(read_password(EVENTS_PASSWORD_FILE, path)?),
         None => None,
     };
-    let target =
-        RedisTarget::parse_with_default_password(url, password.as_deref()).map_err(|err| {
-            OpenError::InvalidUrl {
-                flag: "--events",
-                reason: err.to_string(),
-            }
-        })?;
+    let target = RedisTarget::parse_with_default_password(url, password.as_deref())
+        .map_err(|err| OpenError::BadInput(format!("--events: {err}")))?;
     if password.is_some() && target.password != password {
         warn!("--events has a password in its URL: {EVENTS_PASSWORD_FILE} is not used");
     }
     let maxlen = options
         .redis_maxlen
         .unwrap_or(RedisStreamPublisher::DEFAULT_MAXLEN);
-    let mut publisher = RedisStreamPublisher::new(target, maxlen)
-        .and_then(|publisher| publisher.with_tls(options.tls.clone()))
-        .map_err(OpenError::Publisher)?;
+    let mut publisher = RedisStreamPublisher::new(target, maxlen, &options.tls)
+        .map_err(|err| OpenError::Unavailable(err.to_string()))?;
     match publisher.ping() {
         Ok(()) => info!(
             destination = publisher.destination(),
@@ -290,11 +233,7 @@ fn open_redis(
     if let Some(path) = &options.password_file {
         read_password(EVENTS_PASSWORD_FILE, path)?;
     }
-    Err(OpenError::FeatureOff {
-        flag: "--events",
-        what: "a Redis URL",
-        feature: "redis",
-    })
+    Err(feature_off("--events", "a Redis URL", "redis"))
 }
 
 #[cfg(test)]
@@ -320,7 +259,11 @@ mod tests {
             for path in [path, not_utf8] {
                 open_records(path, &RecordsOptions::default()).expect("a file store");
                 let err = open_records(path, &with_password).err().expect("a file");
-                assert!(matches!(err, OpenError::PasswordFileUnused { .. }), "{err}");
+                assert!(err.is_bad_input(), "{err}");
+                assert!(
+                    err.to_string()
+                        .ends_with("is only used with a postgres:// URL in --records")
+                );
             }
         }
     }

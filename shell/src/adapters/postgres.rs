@@ -42,62 +42,26 @@ pub struct PostgresRecords {
 /// What the helper thread hands back: the client, if still usable, and the rows.
 type Answer = (Option<Client>, Result<Vec<RuntimeRecord>, String>);
 
-/// The `sslmode` of a PostgreSQL URL, as libpq's (`allow` aside; no
-/// `sslrootcert`: trust is the system store plus `--ca-file`).
+/// An `sslmode` of a PostgreSQL URL, as libpq's (`allow` aside; no
+/// `sslrootcert`: trust is the system store plus `--ca-file`): its name,
+/// what rust-postgres (which knows `disable`, `prefer` and `require` only)
+/// is told, and the certificate check when TLS is used. `prefer`, the
+/// default, connects without TLS when the server does not offer it or (as
+/// libpq) the handshake fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SslMode {
-    Disable,
-    /// The default: TLS when the server offers it, else (or when the
-    /// handshake fails, as libpq) without.
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
+struct SslMode(&'static str, ClientSslMode, Option<ServerVerification>);
 
-impl SslMode {
-    /// The value as a URL spells it.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Disable => "disable",
-            Self::Prefer => "prefer",
-            Self::Require => "require",
-            Self::VerifyCa => "verify-ca",
-            Self::VerifyFull => "verify-full",
-        }
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        Some(match value {
-            "disable" => Self::Disable,
-            "prefer" => Self::Prefer,
-            "require" => Self::Require,
-            "verify-ca" => Self::VerifyCa,
-            "verify-full" => Self::VerifyFull,
-            _ => return None,
-        })
-    }
-
-    /// What the certificate check is, when TLS is used at all.
-    pub(crate) fn verification(self) -> Option<ServerVerification> {
-        match self {
-            Self::Disable => None,
-            Self::Prefer | Self::Require => Some(ServerVerification::EncryptOnly),
-            Self::VerifyCa => Some(ServerVerification::Chain),
-            Self::VerifyFull => Some(ServerVerification::Full),
-        }
-    }
-
-    /// What rust-postgres, which knows `disable`, `prefer` and `require`
-    /// only, is told: the verifying modes require TLS.
-    fn client_mode(self) -> ClientSslMode {
-        match self {
-            Self::Disable => ClientSslMode::Disable,
-            Self::Prefer => ClientSslMode::Prefer,
-            Self::Require | Self::VerifyCa | Self::VerifyFull => ClientSslMode::Require,
-        }
-    }
-}
+const SSL_MODES: [SslMode; 5] = {
+    use ClientSslMode::{Disable, Prefer, Require};
+    use ServerVerification::{Chain, EncryptOnly, Full};
+    [
+        SslMode("disable", Disable, None),
+        SslMode("prefer", Prefer, Some(EncryptOnly)),
+        SslMode("require", Require, Some(EncryptOnly)),
+        SslMode("verify-ca", Require, Some(Chain)),
+        SslMode("verify-full", Require, Some(Full)),
+    ]
+};
 
 impl PostgresRecords {
     /// The schema this store reads (`shell/sql/runtime_records.sql`), safe to run again.
@@ -133,8 +97,8 @@ impl PostgresRecords {
         let ssl_mode = take_ssl_mode(&mut url).map_err(|reason| invalid(&reason))?;
         let mut config =
             Config::from_str(url.as_str()).map_err(|err| invalid(&with_causes(&err)))?;
-        let ssl_mode = ssl_mode.unwrap_or(SslMode::Prefer);
-        config.ssl_mode(ssl_mode.client_mode());
+        let ssl_mode = ssl_mode.unwrap_or(SSL_MODES[1]); // `prefer`, as libpq
+        config.ssl_mode(ssl_mode.1);
         let password = config
             .get_password()
             .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
@@ -278,7 +242,7 @@ struct Connect {
 impl Connect {
     /// A new connection, over TLS as the mode says.
     fn connect(&self) -> Result<Client, String> {
-        let Some(verification) = self.ssl_mode.verification() else {
+        let Some(verification) = self.ssl_mode.2 else {
             return self.config.connect(NoTls).map_err(|err| error_text(&err));
         };
         let tls = MakeRustlsConnect::new((*self.tls.database_config(verification)).clone());
@@ -286,9 +250,9 @@ impl Connect {
             Ok(client) => Ok(client),
             Err(err) => {
                 let failure = self.tls_failure(&err);
-                match (failure, self.ssl_mode) {
+                match (failure, self.ssl_mode.1) {
                     // libpq's `prefer` tries again without TLS when the handshake fails.
-                    (Some(failure), SslMode::Prefer) => {
+                    (Some(failure), ClientSslMode::Prefer) => {
                         warn!(
                             reason = %failure,
                             "PostgreSQL: the TLS handshake failed; connecting without TLS, \
@@ -296,7 +260,7 @@ impl Connect {
                         );
                         self.config.connect(NoTls).map_err(|err| error_text(&err))
                     }
-                    (Some(failure), mode) => Err(format!("{failure} (sslmode={})", mode.as_str())),
+                    (Some(failure), _) => Err(format!("{failure} (sslmode={})", self.ssl_mode.0)),
                     (None, _) => Err(error_text(&err)),
                 }
             }
@@ -404,7 +368,8 @@ fn take_ssl_mode(url: &mut Url) -> Result<Option<SslMode>, String> {
     for param in query.split('&') {
         match form_urlencoded::parse(param.as_bytes()).next() {
             Some((key, value)) if key == "sslmode" => {
-                mode = Some(SslMode::parse(&value).ok_or_else(|| {
+                let known = SSL_MODES.into_iter().find(|mode| mode.0 == value);
+                mode = Some(known.ok_or_else(|| {
                     format!(
                         "sslmode `{value}` is not supported: use disable, prefer, require, \
                          verify-ca or verify-full"
@@ -438,23 +403,15 @@ fn password_of(url: &Url) -> Option<String> {
 
 /// `postgres://user@host:port/dbname`, from what the client will use.
 fn describe(config: &Config) -> String {
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
+    let ports = config.get_ports();
+    let hosts: Vec<String> = (config.get_hosts().iter().enumerate())
         .map(|(index, host)| {
-            let name = match host {
-                Host::Tcp(name) if name.contains(':') => format!("[{name}]"),
-                Host::Tcp(name) => name.clone(),
-                Host::Unix(path) => path.display().to_string(),
-            };
-            let port = config
-                .get_ports()
-                .get(index)
-                .or_else(|| config.get_ports().first())
-                .copied()
-                .unwrap_or(5432);
-            format!("{name}:{port}")
+            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) if name.contains(':') => format!("[{name}]:{port}"),
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
         })
         .collect();
     let hosts = if hosts.is_empty() {
@@ -466,8 +423,10 @@ fn describe(config: &Config) -> String {
         .get_user()
         .map(|user| format!("{user}@"))
         .unwrap_or_default();
-    let dbname = config.get_dbname().unwrap_or_default();
-    format!("postgres://{user}{hosts}/{dbname}")
+    format!(
+        "postgres://{user}{hosts}/{}",
+        config.get_dbname().unwrap_or_default()
+    )
 }
 
 #[cfg(test)]
@@ -564,28 +523,28 @@ mod tests {
             (
                 "postgres://h/db?sslmode=disable",
                 "postgres://h/db",
-                Some(SslMode::Disable),
+                Some("disable"),
             ),
             (
                 "postgres://u:p@h/db?sslmode=verify-full",
                 "postgres://u:p@h/db",
-                Some(SslMode::VerifyFull),
+                Some("verify-full"),
             ),
             (
                 "postgresql://h:5432/db?application_name=x&sslmode=verify-ca&options=-c%20a%3Db",
                 "postgresql://h:5432/db?application_name=x&options=-c%20a%3Db",
-                Some(SslMode::VerifyCa),
+                Some("verify-ca"),
             ),
             (
                 "postgres://h?ssl%6Dode=verify%2Dfull",
                 "postgres://h",
-                Some(SslMode::VerifyFull),
+                Some("verify-full"),
             ),
             // The last one wins, as the client reads them.
             (
                 "postgres://h/db?sslmode=verify-full&sslmode=disable",
                 "postgres://h/db",
-                Some(SslMode::Disable),
+                Some("disable"),
             ),
             // A `?sslmode=` inside the credentials is the password's.
             (
@@ -597,14 +556,14 @@ mod tests {
         for (url, rest, mode) in cases {
             let mut parsed = Url::parse(url).expect(url);
             let found = take_ssl_mode(&mut parsed).expect(url);
-            assert_eq!((parsed.as_str(), found), (rest, mode), "{url}");
+            assert_eq!((parsed.as_str(), found.map(|m| m.0)), (rest, mode), "{url}");
             Config::from_str(parsed.as_str()).unwrap_or_else(|err| panic!("{url}: {err}"));
         }
         let store = PostgresRecords::new("postgres://u@h/db?sslmode=verify-full").expect("valid");
-        assert_eq!(store.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(store.ssl_mode.0, "verify-full");
         assert_eq!(store.config.get_ssl_mode(), ClientSslMode::Require);
         let store = PostgresRecords::new("postgres://h/db").expect("valid");
-        assert_eq!(store.ssl_mode, SslMode::Prefer);
+        assert_eq!(store.ssl_mode.0, "prefer");
         assert_eq!(store.config.get_ssl_mode(), ClientSslMode::Prefer);
         let store = PostgresRecords::new("postgres://h/db?sslmode=disable").expect("valid");
         assert_eq!(store.config.get_ssl_mode(), ClientSslMode::Disable);

@@ -10,7 +10,7 @@
 //! identical events), so a lost reply does not duplicate it.
 //!
 //! `rediss://` verifies the server's certificate in full against the trust
-//! of [`RedisStreamPublisher::with_tls`]; `#insecure` is refused. redis-rs
+//! given to [`RedisStreamPublisher::new`]; `#insecure` is refused. redis-rs
 //! builds on the process's default crypto provider, which the binary
 //! installs ([`crate::tls::provider`]).
 
@@ -214,10 +214,12 @@ impl RedisStreamPublisher {
     pub(crate) const DEFAULT_MAXLEN: u64 = 100_000;
 
     /// A publisher to `target`, trimming the stream to about `maxlen`
-    /// entries (`MAXLEN ~`; 0 never trims). Connects at the first publish.
-    pub fn new(target: RedisTarget, maxlen: u64) -> Result<Self, PublishError> {
+    /// entries (`MAXLEN ~`; 0 never trims); a `rediss://` server's
+    /// certificate is checked against the trust of `tls`. Connects at the
+    /// first publish.
+    pub fn new(target: RedisTarget, maxlen: u64, tls: &TlsClient) -> Result<Self, PublishError> {
         let destination = target.to_string();
-        let client = Self::client(&target, &TlsClient::system())
+        let client = Self::client(&target, tls)
             .map_err(|err| PublishError::Unavailable(format!("{destination}: {err}")))?;
         Ok(Self {
             target,
@@ -228,17 +230,6 @@ impl RedisStreamPublisher {
             connection: None,
             in_doubt: None,
         })
-    }
-
-    /// The same, a `rediss://` server's certificate checked against the
-    /// trust of `tls` rather than the system store alone.
-    pub fn with_tls(mut self, tls: TlsClient) -> Result<Self, PublishError> {
-        if self.target.tls {
-            self.client = Self::client(&self.target, &tls)
-                .map_err(|err| PublishError::Unavailable(format!("{}: {err}", self.destination)))?;
-            self.connection = None;
-        }
-        Ok(self)
     }
 
     fn client(target: &RedisTarget, tls: &TlsClient) -> redis::RedisResult<redis::Client> {
@@ -288,10 +279,10 @@ impl RedisStreamPublisher {
     pub fn ping(&mut self) -> Result<(), PublishError> {
         let connection = match self.connection() {
             Ok(connection) => connection,
-            Err(err) => return Err(self.fail_connect(&err)),
+            Err(err) => return Err(self.fail(&err, true)),
         };
         let result = redis::cmd("PING").query::<redis::Value>(connection);
-        result.map(drop).map_err(|err| self.fail(&err))
+        result.map(drop).map_err(|err| self.fail(&err, false))
     }
 
     fn connection(&mut self) -> redis::RedisResult<&mut redis::Connection> {
@@ -304,32 +295,18 @@ impl RedisStreamPublisher {
         Ok(self.connection.as_mut().expect("connected just above"))
     }
 
-    /// Drop the connection and name the destination in the error.
-    fn fail(&mut self, err: &RedisError) -> PublishError {
-        let reason = describe(err, &self.target.host);
-        self.fail_with(&reason)
-    }
-
-    /// [`Self::fail`] for a connection that could not be made: over TLS, a
-    /// timeout may be the handshake's.
-    fn fail_connect(&mut self, err: &RedisError) -> PublishError {
-        if self.target.tls && err.is_timeout() {
-            let reason = format!(
-                "no answer within {} (connecting, TLS handshake included)",
-                humantime::format_duration(self.timeout)
-            );
-            return self.fail_with(&reason);
-        }
-        self.fail(err)
-    }
-
-    fn fail_with(&mut self, reason: &str) -> PublishError {
+    /// Drop the connection and name the destination in the error. Over
+    /// TLS, a timeout while `connecting` may be the handshake's.
+    fn fail(&mut self, err: &RedisError, connecting: bool) -> PublishError {
         self.connection = None;
-        PublishError::Unavailable(format!(
-            "{}: {}",
-            self.destination,
-            hide(reason, self.target.password.as_deref())
-        ))
+        let reason = if connecting && self.target.tls && err.is_timeout() {
+            let timeout = humantime::format_duration(self.timeout);
+            format!("no answer within {timeout} (connecting, TLS handshake included)")
+        } else {
+            describe(err, &self.target.host)
+        };
+        let reason = hide(&reason, self.target.password.as_deref());
+        PublishError::Unavailable(format!("{}: {reason}", self.destination))
     }
 
     /// One attempt: the in-doubt check if needed, then `XADD`.
@@ -381,7 +358,7 @@ impl HealthEventPublisher for RedisStreamPublisher {
                     self.in_doubt = None;
                     return Ok(());
                 }
-                Err(Attempt::NotSent(err)) => return Err(self.fail_connect(&err)),
+                Err(Attempt::NotSent(err)) => return Err(self.fail(&err, true)),
                 Err(Attempt::Failed { err, reused }) => {
                     if !redis_answered(&err) {
                         self.in_doubt = Some(fields.clone());
@@ -394,7 +371,7 @@ impl HealthEventPublisher for RedisStreamPublisher {
                         retried = true;
                         continue;
                     }
-                    return Err(self.fail(&err));
+                    return Err(self.fail(&err, false));
                 }
             }
         }
@@ -657,8 +634,12 @@ mod tests {
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
-        let mut publisher =
-            RedisStreamPublisher::new(target("127.0.0.1", port, "events"), 10).expect("client");
+        let mut publisher = RedisStreamPublisher::new(
+            target("127.0.0.1", port, "events"),
+            10,
+            &TlsClient::system(),
+        )
+        .expect("client");
         let event = HealthEvent {
             game_id: "g1".into(),
             container_id: "c1".into(),

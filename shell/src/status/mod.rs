@@ -1,31 +1,23 @@
 //! What an operator looks at: the live status of a run, as JSON
 //! (`GET /status`) and as one HTML page (`GET /`, [`page`]).
 //!
-//! The view is a [`StatusSnapshot`] taken at the end of each tick from the
-//! state the tick machine owns: every counter, whether `probe_failed` is
-//! published, and the events still pending are read from
-//! [`TickMachine`] as it stands; nothing here counts failures or decides a
-//! transition. Beside it, the [`StatusBook`] keeps what the machine does not
-//! need and an operator does: each such game's last [`RECENT_OUTCOMES`]
-//! outcomes (time, status, error, latency), its container and endpoint, and
-//! since when it has been in its current [`Health`] (the first outcome this
-//! run saw it in that health; `null` for a game restored from a state file
-//! and unchanged since).
+//! A [`StatusSnapshot`] is taken at the end of each tick from the state the
+//! [`TickMachine`] owns (counters, whether `probe_failed` is published,
+//! pending events): nothing here counts failures or decides a transition.
+//! Beside it, the [`StatusBook`] keeps what only an operator needs: each
+//! shown game's last [`RECENT_OUTCOMES`] outcomes, its container and
+//! endpoint, and since when it has been in its current [`Health`].
 //!
 //! Bounded (D7): the book holds a game only while the machine holds its
-//! counters or a failure is among its last outcomes, so a fleet of healthy
-//! games costs nothing per game and a healthy outcome of such a game
-//! allocates nothing. A response holds at most [`MAX_LIMIT`] games.
-//!
-//! The worker owns the book ([`crate::Ports::with_status`]); the book hands
-//! each snapshot to a shared [`StatusBoard`], which the HTTP server reads.
-//! Nothing here changes the run: every endpoint is read-only.
+//! counters or a failure is among its last outcomes, so a healthy fleet
+//! costs nothing per game. A response holds at most [`MAX_LIMIT`] games.
+//! The worker owns the book ([`crate::Ports::with_status`]); the HTTP server
+//! reads the [`StatusBoard`] it fills. Every endpoint is read-only.
 
 pub mod page;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use healthprobe_core::tick::{TickMachine, TickReport};
 use healthprobe_core::{GameState, HealthStates, ProbeResult, RuntimeRecord, Timestamp};
@@ -102,9 +94,8 @@ pub struct RecentOutcome {
     pub observed_at: Timestamp,
     /// The HTTP status; 0 when there was no response.
     pub status: u16,
-    /// What went wrong; `None` (`""` in JSON) for a success.
-    #[serde(serialize_with = "error_text")]
-    pub error: Option<Arc<str>>,
+    /// What went wrong; empty for a success.
+    pub error: Arc<str>,
     /// The metric's class of the outcome (`ok`, `bad_status`, `timeout`, …).
     pub result: &'static str,
     /// How long the probe took, in milliseconds.
@@ -114,20 +105,18 @@ pub struct RecentOutcome {
 impl RecentOutcome {
     /// Whether the probe succeeded (status 200, R1).
     pub fn is_ok(&self) -> bool {
-        self.error.is_none()
+        self.error.is_empty()
     }
 
     /// The outcome of `probed`, its error text shared with `last` when equal.
     fn of(probed: &Probed, last: Option<&RecentOutcome>) -> Self {
-        let (status, error) = match &probed.result {
-            ProbeResult::Healthy => (200, None),
-            ProbeResult::Unhealthy { status, error } => {
-                let text = match last.and_then(|last| last.error.as_ref()) {
-                    Some(same) if **same == **error => Arc::clone(same),
-                    _ => Arc::from(error.as_str()),
-                };
-                (*status, Some(text))
-            }
+        let (status, text) = match &probed.result {
+            ProbeResult::Healthy => (200, ""),
+            ProbeResult::Unhealthy { status, error } => (*status, error.as_str()),
+        };
+        let error = match last {
+            Some(last) if *last.error == *text => Arc::clone(&last.error),
+            _ => Arc::from(text),
         };
         Self {
             observed_at: probed.observed_at,
@@ -295,6 +284,18 @@ struct Shown {
 }
 
 impl Shown {
+    /// A game first shown in `health`, since `since`; its record comes with its outcome.
+    fn new(health: Health, since: Option<Timestamp>) -> Self {
+        Self {
+            container_id: Arc::from(""),
+            engine_endpoint: None,
+            health,
+            since,
+            recent: VecDeque::new(),
+            probed_in: 0,
+        }
+    }
+
     fn has_recent_failure(&self) -> bool {
         self.recent.iter().any(|outcome| !outcome.is_ok())
     }
@@ -328,8 +329,8 @@ impl StatusBook {
         let run = RunStatus {
             started_at,
             runtime: runtime.name(),
-            interval_ms: millis(config.interval),
-            probe_timeout_ms: millis(config.probe_timeout),
+            interval_ms: config.interval.as_millis() as u64,
+            probe_timeout_ms: config.probe_timeout.as_millis() as u64,
             max_concurrency: config.max_concurrency,
             failures_threshold: config.failures_threshold,
             recovery_threshold: config.recovery_threshold,
@@ -338,19 +339,12 @@ impl StatusBook {
             last_tick: None,
             pending_events: 0,
         };
-        let games = machine
-            .states()
-            .games()
+        let games = (machine.states().games())
             .map(|(game_id, state)| {
-                let shown = Shown {
-                    container_id: Arc::from(""),
-                    engine_endpoint: None,
-                    health: Health::of(Some(state)),
-                    since: None,
-                    recent: VecDeque::new(),
-                    probed_in: 0,
-                };
-                (Arc::from(game_id), shown)
+                (
+                    Arc::from(game_id),
+                    Shown::new(Health::of(Some(state)), None),
+                )
             })
             .collect();
         let book = Self {
@@ -383,27 +377,16 @@ impl StatusBook {
     ) {
         let health = Health::of(states.game(&record.game_id));
         let at = outcome.observed_at;
-        let tick = self.tick;
-        let shown = match self.games.get_mut(record.game_id.as_str()) {
-            Some(shown) => {
-                if shown.health != health {
-                    shown.health = health;
-                    shown.since = Some(at);
-                }
-                shown
-            }
-            None => self
-                .games
-                .entry(Arc::from(record.game_id.as_str()))
-                .or_insert(Shown {
-                    container_id: Arc::from(""),
-                    engine_endpoint: None,
-                    health,
-                    since: Some(at),
-                    recent: VecDeque::with_capacity(RECENT_OUTCOMES),
-                    probed_in: tick,
-                }),
-        };
+        let game_id = record.game_id.as_str();
+        if !self.games.contains_key(game_id) {
+            self.games
+                .insert(Arc::from(game_id), Shown::new(health, Some(at)));
+        }
+        let shown = self.games.get_mut(game_id).expect("inserted above");
+        if shown.health != health {
+            shown.health = health;
+            shown.since = Some(at);
+        }
         if *shown.container_id != *record.current_container_id {
             shown.container_id = Arc::from(record.current_container_id.as_str());
         }
@@ -414,7 +397,7 @@ impl StatusBook {
             shown.recent.pop_front();
         }
         shown.recent.push_back(outcome);
-        shown.probed_in = tick;
+        shown.probed_in = self.tick;
     }
 
     /// A tick ended (`report`, at wall time `ended_at`): forget the games no
@@ -507,18 +490,6 @@ impl StatusBook {
     }
 }
 
-/// An outcome's error text in JSON: `""` for a success.
-fn error_text<S: serde::Serializer>(
-    error: &Option<Arc<str>>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(error.as_deref().unwrap_or_default())
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// Which games a response holds: `?state=…&game=…&limit=…&offset=…`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatusQuery {
@@ -544,42 +515,26 @@ impl Default for StatusQuery {
     }
 }
 
-/// A query parameter that is not understood.
+/// A query parameter that is not understood: which, and what it must be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueryError {
-    /// A parameter this endpoint does not take.
-    #[error("unknown parameter {0:?}; known: state, game, limit, offset")]
-    Unknown(String),
-    /// `state=` named no known health.
-    #[error("state={0:?}: not failing, recovering, suspect or healthy")]
-    State(String),
-    /// `limit=` or `offset=` is not a number in range.
-    #[error("{name}={value:?}: {expected}")]
-    Number {
-        /// The parameter.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// What it must be.
-        expected: &'static str,
-    },
-}
+#[error("{0}")]
+pub struct QueryError(String);
 
 impl StatusQuery {
     /// Parse a URL's query string (percent-decoded, `+` as space); `None` is no query.
     pub fn parse(query: Option<&str>) -> Result<Self, QueryError> {
         let mut parsed = Self::default();
-        let Some(query) = query else {
-            return Ok(parsed);
-        };
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            let bad = |expected: &str| QueryError(format!("{name}={value:?}: {expected}"));
             match &*name {
                 "state" => {
                     for word in value.split(',').filter(|word| !word.is_empty()) {
-                        let health = Health::ALL
-                            .into_iter()
-                            .find(|health| health.as_str() == word)
-                            .ok_or_else(|| QueryError::State(word.to_owned()))?;
+                        let health = Health::ALL.into_iter().find(|h| h.as_str() == word);
+                        let health = health.ok_or_else(|| {
+                            QueryError(format!(
+                                "state={word:?}: not failing, recovering, suspect or healthy"
+                            ))
+                        })?;
                         if !parsed.state.contains(&health) {
                             parsed.state.push(health);
                         }
@@ -587,24 +542,16 @@ impl StatusQuery {
                 }
                 "game" => parsed.game = Some(value.into_owned()),
                 "limit" => {
-                    parsed.limit = value
-                        .parse()
-                        .ok()
+                    parsed.limit = (value.parse().ok())
                         .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                        .ok_or_else(|| QueryError::Number {
-                            name: "limit",
-                            value: value.clone().into_owned(),
-                            expected: "a number from 1 to 1000",
-                        })?;
+                        .ok_or_else(|| bad("a number from 1 to 1000"))?;
                 }
-                "offset" => {
-                    parsed.offset = value.parse().map_err(|_| QueryError::Number {
-                        name: "offset",
-                        value: value.clone().into_owned(),
-                        expected: "a number from 0",
-                    })?;
+                "offset" => parsed.offset = value.parse().map_err(|_| bad("a number from 0"))?,
+                other => {
+                    return Err(QueryError(format!(
+                        "unknown parameter {other:?}; known: state, game, limit, offset"
+                    )));
                 }
-                other => return Err(QueryError::Unknown(other.to_owned())),
             }
         }
         Ok(parsed)
@@ -618,48 +565,40 @@ impl StatusQuery {
 }
 
 /// The `/status` document: the run, the totals and one page of games.
-#[derive(Debug, Serialize)]
-pub struct StatusPage<'a> {
-    /// The run.
-    pub run: &'a RunStatus,
-    /// The counts.
-    pub totals: &'a Totals,
+#[derive(Serialize)]
+struct StatusPage<'a> {
+    run: &'a RunStatus,
+    totals: &'a Totals,
     /// The query this page answers.
-    pub query: &'a StatusQuery,
+    query: &'a StatusQuery,
     /// Games matching the query, on every page.
-    pub matched: usize,
+    matched: usize,
     /// The `offset` of the next page, if there is one.
-    pub next_offset: Option<usize>,
-    /// This page's games.
-    pub games: Vec<&'a GameStatus>,
+    next_offset: Option<usize>,
+    games: Vec<&'a GameStatus>,
 }
 
 impl StatusSnapshot {
-    /// The games `query` asks for, one page of them.
-    pub fn page<'a>(&'a self, query: &'a StatusQuery) -> StatusPage<'a> {
-        let mut matched = 0;
-        let mut games = Vec::new();
-        for game in self.games.iter().filter(|game| query.matches(game)) {
-            if matched >= query.offset && games.len() < query.limit {
-                games.push(game);
-            }
-            matched += 1;
-        }
+    /// The `/status` JSON for `query`: the games it asks for, one page of them.
+    pub fn to_json(&self, query: &StatusQuery) -> String {
+        let matching = self.games.iter().filter(|game| query.matches(game));
+        let games: Vec<&GameStatus> = matching
+            .clone()
+            .skip(query.offset)
+            .take(query.limit)
+            .collect();
+        let matched = matching.count();
         let shown_to = query.offset.saturating_add(games.len());
-        StatusPage {
+        let page = StatusPage {
             run: &self.run,
             totals: &self.totals,
             query,
             matched,
             next_offset: (shown_to < matched).then_some(shown_to),
             games,
-        }
-    }
-
-    /// The `/status` JSON for `query`.
-    pub fn to_json(&self, query: &StatusQuery) -> String {
+        };
         // Serializing plain data into a String cannot fail.
-        serde_json::to_string(&self.page(query)).unwrap_or_default()
+        serde_json::to_string(&page).unwrap_or_default()
     }
 }
 
@@ -839,7 +778,7 @@ mod tests {
         let g1 = game(&snapshot, "g1");
         assert_eq!((g1.state, g1.since), (Health::Failing, Some(at(2))));
         assert_eq!((g1.consecutive_failures, g1.failure_published), (2, true));
-        assert_eq!(g1.recent[1].error.as_deref(), Some("connection refused"));
+        assert_eq!(&*g1.recent[1].error, "connection refused");
         assert_eq!(g1.recent[1].result, "connect_error");
         assert_eq!(g1.recent[1].latency_ms, 3.0);
 
@@ -957,12 +896,12 @@ mod tests {
         let errors: Vec<&Arc<str>> = game(&snapshot, "g1")
             .recent
             .iter()
-            .map(|outcome| outcome.error.as_ref().expect("an error"))
+            .map(|outcome| &outcome.error)
             .collect();
         assert!(Arc::ptr_eq(errors[0], errors[1]));
         let snapshot = run.tick(&[("g1", 503)]);
         let g1 = game(&snapshot, "g1");
-        assert_eq!(g1.recent[2].error.as_deref(), Some("unexpected status 503"));
+        assert_eq!(&*g1.recent[2].error, "unexpected status 503");
     }
 
     #[test]
@@ -1032,27 +971,27 @@ mod tests {
             .collect();
         let fleet: Vec<(&str, u16)> = fleet.iter().map(|(id, s)| (id.as_str(), *s)).collect();
         let snapshot = run.tick(&fleet);
-        let query = StatusQuery::parse(Some("state=failing&limit=7&offset=14")).expect("valid");
-        let page = snapshot.page(&query);
-        assert_eq!(page.matched, 20);
-        assert_eq!(page.games.len(), 6);
-        assert_eq!(page.next_offset, None);
-        assert_eq!(&*page.games[0].game_id, "g18");
-        let query = StatusQuery::parse(Some("limit=7")).expect("valid");
-        let page = snapshot.page(&query);
-        assert_eq!((page.games.len(), page.next_offset), (7, Some(7)));
-        let query = StatusQuery::parse(Some("game=g03")).expect("valid");
-        let json: serde_json::Value =
-            serde_json::from_str(&snapshot.to_json(&query)).expect("JSON");
+        let page = |query: &str| -> serde_json::Value {
+            let query = StatusQuery::parse(Some(query)).expect("valid");
+            serde_json::from_str(&snapshot.to_json(&query)).expect("JSON")
+        };
+        let json = page("state=failing&limit=7&offset=14");
+        assert_eq!(json["matched"], 20);
+        assert_eq!(json["games"].as_array().expect("games").len(), 6);
+        assert_eq!(json["next_offset"], serde_json::Value::Null);
+        assert_eq!(json["games"][0]["game_id"], "g18");
+        let json = page("limit=7");
+        assert_eq!(json["games"].as_array().expect("games").len(), 7);
+        assert_eq!(json["next_offset"], 7);
+        let json = page("game=g03");
         assert_eq!(json["matched"], 1);
         assert_eq!(json["games"][0]["game_id"], "g03");
         assert_eq!(json["games"][0]["state"], "failing");
         assert_eq!(json["totals"]["failing"], 20);
         assert_eq!(json["totals"]["healthy"], 5);
         assert_eq!(json["run"]["failures_threshold"], 1);
-        let query = StatusQuery::parse(Some("state=healthy")).expect("valid");
         assert_eq!(
-            snapshot.page(&query).matched,
+            page("state=healthy")["matched"],
             0,
             "healthy games are a count"
         );
@@ -1106,9 +1045,9 @@ mod tests {
             game.engine_endpoint = Some(Arc::from("http://e/\"><img src=x onerror=alert(1)>"));
             game.container_id = Arc::from(format!("'single' & \"double\" {lossy}"));
             for outcome in &mut game.recent {
-                outcome.error = Some(Arc::from(format!(
+                outcome.error = Arc::from(format!(
                     "malformed response: {lossy} </td></tr></table><script>x</script>"
-                )));
+                ));
             }
         }
         snapshot
