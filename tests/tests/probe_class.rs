@@ -1,13 +1,12 @@
-//! The probers' structured classes against the real probes of both runtimes, and
-//! `classify` (the text classifier for journals) agreeing with them: each kind of engine
-//! (healthy, 503, refusing, hanging past a short timeout, answering
-//! garbage, closing at once) lands in its class, per game and in the tick's
-//! per-class counts.
+//! The probers' structured classes against the real probes of both
+//! runtimes: each kind of engine (healthy, 503, refusing, hanging past a
+//! short timeout, answering garbage, closing at once) lands in its class in
+//! the tick's per-class counts (`healthprobe_probes_total{result}`).
 
 use std::time::Duration;
 
-use healthprobe_core::{EventDetails, ProbeResult};
-use healthprobe_shell::probing::probe::{ProbeClass, classify};
+use healthprobe_core::EventDetails;
+use healthprobe_shell::probing::probe::ProbeClass;
 use healthprobe_tests::{
     Behaviour, Fleet, RefusedPort, RuntimeRecord, TestWorker, both_runtimes, test_config,
 };
@@ -38,20 +37,12 @@ both_runtimes! {
         let mut worker = TestWorker::with_runtime(runtime, config, records);
         let (report, events) = worker.tick();
 
-        // Every unhealthy game published probe_failed with its last result:
-        // classify that result as the worker saw it.
-        let mut classes = vec![ProbeClass::Ok];
-        for event in &events {
-            let EventDetails::ProbeFailed { last_status, last_error, .. } = &event.details else {
-                panic!("not probe_failed: {event:?}");
-            };
-            let result = ProbeResult::Unhealthy {
-                status: *last_status,
-                error: last_error.clone(),
-            };
-            classes.push(classify(&result));
-        }
-        assert_eq!(classes, expected, "{events:#?}");
+        // Every unhealthy game published probe_failed.
+        assert_eq!(events.len(), 5, "{events:#?}");
+        assert!(
+            events.iter().all(|event| matches!(event.details, EventDetails::ProbeFailed { .. })),
+            "{events:#?}"
+        );
 
         assert_eq!(report.probes, 6);
         for class in ProbeClass::ALL {

@@ -2,8 +2,7 @@
 //! the core), the whole call bounded by the probe timeout (R10), no
 //! redirect followed (D2), no proxy, the response head capped at
 //! [`MAX_RESPONSE_HEADER_BYTES`] (decrypted bytes over TLS). The texts of
-//! `reason` word both probers' errors and [`classify`] reads them back, so
-//! the three cannot drift apart.
+//! `reason` word both probers' errors, so the two cannot drift apart.
 
 use std::cell::Cell;
 use std::error::Error as StdError;
@@ -28,7 +27,7 @@ use crate::probing::connections::{
     ConnectionPolicy, Connections, DRAIN_LIMIT, DRAIN_WAIT, KeptBudget, KeptPlace,
     closed_before_answer,
 };
-use crate::tls::{self, TLS_ERROR_PREFIX, TlsClient, TlsFailure};
+use crate::tls::{self, TlsClient, TlsFailure};
 
 /// Largest response head (status line and headers) accepted; a bigger one is a failure.
 pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024;
@@ -47,7 +46,7 @@ pub(crate) const USER_AGENT: &str = concat!("healthprobe/", env!("CARGO_PKG_VERS
 /// Longest probe timeout handed to ureq, which panics on an instant past the clock's range.
 pub(crate) const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-/// The error texts of a probe that got no response, shared by both probers and [`classify`].
+/// The error texts of a probe that got no response, shared by both probers.
 pub(crate) mod reason {
     pub(crate) const TIMEOUT: &str = "timeout";
     pub(crate) const CONNECTION_REFUSED: &str = "connection refused";
@@ -61,40 +60,6 @@ pub(crate) mod reason {
 }
 
 pub use healthprobe_core::tick::ProbeClass;
-
-/// The class of a result known only by its text (a journal line, a
-/// simulation); the probers decide it from the error's structure instead.
-///
-/// ```
-/// use healthprobe_core::ProbeResult;
-/// use healthprobe_shell::probing::probe::{ProbeClass, classify};
-/// let refused = ProbeResult::Unhealthy { status: 0, error: "connection refused".into() };
-/// assert_eq!(classify(&refused), ProbeClass::ConnectError);
-/// ```
-pub fn classify(result: &ProbeResult) -> ProbeClass {
-    match result {
-        ProbeResult::Healthy => ProbeClass::Ok,
-        ProbeResult::Unhealthy { status, .. } if *status != 0 => ProbeClass::BadStatus,
-        ProbeResult::Unhealthy { error, .. } if error == reason::TIMEOUT => ProbeClass::Timeout,
-        ProbeResult::Unhealthy { error, .. }
-            if matches!(
-                error.as_str(),
-                reason::CONNECTION_REFUSED
-                    | reason::HOST_NOT_FOUND
-                    | reason::CONNECTION_FAILED
-                    | reason::NETWORK_UNREACHABLE
-                    | reason::HOST_UNREACHABLE
-                    | reason::ADDRESS_NOT_AVAILABLE
-            ) || error.starts_with(reason::CANNOT_RESOLVE_HOST) =>
-        {
-            ProbeClass::ConnectError
-        }
-        ProbeResult::Unhealthy { error, .. } if error.starts_with(TLS_ERROR_PREFIX) => {
-            ProbeClass::Tls
-        }
-        ProbeResult::Unhealthy { .. } => ProbeClass::Other,
-    }
-}
 
 /// Probes engines over HTTP/1.1 (and over TLS) through ureq [`Agent`]s as
 /// they ship, and their pools. Shared by reference across probe threads.
@@ -575,67 +540,8 @@ pub(crate) mod tests {
         Prober::new(Duration::from_millis(200), TlsClient::system(), policy)
     }
 
-    fn failure(status: u16, error: &str) -> ProbeResult {
-        unhealthy(status, error.to_owned())
-    }
-
     #[test]
-    fn classify_sorts_every_kind_of_result() {
-        let cases = [
-            (ProbeResult::Healthy, ProbeClass::Ok),
-            (ProbeResult::from_status(503), ProbeClass::BadStatus),
-            (ProbeResult::from_status(301), ProbeClass::BadStatus),
-            // A status wins over whatever the text says.
-            (failure(500, "timeout"), ProbeClass::BadStatus),
-            (failure(0, "timeout"), ProbeClass::Timeout),
-            (failure(0, "connection refused"), ProbeClass::ConnectError),
-            (failure(0, "host not found"), ProbeClass::ConnectError),
-            (failure(0, "connection failed"), ProbeClass::ConnectError),
-            (failure(0, "network unreachable"), ProbeClass::ConnectError),
-            (failure(0, "host unreachable"), ProbeClass::ConnectError),
-            (
-                failure(0, "address not available"),
-                ProbeClass::ConnectError,
-            ),
-            (
-                failure(0, "cannot resolve host engine.invalid: failed to lookup"),
-                ProbeClass::ConnectError,
-            ),
-            (failure(0, "connection reset by peer"), ProbeClass::Other),
-            (
-                failure(0, "connection closed before a complete response"),
-                ProbeClass::Other,
-            ),
-            (
-                failure(
-                    0,
-                    "malformed response: http parse fail: invalid HTTP version",
-                ),
-                ProbeClass::Other,
-            ),
-            (failure(0, &head_too_large(16384)), ProbeClass::Other),
-            (
-                failure(0, "tls: certificate signed by unknown authority"),
-                ProbeClass::Tls,
-            ),
-            (failure(0, &tls::handshake_timeout()), ProbeClass::Tls),
-            (failure(0, "tlsv1 alert"), ProbeClass::Other),
-            (
-                failure(0, "bad engine endpoint: no host"),
-                ProbeClass::Other,
-            ),
-            (failure(0, ""), ProbeClass::Other),
-            // Only the exact text counts, not a longer one that starts alike.
-            (failure(0, "timeout waiting"), ProbeClass::Other),
-            (failure(0, "Connection Refused"), ProbeClass::Other),
-        ];
-        for (result, class) in cases {
-            assert_eq!(classify(&result), class, "{result:?}");
-        }
-    }
-
-    #[test]
-    fn classify_agrees_with_the_io_error_wording() {
+    fn describe_io_classes_each_kind_of_io_error() {
         use io::ErrorKind::*;
         let cases = [
             (TimedOut, ProbeClass::Timeout),
@@ -653,18 +559,11 @@ pub(crate) mod tests {
         for (kind, class) in cases {
             let (kind_class, error) = describe_io(&io::Error::new(kind, "detail"));
             assert_eq!(kind_class, class, "{kind:?}: {error}");
-            // The text classifier (for journals) agrees with the structure.
-            assert_eq!(
-                classify(&unhealthy(0, error.clone())),
-                class,
-                "{kind:?}: {error}"
-            );
         }
         let lookup = ResolveFailed::new("engine.invalid", &"no such host").0;
         let carried = io::Error::other(ResolveFailed(lookup.clone()));
         let (class, text) = describe_error(&carried, None, false);
-        assert_eq!((class, text), (ProbeClass::ConnectError, lookup.clone()));
-        assert_eq!(classify(&unhealthy(0, lookup)), ProbeClass::ConnectError);
+        assert_eq!((class, text), (ProbeClass::ConnectError, lookup));
     }
 
     #[test]
