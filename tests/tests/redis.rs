@@ -20,7 +20,7 @@ use healthprobe_shell::replay::replay_journal;
 use healthprobe_shell::tls::TlsClient;
 use healthprobe_tests::{
     Behaviour, Fleet, HealthprobeProcess, ScrapedMetrics, ScratchDir, TestRedis, at, by_game,
-    expected_events, metrics_addr, scrape_metrics, script, test_config, wait_until,
+    expected_events, metrics_addr, scrape_metrics, script, test_config, wait_until, with_id,
 };
 
 /// Bound on any wait in these tests; reached only when something is broken.
@@ -57,7 +57,7 @@ fn recovered_at(second: u64) -> HealthEvent {
 }
 
 #[test]
-fn d4_each_event_is_one_stream_entry_with_exactly_the_envelope_fields() {
+fn d4_each_event_is_one_stream_entry_with_the_envelope_fields_then_its_event_id() {
     let redis = TestRedis::start();
     let statuses = [500, 500, 500, 200];
     let fleet = Fleet::start([script(&statuses)]).expect("start fleet");
@@ -81,10 +81,19 @@ fn d4_each_event_is_one_stream_entry_with_exactly_the_envelope_fields() {
                 "container_id",
                 "event_type",
                 "occurred_at",
-                "details"
+                "details",
+                "event_id"
             ]
         );
         assert_eq!(entry.event().as_ref(), Ok(event));
+        // Both events of the streak name its first failure, at(0).
+        let id = format!(
+            "{}:{}:{}",
+            at(0).as_nanosecond(),
+            event.event_type(),
+            event.game_id
+        );
+        assert_eq!(entry.get("event_id"), Some(id.as_str()));
         // The values are the JSON line's: occurred_at's text, details' JSON.
         let mut line = Vec::new();
         write_event_line(&mut line, event).expect("encodes");
@@ -206,13 +215,15 @@ fn d4_an_acl_user_publishes_and_a_wrong_password_is_refused_without_showing_it()
     let target = RedisTarget::parse(&url("p%40ss%3Aword")).expect("a valid URL");
     let mut publisher =
         RedisStreamPublisher::new(target, 0, &TlsClient::system()).expect("a client");
-    publisher.publish(&recovered_at(0)).expect("AUTH as prober");
+    publisher
+        .publish(&with_id(recovered_at(0)))
+        .expect("AUTH as prober");
     assert_eq!(redis.events(STREAM), [recovered_at(0)]);
 
     let target = RedisTarget::parse(&url("nope-123")).expect("a valid URL");
     let mut refused = RedisStreamPublisher::new(target, 0, &TlsClient::system()).expect("a client");
     let err = refused
-        .publish(&recovered_at(5))
+        .publish(&with_id(recovered_at(5)))
         .expect_err("a wrong password");
     let message = err.to_string();
     assert!(
@@ -227,11 +238,13 @@ fn d4_an_acl_user_publishes_and_a_wrong_password_is_refused_without_showing_it()
 fn d4_a_publish_while_redis_is_down_is_refused_naming_the_destination_and_sends_nothing() {
     let mut redis = TestRedis::start();
     let mut publisher = publisher(&redis, STREAM, 0);
-    publisher.publish(&recovered_at(0)).expect("Redis is up");
+    publisher
+        .publish(&with_id(recovered_at(0)))
+        .expect("Redis is up");
     redis.stop();
     for _ in 0..3 {
         let err = publisher
-            .publish(&recovered_at(5))
+            .publish(&with_id(recovered_at(5)))
             .expect_err("Redis is down");
         assert_eq!(
             err.to_string(),
@@ -244,7 +257,9 @@ fn d4_a_publish_while_redis_is_down_is_refused_naming_the_destination_and_sends_
     redis.restart().expect("restart on the same port");
     // The connection kept from before the outage is dead: the publisher
     // notices, reconnects and delivers within the same call.
-    publisher.publish(&recovered_at(5)).expect("Redis is back");
+    publisher
+        .publish(&with_id(recovered_at(5)))
+        .expect("Redis is back");
     assert_eq!(redis.events(STREAM), [recovered_at(5)]);
 }
 
@@ -252,14 +267,16 @@ fn d4_a_publish_while_redis_is_down_is_refused_naming_the_destination_and_sends_
 fn d4_an_xadd_whose_reply_was_lost_is_not_added_twice() {
     let redis = TestRedis::start();
     let mut publisher = publisher(&redis, STREAM, 0).with_timeout(Duration::from_millis(300));
-    publisher.publish(&recovered_at(0)).expect("Redis is up");
+    publisher
+        .publish(&with_id(recovered_at(0)))
+        .expect("Redis is up");
 
     // Redis stops answering (SIGSTOP) until the test lets it go on: the
     // XADD sent meanwhile waits in its socket, is applied when Redis goes
     // on, and its reply goes nowhere.
     redis.pause();
     let err = publisher
-        .publish(&recovered_at(5))
+        .publish(&with_id(recovered_at(5)))
         .expect_err("no reply while Redis is stopped");
     let port = redis.port();
     assert_eq!(
@@ -273,8 +290,12 @@ fn d4_an_xadd_whose_reply_was_lost_is_not_added_twice() {
     );
 
     // The retry finds its entry among the newest and does not add it again.
-    publisher.publish(&recovered_at(5)).expect("Redis answers");
-    publisher.publish(&recovered_at(10)).expect("Redis answers");
+    publisher
+        .publish(&with_id(recovered_at(5)))
+        .expect("Redis answers");
+    publisher
+        .publish(&with_id(recovered_at(10)))
+        .expect("Redis answers");
     assert_eq!(
         redis.events(STREAM),
         [recovered_at(0), recovered_at(5), recovered_at(10)]
@@ -287,8 +308,12 @@ fn d4_maxlen_trims_the_stream_approximately_and_zero_never_trims() {
     let mut trimmed = publisher(&redis, "trimmed", 10);
     let mut untrimmed = publisher(&redis, "untrimmed", 0);
     for second in 0..300 {
-        trimmed.publish(&recovered_at(second)).expect("published");
-        untrimmed.publish(&recovered_at(second)).expect("published");
+        trimmed
+            .publish(&with_id(recovered_at(second)))
+            .expect("published");
+        untrimmed
+            .publish(&with_id(recovered_at(second)))
+            .expect("published");
     }
     let kept = redis.len("trimmed");
     // `MAXLEN ~` trims whole radix-tree nodes (100 entries by default).
