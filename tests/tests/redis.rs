@@ -486,3 +486,286 @@ fn d4_cli_redis_outage_while_running_every_event_once_in_order_and_sigterm_exits
         finished.stderr
     );
 }
+
+/// `id`'s marker key, which makes a re-send of `id` add nothing.
+fn marker(id: &str) -> String {
+    format!("hp:event:{STREAM}:{id}")
+}
+
+/// The `event_id` of every entry of the stream, oldest first.
+fn event_ids(redis: &TestRedis) -> Vec<String> {
+    let entries = redis.entries(STREAM);
+    let ids = entries
+        .iter()
+        .map(|entry| entry.get("event_id").map(str::to_owned));
+    ids.collect::<Option<_>>()
+        .unwrap_or_else(|| panic!("an entry without event_id: {entries:?}"))
+}
+
+#[test]
+fn d5_a_resent_id_is_not_added_again_by_any_publisher_and_its_marker_lasts_7_days() {
+    let redis = TestRedis::start();
+    let first = with_id(recovered_at(5));
+    publisher(&redis, STREAM, 0).publish(&first).expect("added");
+    // A re-send, by this process after a restart or by another one.
+    publisher(&redis, STREAM, 0)
+        .publish(&first)
+        .expect("a repeat is delivered");
+    publisher(&redis, STREAM, 10)
+        .publish(&first)
+        .expect("a repeat is delivered");
+    assert_eq!(event_ids(&redis), [first.id.to_string()]);
+    let ttl = match redis.command(&["TTL", &marker(first.id.as_str())]) {
+        redis::Value::Int(ttl) => ttl,
+        other => panic!("TTL: {other:?}"),
+    };
+    assert!((7 * 24 * 3600 - 60..=7 * 24 * 3600).contains(&ttl), "{ttl}");
+    // The same game and type in another episode is another event.
+    let later = with_id(recovered_at(10));
+    publisher(&redis, STREAM, 0).publish(&later).expect("added");
+    assert_eq!(
+        event_ids(&redis),
+        [first.id.to_string(), later.id.to_string()]
+    );
+    assert_eq!(redis.events(STREAM), [first.event, later.event]);
+}
+
+#[test]
+fn d4_a_stream_key_of_another_type_refuses_the_publish_and_leaves_no_marker() {
+    // An operator's slip: the stream's key holds a string.
+    let redis = TestRedis::start();
+    redis.command(&["SET", STREAM, "not a stream"]);
+    let event = with_id(recovered_at(5));
+    let mut publisher = publisher(&redis, STREAM, 0);
+    let err = publisher.publish(&event).expect_err("WRONGTYPE");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("redis 127.0.0.1:{}/{STREAM}: ", redis.port()))
+            && text.contains("WRONGTYPE"),
+        "{text}"
+    );
+    assert_eq!(
+        redis.command(&["EXISTS", &marker(event.id.as_str())]),
+        redis::Value::Int(0),
+        "a marker would make the retry skip an event never added"
+    );
+    redis.command(&["DEL", STREAM]);
+    publisher.publish(&event).expect("the key fixed");
+    assert_eq!(event_ids(&redis), [event.id.to_string()]);
+}
+
+/// Bytes Redis has not read yet from its clients' sockets (the
+/// `rx_queue` of its established sockets in `/proc/net/tcp`): a command
+/// sent while it is stopped.
+fn unread_by_redis(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(1) != Some(&local.as_str()) || fields.get(3) != Some(&"01") {
+                return None;
+            }
+            let (_, unread) = fields.get(4)?.split_once(':')?;
+            u64::from_str_radix(unread, 16).ok()
+        })
+        .sum()
+}
+
+/// The ids of the events the state file holds as pending.
+fn pending_ids(state: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(state).expect("a state file");
+    let snapshot: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let pending = snapshot["pending"].as_array().expect("pending").iter();
+    pending
+        .map(|entry| entry["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+#[test]
+fn d5_a_worker_killed_after_publishing_before_recording_it_resends_the_same_id_added_once() {
+    let redis = TestRedis::start();
+    let fleet = Fleet::uniform(2, Behaviour::Status(200)).expect("start fleet");
+    let dir = ScratchDir::new("redis-kill").expect("scratch dir");
+    let records = dir.join("records.json");
+    let state = dir.join("state.json");
+    fleet.write_records(&records).expect("write records");
+    let url = redis.url(STREAM);
+    let args = [
+        "run",
+        "--records",
+        records.to_str().expect("utf-8 path"),
+        "--events",
+        &url,
+        "--state",
+        state.to_str().expect("utf-8 path"),
+        "--interval",
+        "200ms",
+        "--probe-timeout",
+        "1s",
+        "--failures-threshold",
+        "2",
+    ];
+    let first = HealthprobeProcess::spawn(&args).expect("spawn healthprobe");
+    // Engine 0 fails: its probe_failed is added (the worker is connected).
+    fleet.engine(0).set(Behaviour::Status(500));
+    assert!(
+        wait_until(PATIENCE, || redis.len(STREAM) == 1),
+        "{}",
+        first.stderr()
+    );
+    // Redis stops reading; engine 1 fails. The worker writes its
+    // probe_failed to the state file, then sends it: the script waits
+    // unread in Redis's socket, and the worker is killed waiting for the reply.
+    redis.pause();
+    fleet.engine(1).set(Behaviour::Status(500));
+    assert!(
+        wait_until(PATIENCE, || unread_by_redis(redis.port()) > 0),
+        "the publish reached Redis: {}",
+        first.stderr()
+    );
+    first.kill().expect("SIGKILL");
+    let killed = first.wait(PATIENCE).expect("dies");
+    assert_eq!(killed.status.code(), None, "{}", killed.stderr);
+    redis.resume();
+    assert!(
+        wait_until(PATIENCE, || redis.len(STREAM) == 2),
+        "the script sent before the kill is applied"
+    );
+    let added = event_ids(&redis);
+    // The delivery was never recorded: the state file still holds the
+    // event, under the id the stream has.
+    let resent = pending_ids(&state);
+    assert_eq!(resent, added[1..], "{added:?}");
+
+    // The restart sends it again with its id; Redis adds nothing.
+    let mut again = args.to_vec();
+    again.extend(["--ticks", "2"]);
+    let second = HealthprobeProcess::spawn(&again)
+        .expect("spawn healthprobe")
+        .wait(PATIENCE)
+        .expect("runs 2 ticks");
+    assert_eq!(second.status.code(), Some(0), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("probe event published") && second.stderr.contains(&resent[0]),
+        "re-sent: {}",
+        second.stderr
+    );
+    assert!(pending_ids(&state).is_empty(), "the delivery is recorded");
+    // A consumer reading the stream sees each event once.
+    assert_eq!(event_ids(&redis), added);
+    let events = redis.events(STREAM);
+    let games: Vec<&str> = events.iter().map(|e| e.game_id.as_str()).collect();
+    assert_eq!(
+        games,
+        [
+            fleet.records()[0].game_id.as_str(),
+            fleet.records()[1].game_id.as_str()
+        ]
+    );
+    for (id, event) in added.iter().zip(&events) {
+        assert!(
+            id.ends_with(&format!(":probe_failed:{}", event.game_id)),
+            "{id} for {event:?}"
+        );
+    }
+}
+
+#[test]
+fn d5_a_state_file_restored_from_a_backup_resends_only_ids_already_added() {
+    // An operator's slip: an older state file, whose pending events were
+    // delivered since, is put back.
+    let mut redis = TestRedis::start();
+    let fleet = Fleet::uniform(3, Behaviour::Status(500)).expect("start fleet");
+    let dir = ScratchDir::new("redis-backup").expect("scratch dir");
+    let records = dir.join("records.json");
+    let state = dir.join("state.json");
+    let backup = dir.join("backup.json");
+    fleet.write_records(&records).expect("write records");
+    let url = redis.url(STREAM);
+    let run = |ticks: &str| {
+        let finished = HealthprobeProcess::spawn(&[
+            "run",
+            "--records",
+            records.to_str().expect("utf-8 path"),
+            "--events",
+            &url,
+            "--state",
+            state.to_str().expect("utf-8 path"),
+            "--interval",
+            "100ms",
+            "--failures-threshold",
+            "2",
+            "--ticks",
+            ticks,
+        ])
+        .expect("spawn healthprobe")
+        .wait(PATIENCE)
+        .expect("runs to the end");
+        assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
+    };
+    // Redis down: three probe_failed wait in the state file.
+    redis.stop();
+    run("2");
+    assert_eq!(pending_ids(&state).len(), 3);
+    std::fs::copy(&state, &backup).expect("backup");
+    redis.restart().expect("restart on the same port");
+    run("1");
+    let added = event_ids(&redis);
+    assert_eq!(added.len(), 3);
+    assert!(pending_ids(&state).is_empty());
+
+    std::fs::copy(&backup, &state).expect("restore the backup");
+    run("1");
+    assert!(
+        pending_ids(&state).is_empty(),
+        "the repeats count as delivered"
+    );
+    assert_eq!(event_ids(&redis), added, "nothing added twice");
+}
+
+#[test]
+fn d4_an_acl_user_needs_eval_and_the_markers_keys_and_is_refused_by_name_without() {
+    let redis = TestRedis::start();
+    let user = |name: &str, rules: &[&str]| {
+        let mut command = vec!["ACL", "SETUSER", name, "on", ">pw", "+ping"];
+        command.extend_from_slice(rules);
+        redis.command(&command);
+        let url = format!("redis://{name}:pw@127.0.0.1:{}/{STREAM}", redis.port());
+        let target = RedisTarget::parse(&url).expect("a valid URL");
+        RedisStreamPublisher::new(target, 0, &TlsClient::system()).expect("a client")
+    };
+    let event = with_id(recovered_at(5));
+    // XADD alone, as before ids: refused, naming the missing right.
+    let mut xadd_only = user("xadd-only", &["~*", "+xadd"]);
+    let text = xadd_only.publish(&event).expect_err("no EVAL").to_string();
+    assert!(
+        text.ends_with("NoPerm: this user has no permissions to run the 'eval' command"),
+        "{text}"
+    );
+    // The stream's key only: the marker's key is refused inside the script.
+    let stream_only = &["+eval", "+exists", "+xadd", "+set", &format!("~{STREAM}")];
+    let text = user("stream-only", stream_only)
+        .publish(&event)
+        .expect_err("no marker key")
+        .to_string();
+    assert!(text.contains("NoPerm"), "{text}");
+    assert_eq!(redis.len(STREAM), 0, "nothing added without its marker");
+    // What the README names is enough.
+    let mut enough = user(
+        "prober",
+        &[
+            "+eval",
+            "+exists",
+            "+xadd",
+            "+set",
+            &format!("~{STREAM}"),
+            &format!("~hp:event:{STREAM}:*"),
+        ],
+    );
+    enough.publish(&event).expect("published");
+    enough.publish(&event).expect("a repeat is delivered");
+    assert_eq!(event_ids(&redis), [event.id.to_string()]);
+}
