@@ -487,6 +487,59 @@ fn d4_cli_redis_outage_while_running_every_event_once_in_order_and_sigterm_exits
     );
 }
 
+/// A fleet of `engines` answering `behaviour` and its records file, and a
+/// state file path, for `healthprobe run` to `STREAM` (threshold 2).
+struct Cli {
+    fleet: Fleet,
+    _dir: ScratchDir,
+    args: Vec<String>,
+    state: std::path::PathBuf,
+}
+
+impl Cli {
+    fn new(redis: &TestRedis, engines: usize, behaviour: Behaviour, label: &str) -> Self {
+        let fleet = Fleet::uniform(engines, behaviour).expect("start fleet");
+        let dir = ScratchDir::new(label).expect("scratch dir");
+        let (records, state) = (dir.join("records.json"), dir.join("state.json"));
+        fleet.write_records(&records).expect("write records");
+        let args = [
+            "run",
+            "--records",
+            records.to_str().expect("utf-8 path"),
+            "--events",
+            &redis.url(STREAM),
+            "--state",
+            state.to_str().expect("utf-8 path"),
+            "--failures-threshold",
+            "2",
+        ];
+        let args = args.map(str::to_owned).to_vec();
+        Self {
+            fleet,
+            _dir: dir,
+            args,
+            state,
+        }
+    }
+
+    /// `healthprobe run` with these settings and `extra`.
+    fn spawn(&self, extra: &[&str]) -> HealthprobeProcess {
+        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        args.extend(extra);
+        HealthprobeProcess::spawn(&args).expect("spawn healthprobe")
+    }
+
+    /// [`Cli::spawn`] for `ticks` ticks, which must end with exit 0.
+    fn run_ticks(&self, ticks: &str) -> String {
+        let finished = self
+            .spawn(&["--interval", "100ms", "--ticks", ticks])
+            .wait(PATIENCE)
+            .expect("runs to the end");
+        assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
+        finished.stderr
+    }
+}
+
 /// `id`'s marker key, which makes a re-send of `id` add nothing.
 fn marker(id: &str) -> String {
     format!("hp:event:{STREAM}:{id}")
@@ -587,30 +640,10 @@ fn pending_ids(state: &std::path::Path) -> Vec<String> {
 #[test]
 fn d5_a_worker_killed_after_publishing_before_recording_it_resends_the_same_id_added_once() {
     let redis = TestRedis::start();
-    let fleet = Fleet::uniform(2, Behaviour::Status(200)).expect("start fleet");
-    let dir = ScratchDir::new("redis-kill").expect("scratch dir");
-    let records = dir.join("records.json");
-    let state = dir.join("state.json");
-    fleet.write_records(&records).expect("write records");
-    let url = redis.url(STREAM);
-    let args = [
-        "run",
-        "--records",
-        records.to_str().expect("utf-8 path"),
-        "--events",
-        &url,
-        "--state",
-        state.to_str().expect("utf-8 path"),
-        "--interval",
-        "200ms",
-        "--probe-timeout",
-        "1s",
-        "--failures-threshold",
-        "2",
-    ];
-    let first = HealthprobeProcess::spawn(&args).expect("spawn healthprobe");
+    let cli = Cli::new(&redis, 2, Behaviour::Status(200), "redis-kill");
+    let first = cli.spawn(&["--interval", "200ms", "--probe-timeout", "1s"]);
     // Engine 0 fails: its probe_failed is added (the worker is connected).
-    fleet.engine(0).set(Behaviour::Status(500));
+    cli.fleet.engine(0).set(Behaviour::Status(500));
     assert!(
         wait_until(PATIENCE, || redis.len(STREAM) == 1),
         "{}",
@@ -620,7 +653,7 @@ fn d5_a_worker_killed_after_publishing_before_recording_it_resends_the_same_id_a
     // probe_failed to the state file, then sends it: the script waits
     // unread in Redis's socket, and the worker is killed waiting for the reply.
     redis.pause();
-    fleet.engine(1).set(Behaviour::Status(500));
+    cli.fleet.engine(1).set(Behaviour::Status(500));
     assert!(
         wait_until(PATIENCE, || unread_by_redis(redis.port()) > 0),
         "the publish reached Redis: {}",
@@ -637,33 +670,27 @@ fn d5_a_worker_killed_after_publishing_before_recording_it_resends_the_same_id_a
     let added = event_ids(&redis);
     // The delivery was never recorded: the state file still holds the
     // event, under the id the stream has.
-    let resent = pending_ids(&state);
+    let resent = pending_ids(&cli.state);
     assert_eq!(resent, added[1..], "{added:?}");
 
     // The restart sends it again with its id; Redis adds nothing.
-    let mut again = args.to_vec();
-    again.extend(["--ticks", "2"]);
-    let second = HealthprobeProcess::spawn(&again)
-        .expect("spawn healthprobe")
-        .wait(PATIENCE)
-        .expect("runs 2 ticks");
-    assert_eq!(second.status.code(), Some(0), "{}", second.stderr);
+    let stderr = cli.run_ticks("2");
     assert!(
-        second.stderr.contains("probe event published") && second.stderr.contains(&resent[0]),
-        "re-sent: {}",
-        second.stderr
+        stderr.contains("probe event published") && stderr.contains(&resent[0]),
+        "re-sent: {stderr}"
     );
-    assert!(pending_ids(&state).is_empty(), "the delivery is recorded");
+    assert!(
+        pending_ids(&cli.state).is_empty(),
+        "the delivery is recorded"
+    );
     // A consumer reading the stream sees each event once.
     assert_eq!(event_ids(&redis), added);
     let events = redis.events(STREAM);
+    let records = cli.fleet.records();
     let games: Vec<&str> = events.iter().map(|e| e.game_id.as_str()).collect();
     assert_eq!(
         games,
-        [
-            fleet.records()[0].game_id.as_str(),
-            fleet.records()[1].game_id.as_str()
-        ]
+        [records[0].game_id.as_str(), records[1].game_id.as_str()]
     );
     for (id, event) in added.iter().zip(&events) {
         assert!(
@@ -678,49 +705,23 @@ fn d5_a_state_file_restored_from_a_backup_resends_only_ids_already_added() {
     // An operator's slip: an older state file, whose pending events were
     // delivered since, is put back.
     let mut redis = TestRedis::start();
-    let fleet = Fleet::uniform(3, Behaviour::Status(500)).expect("start fleet");
-    let dir = ScratchDir::new("redis-backup").expect("scratch dir");
-    let records = dir.join("records.json");
-    let state = dir.join("state.json");
-    let backup = dir.join("backup.json");
-    fleet.write_records(&records).expect("write records");
-    let url = redis.url(STREAM);
-    let run = |ticks: &str| {
-        let finished = HealthprobeProcess::spawn(&[
-            "run",
-            "--records",
-            records.to_str().expect("utf-8 path"),
-            "--events",
-            &url,
-            "--state",
-            state.to_str().expect("utf-8 path"),
-            "--interval",
-            "100ms",
-            "--failures-threshold",
-            "2",
-            "--ticks",
-            ticks,
-        ])
-        .expect("spawn healthprobe")
-        .wait(PATIENCE)
-        .expect("runs to the end");
-        assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
-    };
+    let cli = Cli::new(&redis, 3, Behaviour::Status(500), "redis-backup");
+    let backup = cli.state.with_extension("backup");
     // Redis down: three probe_failed wait in the state file.
     redis.stop();
-    run("2");
-    assert_eq!(pending_ids(&state).len(), 3);
-    std::fs::copy(&state, &backup).expect("backup");
+    cli.run_ticks("2");
+    assert_eq!(pending_ids(&cli.state).len(), 3);
+    std::fs::copy(&cli.state, &backup).expect("backup");
     redis.restart().expect("restart on the same port");
-    run("1");
+    cli.run_ticks("1");
     let added = event_ids(&redis);
     assert_eq!(added.len(), 3);
-    assert!(pending_ids(&state).is_empty());
+    assert!(pending_ids(&cli.state).is_empty());
 
-    std::fs::copy(&backup, &state).expect("restore the backup");
-    run("1");
+    std::fs::copy(&backup, &cli.state).expect("restore the backup");
+    cli.run_ticks("1");
     assert!(
-        pending_ids(&state).is_empty(),
+        pending_ids(&cli.state).is_empty(),
         "the repeats count as delivered"
     );
     assert_eq!(event_ids(&redis), added, "nothing added twice");
