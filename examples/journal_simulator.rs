@@ -14,7 +14,9 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use healthprobe_core::{EventType, HealthEvent, HealthStates, Input, Policy, Timestamp, replay};
+use healthprobe_core::{
+    EventType, HealthEvent, HealthStates, Input, Outgoing, Policy, Timestamp, replay,
+};
 
 /// What one policy would have done over the journal.
 #[derive(Debug, Default)]
@@ -42,7 +44,7 @@ fn simulate(policy: Policy, inputs: &[Input]) -> Verdict {
             // A game no longer running starts afresh if it comes back.
             Input::Prune { running } => outage_began.retain(|game, _| running.contains(game)),
         }
-        let Some(event) = state.apply_input(input.clone()) else {
+        let Some(Outgoing { event, .. }) = state.apply_input(input.clone()) else {
             continue;
         };
         if event.event_type() == EventType::ProbeFailed {

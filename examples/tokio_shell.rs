@@ -60,11 +60,10 @@ async fn main() -> io::Result<()> {
                     probes.spawn(probe(job, record.engine_endpoint.clone()));
                 }
             }
-            Action::Publish(event) => {
-                println!(
-                    "{}",
-                    serde_json::to_string(&event).expect("an event serializes")
-                );
+            Action::Publish(outgoing) => {
+                // The envelope, as JSON lines carry it (`outgoing.id` is its stable id).
+                let line = serde_json::to_string(&outgoing.event).expect("an event serializes");
+                println!("{line}");
                 machine.handle_published(now, Published::Accepted);
             }
             Action::SyncPublisher => machine.handle_synced(now, Ok(())), // stdout: nothing to sync

@@ -1,6 +1,6 @@
 //! What the core emits: `probe_failed` and `probe_recovered`.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
@@ -26,6 +26,85 @@ impl HealthEvent {
     /// `probe_failed` or `probe_recovered`.
     pub fn event_type(&self) -> EventType {
         self.details.event_type()
+    }
+}
+
+/// An event's id: `{episode_unix_ns}:{event_type}:{game_id}`, where the
+/// episode is the `observed_at` of the first failure of the streak the event
+/// belongs to (so `probe_failed` and its `probe_recovered` share it).
+///
+/// The same inputs give the same id, however often the event is re-sent and
+/// across restarts: consumers drop repeats on it (D5 allows a repeat, never a
+/// loss). The game id comes last, so it may hold `:`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    /// The id of `event`, of the failure episode that began at `episode`.
+    pub fn new(episode: Timestamp, event: &HealthEvent) -> Self {
+        let (ns, kind, game) = (episode.as_nanosecond(), event.event_type(), &event.game_id);
+        // One allocation: an i128 takes at most 40 characters.
+        let mut id = String::with_capacity(42 + kind.as_str().len() + game.len());
+        write!(id, "{ns}:{kind}:{game}").expect("writing to a String cannot fail");
+        Self(id)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An event with its id, as the outbox holds it until it is delivered.
+///
+/// Serializes as `{"id":"…","event":{envelope}}` (a state file's pending
+/// events); reading one back checks that the id is of its event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawOutgoing")]
+pub struct Outgoing {
+    /// The event's stable id.
+    pub id: EventId,
+    /// The event, exactly the reference's envelope.
+    pub event: HealthEvent,
+}
+
+impl Outgoing {
+    /// `event` with its id, of the failure episode that began at `episode`.
+    pub fn new(episode: Timestamp, event: HealthEvent) -> Self {
+        let id = EventId::new(episode, &event);
+        Self { id, event }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutgoing {
+    id: String,
+    event: HealthEvent,
+}
+
+impl TryFrom<RawOutgoing> for Outgoing {
+    type Error = String;
+
+    fn try_from(raw: RawOutgoing) -> Result<Self, Self::Error> {
+        let episode = raw.id.split_once(':').and_then(|(ns, _)| {
+            let ns: i128 = ns.parse().ok()?;
+            Timestamp::from_nanosecond(ns).ok()
+        });
+        match episode.map(|episode| Self::new(episode, raw.event)) {
+            Some(outgoing) if outgoing.id.0 == raw.id => Ok(outgoing),
+            _ => Err(format!(
+                "id {:?} is not `{{episode_unix_ns}}:{{event_type}}:{{game_id}}` of its event",
+                raw.id
+            )),
+        }
     }
 }
 

@@ -65,7 +65,7 @@ pub mod shard;
 mod state;
 pub mod tick;
 
-pub use event::{EventDetails, EventType, HealthEvent};
+pub use event::{EventDetails, EventId, EventType, HealthEvent, Outgoing};
 pub use input::Input;
 pub use outcome::{OutcomeRef, ProbeOutcome, ProbeResult};
 pub use policy::{Policy, PolicyError};
@@ -88,7 +88,7 @@ struct ReadmeDoctests;
 /// emits nothing does not allocate.
 pub fn step(mut state: HealthStates, outcome: ProbeOutcome) -> (HealthStates, Vec<HealthEvent>) {
     let events = match state.apply(outcome.as_ref()) {
-        Some(event) => vec![event],
+        Some(outgoing) => vec![outgoing.event],
         None => Vec::new(),
     };
     (state, events)
@@ -116,7 +116,7 @@ pub fn replay(
     let mut state = HealthStates::new(policy);
     let events = inputs
         .into_iter()
-        .filter_map(|input| state.apply_input(input))
+        .filter_map(|input| state.apply_input(input).map(|outgoing| outgoing.event))
         .collect();
     (state, events)
 }

@@ -5,7 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EventDetails, HealthEvent, Input, OutcomeRef, Policy, ProbeResult};
+use crate::{
+    EventDetails, HealthEvent, Input, OutcomeRef, Outgoing, Policy, ProbeResult, Timestamp,
+};
 
 /// The whole hysteresis state: the policy and one counter set per game that
 /// has failed since it last recovered.
@@ -29,6 +31,10 @@ pub struct GameState {
     failure_published: bool,
     #[serde(default)]
     consecutive_successes: u32,
+    /// The `observed_at` of the streak's first failure; the Unix epoch in a
+    /// snapshot written before episodes were kept.
+    #[serde(default)]
+    episode: Timestamp,
     /// Scratch mark used only inside [`HealthStates::prune`]; always false at rest.
     #[serde(skip)]
     running: bool,
@@ -48,6 +54,12 @@ impl GameState {
     /// Successes counted towards `recovery_threshold` while a failure is published (D1).
     pub fn consecutive_successes(&self) -> u32 {
         self.consecutive_successes
+    }
+
+    /// When the failure streak began: the `observed_at` of its first
+    /// failure (R3), the episode in the ids of its events ([`crate::EventId`]).
+    pub fn episode(&self) -> Timestamp {
+        self.episode
     }
 }
 
@@ -93,13 +105,13 @@ impl HealthStates {
         self.games.is_empty()
     }
 
-    /// Fold one outcome in place; the event it causes, if any.
+    /// Fold one outcome in place; the event it causes, if any, with its id.
     ///
     /// The in-place form of [`crate::step`], on a borrowed outcome: the
     /// strings are copied only into an emitted event, so an outcome that
     /// emits nothing allocates nothing (a caller such as a worker keeps its
     /// records' ids).
-    pub fn apply(&mut self, outcome: OutcomeRef<'_>) -> Option<HealthEvent> {
+    pub fn apply(&mut self, outcome: OutcomeRef<'_>) -> Option<Outgoing> {
         let event = |details| HealthEvent {
             game_id: outcome.game_id.to_owned(),
             container_id: outcome.container_id.to_owned(),
@@ -119,17 +131,21 @@ impl HealthStates {
             if game.consecutive_successes < self.policy.recovery_threshold() {
                 return None;
             }
-            let prior_failure_count = game.consecutive_failures;
+            let (prior_failure_count, episode) = (game.consecutive_failures, game.episode);
             self.games.remove(outcome.game_id);
-            return Some(event(EventDetails::ProbeRecovered {
+            let details = EventDetails::ProbeRecovered {
                 prior_failure_count,
-            }));
+            };
+            return Some(Outgoing::new(episode, event(details)));
         };
         let threshold = u64::from(self.policy.failures_threshold());
         if !self.games.contains_key(outcome.game_id) {
-            // R3: the first failure creates the state.
-            self.games
-                .insert(outcome.game_id.to_owned(), GameState::default());
+            // R3: the first failure creates the state and begins the episode.
+            let game = GameState {
+                episode: outcome.observed_at,
+                ..GameState::default()
+            };
+            self.games.insert(outcome.game_id.to_owned(), game);
         }
         let game = self.games.get_mut(outcome.game_id)?;
         // R3; D1: a failure breaks the success streak.
@@ -140,11 +156,12 @@ impl HealthStates {
         }
         // R4: the threshold is reached and nothing was published yet.
         game.failure_published = true;
-        Some(event(EventDetails::ProbeFailed {
+        let details = EventDetails::ProbeFailed {
             consecutive_failures: game.consecutive_failures,
             last_status: *status,
             last_error: error.clone(),
-        }))
+        };
+        Some(Outgoing::new(game.episode, event(details)))
     }
 
     /// Drop the counters of every game not in `running`, in place (R8).
@@ -164,8 +181,8 @@ impl HealthStates {
             .retain(|_, game| std::mem::replace(&mut game.running, false));
     }
 
-    /// Apply one journal input in place; the event it causes, if any.
-    pub fn apply_input(&mut self, input: Input) -> Option<HealthEvent> {
+    /// Apply one journal input in place; the event it causes, if any, with its id.
+    pub fn apply_input(&mut self, input: Input) -> Option<Outgoing> {
         match input {
             Input::Outcome(outcome) => self.apply(outcome.as_ref()),
             Input::Prune { running } => {

@@ -81,7 +81,7 @@ use std::time::Duration;
 use crate::Timestamp;
 use crate::shard::Shard;
 use crate::{
-    HealthEvent, HealthStates, Input, OutcomeRef, Policy, ProbeOutcome, ProbeResult, RuntimeRecord,
+    HealthStates, Input, OutcomeRef, Outgoing, Policy, ProbeOutcome, ProbeResult, RuntimeRecord,
 };
 
 /// How a tick machine runs.
@@ -121,8 +121,9 @@ impl MachineConfig {
 pub struct Snapshot {
     /// The policy and per-game counters.
     pub states: HealthStates,
-    /// Events emitted but not yet recorded as delivered, oldest first.
-    pub pending: Vec<HealthEvent>,
+    /// Events emitted but not yet recorded as delivered, oldest first, with
+    /// their ids (a re-send after a restart keeps its id).
+    pub pending: Vec<Outgoing>,
     /// The journal's length in bytes when this snapshot was taken (its last
     /// whole line folded into `states`), when the run was journaling.
     pub journal_len: Option<u64>,
@@ -329,8 +330,9 @@ pub enum Action {
     /// [`TickMachine::handle_flushed`] and the journal's length after it.
     /// (At start, with nothing recorded yet, it only measures the journal.)
     FlushJournal,
-    /// Publish this event (the oldest pending); answer with [`TickMachine::handle_published`].
-    Publish(HealthEvent),
+    /// Publish this event (the oldest pending) with its id; answer with
+    /// [`TickMachine::handle_published`].
+    Publish(Outgoing),
     /// Make every event accepted since the last sync durable; answer with
     /// [`TickMachine::handle_synced`].
     SyncPublisher,
@@ -543,9 +545,9 @@ pub struct TickMachine {
     config: MachineConfig,
     states: HealthStates,
     /// Events not yet accepted, oldest first (D4).
-    outbox: VecDeque<HealthEvent>,
+    outbox: VecDeque<Outgoing>,
     /// Events accepted since the last sync, oldest first.
-    unsynced: Vec<HealthEvent>,
+    unsynced: Vec<Outgoing>,
     actions: VecDeque<Action>,
     awaiting: Option<Awaiting>,
     phase: Phase,
@@ -649,7 +651,7 @@ impl TickMachine {
     /// events accepted but not yet synced (published again if the sync
     /// fails or the process dies first), then the outbox. This is what a
     /// snapshot keeps as pending.
-    pub fn pending(&self) -> impl Iterator<Item = &HealthEvent> + Clone {
+    pub fn pending(&self) -> impl Iterator<Item = &Outgoing> + Clone {
         self.unsynced.iter().chain(&self.outbox)
     }
 

@@ -101,8 +101,8 @@ fn an_event_costs_its_three_strings_and_the_returned_vec() {
     let failing = outcome(1, false);
     let ((_, events), allocations) = allocations_during(|| step(state, failing));
     assert_eq!(events.len(), 1);
-    // game_id, container_id and the error copied into the event, and the Vec.
-    assert_eq!(allocations, 4);
+    // game_id, container_id and the error copied into the event, its id, and the Vec.
+    assert_eq!(allocations, 5);
 }
 
 #[test]
@@ -136,8 +136,8 @@ fn apply_copies_strings_only_into_an_event() {
     let mut state = HealthStates::new(Policy::new(2, 1).unwrap());
     let failing = outcome(1, false);
     assert!(state.apply(failing.as_ref()).is_none());
-    // The event copies game_id, container_id and the error: three allocations.
+    // The event copies game_id, container_id and the error, and has its id: four allocations.
     let (event, allocations) = allocations_during(|| state.apply(failing.as_ref()));
-    assert_eq!(event.map(|e| e.game_id), Some("game-1".to_owned()));
-    assert_eq!(allocations, 3);
+    assert_eq!(event.map(|e| e.event.game_id), Some("game-1".to_owned()));
+    assert_eq!(allocations, 4);
 }

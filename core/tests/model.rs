@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use healthprobe_core::{
-    EventDetails, HealthEvent, HealthStates, Input, Policy, ProbeOutcome, ProbeResult, Timestamp,
-    prune, replay, step,
+    EventDetails, HealthEvent, HealthStates, Input, Outgoing, Policy, ProbeOutcome, ProbeResult,
+    Timestamp, prune, replay, step,
 };
 use proptest::prelude::*;
 use proptest::strategy::{BoxedStrategy, Union, ValueTree};
@@ -307,7 +307,9 @@ proptest! {
 
     /// R3–R8, D1, R12: after every op, the core emits exactly the model's
     /// events (order, kind, counters, status, error, the causing outcome's
-    /// container and `observed_at`) and holds exactly the model's counters.
+    /// container and `observed_at`) with the model's ids (the streak's
+    /// first failure, the event type, the game) and holds exactly the
+    /// model's counters and episodes. (`step` is `apply` without the id.)
     /// Policy changes mid-script (a snapshot restored under new settings)
     /// follow the same rules with the new thresholds.
     #[test]
@@ -319,10 +321,9 @@ proptest! {
         for (index, op) in script.ops.into_iter().enumerate() {
             let (expected, events) = match op {
                 Op::Outcome(outcome) => {
-                    let expected: Vec<HealthEvent> = model.probe(&outcome).into_iter().collect();
-                    let (next, events) = step(state, outcome);
-                    state = next;
-                    (expected, events)
+                    let expected: Vec<_> = model.probe_with_id(&outcome).into_iter().collect();
+                    let events = state.apply(outcome.as_ref()).into_iter();
+                    (expected, events.map(|out| (out.id.to_string(), out.event)).collect())
                 }
                 Op::Prune(running) => {
                     model.prune_states(&running);
@@ -413,7 +414,7 @@ proptest! {
         let mut restored: HealthStates = serde_json::from_str(&snapshot)
             .unwrap_or_else(|err| panic!("{snapshot}: {err}"));
         prop_assert_eq!(&restored, &prefix_state, "{}", snapshot);
-        events.extend(inputs[split..].iter().cloned().filter_map(|input| restored.apply_input(input)));
+        events.extend(inputs[split..].iter().cloned().filter_map(|input| restored.apply_input(input).map(|out| out.event)));
 
         prop_assert_eq!(&restored, &whole_state);
         prop_assert_eq!(events, whole_events);
@@ -440,7 +441,7 @@ proptest! {
             if let Input::Prune { running } = &input {
                 pending.retain(|game_id, _| running.contains(game_id));
             }
-            let Some(event) = state.apply_input(input) else { continue };
+            let Some(Outgoing { event, .. }) = state.apply_input(input) else { continue };
             match event.details {
                 EventDetails::ProbeFailed { consecutive_failures, .. } => {
                     prop_assert_eq!(consecutive_failures, failures_threshold);

@@ -1,4 +1,5 @@
-//! Data-driven tests, one per rule of DESIGN.md they pin (R1–R8, D1, D2, D7).
+//! Data-driven tests, one per rule of DESIGN.md they pin (R1–R8, D1, D2, D7),
+//! and the event ids those rules give (`id_…`).
 
 use healthprobe_core::{
     EventDetails, HealthEvent, HealthStates, Input, Policy, ProbeOutcome, ProbeResult, Timestamp,
@@ -319,5 +320,130 @@ fn outcome_at(second: i64, result: ProbeResult) -> ProbeOutcome {
         container_id: "c1".into(),
         observed_at: at(second),
         result,
+    }
+}
+
+/// The ids `apply` gives the events of `script` for `game_id`.
+fn ids(policy: Policy, game_id: &str, script: &str) -> Vec<String> {
+    let mut state = HealthStates::new(policy);
+    inputs(game_id, script)
+        .into_iter()
+        .filter_map(|input| state.apply_input(input))
+        .map(|out| out.id.to_string())
+        .collect()
+}
+
+/// `expected`: each event's type and its episode (the second of the
+/// streak's first failure), spelled out as the full id of game `g1`.
+fn check_ids(failures: u32, recoveries: u32, script: &str, expected: &[(&str, i64)]) {
+    let policy = Policy::new(failures, recoveries).expect("valid policy");
+    let expected: Vec<String> = expected
+        .iter()
+        .map(|(kind, second)| format!("{}:{kind}:g1", at(*second).as_nanosecond()))
+        .collect();
+    assert_eq!(
+        ids(policy, "g1", script),
+        expected,
+        "script {script:?} under {policy:?}"
+    );
+}
+
+#[test]
+fn id_r3_r4_r7_the_episode_is_the_first_failure_and_both_events_share_it() {
+    check_ids(
+        3,
+        1,
+        "F F F F S",
+        &[("probe_failed", 1), ("probe_recovered", 1)],
+    );
+    check_ids(1, 1, "N S", &[("probe_failed", 1), ("probe_recovered", 1)]);
+}
+
+#[test]
+fn id_r6_an_unpublished_reset_begins_a_new_episode() {
+    check_ids(
+        2,
+        1,
+        "F S F F S",
+        &[("probe_failed", 3), ("probe_recovered", 3)],
+    );
+}
+
+#[test]
+fn id_r7_a_new_streak_after_a_recovery_gets_a_new_episode() {
+    check_ids(
+        1,
+        1,
+        "F S F S",
+        &[
+            ("probe_failed", 1),
+            ("probe_recovered", 1),
+            ("probe_failed", 3),
+            ("probe_recovered", 3),
+        ],
+    );
+}
+
+#[test]
+fn id_r8_a_game_pruned_and_back_begins_a_new_episode() {
+    check_ids(
+        2,
+        1,
+        "F F P: F F S",
+        &[
+            ("probe_failed", 1),
+            ("probe_failed", 3),
+            ("probe_recovered", 3),
+        ],
+    );
+    // Still listed: the prune keeps the episode.
+    check_ids(
+        2,
+        1,
+        "F P:g1 F S",
+        &[("probe_failed", 1), ("probe_recovered", 1)],
+    );
+}
+
+#[test]
+fn id_d1_a_failure_during_recovery_keeps_the_episode() {
+    check_ids(
+        2,
+        2,
+        "F F S F S S",
+        &[("probe_failed", 1), ("probe_recovered", 1)],
+    );
+}
+
+#[test]
+fn id_a_game_id_holding_colons_stays_whole_at_the_end() {
+    let policy = Policy::new(1, 1).expect("valid");
+    let episode = at(1).as_nanosecond();
+    assert_eq!(
+        ids(policy, "eu:g:1", "F"),
+        [format!("{episode}:probe_failed:eu:g:1")]
+    );
+}
+
+#[test]
+fn id_d5_the_same_inputs_give_the_same_ids_whole_or_through_a_snapshot() {
+    let policy = Policy::new(2, 2).expect("valid");
+    let script = "F F F S F S S F S F F P:g1 S S F F P: F F S S";
+    let whole = ids(policy, "g1", script);
+    assert_eq!(whole, ids(policy, "g1", script), "replayed");
+    assert_eq!(whole.len(), 7);
+    let inputs = inputs("g1", script);
+    for split in 0..=inputs.len() {
+        let mut state = HealthStates::new(policy);
+        let mut got: Vec<String> = Vec::new();
+        for (index, input) in inputs.iter().cloned().enumerate() {
+            if index == split {
+                // A restart: the state goes through its snapshot.
+                let snapshot = serde_json::to_string(&state).expect("serializes");
+                state = serde_json::from_str(&snapshot).expect("parses back");
+            }
+            got.extend(state.apply_input(input).map(|out| out.id.to_string()));
+        }
+        assert_eq!(got, whole, "restarted before input {split}");
     }
 }

@@ -8,8 +8,7 @@ use healthprobe_core::tick::{
     TickMachine, Undelivered,
 };
 use healthprobe_core::{
-    EventDetails, HealthEvent, HealthStates, Input, Policy, ProbeOutcome, ProbeResult,
-    RuntimeRecord, Timestamp,
+    HealthStates, Input, Outgoing, Policy, ProbeOutcome, ProbeResult, RuntimeRecord, Timestamp,
 };
 
 const INTERVAL: Duration = Duration::from_secs(5);
@@ -114,7 +113,7 @@ fn name(action: &Action) -> String {
         Action::Journal(Input::Prune { .. }) => "journal prune".into(),
         Action::Journal(Input::Outcome(outcome)) => format!("journal {}", outcome.game_id),
         Action::FlushJournal => "flush".into(),
-        Action::Publish(event) => format!("publish {}", event.game_id),
+        Action::Publish(out) => format!("publish {}", out.event.game_id),
         Action::SyncPublisher => "sync".into(),
         Action::Persist { journal_len: None } => "persist".into(),
         Action::Persist {
@@ -715,15 +714,16 @@ fn shard_a_listing_is_cut_down_to_the_instances_games_before_the_prune_and_the_p
 }
 
 #[test]
-fn d5_a_restored_pending_event_keeps_its_place_ahead_of_new_ones() {
+fn d5_a_restored_pending_event_keeps_its_place_ahead_of_new_ones_and_its_id() {
     let mut machine = TickMachine::new(config(true, false), policy(1));
+    let restored = snapshot(policy(1), None);
     start(
         &mut machine,
-        Ok(Some(snapshot(policy(1), None))),
+        Ok(Some(restored.clone())),
         0,
         Persisted::Written,
     );
-    let mut published: Vec<HealthEvent> = Vec::new();
+    let mut published: Vec<Outgoing> = Vec::new();
     let now = Duration::ZERO;
     let at = Timestamp::from_second(1_800_000_000).expect("valid");
     machine.start_tick(now);
@@ -751,12 +751,15 @@ fn d5_a_restored_pending_event_keeps_its_place_ahead_of_new_ones() {
         }
     }
     assert_eq!(published.len(), 1, "refused, so nothing else this tick");
-    let pending: Vec<&str> = machine.pending().map(|e| e.game_id.as_str()).collect();
-    assert_eq!(pending, ["g1", "g2"]);
-    assert!(matches!(
-        published[0].details,
-        EventDetails::ProbeFailed { .. }
-    ));
+    let pending: Vec<&str> = machine.pending().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        pending,
+        [
+            "1700000000000000000:probe_failed:g1",
+            "1800000000000000000:probe_failed:g2"
+        ]
+    );
+    assert_eq!(published, restored.pending, "sent again with its id");
 }
 
 #[test]

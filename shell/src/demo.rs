@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use healthprobe_core::{EventType, HealthEvent, RuntimeRecord};
+use healthprobe_core::{EventType, Outgoing, RuntimeRecord};
 use healthprobe_shell::adapters::{CountingTelemetry, JsonlPublisher, MemoryStore};
 use healthprobe_shell::driver::ports::{HealthEventPublisher, PublishError, SystemClock};
 use healthprobe_shell::driver::worker::{Ports, Worker};
@@ -290,9 +290,9 @@ struct Recording {
 }
 
 impl HealthEventPublisher for Recording {
-    fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
+    fn publish(&mut self, event: &Outgoing) -> Result<(), PublishError> {
         self.inner.publish(event)?;
-        let seen = format!("{} {}", event.event_type(), event.game_id);
+        let seen = format!("{} {}", event.event.event_type(), event.event.game_id);
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -54,7 +54,7 @@ pub fn replay_journal(
         };
         summary.inputs += 1;
         if let Some(event) = state.apply_input(input) {
-            write_event_line(out, &event).map_err(ReplayError::Write)?;
+            write_event_line(out, &event.event).map_err(ReplayError::Write)?;
             summary.events += 1;
         }
     }

@@ -614,7 +614,7 @@ impl Fold<'_> {
                     &ProbeResult::Healthy
                 },
             };
-            if let Some(event) = state.apply(outcome) {
+            if let Some(event) = state.apply(outcome).map(|out| out.event) {
                 match event.details {
                     EventDetails::ProbeFailed {
                         consecutive_failures,

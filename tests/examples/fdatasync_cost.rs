@@ -21,14 +21,14 @@ fn main() -> std::io::Result<()> {
         .next()
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| scratch.path().to_path_buf());
-    let event = HealthEvent {
+    let event = healthprobe_tests::with_id(HealthEvent {
         game_id: "g1".into(),
         container_id: "c1".into(),
         occurred_at: Timestamp::from_second(1_795_842_030).expect("valid"),
         details: EventDetails::ProbeRecovered {
             prior_failure_count: 4,
         },
-    };
+    });
     let mut timings = Vec::new();
     for (name, sync) in [("write only", false), ("write + fdatasync", true)] {
         let path = dir.join(format!("events-{sync}.jsonl"));

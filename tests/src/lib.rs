@@ -69,7 +69,7 @@ pub use redis::{StreamEntry, TestRedis};
 pub use scrape::{OPENMETRICS, ScrapedMetrics, http_get, metrics_addr, scrape_metrics};
 pub use test_worker::{
     START, TestWorker, at, by_game, expected_events, probe_failed, probe_recovered, script,
-    test_config,
+    test_config, with_id,
 };
 pub use tls::{CertifiedKey, TestCa, Validity, write_private};
 

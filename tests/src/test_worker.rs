@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use healthprobe_core::{
-    EventDetails, HealthEvent, Input, Policy, ProbeOutcome, ProbeResult, Timestamp, replay,
+    EventDetails, HealthEvent, Input, Outgoing, Policy, ProbeOutcome, ProbeResult, Timestamp,
+    replay,
 };
 use healthprobe_shell::adapters::{CountingTelemetry, ManualClock, MemoryPublisher, MemoryStore};
 use healthprobe_shell::config::{Runtime, WorkerConfig};
@@ -166,6 +167,12 @@ pub fn probe_failed(
             last_error: last_error.to_owned(),
         },
     }
+}
+
+/// `event` as a worker hands it to a publisher, with an id of its own: its
+/// episode is its `occurred_at`, so distinct test events get distinct ids.
+pub fn with_id(event: HealthEvent) -> Outgoing {
+    Outgoing::new(event.occurred_at, event)
 }
 
 /// The `probe_recovered` event a test expects.

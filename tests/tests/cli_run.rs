@@ -676,6 +676,8 @@ fn d4_a_closed_events_pipe_stops_the_run_exit_1_with_the_event_kept_in_the_state
     let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     let pending = saved["pending"].as_array().expect("pending events");
     assert_eq!(pending.len(), 1, "{saved}");
-    assert_eq!(pending[0]["event_type"], "probe_failed");
-    assert_eq!(pending[0]["game_id"], "g0");
+    assert_eq!(pending[0]["event"]["event_type"], "probe_failed");
+    assert_eq!(pending[0]["event"]["game_id"], "g0");
+    let id = pending[0]["id"].as_str().expect("its id");
+    assert!(id.ends_with(":probe_failed:g0"), "{id}");
 }

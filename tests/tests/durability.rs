@@ -190,12 +190,12 @@ fn json_lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The state file's pending events and game ids with counters.
+/// The state file's pending events (each with its id) and game ids with counters.
 fn read_state(path: &Path) -> (Vec<Value>, Vec<String>) {
     let text = std::fs::read_to_string(path).expect("a state file");
     let state: Value = serde_json::from_str(&text).expect("JSON");
-    assert_eq!(state["version"], 1);
-    let pending = state["pending"].as_array().expect("pending").clone();
+    assert_eq!(state["version"], 2);
+    let pending = pending_events(&state);
     let games = state["states"]["games"]
         .as_object()
         .expect("games")
@@ -203,6 +203,18 @@ fn read_state(path: &Path) -> (Vec<Value>, Vec<String>) {
         .cloned()
         .collect();
     (pending, games)
+}
+
+/// A snapshot's pending events, the envelopes (each entry has its id beside).
+fn pending_events(snapshot: &Value) -> Vec<Value> {
+    let pending = snapshot["pending"].as_array().expect("pending");
+    pending
+        .iter()
+        .map(|entry| {
+            assert!(entry["id"].is_string(), "{entry}");
+            entry["event"].clone()
+        })
+        .collect()
 }
 
 #[test]
@@ -404,7 +416,7 @@ fn d5_sigkill_at_random_moments_during_an_outage_loses_no_event() {
         if let Some(pending) = std::fs::read_to_string(&state)
             .ok()
             .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-            .and_then(|snapshot| snapshot["pending"].as_array().cloned())
+            .map(|snapshot| pending_events(&snapshot))
         {
             let delivered: Vec<Value> = whole_lines(&read_events())
                 .iter()
@@ -533,7 +545,7 @@ fn d5_bad_state_files_are_refused_by_name_and_left_untouched() {
         ("blank", b"\n \n", "the state file is empty"),
         ("truncated", &valid.as_bytes()[..60], "the state file is not valid JSON: EOF while parsing"),
         ("corrupt", b"{\"version\":1,\"states\":\x00}", "the state file is not valid JSON"),
-        ("future", br#"{"version":2,"states":{},"pending":[],"shards":4}"#, "the state file has version 2; this build reads version 1 only"),
+        ("future", br#"{"version":3,"states":{},"pending":[],"shards":4}"#, "the state file has version 3; this build reads versions 1 and 2 only"),
         ("invalid", br#"{"version":1,"states":{"policy":{"failures_threshold":0,"recovery_threshold":1},"games":{}},"pending":[]}"#, "the state file is not a valid snapshot: states.policy"),
     ];
     for (name, contents, problem) in cases {

@@ -10,7 +10,9 @@ use healthprobe_shell::adapters::JsonlPublisher;
 use healthprobe_shell::driver::ports::HealthEventPublisher;
 use healthprobe_shell::driver::ports::StateError;
 use healthprobe_shell::durability::durable::StateFile;
-use healthprobe_tests::{Behaviour, Fleet, ScratchDir, healthprobe_binary, missing_capability};
+use healthprobe_tests::{
+    Behaviour, Fleet, ScratchDir, healthprobe_binary, missing_capability, with_id,
+};
 
 fn event(index: u32) -> HealthEvent {
     HealthEvent {
@@ -91,7 +93,7 @@ fn d4_a_write_cut_short_by_a_full_file_leaves_no_torn_line_and_the_next_run_writ
     // limit, less than one line: the next line is cut mid-write.
     let mut earlier = JsonlPublisher::append(&events).expect("open");
     for index in 0..20 {
-        earlier.publish(&event(index)).expect("written");
+        earlier.publish(&with_id(event(index))).expect("written");
     }
     drop(earlier);
     let held = std::fs::read(&events).expect("read");
@@ -175,7 +177,7 @@ fn d4_a_full_disk_leaves_no_torn_line_and_the_retry_writes_each_event_once() {
     let mut refused = 0;
     let mut next = 0;
     while refused < 3 && next < 1_000 {
-        match publisher.publish(&event(next)) {
+        match publisher.publish(&with_id(event(next))) {
             Ok(()) => {
                 accepted.push(next);
                 next += 1;
@@ -197,7 +199,9 @@ fn d4_a_full_disk_leaves_no_torn_line_and_the_retry_writes_each_event_once() {
         .expect("remount");
     assert!(grown.success(), "remount failed");
     for index in next..next + 20 {
-        publisher.publish(&event(index)).expect("the disk grew");
+        publisher
+            .publish(&with_id(event(index)))
+            .expect("the disk grew");
         accepted.push(index);
     }
     publisher.sync().expect("synced");

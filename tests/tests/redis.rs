@@ -20,7 +20,7 @@ use healthprobe_shell::replay::replay_journal;
 use healthprobe_shell::tls::TlsClient;
 use healthprobe_tests::{
     Behaviour, Fleet, HealthprobeProcess, ScrapedMetrics, ScratchDir, TestRedis, at, by_game,
-    expected_events, metrics_addr, scrape_metrics, script, test_config, wait_until,
+    expected_events, metrics_addr, scrape_metrics, script, test_config, wait_until, with_id,
 };
 
 /// Bound on any wait in these tests; reached only when something is broken.
@@ -57,7 +57,7 @@ fn recovered_at(second: u64) -> HealthEvent {
 }
 
 #[test]
-fn d4_each_event_is_one_stream_entry_with_exactly_the_envelope_fields() {
+fn d4_each_event_is_one_stream_entry_with_the_envelope_fields_then_its_event_id() {
     let redis = TestRedis::start();
     let statuses = [500, 500, 500, 200];
     let fleet = Fleet::start([script(&statuses)]).expect("start fleet");
@@ -81,10 +81,19 @@ fn d4_each_event_is_one_stream_entry_with_exactly_the_envelope_fields() {
                 "container_id",
                 "event_type",
                 "occurred_at",
-                "details"
+                "details",
+                "event_id"
             ]
         );
         assert_eq!(entry.event().as_ref(), Ok(event));
+        // Both events of the streak name its first failure, at(0).
+        let id = format!(
+            "{}:{}:{}",
+            at(0).as_nanosecond(),
+            event.event_type(),
+            event.game_id
+        );
+        assert_eq!(entry.get("event_id"), Some(id.as_str()));
         // The values are the JSON line's: occurred_at's text, details' JSON.
         let mut line = Vec::new();
         write_event_line(&mut line, event).expect("encodes");
@@ -206,13 +215,15 @@ fn d4_an_acl_user_publishes_and_a_wrong_password_is_refused_without_showing_it()
     let target = RedisTarget::parse(&url("p%40ss%3Aword")).expect("a valid URL");
     let mut publisher =
         RedisStreamPublisher::new(target, 0, &TlsClient::system()).expect("a client");
-    publisher.publish(&recovered_at(0)).expect("AUTH as prober");
+    publisher
+        .publish(&with_id(recovered_at(0)))
+        .expect("AUTH as prober");
     assert_eq!(redis.events(STREAM), [recovered_at(0)]);
 
     let target = RedisTarget::parse(&url("nope-123")).expect("a valid URL");
     let mut refused = RedisStreamPublisher::new(target, 0, &TlsClient::system()).expect("a client");
     let err = refused
-        .publish(&recovered_at(5))
+        .publish(&with_id(recovered_at(5)))
         .expect_err("a wrong password");
     let message = err.to_string();
     assert!(
@@ -227,11 +238,13 @@ fn d4_an_acl_user_publishes_and_a_wrong_password_is_refused_without_showing_it()
 fn d4_a_publish_while_redis_is_down_is_refused_naming_the_destination_and_sends_nothing() {
     let mut redis = TestRedis::start();
     let mut publisher = publisher(&redis, STREAM, 0);
-    publisher.publish(&recovered_at(0)).expect("Redis is up");
+    publisher
+        .publish(&with_id(recovered_at(0)))
+        .expect("Redis is up");
     redis.stop();
     for _ in 0..3 {
         let err = publisher
-            .publish(&recovered_at(5))
+            .publish(&with_id(recovered_at(5)))
             .expect_err("Redis is down");
         assert_eq!(
             err.to_string(),
@@ -244,7 +257,9 @@ fn d4_a_publish_while_redis_is_down_is_refused_naming_the_destination_and_sends_
     redis.restart().expect("restart on the same port");
     // The connection kept from before the outage is dead: the publisher
     // notices, reconnects and delivers within the same call.
-    publisher.publish(&recovered_at(5)).expect("Redis is back");
+    publisher
+        .publish(&with_id(recovered_at(5)))
+        .expect("Redis is back");
     assert_eq!(redis.events(STREAM), [recovered_at(5)]);
 }
 
@@ -252,14 +267,16 @@ fn d4_a_publish_while_redis_is_down_is_refused_naming_the_destination_and_sends_
 fn d4_an_xadd_whose_reply_was_lost_is_not_added_twice() {
     let redis = TestRedis::start();
     let mut publisher = publisher(&redis, STREAM, 0).with_timeout(Duration::from_millis(300));
-    publisher.publish(&recovered_at(0)).expect("Redis is up");
+    publisher
+        .publish(&with_id(recovered_at(0)))
+        .expect("Redis is up");
 
     // Redis stops answering (SIGSTOP) until the test lets it go on: the
     // XADD sent meanwhile waits in its socket, is applied when Redis goes
     // on, and its reply goes nowhere.
     redis.pause();
     let err = publisher
-        .publish(&recovered_at(5))
+        .publish(&with_id(recovered_at(5)))
         .expect_err("no reply while Redis is stopped");
     let port = redis.port();
     assert_eq!(
@@ -273,8 +290,12 @@ fn d4_an_xadd_whose_reply_was_lost_is_not_added_twice() {
     );
 
     // The retry finds its entry among the newest and does not add it again.
-    publisher.publish(&recovered_at(5)).expect("Redis answers");
-    publisher.publish(&recovered_at(10)).expect("Redis answers");
+    publisher
+        .publish(&with_id(recovered_at(5)))
+        .expect("Redis answers");
+    publisher
+        .publish(&with_id(recovered_at(10)))
+        .expect("Redis answers");
     assert_eq!(
         redis.events(STREAM),
         [recovered_at(0), recovered_at(5), recovered_at(10)]
@@ -287,8 +308,12 @@ fn d4_maxlen_trims_the_stream_approximately_and_zero_never_trims() {
     let mut trimmed = publisher(&redis, "trimmed", 10);
     let mut untrimmed = publisher(&redis, "untrimmed", 0);
     for second in 0..300 {
-        trimmed.publish(&recovered_at(second)).expect("published");
-        untrimmed.publish(&recovered_at(second)).expect("published");
+        trimmed
+            .publish(&with_id(recovered_at(second)))
+            .expect("published");
+        untrimmed
+            .publish(&with_id(recovered_at(second)))
+            .expect("published");
     }
     let kept = redis.len("trimmed");
     // `MAXLEN ~` trims whole radix-tree nodes (100 entries by default).
@@ -460,4 +485,288 @@ fn d4_cli_redis_outage_while_running_every_event_once_in_order_and_sigterm_exits
         "{}",
         finished.stderr
     );
+}
+
+/// A fleet of `engines` answering `behaviour` and its records file, and a
+/// state file path, for `healthprobe run` to `STREAM` (threshold 2).
+struct Cli {
+    fleet: Fleet,
+    _dir: ScratchDir,
+    args: Vec<String>,
+    state: std::path::PathBuf,
+}
+
+impl Cli {
+    fn new(redis: &TestRedis, engines: usize, behaviour: Behaviour, label: &str) -> Self {
+        let fleet = Fleet::uniform(engines, behaviour).expect("start fleet");
+        let dir = ScratchDir::new(label).expect("scratch dir");
+        let (records, state) = (dir.join("records.json"), dir.join("state.json"));
+        fleet.write_records(&records).expect("write records");
+        let args = [
+            "run",
+            "--records",
+            records.to_str().expect("utf-8 path"),
+            "--events",
+            &redis.url(STREAM),
+            "--state",
+            state.to_str().expect("utf-8 path"),
+            "--failures-threshold",
+            "2",
+        ];
+        let args = args.map(str::to_owned).to_vec();
+        Self {
+            fleet,
+            _dir: dir,
+            args,
+            state,
+        }
+    }
+
+    /// `healthprobe run` with these settings and `extra`.
+    fn spawn(&self, extra: &[&str]) -> HealthprobeProcess {
+        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        args.extend(extra);
+        HealthprobeProcess::spawn(&args).expect("spawn healthprobe")
+    }
+
+    /// [`Cli::spawn`] for `ticks` ticks, which must end with exit 0.
+    fn run_ticks(&self, ticks: &str) -> String {
+        let finished = self
+            .spawn(&["--interval", "100ms", "--ticks", ticks])
+            .wait(PATIENCE)
+            .expect("runs to the end");
+        assert_eq!(finished.status.code(), Some(0), "{}", finished.stderr);
+        finished.stderr
+    }
+}
+
+/// `id`'s marker key, which makes a re-send of `id` add nothing.
+fn marker(id: &str) -> String {
+    format!("hp:event:{STREAM}:{id}")
+}
+
+/// The `event_id` of every entry of the stream, oldest first.
+fn event_ids(redis: &TestRedis) -> Vec<String> {
+    let entries = redis.entries(STREAM);
+    let ids = entries
+        .iter()
+        .map(|entry| entry.get("event_id").map(str::to_owned));
+    ids.collect::<Option<_>>()
+        .unwrap_or_else(|| panic!("an entry without event_id: {entries:?}"))
+}
+
+#[test]
+fn d5_a_resent_id_is_not_added_again_by_any_publisher_and_its_marker_lasts_7_days() {
+    let redis = TestRedis::start();
+    let first = with_id(recovered_at(5));
+    publisher(&redis, STREAM, 0).publish(&first).expect("added");
+    // A re-send, by this process after a restart or by another one.
+    publisher(&redis, STREAM, 0)
+        .publish(&first)
+        .expect("a repeat is delivered");
+    publisher(&redis, STREAM, 10)
+        .publish(&first)
+        .expect("a repeat is delivered");
+    assert_eq!(event_ids(&redis), [first.id.to_string()]);
+    let ttl = match redis.command(&["TTL", &marker(first.id.as_str())]) {
+        redis::Value::Int(ttl) => ttl,
+        other => panic!("TTL: {other:?}"),
+    };
+    assert!((7 * 24 * 3600 - 60..=7 * 24 * 3600).contains(&ttl), "{ttl}");
+    // The same game and type in another episode is another event.
+    let later = with_id(recovered_at(10));
+    publisher(&redis, STREAM, 0).publish(&later).expect("added");
+    assert_eq!(
+        event_ids(&redis),
+        [first.id.to_string(), later.id.to_string()]
+    );
+    assert_eq!(redis.events(STREAM), [first.event, later.event]);
+}
+
+#[test]
+fn d4_a_stream_key_of_another_type_refuses_the_publish_and_leaves_no_marker() {
+    // An operator's slip: the stream's key holds a string.
+    let redis = TestRedis::start();
+    redis.command(&["SET", STREAM, "not a stream"]);
+    let event = with_id(recovered_at(5));
+    let mut publisher = publisher(&redis, STREAM, 0);
+    let err = publisher.publish(&event).expect_err("WRONGTYPE");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("redis 127.0.0.1:{}/{STREAM}: ", redis.port()))
+            && text.contains("WRONGTYPE"),
+        "{text}"
+    );
+    assert_eq!(
+        redis.command(&["EXISTS", &marker(event.id.as_str())]),
+        redis::Value::Int(0),
+        "a marker would make the retry skip an event never added"
+    );
+    redis.command(&["DEL", STREAM]);
+    publisher.publish(&event).expect("the key fixed");
+    assert_eq!(event_ids(&redis), [event.id.to_string()]);
+}
+
+/// Bytes Redis has not read yet from its clients' sockets (the
+/// `rx_queue` of its established sockets in `/proc/net/tcp`): a command
+/// sent while it is stopped.
+fn unread_by_redis(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(1) != Some(&local.as_str()) || fields.get(3) != Some(&"01") {
+                return None;
+            }
+            let (_, unread) = fields.get(4)?.split_once(':')?;
+            u64::from_str_radix(unread, 16).ok()
+        })
+        .sum()
+}
+
+/// The ids of the events the state file holds as pending.
+fn pending_ids(state: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(state).expect("a state file");
+    let snapshot: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let pending = snapshot["pending"].as_array().expect("pending").iter();
+    pending
+        .map(|entry| entry["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+#[test]
+fn d5_a_worker_killed_after_publishing_before_recording_it_resends_the_same_id_added_once() {
+    let redis = TestRedis::start();
+    let cli = Cli::new(&redis, 2, Behaviour::Status(200), "redis-kill");
+    let first = cli.spawn(&["--interval", "200ms", "--probe-timeout", "1s"]);
+    // Engine 0 fails: its probe_failed is added (the worker is connected).
+    cli.fleet.engine(0).set(Behaviour::Status(500));
+    assert!(
+        wait_until(PATIENCE, || redis.len(STREAM) == 1),
+        "{}",
+        first.stderr()
+    );
+    // Redis stops reading; engine 1 fails. The worker writes its
+    // probe_failed to the state file, then sends it: the script waits
+    // unread in Redis's socket, and the worker is killed waiting for the reply.
+    redis.pause();
+    cli.fleet.engine(1).set(Behaviour::Status(500));
+    assert!(
+        wait_until(PATIENCE, || unread_by_redis(redis.port()) > 0),
+        "the publish reached Redis: {}",
+        first.stderr()
+    );
+    first.kill().expect("SIGKILL");
+    let killed = first.wait(PATIENCE).expect("dies");
+    assert_eq!(killed.status.code(), None, "{}", killed.stderr);
+    redis.resume();
+    assert!(
+        wait_until(PATIENCE, || redis.len(STREAM) == 2),
+        "the script sent before the kill is applied"
+    );
+    let added = event_ids(&redis);
+    // The delivery was never recorded: the state file still holds the
+    // event, under the id the stream has.
+    let resent = pending_ids(&cli.state);
+    assert_eq!(resent, added[1..], "{added:?}");
+
+    // The restart sends it again with its id; Redis adds nothing.
+    let stderr = cli.run_ticks("2");
+    assert!(
+        stderr.contains("probe event published") && stderr.contains(&resent[0]),
+        "re-sent: {stderr}"
+    );
+    assert!(
+        pending_ids(&cli.state).is_empty(),
+        "the delivery is recorded"
+    );
+    // A consumer reading the stream sees each event once.
+    assert_eq!(event_ids(&redis), added);
+    let events = redis.events(STREAM);
+    let records = cli.fleet.records();
+    let games: Vec<&str> = events.iter().map(|e| e.game_id.as_str()).collect();
+    assert_eq!(
+        games,
+        [records[0].game_id.as_str(), records[1].game_id.as_str()]
+    );
+    for (id, event) in added.iter().zip(&events) {
+        assert!(
+            id.ends_with(&format!(":probe_failed:{}", event.game_id)),
+            "{id} for {event:?}"
+        );
+    }
+}
+
+#[test]
+fn d5_a_state_file_restored_from_a_backup_resends_only_ids_already_added() {
+    // An operator's slip: an older state file, whose pending events were
+    // delivered since, is put back.
+    let mut redis = TestRedis::start();
+    let cli = Cli::new(&redis, 3, Behaviour::Status(500), "redis-backup");
+    let backup = cli.state.with_extension("backup");
+    // Redis down: three probe_failed wait in the state file.
+    redis.stop();
+    cli.run_ticks("2");
+    assert_eq!(pending_ids(&cli.state).len(), 3);
+    std::fs::copy(&cli.state, &backup).expect("backup");
+    redis.restart().expect("restart on the same port");
+    cli.run_ticks("1");
+    let added = event_ids(&redis);
+    assert_eq!(added.len(), 3);
+    assert!(pending_ids(&cli.state).is_empty());
+
+    std::fs::copy(&backup, &cli.state).expect("restore the backup");
+    cli.run_ticks("1");
+    assert!(
+        pending_ids(&cli.state).is_empty(),
+        "the repeats count as delivered"
+    );
+    assert_eq!(event_ids(&redis), added, "nothing added twice");
+}
+
+#[test]
+fn d4_an_acl_user_needs_eval_and_the_markers_keys_and_is_refused_by_name_without() {
+    let redis = TestRedis::start();
+    let user = |name: &str, rules: &[&str]| {
+        let mut command = vec!["ACL", "SETUSER", name, "on", ">pw", "+ping"];
+        command.extend_from_slice(rules);
+        redis.command(&command);
+        let url = format!("redis://{name}:pw@127.0.0.1:{}/{STREAM}", redis.port());
+        let target = RedisTarget::parse(&url).expect("a valid URL");
+        RedisStreamPublisher::new(target, 0, &TlsClient::system()).expect("a client")
+    };
+    let event = with_id(recovered_at(5));
+    // XADD alone, as before ids: refused, naming the missing right.
+    let mut xadd_only = user("xadd-only", &["~*", "+xadd"]);
+    let text = xadd_only.publish(&event).expect_err("no EVAL").to_string();
+    assert!(
+        text.ends_with("NoPerm: this user has no permissions to run the 'eval' command"),
+        "{text}"
+    );
+    // The stream's key only: the marker's key is refused inside the script.
+    let stream_only = &["+eval", "+exists", "+xadd", "+set", &format!("~{STREAM}")];
+    let text = user("stream-only", stream_only)
+        .publish(&event)
+        .expect_err("no marker key")
+        .to_string();
+    assert!(text.contains("NoPerm"), "{text}");
+    assert_eq!(redis.len(STREAM), 0, "nothing added without its marker");
+    // What the README names is enough.
+    let mut enough = user(
+        "prober",
+        &[
+            "+eval",
+            "+exists",
+            "+xadd",
+            "+set",
+            &format!("~{STREAM}"),
+            &format!("~hp:event:{STREAM}:*"),
+        ],
+    );
+    enough.publish(&event).expect("published");
+    enough.publish(&event).expect("a repeat is delivered");
+    assert_eq!(event_ids(&redis), [event.id.to_string()]);
 }

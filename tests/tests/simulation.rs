@@ -39,8 +39,10 @@
 //!   snapshot when the process crashed), and never after a newer event of
 //!   the game was acknowledged. Without a state file, a life that ended
 //!   before delivering everything delivered a prefix of its events.
-//!   Nothing is published before a snapshot holding it is written, nor
-//!   while the last snapshot write has failed;
+//!   Every publish, repeats included, carries the id the model gives the
+//!   event (its streak's first failure, type, game). Nothing is published
+//!   before a snapshot holding it (with its id) is written, nor while the
+//!   last snapshot write has failed;
 //! - **restarts** (D5): each restore holds the model's counters for the
 //!   snapshot it restored, under the life's configured policy; after a
 //!   graceful stop with the state saved, the next life restores exactly the

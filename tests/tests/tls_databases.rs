@@ -22,7 +22,7 @@ use healthprobe_shell::driver::ports::{
 use healthprobe_shell::tls::{TlsClient, TlsOptions};
 use healthprobe_tests::{
     Behaviour, CertifiedKey, Fleet, HANG_GUARD, HealthprobeProcess, RuntimeRecord, ScratchDir,
-    TestCa, TestPostgres, TestRedis, Validity, at, probe_recovered,
+    TestCa, TestPostgres, TestRedis, Validity, at, probe_recovered, with_id,
 };
 
 /// Bound on any wait in these tests; reached only when something is broken.
@@ -307,7 +307,9 @@ fn r12_redis_rediss_with_the_ca_file_publishes_events_and_reads_them_back() {
         .map(|n| probe_recovered("g1", "c1", at(n), 2))
         .collect();
     for event in &events {
-        publisher.publish(event).expect("published over TLS");
+        publisher
+            .publish(&with_id(event.clone()))
+            .expect("published over TLS");
     }
     assert_eq!(redis.events(STREAM), events);
 }
@@ -323,7 +325,7 @@ fn r12_redis_an_untrusted_or_misnamed_certificate_is_refused_naming_the_reason()
     for trust in [TlsClient::system(), other.tls.clone()] {
         let mut publisher = redis_publisher(&redis.url(STREAM), &trust, Duration::from_secs(3));
         assert_eq!(
-            refusal(publisher.publish(&event)),
+            refusal(publisher.publish(&with_id(event.clone()))),
             format!("{destination}: tls: certificate signed by unknown authority")
         );
         assert_eq!(
@@ -345,7 +347,7 @@ fn r12_redis_an_untrusted_or_misnamed_certificate_is_refused_naming_the_reason()
         Duration::from_secs(3),
     );
     assert_eq!(
-        refusal(publisher.publish(&event)),
+        refusal(publisher.publish(&with_id(event.clone()))),
         format!(
             "rediss 127.0.0.1:{}/{STREAM}: tls: certificate is valid for localhost, not 127.0.0.1",
             misnamed.port()
@@ -368,7 +370,7 @@ fn r12_redis_a_server_that_never_answers_the_handshake_fails_within_the_bound() 
     let event = probe_recovered("g1", "c1", at(1), 2);
     for _ in 0..2 {
         let started = Instant::now();
-        let text = refusal(publisher.publish(&event));
+        let text = refusal(publisher.publish(&with_id(event.clone())));
         let took = started.elapsed();
         // Not before the bound; after it only a hang guard: the mechanism is
         // the error naming the bound, the handshake included.

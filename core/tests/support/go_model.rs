@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use healthprobe_core::{
-    EventDetails, HealthEvent, HealthStates, Policy, ProbeOutcome, ProbeResult,
+    EventDetails, HealthEvent, HealthStates, Policy, ProbeOutcome, ProbeResult, Timestamp,
 };
 
 /// Go's `probeState`, plus D1's success streak.
@@ -20,6 +20,9 @@ pub struct ModelGame {
     pub failure_published: bool,
     /// D1: successes counted while a failure is published.
     pub consecutive_successes: u32,
+    /// The `observed_at` of the failure that took the counter from 0 to 1:
+    /// the episode in the ids of the streak's events.
+    pub episode: Timestamp,
 }
 
 impl ModelGame {
@@ -63,6 +66,20 @@ impl NaiveModel {
                 self.record_failure(outcome, *status, error)
             }
         }
+    }
+
+    /// [`NaiveModel::probe`] with the event's id,
+    /// `{episode_unix_ns}:{event_type}:{game_id}`, spelled out here rather
+    /// than built by the core.
+    pub fn probe_with_id(&mut self, outcome: &ProbeOutcome) -> Option<(String, HealthEvent)> {
+        let episode = match self.states.get(&outcome.game_id) {
+            Some(game) if game.consecutive_failures > 0 => game.episode,
+            _ => outcome.observed_at,
+        };
+        let event = self.probe(outcome)?;
+        let ns = episode.as_nanosecond();
+        let id = format!("{ns}:{}:{}", event.event_type(), event.game_id);
+        Some((id, event))
     }
 
     /// `pruneStates`.
@@ -128,6 +145,9 @@ impl NaiveModel {
         last_error: &str,
     ) -> Option<HealthEvent> {
         let state = self.states.entry(outcome.game_id.clone()).or_default();
+        if state.consecutive_failures == 0 {
+            state.episode = outcome.observed_at;
+        }
         state.consecutive_failures += 1;
         state.consecutive_successes = 0;
         if state.failure_published || state.consecutive_failures < self.failures_threshold {
@@ -156,6 +176,7 @@ pub fn observed(state: &HealthStates) -> BTreeMap<String, ModelGame> {
                 consecutive_failures: game.consecutive_failures(),
                 failure_published: game.failure_published(),
                 consecutive_successes: game.consecutive_successes(),
+                episode: game.episode(),
             };
             (game_id.to_owned(), game)
         })

@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use healthprobe_core::HealthEvent;
+use healthprobe_core::Outgoing;
 
 use crate::codec::open_append_lines;
 use crate::codec::wire::write_event_line;
@@ -150,9 +150,11 @@ impl JsonlPublisher {
 }
 
 impl HealthEventPublisher for JsonlPublisher {
-    fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
+    /// Writes the envelope only: the id stays out, so the lines are the reference's.
+    fn publish(&mut self, event: &Outgoing) -> Result<(), PublishError> {
         self.line.clear();
-        write_event_line(&mut self.line, event).map_err(|source| self.write_error(source))?;
+        write_event_line(&mut self.line, &event.event)
+            .map_err(|source| self.write_error(source))?;
         let result = match &mut self.sink {
             Sink::File {
                 file, len, torn, ..
@@ -220,7 +222,7 @@ impl HealthEventPublisher for JsonlPublisher {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use healthprobe_core::{EventDetails, Timestamp};
+    use healthprobe_core::{EventDetails, HealthEvent, Timestamp};
 
     use super::*;
 
@@ -248,15 +250,16 @@ mod tests {
         }
     }
 
-    fn event() -> HealthEvent {
-        HealthEvent {
+    fn event() -> Outgoing {
+        let event = HealthEvent {
             game_id: "g1".into(),
             container_id: "c1".into(),
             occurred_at: Timestamp::from_second(1_795_842_030).expect("valid"),
             details: EventDetails::ProbeRecovered {
                 prior_failure_count: 4,
             },
-        }
+        };
+        Outgoing::new(Timestamp::from_second(1_795_842_000).expect("valid"), event)
     }
 
     #[test]

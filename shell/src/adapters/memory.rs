@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use healthprobe_core::{EventType, HealthEvent, Timestamp};
+use healthprobe_core::{EventType, HealthEvent, Outgoing, Timestamp};
 
 use crate::driver::ports::{
     Clock, HealthEventPublisher, ListError, PublishError, RuntimeRecord, RuntimeRecordStore,
@@ -130,7 +130,7 @@ impl MemoryPublisher {
 }
 
 impl HealthEventPublisher for MemoryPublisher {
-    fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
+    fn publish(&mut self, event: &Outgoing) -> Result<(), PublishError> {
         let mut inner = lock(&self.inner);
         inner.attempts += 1;
         let every = inner.fail_every > 1
@@ -141,7 +141,7 @@ impl HealthEventPublisher for MemoryPublisher {
                 "memory publisher: simulated publish failure".to_owned(),
             ));
         }
-        inner.events.push(event.clone());
+        inner.events.push(event.event.clone());
         Ok(())
     }
 }

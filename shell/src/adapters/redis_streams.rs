@@ -1,13 +1,14 @@
 //! Events to a Redis stream (cargo feature `redis`): one `XADD STREAM
 //! [MAXLEN ~ N] * game_id … container_id … event_type … occurred_at …
-//! details …` per event, the values exactly as in the JSON lines.
+//! details … event_id …` per event, the values exactly as in the JSON
+//! lines, then the event's stable id.
 //!
 //! Every wait is bounded, and any failure is a [`PublishError::Unavailable`]
 //! naming the destination that drops the connection; the worker keeps the
-//! event pending (D4). A command whose reply never came may have been
-//! applied: before sending that event again, the stream's newest
-//! `IN_DOUBT_LOOKBACK` entries are searched for it (the core never emits two
-//! identical events), so a lost reply does not duplicate it.
+//! event pending (D4). The `XADD` runs in a script ([`ADD_ONCE`]) that skips
+//! an id already added (a marker key `hp:event:{STREAM}:{event_id}`, kept
+//! [`DEDUPE_TTL_SECONDS`]), so a re-send — after a lost reply, a failed
+//! state write, a restart — adds nothing.
 //!
 //! `rediss://` verifies the server's certificate in full against the trust
 //! given to [`RedisStreamPublisher::new`]; `#insecure` is refused. redis-rs
@@ -20,13 +21,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use healthprobe_core::HealthEvent;
+use healthprobe_core::Outgoing;
 use percent_encoding::percent_decode_str;
-use redis::streams::{StreamMaxlen, StreamRangeReply};
-use redis::{
-    Commands, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError,
-    TlsCertificates,
-};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisError, TlsCertificates};
 use url::Host;
 
 use crate::adapters::redact::{self, InvalidUrl, hide};
@@ -34,9 +31,25 @@ use crate::codec::wire::to_writer_go;
 use crate::driver::ports::{HealthEventPublisher, PublishError};
 use crate::tls::{TlsClient, describe_database_tls};
 
-/// How many of the stream's newest entries are searched for an event whose
-/// previous `XADD` may have been applied.
-pub(crate) const IN_DOUBT_LOOKBACK: usize = 32;
+/// How long Redis remembers an added event's id: a re-send within it is not
+/// added again (7 days).
+pub(crate) const DEDUPE_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// `XADD` unless the id's marker exists, then the marker (after the `XADD`:
+/// one that failed leaves none, so nothing is lost). KEYS: the stream, the
+/// marker; ARGV: the marker's TTL in seconds, `MAXLEN ~` (0: none), then
+/// the fields.
+const ADD_ONCE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
+local id
+if tonumber(ARGV[2]) > 0 then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+else
+  id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+end
+redis.call('SET', KEYS[2], id, 'EX', ARGV[1])
+return id
+";
 
 /// Where events go: `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`, or
 /// `rediss://…` over TLS.
@@ -179,8 +192,8 @@ impl fmt::Display for RedisTarget {
     }
 }
 
-/// One event as stream fields, in envelope order.
-type Fields = [(&'static str, String); 5];
+/// One event as stream fields: the envelope's, then `event_id`.
+type Fields = [(&'static str, String); 6];
 
 /// Publishes each event as one entry of a Redis stream (`XADD`).
 pub struct RedisStreamPublisher {
@@ -190,8 +203,6 @@ pub struct RedisStreamPublisher {
     timeout: Duration,
     client: redis::Client,
     connection: Option<redis::Connection>,
-    /// An event whose last `XADD` got no reply: Redis may hold it already.
-    in_doubt: Option<Fields>,
 }
 
 impl fmt::Debug for RedisStreamPublisher {
@@ -201,7 +212,6 @@ impl fmt::Debug for RedisStreamPublisher {
             .field("maxlen", &self.maxlen)
             .field("timeout", &self.timeout)
             .field("connected", &self.connection.is_some())
-            .field("in_doubt", &self.in_doubt.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -228,7 +238,6 @@ impl RedisStreamPublisher {
             timeout: Self::DEFAULT_TIMEOUT,
             client,
             connection: None,
-            in_doubt: None,
         })
     }
 
@@ -309,28 +318,26 @@ impl RedisStreamPublisher {
         PublishError::Unavailable(format!("{}: {reason}", self.destination))
     }
 
-    /// One attempt: the in-doubt check if needed, then `XADD`.
+    /// One attempt: [`ADD_ONCE`] for the event's `fields`.
     fn attempt(&mut self, fields: &Fields) -> Result<(), Attempt> {
-        let check = self.in_doubt.as_ref() == Some(fields);
-        let (stream, maxlen) = (self.target.stream.clone(), self.maxlen);
+        let stream = &self.target.stream;
+        let mut script = redis::cmd("EVAL");
+        script
+            .arg(ADD_ONCE)
+            .arg(2)
+            .arg(stream)
+            .arg(format!("hp:event:{stream}:{}", fields[5].1))
+            .arg(DEDUPE_TTL_SECONDS)
+            .arg(self.maxlen);
+        for (name, value) in fields {
+            script.arg(*name).arg(value);
+        }
         let reused = self.connection.is_some();
         let connection = self.connection().map_err(Attempt::NotSent)?;
-        let failed = |err| Attempt::Failed { err, reused };
-        if check {
-            let newest: StreamRangeReply = connection
-                .xrevrange_count(&stream, "+", "-", IN_DOUBT_LOOKBACK)
-                .map_err(failed)?;
-            if stream_holds(&newest, fields) {
-                return Ok(());
-            }
-        }
-        let added: redis::RedisResult<redis::Value> = if maxlen == 0 {
-            connection.xadd(&stream, "*", fields)
-        } else {
-            let maxlen = StreamMaxlen::Approx(usize::try_from(maxlen).unwrap_or(usize::MAX));
-            connection.xadd_maxlen(&stream, maxlen, "*", fields)
-        };
-        added.map(drop).map_err(failed)
+        let added = script.query::<redis::Value>(connection);
+        added
+            .map(drop)
+            .map_err(|err| Attempt::Failed { err, reused })
     }
 }
 
@@ -343,26 +350,18 @@ enum Attempt {
 }
 
 impl HealthEventPublisher for RedisStreamPublisher {
-    fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
+    /// Adds the event unless its id was added within [`DEDUPE_TTL_SECONDS`]
+    /// (which counts as delivered).
+    fn publish(&mut self, event: &Outgoing) -> Result<(), PublishError> {
         let fields = event_fields(event).map_err(|err| {
             PublishError::Unavailable(format!("{}: cannot encode event: {err}", self.destination))
         })?;
-        if self.in_doubt.as_ref().is_some_and(|doubt| *doubt != fields) {
-            // A different event is next: the doubtful one was settled elsewhere.
-            self.in_doubt = None;
-        }
         let mut retried = false;
         loop {
             match self.attempt(&fields) {
-                Ok(()) => {
-                    self.in_doubt = None;
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err(Attempt::NotSent(err)) => return Err(self.fail(&err, true)),
                 Err(Attempt::Failed { err, reused }) => {
-                    if !redis_answered(&err) {
-                        self.in_doubt = Some(fields.clone());
-                    }
                     self.connection = None;
                     // A connection kept since an earlier publish may have
                     // been closed by a Redis restart: one fresh try now
@@ -376,11 +375,6 @@ impl HealthEventPublisher for RedisStreamPublisher {
             }
         }
     }
-}
-
-/// Whether Redis replied with an error, so it did not apply the command.
-fn redis_answered(err: &RedisError) -> bool {
-    matches!(err.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
 }
 
 /// The error as a short reason: a TLS failure worded (checked against
@@ -407,8 +401,9 @@ fn tls_error(err: &RedisError) -> Option<&rustls::Error> {
         .downcast_ref::<rustls::Error>()
 }
 
-/// The envelope's fields with the values the JSON line would hold.
-fn event_fields(event: &HealthEvent) -> std::io::Result<Fields> {
+/// The envelope's fields with the values the JSON line would hold, then `event_id`.
+fn event_fields(outgoing: &Outgoing) -> std::io::Result<Fields> {
+    let event = &outgoing.event;
     let occurred_at = serde_json::to_string(&event.occurred_at)?;
     let occurred_at = occurred_at.trim_matches('"').to_owned();
     let mut details = Vec::with_capacity(128);
@@ -421,26 +416,16 @@ fn event_fields(event: &HealthEvent) -> std::io::Result<Fields> {
         ("event_type", event.event_type().as_str().to_owned()),
         ("occurred_at", occurred_at),
         ("details", details),
+        ("event_id", outgoing.id.to_string()),
     ])
-}
-
-/// Whether an `XREVRANGE` reply holds an entry with exactly `fields`.
-fn stream_holds(reply: &StreamRangeReply, fields: &Fields) -> bool {
-    reply.ids.iter().any(|entry| {
-        entry.len() == fields.len()
-            && fields
-                .iter()
-                .all(|(name, value)| entry.get::<String>(name).as_ref() == Some(value))
-    })
 }
 
 #[cfg(test)]
 mod tests {
-    use healthprobe_core::{EventDetails, Timestamp};
+    use healthprobe_core::{EventDetails, HealthEvent, Timestamp};
 
     use super::*;
     use crate::codec::wire::write_event_line;
-    use redis::Value;
 
     fn target(host: &str, port: u16, stream: &str) -> RedisTarget {
         RedisTarget {
@@ -595,7 +580,8 @@ mod tests {
                 last_error: "unexpected status 503 & <more>".into(),
             },
         };
-        let fields = event_fields(&event).expect("encodes");
+        let episode = "2026-11-28T05:00:00.25Z".parse().expect("valid");
+        let fields = event_fields(&Outgoing::new(episode, event.clone())).expect("encodes");
         let mut line = Vec::new();
         write_event_line(&mut line, &event).expect("encodes");
         let line = String::from_utf8(line).expect("utf-8");
@@ -620,11 +606,13 @@ mod tests {
                 "container_id",
                 "event_type",
                 "occurred_at",
-                "details"
+                "details",
+                "event_id"
             ]
         );
         assert_eq!(fields[0].1, "g<1>");
         assert_eq!(fields[3].1, "2026-11-28T05:00:10.5Z");
+        assert_eq!(fields[5].1, "1795842000250000000:probe_failed:g<1>");
     }
 
     #[test]
@@ -648,55 +636,12 @@ mod tests {
                 prior_failure_count: 4,
             },
         };
-        let err = publisher.publish(&event).expect_err("nothing listens");
+        let err = publisher
+            .publish(&Outgoing::new(Timestamp::UNIX_EPOCH, event))
+            .expect_err("nothing listens");
         assert_eq!(
             err.to_string(),
             format!("redis 127.0.0.1:{port}/events: connection refused")
         );
-        assert!(publisher.in_doubt.is_none(), "nothing was sent");
-    }
-
-    #[test]
-    fn stream_holds_matches_all_fields_only() {
-        let fields: Fields = [
-            ("game_id", "g".into()),
-            ("container_id", "c".into()),
-            ("event_type", "probe_recovered".into()),
-            ("occurred_at", "t".into()),
-            ("details", "{}".into()),
-        ];
-        let entry = |values: &[&str]| {
-            Value::Array(vec![
-                Value::BulkString(b"1-0".to_vec()),
-                Value::Array(
-                    values
-                        .iter()
-                        .map(|v| Value::BulkString(v.as_bytes().to_vec()))
-                        .collect(),
-                ),
-            ])
-        };
-        let same = [
-            "game_id",
-            "g",
-            "container_id",
-            "c",
-            "event_type",
-            "probe_recovered",
-            "occurred_at",
-            "t",
-            "details",
-            "{}",
-        ];
-        let mut other = same;
-        other[7] = "t2";
-        let holds = |reply: Value| {
-            redis::from_redis_value::<StreamRangeReply>(reply)
-                .is_ok_and(|reply| stream_holds(&reply, &fields))
-        };
-        assert!(holds(Value::Array(vec![entry(&other), entry(&same)])));
-        assert!(!holds(Value::Array(vec![entry(&other)])));
-        assert!(!holds(Value::Array(vec![entry(&same[..8])])));
-        assert!(!holds(Value::Nil));
     }
 }

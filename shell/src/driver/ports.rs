@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use healthprobe_core::tick::{ProbeBatch, ProbeClass};
-use healthprobe_core::{EventType, HealthEvent, HealthStates, Input, ProbeResult, Timestamp};
+use healthprobe_core::{EventType, HealthStates, Input, Outgoing, ProbeResult, Timestamp};
 
 use crate::config::Runtime;
 use crate::driver::shutdown::Shutdown;
@@ -45,8 +45,11 @@ pub trait HealthEventPublisher: Send {
     /// Deliver one event; `Ok` means it is delivered (written and flushed, sent, ...).
     ///
     /// Called from the one thread that owns the hysteresis state, in the
-    /// order the events were emitted.
-    fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError>;
+    /// order the events were emitted. A re-send (after a refusal, a failed
+    /// sync or a restart) carries the same `event.id`; a publisher with a
+    /// place for it beside the envelope carries it (Redis: `event_id`), JSON
+    /// lines do not.
+    fn publish(&mut self, event: &Outgoing) -> Result<(), PublishError>;
 
     /// Make every event accepted so far durable; the worker calls it before
     /// recording deliveries in the state file.
@@ -66,7 +69,7 @@ pub trait HealthEventPublisher: Send {
 
 /// A boxed publisher publishes through the box (a publisher chosen at run time).
 impl<P: HealthEventPublisher + ?Sized> HealthEventPublisher for Box<P> {
-    fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
+    fn publish(&mut self, event: &Outgoing) -> Result<(), PublishError> {
         (**self).publish(event)
     }
 
@@ -223,8 +226,9 @@ fn is_permanent_io(err: &io::Error) -> bool {
     )
 }
 
-/// The snapshot format version a state store reads and writes.
-pub const SNAPSHOT_VERSION: u64 = 1;
+/// The snapshot format version a state store writes; it reads version 1
+/// too (no episodes, no ids: both are then the Unix epoch's).
+pub const SNAPSHOT_VERSION: u64 = 2;
 
 /// Why a state store could not load or save a snapshot (D5); every message
 /// names the store (a state file's path).
@@ -267,7 +271,7 @@ pub enum StateError {
     },
     /// The file records a format version this build does not read.
     #[error(
-        "{path}: the state file has version {found}; this build reads version {SNAPSHOT_VERSION} only"
+        "{path}: the state file has version {found}; this build reads versions 1 and {SNAPSHOT_VERSION} only"
     )]
     Version {
         /// The state file.
@@ -343,7 +347,7 @@ pub trait StateStore: Send + std::fmt::Debug {
     fn save(
         &mut self,
         states: &HealthStates,
-        pending: &[HealthEvent],
+        pending: &[Outgoing],
         journal_len: Option<u64>,
     ) -> Result<Saved, StateError>;
 

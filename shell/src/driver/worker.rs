@@ -43,7 +43,7 @@ use std::time::Duration;
 use healthprobe_core::tick::{
     Action, JournalAtStart, MachineConfig, Persisted, ProbeBatch, Published, TickMachine,
 };
-use healthprobe_core::{HealthEvent, HealthStates};
+use healthprobe_core::{HealthEvent, HealthStates, Outgoing};
 use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, Runtime, WorkerConfig};
@@ -298,7 +298,11 @@ impl Worker {
     /// Events emitted but not yet recorded as delivered, oldest first: the
     /// order they will be published in (D4).
     pub fn pending(&self) -> Vec<HealthEvent> {
-        self.io.machine.pending().cloned().collect()
+        self.io
+            .machine
+            .pending()
+            .map(|out| out.event.clone())
+            .collect()
     }
 
     /// How many events are pending (see [`Worker::pending`]).
@@ -524,12 +528,14 @@ impl Io {
     }
 
     /// Hand one event to the publisher; count and log the delivery (R12).
-    fn publish(&mut self, event: &HealthEvent) -> Published {
-        match self.publisher.publish(event) {
+    fn publish(&mut self, outgoing: &Outgoing) -> Published {
+        let event = &outgoing.event;
+        match self.publisher.publish(outgoing) {
             Ok(()) => {
                 let event_type = event.event_type();
                 self.telemetry.record_event(event_type);
                 info!(
+                    event_id = %outgoing.id,
                     game_id = %event.game_id,
                     container_id = %event.container_id,
                     event_type = %event_type,
@@ -565,7 +571,7 @@ impl Io {
         let Some(state) = &mut self.state else {
             return Persisted::Failed;
         };
-        let pending: Vec<HealthEvent> = self.machine.pending().cloned().collect();
+        let pending: Vec<Outgoing> = self.machine.pending().cloned().collect();
         match state.save(self.machine.states(), &pending, journal_len) {
             Ok(Saved::Written) => Persisted::Written,
             Ok(Saved::Unchanged) => Persisted::Unchanged,
@@ -1008,10 +1014,7 @@ mod tests {
     }
 
     impl HealthEventPublisher for SnapshotFirst {
-        fn publish(
-            &mut self,
-            event: &HealthEvent,
-        ) -> Result<(), crate::driver::ports::PublishError> {
+        fn publish(&mut self, event: &Outgoing) -> Result<(), crate::driver::ports::PublishError> {
             let snapshot = StateFile::new(&self.path)
                 .load()
                 .expect("a valid state file")
@@ -1020,7 +1023,7 @@ mod tests {
                 self.unpersisted
                     .lock()
                     .expect("test lock")
-                    .push(event.clone());
+                    .push(event.event.clone());
             }
             self.inner.publish(event)
         }

@@ -1,6 +1,7 @@
 //! Durable state (D5): the hysteresis state and the pending events, one
-//! JSON snapshot (`{"version":1,"states":…,"pending":[…]}`, a file of
-//! another version refused) replaced atomically: a temporary created
+//! JSON snapshot (`{"version":2,"states":…,"pending":[{"id":…,"event":…}]}`;
+//! version 1, whose pending events are bare envelopes, is read too, a file
+//! of another version refused) replaced atomically: a temporary created
 //! exclusively beside `FILE` (`tempfile`), fsynced, renamed over it, the
 //! directory fsynced. One process per state file: a `flock` on `FILE.lock`,
 //! which holds the holder's PID.
@@ -10,7 +11,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
-use healthprobe_core::{HealthEvent, HealthStates};
+use healthprobe_core::{HealthEvent, HealthStates, Outgoing, Timestamp};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::strip_position;
@@ -134,7 +136,7 @@ impl StateStore for StateFile {
     fn save(
         &mut self,
         states: &HealthStates,
-        pending: &[HealthEvent],
+        pending: &[Outgoing],
         journal_len: Option<u64>,
     ) -> Result<Saved, StateError> {
         self.encoded.clear();
@@ -174,7 +176,7 @@ impl StateStore for StateFile {
 pub fn encode_snapshot_with_journal(
     out: &mut Vec<u8>,
     states: &HealthStates,
-    pending: &[HealthEvent],
+    pending: &[Outgoing],
     journal_len: Option<u64>,
 ) {
     let snapshot = SnapshotRef {
@@ -212,29 +214,44 @@ pub fn parse_snapshot(bytes: &[u8], name: &str) -> Result<Snapshot, StateError> 
             "expected an object with `version`, `states` and `pending`".to_owned(),
         ));
     };
-    match fields.get("version") {
+    let version = match fields.get("version") {
         None => return Err(invalid("missing field `version`".to_owned())),
-        Some(version) if version.as_u64() == Some(SNAPSHOT_VERSION) => {}
-        Some(version) => {
+        Some(version) => version,
+    };
+    fn parse<P: DeserializeOwned>(value: serde_json::Value) -> Result<SnapshotFile<P>, String> {
+        serde_path_to_error::deserialize(value).map_err(|err| {
+            let path = err.path().to_string();
+            let reason = err.inner().to_string();
+            if path == "." || path.is_empty() {
+                reason
+            } else {
+                format!("{path}: {reason}")
+            }
+        })
+    }
+    let (states, pending, journal_len) = match version.as_u64() {
+        Some(SNAPSHOT_VERSION) => parse(value).map_err(invalid)?.into_parts(),
+        Some(1) => {
+            let (states, pending, journal_len) =
+                parse::<HealthEvent>(value).map_err(invalid)?.into_parts();
+            // Version 1 kept no episodes: its events' ids are the Unix epoch's.
+            let pending = pending
+                .into_iter()
+                .map(|event| Outgoing::new(Timestamp::UNIX_EPOCH, event))
+                .collect();
+            (states, pending, journal_len)
+        }
+        _ => {
             return Err(StateError::Version {
                 path: name.to_owned(),
                 found: version.to_string(),
             });
         }
-    }
-    let snapshot: SnapshotV1 = serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        let reason = err.inner().to_string();
-        invalid(if path == "." || path.is_empty() {
-            reason
-        } else {
-            format!("{path}: {reason}")
-        })
-    })?;
+    };
     Ok(Snapshot {
-        states: snapshot.states,
-        pending: snapshot.pending,
-        journal_len: snapshot.journal_len,
+        states,
+        pending,
+        journal_len,
     })
 }
 
@@ -242,20 +259,28 @@ pub fn parse_snapshot(bytes: &[u8], name: &str) -> Result<Snapshot, StateError> 
 struct SnapshotRef<'a> {
     version: u64,
     states: &'a HealthStates,
-    pending: &'a [HealthEvent],
+    pending: &'a [Outgoing],
     #[serde(skip_serializing_if = "Option::is_none")]
     journal_len: Option<u64>,
 }
 
+/// A state file as read: `P` is a pending event of its version
+/// ([`HealthEvent`] in version 1, [`Outgoing`] in version 2).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SnapshotV1 {
+#[serde(deny_unknown_fields, bound = "P: DeserializeOwned")]
+struct SnapshotFile<P> {
     #[allow(dead_code)]
     version: u64,
     states: HealthStates,
-    pending: Vec<HealthEvent>,
+    pending: Vec<P>,
     #[serde(default)]
     journal_len: Option<u64>,
+}
+
+impl<P> SnapshotFile<P> {
+    fn into_parts(self) -> (HealthStates, Vec<P>, Option<u64>) {
+        (self.states, self.pending, self.journal_len)
+    }
 }
 
 #[cfg(test)]
@@ -265,7 +290,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn failing_states() -> (HealthStates, Vec<HealthEvent>) {
+    fn failing_states() -> (HealthStates, Vec<Outgoing>) {
         let mut states = HealthStates::new(Policy::new(1, 1).expect("valid"));
         let event = states
             .apply(
@@ -299,11 +324,12 @@ mod tests {
         assert_eq!(
             String::from_utf8(bytes.clone()).expect("utf-8"),
             concat!(
-                r#"{"version":1,"states":{"policy":{"failures_threshold":1,"recovery_threshold":1},"#,
-                r#""games":{"g1":{"consecutive_failures":1,"failure_published":true,"consecutive_successes":0}}},"#,
-                r#""pending":[{"game_id":"g1","container_id":"c1","event_type":"probe_failed","#,
-                r#""occurred_at":"2026-11-28T05:00:10.5Z","details":{"consecutive_failures":1,"#,
-                r#""last_status":503,"last_error":"unexpected status 503"}}]}"#,
+                r#"{"version":2,"states":{"policy":{"failures_threshold":1,"recovery_threshold":1},"#,
+                r#""games":{"g1":{"consecutive_failures":1,"failure_published":true,"consecutive_successes":0,"#,
+                r#""episode":"2026-11-28T05:00:10.5Z"}}},"#,
+                r#""pending":[{"id":"1795842010500000000:probe_failed:g1","event":{"game_id":"g1","container_id":"c1","#,
+                r#""event_type":"probe_failed","occurred_at":"2026-11-28T05:00:10.5Z","details":{"consecutive_failures":1,"#,
+                r#""last_status":503,"last_error":"unexpected status 503"}}}]}"#,
                 "\n"
             )
         );
@@ -319,14 +345,36 @@ mod tests {
     }
 
     #[test]
+    fn d5_a_version_1_file_loads_with_its_episodes_and_ids_at_the_unix_epoch() {
+        let v1 = concat!(
+            r#"{"version":1,"states":{"policy":{"failures_threshold":1,"recovery_threshold":1},"#,
+            r#""games":{"g:1":{"consecutive_failures":1,"failure_published":true,"consecutive_successes":0}}},"#,
+            r#""pending":[{"game_id":"g:1","container_id":"c1","event_type":"probe_failed","#,
+            r#""occurred_at":"2026-11-28T05:00:10.5Z","details":{"consecutive_failures":1,"#,
+            r#""last_status":503,"last_error":"unexpected status 503"}}],"journal_len":42}"#,
+        );
+        let snapshot = parse_snapshot(v1.as_bytes(), "state.json").expect("version 1 loads");
+        let game = snapshot.states.game("g:1").expect("restored");
+        assert_eq!(game.episode(), Timestamp::UNIX_EPOCH);
+        let ids: Vec<&str> = snapshot.pending.iter().map(|out| out.id.as_str()).collect();
+        assert_eq!(ids, ["0:probe_failed:g:1"]);
+        assert_eq!(snapshot.journal_len, Some(42));
+        // Written back as version 2, it reads back the same.
+        let mut bytes = Vec::new();
+        encode_snapshot_with_journal(&mut bytes, &snapshot.states, &snapshot.pending, Some(42));
+        assert!(bytes.starts_with(br#"{"version":2,"#));
+        assert_eq!(parse_snapshot(&bytes, "state.json").expect("v2"), snapshot);
+    }
+
+    #[test]
     fn d5_bad_state_files_name_the_file_and_the_problem() {
         check_error(
             "",
-            "state.json: the state file is empty (expected a version 1 snapshot)",
+            "state.json: the state file is empty (expected a version 2 snapshot)",
         );
         check_error(
             " \n",
-            "state.json: the state file is empty (expected a version 1 snapshot)",
+            "state.json: the state file is empty (expected a version 2 snapshot)",
         );
         check_error(
             r#"{"version":1,"states":{"pol"#,
@@ -337,12 +385,34 @@ mod tests {
             "state.json:1:2: the state file is not valid JSON: expected ident",
         );
         check_error(
-            r#"{"version":2,"states":{}}"#,
-            "state.json: the state file has version 2; this build reads version 1 only",
+            r#"{"version":3,"states":{}}"#,
+            "state.json: the state file has version 3; this build reads versions 1 and 2 only",
         );
         check_error(
             r#"{"version":"1","states":{},"pending":[]}"#,
-            r#"state.json: the state file has version "1"; this build reads version 1 only"#,
+            r#"state.json: the state file has version "1"; this build reads versions 1 and 2 only"#,
+        );
+        let event = r#""event":{"game_id":"g1","container_id":"c1","event_type":"probe_recovered","occurred_at":"2026-11-28T05:00:10Z","details":{"prior_failure_count":3}}"#;
+        for id in [
+            "1:probe_failed:g1",
+            "1:probe_recovered:g2",
+            "x:probe_recovered:g1",
+            "probe_recovered:g1",
+        ] {
+            check_error(
+                &format!(
+                    r#"{{"version":2,"states":{{"policy":{{"failures_threshold":3,"recovery_threshold":1}},"games":{{}}}},"pending":[{{"id":"{id}",{event}}}]}}"#
+                ),
+                &format!(
+                    "state.json: the state file is not a valid snapshot: pending[0]: id \"{id}\" is not `{{episode_unix_ns}}:{{event_type}}:{{game_id}}` of its event"
+                ),
+            );
+        }
+        check_error(
+            &format!(
+                r#"{{"version":2,"states":{{"policy":{{"failures_threshold":3,"recovery_threshold":1}},"games":{{}}}},"pending":[{{{event}}}]}}"#
+            ),
+            "state.json: the state file is not a valid snapshot: pending[0]: missing field `id`",
         );
         check_error(
             r#"{"states":{},"pending":[]}"#,

@@ -439,9 +439,9 @@ impl StatusBook {
         let mut pending: HashMap<&str, Vec<&'static str>> = HashMap::new();
         for event in machine.pending() {
             pending
-                .entry(event.game_id.as_str())
+                .entry(event.event.game_id.as_str())
                 .or_default()
-                .push(event.event_type().as_str());
+                .push(event.event.event_type().as_str());
         }
         let status = |game_id: Arc<str>, shown: Option<&Shown>, state: Option<&GameState>| {
             let counters = state.copied().unwrap_or_default();

@@ -39,7 +39,8 @@ pub struct Verdict {
 /// the journal lines of each input (one per input, in order).
 struct Fold {
     model: NaiveModel,
-    events: Vec<HealthEvent>,
+    /// Each with the id the model gives it.
+    events: Vec<(String, HealthEvent)>,
     inputs: Vec<Input>,
 }
 
@@ -91,7 +92,7 @@ fn fold(world: &World, lineage: &[usize]) -> Fold {
                     observed_at: wall(entry.at),
                     result: world.scenario.answer(game, *started).result,
                 };
-                fold.events.extend(fold.model.probe(&outcome));
+                fold.events.extend(fold.model.probe_with_id(&outcome));
                 fold.inputs.push(Input::Outcome(outcome));
             }
             other => unreachable!("not a fold input: {other:?}"),
@@ -182,17 +183,34 @@ fn lineage_len(world: &World, commit: Option<Commit>) -> usize {
 }
 
 /// Per game, the delivered stream, repeats removed, equals the model's
-/// events in order. `life`: without a state file, only the
+/// events in order, and every publish of an event (repeats included)
+/// carries the model's id for it. `life`: without a state file, only the
 /// events of that life's publish calls, and `Some((_, true))` for a life
 /// that may have ended before delivering all (a prefix then suffices).
 fn check_deliveries(
     world: &World,
-    expected: &[HealthEvent],
+    expected: &[(String, HealthEvent)],
     life: Option<(usize, bool)>,
     verdict: &mut Verdict,
 ) -> Result<(), String> {
+    let ids: HashMap<_, &str> = expected
+        .iter()
+        .map(|(id, event)| (key(event), id.as_str()))
+        .collect();
+    for call in &world.publishes {
+        let want = ids.get(&key(&call.event));
+        if life.is_some_and(|(life, _)| call.life != life) || want.is_none_or(|id| *id == call.id) {
+            continue;
+        }
+        return Err(format!(
+            "{} was published with id {}, the model's is {}",
+            describe(&call.event),
+            call.id,
+            want.copied().unwrap_or_default()
+        ));
+    }
     let mut expected_by_game: HashMap<&str, Vec<&HealthEvent>> = HashMap::new();
-    for event in expected {
+    for (_, event) in expected {
         expected_by_game
             .entry(event.game_id.as_str())
             .or_default()

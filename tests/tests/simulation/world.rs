@@ -19,7 +19,7 @@ use std::time::Duration;
 use healthprobe_core::Timestamp;
 use healthprobe_core::tick::ProbeBatch;
 use healthprobe_core::{
-    EventType, HealthEvent, HealthStates, Input, Policy, ProbeResult, RuntimeRecord,
+    EventType, HealthEvent, HealthStates, Input, Outgoing, Policy, ProbeResult, RuntimeRecord,
 };
 use healthprobe_shell::Shutdown;
 use healthprobe_shell::codec::journal::write_input;
@@ -148,6 +148,8 @@ pub enum PublishFate {
 pub struct PublishCall {
     pub life: usize,
     pub event: HealthEvent,
+    /// The id it was published with.
+    pub id: String,
     pub fate: PublishFate,
     /// Why a copy of this call may not be a repeat (`Err`): the event's
     /// delivery was not in doubt when the worker sent it again.
@@ -230,7 +232,7 @@ pub struct World {
     /// Durable: the state file's bytes, the snapshot they hold, its pending events.
     snapshot: Option<Vec<u8>>,
     pub commit: Option<Commit>,
-    committed_pending: Vec<HealthEvent>,
+    committed_pending: Vec<Outgoing>,
     /// A snapshot write failed and none has succeeded since.
     behind: bool,
     /// Durable: the journal's bytes; its length after the last good flush;
@@ -655,14 +657,16 @@ fn refused(text: &str) -> PublishError {
 pub struct SimPublisher(pub Shared);
 
 impl HealthEventPublisher for SimPublisher {
-    fn publish(&mut self, event: &HealthEvent) -> Result<(), PublishError> {
+    fn publish(&mut self, outgoing: &Outgoing) -> Result<(), PublishError> {
+        let event = &outgoing.event;
         let mut world = self.0.lock();
         let fate = world.call("publish");
         if fate == Fate::Dead {
             return Err(refused("dead"));
         }
         // Even while the last write failed: only what the file on disk holds.
-        if world.scenario.durable && !world.committed_pending.contains(event) {
+        // The id too: a restart sends the event again with the id it had.
+        if world.scenario.durable && !world.committed_pending.contains(outgoing) {
             let text = format!(
                 "D5: {} published before a snapshot holding it was written",
                 describe(event)
@@ -673,6 +677,7 @@ impl HealthEventPublisher for SimPublisher {
         let call = PublishCall {
             life: world.life(),
             event: event.clone(),
+            id: outgoing.id.to_string(),
             fate: PublishFate::Refused,
             repeat: world.may_repeat(event),
         };
@@ -829,7 +834,7 @@ impl StateStore for SimState {
     fn save(
         &mut self,
         states: &HealthStates,
-        pending: &[HealthEvent],
+        pending: &[Outgoing],
         journal_len: Option<u64>,
     ) -> Result<Saved, StateError> {
         let mut world = self.0.lock();
