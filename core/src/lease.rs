@@ -165,6 +165,9 @@ pub struct LeaseView {
     pub active: Vec<ShardLease>,
     /// Shards to write a last time and release (L3): probe none of them.
     pub draining: Vec<ShardLease>,
+    /// Shards held whose validity ran out (L1), not yet known lost: act on
+    /// none of them until a heartbeat proves them again.
+    pub suspended: Vec<ShardLease>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -330,18 +333,17 @@ impl LeaseMachine {
     }
 
     /// What may be acted on at `now`: leases still valid (L1), split into
-    /// active and draining, in shard order.
+    /// active and draining, and those past their validity, in shard order.
     pub fn view(&self, now: Duration) -> LeaseView {
         let mut view = LeaseView::default();
         for (&shard, held) in &self.held {
-            if held.valid_until <= now {
-                continue;
-            }
             let lease = ShardLease {
                 shard,
                 epoch: held.epoch,
             };
-            if held.draining || self.shutdown {
+            if held.valid_until <= now {
+                view.suspended.push(lease);
+            } else if held.draining || self.shutdown {
                 view.draining.push(lease);
             } else {
                 view.active.push(lease);

@@ -519,6 +519,11 @@ impl Io {
                     self.machine.handle_persisted(now(), persisted);
                 }
                 Action::Interrupt => shutdown.trigger(),
+                // HA mode (`MachineConfig::fenced`) is not wired into the driver yet.
+                other @ (Action::Lease
+                | Action::Load(_)
+                | Action::Write(_)
+                | Action::Release(_)) => unreachable!("HA mode is not configured: {other:?}"),
                 Action::TickDone(report) => return Control::TickDone(report),
                 Action::Wait { until } => return Control::Wait(until),
                 Action::Stop(reason) => return Control::Stop(reason),
