@@ -312,6 +312,30 @@ fn h2_a_shard_suspended_mid_tick_is_not_written_and_its_new_event_not_published(
 }
 
 #[test]
+fn h2_a_committed_event_waits_while_its_shard_is_suspended_or_draining() {
+    let all: Vec<ShardLease> = (0..SHARDS).map(|shard| lease(shard, 1)).collect();
+    let mut ha = Ha::new(1, view(&all, &[], &[]));
+    let waiting = game(1, 0);
+    ha.games = vec![waiting.clone()];
+    ha.publishes.insert(1, Published::Refused);
+    ha.tick();
+    ha.publishes.clear();
+    let committed = &ha.committed[&1].pending;
+    assert_eq!(committed.len(), 1, "committed, not published");
+    let others: Vec<ShardLease> = [0, 2, 3].map(|shard| lease(shard, 1)).to_vec();
+    for view in [
+        view(&others, &[lease(1, 1)], &[]),
+        view(&others, &[], &[lease(1, 1)]),
+    ] {
+        ha.show([view]);
+        let seen = ha.tick();
+        assert!(!touches(&seen, &waiting), "{seen:?}");
+    }
+    assert!(ha.published.is_empty());
+    assert_eq!(ha.committed[&1].pending.len(), 1, "left for the next owner");
+}
+
+#[test]
 fn h3_a_fenced_write_drops_the_shard_until_it_is_reacquired_and_loaded() {
     let (mut ha, games) = holding_all(3);
     ha.writes.insert(2, Persisted::Fenced);

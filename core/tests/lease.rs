@@ -53,6 +53,9 @@ fn l1_validity_runs_from_the_send_of_the_heartbeat_not_its_reply() {
     m.handle_heartbeat(beat(&[lease(0, 1)], &["a", "b", "c", "d"], 0));
     assert_eq!(active(&m.view(s(9.999))), vec![0]);
     assert_eq!(active(&m.view(s(10.0))), Vec::<u32>::new());
+    // Past its validity but not known lost: suspended (the tick machine's H4).
+    assert_eq!(m.view(s(10.0)).suspended, vec![lease(0, 1)]);
+    assert!(m.view(s(9.999)).suspended.is_empty());
 }
 
 #[test]
