@@ -927,8 +927,9 @@ impl TickMachine {
             self.report.shards_dropped += 1;
             self.drop_shard(shard);
         }
+        // A fenced lease is remembered while the view still shows it.
         self.fenced
-            .retain(|lease| in_view(lease.shard) == Some((lease.epoch, Mode::Active)));
+            .retain(|lease| in_view(lease.shard).is_some_and(|(epoch, _)| epoch == lease.epoch));
         if self.phase == Phase::Refresh {
             self.phase = Phase::PersistTick;
             self.advance(now);
@@ -968,9 +969,12 @@ impl TickMachine {
             return;
         }
         for (lease, snapshot) in loaded {
-            // Only a shard not held is loaded: one held under another
-            // epoch was dropped by the view's diff (H5).
+            // Only a shard not held is loaded (one held under another
+            // epoch was dropped by the view's diff), never into one held (H5).
             let Ok(snapshot) = snapshot else { continue };
+            if self.held.contains_key(&lease.shard) {
+                continue;
+            }
             let held = Held {
                 epoch: lease.epoch,
                 mode: Mode::Active,
