@@ -627,7 +627,7 @@ enum JournalBase {
 /// A shard held in HA mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Held {
-    epoch: u64,
+    lease: ShardLease,
     mode: Mode,
     /// Its last write was not answered written or unchanged (or skipped):
     /// none of its events is published until one is (H2).
@@ -919,7 +919,7 @@ impl TickMachine {
         let mut gone = Vec::new();
         for (&shard, held) in &mut self.held {
             match in_view(shard) {
-                Some((epoch, mode)) if epoch == held.epoch => held.mode = mode,
+                Some((epoch, mode)) if epoch == held.lease.epoch => held.mode = mode,
                 _ => gone.push(shard),
             }
         }
@@ -976,7 +976,7 @@ impl TickMachine {
                 continue;
             }
             let held = Held {
-                epoch: lease.epoch,
+                lease,
                 mode: Mode::Active,
                 behind: false,
             };
@@ -1015,11 +1015,7 @@ impl TickMachine {
     /// its shard is held.
     pub fn lease_of(&self, game_id: &str) -> Option<ShardLease> {
         let shard = shard_of(game_id, self.config.fenced?);
-        let held = self.held.get(&shard)?;
-        Some(ShardLease {
-            shard,
-            epoch: held.epoch,
-        })
+        self.held.get(&shard).map(|held| held.lease)
     }
 
     /// The records store answered [`Action::List`].
@@ -1294,7 +1290,7 @@ impl TickMachine {
             let Some(held) = self.held.get_mut(&lease.shard) else {
                 continue;
             };
-            if held.epoch != lease.epoch {
+            if held.lease != lease {
                 continue;
             }
             held.behind = matches!(result, Persisted::Failed | Persisted::Fenced);
@@ -1385,13 +1381,10 @@ impl TickMachine {
             return true;
         }
         let mut leases = Vec::new();
-        for (&shard, held) in &mut self.held {
+        for held in self.held.values_mut() {
             held.behind = true;
             if held.mode != Mode::Suspended {
-                leases.push(ShardLease {
-                    shard,
-                    epoch: held.epoch,
-                });
+                leases.push(held.lease);
             }
         }
         if leases.is_empty() {
@@ -1608,15 +1601,8 @@ impl TickMachine {
 
     /// HA: release (and forget) every held shard `which` accepts.
     fn release(&mut self, which: impl Fn(&Held) -> bool) {
-        let leases: Vec<ShardLease> = self
-            .held
-            .iter()
-            .filter(|(_, held)| which(held))
-            .map(|(&shard, held)| ShardLease {
-                shard,
-                epoch: held.epoch,
-            })
-            .collect();
+        let held = self.held.values().filter(|held| which(held));
+        let leases: Vec<ShardLease> = held.map(|held| held.lease).collect();
         if leases.is_empty() {
             return;
         }
