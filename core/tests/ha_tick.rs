@@ -7,7 +7,7 @@ use std::time::Duration;
 use healthprobe_core::lease::{LeaseView, ShardLease};
 use healthprobe_core::shard::shard_of;
 use healthprobe_core::tick::{
-    Action, MachineConfig, Persisted, ProbeClass, Published, Snapshot, TickMachine,
+    Action, MachineConfig, Persisted, ProbeClass, Published, Snapshot, TickMachine, TickReport,
 };
 use healthprobe_core::{HealthStates, Outgoing, Policy, ProbeResult, RuntimeRecord, Timestamp};
 
@@ -61,6 +61,8 @@ struct Ha {
     load_fails: BTreeSet<u32>,
     /// Events published, with whether their shard's committed snapshot held them then.
     published: Vec<(Outgoing, bool)>,
+    /// The last tick's report.
+    report: TickReport,
     second: i64,
 }
 
@@ -79,6 +81,7 @@ impl Ha {
             publishes: BTreeMap::new(),
             load_fails: BTreeSet::new(),
             published: Vec::new(),
+            report: TickReport::default(),
             second: 1_800_000_000,
         }
     }
@@ -167,6 +170,9 @@ impl Ha {
                 Action::Publish(out) => {
                     seen.push(format!("publish {}", out.event.game_id));
                     let shard = shard_of(&out.event.game_id, SHARDS);
+                    // The fence the driver sends with it: the shard's held lease.
+                    let fence = self.machine.lease_of(&out.event.game_id);
+                    assert_eq!(fence.map(|lease| lease.shard), Some(shard));
                     let committed = self
                         .committed
                         .get(&shard)
@@ -183,7 +189,10 @@ impl Ha {
                     self.machine.handle_synced(now, Ok(()));
                 }
                 Action::Release(leases) => seen.push(format!("release {}", shards(&leases))),
-                Action::TickDone(_) => seen.push("done".to_owned()),
+                Action::TickDone(report) => {
+                    seen.push("done".to_owned());
+                    self.report = report;
+                }
                 Action::Wait { .. } => break,
                 Action::Stop(reason) => {
                     seen.push(format!("stop {reason:?}"));
@@ -246,6 +255,9 @@ fn h1_a_game_is_probed_only_if_its_shard_is_active_at_the_listing() {
         1,
         "suspended: not probed, state kept"
     );
+    let report = &ha.report;
+    assert_eq!((report.shards_active, report.shards_suspended), (1, 1));
+    assert_eq!(report.shards_dropped, 1, "shard 0, lost");
 }
 
 #[test]
@@ -341,6 +353,8 @@ fn h3_a_fenced_write_drops_the_shard_until_it_is_reacquired_and_loaded() {
     ha.writes.insert(2, Persisted::Fenced);
     ha.tick();
     assert_eq!(ha.counted(&games[2]), 0, "its games left memory");
+    assert_eq!((ha.report.fenced_writes, ha.report.shards_dropped), (1, 1));
+    assert_eq!(ha.machine.lease_of(&games[2]), None);
     ha.writes.clear();
     // The lease side still shows the old epoch: nothing of shard 2 again.
     for _ in 0..2 {
@@ -362,6 +376,8 @@ fn h3_a_fenced_write_drops_the_shard_until_it_is_reacquired_and_loaded() {
         2,
         "1 committed before the fence, then 1"
     );
+    assert_eq!(ha.report.shards_loaded, 1);
+    assert_eq!(ha.machine.lease_of(&games[2]), Some(lease(2, 2)));
 }
 
 #[test]
@@ -378,6 +394,7 @@ fn h3_a_fenced_publish_drops_the_shard_and_its_pending_events() {
     assert_eq!(publishes, [&first_of_1, &of_3]);
     assert!(ha.pending_games().is_empty());
     assert_eq!(ha.counted(&game(1, 1)), 0);
+    assert_eq!((ha.report.fenced_publishes, ha.report.published), (1, 1));
     let seen = ha.tick();
     assert!(!touches(&seen, &game(1, 0)) && !touches(&seen, &game(1, 1)));
 }
