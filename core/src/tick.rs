@@ -94,7 +94,7 @@
 //!   (strict D5: a shard is behind from the ask of a write until its answer
 //!   says so). Per shard the outbox stays oldest first.
 //! - **H3** A fenced write or publish drops the shard: its games and pending
-//!   events leave memory, and it is not loaded again under that epoch.
+//!   events leave memory, and it is loaded again only under a newer epoch.
 //! - **H4** Suspended (its validity ran out, not yet lost): no probe,
 //!   publish or write, state kept; the same epoch in a later view resumes
 //!   it (written before anything is published), another epoch or none drops it.
@@ -668,8 +668,9 @@ pub struct TickMachine {
     publishing: usize,
     /// HA: the shards held, by shard.
     held: BTreeMap<u32, Held>,
-    /// HA: leases whose write or publish was fenced, never loaded again (H3).
-    fenced: BTreeSet<ShardLease>,
+    /// HA: per shard, the newest epoch a sink fenced: the shard is loaded
+    /// again only under a newer one (H3).
+    fenced: BTreeMap<u32, u64>,
     /// With a state store: its last write failed, so it may lack events the
     /// outbox holds. Nothing is published until a write succeeds (D5).
     behind: bool,
@@ -718,7 +719,7 @@ impl TickMachine {
             delivered_in_round: 0,
             publishing: 0,
             held: BTreeMap::new(),
-            fenced: BTreeSet::new(),
+            fenced: BTreeMap::new(),
             behind: false,
             journal_len: 0,
             base: JournalBase::Fresh,
@@ -927,9 +928,6 @@ impl TickMachine {
             self.report.shards_dropped += 1;
             self.drop_shard(shard);
         }
-        // A fenced lease is remembered while the view still shows it.
-        self.fenced
-            .retain(|lease| in_view(lease.shard).is_some_and(|(epoch, _)| epoch == lease.epoch));
         if self.phase == Phase::Refresh {
             self.phase = Phase::PersistTick;
             self.advance(now);
@@ -937,7 +935,8 @@ impl TickMachine {
         }
         let new = |leases: &[ShardLease]| -> Vec<ShardLease> {
             let held = |lease: &&ShardLease| {
-                !self.held.contains_key(&lease.shard) && !self.fenced.contains(*lease)
+                let fenced = self.fenced.get(&lease.shard);
+                !self.held.contains_key(&lease.shard) && fenced.is_none_or(|&e| lease.epoch > e)
             };
             leases.iter().filter(held).copied().collect()
         };
@@ -1331,10 +1330,10 @@ impl TickMachine {
         held.is_some_and(|held| held.mode == Mode::Active && !held.behind)
     }
 
-    /// HA: a sink refused `lease`: drop its shard and never load it under
-    /// this epoch again (H3).
+    /// HA: a sink refused `lease`: drop its shard and load it again only
+    /// under a newer epoch (H3).
     fn fence(&mut self, lease: ShardLease) {
-        self.fenced.insert(lease);
+        self.fenced.insert(lease.shard, lease.epoch);
         self.report.shards_dropped += 1;
         self.drop_shard(lease.shard);
     }

@@ -63,6 +63,13 @@ struct Ha {
     published: Vec<(Outgoing, bool)>,
     /// The last tick's report.
     report: TickReport,
+    /// The lease side's view now: the tick's first, then (time having
+    /// passed) its second once the probes are done, asked for or not.
+    shown: LeaseView,
+    /// Leases a sink fenced, or released: nothing of them may follow (H3, H7).
+    gone: BTreeSet<ShardLease>,
+    /// Of those, the released: the lease side forgets them.
+    released: BTreeSet<ShardLease>,
     second: i64,
 }
 
@@ -82,6 +89,9 @@ impl Ha {
             load_fails: BTreeSet::new(),
             published: Vec::new(),
             report: TickReport::default(),
+            shown: LeaseView::default(),
+            gone: BTreeSet::new(),
+            released: BTreeSet::new(),
             second: 1_800_000_000,
         }
     }
@@ -106,15 +116,23 @@ impl Ha {
         let at = Timestamp::from_second(self.second).expect("valid");
         let mut seen = Vec::new();
         self.machine.start_tick(now);
+        self.shown = self.next_view();
+        let mut later = false;
         while let Some(action) = self.machine.poll_action() {
             match action {
                 Action::Lease => {
+                    if seen.iter().any(|a| a == "lease") && !later {
+                        (self.shown, later) = (self.next_view(), true);
+                    }
                     seen.push("lease".to_owned());
-                    let view = self.next_view();
-                    self.machine.handle_lease(now, &view);
+                    self.machine.handle_lease(now, &self.shown);
                 }
                 Action::Load(leases) => {
                     seen.push(format!("load {}", shards(&leases)));
+                    for lease in &leases {
+                        assert!(self.shown.active.contains(lease), "H5: loads what it holds");
+                        assert!(!self.gone.contains(lease), "H3: a fenced lease again");
+                    }
                     let loaded = leases
                         .iter()
                         .map(|lease| {
@@ -141,6 +159,9 @@ impl Ha {
                 Action::Probe(batch) => {
                     for (job, record) in batch.jobs().iter().enumerate() {
                         seen.push(format!("probe {}", record.game_id));
+                        let shard = shard_of(&record.game_id, SHARDS);
+                        let active = self.shown.active.iter().find(|l| l.shard == shard);
+                        assert!(active.is_some_and(|l| !self.gone.contains(l)), "H1");
                         let result = match self.healthy.contains(&record.game_id) {
                             true => ProbeResult::Healthy,
                             false => failure(),
@@ -150,17 +171,29 @@ impl Ha {
                         assert_eq!(self.machine.poll_action(), None, "nothing during probes");
                     }
                     self.machine.handle_probes_done(now);
+                    (self.shown, later) = (self.next_view(), true);
                 }
                 Action::Write(leases) => {
                     seen.push(format!("write {}", shards(&leases)));
+                    for lease in &leases {
+                        let shown = [&self.shown.active, &self.shown.draining];
+                        assert!(shown.iter().any(|l| l.contains(lease)), "H4: {lease:?}");
+                        assert!(!self.gone.contains(lease), "H3, H7: {lease:?}");
+                    }
                     let answers: Vec<(ShardLease, Persisted)> = leases
                         .iter()
                         .map(|lease| {
                             let answer = self.writes.get(&lease.shard).copied();
-                            let answer = answer.unwrap_or(Persisted::Written);
+                            let mut answer = answer.unwrap_or(Persisted::Written);
+                            let snapshot = self.machine.shard_snapshot(lease.shard);
                             if answer == Persisted::Written {
-                                let snapshot = self.machine.shard_snapshot(lease.shard);
+                                if self.committed.get(&lease.shard) == Some(&snapshot) {
+                                    answer = Persisted::Unchanged;
+                                }
                                 self.committed.insert(lease.shard, snapshot);
+                            }
+                            if answer == Persisted::Fenced {
+                                self.gone.insert(*lease);
                             }
                             (*lease, answer)
                         })
@@ -171,16 +204,21 @@ impl Ha {
                     seen.push(format!("publish {}", out.event.game_id));
                     let shard = shard_of(&out.event.game_id, SHARDS);
                     // The fence the driver sends with it: the shard's held lease.
-                    let fence = self.machine.lease_of(&out.event.game_id);
-                    assert_eq!(fence.map(|lease| lease.shard), Some(shard));
+                    let fence = self.machine.lease_of(&out.event.game_id).expect("held");
+                    assert!(self.shown.active.contains(&fence), "H2: only while Active");
+                    assert!(!self.gone.contains(&fence), "H3, H7");
                     let committed = self
                         .committed
                         .get(&shard)
                         .is_some_and(|snapshot| snapshot.pending.contains(&out));
                     let answer = self.publishes.get(&shard).copied();
                     let answer = answer.unwrap_or(Published::Accepted);
+                    assert!(committed, "H2: published before committed: {out:?}");
                     if answer == Published::Accepted {
                         self.published.push((out, committed));
+                    }
+                    if answer == Published::Fenced {
+                        self.gone.insert(fence);
                     }
                     self.machine.handle_published(now, answer);
                 }
@@ -188,7 +226,11 @@ impl Ha {
                     seen.push("sync".to_owned());
                     self.machine.handle_synced(now, Ok(()));
                 }
-                Action::Release(leases) => seen.push(format!("release {}", shards(&leases))),
+                Action::Release(leases) => {
+                    seen.push(format!("release {}", shards(&leases)));
+                    self.gone.extend(leases.iter().copied());
+                    self.released.extend(leases);
+                }
                 Action::TickDone(report) => {
                     seen.push("done".to_owned());
                     self.report = report;
@@ -547,4 +589,131 @@ fn h7_shutdown_releases_every_shard_after_the_last_write() {
     ha.machine.handle_shutdown();
     let seen = ha.tick();
     assert_eq!(seen, ["release 0,1,2,3", "stop Shutdown"]);
+}
+
+/// One tick of a random script: per shard, how the lease side shows it at
+/// the start and at the refresh, and how its load, writes and publishes go;
+/// per game, whether its probe fails.
+#[derive(Debug, Clone)]
+struct Step {
+    /// 0 absent, 1 active, 2 suspended, 3 draining; at the start.
+    start: [u8; SHARDS as usize],
+    /// Re-acquired (epoch + 1) before this tick.
+    bump: [bool; SHARDS as usize],
+    /// Demoted at the refresh: 0 no, 1 suspended, 2 lost.
+    refresh: [u8; SHARDS as usize],
+    writes: [u8; SHARDS as usize],
+    publishes: [u8; SHARDS as usize],
+    load_fails: [bool; SHARDS as usize],
+    failing: [bool; 8],
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    let n = SHARDS as usize;
+    let shards = |max: u8| proptest::collection::vec(0..max, n);
+    (
+        (
+            shards(4),
+            proptest::collection::vec(proptest::bool::weighted(0.15), n),
+        ),
+        (shards(3), shards(8), shards(8)),
+        proptest::collection::vec(proptest::bool::weighted(0.2), n),
+        proptest::collection::vec(any::<bool>(), 8),
+    )
+        .prop_map(
+            |((start, bump), (refresh, writes, publishes), load_fails, failing)| Step {
+                start: start.try_into().expect("n"),
+                bump: bump.try_into().expect("n"),
+                refresh: refresh.try_into().expect("n"),
+                writes: writes.try_into().expect("n"),
+                publishes: publishes.try_into().expect("n"),
+                load_fails: load_fails.try_into().expect("n"),
+                failing: failing.try_into().expect("8"),
+            },
+        )
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+    /// H1–H7 under any sequence of views and answers: the harness asserts
+    /// at every action that nothing is probed, written or published for a
+    /// shard it may not act on, nothing is published before a write holding
+    /// it, and nothing of a fenced or released lease follows; at the end,
+    /// every event the machine still holds is its shard's, held.
+    #[test]
+    fn h1_to_h7_hold_under_random_views_and_answers(
+        threshold in 1u32..4,
+        script in proptest::collection::vec(step(), 1..12),
+        stop in proptest::bool::ANY,
+    ) {
+        let mut ha = Ha::new(threshold, LeaseView::default());
+        ha.games = (0..SHARDS).flat_map(|shard| [game(shard, 0), game(shard, 1)]).collect();
+        let mut epochs = [1u64; SHARDS as usize];
+        for step in script {
+            let mut start = LeaseView::default();
+            let mut refresh = LeaseView::default();
+            for shard in 0..SHARDS {
+                let i = shard as usize;
+                let mut l = lease(shard, epochs[i]);
+                if step.bump[i] || ha.released.contains(&l) {
+                    epochs[i] += 1;
+                    l = lease(shard, epochs[i]);
+                }
+                let list = |view: &mut LeaseView, mode: u8| match mode {
+                    1 => view.active.push(l),
+                    2 => view.suspended.push(l),
+                    3 => view.draining.push(l),
+                    _ => {}
+                };
+                list(&mut start, step.start[i]);
+                let later = match (step.start[i], step.refresh[i]) {
+                    (0, _) | (_, 0) => step.start[i],
+                    (_, 1) => 2,
+                    _ => 0,
+                };
+                list(&mut refresh, later);
+                // Out of 8: 5 written, 2 failed, 1 fenced; 6 accepted, 1 refused, 1 fenced.
+                let write = match step.writes[i] {
+                    0..5 => Persisted::Written,
+                    5..7 => Persisted::Failed,
+                    _ => Persisted::Fenced,
+                };
+                let publish = match step.publishes[i] {
+                    0..6 => Published::Accepted,
+                    6 => Published::Refused,
+                    _ => Published::Fenced,
+                };
+                ha.writes.insert(shard, write);
+                ha.publishes.insert(shard, publish);
+                if step.load_fails[i] {
+                    ha.load_fails.insert(shard);
+                } else {
+                    ha.load_fails.remove(&shard);
+                }
+            }
+            ha.healthy = ha
+                .games
+                .iter()
+                .zip(step.failing)
+                .filter(|(_, failing)| !failing)
+                .map(|(game, _)| game.clone())
+                .collect();
+            ha.show([start, refresh]);
+            ha.tick();
+            for out in ha.machine.pending() {
+                proptest::prop_assert!(ha.machine.lease_of(&out.event.game_id).is_some());
+            }
+            for (game_id, _) in ha.machine.states().games() {
+                proptest::prop_assert!(ha.machine.lease_of(game_id).is_some());
+            }
+        }
+        if stop {
+            ha.machine.handle_shutdown();
+            let seen = ha.tick();
+            proptest::prop_assert!(seen.last().is_some_and(|a| a == "stop Shutdown"));
+            proptest::prop_assert!(ha.machine.states().is_empty(), "everything released");
+        }
+    }
 }
