@@ -9,6 +9,7 @@ use healthprobe_core::Timestamp;
 use healthprobe_core::lease::{LeaseAction, LeaseConfig, LeaseMachine, ShardLease};
 use healthprobe_shell::adapters::pg_leases::{self, HaError, PgLeases};
 use healthprobe_tests::TestPostgres;
+use postgres::Client;
 
 /// The test timings of FAILOVER.md: TTL 3 s, renew 0.5 s, self-fence 2 s.
 fn lease_config(id: &str, shards: u32) -> LeaseConfig {
@@ -22,17 +23,19 @@ fn lease_config(id: &str, shards: u32) -> LeaseConfig {
 struct Instance {
     machine: LeaseMachine,
     leases: PgLeases,
+    client: Client,
     alive: bool,
 }
 
 impl Instance {
     fn new(postgres: &TestPostgres, id: &str, shards: u32) -> Self {
         let config = lease_config(id, shards);
-        let leases = PgLeases::new(postgres.client(), id, config.ttl);
+        let leases = PgLeases::new(id, config.ttl);
         let machine = LeaseMachine::new(config, Duration::ZERO).expect("valid timings");
         Self {
             machine,
             leases,
+            client: postgres.client(),
             alive: true,
         }
     }
@@ -42,12 +45,11 @@ impl Instance {
     }
 }
 
-/// Pin the database's clock on `leases`' connection to `now` after a fixed origin.
-fn pin(leases: &mut PgLeases, now: Duration) {
+/// Pin the database's clock on `client`'s connection to `now` after a fixed origin.
+fn pin(client: &mut Client, now: Duration) {
     let origin = Timestamp::from_second(1_800_000_000).expect("a time");
     let at = origin.checked_add(now).expect("a time");
-    leases
-        .client()
+    client
         .batch_execute(&format!("SET hp.now = '{at}'"))
         .expect("pin hp.now");
 }
@@ -59,15 +61,21 @@ fn drive(instances: &mut [Instance], from: f64, until: f64) {
     while t < until - 1e-9 {
         let now = Duration::from_secs_f64(t);
         for instance in instances.iter_mut().filter(|instance| instance.alive) {
-            pin(&mut instance.leases, now);
+            pin(&mut instance.client, now);
             while let Some(action) = instance.machine.poll_action(now) {
                 match action {
                     LeaseAction::Heartbeat => {
-                        let reply = instance.leases.heartbeat().map_err(|_| ());
+                        let reply = instance
+                            .leases
+                            .heartbeat(&mut instance.client)
+                            .map_err(|_| ());
                         instance.machine.handle_heartbeat(reply);
                     }
                     LeaseAction::Acquire { want } => {
-                        let taken = instance.leases.acquire(want).map_err(|_| ());
+                        let taken = instance
+                            .leases
+                            .acquire(&mut instance.client, want)
+                            .map_err(|_| ());
                         instance.machine.handle_acquired(taken);
                     }
                     LeaseAction::Wait { .. } | LeaseAction::Stop => break,
@@ -75,7 +83,10 @@ fn drive(instances: &mut [Instance], from: f64, until: f64) {
             }
             let draining = instance.machine.view(now).draining;
             if !draining.is_empty() {
-                instance.leases.release(&draining).expect("release");
+                instance
+                    .leases
+                    .release(&mut instance.client, &draining)
+                    .expect("release");
                 instance.machine.handle_released(&draining);
             }
         }
@@ -158,9 +169,10 @@ fn ha_a_paused_owner_self_fences_and_its_late_write_is_refused_by_the_database()
     drive(&mut a, 0.0, 1.0);
     let held = a[0].active(Duration::from_secs(1));
     assert_eq!(held.len(), 2);
-    let written = a[0]
+    let first = &mut a[0];
+    let written = first
         .leases
-        .write(&[(held[0], "snapshot 1".to_owned())])
+        .write(&mut first.client, &[(held[0], "snapshot 1".to_owned())])
         .expect("write");
     assert_eq!(written, vec![held[0].shard]);
     // "a" is paused (SIGSTOP) at 1 s, its last heartbeat sent at 0.5 s: it
@@ -174,9 +186,13 @@ fn ha_a_paused_owner_self_fences_and_its_late_write_is_refused_by_the_database()
     assert_eq!(b[0].active(Duration::from_secs(5)).len(), 2);
     // "a" wakes with a clock that says its lease is still good (its view
     // pinned where it paused): the database refuses its write anyway.
-    pin(&mut a[0].leases, Duration::from_secs(5));
+    pin(&mut a[0].client, Duration::from_secs(5));
     // Refused by the statement's check, or by the guard trigger behind it.
-    match a[0].leases.write(&[(held[0], "stale".to_owned())]) {
+    let first = &mut a[0];
+    match first
+        .leases
+        .write(&mut first.client, &[(held[0], "stale".to_owned())])
+    {
         Ok(written) => assert!(written.is_empty(), "a stale owner wrote {written:?}"),
         Err(err) => assert!(err.to_string().contains("stale write"), "{err}"),
     }

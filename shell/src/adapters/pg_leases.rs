@@ -6,8 +6,16 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use healthprobe_core::lease::{Heartbeat, ShardLease};
+use healthprobe_core::tick::{Persisted, Snapshot};
 use postgres::{Client, GenericClient};
+use tracing::error;
+
+use crate::adapters::PostgresRecords;
+use crate::codec::snapshot::{encode_snapshot_with_journal, parse_snapshot};
+use crate::driver::ports::{LeaseTable, ShardStore};
 
 /// The schema, safe to run again.
 pub const HA_SCHEMA: &str = include_str!("../../sql/ha.sql");
@@ -123,20 +131,12 @@ pub fn status(client: &mut impl GenericClient) -> Result<Vec<ShardRow>, HaError>
         .collect())
 }
 
-/// One instance's connection to the lease table.
+/// One instance's statements on the lease table, each run on the
+/// connection it is given.
+#[derive(Debug, Clone)]
 pub struct PgLeases {
-    client: Client,
     instance_id: String,
     ttl_seconds: f64,
-}
-
-impl std::fmt::Debug for PgLeases {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgLeases")
-            .field("instance_id", &self.instance_id)
-            .field("ttl_seconds", &self.ttl_seconds)
-            .finish_non_exhaustive()
-    }
 }
 
 fn lease(shard: i32, epoch: i64) -> ShardLease {
@@ -159,27 +159,21 @@ fn columns(leases: &[ShardLease]) -> (Vec<i32>, Vec<i64>) {
 }
 
 impl PgLeases {
-    /// Instance `instance_id` on `client`, its leases living `ttl`.
-    pub fn new(client: Client, instance_id: impl Into<String>, ttl: Duration) -> Self {
+    /// Instance `instance_id`, its leases living `ttl`.
+    pub fn new(instance_id: impl Into<String>, ttl: Duration) -> Self {
         Self {
-            client,
             instance_id: instance_id.into(),
             ttl_seconds: ttl.as_secs_f64(),
         }
     }
 
-    /// The connection, for what else runs on it (a test pinning `hp.now`).
-    pub fn client(&mut self) -> &mut Client {
-        &mut self.client
-    }
-
     /// Register as a live member and renew every lease this instance holds
     /// and that has not run out: an expired lease is never renewed (any gap
     /// is a new acquire, epoch + 1). The answer is the database's truth.
-    pub fn heartbeat(&mut self) -> Result<Heartbeat, HaError> {
+    pub fn heartbeat(&self, client: &mut Client) -> Result<Heartbeat, HaError> {
         let id = self.instance_id.as_str();
         let ttl = self.ttl_seconds;
-        let mut tx = self.client.transaction()?;
+        let mut tx = client.transaction()?;
         tx.execute(
             "INSERT INTO hp_member (instance_id, protocol, expires_at)
              VALUES ($1, $2, hp_now() + make_interval(secs => $3))
@@ -221,9 +215,9 @@ impl PgLeases {
     /// Take up to `want` shards whose lease ran out or that are free (this
     /// instance's own expired ones first, then free, then others'), each
     /// under epoch + 1.
-    pub fn acquire(&mut self, want: u32) -> Result<Vec<ShardLease>, HaError> {
+    pub fn acquire(&self, client: &mut Client, want: u32) -> Result<Vec<ShardLease>, HaError> {
         let want = i64::from(want);
-        let rows = self.client.query(
+        let rows = client.query(
             "WITH pick AS (
                SELECT shard_id FROM hp_shard
                 WHERE owner IS NULL OR expires_at <= hp_now()
@@ -245,9 +239,9 @@ impl PgLeases {
 
     /// Give `leases` back (their epochs unchanged; the next acquire bumps
     /// them); the shards released, those this instance still held.
-    pub fn release(&mut self, leases: &[ShardLease]) -> Result<Vec<u32>, HaError> {
+    pub fn release(&self, client: &mut Client, leases: &[ShardLease]) -> Result<Vec<u32>, HaError> {
         let (shards, epochs) = columns(leases);
-        let rows = self.client.query(
+        let rows = client.query(
             "WITH r AS (SELECT s.shard_id FROM hp_shard s
                           JOIN unnest($2::int[], $3::bigint[]) AS x(shard_id, epoch)
                             ON s.shard_id = x.shard_id AND s.epoch = x.epoch
@@ -268,11 +262,15 @@ impl PgLeases {
     /// Write each shard's snapshot under its lease: only where this
     /// instance owns the shard under that epoch and the lease has not run
     /// out by the database's clock. The shards written; any other was fenced.
-    pub fn write(&mut self, snapshots: &[(ShardLease, String)]) -> Result<Vec<u32>, HaError> {
+    pub fn write(
+        &self,
+        client: &mut Client,
+        snapshots: &[(ShardLease, String)],
+    ) -> Result<Vec<u32>, HaError> {
         let leases: Vec<ShardLease> = snapshots.iter().map(|(lease, _)| *lease).collect();
         let (shards, epochs) = columns(&leases);
         let texts: Vec<&str> = snapshots.iter().map(|(_, text)| text.as_str()).collect();
-        let rows = self.client.query(
+        let rows = client.query(
             "WITH w AS (
                SELECT s.shard_id, x.epoch, x.snapshot FROM hp_shard s
                  JOIN unnest($2::int[], $3::bigint[], $4::text[]) AS x(shard_id, epoch, snapshot)
@@ -292,12 +290,160 @@ impl PgLeases {
         Ok(written)
     }
 
+    /// The snapshots of `leases`' shards (`''` when none was written yet),
+    /// read only where this instance owns the shard under that epoch and
+    /// the lease has not run out; a shard missing from the answer is not held.
+    pub fn load(
+        &self,
+        client: &mut Client,
+        leases: &[ShardLease],
+    ) -> Result<Vec<(u32, String)>, HaError> {
+        let (shards, epochs) = columns(leases);
+        let rows = client.query(
+            "SELECT s.shard_id, s.snapshot FROM hp_shard s
+               JOIN unnest($2::int[], $3::bigint[]) AS x(shard_id, epoch)
+                 ON s.shard_id = x.shard_id AND s.epoch = x.epoch
+              WHERE s.owner = $1 AND s.expires_at > hp_now()",
+            &[&self.instance_id, &shards, &epochs],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (
+                    u32::try_from(row.get::<_, i32>(0)).unwrap_or_default(),
+                    row.get(1),
+                )
+            })
+            .collect())
+    }
+
     /// Leave the membership (at shutdown, after the releases).
-    pub fn leave(&mut self) -> Result<(), HaError> {
-        self.client.execute(
+    pub fn leave(&self, client: &mut Client) -> Result<(), HaError> {
+        client.execute(
             "DELETE FROM hp_member WHERE instance_id = $1",
             &[&self.instance_id],
         )?;
         Ok(())
+    }
+}
+
+/// Failover's ports on PostgreSQL: the lease table (for the lease thread)
+/// and the shards' snapshots (for the tick side), each instance of it on
+/// its own connection, every request bounded by the connection's timeout.
+#[derive(Debug)]
+pub struct PgHa {
+    db: PostgresRecords,
+    leases: PgLeases,
+    /// The last snapshot written per lease: an identical one is not rewritten.
+    written: HashMap<ShardLease, String>,
+}
+
+impl PgHa {
+    /// The statements of `leases` on `db`'s connection.
+    pub fn new(db: PostgresRecords, leases: PgLeases) -> Self {
+        Self {
+            db,
+            leases,
+            written: HashMap::new(),
+        }
+    }
+
+    fn request<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&PgLeases, &mut Client) -> Result<T, HaError> + Send + 'static,
+    ) -> Result<T, String> {
+        let leases = self.leases.clone();
+        self.db
+            .request(move |client| work(&leases, client).map_err(|err| err.to_string()))
+    }
+}
+
+impl LeaseTable for PgHa {
+    fn heartbeat(&mut self) -> Result<Heartbeat, String> {
+        self.request(|leases, client| leases.heartbeat(client))
+    }
+
+    fn acquire(&mut self, want: u32) -> Result<Vec<ShardLease>, String> {
+        self.request(move |leases, client| leases.acquire(client, want))
+    }
+
+    fn leave(&mut self) -> Result<(), String> {
+        self.request(|leases, client| leases.leave(client))
+    }
+}
+
+impl ShardStore for PgHa {
+    fn load(
+        &mut self,
+        wanted: &[ShardLease],
+    ) -> Vec<(ShardLease, Result<Option<Snapshot>, String>)> {
+        let asked = wanted.to_vec();
+        let rows = self.request(move |leases, client| leases.load(client, &asked));
+        wanted
+            .iter()
+            .map(|&lease| {
+                let snapshot = match &rows {
+                    Err(reason) => Err(reason.clone()),
+                    Ok(rows) => match rows.iter().find(|(shard, _)| *shard == lease.shard) {
+                        None => Err(format!(
+                            "shard {} is not held under epoch {} (taken by another instance, or its lease ran out)",
+                            lease.shard, lease.epoch
+                        )),
+                        Some((_, text)) if text.is_empty() => Ok(None),
+                        Some((shard, text)) => parse_snapshot(text.as_bytes(), &format!("hp_shard {shard}"))
+                            .map(Some)
+                            .map_err(|err| err.to_string()),
+                    },
+                };
+                (lease, snapshot)
+            })
+            .collect()
+    }
+
+    fn write(&mut self, shards: &[(ShardLease, Snapshot)]) -> Vec<(ShardLease, Persisted)> {
+        let mut answers = Vec::with_capacity(shards.len());
+        let mut texts = Vec::new();
+        for (lease, snapshot) in shards {
+            let mut bytes = Vec::new();
+            encode_snapshot_with_journal(&mut bytes, &snapshot.states, &snapshot.pending, None);
+            let text = String::from_utf8(bytes).expect("JSON is UTF-8");
+            if self.written.get(lease) == Some(&text) {
+                answers.push((*lease, Persisted::Unchanged));
+            } else {
+                texts.push((*lease, text));
+            }
+        }
+        if texts.is_empty() {
+            return answers;
+        }
+        let sent = texts.clone();
+        match self.request(move |leases, client| leases.write(client, &sent)) {
+            Ok(written) => {
+                for (lease, text) in texts {
+                    if written.contains(&lease.shard) {
+                        answers.push((lease, Persisted::Written));
+                        self.written.insert(lease, text);
+                    } else {
+                        answers.push((lease, Persisted::Fenced));
+                        self.written.remove(&lease);
+                    }
+                }
+            }
+            Err(reason) => {
+                error!(%reason, "cannot write the shards' state; their events wait until a write succeeds");
+                for (lease, _) in texts {
+                    answers.push((lease, Persisted::Failed));
+                    self.written.remove(&lease);
+                }
+            }
+        }
+        answers
+    }
+
+    fn release(&mut self, released: &[ShardLease]) -> Result<(), String> {
+        let asked = released.to_vec();
+        self.written.retain(|lease, _| !released.contains(lease));
+        self.request(move |leases, client| leases.release(client, &asked))
+            .map(drop)
     }
 }

@@ -1,0 +1,473 @@
+//! Failover across instances (issue 25), with real processes against a real
+//! PostgreSQL (the lease table) and a real Redis (the fenced stream), under
+//! the test timings of FAILOVER.md: interval 1 s, probe timeout 0.5 s,
+//! TTL 3 s, renew 0.5 s, self-fence 2 s.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use healthprobe_core::RuntimeRecord;
+use healthprobe_tests::{
+    Behaviour, HealthprobeProcess, ScratchDir, TestEngine, TestPostgres, TestRedis,
+    write_records_file,
+};
+
+const STREAM: &str = "probe-events";
+const SHARDS: u32 = 12;
+
+/// The lease table's owners with a running lease, by instance: shard counts.
+fn owners(postgres: &TestPostgres) -> BTreeMap<String, usize> {
+    let rows = postgres
+        .client()
+        .query(
+            "SELECT owner FROM hp_shard WHERE owner IS NOT NULL AND expires_at > now()",
+            &[],
+        )
+        .expect("read the lease table");
+    let mut owners = BTreeMap::new();
+    for row in rows {
+        *owners.entry(row.get::<_, String>(0)).or_default() += 1;
+    }
+    owners
+}
+
+/// Poll every 50 ms until `condition` holds; the time it took, or `None` after `limit`.
+fn until(limit: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Counts per instance, sorted, for `ids`.
+fn spread(postgres: &TestPostgres, ids: &[&str]) -> Vec<usize> {
+    let owners = owners(postgres);
+    let mut counts: Vec<usize> = ids
+        .iter()
+        .map(|id| owners.get(*id).copied().unwrap_or(0))
+        .collect();
+    counts.sort_unstable();
+    counts
+}
+
+struct Cluster {
+    postgres: TestPostgres,
+    redis: TestRedis,
+    dir: ScratchDir,
+    engines: Vec<TestEngine>,
+}
+
+impl Cluster {
+    /// `games` engines (`g00`…), the first `failing` answering 500; the lease table made.
+    fn start(games: usize, failing: usize) -> Self {
+        let postgres = TestPostgres::start_fresh();
+        let redis = TestRedis::start();
+        let dir = ScratchDir::new("ha-failover").expect("a temporary folder");
+        let engines: Vec<TestEngine> = (0..games)
+            .map(|index| {
+                let status = if index < failing { 500 } else { 200 };
+                TestEngine::start(Behaviour::Status(status)).expect("an engine")
+            })
+            .collect();
+        let records: Vec<RuntimeRecord> = engines
+            .iter()
+            .enumerate()
+            .map(|(index, engine)| {
+                RuntimeRecord::running(format!("g{index:02}"), format!("c{index:02}"), engine.url())
+            })
+            .collect();
+        write_records_file(&dir.join("records.json"), &records).expect("write the records");
+        let cluster = Self {
+            postgres,
+            redis,
+            dir,
+            engines,
+        };
+        let init = cluster.ha_command(&["init", "--shards", &SHARDS.to_string()]);
+        assert_eq!(init.0, Some(0), "ha init: {}", init.2);
+        cluster
+    }
+
+    /// `healthprobe ha ARGS --ha URL`: exit code, stdout, stderr.
+    fn ha_command(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let mut command = HealthprobeProcess::command();
+        command
+            .arg("ha")
+            .args(args)
+            .args(["--ha", &self.postgres.url()]);
+        let output = command.output().expect("run healthprobe ha");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn instance(&self, id: &str, extra: &[&str]) -> HealthprobeProcess {
+        let records = self.dir.join("records.json");
+        let mut args = vec![
+            "run",
+            "--records",
+            records.to_str().expect("UTF-8"),
+            "--interval",
+            "1s",
+            "--probe-timeout",
+            "500ms",
+            "--failures-threshold",
+            "3",
+            "--recovery-threshold",
+            "2",
+            "--lease-ttl",
+            "3s",
+            "--lease-renew",
+            "500ms",
+            "--lease-self-fence",
+            "2s",
+            "--instance-id",
+            id,
+        ];
+        args.extend_from_slice(extra);
+        let events = self.redis.url(STREAM);
+        let ha = self.postgres.url();
+        let mut command = HealthprobeProcess::command();
+        command.args(&args).args(["--events", &events, "--ha", &ha]);
+        HealthprobeProcess::spawn_command(command).expect("start an instance")
+    }
+
+    /// The stream's entries: (event_id, game_id, event_type, shard, epoch).
+    fn stream(&self) -> Vec<(String, String, String, u32, u64)> {
+        self.redis
+            .entries(STREAM)
+            .iter()
+            .map(|entry| {
+                let field = |name: &str| entry.get(name).unwrap_or_default().to_owned();
+                (
+                    field("event_id"),
+                    field("game_id"),
+                    field("event_type"),
+                    field("shard").parse().expect("a shard field"),
+                    field("epoch").parse().expect("an epoch field"),
+                )
+            })
+            .collect()
+    }
+
+    /// Every failing game has its `probe_failed` in the stream.
+    fn all_failed(&self, failing: usize) -> bool {
+        let failed: HashSet<String> = self
+            .stream()
+            .into_iter()
+            .filter(|entry| entry.2 == "probe_failed")
+            .map(|entry| entry.1)
+            .collect();
+        failed.len() == failing
+    }
+
+    /// The stream holds each event id once, and per shard no entry under
+    /// an epoch lower than one already in the stream (no stale publish).
+    fn assert_stream_clean(&self) {
+        let entries = self.stream();
+        let mut ids = HashSet::new();
+        let mut highest: HashMap<u32, u64> = HashMap::new();
+        for (id, game, kind, shard, epoch) in &entries {
+            assert!(
+                ids.insert(id.clone()),
+                "event {id} twice in the stream: {entries:?}"
+            );
+            let seen = highest.entry(*shard).or_default();
+            assert!(
+                *epoch >= *seen,
+                "{kind} of {game} under epoch {epoch} after epoch {seen} of shard {shard}: a stale publish"
+            );
+            *seen = (*seen).max(*epoch);
+        }
+    }
+}
+
+#[test]
+fn ha_cli_init_is_idempotent_status_shows_every_shard_and_bad_combinations_exit_2() {
+    let cluster = Cluster::start(1, 0);
+    let again = cluster.ha_command(&["init", "--shards", "12"]);
+    assert_eq!(again.0, Some(0), "{}", again.2);
+    let other = cluster.ha_command(&["init", "--shards", "8"]);
+    assert_eq!(other.0, Some(2), "{}", other.2);
+    assert!(
+        other.2.contains("the lease table has 12 shards, not 8"),
+        "{}",
+        other.2
+    );
+    let (code, stdout, stderr) = cluster.ha_command(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 12);
+    for (index, row) in rows.iter().enumerate() {
+        assert_eq!(row["shard"], index);
+        assert_eq!(row["owner"], serde_json::Value::Null);
+        assert_eq!(row["epoch"], 0);
+    }
+    let (code, table, _) = cluster.ha_command(&["status"]);
+    assert_eq!(code, Some(0));
+    assert!(table.starts_with("SHARD"), "{table}");
+    assert_eq!(table.lines().count(), 13, "{table}");
+
+    let records = cluster.dir.join("records.json");
+    let records = records.to_str().expect("UTF-8");
+    let ha = cluster.postgres.url();
+    let redis = cluster.redis.url(STREAM);
+    let state = cluster.dir.join("state.json");
+    let refused: [(&[&str], &str); 4] = [
+        (
+            &[
+                "--events",
+                &redis,
+                "--state",
+                state.to_str().expect("UTF-8"),
+            ],
+            "--state",
+        ),
+        (&["--events", &redis, "--shard", "0/2"], "--shard"),
+        (&["--events", "-"], "--events redis://"),
+        (
+            &["--events", &redis, "--lease-ttl", "2s"],
+            "ttl > self-fence",
+        ),
+    ];
+    for (extra, named) in refused {
+        let mut command = HealthprobeProcess::command();
+        command
+            .args(["run", "--records", records, "--ticks", "1", "--ha", &ha])
+            .args(extra);
+        let output = command.output().expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(named), "{extra:?}: {stderr}");
+    }
+    assert!(
+        owners(&cluster.postgres).is_empty(),
+        "a refused run took no lease"
+    );
+}
+
+#[test]
+fn ha_three_instances_spread_12_shards_4_4_4_then_a_kill_9_leaves_6_6_and_nothing_twice() {
+    let failing = 6;
+    let cluster = Cluster::start(24, failing);
+    let a = cluster.instance("a", &[]);
+    let b = cluster.instance("b", &[]);
+    let c = cluster.instance("c", &[]);
+    let ids = ["a", "b", "c"];
+    let converged = until(Duration::from_secs(15), || {
+        spread(&cluster.postgres, &ids) == [4, 4, 4]
+    });
+    assert!(
+        converged.is_some(),
+        "never 4/4/4: {:?}\n{}",
+        owners(&cluster.postgres),
+        b.stderr()
+    );
+    assert!(
+        until(Duration::from_secs(15), || cluster.all_failed(failing)).is_some(),
+        "not every failing game's probe_failed reached the stream: {:?}",
+        cluster.stream()
+    );
+    let before = cluster.stream().len();
+    b.kill().expect("kill -9 b");
+    // TTL + renew + 1 s (a margin of one more renew for this poll).
+    let moved = until(Duration::from_secs(10), || {
+        spread(&cluster.postgres, &["a", "c"]) == [6, 6]
+    });
+    let moved = moved.expect("the survivors never held 6/6");
+    assert!(
+        moved <= Duration::from_millis(4500 + 500),
+        "took {moved:?} to move b's shards (TTL + renew + 1 s = 4.5 s)"
+    );
+    // Every game probed again: the failing games stay failed, none recovers
+    // or fails again (the counters moved with the shards), for 3 more ticks.
+    std::thread::sleep(Duration::from_secs(3));
+    let after = cluster.stream();
+    assert_eq!(
+        after.len(),
+        before,
+        "events after the takeover although no engine changed: {:?}",
+        &after[before..]
+    );
+    // A failing game of b's heals: its probe_recovered comes once, from its new owner.
+    cluster.engines[0].set(Behaviour::Status(200));
+    assert!(
+        until(Duration::from_secs(8), || {
+            cluster
+                .stream()
+                .iter()
+                .any(|entry| entry.1 == "g00" && entry.2 == "probe_recovered")
+        })
+        .is_some(),
+        "g00 never recovered"
+    );
+    cluster.assert_stream_clean();
+    a.terminate().expect("SIGTERM a");
+    c.terminate().expect("SIGTERM c");
+    let finished = a.wait(Duration::from_secs(5)).expect("a exits");
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let finished = c.wait(Duration::from_secs(5)).expect("c exits");
+    assert!(finished.status.success(), "{}", finished.stderr);
+    assert!(
+        owners(&cluster.postgres).is_empty(),
+        "shards left held after SIGTERM"
+    );
+}
+
+#[test]
+fn ha_sigterm_hands_every_shard_over_within_the_probe_timeout_plus_1s() {
+    let cluster = Cluster::start(8, 2);
+    let a = cluster.instance("a", &[]);
+    let b = cluster.instance("b", &[]);
+    assert!(
+        until(Duration::from_secs(15), || spread(
+            &cluster.postgres,
+            &["a", "b"]
+        ) == [6, 6])
+        .is_some(),
+        "never 6/6: {:?}",
+        owners(&cluster.postgres)
+    );
+    assert!(until(Duration::from_secs(15), || cluster.all_failed(2)).is_some());
+    b.terminate().expect("SIGTERM b");
+    let moved = until(Duration::from_secs(10), || {
+        owners(&cluster.postgres) == BTreeMap::from([("a".to_owned(), 12)])
+    })
+    .expect("a never held every shard");
+    assert!(
+        moved <= Duration::from_millis(1500),
+        "took {moved:?} after SIGTERM (probe timeout + 1 s = 1.5 s)"
+    );
+    let finished = b.wait(Duration::from_secs(5)).expect("b exits");
+    assert!(finished.status.success(), "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("shards released"),
+        "{}",
+        finished.stderr
+    );
+    cluster.assert_stream_clean();
+    drop(a);
+}
+
+/// Records every snapshot write the database accepts, with its writer.
+const AUDIT: &str = "
+CREATE TABLE hp_audit (shard_id int, owner text, written_epoch bigint, at timestamptz DEFAULT clock_timestamp());
+CREATE FUNCTION hp_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.snapshot IS DISTINCT FROM OLD.snapshot OR NEW.written_epoch <> OLD.written_epoch THEN
+    INSERT INTO hp_audit (shard_id, owner, written_epoch) VALUES (NEW.shard_id, NEW.owner, NEW.written_epoch);
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER hp_audit AFTER UPDATE ON hp_shard FOR EACH ROW EXECUTE FUNCTION hp_audit();
+";
+
+#[test]
+fn ha_an_owner_sigstopped_past_its_lease_writes_and_publishes_nothing_once_resumed() {
+    let failing = 4;
+    let cluster = Cluster::start(16, failing);
+    cluster.postgres.execute(AUDIT);
+    let a = cluster.instance("a", &[]);
+    let b = cluster.instance("b", &[]);
+    assert!(
+        until(Duration::from_secs(15), || spread(
+            &cluster.postgres,
+            &["a", "b"]
+        ) == [6, 6])
+        .is_some(),
+        "never 6/6: {:?}",
+        owners(&cluster.postgres)
+    );
+    assert!(until(Duration::from_secs(15), || cluster.all_failed(failing)).is_some());
+    // b's leases when it stops: any write under one of them after the
+    // takeover is a stale owner's (b may take shards again once resumed,
+    // under new epochs).
+    let held_by_b: Vec<(i32, i64)> = cluster
+        .postgres
+        .client()
+        .query(
+            "SELECT shard_id, epoch FROM hp_shard WHERE owner = 'b'",
+            &[],
+        )
+        .expect("b's leases")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(held_by_b.len(), 6);
+    signal(b.id(), "STOP");
+    // a takes b's shards once their leases run out.
+    let taken = until(Duration::from_secs(10), || {
+        owners(&cluster.postgres) == BTreeMap::from([("a".to_owned(), 12)])
+    });
+    assert!(taken.is_some(), "a never took b's shards");
+    let takeover: f64 = cluster
+        .postgres
+        .client()
+        .query_one("SELECT extract(epoch FROM now())::float8", &[])
+        .expect("now")
+        .get(0);
+    // Every engine changes while b sleeps: b wakes up with a tick's worth
+    // of outcomes to fold, write and publish, all of them stale.
+    for engine in &cluster.engines {
+        engine.set(Behaviour::Status(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    signal(b.id(), "CONT");
+    std::thread::sleep(Duration::from_secs(4));
+    let (shards, epochs): (Vec<i32>, Vec<i64>) = held_by_b.into_iter().unzip();
+    let stale: i64 = cluster
+        .postgres
+        .client()
+        .query_one(
+            "SELECT count(*) FROM hp_audit a JOIN unnest($2::int[], $3::bigint[]) AS old(shard_id, epoch)
+                ON a.shard_id = old.shard_id AND a.written_epoch = old.epoch
+             WHERE extract(epoch FROM a.at)::float8 > $1",
+            &[&takeover, &shards, &epochs],
+        )
+        .expect("read the audit")
+        .get(0);
+    assert_eq!(
+        stale, 0,
+        "writes under b's old leases accepted after the takeover"
+    );
+    let written_by_b: i64 = cluster
+        .postgres
+        .client()
+        .query_one("SELECT count(*) FROM hp_audit WHERE owner = 'b'", &[])
+        .expect("read the audit")
+        .get(0);
+    assert!(
+        written_by_b > 0,
+        "the audit saw none of b's writes: it checks nothing"
+    );
+    cluster.assert_stream_clean();
+    let recovered = cluster
+        .stream()
+        .iter()
+        .filter(|entry| entry.2 == "probe_recovered")
+        .count();
+    assert_eq!(
+        recovered,
+        failing,
+        "each failing game recovers once: {:?}",
+        cluster.stream()
+    );
+    drop((a, b));
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
