@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use healthprobe_core::RuntimeRecord;
 use healthprobe_tests::{
-    Behaviour, HealthprobeProcess, ScratchDir, TestEngine, TestPostgres, TestRedis,
+    Behaviour, HealthprobeProcess, ScratchDir, TcpRelay, TestEngine, TestPostgres, TestRedis,
     write_records_file,
 };
 
@@ -108,6 +108,11 @@ impl Cluster {
     }
 
     fn instance(&self, id: &str, extra: &[&str]) -> HealthprobeProcess {
+        self.instance_via(id, &self.postgres.url(), extra)
+    }
+
+    /// An instance that reaches the lease table at `ha` (a relay).
+    fn instance_via(&self, id: &str, ha: &str, extra: &[&str]) -> HealthprobeProcess {
         let records = self.dir.join("records.json");
         let mut args = vec![
             "run",
@@ -132,9 +137,8 @@ impl Cluster {
         ];
         args.extend_from_slice(extra);
         let events = self.redis.url(STREAM);
-        let ha = self.postgres.url();
         let mut command = HealthprobeProcess::command();
-        command.args(&args).args(["--events", &events, "--ha", &ha]);
+        command.args(&args).args(["--events", &events, "--ha", ha]);
         HealthprobeProcess::spawn_command(command).expect("start an instance")
     }
 
@@ -165,6 +169,27 @@ impl Cluster {
             .map(|entry| entry.1)
             .collect();
         failed.len() == failing
+    }
+
+    /// Each shard's epoch.
+    fn epochs(&self) -> BTreeMap<i32, i64> {
+        let rows = self
+            .postgres
+            .client()
+            .query("SELECT shard_id, epoch FROM hp_shard", &[])
+            .expect("read the lease table");
+        rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+    }
+
+    /// The games with a `probe_failed` in the stream, with how many each.
+    fn failed_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for entry in self.stream() {
+            if entry.2 == "probe_failed" {
+                *counts.entry(entry.1).or_default() += 1;
+            }
+        }
+        counts
     }
 
     /// The stream holds each event id once, and per shard no entry under
@@ -360,11 +385,12 @@ fn ha_sigterm_hands_every_shard_over_within_the_probe_timeout_plus_1s() {
 
 /// Records every snapshot write the database accepts, with its writer.
 const AUDIT: &str = "
-CREATE TABLE hp_audit (shard_id int, owner text, written_epoch bigint, at timestamptz DEFAULT clock_timestamp());
+CREATE TABLE hp_audit (shard_id int, owner text, written_epoch bigint, snapshot text, at timestamptz DEFAULT clock_timestamp());
 CREATE FUNCTION hp_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF NEW.snapshot IS DISTINCT FROM OLD.snapshot OR NEW.written_epoch <> OLD.written_epoch THEN
-    INSERT INTO hp_audit (shard_id, owner, written_epoch) VALUES (NEW.shard_id, NEW.owner, NEW.written_epoch);
+    INSERT INTO hp_audit (shard_id, owner, written_epoch, snapshot)
+         VALUES (NEW.shard_id, NEW.owner, NEW.written_epoch, NEW.snapshot);
   END IF;
   RETURN NEW;
 END $$;
@@ -462,6 +488,350 @@ fn ha_an_owner_sigstopped_past_its_lease_writes_and_publishes_nothing_once_resum
         cluster.stream()
     );
     drop((a, b));
+}
+
+#[test]
+fn ha_postgres_down_shorter_than_the_lease_moves_nothing_and_a_longer_outage_keeps_every_counter() {
+    let mut cluster = Cluster::start(12, 3);
+    let a = cluster.instance("a", &[]);
+    let b = cluster.instance("b", &[]);
+    let ids = ["a", "b"];
+    assert!(
+        until(Duration::from_secs(15), || spread(&cluster.postgres, &ids)
+            == [6, 6])
+        .is_some(),
+        "never 6/6"
+    );
+    assert!(until(Duration::from_secs(15), || cluster.all_failed(3)).is_some());
+    let before = cluster.epochs();
+    // Down for 1.5 s, less than TTL - renew: the same epochs afterwards.
+    cluster.postgres.stop();
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.postgres.start();
+    assert!(
+        until(Duration::from_secs(10), || spread(&cluster.postgres, &ids)
+            == [6, 6])
+        .is_some(),
+        "not 6/6 again after a short outage: {:?}",
+        owners(&cluster.postgres)
+    );
+    assert_eq!(cluster.epochs(), before, "a short outage changed owners");
+    // Two more games start failing, then the database is down for 5 s
+    // (past every lease): each shard is taken again under a new epoch and
+    // its counters are loaded, so each failing game's probe_failed comes
+    // once, the old ones never again.
+    cluster.engines[3].set(Behaviour::Status(500));
+    cluster.engines[4].set(Behaviour::Status(500));
+    std::thread::sleep(Duration::from_millis(1200));
+    cluster.postgres.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    cluster.postgres.start();
+    assert!(
+        until(Duration::from_secs(15), || spread(&cluster.postgres, &ids)
+            == [6, 6])
+        .is_some(),
+        "not 6/6 again after a long outage: {:?}",
+        owners(&cluster.postgres)
+    );
+    let after = cluster.epochs();
+    assert!(
+        before.iter().all(|(shard, epoch)| after[shard] > *epoch),
+        "every lease ran out, so every shard is under a new epoch: {before:?} -> {after:?}"
+    );
+    assert!(
+        until(Duration::from_secs(10), || cluster.all_failed(5)).is_some(),
+        "{:?}",
+        cluster.stream()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        cluster.failed_counts().values().all(|count| *count == 1),
+        "a probe_failed repeated: {:?}",
+        cluster.stream()
+    );
+    cluster.assert_stream_clean();
+    drop((a, b));
+}
+
+#[test]
+fn ha_an_instance_cut_off_from_postgres_self_fences_and_its_late_statements_are_refused() {
+    let cluster = Cluster::start(12, 2);
+    cluster.postgres.execute(AUDIT);
+    let relay = TcpRelay::start(([127, 0, 0, 1], cluster.postgres.port()).into());
+    let via_relay = format!("postgres://postgres@{}/postgres", relay.addr());
+    let a = cluster.instance_via("a", &via_relay, &[]);
+    let b = cluster.instance("b", &[]);
+    assert!(
+        until(Duration::from_secs(15), || spread(
+            &cluster.postgres,
+            &["a", "b"]
+        ) == [6, 6])
+        .is_some(),
+        "never 6/6"
+    );
+    assert!(until(Duration::from_secs(15), || cluster.all_failed(2)).is_some());
+    let held_by_a: Vec<(i32, i64)> = cluster
+        .postgres
+        .client()
+        .query(
+            "SELECT shard_id, epoch FROM hp_shard WHERE owner = 'a'",
+            &[],
+        )
+        .expect("a's leases")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    relay.cut();
+    // Every game changes while a is cut off.
+    for engine in &cluster.engines {
+        engine.set(Behaviour::Status(500));
+    }
+    let taken = until(Duration::from_secs(10), || {
+        owners(&cluster.postgres) == BTreeMap::from([("b".to_owned(), 12)])
+    })
+    .expect("b never took a's shards");
+    assert!(taken <= Duration::from_millis(5000), "took {taken:?}");
+    let takeover: f64 = cluster
+        .postgres
+        .client()
+        .query_one("SELECT extract(epoch FROM now())::float8", &[])
+        .expect("now")
+        .get(0);
+    std::thread::sleep(Duration::from_secs(2));
+    relay.heal();
+    assert!(
+        until(Duration::from_secs(15), || spread(
+            &cluster.postgres,
+            &["a", "b"]
+        ) == [6, 6])
+        .is_some(),
+        "not 6/6 again once healed: {:?}",
+        owners(&cluster.postgres)
+    );
+    let (shards, epochs): (Vec<i32>, Vec<i64>) = held_by_a.into_iter().unzip();
+    let stale: i64 = cluster
+        .postgres
+        .client()
+        .query_one(
+            "SELECT count(*) FROM hp_audit a JOIN unnest($2::int[], $3::bigint[]) AS old(shard_id, epoch)
+                ON a.shard_id = old.shard_id AND a.written_epoch = old.epoch
+             WHERE extract(epoch FROM a.at)::float8 > $1",
+            &[&takeover, &shards, &epochs],
+        )
+        .expect("read the audit")
+        .get(0);
+    assert_eq!(
+        stale, 0,
+        "writes under a's old leases accepted after the takeover"
+    );
+    assert!(until(Duration::from_secs(10), || cluster.all_failed(12)).is_some());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        cluster.failed_counts().values().all(|count| *count == 1),
+        "a probe_failed repeated: {:?}",
+        cluster.stream()
+    );
+    cluster.assert_stream_clean();
+    drop((a, b));
+}
+
+/// A small seeded generator (SplitMix64): the chaos is replayable from its seed.
+struct Chaos(u64);
+
+impl Chaos {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        usize::try_from((z ^ (z >> 31)) % below as u64).expect("small")
+    }
+}
+
+/// Kills, pauses past the lease, SIGTERMs, PostgreSQL restarts and one
+/// instance cut off from PostgreSQL, while engines flip, for
+/// `HEALTHPROBE_HA_CHAOS_SECONDS` (default 40) from `HEALTHPROBE_HA_CHAOS_SEED`.
+/// Then, once quiet: every event ever committed in a shard row is in the
+/// stream, none twice, each game's events alternate from `probe_failed`,
+/// no publish under an epoch older than one already in the stream, the
+/// last event of each game matches its engine, and the shards are balanced.
+#[test]
+fn ha_chaos_loses_nothing_committed_duplicates_nothing_and_keeps_each_games_order() {
+    let seconds: u64 = std::env::var("HEALTHPROBE_HA_CHAOS_SECONDS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(40);
+    let seed: u64 = std::env::var("HEALTHPROBE_HA_CHAOS_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(20_261_208);
+    eprintln!(
+        "chaos: seed {seed}, {seconds} s (HEALTHPROBE_HA_CHAOS_SEED, HEALTHPROBE_HA_CHAOS_SECONDS)"
+    );
+    let mut chaos = Chaos(seed);
+    let games = 24;
+    let mut cluster = Cluster::start(games, 0);
+    cluster.postgres.execute(AUDIT);
+    let relay = TcpRelay::start(([127, 0, 0, 1], cluster.postgres.port()).into());
+    let via_relay = format!("postgres://postgres@{}/postgres", relay.addr());
+    let mut failing = vec![false; games];
+    let mut next_id = 0;
+    let mut start = |cluster: &Cluster, relayed: bool| {
+        next_id += 1;
+        let id = format!("i{next_id}");
+        let ha = if relayed {
+            via_relay.clone()
+        } else {
+            cluster.postgres.url()
+        };
+        (id.clone(), relayed, cluster.instance_via(&id, &ha, &[]))
+    };
+    let mut live = vec![
+        start(&cluster, true),
+        start(&cluster, false),
+        start(&cluster, false),
+    ];
+    let began = Instant::now();
+    let mut log = Vec::new();
+    while began.elapsed() < Duration::from_secs(seconds) {
+        for _ in 0..3 {
+            let game = chaos.next(games);
+            failing[game] = !failing[game];
+            let status = if failing[game] { 500 } else { 200 };
+            cluster.engines[game].set(Behaviour::Status(status));
+        }
+        let victim = chaos.next(live.len());
+        match chaos.next(6) {
+            0 => {
+                let (id, relayed, process) = live.swap_remove(victim);
+                process.kill().expect("kill -9");
+                log.push(format!("kill -9 {id}"));
+                live.push(start(&cluster, relayed));
+            }
+            1 => {
+                let (id, relayed, process) = live.swap_remove(victim);
+                // Its handler is installed once it started (before, SIGTERM kills, as for any process).
+                let started = process.wait_for_stderr(Duration::from_secs(20), |text| {
+                    text.contains("health probe worker started")
+                });
+                assert!(started, "{id} never started: {}", process.stderr());
+                process.terminate().expect("SIGTERM");
+                let finished = process
+                    .wait(Duration::from_secs(10))
+                    .expect("exits after SIGTERM");
+                assert!(finished.status.success(), "{id}: {}", finished.stderr);
+                log.push(format!("SIGTERM {id}"));
+                live.push(start(&cluster, relayed));
+            }
+            2 => {
+                let pid = live[victim].2.id();
+                signal(pid, "STOP");
+                std::thread::sleep(Duration::from_secs(4));
+                signal(pid, "CONT");
+                log.push(format!("SIGSTOP 4 s {}", live[victim].0));
+            }
+            3 => {
+                let down = 1 + chaos.next(4);
+                cluster.postgres.stop();
+                std::thread::sleep(Duration::from_secs(down as u64));
+                cluster.postgres.start();
+                log.push(format!("PostgreSQL down {down} s"));
+            }
+            4 => {
+                relay.cut();
+                std::thread::sleep(Duration::from_secs(4));
+                relay.heal();
+                log.push("relayed instance cut off 4 s".to_owned());
+            }
+            _ => log.push("quiet".to_owned()),
+        }
+        std::thread::sleep(Duration::from_millis(1000 + 500 * chaos.next(4) as u64));
+    }
+    eprintln!("chaos: {}", log.join("; "));
+    // Quiet: every committed event delivered, each game's last event its engine's state.
+    let committed = |cluster: &Cluster| -> HashSet<String> {
+        let rows = cluster
+            .postgres
+            .client()
+            .query("SELECT snapshot FROM hp_audit WHERE snapshot <> ''", &[])
+            .expect("read the audit");
+        let mut ids = HashSet::new();
+        for row in rows {
+            let snapshot: serde_json::Value =
+                serde_json::from_str(row.get(0)).expect("a snapshot is JSON");
+            for pending in snapshot["pending"].as_array().expect("pending events") {
+                ids.insert(pending["id"].as_str().expect("an id").to_owned());
+            }
+        }
+        ids
+    };
+    let settled = until(Duration::from_secs(40), || {
+        let stream = cluster.stream();
+        let mut last: HashMap<&str, &str> = HashMap::new();
+        for entry in &stream {
+            last.insert(&entry.1, &entry.2);
+        }
+        let states_match = (0..games).all(|game| {
+            let expected = if failing[game] {
+                Some("probe_failed")
+            } else {
+                None
+            };
+            let seen = last.get(format!("g{game:02}").as_str()).copied();
+            match expected {
+                Some(kind) => seen == Some(kind),
+                None => seen.is_none_or(|kind| kind == "probe_recovered"),
+            }
+        });
+        let delivered: HashSet<String> = stream.iter().map(|entry| entry.0.clone()).collect();
+        states_match && committed(&cluster).is_subset(&delivered)
+    });
+    let ids: Vec<&str> = live.iter().map(|(id, ..)| id.as_str()).collect();
+    let balanced = until(Duration::from_secs(20), || {
+        let counts = spread(&cluster.postgres, &ids);
+        counts.iter().sum::<usize>() == SHARDS as usize && counts[counts.len() - 1] - counts[0] <= 1
+    });
+    let stream = cluster.stream();
+    let delivered: HashSet<String> = stream.iter().map(|entry| entry.0.clone()).collect();
+    let missing: Vec<String> = committed(&cluster)
+        .difference(&delivered)
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "seed {seed}: committed events never published: {missing:?}\n{log:?}"
+    );
+    assert!(
+        settled.is_some(),
+        "seed {seed}: the stream never matched the engines: {stream:?}\n{log:?}"
+    );
+    cluster.assert_stream_clean();
+    let mut next: HashMap<&str, &str> = HashMap::new();
+    for (id, game, kind, ..) in &stream {
+        let expected = next.get(game.as_str()).copied().unwrap_or("probe_failed");
+        assert_eq!(
+            kind, expected,
+            "seed {seed}: {game}'s events out of order at {id}: {stream:?}"
+        );
+        next.insert(
+            game,
+            if kind == "probe_failed" {
+                "probe_recovered"
+            } else {
+                "probe_failed"
+            },
+        );
+    }
+    assert!(
+        balanced.is_some(),
+        "seed {seed}: not balanced: {:?}",
+        owners(&cluster.postgres)
+    );
+    eprintln!(
+        "chaos: {} events in the stream, {} committed",
+        stream.len(),
+        committed(&cluster).len()
+    );
 }
 
 fn signal(pid: u32, name: &str) {
