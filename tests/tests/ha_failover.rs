@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use healthprobe_core::RuntimeRecord;
+use healthprobe_core::shard::shard_of;
 use healthprobe_tests::{
     Behaviour, HealthprobeProcess, ScratchDir, TcpRelay, TestEngine, TestPostgres, TestRedis,
     write_records_file,
@@ -346,6 +347,90 @@ fn ha_three_instances_spread_12_shards_4_4_4_then_a_kill_9_leaves_6_6_and_nothin
         owners(&cluster.postgres).is_empty(),
         "shards left held after SIGTERM"
     );
+}
+
+/// Game `game`'s consecutive failures in each snapshot of its shard written
+/// under `epoch`, in write order.
+fn counts_written(cluster: &Cluster, game: &str, epoch: i64) -> Vec<u64> {
+    let shard = i32::try_from(shard_of(game, SHARDS)).expect("small");
+    let rows = cluster
+        .postgres
+        .client()
+        .query(
+            "SELECT snapshot FROM hp_audit WHERE shard_id = $1 AND written_epoch = $2 ORDER BY at",
+            &[&shard, &epoch],
+        )
+        .expect("read the audit");
+    rows.iter()
+        .map(|row| {
+            let snapshot: serde_json::Value =
+                serde_json::from_str(row.get(0)).expect("a snapshot is JSON");
+            snapshot["states"]["games"][game]["consecutive_failures"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+#[test]
+fn ha_a_games_failure_count_continues_across_owners_after_a_kill_9() {
+    let cluster = Cluster::start(12, 0);
+    cluster.postgres.execute(AUDIT);
+    let a = cluster.instance("a", &[]);
+    let b = cluster.instance("b", &[]);
+    assert!(
+        until(Duration::from_secs(15), || spread(
+            &cluster.postgres,
+            &["a", "b"]
+        ) == [6, 6])
+        .is_some(),
+        "never 6/6"
+    );
+    // A game of b's starts failing; b is killed once its row counts 2
+    // failures (failures_threshold 3).
+    let shard = i32::try_from(shard_of("g00", SHARDS)).expect("small");
+    let owner: String = cluster
+        .postgres
+        .client()
+        .query_one("SELECT owner FROM hp_shard WHERE shard_id = $1", &[&shard])
+        .expect("g00's shard")
+        .get(0);
+    let (victim, survivor) = if owner == "a" { (a, b) } else { (b, a) };
+    let old_epoch = cluster.epochs()[&shard];
+    cluster.engines[0].set(Behaviour::Status(500));
+    assert!(
+        until(Duration::from_secs(10), || {
+            counts_written(&cluster, "g00", old_epoch).last() == Some(&2)
+        })
+        .is_some(),
+        "g00 never counted 2 failures"
+    );
+    victim.kill().expect("kill -9");
+    assert!(
+        until(Duration::from_secs(10), || cluster.epochs()[&shard]
+            > old_epoch)
+        .is_some(),
+        "g00's shard never taken over"
+    );
+    let new_epoch = cluster.epochs()[&shard];
+    assert!(
+        until(Duration::from_secs(10), || cluster.all_failed(1)).is_some(),
+        "g00's probe_failed never came"
+    );
+    let before = counts_written(&cluster, "g00", old_epoch);
+    let after = counts_written(&cluster, "g00", new_epoch);
+    let last_before = *before.last().expect("written before");
+    // g00 keeps failing: its count never goes back, and goes on by one.
+    assert!(
+        !after.is_empty() && after.iter().all(|count| *count >= last_before),
+        "the new owner counts on from the old owner's row ({last_before}): {before:?} then {after:?}"
+    );
+    assert!(
+        after.contains(&(last_before + 1)),
+        "{before:?} then {after:?}"
+    );
+    assert_eq!(cluster.failed_counts().get("g00"), Some(&1));
+    drop(survivor);
 }
 
 #[test]
