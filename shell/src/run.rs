@@ -474,6 +474,14 @@ pub fn run(
     let undelivered = worker.undelivered();
     match undelivered {
         Undelivered::Nothing => {}
+        Undelivered::Kept(pending) if options.ha.url.is_some() => info!(
+            pending,
+            "undelivered events are kept in their shards' rows for the shards' next owner"
+        ),
+        Undelivered::LostLastWriteFailed(pending) if options.ha.url.is_some() => warn!(
+            pending,
+            "events of shards whose last write failed were never committed; the shards' next owner probes their games again"
+        ),
         Undelivered::Kept(pending) => info!(
             pending,
             "undelivered events are kept in the state file for the next run"
@@ -536,7 +544,8 @@ fn open_ha(
     lease_config.liveness_gate = Some(config.interval * 6);
     // Each statement is answered well before the self-fence.
     let timeout = (ha.lease_self_fence / 2).min(Duration::from_secs(3));
-    let mut db = open_ha_db(ha, tls, timeout)?;
+    // Once, at start, with the records' patience (a database under load).
+    let mut db = open_ha_db(ha, tls, crate::adapters::PostgresRecords::DEFAULT_TIMEOUT)?;
     lease_config.shards = ha_request(&mut db, pg_leases::shard_count)?;
     lease_config.validate().map_err(|err| {
         bad(&format!(

@@ -10,7 +10,7 @@ use healthprobe_core::RuntimeRecord;
 use healthprobe_core::shard::shard_of;
 use healthprobe_tests::{
     Behaviour, HealthprobeProcess, ScratchDir, TcpRelay, TestEngine, TestPostgres, TestRedis,
-    write_records_file,
+    metrics_addr, scrape_metrics, write_records_file,
 };
 
 const STREAM: &str = "probe-events";
@@ -279,6 +279,27 @@ fn ha_cli_init_is_idempotent_status_shows_every_shard_and_bad_combinations_exit_
         owners(&cluster.postgres).is_empty(),
         "a refused run took no lease"
     );
+    // A database where `ha init` never ran.
+    cluster.postgres.execute("DROP TABLE hp_ha");
+    let mut command = HealthprobeProcess::command();
+    command.args([
+        "run",
+        "--records",
+        records,
+        "--ticks",
+        "1",
+        "--ha",
+        &ha,
+        "--events",
+        &redis,
+    ]);
+    let output = command.output().expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("run `healthprobe ha init --shards S` first"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -310,6 +331,7 @@ fn ha_three_instances_spread_12_shards_4_4_4_then_a_kill_9_leaves_6_6_and_nothin
         spread(&cluster.postgres, &["a", "c"]) == [6, 6]
     });
     let moved = moved.expect("the survivors never held 6/6");
+    eprintln!("figure: 4/4/4 {converged:?} after the starts; kill -9 -> 6/6 in {moved:?}");
     assert!(
         moved <= Duration::from_millis(4500 + 500),
         "took {moved:?} to move b's shards (TTL + renew + 1 s = 4.5 s)"
@@ -436,8 +458,8 @@ fn ha_a_games_failure_count_continues_across_owners_after_a_kill_9() {
 #[test]
 fn ha_sigterm_hands_every_shard_over_within_the_probe_timeout_plus_1s() {
     let cluster = Cluster::start(8, 2);
-    let a = cluster.instance("a", &[]);
-    let b = cluster.instance("b", &[]);
+    let a = cluster.instance("a", &["--metrics-addr", "127.0.0.1:0"]);
+    let b = cluster.instance("b", &["--runtime", "async"]);
     assert!(
         until(Duration::from_secs(15), || spread(
             &cluster.postgres,
@@ -453,6 +475,7 @@ fn ha_sigterm_hands_every_shard_over_within_the_probe_timeout_plus_1s() {
         owners(&cluster.postgres) == BTreeMap::from([("a".to_owned(), 12)])
     })
     .expect("a never held every shard");
+    eprintln!("figure: SIGTERM -> every shard held by the survivor in {moved:?}");
     assert!(
         moved <= Duration::from_millis(1500),
         "took {moved:?} after SIGTERM (probe timeout + 1 s = 1.5 s)"
@@ -465,6 +488,16 @@ fn ha_sigterm_hands_every_shard_over_within_the_probe_timeout_plus_1s() {
         finished.stderr
     );
     cluster.assert_stream_clean();
+    // a's metrics: every shard active after the next tick, at least 12 acquired in all.
+    let addr = metrics_addr(&a, Duration::from_secs(5));
+    let active = until(Duration::from_secs(5), || {
+        scrape_metrics(addr).value("healthprobe_ha_shards_active") == 12.0
+    });
+    let scrape = scrape_metrics(addr);
+    assert!(active.is_some(), "{scrape:?}");
+    assert!(scrape.value("healthprobe_ha_acquired_shards_total") >= 12.0);
+    assert!(scrape.value("healthprobe_ha_renewals_total") > 0.0);
+    assert_eq!(scrape.value("healthprobe_ha_fenced_writes_total"), 0.0);
     drop(a);
 }
 
@@ -785,6 +818,21 @@ fn ha_chaos_loses_nothing_committed_duplicates_nothing_and_keeps_each_games_orde
             let status = if failing[game] { 500 } else { 200 };
             cluster.engines[game].set(Behaviour::Status(status));
         }
+        // A supervisor restarts an instance that exited (one that could
+        // not reach PostgreSQL at start exits 1).
+        for slot in &mut live {
+            if !slot.2.is_running() {
+                let last = slot
+                    .2
+                    .stderr()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .to_owned();
+                log.push(format!("{} exited ({last}); restarted", slot.0));
+                *slot = start(&cluster, slot.1);
+            }
+        }
         let victim = chaos.next(live.len());
         match chaos.next(6) {
             0 => {
@@ -799,12 +847,15 @@ fn ha_chaos_loses_nothing_committed_duplicates_nothing_and_keeps_each_games_orde
                 let started = process.wait_for_stderr(Duration::from_secs(20), |text| {
                     text.contains("health probe worker started")
                 });
-                assert!(started, "{id} never started: {}", process.stderr());
                 process.terminate().expect("SIGTERM");
                 let finished = process
                     .wait(Duration::from_secs(10))
                     .expect("exits after SIGTERM");
-                assert!(finished.status.success(), "{id}: {}", finished.stderr);
+                assert!(
+                    finished.status.success() || !started,
+                    "{id}: {}",
+                    finished.stderr
+                );
                 log.push(format!("SIGTERM {id}"));
                 live.push(start(&cluster, relayed));
             }
@@ -882,6 +933,42 @@ fn ha_chaos_loses_nothing_committed_duplicates_nothing_and_keeps_each_games_orde
         .difference(&delivered)
         .cloned()
         .collect();
+    for id in &missing {
+        let game = id.rsplit(':').next().expect("a game id");
+        let shard = i32::try_from(shard_of(game, SHARDS)).expect("small");
+        let rows = cluster
+            .postgres
+            .client()
+            .query(
+                "SELECT owner, written_epoch, at::text, position($2 in snapshot) > 0 FROM hp_audit WHERE shard_id = $1 ORDER BY at",
+                &[&shard, &id.as_str()],
+            )
+            .expect("read the audit");
+        eprintln!("missing {id} (shard {shard}): its shard's writes (owner, epoch, at, holds it):");
+        for row in rows {
+            let (owner, epoch, at, holds): (Option<String>, i64, String, bool) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            eprintln!("  {owner:?} {epoch} {at} {holds}");
+        }
+        eprintln!("  now: {:?}", cluster.epochs().get(&shard));
+        let games: Vec<_> = stream.iter().filter(|entry| entry.1 == game).collect();
+        eprintln!("  stream for {game}: {games:?}");
+        for (name, _, process) in &live {
+            let lines: Vec<String> = process
+                .stderr()
+                .lines()
+                .filter(|line| {
+                    line.contains(&format!("shard={shard}"))
+                        || line.contains(game)
+                        || line.contains("fenced")
+                        || line.contains("released")
+                        || line.contains("acquired")
+                })
+                .map(str::to_owned)
+                .collect();
+            eprintln!("--- {name} ---\n{}", lines.join("\n"));
+        }
+    }
     assert!(
         missing.is_empty(),
         "seed {seed}: committed events never published: {missing:?}\n{log:?}"
