@@ -101,13 +101,13 @@ impl Audit {
         match grant {
             Grant::Acquire if held.is_some() || epoch != newest + 1 => {
                 return Err(format!(
-                    "the table let {owner} acquire shard {shard} under epoch {epoch} at {now} ms \
+                    "S1: the table let {owner} acquire shard {shard} under epoch {epoch} at {now} ms \
                      (held by {held:?}, newest epoch {newest})"
                 ));
             }
             Grant::Renew if held != Some((owner, epoch)) => {
                 return Err(format!(
-                    "the table renewed shard {shard} for {owner} under epoch {epoch} at {now} ms, \
+                    "S1: the table renewed shard {shard} for {owner} under epoch {epoch} at {now} ms, \
                      a lease it did not hold (held: {held:?})"
                 ));
             }
@@ -263,7 +263,7 @@ impl Db {
         let oracle = self.audit.holds(lease.shard, id, lease.epoch, now);
         if written != oracle {
             return Err(format!(
-                "the table {} a write of shard {} by {id} under epoch {} at {now} ms; \
+                "S1: the table {} a write of shard {} by {id} under epoch {} at {now} ms; \
                  its oracle says the lease is {}",
                 if written { "accepted" } else { "refused" },
                 lease.shard,
@@ -279,7 +279,7 @@ impl Db {
             || row.written_epoch > lease.epoch
         {
             return Err(format!(
-                "a write of shard {} by {id} under epoch {} does not continue the committed \
+                "S1: a write of shard {} by {id} under epoch {} does not continue the committed \
                  lineage (written epoch {}): committed state went back",
                 lease.shard, lease.epoch, row.written_epoch
             ));
@@ -348,21 +348,21 @@ impl Stream {
             .max();
         if newest.is_some_and(|newest| fence.epoch < newest) {
             return Err(format!(
-                "the stream accepted {id} from {instance} under epoch {} of shard {}, below \
+                "S2: the stream accepted {id} from {instance} under epoch {} of shard {}, below \
                  epoch {newest:?} it had seen",
                 fence.epoch, fence.shard
             ));
         }
         if !db.audit.granted(fence.shard, instance, fence.epoch) {
             return Err(format!(
-                "the stream accepted {id} from {instance} under epoch {} of shard {}, a lease \
+                "S2: the stream accepted {id} from {instance} under epoch {} of shard {}, a lease \
                  never granted to it",
                 fence.epoch, fence.shard
             ));
         }
         if !db.rows[fence.shard as usize].committed.contains(id) {
             return Err(format!(
-                "H2: {instance} published {id} (shard {}, epoch {}) before any committed \
+                "S2 (H2): {instance} published {id} (shard {}, epoch {}) before any committed \
                  snapshot of its shard held it",
                 fence.shard, fence.epoch
             ));
