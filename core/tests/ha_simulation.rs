@@ -1138,6 +1138,10 @@ fn run_scenario(seed: u64, detail: bool) -> Result<Stats, (String, Vec<String>)>
                 world.fire(fault);
             }
             if world.now == CHAOS {
+                // Quiet from here: no pause left waiting for its point.
+                for instance in &mut world.instances {
+                    instance.pause = None;
+                }
                 while world.instances.len() < 2 {
                     world.join();
                 }
