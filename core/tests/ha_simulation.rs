@@ -478,7 +478,7 @@ impl World {
             Fault::Kill(who) => {
                 let Some(i) = index(who) else { return };
                 let gone = self.instances.remove(i);
-                self.note(|| format!("kill -9 {}", gone.id));
+                self.note(|| format!("fault: kill -9 {}", gone.id));
                 0
             }
             Fault::Pause(who, length, point) => {
@@ -491,7 +491,7 @@ impl World {
                     _ => instance.pause = Some((point, length)),
                 }
                 let id = instance.id.clone();
-                self.note(|| format!("pause {id} {point:?} for {length} ms"));
+                self.note(|| format!("fault: pause {id} {point:?} for {length} ms"));
                 1
             }
             Fault::Partition(who, length) => {
@@ -500,32 +500,32 @@ impl World {
                 instance.partitioned_until = now + length;
                 instance.partition_starts.push(now);
                 let id = instance.id.clone();
-                self.note(|| format!("partition {id} from the database for {length} ms"));
+                self.note(|| format!("fault: partition {id} from the database for {length} ms"));
                 2
             }
             Fault::Flaky(who, length) => {
                 let Some(i) = index(who) else { return };
                 self.instances[i].slow_until = now + length;
                 let id = self.instances[i].id.clone();
-                self.note(|| format!("flaky link to {id} for {length} ms"));
+                self.note(|| format!("fault: flaky link to {id} for {length} ms"));
                 3
             }
             Fault::DbRestart(length) => {
                 self.db_down_until = now + length;
                 self.db_restarts.push(now);
-                self.note(|| format!("database down for {length} ms"));
+                self.note(|| format!("fault: database down for {length} ms"));
                 4
             }
             Fault::RedisDown(length) => {
                 self.redis_down_until = now + length;
-                self.note(|| format!("Redis down for {length} ms"));
+                self.note(|| format!("fault: Redis down for {length} ms"));
                 5
             }
             Fault::Sigterm(who) => {
                 let Some(i) = index(who) else { return };
                 self.instances[i].sigterm = true;
                 let id = self.instances[i].id.clone();
-                self.note(|| format!("SIGTERM {id}"));
+                self.note(|| format!("fault: SIGTERM {id}"));
                 6
             }
             Fault::Join => {
@@ -1204,11 +1204,15 @@ fn h1_h2_h3_h5_l1_l2_failover_keeps_every_event_and_lets_no_stale_owner_through(
         }
     }
     if let Some((seed, broken, trace)) = failure {
+        // Every fault, then the trace's last 300 lines.
+        let faults = trace.iter().filter(|line| line.contains("fault: "));
+        let last = trace.iter().skip(trace.len().saturating_sub(300));
+        let shown: Vec<&str> = faults.chain(last).map(String::as_str).collect();
         panic!(
-            "HA simulation failed (seed {seed}): {broken}\n{}\nre-run it alone with: \
-             HEALTHPROBE_SIM_SEED={seed} HEALTHPROBE_SIM_SCENARIOS=1 cargo test -p \
+            "HA simulation failed (seed {seed}): {broken}\n{}\n\n{broken}\nre-run it alone \
+             with: HEALTHPROBE_SIM_SEED={seed} HEALTHPROBE_SIM_SCENARIOS=1 cargo test -p \
              healthprobe-core --test ha_simulation -- --nocapture",
-            trace.join("\n")
+            shown.join("\n")
         );
     }
     let [
