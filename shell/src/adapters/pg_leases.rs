@@ -367,6 +367,12 @@ impl LeaseTable for PgHa {
         self.request(move |leases, client| leases.acquire(client, want))
     }
 
+    fn release(&mut self, released: &[ShardLease]) -> Result<(), String> {
+        let asked = released.to_vec();
+        self.request(move |leases, client| leases.release(client, &asked))
+            .map(drop)
+    }
+
     fn leave(&mut self) -> Result<(), String> {
         self.request(|leases, client| leases.leave(client))
     }
@@ -401,6 +407,12 @@ impl ShardStore for PgHa {
     }
 
     fn write(&mut self, shards: &[(ShardLease, Snapshot)]) -> Vec<(ShardLease, Persisted)> {
+        // Entries of leases no longer held go (a released or lost shard).
+        self.written.retain(|lease, _| {
+            shards
+                .iter()
+                .any(|(held, _)| held.shard != lease.shard || held == lease)
+        });
         let mut answers = Vec::with_capacity(shards.len());
         let mut texts = Vec::new();
         for (lease, snapshot) in shards {
@@ -438,12 +450,5 @@ impl ShardStore for PgHa {
             }
         }
         answers
-    }
-
-    fn release(&mut self, released: &[ShardLease]) -> Result<(), String> {
-        let asked = released.to_vec();
-        self.written.retain(|lease, _| !released.contains(lease));
-        self.request(move |leases, client| leases.release(client, &asked))
-            .map(drop)
     }
 }

@@ -25,6 +25,8 @@ pub struct Leases(Arc<Shared>);
 
 struct Shared {
     machine: Mutex<LeaseMachine>,
+    /// Leases the tick side gave back, to release on the lease thread.
+    releases: Mutex<Vec<ShardLease>>,
     /// Wakes the lease thread early (at shutdown).
     wake: Condvar,
     clock: Arc<dyn Clock>,
@@ -57,6 +59,7 @@ impl Leases {
         let machine = LeaseMachine::new(config, clock.monotonic())?;
         Ok(Self(Arc::new(Shared {
             machine: Mutex::new(machine),
+            releases: Mutex::new(Vec::new()),
             wake: Condvar::new(),
             clock,
             counts: LeaseCounts::default(),
@@ -74,9 +77,14 @@ impl Leases {
         self.lock().view(now)
     }
 
-    /// The tick side gave these leases back.
-    pub fn released(&self, leases: &[ShardLease]) {
-        self.lock().handle_released(leases);
+    /// The tick side gives these leases back (their last write is done):
+    /// the lease thread releases them before its next request, and the
+    /// machine forgets them as it sends the release, so no heartbeat's
+    /// answer can bring them back.
+    pub fn release(&self, leases: Vec<ShardLease>) {
+        self.queued().extend(leases);
+        let _machine = self.lock();
+        self.0.wake.notify_all();
     }
 
     /// A tick finished (the liveness gate, L5).
@@ -112,6 +120,7 @@ impl Leases {
     /// The lease thread: perform the machine's actions until it stops.
     fn drive(&self, mut table: Box<dyn LeaseTable>) {
         loop {
+            self.release_queued(table.as_mut());
             let mut machine = self.lock();
             let now = self.0.clock.monotonic();
             match machine.poll_action(now) {
@@ -133,8 +142,7 @@ impl Leases {
                     let taken = table.acquire(want);
                     match &taken {
                         Ok(taken) if !taken.is_empty() => {
-                            let shards: Vec<String> = taken.iter().map(lease_text).collect();
-                            info!(shards = %shards.join(","), "shards acquired");
+                            info!(shards = %leases_text(taken), "shards acquired");
                             let count = u64::try_from(taken.len()).unwrap_or(u64::MAX);
                             self.0.counts.acquired.inc_by(count);
                         }
@@ -143,14 +151,17 @@ impl Leases {
                     }
                     self.lock().handle_acquired(taken.map_err(drop));
                 }
-                Some(LeaseAction::Wait { until }) => {
+                // A release queued meanwhile is sent first (woken by `release`).
+                Some(LeaseAction::Wait { until }) if self.queued().is_empty() => {
                     let timeout = until.saturating_sub(now);
                     drop(self.0.wake.wait_timeout(machine, timeout));
                 }
+                Some(LeaseAction::Wait { .. }) => {}
                 // Never with one request at a time on this thread.
                 None => drop(self.0.wake.wait_timeout(machine, Duration::from_millis(10))),
                 Some(LeaseAction::Stop) => {
                     drop(machine);
+                    self.release_queued(table.as_mut());
                     if let Err(reason) = table.leave() {
                         warn!(%reason, "cannot leave the lease table's members; the entry expires with its TTL");
                     }
@@ -159,10 +170,40 @@ impl Leases {
             }
         }
     }
+
+    fn queued(&self) -> MutexGuard<'_, Vec<ShardLease>> {
+        self.0
+            .releases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Release what the tick side gave back, forgotten by the machine as
+    /// the request goes (between two of its own requests).
+    fn release_queued(&self, table: &mut dyn LeaseTable) {
+        let releases = std::mem::take(&mut *self.queued());
+        if releases.is_empty() {
+            return;
+        }
+        self.lock().handle_released(&releases);
+        let shards = leases_text(&releases);
+        match table.release(&releases) {
+            Ok(()) => info!(%shards, "shards released"),
+            Err(reason) => warn!(
+                %shards,
+                %reason,
+                "cannot release shards; they pass to another instance when their lease runs out"
+            ),
+        }
+    }
 }
 
-fn lease_text(lease: &ShardLease) -> String {
-    format!("{}@{}", lease.shard, lease.epoch)
+fn leases_text(leases: &[ShardLease]) -> String {
+    let texts: Vec<String> = leases
+        .iter()
+        .map(|lease| format!("{}@{}", lease.shard, lease.epoch))
+        .collect();
+    texts.join(",")
 }
 
 /// The running lease thread; [`Coordinator::stop`] ends it.

@@ -381,8 +381,8 @@ pub trait StateStore: Send + std::fmt::Debug {
 }
 
 /// Failover: where each shard's snapshot (its games' counters and pending
-/// events) is kept, fenced by the shard's lease, and where leases are
-/// given back (PostgreSQL: `adapters::pg_leases`, or a simulation's table).
+/// events) is kept, fenced by the shard's lease (PostgreSQL:
+/// `adapters::pg_leases`, or a simulation's table).
 pub trait ShardStore: Send + std::fmt::Debug {
     /// The snapshots of `leases`' shards, each read only while this
     /// instance holds it under that epoch (`Ok(None)`: nothing kept yet);
@@ -397,9 +397,6 @@ pub trait ShardStore: Send + std::fmt::Debug {
     /// owner, epoch, or an expired lease (by its own clock), or
     /// [`Persisted::Failed`] for all when the write could not be made (logged).
     fn write(&mut self, shards: &[(ShardLease, Snapshot)]) -> Vec<(ShardLease, Persisted)>;
-
-    /// Give `leases` back (their last write is done): another instance may take them at once.
-    fn release(&mut self, leases: &[ShardLease]) -> Result<(), String>;
 }
 
 /// Failover: the lease table as the lease machine's requests see it
@@ -409,6 +406,8 @@ pub trait LeaseTable: Send {
     fn heartbeat(&mut self) -> Result<Heartbeat, String>;
     /// Take up to `want` free or expired shards, each under epoch + 1.
     fn acquire(&mut self, want: u32) -> Result<Vec<ShardLease>, String>;
+    /// Give `leases` back (their last write is done): another instance may take them at once.
+    fn release(&mut self, leases: &[ShardLease]) -> Result<(), String>;
     /// Leave the membership (at exit, after the releases).
     fn leave(&mut self) -> Result<(), String>;
 }

@@ -562,18 +562,7 @@ impl Io {
                     let written = self.ha_mut().shards.write(&snapshots);
                     self.machine.handle_written(now(), &written);
                 }
-                Action::Release(leases) => {
-                    let ha = self.ha_mut();
-                    match ha.shards.release(&leases) {
-                        Ok(()) => info!(shards = %shards_text(&leases), "shards released"),
-                        Err(reason) => warn!(
-                            shards = %shards_text(&leases),
-                            %reason,
-                            "cannot release shards; they pass to another instance when their lease runs out"
-                        ),
-                    }
-                    ha.leases.released(&leases);
-                }
+                Action::Release(leases) => self.ha().leases.release(leases),
                 Action::TickDone(report) => return Control::TickDone(report),
                 Action::Wait { until } => return Control::Wait(until),
                 Action::Stop(reason) => return Control::Stop(reason),
@@ -739,14 +728,6 @@ impl Io {
             | JournalAtStart::Failed => {}
         }
     }
-}
-
-fn shards_text(leases: &[ShardLease]) -> String {
-    let shards: Vec<String> = leases
-        .iter()
-        .map(|lease| format!("{}@{}", lease.shard, lease.epoch))
-        .collect();
-    shards.join(",")
 }
 
 fn journal_failed(journal: &dyn JournalSink, err: &std::io::Error) {
