@@ -822,4 +822,17 @@ fn ha_a_fenced_publish_under_an_older_epoch_is_refused_and_a_newer_one_raises_th
         .publish(&with_id(recovered_at(8)))
         .expect("unfenced");
     assert_eq!(redis.len(STREAM), 4);
+    // A new owner raises the fence as it loads the shard, before publishing:
+    // the old owner is refused at once; a lower raise changes nothing.
+    publisher
+        .raise_fence(ShardLease { shard: 4, epoch: 6 })
+        .expect("raised");
+    publisher
+        .raise_fence(ShardLease { shard: 4, epoch: 2 })
+        .expect("not lowered");
+    assert!(matches!(
+        publisher.publish_fenced(&with_id(recovered_at(9)), ShardLease { shard: 4, epoch: 5 }),
+        Err(PublishError::Fenced { newer: 6, .. })
+    ));
+    assert_eq!(redis.len(STREAM), 4);
 }

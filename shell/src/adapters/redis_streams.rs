@@ -60,6 +60,14 @@ redis.call('SET', KEYS[2], id, 'EX', ARGV[1])
 return id
 ";
 
+/// Raise a shard's fence (KEYS[1]) to an epoch (ARGV[1]), never lower it.
+const RAISE_FENCE: &str = r"
+if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+";
+
 /// Where events go: `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`, or
 /// `rediss://…` over TLS.
 ///
@@ -401,6 +409,19 @@ impl HealthEventPublisher for RedisStreamPublisher {
     /// published for it since); otherwise raises the fence to `lease`'s epoch.
     fn publish_fenced(&mut self, event: &Outgoing, lease: ShardLease) -> Result<(), PublishError> {
         self.add(event, Some(lease))
+    }
+
+    fn raise_fence(&mut self, lease: ShardLease) -> Result<(), PublishError> {
+        let mut script = redis::cmd("EVAL");
+        script
+            .arg(RAISE_FENCE)
+            .arg(1)
+            .arg(format!("hp:fence:{}:{}", self.target.stream, lease.shard))
+            .arg(lease.epoch);
+        let raised = self
+            .connection()
+            .and_then(|connection| script.query::<redis::Value>(connection));
+        raised.map(drop).map_err(|err| self.fail(&err, false))
     }
 }
 

@@ -61,6 +61,15 @@ pub trait HealthEventPublisher: Send {
         self.publish(event)
     }
 
+    /// Failover: raise the shard's fence to `lease`'s epoch, so an older
+    /// owner's publish is refused from now on (called when a shard is
+    /// loaded, before any of its events is published; best effort: the
+    /// first fenced publish raises it too). The default has no fence.
+    fn raise_fence(&mut self, lease: ShardLease) -> Result<(), PublishError> {
+        let _ = lease;
+        Ok(())
+    }
+
     /// Make every event accepted so far durable; the worker calls it before
     /// recording deliveries in the state file.
     ///
@@ -85,6 +94,10 @@ impl<P: HealthEventPublisher + ?Sized> HealthEventPublisher for Box<P> {
 
     fn publish_fenced(&mut self, event: &Outgoing, lease: ShardLease) -> Result<(), PublishError> {
         (**self).publish_fenced(event, lease)
+    }
+
+    fn raise_fence(&mut self, lease: ShardLease) -> Result<(), PublishError> {
+        (**self).raise_fence(lease)
     }
 
     fn sync(&mut self) -> Result<(), PublishError> {

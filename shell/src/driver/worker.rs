@@ -590,18 +590,39 @@ impl Io {
         leases: &[ShardLease],
     ) -> Vec<(ShardLease, Result<Option<Snapshot>, ()>)> {
         let loaded = self.ha_mut().shards.load(leases);
+        // Raise the loaded shards' fences in the stream before anything of
+        // them is published; on the first failure leave the rest to their
+        // first publish (one bound spent, not one per shard).
+        let mut raising = true;
+        for (lease, snapshot) in &loaded {
+            match snapshot {
+                Ok(snapshot) => {
+                    let (games, pending) = snapshot
+                        .as_ref()
+                        .map_or((0, 0), |s| (s.states.len(), s.pending.len()));
+                    info!(
+                        shard = lease.shard,
+                        epoch = lease.epoch,
+                        games,
+                        pending,
+                        "shard loaded"
+                    );
+                    if raising && let Err(err) = self.publisher.raise_fence(*lease) {
+                        warn!(error = %err, "cannot raise the loaded shards' fences in the stream; their first publishes will");
+                        raising = false;
+                    }
+                }
+                Err(reason) => warn!(
+                    shard = lease.shard,
+                    epoch = lease.epoch,
+                    %reason,
+                    "cannot load the shard's state; tried again next tick"
+                ),
+            }
+        }
         loaded
             .into_iter()
-            .map(|(lease, snapshot)| {
-                let snapshot = snapshot.map_err(|reason| {
-                    warn!(shard = lease.shard, epoch = lease.epoch, %reason, "cannot load the shard's state; tried again next tick");
-                });
-                if let Ok(snapshot) = &snapshot {
-                    let (games, pending) = snapshot.as_ref().map_or((0, 0), |s| (s.states.len(), s.pending.len()));
-                    info!(shard = lease.shard, epoch = lease.epoch, games, pending, "shard loaded");
-                }
-                (lease, snapshot)
-            })
+            .map(|(lease, snapshot)| (lease, snapshot.map_err(drop)))
             .collect()
     }
 
