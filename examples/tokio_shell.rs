@@ -85,6 +85,10 @@ async fn main() -> io::Result<()> {
             | Action::Journal(_)
             | Action::FlushJournal
             | Action::Persist { .. }
+            | Action::Lease
+            | Action::Load(_)
+            | Action::Write(_)
+            | Action::Release(_)
             | Action::Interrupt) => {
                 unreachable!("not configured: {other:?}")
             }

@@ -58,6 +58,7 @@
 
 mod event;
 mod input;
+pub mod lease;
 mod outcome;
 mod policy;
 mod record;

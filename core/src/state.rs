@@ -181,6 +181,28 @@ impl HealthStates {
             .retain(|_, game| std::mem::replace(&mut game.running, false));
     }
 
+    /// Keep only the games whose id `keep` accepts (a shard's games leave
+    /// memory when the shard is dropped, failover).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.games.retain(|game_id, _| keep(game_id));
+    }
+
+    /// The games whose id `keep` accepts, under the same policy (one
+    /// shard's snapshot, failover).
+    pub fn filtered(&self, mut keep: impl FnMut(&str) -> bool) -> Self {
+        let games = self.games.iter().filter(|(game_id, _)| keep(game_id));
+        Self {
+            policy: self.policy,
+            games: games.map(|(id, game)| (id.clone(), *game)).collect(),
+        }
+    }
+
+    /// Take every game of `other` (a loaded shard's), replacing any with the
+    /// same id; the policy stays this one's.
+    pub fn absorb(&mut self, other: Self) {
+        self.games.extend(other.games);
+    }
+
     /// Apply one journal input in place; the event it causes, if any, with its id.
     pub fn apply_input(&mut self, input: Input) -> Option<Outgoing> {
         match input {

@@ -73,13 +73,53 @@
 //!   tick that overruns starts the next at once (no burst of catch-up
 //!   ticks). With a tick limit ticks run back to back, but a skipped tick
 //!   still waits out its interval. Shutdown stops after the tick in flight.
+//!
+//! # HA mode (failover, `MachineConfig::fenced`)
+//!
+//! The machine acts only on the shards its leases give it
+//! ([`crate::lease`]; game → shard by [`crate::shard::shard_of`]), each
+//! Active, Suspended or Draining per the last [`LeaseView`]. A tick asks
+//! for the view ([`Action::Lease`]), loads the shards new to it
+//! ([`Action::Load`]), then runs as above with one store write per step
+//! ([`Action::Write`]: every held shard not Suspended, each fenced by its
+//! epoch; the driver skips a shard whose bytes are unchanged), reads the
+//! view again before the tick's write, and ends by releasing its drained
+//! shards ([`Action::Release`]); a stop releases every shard. Games, outbox
+//! and delivery rounds are the single instance's, shared by all shards: a
+//! shard is a filter on them, not a second copy.
+//!
+//! - **H1** A game is probed only if its shard is Active at the listing.
+//! - **H2** An event is published only once a write of its shard holding it
+//!   returned written or unchanged, and only while the shard is Active
+//!   (strict D5: a shard is behind from the ask of a write until its answer
+//!   says so). Per shard the outbox stays oldest first.
+//! - **H3** A fenced write or publish drops the shard: its games and pending
+//!   events leave memory, and it is loaded again only under a newer epoch.
+//! - **H4** Suspended (its validity ran out, not yet lost): no probe,
+//!   publish or write, state kept; the same epoch in a later view resumes
+//!   it (written before anything is published), another epoch or none drops it.
+//! - **H5** A load replaces: only a shard not held is loaded (one seen under
+//!   another epoch is dropped first), and only the snapshot's games and
+//!   events of that shard are taken.
+//! - **H6** R8 prunes against the whole listing, so a Suspended or Draining
+//!   shard's game is pruned only when it is not running at all.
+//! - **H7** A Draining shard is released at the end of the first tick whose
+//!   write of it succeeded, and forgotten; shutdown releases every shard
+//!   after the run's last write.
+//!
+//! Simpler than `FAILOVER.md` section 3: loads answer `Err(())` for lost
+//! and failed alike (either way the shard is not held, and a shard still in
+//! the view is loaded again next tick); the publish's fence comes from
+//! [`TickMachine::lease_of`] rather than a field in every [`Outgoing`];
+//! [`HealthStates`] gains only `retain`, `filtered` and `absorb`.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Timestamp;
-use crate::shard::Shard;
+use crate::lease::{LeaseView, ShardLease};
+use crate::shard::{Shard, shard_of};
 use crate::{
     HealthStates, Input, OutcomeRef, Outgoing, Policy, ProbeOutcome, ProbeResult, RuntimeRecord,
 };
@@ -100,6 +140,12 @@ pub struct MachineConfig {
     /// The games this instance owns (`--shard I/N`): every listing is cut
     /// down to them before anything else.
     pub shard: Shard,
+    /// HA mode (failover): the shard count `S`. The machine then acts only
+    /// on the shards its leases give it (see the module docs, H1–H7); it
+    /// implies `durable`, with no journal and no `shard`, and loads and
+    /// writes per shard instead of [`Action::LoadState`] and
+    /// [`Action::Persist`]. `None`: a single instance.
+    pub fenced: Option<u32>,
 }
 
 impl MachineConfig {
@@ -112,6 +158,7 @@ impl MachineConfig {
             journal: false,
             tick_limit: None,
             shard: Shard::ALL,
+            fenced: None,
         }
     }
 }
@@ -331,7 +378,8 @@ pub enum Action {
     /// (At start, with nothing recorded yet, it only measures the journal.)
     FlushJournal,
     /// Publish this event (the oldest pending) with its id; answer with
-    /// [`TickMachine::handle_published`].
+    /// [`TickMachine::handle_published`]. HA: fenced by
+    /// [`TickMachine::lease_of`] its game.
     Publish(Outgoing),
     /// Make every event accepted since the last sync durable; answer with
     /// [`TickMachine::handle_synced`].
@@ -344,6 +392,16 @@ pub enum Action {
         /// flush, `None` without a journal or once it stopped.
         journal_len: Option<u64>,
     },
+    /// HA: read the lease view; answer with [`TickMachine::handle_lease`].
+    Lease,
+    /// HA: read these shards' snapshots (under these epochs); answer with
+    /// [`TickMachine::handle_loaded_shards`].
+    Load(Vec<ShardLease>),
+    /// HA: write each shard's [`TickMachine::shard_snapshot`], fenced by its
+    /// epoch; answer with [`TickMachine::handle_written`].
+    Write(Vec<ShardLease>),
+    /// HA: give these leases back (their last write is done). Needs no answer.
+    Release(Vec<ShardLease>),
     /// Start no new probe: the run is stopping (a closed output). Needs no answer.
     Interrupt,
     /// A tick ended; its report. Needs no answer.
@@ -381,6 +439,10 @@ pub enum Published {
     Refused,
     /// Refused for good (the output is closed): the run stops after this tick.
     Closed,
+    /// HA: refused by the sink's fence (another instance holds the shard
+    /// under a newer epoch): the shard is dropped (H3). A single instance
+    /// takes it as [`Published::Refused`].
+    Fenced,
 }
 
 /// How a snapshot write went.
@@ -393,6 +455,9 @@ pub enum Persisted {
     /// The write failed: nothing is published until a later write succeeds
     /// (retried at the next delivery round); the events stay pending.
     Failed,
+    /// HA: refused by the lease table's fence (the shard is another's now):
+    /// the shard is dropped (H3). A single instance takes it as [`Persisted::Failed`].
+    Fenced,
 }
 
 /// What one tick did.
@@ -437,6 +502,19 @@ pub struct TickReport {
     pub interrupted: bool,
     /// The tick took longer than the interval; the next one starts at once (R13).
     pub overran: bool,
+    /// HA: shards Active at the listing (probed).
+    pub shards_active: usize,
+    /// HA: shards Suspended at the end of the tick (H4).
+    pub shards_suspended: usize,
+    /// HA: shards loaded this tick (H5).
+    pub shards_loaded: usize,
+    /// HA: shards dropped this tick: lost, re-acquired under another epoch,
+    /// or fenced (H3).
+    pub shards_dropped: usize,
+    /// HA: shard writes refused by the fence.
+    pub fenced_writes: usize,
+    /// HA: publishes refused by the fence.
+    pub fenced_publishes: usize,
 }
 
 /// What a whole run did.
@@ -488,6 +566,8 @@ enum Phase {
     Starting,
     /// Between ticks: waiting for [`TickMachine::start_tick`].
     Idle,
+    /// HA: the lease view, then the new shards' snapshots, were asked for.
+    Leasing,
     /// Delivering what waits from earlier ticks (D4), then recording it.
     Begin(Delivery),
     /// The listing was asked for.
@@ -496,6 +576,9 @@ enum Phase {
     Probing,
     /// The journal is being flushed.
     Flush,
+    /// HA: the lease view is read again before the tick's write (a lease
+    /// that ran out mid-tick suspends its shard before anything is written).
+    Refresh,
     /// With a state store: persist what the tick did before anything of it is published.
     PersistTick,
     /// Delivering the tick's events, then recording the deliveries.
@@ -520,6 +603,8 @@ enum Delivery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Awaiting {
     Load,
+    Lease,
+    LoadShards,
     Truncate,
     List,
     Flush,
@@ -537,6 +622,27 @@ enum JournalBase {
     At(u64),
     /// The snapshot holds folds no journal recorded.
     Unrecorded,
+}
+
+/// A shard held in HA mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    lease: ShardLease,
+    mode: Mode,
+    /// Its last write was not answered written or unchanged (or skipped):
+    /// none of its events is published until one is (H2).
+    behind: bool,
+}
+
+/// What a held shard may do, from the last lease view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Probe, write, publish.
+    Active,
+    /// Its validity ran out: nothing but keeping its state (H4).
+    Suspended,
+    /// Written a last time, then released (H7).
+    Draining,
 }
 
 /// The tick and delivery rules of a worker, with no I/O. See the module docs.
@@ -558,6 +664,13 @@ pub struct TickMachine {
     refused: bool,
     /// Deliveries in the current delivery round.
     delivered_in_round: usize,
+    /// The outbox index of the event being published.
+    publishing: usize,
+    /// HA: the shards held, by shard.
+    held: BTreeMap<u32, Held>,
+    /// HA: per shard, the newest epoch a sink fenced: the shard is loaded
+    /// again only under a newer one (H3).
+    fenced: BTreeMap<u32, u64>,
     /// With a state store: its last write failed, so it may lack events the
     /// outbox holds. Nothing is published until a write succeeds (D5).
     behind: bool,
@@ -585,7 +698,12 @@ impl TickMachine {
     /// journal, then the first [`Action::Persist`]); ticks start once they
     /// are answered, and a refused start ends in
     /// [`Action::Stop`]`(`[`StopReason::StartRefused`]`)`.
-    pub fn new(config: MachineConfig, policy: Policy) -> Self {
+    pub fn new(mut config: MachineConfig, policy: Policy) -> Self {
+        if config.fenced.is_some() {
+            config.durable = true;
+            config.journal = false;
+            config.shard = Shard::ALL;
+        }
         let mut machine = Self {
             journaling: config.journal,
             config,
@@ -599,6 +717,9 @@ impl TickMachine {
             probes_done: false,
             refused: false,
             delivered_in_round: 0,
+            publishing: 0,
+            held: BTreeMap::new(),
+            fenced: BTreeMap::new(),
             behind: false,
             journal_len: 0,
             base: JournalBase::Fresh,
@@ -609,7 +730,7 @@ impl TickMachine {
             shutdown: false,
             stop: None,
         };
-        if config.durable {
+        if config.durable && config.fenced.is_none() {
             machine.phase = Phase::Starting;
             machine.ask(Action::LoadState, Awaiting::Load);
         }
@@ -640,7 +761,7 @@ impl TickMachine {
             Undelivered::Nothing
         } else if !self.config.durable {
             Undelivered::LostWithoutStateStore(pending)
-        } else if self.behind {
+        } else if self.behind || self.held.values().any(|held| held.behind) {
             Undelivered::LostLastWriteFailed(pending)
         } else {
             Undelivered::Kept(pending)
@@ -766,8 +887,134 @@ impl TickMachine {
         self.refused = false;
         self.probes_done = false;
         self.jobs = None;
+        if self.config.fenced.is_some() {
+            self.phase = Phase::Leasing;
+            self.ask(Action::Lease, Awaiting::Lease);
+            return;
+        }
         self.begin_round(Phase::Begin, Delivery::CatchingUp);
         self.advance(now);
+    }
+
+    /// HA: the lease view answered [`Action::Lease`].
+    ///
+    /// A held shard missing from it, or there under another epoch, is
+    /// dropped (H3); one past its validity is Suspended (H4); at the tick's
+    /// start, a shard new to it is loaded ([`Action::Load`]) and one new
+    /// but draining is released at once (nothing of it is held).
+    pub fn handle_lease(&mut self, now: Duration, view: &LeaseView) {
+        if !self.answered(Awaiting::Lease) {
+            return;
+        }
+        let modes = [
+            (&view.active, Mode::Active),
+            (&view.suspended, Mode::Suspended),
+            (&view.draining, Mode::Draining),
+        ];
+        let in_view = |shard: u32| {
+            modes.iter().find_map(|(leases, mode)| {
+                let lease = leases.iter().find(|lease| lease.shard == shard)?;
+                Some((lease.epoch, *mode))
+            })
+        };
+        let mut gone = Vec::new();
+        for (&shard, held) in &mut self.held {
+            match in_view(shard) {
+                Some((epoch, mode)) if epoch == held.lease.epoch => held.mode = mode,
+                _ => gone.push(shard),
+            }
+        }
+        for shard in gone {
+            self.report.shards_dropped += 1;
+            self.drop_shard(shard);
+        }
+        if self.phase == Phase::Refresh {
+            self.phase = Phase::PersistTick;
+            self.advance(now);
+            return;
+        }
+        let new = |leases: &[ShardLease]| -> Vec<ShardLease> {
+            let held = |lease: &&ShardLease| {
+                let fenced = self.fenced.get(&lease.shard);
+                !self.held.contains_key(&lease.shard) && fenced.is_none_or(|&e| lease.epoch > e)
+            };
+            leases.iter().filter(held).copied().collect()
+        };
+        let (load, release) = (new(&view.active), new(&view.draining));
+        if !release.is_empty() {
+            self.actions.push_back(Action::Release(release));
+        }
+        if load.is_empty() {
+            self.begin_round(Phase::Begin, Delivery::CatchingUp);
+            self.advance(now);
+        } else {
+            self.ask(Action::Load(load), Awaiting::LoadShards);
+        }
+    }
+
+    /// HA: the lease table answered [`Action::Load`], one answer per shard.
+    ///
+    /// A snapshot (or `None`: nothing failing, nothing pending) replaces
+    /// whatever was held of its shard (H5): its games and pending events
+    /// of that shard are taken under the configured policy, and the shard
+    /// is Active. `Err(())`: not loaded (lost, or the read failed); while
+    /// the view still holds it, the next tick loads it again.
+    pub fn handle_loaded_shards(
+        &mut self,
+        now: Duration,
+        loaded: Vec<(ShardLease, Result<Option<Snapshot>, ()>)>,
+    ) {
+        if !self.answered(Awaiting::LoadShards) {
+            return;
+        }
+        for (lease, snapshot) in loaded {
+            // Only a shard not held is loaded (one held under another
+            // epoch was dropped by the view's diff), never into one held (H5).
+            let Ok(snapshot) = snapshot else { continue };
+            if self.held.contains_key(&lease.shard) {
+                continue;
+            }
+            let held = Held {
+                lease,
+                mode: Mode::Active,
+                behind: false,
+            };
+            self.held.insert(lease.shard, held);
+            self.report.shards_loaded += 1;
+            if let Some(snapshot) = snapshot {
+                let count = self.config.fenced.unwrap_or(1);
+                let mine = |game_id: &str| shard_of(game_id, count) == lease.shard;
+                self.states.absorb(snapshot.states.filtered(mine));
+                let pending = snapshot.pending.into_iter();
+                self.outbox
+                    .extend(pending.filter(|out| mine(&out.event.game_id)));
+            }
+        }
+        self.begin_round(Phase::Begin, Delivery::CatchingUp);
+        self.advance(now);
+    }
+
+    /// HA: the snapshot of `shard` to write: its games and its pending
+    /// events, oldest first.
+    pub fn shard_snapshot(&self, shard: u32) -> Snapshot {
+        let count = self.config.fenced.unwrap_or(1);
+        let mine = |game_id: &str| shard_of(game_id, count) == shard;
+        Snapshot {
+            states: self.states.filtered(mine),
+            pending: self
+                .pending()
+                .filter(|out| mine(&out.event.game_id))
+                .cloned()
+                .collect(),
+            journal_len: None,
+        }
+    }
+
+    /// HA: the lease a publish of `game_id`'s event is fenced with, while
+    /// its shard is held.
+    pub fn lease_of(&self, game_id: &str) -> Option<ShardLease> {
+        let shard = shard_of(game_id, self.config.fenced?);
+        self.held.get(&shard).map(|held| held.lease)
     }
 
     /// The records store answered [`Action::List`].
@@ -798,8 +1045,16 @@ impl TickMachine {
             self.actions
                 .push_back(Action::Journal(Input::Prune { running }));
         }
+        // H6: in HA mode too (only held shards' games are in memory), so a
+        // Suspended shard's game is pruned only when it is not running.
         self.states
             .prune(records.iter().map(|record| record.game_id.as_str()));
+        if self.config.fenced.is_some() {
+            // H1: probe only the games of Active shards.
+            records.retain(|record| self.mode_of(&record.game_id) == Some(Mode::Active));
+            let active = self.held.values().filter(|h| h.mode == Mode::Active);
+            self.report.shards_active = active.count();
+        }
         let jobs = probe_jobs(records);
         self.report.games = jobs.len();
         self.phase = Phase::Probing;
@@ -945,13 +1200,23 @@ impl TickMachine {
         }
         match result {
             Published::Accepted => {
-                if let Some(event) = self.outbox.pop_front() {
+                if let Some(event) = self.outbox.remove(self.publishing) {
                     self.unsynced.push(event);
                 }
                 self.report.published += 1;
                 self.delivered_in_round += 1;
             }
-            Published::Refused => {
+            Published::Fenced if self.config.fenced.is_some() => {
+                self.report.fenced_publishes += 1;
+                if let Some(lease) = self
+                    .outbox
+                    .get(self.publishing)
+                    .and_then(|out| self.lease_of(&out.event.game_id))
+                {
+                    self.fence(lease);
+                }
+            }
+            Published::Refused | Published::Fenced => {
                 self.refused = true;
                 self.report.publish_failures += 1;
             }
@@ -1005,9 +1270,39 @@ impl TickMachine {
         match result {
             Persisted::Written => self.report.snapshots_written += 1,
             Persisted::Unchanged => {}
-            Persisted::Failed => self.report.snapshot_failures += 1,
+            Persisted::Failed | Persisted::Fenced => self.report.snapshot_failures += 1,
         }
-        self.behind = result == Persisted::Failed;
+        self.behind = matches!(result, Persisted::Failed | Persisted::Fenced);
+        self.advance(now);
+    }
+
+    /// HA: the lease table answered [`Action::Write`], one answer per shard.
+    ///
+    /// Written or unchanged: the shard's events may be published (H2).
+    /// Failed, or a shard asked for and not answered: they wait for a
+    /// later write. Fenced: the shard is dropped (H3).
+    pub fn handle_written(&mut self, now: Duration, written: &[(ShardLease, Persisted)]) {
+        if !self.answered(Awaiting::Persist) {
+            return;
+        }
+        for &(lease, result) in written {
+            let Some(held) = self.held.get_mut(&lease.shard) else {
+                continue;
+            };
+            if held.lease != lease {
+                continue;
+            }
+            held.behind = matches!(result, Persisted::Failed | Persisted::Fenced);
+            match result {
+                Persisted::Written => self.report.snapshots_written += 1,
+                Persisted::Unchanged => {}
+                Persisted::Failed => self.report.snapshot_failures += 1,
+                Persisted::Fenced => {
+                    self.report.fenced_writes += 1;
+                    self.fence(lease);
+                }
+            }
+        }
         self.advance(now);
     }
 
@@ -1017,6 +1312,43 @@ impl TickMachine {
         if self.phase == Phase::Idle {
             self.stop_now(StopReason::Shutdown);
         }
+    }
+
+    /// HA: the mode of `game_id`'s shard, if it is held.
+    fn mode_of(&self, game_id: &str) -> Option<Mode> {
+        let shard = shard_of(game_id, self.config.fenced?);
+        self.held.get(&shard).map(|held| held.mode)
+    }
+
+    /// HA: whether `game_id`'s events may be published: its shard Active
+    /// and its last write answered written or unchanged (H2).
+    fn publishable(&self, game_id: &str) -> bool {
+        let Some(count) = self.config.fenced else {
+            return true;
+        };
+        let held = self.held.get(&shard_of(game_id, count));
+        held.is_some_and(|held| held.mode == Mode::Active && !held.behind)
+    }
+
+    /// HA: a sink refused `lease`: drop its shard and load it again only
+    /// under a newer epoch (H3).
+    fn fence(&mut self, lease: ShardLease) {
+        self.fenced.insert(lease.shard, lease.epoch);
+        self.report.shards_dropped += 1;
+        self.drop_shard(lease.shard);
+    }
+
+    /// HA: `shard`'s games and pending events leave memory (its committed
+    /// ones are in the lease table).
+    fn drop_shard(&mut self, shard: u32) {
+        let Some(count) = self.config.fenced else {
+            return;
+        };
+        self.held.remove(&shard);
+        let other = |game_id: &str| shard_of(game_id, count) != shard;
+        self.states.retain(other);
+        self.outbox.retain(|out| other(&out.event.game_id));
+        self.unsynced.retain(|out| other(&out.event.game_id));
     }
 
     fn stop_journal(&mut self) {
@@ -1036,6 +1368,29 @@ impl TickMachine {
     fn persist(&mut self) {
         let journal_len = self.journaling.then_some(self.journal_len);
         self.ask(Action::Persist { journal_len }, Awaiting::Persist);
+    }
+
+    /// Ask for the state store's write; false when there is nothing to write.
+    ///
+    /// HA: every held shard not Suspended (H4), each behind until its
+    /// answer says written or unchanged; a Suspended one stays behind.
+    fn write(&mut self) -> bool {
+        if self.config.fenced.is_none() {
+            self.persist();
+            return true;
+        }
+        let mut leases = Vec::new();
+        for held in self.held.values_mut() {
+            held.behind = true;
+            if held.mode != Mode::Suspended {
+                leases.push(held.lease);
+            }
+        }
+        if leases.is_empty() {
+            return false;
+        }
+        self.ask(Action::Write(leases), Awaiting::Persist);
+        true
     }
 
     /// Whether `what` was awaited (and is now answered); an answer nobody
@@ -1066,7 +1421,11 @@ impl TickMachine {
                 return;
             }
             match self.phase {
-                Phase::Starting | Phase::Idle | Phase::Stopped | Phase::Listing => return,
+                Phase::Starting
+                | Phase::Idle
+                | Phase::Stopped
+                | Phase::Leasing
+                | Phase::Listing => return,
                 Phase::Begin(step) => {
                     if self.delivery_round(step, Phase::Begin) {
                         return;
@@ -1079,7 +1438,7 @@ impl TickMachine {
                     // Without a state store an event is published as soon as
                     // it is emitted (after its journal line, queued before it).
                     if !self.config.durable && !self.refused && !self.outbox.is_empty() {
-                        self.publish_oldest();
+                        self.publish(0);
                         return;
                     }
                     if !self.probes_done {
@@ -1094,14 +1453,20 @@ impl TickMachine {
                         return;
                     }
                     self.phase = Phase::PersistTick;
+                    if self.config.fenced.is_some() {
+                        self.phase = Phase::Refresh;
+                    }
+                }
+                Phase::Refresh => {
+                    self.ask(Action::Lease, Awaiting::Lease);
+                    return;
                 }
                 Phase::PersistTick => {
                     // The tick's own write just went first: no catching up.
                     self.begin_round(Phase::End, Delivery::Publishing);
-                    if self.config.durable {
-                        // D5: the tick's state and events are on disk before
-                        // any of them is published.
-                        self.persist();
+                    // D5: the tick's state and events are on disk before
+                    // any of them is published.
+                    if self.config.durable && self.write() {
                         return;
                     }
                 }
@@ -1121,16 +1486,21 @@ impl TickMachine {
         match step {
             Delivery::CatchingUp => {
                 self.phase = phase(Delivery::Publishing);
-                if self.config.durable && self.behind && !self.outbox.is_empty() {
-                    self.persist();
+                let behind = match self.config.fenced {
+                    None => self.behind && !self.outbox.is_empty(),
+                    Some(_) => self
+                        .held
+                        .values()
+                        .any(|h| h.mode == Mode::Active && h.behind),
+                };
+                if self.config.durable && behind && self.write() {
                     return true;
                 }
                 self.delivery_round(Delivery::Publishing, phase)
             }
             Delivery::Publishing => {
-                let held = self.config.durable && self.behind;
-                if !self.refused && !held && !self.outbox.is_empty() {
-                    self.publish_oldest();
+                if let Some(index) = self.next_publishable() {
+                    self.publish(index);
                     return true;
                 }
                 self.phase = phase(Delivery::Syncing);
@@ -1147,8 +1517,9 @@ impl TickMachine {
                     // Record the deliveries now, so a crash later in the
                     // tick does not publish them again.
                     self.delivered_in_round = 0;
-                    self.persist();
-                    return true;
+                    if self.write() {
+                        return true;
+                    }
                 }
                 self.delivery_round(Delivery::Persisting, phase)
             }
@@ -1159,9 +1530,22 @@ impl TickMachine {
         }
     }
 
-    fn publish_oldest(&mut self) {
-        if let Some(event) = self.outbox.front() {
+    /// The outbox index of the next event to publish: the oldest, and in HA
+    /// mode the oldest whose shard may publish (H2), which keeps each
+    /// shard's order; none after a refusal this tick or while the state
+    /// store is behind (D5).
+    fn next_publishable(&self) -> Option<usize> {
+        if self.refused || (self.config.durable && self.behind) {
+            return None;
+        }
+        let mut outbox = self.outbox.iter();
+        outbox.position(|out| self.publishable(&out.event.game_id))
+    }
+
+    fn publish(&mut self, index: usize) {
+        if let Some(event) = self.outbox.get(index) {
             let event = event.clone();
+            self.publishing = index;
             self.ask(Action::Publish(event), Awaiting::Publish);
         }
     }
@@ -1172,6 +1556,14 @@ impl TickMachine {
         self.report.pending = self.pending_len();
         self.report.tracked_games = self.states.len();
         self.report.overran = elapsed > self.config.interval;
+        self.report.shards_suspended = self
+            .held
+            .values()
+            .filter(|h| h.mode == Mode::Suspended)
+            .count();
+        // H7: a draining shard goes once a write of its last state succeeded.
+        let last_written = |held: &Held| held.mode == Mode::Draining && !held.behind;
+        self.release(last_written);
         self.run.add(&self.report);
         let skipped = self.report.skipped;
         self.phase = Phase::Idle;
@@ -1206,7 +1598,22 @@ impl TickMachine {
             .is_some_and(|limit| self.run.ticks >= limit)
     }
 
+    /// HA: release (and forget) every held shard `which` accepts.
+    fn release(&mut self, which: impl Fn(&Held) -> bool) {
+        let held = self.held.values().filter(|held| which(held));
+        let leases: Vec<ShardLease> = held.map(|held| held.lease).collect();
+        if leases.is_empty() {
+            return;
+        }
+        for lease in &leases {
+            self.drop_shard(lease.shard);
+        }
+        self.actions.push_back(Action::Release(leases));
+    }
+
     fn stop_now(&mut self, reason: StopReason) {
+        // H7: the run's last write is done; shutdown gives every lease back.
+        self.release(|_| true);
         self.phase = Phase::Stopped;
         self.run.stopped = Some(reason);
         self.actions.push_back(Action::Stop(reason));

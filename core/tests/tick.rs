@@ -120,6 +120,10 @@ fn name(action: &Action) -> String {
             journal_len: Some(len),
         } => format!("persist journal {len}"),
         Action::Interrupt => "interrupt".into(),
+        // HA mode (tested in ha_tick.rs), never yielded here.
+        Action::Lease | Action::Load(_) | Action::Write(_) | Action::Release(_) => {
+            format!("{action:?}")
+        }
         Action::TickDone(_) => "done".into(),
         Action::Wait { until } => format!("wait {}", until.as_secs()),
         Action::Stop(reason) => format!("stop {reason:?}"),
@@ -171,7 +175,12 @@ fn tick_with(
             Action::Persist { .. } => machine.handle_persisted(now, persisted),
             Action::Journal(_) | Action::Interrupt | Action::TickDone(_) => {}
             Action::Wait { .. } | Action::Stop(_) => break,
-            other @ (Action::LoadState | Action::TruncateJournal(_)) => {
+            other @ (Action::LoadState
+            | Action::TruncateJournal(_)
+            | Action::Lease
+            | Action::Load(_)
+            | Action::Write(_)
+            | Action::Release(_)) => {
                 panic!("in a tick: {other:?}")
             }
         }

@@ -112,5 +112,7 @@ pub use driver::worker::{
 };
 pub use durability::durable::StateFile;
 pub use durability::journal_file::JournalFile;
-pub use run::{RunError, RunOptions, RunOutcome, run};
+pub use run::{HaOptions, RunError, RunOptions, RunOutcome, run};
+#[cfg(feature = "postgres")]
+pub use run::{ha_init, ha_status};
 pub use tls::{TlsClient, TlsOptions, TlsSetupError};

@@ -30,6 +30,8 @@ use std::time::Duration;
 use healthprobe_core::EventType;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+
+use crate::driver::coordinator::LeaseCounts;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -86,6 +88,10 @@ pub struct Metrics {
     tick_overruns: Counter,
     ticks: Counter,
     ticks_skipped: Counter,
+    ha_shards_active: Gauge,
+    ha_shards_suspended: Gauge,
+    ha_fenced_writes: Counter,
+    ha_fenced_publishes: Counter,
 }
 
 impl Metrics {
@@ -190,7 +196,53 @@ impl Metrics {
             tick_overruns,
             ticks,
             ticks_skipped,
+            ha_shards_active: Gauge::default(),
+            ha_shards_suspended: Gauge::default(),
+            ha_fenced_writes: Counter::default(),
+            ha_fenced_publishes: Counter::default(),
         }
+    }
+
+    /// Failover's metrics too: the shards acted on, the fenced writes and
+    /// publishes, and the lease thread's `counts`.
+    pub fn with_ha(mut self, counts: &LeaseCounts) -> Self {
+        let registry = &mut self.registry;
+        registry.register(
+            "ha_shards_active",
+            "Shards this instance probes (held under a valid lease) at the end of the last tick",
+            self.ha_shards_active.clone(),
+        );
+        registry.register(
+            "ha_shards_suspended",
+            "Shards held whose lease could not be proved in time (self-fenced: not probed, written or published)",
+            self.ha_shards_suspended.clone(),
+        );
+        registry.register(
+            "ha_fenced_writes",
+            "Shard state writes refused by the lease table (another instance holds the shard)",
+            self.ha_fenced_writes.clone(),
+        );
+        registry.register(
+            "ha_fenced_publishes",
+            "Publishes refused by the stream's fence (another instance holds the shard)",
+            self.ha_fenced_publishes.clone(),
+        );
+        registry.register(
+            "ha_renewals",
+            "Lease heartbeats answered",
+            counts.renewals.clone(),
+        );
+        registry.register(
+            "ha_renewal_failures",
+            "Lease heartbeats that failed",
+            counts.renewal_failures.clone(),
+        );
+        registry.register(
+            "ha_acquired_shards",
+            "Shards taken over (each under a new epoch)",
+            counts.acquired.clone(),
+        );
+        self
     }
 
     /// Apply one tick's report, and the latencies of its probes.
@@ -213,6 +265,11 @@ impl Metrics {
         if report.skipped {
             self.ticks_skipped.inc();
         }
+        self.ha_shards_active.set(report.shards_active as i64);
+        self.ha_shards_suspended.set(report.shards_suspended as i64);
+        self.ha_fenced_writes.inc_by(report.fenced_writes as u64);
+        self.ha_fenced_publishes
+            .inc_by(report.fenced_publishes as u64);
         self.ticks.inc();
     }
 

@@ -12,7 +12,10 @@ use crate::engine::lock;
 
 /// The environment variables `healthprobe run` reads settings from; removed
 /// from every child so that the caller's environment cannot change a test.
-pub const SETTINGS_ENV: [&str; 14] = [
+pub const SETTINGS_ENV: [&str; 17] = [
+    "HEALTHPROBE_HA",
+    "HEALTHPROBE_HA_PASSWORD_FILE",
+    "HEALTHPROBE_INSTANCE_ID",
     "HEALTHPROBE_RECORDS",
     "HEALTHPROBE_RECORDS_PASSWORD_FILE",
     "HEALTHPROBE_EVENTS",

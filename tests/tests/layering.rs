@@ -17,7 +17,8 @@ const RULES: &[(&str, &[&str])] = &[
         &[
             "adapters",
             "durability",
-            "driver",
+            "driver::worker",
+            "driver::coordinator",
             "probing",
             "run",
             "metrics",

@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use healthprobe_core::HealthEvent;
+use healthprobe_core::lease::ShardLease;
 use healthprobe_shell::adapters::{
     CountingTelemetry, ManualClock, MemoryStore, RedisStreamPublisher, RedisTarget,
 };
 use healthprobe_shell::codec::wire::write_event_line;
-use healthprobe_shell::driver::ports::HealthEventPublisher;
+use healthprobe_shell::driver::ports::{HealthEventPublisher, PublishError};
 use healthprobe_shell::driver::worker::{Ports, Worker};
 use healthprobe_shell::replay::replay_journal;
 use healthprobe_shell::tls::TlsClient;
@@ -769,4 +770,69 @@ fn d4_an_acl_user_needs_eval_and_the_markers_keys_and_is_refused_by_name_without
     enough.publish(&event).expect("published");
     enough.publish(&event).expect("a repeat is delivered");
     assert_eq!(event_ids(&redis), [event.id.to_string()]);
+}
+
+#[test]
+fn ha_a_fenced_publish_under_an_older_epoch_is_refused_and_a_newer_one_raises_the_fence() {
+    let redis = TestRedis::start();
+    let url = redis.url(STREAM);
+    let target = RedisTarget::parse(&url).expect("a valid URL");
+    let mut publisher =
+        RedisStreamPublisher::new(target, 0, &TlsClient::system()).expect("a client");
+    let lease = |epoch| ShardLease { shard: 3, epoch };
+    let first = with_id(recovered_at(5));
+    publisher
+        .publish_fenced(&first, lease(2))
+        .expect("epoch 2 raises the fence");
+    let entry = &redis.entries(STREAM)[0];
+    assert_eq!(
+        (entry.get("shard"), entry.get("epoch")),
+        (Some("3"), Some("2"))
+    );
+    // A stale owner (epoch 1) is refused, even for an event not yet added.
+    let second = with_id(recovered_at(6));
+    match publisher.publish_fenced(&second, lease(1)) {
+        Err(PublishError::Fenced {
+            lease: refused,
+            newer,
+            ..
+        }) => {
+            assert_eq!((refused, newer), (lease(1), 2));
+        }
+        other => panic!("expected a fenced refusal, got {other:?}"),
+    }
+    assert_eq!(redis.len(STREAM), 1, "nothing added by a stale owner");
+    // The same epoch, a newer one, and a re-send under it: each id added once.
+    publisher
+        .publish_fenced(&second, lease(2))
+        .expect("epoch 2 again");
+    publisher
+        .publish_fenced(&second, lease(3))
+        .expect("a re-send under epoch 3 is delivered");
+    assert_eq!(redis.len(STREAM), 2);
+    assert!(matches!(
+        publisher.publish_fenced(&first, lease(2)),
+        Err(PublishError::Fenced { newer: 3, .. })
+    ));
+    // Another shard's fence is its own; an unfenced publish passes any fence.
+    publisher
+        .publish_fenced(&with_id(recovered_at(7)), ShardLease { shard: 4, epoch: 1 })
+        .expect("shard 4 has no fence yet");
+    publisher
+        .publish(&with_id(recovered_at(8)))
+        .expect("unfenced");
+    assert_eq!(redis.len(STREAM), 4);
+    // A new owner raises the fence as it loads the shard, before publishing:
+    // the old owner is refused at once; a lower raise changes nothing.
+    publisher
+        .raise_fence(ShardLease { shard: 4, epoch: 6 })
+        .expect("raised");
+    publisher
+        .raise_fence(ShardLease { shard: 4, epoch: 2 })
+        .expect("not lowered");
+    assert!(matches!(
+        publisher.publish_fenced(&with_id(recovered_at(9)), ShardLease { shard: 4, epoch: 5 }),
+        Err(PublishError::Fenced { newer: 6, .. })
+    ));
+    assert_eq!(redis.len(STREAM), 4);
 }

@@ -13,6 +13,8 @@ mod jsonl;
 mod memory;
 pub mod open;
 #[cfg(feature = "postgres")]
+pub mod pg_leases;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod records_file;
 #[cfg(any(feature = "postgres", feature = "redis"))]

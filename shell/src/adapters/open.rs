@@ -164,21 +164,36 @@ fn open_postgres(
     url: &str,
     options: &RecordsOptions,
 ) -> Result<Box<dyn RuntimeRecordStore>, OpenError> {
+    let timeout = crate::adapters::PostgresRecords::DEFAULT_TIMEOUT;
+    let password_file = options.password_file.as_deref();
+    let table = open_postgres_connection("--records", url, password_file, &options.tls, timeout)?;
+    Ok(Box::new(table))
+}
+
+/// The PostgreSQL connection `flag` names (`--records`, `--ha`), its
+/// password from `password_file` when the URL has none, every request
+/// bounded by `timeout`. Nothing is connected yet.
+#[cfg(feature = "postgres")]
+pub(crate) fn open_postgres_connection(
+    flag: &str,
+    url: &str,
+    password_file: Option<&Path>,
+    tls: &TlsClient,
+    timeout: std::time::Duration,
+) -> Result<crate::adapters::PostgresRecords, OpenError> {
     use crate::adapters::PostgresRecords;
-    let mut table = PostgresRecords::new(url)
-        .map_err(|err| OpenError::BadInput(format!("--records: {err}")))?
-        .with_tls(options.tls.clone());
-    if let Some(path) = &options.password_file {
-        let password = read_password(RECORDS_PASSWORD_FILE, path)?;
+    let mut table = PostgresRecords::with_timeout(url, timeout)
+        .map_err(|err| OpenError::BadInput(format!("{flag}: {err}")))?
+        .with_tls(tls.clone());
+    if let Some(path) = password_file {
+        let password = read_password(&format!("{flag}-password-file"), path)?;
         if table.has_password() {
-            tracing::warn!(
-                "--records has a password in its URL: {RECORDS_PASSWORD_FILE} is not used"
-            );
+            tracing::warn!("{flag} has a password in its URL: {flag}-password-file is not used");
         } else {
             table = table.with_default_password(&password);
         }
     }
-    Ok(Box::new(table))
+    Ok(table)
 }
 
 #[cfg(not(feature = "postgres"))]

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::Duration;
 
@@ -35,12 +35,9 @@ pub struct PostgresRecords {
     tls: TlsClient,
     timeout: Duration,
     client: Option<Client>,
-    /// A request that outlived its listing's bound, still running.
-    unanswered: Option<Receiver<Answer>>,
+    /// A request that outlived its bound, still running.
+    unanswered: Option<thread::JoinHandle<()>>,
 }
-
-/// What the helper thread hands back: the client, if still usable, and the rows.
-type Answer = (Option<Client>, Result<Vec<RuntimeRecord>, String>);
 
 /// An `sslmode` of a PostgreSQL URL, as libpq's (`allow` aside; no
 /// `sslrootcert`: trust is the system store plus `--ca-file`): its name,
@@ -160,12 +157,12 @@ impl PostgresRecords {
         self.client.is_some()
     }
 
-    fn unavailable(&self, reason: &str) -> ListError {
-        ListError::Unavailable(format!(
+    fn unavailable(&self, reason: &str) -> String {
+        format!(
             "postgres {}: {}",
             self.server,
             hide(reason, self.password.as_deref())
-        ))
+        )
     }
 }
 
@@ -183,21 +180,39 @@ impl fmt::Debug for PostgresRecords {
 
 impl RuntimeRecordStore for PostgresRecords {
     fn list_running(&mut self) -> Result<Vec<RuntimeRecord>, ListError> {
+        self.request(|client| {
+            let rows = client
+                .query(PostgresRecords::LIST_RUNNING_SQL, &[])
+                .map_err(|err| error_text(&err))?;
+            Ok(rows.iter().filter_map(record_of).collect())
+        })
+        .map_err(ListError::Unavailable)
+    }
+}
+
+impl PostgresRecords {
+    /// Run `work` on the connection (made first if there is none) within
+    /// the timeout: on a helper thread waited for at most that long, so a
+    /// server that accepts but never answers cannot hang the caller; at
+    /// most one unanswered request is left behind. A failed request drops
+    /// the connection (the next makes a new one). The error names the
+    /// server, never the password.
+    pub(crate) fn request<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Client) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
         if let Some(unanswered) = &self.unanswered {
-            match unanswered.try_recv() {
-                // Late answers are dropped, client and all: the next
-                // request starts on a fresh connection.
-                Ok(_) | Err(TryRecvError::Disconnected) => self.unanswered = None,
-                Err(TryRecvError::Empty) => {
-                    return Err(self.unavailable(&format!(
-                        "a request made more than {} ago is still unanswered; \
-                         not sending another until it ends",
-                        humantime::format_duration(self.timeout)
-                    )));
-                }
+            // Late answers are dropped, client and all.
+            if !unanswered.is_finished() {
+                return Err(self.unavailable(&format!(
+                    "a request made more than {} ago is still unanswered; \
+                     not sending another until it ends",
+                    humantime::format_duration(self.timeout)
+                )));
             }
+            self.unanswered = None;
         }
-        let (sender, receiver) = mpsc::sync_channel::<Answer>(1);
+        let (sender, receiver) = mpsc::sync_channel(1);
         let client = self.client.take();
         let connect = Connect {
             config: self.config.clone(),
@@ -207,19 +222,30 @@ impl RuntimeRecordStore for PostgresRecords {
         let spawned = thread::Builder::new()
             .name("healthprobe-postgres".to_owned())
             .spawn(move || {
-                let _ = sender.send(list_on(client, &connect));
+                let mut client = match client.map_or_else(|| connect.connect(), Ok) {
+                    Ok(client) => client,
+                    Err(reason) => return drop(sender.send((None, Err(reason)))),
+                };
+                let answer = match work(&mut client) {
+                    Ok(value) => (Some(client), Ok(value)),
+                    Err(reason) => (None, Err(reason)),
+                };
+                let _ = sender.send(answer);
             });
-        if let Err(err) = spawned {
-            return Err(self.unavailable(&format!("cannot start the request thread: {err}")));
-        }
+        let thread = match spawned {
+            Ok(thread) => thread,
+            Err(err) => {
+                return Err(self.unavailable(&format!("cannot start the request thread: {err}")));
+            }
+        };
         match receiver.recv_timeout(self.timeout) {
-            Ok((client, Ok(records))) => {
+            Ok((client, Ok(value))) => {
                 self.client = client;
-                Ok(records)
+                Ok(value)
             }
             Ok((_, Err(reason))) => Err(self.unavailable(&reason)),
             Err(RecvTimeoutError::Timeout) => {
-                self.unanswered = Some(receiver);
+                self.unanswered = Some(thread);
                 Err(self.unavailable(&format!(
                     "no answer within {}",
                     humantime::format_duration(self.timeout)
@@ -286,24 +312,6 @@ impl Connect {
             source = cause.source();
         }
         None
-    }
-}
-
-/// Connect if needed and list; the client comes back only if it is still usable.
-fn list_on(client: Option<Client>, connect: &Connect) -> Answer {
-    let mut client = match client {
-        Some(client) => client,
-        None => match connect.connect() {
-            Ok(client) => client,
-            Err(reason) => return (None, Err(reason)),
-        },
-    };
-    match client.query(PostgresRecords::LIST_RUNNING_SQL, &[]) {
-        Ok(rows) => {
-            let records = rows.iter().filter_map(record_of).collect();
-            (Some(client), Ok(records))
-        }
-        Err(err) => (None, Err(error_text(&err))),
     }
 }
 

@@ -30,25 +30,42 @@ use crate::adapters::redact::{self, InvalidUrl, hide};
 use crate::codec::wire::to_writer_go;
 use crate::driver::ports::{HealthEventPublisher, PublishError};
 use crate::tls::{TlsClient, describe_database_tls};
+use healthprobe_core::lease::ShardLease;
 
 /// How long Redis remembers an added event's id: a re-send within it is not
 /// added again (7 days).
 pub(crate) const DEDUPE_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
-/// `XADD` unless the id's marker exists, then the marker (after the `XADD`:
-/// one that failed leaves none, so nothing is lost). KEYS: the stream, the
-/// marker; ARGV: the marker's TTL in seconds, `MAXLEN ~` (0: none), then
-/// the fields.
+/// With failover, first the shard's fence: an epoch below the one the
+/// shard's fence key holds is refused (`{'fenced', epoch}`), a higher one
+/// raises it. Then `XADD` unless the id's marker exists, then the marker
+/// (after the `XADD`: one that failed leaves none, so nothing is lost).
+/// KEYS: the stream, the marker, the fence; ARGV: the marker's TTL in
+/// seconds, `MAXLEN ~` (0: none), the epoch (0: no fence), then the fields.
 const ADD_ONCE: &str = r"
+local epoch = tonumber(ARGV[3])
+if epoch > 0 then
+  local fence = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if epoch < fence then return {'fenced', tostring(fence)} end
+  if epoch > fence then redis.call('SET', KEYS[3], ARGV[3]) end
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
 local id
 if tonumber(ARGV[2]) > 0 then
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
 else
-  id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+  id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
 end
 redis.call('SET', KEYS[2], id, 'EX', ARGV[1])
 return id
+";
+
+/// Raise a shard's fence (KEYS[1]) to an epoch (ARGV[1]), never lower it.
+const RAISE_FENCE: &str = r"
+if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
 ";
 
 /// Where events go: `redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM`, or
@@ -318,26 +335,58 @@ impl RedisStreamPublisher {
         PublishError::Unavailable(format!("{}: {reason}", self.destination))
     }
 
-    /// One attempt: [`ADD_ONCE`] for the event's `fields`.
-    fn attempt(&mut self, fields: &Fields) -> Result<(), Attempt> {
+    /// One attempt: [`ADD_ONCE`] for the event's `fields`, fenced by
+    /// `lease` if any; `Ok(Some(epoch))`: refused by the shard's fence at `epoch`.
+    fn attempt(
+        &mut self,
+        fields: &Fields,
+        lease: Option<ShardLease>,
+    ) -> Result<Option<u64>, Attempt> {
         let stream = &self.target.stream;
         let mut script = redis::cmd("EVAL");
+        let marker = format!("hp:event:{stream}:{}", fields[5].1);
+        // Unfenced, the fence key is unused: the marker again, so a user
+        // without rights on fence keys can publish.
+        let fence = match lease {
+            Some(lease) => format!("hp:fence:{stream}:{}", lease.shard),
+            None => marker.clone(),
+        };
         script
             .arg(ADD_ONCE)
-            .arg(2)
+            .arg(3)
             .arg(stream)
-            .arg(format!("hp:event:{stream}:{}", fields[5].1))
+            .arg(marker)
+            .arg(fence)
             .arg(DEDUPE_TTL_SECONDS)
-            .arg(self.maxlen);
+            .arg(self.maxlen)
+            .arg(lease.map_or(0, |lease| lease.epoch));
         for (name, value) in fields {
             script.arg(*name).arg(value);
+        }
+        if let Some(lease) = lease {
+            script
+                .arg("shard")
+                .arg(lease.shard)
+                .arg("epoch")
+                .arg(lease.epoch);
         }
         let reused = self.connection.is_some();
         let connection = self.connection().map_err(Attempt::NotSent)?;
         let added = script.query::<redis::Value>(connection);
-        added
-            .map(drop)
-            .map_err(|err| Attempt::Failed { err, reused })
+        match added {
+            Ok(redis::Value::Array(reply)) => match reply.as_slice() {
+                [
+                    redis::Value::BulkString(word),
+                    redis::Value::BulkString(epoch),
+                ] if word == b"fenced" => {
+                    let epoch = String::from_utf8_lossy(epoch).parse().unwrap_or(u64::MAX);
+                    Ok(Some(epoch))
+                }
+                _ => Ok(None),
+            },
+            Ok(_) => Ok(None),
+            Err(err) => Err(Attempt::Failed { err, reused }),
+        }
     }
 }
 
@@ -353,13 +402,45 @@ impl HealthEventPublisher for RedisStreamPublisher {
     /// Adds the event unless its id was added within [`DEDUPE_TTL_SECONDS`]
     /// (which counts as delivered).
     fn publish(&mut self, event: &Outgoing) -> Result<(), PublishError> {
+        self.add(event, None)
+    }
+
+    /// Refused when the shard's fence holds a newer epoch (another instance
+    /// published for it since); otherwise raises the fence to `lease`'s epoch.
+    fn publish_fenced(&mut self, event: &Outgoing, lease: ShardLease) -> Result<(), PublishError> {
+        self.add(event, Some(lease))
+    }
+
+    fn raise_fence(&mut self, lease: ShardLease) -> Result<(), PublishError> {
+        let mut script = redis::cmd("EVAL");
+        script
+            .arg(RAISE_FENCE)
+            .arg(1)
+            .arg(format!("hp:fence:{}:{}", self.target.stream, lease.shard))
+            .arg(lease.epoch);
+        let raised = self
+            .connection()
+            .and_then(|connection| script.query::<redis::Value>(connection));
+        raised.map(drop).map_err(|err| self.fail(&err, false))
+    }
+}
+
+impl RedisStreamPublisher {
+    fn add(&mut self, event: &Outgoing, lease: Option<ShardLease>) -> Result<(), PublishError> {
         let fields = event_fields(event).map_err(|err| {
             PublishError::Unavailable(format!("{}: cannot encode event: {err}", self.destination))
         })?;
         let mut retried = false;
         loop {
-            match self.attempt(&fields) {
-                Ok(()) => return Ok(()),
+            match self.attempt(&fields, lease) {
+                Ok(None) => return Ok(()),
+                Ok(Some(newer)) => {
+                    return Err(PublishError::Fenced {
+                        destination: self.destination.clone(),
+                        lease: lease.expect("only a fenced publish is refused by a fence"),
+                        newer,
+                    });
+                }
                 Err(Attempt::NotSent(err)) => return Err(self.fail(&err, true)),
                 Err(Attempt::Failed { err, reused }) => {
                     self.connection = None;

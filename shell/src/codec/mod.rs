@@ -9,6 +9,7 @@ use std::path::Path;
 use tracing::warn;
 
 pub mod journal;
+pub mod snapshot;
 pub mod wire;
 
 /// Open a file of lines for append, created `0600` when missing, a torn

@@ -14,7 +14,8 @@ use std::io;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use healthprobe_core::tick::{ProbeBatch, ProbeClass};
+use healthprobe_core::lease::{Heartbeat, ShardLease};
+use healthprobe_core::tick::{Persisted, ProbeBatch, ProbeClass};
 use healthprobe_core::{EventType, HealthStates, Input, Outgoing, ProbeResult, Timestamp};
 
 use crate::config::Runtime;
@@ -51,6 +52,24 @@ pub trait HealthEventPublisher: Send {
     /// lines do not.
     fn publish(&mut self, event: &Outgoing) -> Result<(), PublishError>;
 
+    /// Failover: deliver one event fenced by `lease`, refused with
+    /// [`PublishError::Fenced`] when the sink has seen a newer epoch for the
+    /// shard. The default has no fence (it publishes): only a sink shared by
+    /// every instance can hold one (Redis does).
+    fn publish_fenced(&mut self, event: &Outgoing, lease: ShardLease) -> Result<(), PublishError> {
+        let _ = lease;
+        self.publish(event)
+    }
+
+    /// Failover: raise the shard's fence to `lease`'s epoch, so an older
+    /// owner's publish is refused from now on (called when a shard is
+    /// loaded, before any of its events is published; best effort: the
+    /// first fenced publish raises it too). The default has no fence.
+    fn raise_fence(&mut self, lease: ShardLease) -> Result<(), PublishError> {
+        let _ = lease;
+        Ok(())
+    }
+
     /// Make every event accepted so far durable; the worker calls it before
     /// recording deliveries in the state file.
     ///
@@ -71,6 +90,14 @@ pub trait HealthEventPublisher: Send {
 impl<P: HealthEventPublisher + ?Sized> HealthEventPublisher for Box<P> {
     fn publish(&mut self, event: &Outgoing) -> Result<(), PublishError> {
         (**self).publish(event)
+    }
+
+    fn publish_fenced(&mut self, event: &Outgoing, lease: ShardLease) -> Result<(), PublishError> {
+        (**self).publish_fenced(event, lease)
+    }
+
+    fn raise_fence(&mut self, lease: ShardLease) -> Result<(), PublishError> {
+        (**self).raise_fence(lease)
     }
 
     fn sync(&mut self) -> Result<(), PublishError> {
@@ -181,6 +208,17 @@ pub enum PublishError {
     /// The publisher refused the event for another reason (a broker down, a simulated failure).
     #[error("{0}")]
     Unavailable(String),
+    /// Failover: the sink holds a newer epoch for the event's shard
+    /// (another instance owns it now); the event is that owner's to publish.
+    #[error("{destination}: refused, shard {} is held under epoch {newer} (this instance had {})", .lease.shard, .lease.epoch)]
+    Fenced {
+        /// Where the event was going.
+        destination: String,
+        /// The lease the publish carried.
+        lease: ShardLease,
+        /// The epoch the sink holds.
+        newer: u64,
+    },
 }
 
 impl PublishError {
@@ -203,7 +241,7 @@ impl PublishError {
     pub fn is_permanent(&self) -> bool {
         match self {
             Self::Write { source, .. } | Self::Sync { source, .. } => is_permanent_io(source),
-            Self::Unavailable(_) => false,
+            Self::Unavailable(_) | Self::Fenced { .. } => false,
         }
     }
 }
@@ -353,6 +391,38 @@ pub trait StateStore: Send + std::fmt::Debug {
 
     /// The store's name in logs (a path).
     fn name(&self) -> String;
+}
+
+/// Failover: where each shard's snapshot (its games' counters and pending
+/// events) is kept, fenced by the shard's lease (PostgreSQL:
+/// `adapters::pg_leases`, or a simulation's table).
+pub trait ShardStore: Send + std::fmt::Debug {
+    /// The snapshots of `leases`' shards, each read only while this
+    /// instance holds it under that epoch (`Ok(None)`: nothing kept yet);
+    /// `Err` for a shard not held (lost) or unreadable, its reason.
+    fn load(
+        &mut self,
+        leases: &[ShardLease],
+    ) -> Vec<(ShardLease, Result<Option<Snapshot>, String>)>;
+
+    /// Write each snapshot under its lease: [`Persisted::Written`], or
+    /// [`Persisted::Fenced`] where the store holds the shard under another
+    /// owner, epoch, or an expired lease (by its own clock), or
+    /// [`Persisted::Failed`] for all when the write could not be made (logged).
+    fn write(&mut self, shards: &[(ShardLease, Snapshot)]) -> Vec<(ShardLease, Persisted)>;
+}
+
+/// Failover: the lease table as the lease machine's requests see it
+/// ([`healthprobe_core::lease`]); each call bounded in time.
+pub trait LeaseTable: Send {
+    /// Register as a live member and renew every lease held (L2).
+    fn heartbeat(&mut self) -> Result<Heartbeat, String>;
+    /// Take up to `want` free or expired shards, each under epoch + 1.
+    fn acquire(&mut self, want: u32) -> Result<Vec<ShardLease>, String>;
+    /// Give `leases` back (their last write is done): another instance may take them at once.
+    fn release(&mut self, leases: &[ShardLease]) -> Result<(), String>;
+    /// Leave the membership (at exit, after the releases).
+    fn leave(&mut self) -> Result<(), String>;
 }
 
 /// Where the worker journals every prune and outcome (D6):

@@ -40,16 +40,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use healthprobe_core::lease::ShardLease;
 use healthprobe_core::tick::{
-    Action, JournalAtStart, MachineConfig, Persisted, ProbeBatch, Published, TickMachine,
+    Action, JournalAtStart, MachineConfig, Persisted, ProbeBatch, Published, Snapshot, TickMachine,
 };
 use healthprobe_core::{HealthEvent, HealthStates, Outgoing};
 use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, Runtime, WorkerConfig};
+use crate::driver::coordinator::Leases;
 use crate::driver::ports::{
-    Clock, HealthEventPublisher, JournalSink, ProbeFanout, Probed, RuntimeRecord,
-    RuntimeRecordStore, Saved, StateError, StateStore, Telemetry,
+    Clock, HealthEventPublisher, JournalSink, ProbeFanout, Probed, PublishError, RuntimeRecord,
+    RuntimeRecordStore, Saved, ShardStore, StateError, StateStore, Telemetry,
 };
 use crate::driver::shutdown::Shutdown;
 use crate::probing::connections::{ConnectionPolicy, Connections};
@@ -86,6 +88,14 @@ pub struct Ports {
     state: Option<Box<dyn StateStore>>,
     journal: Option<Box<dyn JournalSink>>,
     status: Option<Arc<StatusBoard>>,
+    ha: Option<Ha>,
+}
+
+/// Failover: the lease view and where shards are kept.
+#[derive(Debug)]
+struct Ha {
+    leases: Leases,
+    shards: Box<dyn ShardStore>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -116,6 +126,7 @@ impl Ports {
             state: None,
             journal: None,
             status: None,
+            ha: None,
         }
     }
 
@@ -138,6 +149,15 @@ impl Ports {
     /// that fails), then persisted before any event is published.
     pub fn with_state(mut self, state: impl StateStore + 'static) -> Self {
         self.state = Some(Box::new(state));
+        self
+    }
+
+    /// Failover: act only on the shards `leases` holds, their state loaded
+    /// from and written to `shards` under each lease's epoch, every publish
+    /// fenced by it (FAILOVER.md; rules H1–H7 of the tick machine). Replaces
+    /// a state store and a journal, which are then ignored.
+    pub fn with_ha(mut self, leases: Leases, shards: Box<dyn ShardStore>) -> Self {
+        self.ha = Some(Ha { leases, shards });
         self
     }
 
@@ -172,6 +192,7 @@ struct Io {
     clock: Arc<dyn Clock>,
     state: Option<Box<dyn StateStore>>,
     journal: Option<Box<dyn JournalSink>>,
+    ha: Option<Ha>,
     /// The status shown, when asked for.
     status: Option<StatusBook>,
     /// Whether the start-up is over (until then, a state store error is
@@ -249,6 +270,7 @@ impl Worker {
         settings.journal = ports.journal.is_some();
         settings.tick_limit = config.tick_limit;
         settings.shard = config.shard;
+        settings.fenced = ports.ha.as_ref().map(|ha| ha.leases.shards());
         let mut worker = Self {
             fanout,
             io: Io {
@@ -259,6 +281,7 @@ impl Worker {
                 clock: ports.clock,
                 state: ports.state,
                 journal: ports.journal,
+                ha: ports.ha,
                 status: None,
                 started: false,
                 state_error: None,
@@ -399,6 +422,9 @@ impl Worker {
                 }
                 Control::TickDone(done) => {
                     log_tick(&done, self.config.interval);
+                    if let Some(ha) = &io.ha {
+                        ha.leases.progress();
+                    }
                     if let Some(status) = &mut io.status {
                         status.tick_done(&io.machine, &done, io.clock.now());
                     }
@@ -502,7 +528,8 @@ impl Io {
                     self.machine.handle_flushed(now(), result);
                 }
                 Action::Publish(event) => {
-                    let published = self.publish(&event);
+                    let lease = self.machine.lease_of(&event.event.game_id);
+                    let published = self.publish(&event, lease);
                     self.machine.handle_published(now(), published);
                 }
                 Action::SyncPublisher => {
@@ -519,6 +546,23 @@ impl Io {
                     self.machine.handle_persisted(now(), persisted);
                 }
                 Action::Interrupt => shutdown.trigger(),
+                Action::Lease => {
+                    let view = self.ha().leases.view();
+                    self.machine.handle_lease(now(), &view);
+                }
+                Action::Load(leases) => {
+                    let loaded = self.load_shards(&leases);
+                    self.machine.handle_loaded_shards(now(), loaded);
+                }
+                Action::Write(leases) => {
+                    let snapshots = leases
+                        .iter()
+                        .map(|lease| (*lease, self.machine.shard_snapshot(lease.shard)))
+                        .collect::<Vec<_>>();
+                    let written = self.ha_mut().shards.write(&snapshots);
+                    self.machine.handle_written(now(), &written);
+                }
+                Action::Release(leases) => self.ha().leases.release(leases),
                 Action::TickDone(report) => return Control::TickDone(report),
                 Action::Wait { until } => return Control::Wait(until),
                 Action::Stop(reason) => return Control::Stop(reason),
@@ -527,10 +571,74 @@ impl Io {
         Control::Idle
     }
 
-    /// Hand one event to the publisher; count and log the delivery (R12).
-    fn publish(&mut self, outgoing: &Outgoing) -> Published {
+    /// Failover's ports (the machine asks for them only in HA mode).
+    fn ha(&self) -> &Ha {
+        self.ha
+            .as_ref()
+            .expect("HA actions come only with Ports::with_ha")
+    }
+
+    fn ha_mut(&mut self) -> &mut Ha {
+        self.ha
+            .as_mut()
+            .expect("HA actions come only with Ports::with_ha")
+    }
+
+    /// Read these shards' snapshots; log what could not be read.
+    fn load_shards(
+        &mut self,
+        leases: &[ShardLease],
+    ) -> Vec<(ShardLease, Result<Option<Snapshot>, ()>)> {
+        let loaded = self.ha_mut().shards.load(leases);
+        // Raise the loaded shards' fences in the stream before anything of
+        // them is published; on the first failure leave the rest to their
+        // first publish (one bound spent, not one per shard).
+        let mut raising = true;
+        for (lease, snapshot) in &loaded {
+            match snapshot {
+                Ok(snapshot) => {
+                    let (games, pending) = snapshot
+                        .as_ref()
+                        .map_or((0, 0), |s| (s.states.len(), s.pending.len()));
+                    info!(
+                        shard = lease.shard,
+                        epoch = lease.epoch,
+                        games,
+                        pending,
+                        "shard loaded"
+                    );
+                    if raising && let Err(err) = self.publisher.raise_fence(*lease) {
+                        warn!(error = %err, "cannot raise the loaded shards' fences in the stream; their first publishes will");
+                        raising = false;
+                    }
+                }
+                Err(reason) => warn!(
+                    shard = lease.shard,
+                    epoch = lease.epoch,
+                    %reason,
+                    "cannot load the shard's state; tried again next tick"
+                ),
+            }
+        }
+        loaded
+            .into_iter()
+            .map(|(lease, snapshot)| (lease, snapshot.map_err(drop)))
+            .collect()
+    }
+
+    /// Hand one event to the publisher (fenced by its shard's lease with
+    /// failover); count and log the delivery (R12).
+    fn publish(&mut self, outgoing: &Outgoing, lease: Option<ShardLease>) -> Published {
         let event = &outgoing.event;
-        match self.publisher.publish(outgoing) {
+        let result = match lease {
+            Some(lease) => self.publisher.publish_fenced(outgoing, lease),
+            None => self.publisher.publish(outgoing),
+        };
+        if let Err(err @ PublishError::Fenced { .. }) = &result {
+            warn!(game_id = %event.game_id, error = %err, "publish fenced: the shard is another instance's now; dropping it");
+            return Published::Fenced;
+        }
+        match result {
             Ok(()) => {
                 let event_type = event.event_type();
                 self.telemetry.record_event(event_type);
