@@ -92,6 +92,7 @@ pub mod codec;
 pub mod config;
 pub mod driver;
 pub mod durability;
+mod ha;
 pub mod metrics;
 pub mod probing;
 pub mod replay;
@@ -112,7 +113,8 @@ pub use driver::worker::{
 };
 pub use durability::durable::StateFile;
 pub use durability::journal_file::JournalFile;
-pub use run::{HaOptions, RunError, RunOptions, RunOutcome, run};
+pub use ha::HaOptions;
 #[cfg(feature = "postgres")]
-pub use run::{ha_init, ha_status};
+pub use ha::{HaCommand, ha_command};
+pub use run::{RunError, RunOptions, RunOutcome, run};
 pub use tls::{TlsClient, TlsOptions, TlsSetupError};

@@ -51,46 +51,8 @@ enum Command {
     Simulate(SimulateArgs),
     /// Failover's lease table: make it, or show who holds which shard.
     #[cfg(feature = "postgres")]
-    Ha(HaArgs),
-}
-
-#[cfg(feature = "postgres")]
-#[derive(Debug, Args)]
-struct HaArgs {
     #[command(subcommand)]
-    command: HaCommand,
-}
-
-/// The lease table's database.
-#[cfg(feature = "postgres")]
-#[derive(Debug, Args)]
-struct HaDatabase {
-    #[command(flatten)]
-    ha: healthprobe_shell::HaOptions,
-    #[command(flatten)]
-    tls: healthprobe_shell::tls::TlsOptions,
-}
-
-#[cfg(feature = "postgres")]
-#[derive(Debug, Subcommand)]
-enum HaCommand {
-    /// Make the lease table with S shards (safe to run again; the count is
-    /// fixed once made). Every instance run with `--ha URL` shares them.
-    Init {
-        /// How many shards split the fleet: a few per instance you may run (1 to 1024).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024), value_name = "S")]
-        shards: u32,
-        #[command(flatten)]
-        database: HaDatabase,
-    },
-    /// Print every shard's owner, epoch and lease age (seconds).
-    Status {
-        /// One JSON object per shard, one per line.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        database: HaDatabase,
-    },
+    Ha(healthprobe_shell::HaCommand),
 }
 
 #[derive(Debug, Args)]
@@ -135,75 +97,10 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay(&args),
         Command::Simulate(args) => simulate(&args),
         #[cfg(feature = "postgres")]
-        Command::Ha(args) => ha(&args),
-    }
-}
-
-#[cfg(feature = "postgres")]
-fn ha(args: &HaArgs) -> ExitCode {
-    let (HaCommand::Init { database, .. } | HaCommand::Status { database, .. }) = &args.command;
-    if database.ha.url.is_none() {
-        return fail(
-            EXIT_BAD_INPUT,
-            "ha: give the lease table's database with --ha URL (or HEALTHPROBE_HA)",
-        );
-    }
-    match &args.command {
-        HaCommand::Init { shards, .. } => {
-            match healthprobe_shell::ha_init(&database.ha, &database.tls, *shards) {
-                Ok(()) => {
-                    println!("lease table ready: {shards} shards");
-                    ExitCode::SUCCESS
-                }
-                Err(err) => fail(err.exit_code(), err),
-            }
-        }
-        HaCommand::Status { json, .. } => {
-            match healthprobe_shell::ha_status(&database.ha, &database.tls) {
-                Ok(rows) => {
-                    let mut out = io::stdout().lock();
-                    let printed = if *json {
-                        rows.iter().try_for_each(|row| {
-                            let line = serde_json::json!({
-                                "shard": row.shard,
-                                "owner": row.owner,
-                                "epoch": row.epoch,
-                                "lease_age_seconds": row.lease_age,
-                                "expires_in_seconds": row.expires_in,
-                            });
-                            writeln!(out, "{line}")
-                        })
-                    } else {
-                        let seconds = |value: Option<f64>| {
-                            value.map_or("-".to_owned(), |s| format!("{s:.1}"))
-                        };
-                        writeln!(
-                            out,
-                            "{:>5}  {:<32}  {:>6}  {:>9}  {:>10}",
-                            "SHARD", "OWNER", "EPOCH", "LEASE AGE", "EXPIRES IN"
-                        )
-                        .and_then(|()| {
-                            rows.iter().try_for_each(|row| {
-                                writeln!(
-                                    out,
-                                    "{:>5}  {:<32}  {:>6}  {:>9}  {:>10}",
-                                    row.shard,
-                                    row.owner.as_deref().unwrap_or("-"),
-                                    row.epoch,
-                                    seconds(row.lease_age),
-                                    seconds(row.expires_in)
-                                )
-                            })
-                        })
-                    };
-                    match printed.and_then(|()| out.flush()) {
-                        Ok(()) => ExitCode::SUCCESS,
-                        Err(err) => fail(1, format!("cannot write the status: {err}")),
-                    }
-                }
-                Err(err) => fail(err.exit_code(), err),
-            }
-        }
+        Command::Ha(command) => match healthprobe_shell::ha_command(&command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(err.exit_code(), err),
+        },
     }
 }
 
