@@ -407,12 +407,10 @@ impl ShardStore for PgHa {
     }
 
     fn write(&mut self, shards: &[(ShardLease, Snapshot)]) -> Vec<(ShardLease, Persisted)> {
-        // Entries of leases no longer held go (a released or lost shard).
-        self.written.retain(|lease, _| {
-            shards
-                .iter()
-                .any(|(held, _)| held.shard != lease.shard || held == lease)
-        });
+        // Only the leases written now keep an entry (not a released, lost
+        // or suspended shard's).
+        self.written
+            .retain(|lease, _| shards.iter().any(|(held, _)| held == lease));
         let mut answers = Vec::with_capacity(shards.len());
         let mut texts = Vec::new();
         for (lease, snapshot) in shards {
