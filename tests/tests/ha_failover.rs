@@ -172,6 +172,52 @@ impl Cluster {
         failed.len() == failing
     }
 
+    /// Wait (15 s at most) until `ids` hold `counts` shards (sorted).
+    fn converge(&self, ids: &[&str], counts: &[usize]) {
+        let converged = until(Duration::from_secs(15), || {
+            spread(&self.postgres, ids) == counts
+        });
+        assert!(
+            converged.is_some(),
+            "never {counts:?}: {:?}",
+            owners(&self.postgres)
+        );
+    }
+
+    /// The leases `owner` holds: (shard, epoch).
+    fn leases_of(&self, owner: &str) -> Vec<(i32, i64)> {
+        let rows = self
+            .postgres
+            .client()
+            .query(
+                "SELECT shard_id, epoch FROM hp_shard WHERE owner = $1",
+                &[&owner],
+            )
+            .expect("read the lease table");
+        rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+    }
+
+    /// The database's clock, in Unix seconds.
+    fn db_now(&self) -> f64 {
+        let row = self
+            .postgres
+            .client()
+            .query_one("SELECT extract(epoch FROM now())::float8", &[]);
+        row.expect("now").get(0)
+    }
+
+    /// Writes accepted after `since` (Unix seconds) under one of `leases`.
+    fn writes_under(&self, leases: Vec<(i32, i64)>, since: f64) -> i64 {
+        let (shards, epochs): (Vec<i32>, Vec<i64>) = leases.into_iter().unzip();
+        let row = self.postgres.client().query_one(
+            "SELECT count(*) FROM hp_audit a JOIN unnest($2::int[], $3::bigint[]) AS old(shard_id, epoch)
+                ON a.shard_id = old.shard_id AND a.written_epoch = old.epoch
+             WHERE extract(epoch FROM a.at)::float8 > $1",
+            &[&since, &shards, &epochs],
+        );
+        row.expect("read the audit").get(0)
+    }
+
     /// Each shard's epoch.
     fn epochs(&self) -> BTreeMap<i32, i64> {
         let rows = self
@@ -400,14 +446,7 @@ fn ha_a_games_failure_count_continues_across_owners_after_a_kill_9() {
     cluster.postgres.execute(AUDIT);
     let a = cluster.instance("a", &[]);
     let b = cluster.instance("b", &[]);
-    assert!(
-        until(Duration::from_secs(15), || spread(
-            &cluster.postgres,
-            &["a", "b"]
-        ) == [6, 6])
-        .is_some(),
-        "never 6/6"
-    );
+    cluster.converge(&["a", "b"], &[6, 6]);
     // A game of b's starts failing; b is killed once its row counts 2
     // failures (failures_threshold 3).
     let shard = i32::try_from(shard_of("g00", SHARDS)).expect("small");
@@ -460,15 +499,7 @@ fn ha_sigterm_hands_every_shard_over_within_the_probe_timeout_plus_1s() {
     let cluster = Cluster::start(8, 2);
     let a = cluster.instance("a", &["--metrics-addr", "127.0.0.1:0"]);
     let b = cluster.instance("b", &["--runtime", "async"]);
-    assert!(
-        until(Duration::from_secs(15), || spread(
-            &cluster.postgres,
-            &["a", "b"]
-        ) == [6, 6])
-        .is_some(),
-        "never 6/6: {:?}",
-        owners(&cluster.postgres)
-    );
+    cluster.converge(&["a", "b"], &[6, 6]);
     assert!(until(Duration::from_secs(15), || cluster.all_failed(2)).is_some());
     b.terminate().expect("SIGTERM b");
     let moved = until(Duration::from_secs(10), || {
@@ -522,30 +553,12 @@ fn ha_an_owner_sigstopped_past_its_lease_writes_and_publishes_nothing_once_resum
     cluster.postgres.execute(AUDIT);
     let a = cluster.instance("a", &[]);
     let b = cluster.instance("b", &[]);
-    assert!(
-        until(Duration::from_secs(15), || spread(
-            &cluster.postgres,
-            &["a", "b"]
-        ) == [6, 6])
-        .is_some(),
-        "never 6/6: {:?}",
-        owners(&cluster.postgres)
-    );
+    cluster.converge(&["a", "b"], &[6, 6]);
     assert!(until(Duration::from_secs(15), || cluster.all_failed(failing)).is_some());
     // b's leases when it stops: any write under one of them after the
     // takeover is a stale owner's (b may take shards again once resumed,
     // under new epochs).
-    let held_by_b: Vec<(i32, i64)> = cluster
-        .postgres
-        .client()
-        .query(
-            "SELECT shard_id, epoch FROM hp_shard WHERE owner = 'b'",
-            &[],
-        )
-        .expect("b's leases")
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let held_by_b = cluster.leases_of("b");
     assert_eq!(held_by_b.len(), 6);
     signal(b.id(), "STOP");
     // a takes b's shards once their leases run out.
@@ -553,12 +566,7 @@ fn ha_an_owner_sigstopped_past_its_lease_writes_and_publishes_nothing_once_resum
         owners(&cluster.postgres) == BTreeMap::from([("a".to_owned(), 12)])
     });
     assert!(taken.is_some(), "a never took b's shards");
-    let takeover: f64 = cluster
-        .postgres
-        .client()
-        .query_one("SELECT extract(epoch FROM now())::float8", &[])
-        .expect("now")
-        .get(0);
+    let takeover = cluster.db_now();
     // Every engine changes while b sleeps: b wakes up with a tick's worth
     // of outcomes to fold, write and publish, all of them stale.
     for engine in &cluster.engines {
@@ -567,18 +575,7 @@ fn ha_an_owner_sigstopped_past_its_lease_writes_and_publishes_nothing_once_resum
     std::thread::sleep(Duration::from_secs(1));
     signal(b.id(), "CONT");
     std::thread::sleep(Duration::from_secs(4));
-    let (shards, epochs): (Vec<i32>, Vec<i64>) = held_by_b.into_iter().unzip();
-    let stale: i64 = cluster
-        .postgres
-        .client()
-        .query_one(
-            "SELECT count(*) FROM hp_audit a JOIN unnest($2::int[], $3::bigint[]) AS old(shard_id, epoch)
-                ON a.shard_id = old.shard_id AND a.written_epoch = old.epoch
-             WHERE extract(epoch FROM a.at)::float8 > $1",
-            &[&takeover, &shards, &epochs],
-        )
-        .expect("read the audit")
-        .get(0);
+    let stale = cluster.writes_under(held_by_b, takeover);
     assert_eq!(
         stale, 0,
         "writes under b's old leases accepted after the takeover"
@@ -614,25 +611,14 @@ fn ha_postgres_down_shorter_than_the_lease_moves_nothing_and_a_longer_outage_kee
     let a = cluster.instance("a", &[]);
     let b = cluster.instance("b", &[]);
     let ids = ["a", "b"];
-    assert!(
-        until(Duration::from_secs(15), || spread(&cluster.postgres, &ids)
-            == [6, 6])
-        .is_some(),
-        "never 6/6"
-    );
+    cluster.converge(&ids, &[6, 6]);
     assert!(until(Duration::from_secs(15), || cluster.all_failed(3)).is_some());
     let before = cluster.epochs();
     // Down for 1.5 s, less than TTL - renew: the same epochs afterwards.
     cluster.postgres.stop();
     std::thread::sleep(Duration::from_millis(1500));
     cluster.postgres.start();
-    assert!(
-        until(Duration::from_secs(10), || spread(&cluster.postgres, &ids)
-            == [6, 6])
-        .is_some(),
-        "not 6/6 again after a short outage: {:?}",
-        owners(&cluster.postgres)
-    );
+    cluster.converge(&ids, &[6, 6]);
     assert_eq!(cluster.epochs(), before, "a short outage changed owners");
     // Two more games start failing, then the database is down for 5 s
     // (past every lease): each shard is taken again under a new epoch and
@@ -644,13 +630,7 @@ fn ha_postgres_down_shorter_than_the_lease_moves_nothing_and_a_longer_outage_kee
     cluster.postgres.stop();
     std::thread::sleep(Duration::from_secs(5));
     cluster.postgres.start();
-    assert!(
-        until(Duration::from_secs(15), || spread(&cluster.postgres, &ids)
-            == [6, 6])
-        .is_some(),
-        "not 6/6 again after a long outage: {:?}",
-        owners(&cluster.postgres)
-    );
+    cluster.converge(&ids, &[6, 6]);
     let after = cluster.epochs();
     assert!(
         before.iter().all(|(shard, epoch)| after[shard] > *epoch),
@@ -679,26 +659,9 @@ fn ha_an_instance_cut_off_from_postgres_self_fences_and_its_late_statements_are_
     let via_relay = format!("postgres://postgres@{}/postgres", relay.addr());
     let a = cluster.instance_via("a", &via_relay, &[]);
     let b = cluster.instance("b", &[]);
-    assert!(
-        until(Duration::from_secs(15), || spread(
-            &cluster.postgres,
-            &["a", "b"]
-        ) == [6, 6])
-        .is_some(),
-        "never 6/6"
-    );
+    cluster.converge(&["a", "b"], &[6, 6]);
     assert!(until(Duration::from_secs(15), || cluster.all_failed(2)).is_some());
-    let held_by_a: Vec<(i32, i64)> = cluster
-        .postgres
-        .client()
-        .query(
-            "SELECT shard_id, epoch FROM hp_shard WHERE owner = 'a'",
-            &[],
-        )
-        .expect("a's leases")
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let held_by_a = cluster.leases_of("a");
     relay.cut();
     // Every game changes while a is cut off.
     for engine in &cluster.engines {
@@ -709,35 +672,11 @@ fn ha_an_instance_cut_off_from_postgres_self_fences_and_its_late_statements_are_
     })
     .expect("b never took a's shards");
     assert!(taken <= Duration::from_millis(5000), "took {taken:?}");
-    let takeover: f64 = cluster
-        .postgres
-        .client()
-        .query_one("SELECT extract(epoch FROM now())::float8", &[])
-        .expect("now")
-        .get(0);
+    let takeover = cluster.db_now();
     std::thread::sleep(Duration::from_secs(2));
     relay.heal();
-    assert!(
-        until(Duration::from_secs(15), || spread(
-            &cluster.postgres,
-            &["a", "b"]
-        ) == [6, 6])
-        .is_some(),
-        "not 6/6 again once healed: {:?}",
-        owners(&cluster.postgres)
-    );
-    let (shards, epochs): (Vec<i32>, Vec<i64>) = held_by_a.into_iter().unzip();
-    let stale: i64 = cluster
-        .postgres
-        .client()
-        .query_one(
-            "SELECT count(*) FROM hp_audit a JOIN unnest($2::int[], $3::bigint[]) AS old(shard_id, epoch)
-                ON a.shard_id = old.shard_id AND a.written_epoch = old.epoch
-             WHERE extract(epoch FROM a.at)::float8 > $1",
-            &[&takeover, &shards, &epochs],
-        )
-        .expect("read the audit")
-        .get(0);
+    cluster.converge(&["a", "b"], &[6, 6]);
+    let stale = cluster.writes_under(held_by_a, takeover);
     assert_eq!(
         stale, 0,
         "writes under a's old leases accepted after the takeover"
