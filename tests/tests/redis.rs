@@ -770,6 +770,35 @@ fn d4_an_acl_user_needs_eval_and_the_markers_keys_and_is_refused_by_name_without
     enough.publish(&event).expect("published");
     enough.publish(&event).expect("a repeat is delivered");
     assert_eq!(event_ids(&redis), [event.id.to_string()]);
+    // With --ha the fence keys too: refused without them, enough with
+    // what the README adds (`+get ~hp:fence:STREAM:*`).
+    let lease = ShardLease { shard: 1, epoch: 1 };
+    let fenced = with_id(recovered_at(6));
+    let text = enough
+        .publish_fenced(&fenced, lease)
+        .expect_err("no fence key")
+        .to_string();
+    assert!(text.contains("NoPerm"), "{text}");
+    let mut ha = user(
+        "prober-ha",
+        &[
+            "+eval",
+            "+exists",
+            "+xadd",
+            "+set",
+            "+get",
+            &format!("~{STREAM}"),
+            &format!("~hp:event:{STREAM}:*"),
+            &format!("~hp:fence:{STREAM}:*"),
+        ],
+    );
+    ha.raise_fence(lease).expect("the fence raised");
+    ha.publish_fenced(&fenced, lease)
+        .expect("published under the fence");
+    assert_eq!(
+        event_ids(&redis),
+        [event.id.to_string(), fenced.id.to_string()]
+    );
 }
 
 #[test]
