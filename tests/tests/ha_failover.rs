@@ -371,16 +371,47 @@ fn ha_three_instances_spread_12_shards_4_4_4_then_a_kill_9_leaves_6_6_and_nothin
         cluster.stream()
     );
     let before = cluster.stream().len();
+    // b's games, and how often each engine was probed when b dies.
+    let orphaned: Vec<usize> = cluster
+        .leases_of("b")
+        .iter()
+        .flat_map(|(shard, _)| {
+            (0..cluster.engines.len()).filter(move |game| {
+                i64::from(shard_of(&format!("g{game:02}"), SHARDS)) == i64::from(*shard)
+            })
+        })
+        .collect();
+    let probes: Vec<usize> = orphaned
+        .iter()
+        .map(|&game| cluster.engines[game].requests())
+        .collect();
     b.kill().expect("kill -9 b");
     // TTL + renew + 1 s (a margin of one more renew for this poll).
     let moved = until(Duration::from_secs(10), || {
         spread(&cluster.postgres, &["a", "c"]) == [6, 6]
     });
     let moved = moved.expect("the survivors never held 6/6");
-    eprintln!("figure: 4/4/4 {converged:?} after the starts; kill -9 -> 6/6 in {moved:?}");
+    let probed = until(Duration::from_secs(10), || {
+        orphaned
+            .iter()
+            .zip(&probes)
+            .all(|(&game, &count)| cluster.engines[game].requests() > count)
+    })
+    .expect("b's games never probed again");
+    eprintln!(
+        "figure: 4/4/4 {converged:?} after the starts; kill -9 -> 6/6 in {moved:?}, \
+         each of b's {} games probed again by {:?} after the kill",
+        orphaned.len(),
+        moved + probed
+    );
     assert!(
         moved <= Duration::from_millis(4500 + 500),
         "took {moved:?} to move b's shards (TTL + renew + 1 s = 4.5 s)"
+    );
+    // Within one more interval (1 s), with the poll's margin.
+    assert!(
+        probed <= Duration::from_millis(1500),
+        "b's games probed again {probed:?} after their shards moved"
     );
     // Every game probed again: the failing games stay failed, none recovers
     // or fails again (the counters moved with the shards), for 3 more ticks.
