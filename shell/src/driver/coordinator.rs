@@ -160,6 +160,10 @@ impl Leases {
                 // Never with one request at a time on this thread.
                 None => drop(self.0.wake.wait_timeout(machine, Duration::from_millis(10))),
                 Some(LeaseAction::Stop) => {
+                    // What the tick side gave back, then any lease taken
+                    // after its last tick (never loaded, so nothing of it
+                    // is lost): a survivor takes them at once.
+                    self.queued().extend(machine.held());
                     drop(machine);
                     self.release_queued(table.as_mut());
                     if let Err(reason) = table.leave() {
@@ -181,7 +185,9 @@ impl Leases {
     /// Release what the tick side gave back, forgotten by the machine as
     /// the request goes (between two of its own requests).
     fn release_queued(&self, table: &mut dyn LeaseTable) {
-        let releases = std::mem::take(&mut *self.queued());
+        let mut releases = std::mem::take(&mut *self.queued());
+        releases.sort_unstable();
+        releases.dedup();
         if releases.is_empty() {
             return;
         }
