@@ -13,7 +13,7 @@ use std::time::Duration;
 use healthprobe_core::shard::Shard;
 use tracing::info;
 
-use crate::adapters::open::OpenError;
+use crate::adapters::open::{OpenError, is_redis_url};
 #[cfg(feature = "postgres")]
 use crate::adapters::pg_leases::{self, ShardRow};
 use crate::config::WorkerConfig;
@@ -111,8 +111,7 @@ pub(crate) fn open_ha(
             "--ha splits the fleet by leases: --shard is for instances without --ha",
         ));
     }
-    let events = options.events.to_string_lossy();
-    if !(events.starts_with("redis://") || events.starts_with("rediss://")) {
+    if !options.events.to_str().is_some_and(is_redis_url) {
         return Err(bad(
             "--ha needs --events redis://…: only a stream shared by every instance can refuse the publishes of one that lost its shards",
         ));
@@ -128,20 +127,19 @@ pub(crate) fn open_ha(
     // Once, at start, with the records' patience (a database under load).
     let mut db = open_ha_db(ha, tls, crate::adapters::PostgresRecords::DEFAULT_TIMEOUT)?;
     lease_config.shards = ha_request(&mut db, pg_leases::shard_count)?;
-    lease_config.validate().map_err(|err| {
+    let statements = PgLeases::new(lease_config.instance_id.clone(), lease_config.ttl);
+    let (instance_id, shards) = (lease_config.instance_id.clone(), lease_config.shards);
+    let leases = Leases::new(lease_config, Arc::new(SystemClock)).map_err(|err| {
         bad(&format!(
             "--lease-ttl, --lease-self-fence, --lease-renew: {err}"
         ))
     })?;
-    let leases = Leases::new(lease_config.clone(), Arc::new(SystemClock))
-        .map_err(|err| bad(&err.to_string()))?;
-    let statements = PgLeases::new(lease_config.instance_id.clone(), lease_config.ttl);
-    let shards = PgHa::new(open_ha_db(ha, tls, timeout)?, statements.clone());
-    info!(instance_id = %lease_config.instance_id, shards = lease_config.shards, "failover: coordinating through the lease table");
+    let shard_store = PgHa::new(open_ha_db(ha, tls, timeout)?, statements.clone());
+    info!(%instance_id, shards, "failover: coordinating through the lease table");
     Ok((
         leases,
         Box::new(PgHa::new(db, statements)),
-        Box::new(shards),
+        Box::new(shard_store),
     ))
 }
 

@@ -206,42 +206,47 @@ impl Metrics {
     /// Failover's metrics too: the shards acted on, the fenced writes and
     /// publishes, and the lease thread's `counts`.
     pub fn with_ha(mut self, counts: &LeaseCounts) -> Self {
-        let registry = &mut self.registry;
-        registry.register(
-            "ha_shards_active",
-            "Shards this instance probes (held under a valid lease) at the end of the last tick",
-            self.ha_shards_active.clone(),
-        );
-        registry.register(
-            "ha_shards_suspended",
-            "Shards held whose lease could not be proved in time (self-fenced: not probed, written or published)",
-            self.ha_shards_suspended.clone(),
-        );
-        registry.register(
-            "ha_fenced_writes",
-            "Shard state writes refused by the lease table (another instance holds the shard)",
-            self.ha_fenced_writes.clone(),
-        );
-        registry.register(
-            "ha_fenced_publishes",
-            "Publishes refused by the stream's fence (another instance holds the shard)",
-            self.ha_fenced_publishes.clone(),
-        );
-        registry.register(
-            "ha_renewals",
-            "Lease heartbeats answered",
-            counts.renewals.clone(),
-        );
-        registry.register(
-            "ha_renewal_failures",
-            "Lease heartbeats that failed",
-            counts.renewal_failures.clone(),
-        );
-        registry.register(
-            "ha_acquired_shards",
-            "Shards taken over (each under a new epoch)",
-            counts.acquired.clone(),
-        );
+        let gauges = [
+            (
+                "ha_shards_active",
+                "Shards this instance probes (held under a valid lease) at the end of the last tick",
+                &self.ha_shards_active,
+            ),
+            (
+                "ha_shards_suspended",
+                "Shards held whose lease could not be proved in time (self-fenced: not probed, written or published)",
+                &self.ha_shards_suspended,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            self.registry.register(name, help, gauge.clone());
+        }
+        let counters = [
+            (
+                "ha_fenced_writes",
+                "Shard state writes refused by the lease table (another instance holds the shard)",
+                &self.ha_fenced_writes,
+            ),
+            (
+                "ha_fenced_publishes",
+                "Publishes refused by the stream's fence (another instance holds the shard)",
+                &self.ha_fenced_publishes,
+            ),
+            ("ha_renewals", "Lease heartbeats answered", &counts.renewals),
+            (
+                "ha_renewal_failures",
+                "Lease heartbeats that failed",
+                &counts.renewal_failures,
+            ),
+            (
+                "ha_acquired_shards",
+                "Shards taken over (each under a new epoch)",
+                &counts.acquired,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            self.registry.register(name, help, counter.clone());
+        }
         self
     }
 

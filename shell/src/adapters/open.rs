@@ -129,7 +129,7 @@ fn feature_off(flag: &str, what: &str, feature: &str) -> OpenError {
     ))
 }
 
-fn is_redis_url(text: &str) -> bool {
+pub(crate) fn is_redis_url(text: &str) -> bool {
     text.starts_with("redis://") || text.starts_with("rediss://")
 }
 

@@ -426,9 +426,14 @@ impl ShardStore for PgHa {
         if texts.is_empty() {
             return answers;
         }
-        let sent = texts.clone();
-        match self.request(move |leases, client| leases.write(client, &sent)) {
-            Ok(written) => {
+        let leases: Vec<ShardLease> = texts.iter().map(|(lease, _)| *lease).collect();
+        // The texts go to the request and come back with its answer.
+        let written = self.request(move |statements, client| {
+            let written = statements.write(client, &texts)?;
+            Ok((written, texts))
+        });
+        match written {
+            Ok((written, texts)) => {
                 for (lease, text) in texts {
                     if written.contains(&lease.shard) {
                         answers.push((lease, Persisted::Written));
@@ -441,7 +446,7 @@ impl ShardStore for PgHa {
             }
             Err(reason) => {
                 error!(%reason, "cannot write the shards' state; their events wait until a write succeeds");
-                for (lease, _) in texts {
+                for lease in leases {
                     answers.push((lease, Persisted::Failed));
                     self.written.remove(&lease);
                 }
