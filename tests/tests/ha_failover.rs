@@ -239,6 +239,27 @@ impl Cluster {
         counts
     }
 
+    /// Within 10 s the `failing` games' `probe_failed` are in the stream,
+    /// and 2 s later still once each, in a clean stream.
+    fn assert_each_failed_once(&self, failing: usize) {
+        let failed = until(Duration::from_secs(10), || self.all_failed(failing));
+        assert!(failed.is_some(), "{:?}", self.stream());
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(
+            self.failed_counts().values().all(|count| *count == 1),
+            "a probe_failed repeated: {:?}",
+            self.stream()
+        );
+        self.assert_stream_clean();
+    }
+
+    /// A relay to PostgreSQL the test can cut, and the `--ha` URL through it.
+    fn relay(&self) -> (TcpRelay, String) {
+        let relay = TcpRelay::start(([127, 0, 0, 1], self.postgres.port()).into());
+        let url = format!("postgres://postgres@{}/postgres", relay.addr());
+        (relay, url)
+    }
+
     /// The stream holds each event id once, and per shard no entry under
     /// an epoch lower than one already in the stream (no stale publish).
     fn assert_stream_clean(&self) {
@@ -667,18 +688,7 @@ fn ha_postgres_down_shorter_than_the_lease_moves_nothing_and_a_longer_outage_kee
         before.iter().all(|(shard, epoch)| after[shard] > *epoch),
         "every lease ran out, so every shard is under a new epoch: {before:?} -> {after:?}"
     );
-    assert!(
-        until(Duration::from_secs(10), || cluster.all_failed(5)).is_some(),
-        "{:?}",
-        cluster.stream()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        cluster.failed_counts().values().all(|count| *count == 1),
-        "a probe_failed repeated: {:?}",
-        cluster.stream()
-    );
-    cluster.assert_stream_clean();
+    cluster.assert_each_failed_once(5);
     drop((a, b));
 }
 
@@ -686,8 +696,7 @@ fn ha_postgres_down_shorter_than_the_lease_moves_nothing_and_a_longer_outage_kee
 fn ha_an_instance_cut_off_from_postgres_self_fences_and_its_late_statements_are_refused() {
     let cluster = Cluster::start(12, 2);
     cluster.postgres.execute(AUDIT);
-    let relay = TcpRelay::start(([127, 0, 0, 1], cluster.postgres.port()).into());
-    let via_relay = format!("postgres://postgres@{}/postgres", relay.addr());
+    let (relay, via_relay) = cluster.relay();
     let a = cluster.instance_via("a", &via_relay, &[]);
     let b = cluster.instance("b", &[]);
     cluster.converge(&["a", "b"], &[6, 6]);
@@ -712,14 +721,7 @@ fn ha_an_instance_cut_off_from_postgres_self_fences_and_its_late_statements_are_
         stale, 0,
         "writes under a's old leases accepted after the takeover"
     );
-    assert!(until(Duration::from_secs(10), || cluster.all_failed(12)).is_some());
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        cluster.failed_counts().values().all(|count| *count == 1),
-        "a probe_failed repeated: {:?}",
-        cluster.stream()
-    );
-    cluster.assert_stream_clean();
+    cluster.assert_each_failed_once(12);
     drop((a, b));
 }
 
@@ -760,8 +762,7 @@ fn ha_chaos_loses_nothing_committed_duplicates_nothing_and_keeps_each_games_orde
     let games = 24;
     let mut cluster = Cluster::start(games, 0);
     cluster.postgres.execute(AUDIT);
-    let relay = TcpRelay::start(([127, 0, 0, 1], cluster.postgres.port()).into());
-    let via_relay = format!("postgres://postgres@{}/postgres", relay.addr());
+    let (relay, via_relay) = cluster.relay();
     let mut failing = vec![false; games];
     let mut next_id = 0;
     let mut start = |cluster: &Cluster, relayed: bool| {
