@@ -122,7 +122,7 @@ pub fn status(client: &mut impl GenericClient) -> Result<Vec<ShardRow>, HaError>
     Ok(rows
         .iter()
         .map(|row| ShardRow {
-            shard: u32::try_from(row.get::<_, i32>(0)).unwrap_or_default(),
+            shard: shard_id(row),
             owner: row.get(1),
             epoch: u64::try_from(row.get::<_, i64>(2)).unwrap_or_default(),
             lease_age: row.get(3),
@@ -137,6 +137,11 @@ pub fn status(client: &mut impl GenericClient) -> Result<Vec<ShardRow>, HaError>
 pub struct PgLeases {
     instance_id: String,
     ttl_seconds: f64,
+}
+
+/// A row's first column, a shard id.
+fn shard_id(row: &postgres::Row) -> u32 {
+    u32::try_from(row.get::<_, i32>(0)).unwrap_or_default()
 }
 
 fn lease(shard: i32, epoch: i64) -> ShardLease {
@@ -238,25 +243,19 @@ impl PgLeases {
     }
 
     /// Give `leases` back (their epochs unchanged; the next acquire bumps
-    /// them); the shards released, those this instance still held.
-    pub fn release(&self, client: &mut Client, leases: &[ShardLease]) -> Result<Vec<u32>, HaError> {
+    /// them), those this instance still holds under them.
+    pub fn release(&self, client: &mut Client, leases: &[ShardLease]) -> Result<(), HaError> {
         let (shards, epochs) = columns(leases);
-        let rows = client.query(
+        client.execute(
             "WITH r AS (SELECT s.shard_id FROM hp_shard s
                           JOIN unnest($2::int[], $3::bigint[]) AS x(shard_id, epoch)
                             ON s.shard_id = x.shard_id AND s.epoch = x.epoch
                          WHERE s.owner = $1 ORDER BY s.shard_id FOR UPDATE OF s)
              UPDATE hp_shard s SET owner = NULL, expires_at = hp_now()
-               FROM r WHERE s.shard_id = r.shard_id
-             RETURNING s.shard_id",
+               FROM r WHERE s.shard_id = r.shard_id",
             &[&self.instance_id, &shards, &epochs],
         )?;
-        let mut released: Vec<u32> = rows
-            .iter()
-            .map(|row| u32::try_from(row.get::<_, i32>(0)).unwrap_or_default())
-            .collect();
-        released.sort_unstable();
-        Ok(released)
+        Ok(())
     }
 
     /// Write each shard's snapshot under its lease: only where this
@@ -282,12 +281,7 @@ impl PgLeases {
              RETURNING s.shard_id",
             &[&self.instance_id, &shards, &epochs, &texts],
         )?;
-        let mut written: Vec<u32> = rows
-            .iter()
-            .map(|row| u32::try_from(row.get::<_, i32>(0)).unwrap_or_default())
-            .collect();
-        written.sort_unstable();
-        Ok(written)
+        Ok(rows.iter().map(shard_id).collect())
     }
 
     /// The snapshots of `leases`' shards (`''` when none was written yet),
@@ -306,15 +300,7 @@ impl PgLeases {
               WHERE s.owner = $1 AND s.expires_at > hp_now()",
             &[&self.instance_id, &shards, &epochs],
         )?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                (
-                    u32::try_from(row.get::<_, i32>(0)).unwrap_or_default(),
-                    row.get(1),
-                )
-            })
-            .collect())
+        Ok(rows.iter().map(|row| (shard_id(row), row.get(1))).collect())
     }
 
     /// Leave the membership (at shutdown, after the releases).
@@ -370,7 +356,6 @@ impl LeaseTable for PgHa {
     fn release(&mut self, released: &[ShardLease]) -> Result<(), String> {
         let asked = released.to_vec();
         self.request(move |leases, client| leases.release(client, &asked))
-            .map(drop)
     }
 
     fn leave(&mut self) -> Result<(), String> {
