@@ -193,7 +193,7 @@ fn ha_request<T: Send + 'static>(
     work: impl FnOnce(&mut postgres::Client) -> Result<T, pg_leases::HaError> + Send + 'static,
 ) -> Result<T, RunError> {
     let answer = db.request(move |client| match work(client) {
-        Err(pg_leases::HaError::Db(err)) => Err(pg_leases::HaError::Db(err).to_string()),
+        Err(err @ pg_leases::HaError::Db(_)) => Err(err.to_string()),
         other => Ok(other.map_err(|err| err.to_string())),
     });
     match answer {

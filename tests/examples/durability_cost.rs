@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use healthprobe_core::{HealthStates, Input, Policy, ProbeOutcome, ProbeResult, Timestamp};
 use healthprobe_shell::adapters::{CountingTelemetry, MemoryPublisher, MemoryStore};
+use healthprobe_shell::codec::snapshot::encode_snapshot_with_journal;
 use healthprobe_shell::config::WorkerConfig;
 use healthprobe_shell::driver::ports::SystemClock;
 use healthprobe_shell::driver::ports::{JournalSink, StateStore};
 use healthprobe_shell::driver::worker::{Ports, Worker};
-use healthprobe_shell::durability::durable::{StateFile, encode_snapshot_with_journal};
+use healthprobe_shell::durability::durable::StateFile;
 use healthprobe_shell::durability::journal_file::JournalFile;
 use healthprobe_tests::{Behaviour, Fleet, ScratchDir};
 

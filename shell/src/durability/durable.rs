@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use healthprobe_core::{HealthStates, Outgoing};
 
-pub use crate::codec::snapshot::{encode_snapshot_with_journal, parse_snapshot};
+use crate::codec::snapshot::{encode_snapshot_with_journal, parse_snapshot};
 use crate::driver::ports::{Saved, StateError, StateStore};
 use healthprobe_core::tick::Snapshot;
 

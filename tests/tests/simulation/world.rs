@@ -23,13 +23,13 @@ use healthprobe_core::{
 };
 use healthprobe_shell::Shutdown;
 use healthprobe_shell::codec::journal::write_input;
+use healthprobe_shell::codec::snapshot::{encode_snapshot_with_journal, parse_snapshot};
 use healthprobe_shell::config::Runtime;
 use healthprobe_shell::driver::ports::{
     Clock, HealthEventPublisher, JournalSink, ListError, ProbeFanout, Probed, PublishError,
     RuntimeRecordStore, StateStore, Telemetry,
 };
 use healthprobe_shell::driver::ports::{Saved, Snapshot, StateError};
-use healthprobe_shell::durability::durable::{encode_snapshot_with_journal, parse_snapshot};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
